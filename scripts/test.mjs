@@ -1,0 +1,49 @@
+#!/usr/bin/env node
+// The README's test command (`npm test`): makes sure the tools the tests use are installed
+// (Debian packages; installed with apt-get when running as root, else a loud failure naming
+// them), compiles the TypeScript, then runs the whole vitest suite. Exits non-zero on failure.
+import { $, which } from "zx";
+
+$.verbose = false;
+
+// command -> Debian package that provides it
+const tools = {
+  skopeo: "skopeo",
+  umoci: "umoci",
+  "docker-registry": "docker-registry",
+  crun: "crun",
+  runc: "runc",
+  busybox: "busybox-static",
+  buildah: "buildah",
+  openssl: "openssl",
+  newuidmap: "uidmap",
+  unshare: "util-linux",
+  xz: "xz-utils",
+  bzip2: "bzip2",
+};
+
+const missing = [];
+for (const [cmd, pkg] of Object.entries(tools)) {
+  if (!(await which(cmd, { nothrow: true }))) missing.push(pkg);
+}
+if (missing.length > 0) {
+  const pkgs = [...new Set(missing)];
+  if (process.getuid?.() !== 0) {
+    console.error(`kiln tests need these Debian packages: ${pkgs.join(" ")}\n` +
+      `install them with: sudo apt-get install -y ${pkgs.join(" ")}`);
+    process.exit(1);
+  }
+  console.log(`installing test tools: ${pkgs.join(" ")}`);
+  try {
+    await $({ env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } })`apt-get update`;
+    await $({ env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } })`apt-get install -y --no-install-recommends ${pkgs}`;
+  } catch (err) {
+    console.error(`failed to install ${pkgs.join(" ")}: ${err.stderr ?? err.message}`);
+    process.exit(1);
+  }
+}
+
+await $({ stdio: "inherit" })`npx tsc -p tsconfig.json`;
+const args = process.argv.slice(2);
+const res = await $({ stdio: "inherit", nothrow: true })`npx vitest run ${args}`;
+process.exit(res.exitCode ?? 1);
