@@ -20,6 +20,9 @@ const tools = {
   unshare: "util-linux",
   xz: "xz-utils",
   bzip2: "bzip2",
+  setfattr: "attr",
+  chroot: "coreutils",
+  htpasswd: "apache2-utils",
 };
 
 const missing = [];

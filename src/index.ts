@@ -1,1 +1,31 @@
-export const VERSION = "0.1.0";
+// kiln's public library API: `import { build, parseDockerfile, ... } from "kiln"`.
+export { VERSION } from "./version.js";
+export { KilnError, DockerfileError, UsageError } from "./errors.js";
+
+// Dockerfile language
+export { parseDockerfile } from "./dockerfile/parse.js";
+export type { DockerfileAST, Instruction, Heredoc, Directive } from "./dockerfile/ast.js";
+export { expandWord, expandWords, expandWordDetailed, ExpansionError } from "./dockerfile/expand.js";
+export type { ExpandEnv, ExpandOptions } from "./dockerfile/expand.js";
+export { typeInstruction } from "./dockerfile/instructions.js";
+export type { TypedInstruction } from "./dockerfile/instructions.js";
+export { lintDockerfile } from "./dockerfile/lint.js";
+export type { Diagnostic } from "./dockerfile/lint.js";
+export { planBuild } from "./build/plan.js";
+export type { BuildPlan, PlannedStage, PlanOptions } from "./build/plan.js";
+
+// Building
+export { build } from "./build/build.js";
+export type { BuildResult } from "./build/build.js";
+export type { BuildOptions, OutputSpec } from "./build/options.js";
+export type { BuildEvent, BuildListener } from "./build/events.js";
+
+// Images, layouts, registries
+export type { Image, Layer, MaterializedImage } from "./image/image.js";
+export type { Descriptor, Digest, ImageConfig, Manifest, Index, Platform } from "./image/oci.js";
+export { OciLayout } from "./image/layout.js";
+export { verifyLayout } from "./image/verify.js";
+export { parseReference } from "./image/reference.js";
+export { parsePlatform } from "./image/platform.js";
+export { BlobStore } from "./store/blob-store.js";
+export { pullImage, pushLayout, pushImage, login, logout } from "./registry/index.js";

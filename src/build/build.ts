@@ -1,0 +1,208 @@
+// `build()`: the whole flow for one Dockerfile. Reads and plans it, rejects what kiln cannot do
+// before any work starts, builds the stages the target needs (independent stages concurrently,
+// each at most once), then hands the target's image to the outputs.
+import { readFile, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { buffer } from "node:stream/consumers";
+import { DockerfileError, KilnError, UsageError } from "../errors.js";
+import { parseDockerfile } from "../dockerfile/parse.js";
+import type { TypedInstruction } from "../dockerfile/instructions.js";
+import type { Image, MaterializedImage } from "../image/image.js";
+import { materialize } from "../image/materialize.js";
+import type { Digest, Platform } from "../image/oci.js";
+import { hostPlatform, parsePlatform } from "../image/platform.js";
+import { BlobStore, defaultCacheDir } from "../store/blob-store.js";
+import { writeOutputs } from "../output/write.js";
+import { planBuild, type BuildPlan } from "./plan.js";
+import { DEFAULT_OUTPUT_DIR, parseNamedContext, type BuildOptions, type NamedContext, type OutputSpec } from "./options.js";
+import { BuildSession, type StageResult } from "./session.js";
+import { StageBuilder } from "./stage.js";
+import { isGitSource } from "./steps/copy.js";
+import { SUPPORTED_MOUNTS } from "./steps/run.js";
+
+export interface BuildResult {
+  image: Image;
+  materialized: MaterializedImage;
+  /** Manifest digest (what a registry reports for the image). */
+  digest: Digest;
+  configDigest: Digest;
+  outputs: OutputSpec[];
+  plan: BuildPlan;
+}
+
+export async function build(options: BuildOptions): Promise<BuildResult> {
+  const cacheDir = resolve(options.cacheDir ?? defaultCacheDir());
+  const store = new BlobStore(cacheDir);
+  const { text, file, path: dockerfilePath } = await readDockerfile(options);
+  const platform: Platform = options.platform ? parsePlatform(options.platform) : hostPlatform();
+  const buildArgs = { ...(options.buildArgs ?? {}) };
+
+  const named = new Map<string, NamedContext>();
+  for (const [name, value] of Object.entries(options.buildContexts ?? {})) named.set(name, parseNamedContext(name, value));
+
+  const ast = parseDockerfile(text, { file });
+  const plan = planBuild(ast, {
+    file,
+    buildArgs,
+    targetPlatform: platform,
+    namedContexts: [...named.keys()],
+    ...(options.target ? { target: options.target } : {}),
+  });
+  for (const w of plan.warnings) options.onEvent?.({ type: "warning", message: `${w.file}:${w.line}: ${w.message}` });
+  checkSupported(plan);
+
+  const outputs = options.outputs && options.outputs.length > 0
+    ? options.outputs
+    : [{ type: "oci", dest: resolve(DEFAULT_OUTPUT_DIR), tar: false } as OutputSpec];
+  for (const o of outputs) {
+    if (o.type === "image" && o.names.length === 0 && (options.tags ?? []).length === 0) {
+      throw new UsageError("--output type=image needs name=REF (or -t REF)");
+    }
+  }
+
+  const sde = sourceDateEpoch(options, buildArgs);
+  const created = rfc3339(sde !== undefined ? new Date(sde * 1000) : new Date());
+  const session = new BuildSession(options, plan, store, cacheDir, platform, named, dockerfilePath, created, sde);
+  try {
+    if (needsRun(plan)) await session.runner(); // isolation problems surface before any work
+    const target = await runStages(session, plan, options.jobs);
+    const image = target.image;
+    const cfg = image.config;
+    cfg.created = created;
+    if (options.labels && Object.keys(options.labels).length > 0) {
+      cfg.config ??= {};
+      cfg.config.Labels = { ...(cfg.config.Labels ?? {}), ...options.labels };
+    }
+    const materialized = await materialize(image, store, options.format ?? "oci", {
+      ...(options.annotations ? { annotations: options.annotations } : {}),
+    });
+    await writeOutputs(materialized, store, outputs, options.tags ?? [], options);
+    const result: BuildResult = {
+      image,
+      materialized,
+      digest: materialized.manifest.digest,
+      configDigest: materialized.config.digest,
+      outputs,
+      plan,
+    };
+    if (options.iidfile) await writeFile(options.iidfile, result.digest);
+    if (options.metadataFile) {
+      const meta = {
+        "containerimage.digest": result.digest,
+        "containerimage.config.digest": result.configDigest,
+        "containerimage.descriptor": materialized.manifest,
+        "image.name": (options.tags ?? []).join(","),
+      };
+      await writeFile(options.metadataFile, JSON.stringify(meta, null, 2) + "\n");
+    }
+    return result;
+  } finally {
+    await session.dispose();
+  }
+}
+
+/** Builds the stages in `plan.order`: each after its dependencies, at most `jobs` at once. */
+async function runStages(session: BuildSession, plan: BuildPlan, jobs?: number): Promise<StageResult> {
+  const limit = Math.max(1, jobs ?? (await import("node:os")).availableParallelism());
+  let running = 0;
+  const waiting: Array<() => void> = [];
+  const acquire = async (): Promise<void> => {
+    if (running < limit) {
+      running++;
+      return;
+    }
+    await new Promise<void>((r) => waiting.push(r));
+  };
+  const release = (): void => {
+    const next = waiting.shift();
+    if (next) next();
+    else running--;
+  };
+  const schedule = (index: number): Promise<StageResult> => {
+    const existing = session.stageResults.get(index);
+    if (existing) return existing;
+    const stage = plan.stages[index]!;
+    const p = (async () => {
+      for (const d of stage.dependsOn) await schedule(d);
+      await acquire();
+      try {
+        const base = await session.baseImage(index);
+        return await new StageBuilder(session, stage, base).build();
+      } finally {
+        release();
+      }
+    })();
+    session.stageResults.set(index, p);
+    p.catch(() => undefined); // observed through the target's promise
+    return p;
+  };
+  for (const i of plan.order) schedule(i);
+  const results = await Promise.allSettled(plan.order.map((i) => session.stageResults.get(i)!));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
+  return session.stageResults.get(plan.target)!;
+}
+
+/** Everything kiln cannot do yet is an error naming the feature and the line, before any work. */
+function checkSupported(plan: BuildPlan): void {
+  for (const i of plan.order) {
+    for (const inst of plan.stages[i]!.instructions) checkInstruction(inst, plan.file);
+  }
+}
+
+function checkInstruction(inst: TypedInstruction, file: string): void {
+  const fail = (msg: string): never => {
+    throw new DockerfileError(msg, inst.line, file);
+  };
+  switch (inst.kind) {
+    case "run":
+      if (inst.security === "insecure") fail("RUN --security=insecure is not supported (kiln never runs steps privileged)");
+      for (const m of inst.mounts) {
+        if (!SUPPORTED_MOUNTS.has(m.type)) fail(`RUN --mount=type=${m.type} is not supported yet`);
+        if (m.type === "cache" && m.from !== undefined) fail("RUN --mount=type=cache,from=... is not supported yet");
+      }
+      break;
+    case "add":
+      if (inst.keepGitDir) fail("ADD --keep-git-dir is not supported yet (git sources are not supported)");
+      for (const s of inst.sources) if (isGitSource(s)) fail(`ADD: git sources are not supported yet ("${s}")`);
+      break;
+    case "onbuild":
+      checkInstruction(inst.trigger, file);
+      break;
+    default:
+      break;
+  }
+}
+
+function needsRun(plan: BuildPlan): boolean {
+  return plan.order.some((i) => plan.stages[i]!.instructions.some((t) => t.kind === "run" || (t.kind === "onbuild" && false)));
+}
+
+async function readDockerfile(options: BuildOptions): Promise<{ text: string; file: string; path?: string }> {
+  if (options.dockerfile === "-" || (options.dockerfileText !== undefined && options.dockerfile === undefined)) {
+    if (options.dockerfileText !== undefined) return { text: options.dockerfileText, file: "Dockerfile" };
+    if (options.context === "-") throw new UsageError("the Dockerfile and the context cannot both come from stdin");
+    return { text: (await buffer(process.stdin)).toString("utf8"), file: "Dockerfile" };
+  }
+  if (options.context === "-" && options.dockerfile === undefined) {
+    throw new UsageError("with the context on stdin, give the Dockerfile with -f PATH");
+  }
+  const path = resolve(options.dockerfile ?? join(options.context, "Dockerfile"));
+  try {
+    return { text: await readFile(path, "utf8"), file: options.dockerfile ?? "Dockerfile", path };
+  } catch (err) {
+    throw new KilnError(`cannot read Dockerfile ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+function sourceDateEpoch(options: BuildOptions, buildArgs: Record<string, string>): number | undefined {
+  if (options.sourceDateEpoch !== undefined) return options.sourceDateEpoch;
+  const raw = buildArgs.SOURCE_DATE_EPOCH ?? process.env.SOURCE_DATE_EPOCH;
+  if (raw === undefined || raw === "") return undefined;
+  if (!/^\d+$/.test(raw)) throw new UsageError(`SOURCE_DATE_EPOCH must be a number of seconds, not "${raw}"`);
+  return Number(raw);
+}
+
+function rfc3339(d: Date): string {
+  return d.toISOString().replace(/\.\d{3}Z$/, "Z");
+}

@@ -1,0 +1,17 @@
+// Build events: what the build engine reports while it works. The CLI renders them
+// (src/cli/progress.ts); library users may pass their own listener.
+
+export type BuildEvent =
+  | { type: "step-start"; id: number; stage: string; step: number; steps: number; text: string }
+  | {
+      type: "step-done";
+      id: number;
+      seconds: number;
+      layer?: { digest: string; size: number };
+      cached?: boolean;
+    }
+  | { type: "step-log"; id: number; stream: "stdout" | "stderr"; data: Buffer }
+  | { type: "warning"; message: string }
+  | { type: "info"; message: string };
+
+export type BuildListener = (event: BuildEvent) => void;

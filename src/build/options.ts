@@ -1,0 +1,110 @@
+// What a build is asked to do: the library's BuildOptions, and the parsing of the buildx-style
+// values the CLI passes through (`--output type=...`, `--build-context NAME=...`).
+import type { Readable } from "node:stream";
+import { resolve } from "node:path";
+import { UsageError } from "../errors.js";
+import type { ImageFormat } from "../image/oci.js";
+import type { BuildListener } from "./events.js";
+
+export type OutputSpec =
+  | { type: "oci"; dest: string; tar: boolean }
+  | { type: "docker"; dest: string }
+  | { type: "image"; names: string[]; push: boolean };
+
+export type NamedContext =
+  | { kind: "oci-layout"; path: string; selector?: string }
+  | { kind: "dir"; path: string }
+  | { kind: "image"; ref: string };
+
+export type Isolation = "auto" | "oci" | "chroot";
+
+export interface BuildOptions {
+  /** Build context directory; "-" = a tar read from `contextStream` (default: stdin). */
+  context: string;
+  contextStream?: Readable;
+  /** Dockerfile path (default `<context>/Dockerfile`); "-" = `dockerfileText` (or stdin). */
+  dockerfile?: string;
+  dockerfileText?: string;
+  tags?: string[];
+  buildArgs?: Record<string, string>;
+  target?: string;
+  /** One platform, e.g. "linux/amd64" (default: the host's). */
+  platform?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  /** `--build-context NAME=VALUE` (values as buildx takes them). */
+  buildContexts?: Record<string, string>;
+  outputs?: OutputSpec[];
+  format?: ImageFormat;
+  iidfile?: string;
+  metadataFile?: string;
+  cacheDir?: string;
+  isolation?: Isolation;
+  network?: "host" | "none";
+  jobs?: number;
+  /** gzip level for new layers (default 6). */
+  compressionLevel?: number;
+  /** Overrides SOURCE_DATE_EPOCH from the environment / build args. */
+  sourceDateEpoch?: number;
+  onEvent?: BuildListener;
+  signal?: AbortSignal;
+  /** `--insecure-registry` hosts, `--registry-ca`, pull policy. */
+  insecureRegistries?: string[];
+  registryCa?: string;
+  pull?: "always" | "missing" | "never";
+}
+
+/** Where `kiln build` writes when no --output is given. */
+export const DEFAULT_OUTPUT_DIR = "kiln-out";
+
+export function parseOutput(fields: Record<string, string>, raw: string): OutputSpec {
+  const type = fields.type ?? (fields.dest !== undefined ? "oci" : undefined);
+  const bool = (v: string | undefined, name: string): boolean => {
+    if (v === undefined || v === "" ) return false;
+    if (v === "true" || v === "1") return true;
+    if (v === "false" || v === "0") return false;
+    throw new UsageError(`--output ${raw}: ${name} must be true or false`);
+  };
+  switch (type) {
+    case "oci": {
+      if (!fields.dest) throw new UsageError(`--output ${raw}: type=oci needs dest=DIR (or dest=FILE.tar,tar=true)`);
+      return { type: "oci", dest: resolve(fields.dest), tar: bool(fields.tar, "tar") };
+    }
+    case "docker": {
+      if (!fields.dest) throw new UsageError(`--output ${raw}: type=docker needs dest=FILE.tar (kiln has no daemon to load into)`);
+      return { type: "docker", dest: resolve(fields.dest) };
+    }
+    case "image":
+    case "registry": {
+      const names = (fields.name ?? "").split(",").filter((n) => n !== "");
+      return { type: "image", names, push: type === "registry" ? true : bool(fields.push, "push") };
+    }
+    default:
+      throw new UsageError(`--output ${raw}: unsupported type "${type ?? ""}" (kiln supports type=oci, type=docker, type=image)`);
+  }
+}
+
+export function parseNamedContext(name: string, value: string): NamedContext {
+  if (value.startsWith("oci-layout://")) {
+    let rest = value.slice("oci-layout://".length);
+    let selector: string | undefined;
+    const at = rest.lastIndexOf("@sha256:");
+    if (at >= 0) {
+      selector = rest.slice(at + 1);
+      rest = rest.slice(0, at);
+    } else {
+      const colon = rest.lastIndexOf(":");
+      if (colon > rest.lastIndexOf("/")) {
+        selector = rest.slice(colon + 1);
+        rest = rest.slice(0, colon);
+      }
+    }
+    if (rest === "") throw new UsageError(`--build-context ${name}=${value}: missing layout path`);
+    return { kind: "oci-layout", path: resolve(rest), ...(selector ? { selector } : {}) };
+  }
+  if (value.startsWith("docker-image://")) return { kind: "image", ref: value.slice("docker-image://".length) };
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value) && !value.startsWith("file://")) {
+    throw new UsageError(`--build-context ${name}=${value}: unsupported source (kiln supports oci-layout://, docker-image:// and local directories)`);
+  }
+  return { kind: "dir", path: resolve(value.replace(/^file:\/\//, "")) };
+}

@@ -1,0 +1,208 @@
+// The services one build shares across its stages: the blob store, the build context, named
+// contexts, base-image resolution (scratch / stage / OCI layout / registry), source trees for
+// `COPY --from`, the RUN runner, step numbering and events, and clean-up of everything temporary.
+import { mkdtemp, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { DirContext, contextFromTar } from "../context/build-context.js";
+import { createIgnoreMatcher, readIgnoreFile } from "../context/dockerignore.js";
+import { KilnError } from "../errors.js";
+import type { Image } from "../image/image.js";
+import { OciLayout, importImage } from "../image/layout.js";
+import type { Platform } from "../image/oci.js";
+import { createDirRootFS, type RootFS } from "../fs/rootfs.js";
+import { pullImage } from "../registry/pull.js";
+import type { BlobStore } from "../store/blob-store.js";
+import type { BuildEvent } from "./events.js";
+import type { BuildOptions, NamedContext } from "./options.js";
+import type { BuildPlan } from "./plan.js";
+import { resolveStageRef } from "./plan.js";
+import { createRunner, type Runner } from "../run/index.js";
+
+/** What a finished stage hands to the stages that use it. */
+export interface StageResult {
+  image: Image;
+  /** The stage's root filesystem when RUN steps built one (reused by COPY --from). */
+  rootfs?: RootFS;
+}
+
+export class BuildSession {
+  readonly stageResults = new Map<number, Promise<StageResult>>();
+  private stepCounter = 0;
+  private mainContext?: Promise<DirContext>;
+  private readonly trees = new Map<string, Promise<DirContext>>();
+  private readonly disposables: Array<() => Promise<void>> = [];
+  private runnerPromise?: Promise<Runner>;
+  readonly tmpRoot: Promise<string>;
+
+  constructor(
+    readonly options: BuildOptions,
+    readonly plan: BuildPlan,
+    readonly store: BlobStore,
+    readonly cacheDir: string,
+    readonly platform: Platform,
+    readonly namedContexts: Map<string, NamedContext>,
+    readonly dockerfilePath: string | undefined,
+    /** ISO time written as `created` in config and history. */
+    readonly created: string,
+    /** SOURCE_DATE_EPOCH: clamps mtimes in new layers. */
+    readonly sourceDateEpoch: number | undefined,
+  ) {
+    this.tmpRoot = (async () => {
+      const base = join(cacheDir, "tmp");
+      await import("node:fs/promises").then((fs) => fs.mkdir(base, { recursive: true }));
+      const dir = await mkdtemp(join(base, "build-"));
+      this.disposables.push(() => rm(dir, { recursive: true, force: true }));
+      return dir;
+    })();
+  }
+
+  emit(event: BuildEvent): void {
+    this.options.onEvent?.(event);
+  }
+
+  nextStepId(): number {
+    return ++this.stepCounter;
+  }
+
+  /** The main build context (directory or stdin tar), with .dockerignore applied. */
+  context(): Promise<DirContext> {
+    this.mainContext ??= (async () => {
+      const opts = this.options;
+      if (opts.context === "-") {
+        const stream = opts.contextStream ?? process.stdin;
+        const ctx = await contextFromTar(stream, await this.tmpRoot);
+        const patterns = await readIgnoreFile(ctx.root, this.dockerfilePath);
+        return new DirContext(ctx.root, createIgnoreMatcher(patterns));
+      }
+      const st = await stat(opts.context).catch(() => undefined);
+      if (!st?.isDirectory()) throw new KilnError(`build context "${opts.context}" is not a directory`);
+      const patterns = await readIgnoreFile(opts.context, this.dockerfilePath);
+      return new DirContext(opts.context, createIgnoreMatcher(patterns));
+    })();
+    return this.mainContext;
+  }
+
+  /** Base image of stage `index` (from its plan). */
+  async baseImage(index: number): Promise<Image | undefined> {
+    const stage = this.plan.stages[index]!;
+    switch (stage.base.kind) {
+      case "scratch":
+        return undefined;
+      case "stage":
+        return (await this.stageResult(stage.base.index)).image;
+      case "context":
+        return this.contextImage(stage.base.name);
+      case "image":
+        return this.pull(stage.base.ref);
+    }
+  }
+
+  stageResult(index: number): Promise<StageResult> {
+    const r = this.stageResults.get(index);
+    if (!r) throw new KilnError(`internal: stage ${index} was not scheduled`);
+    return r;
+  }
+
+  private async contextImage(name: string): Promise<Image> {
+    const nc = this.namedContexts.get(name) ?? this.namedContexts.get(name.toLowerCase());
+    if (!nc) throw new KilnError(`no build context named "${name}"`);
+    switch (nc.kind) {
+      case "oci-layout": {
+        const layout = await OciLayout.open(nc.path);
+        const desc = await layout.resolve(nc.selector);
+        return (await importImage(layout, desc, this.store, this.platform)).image;
+      }
+      case "image":
+        return this.pull(nc.ref);
+      case "dir":
+        throw new KilnError(`build context "${name}" is a local directory and cannot be used as a base image`);
+    }
+  }
+
+  private pulls = new Map<string, Promise<Image>>();
+  pull(ref: string): Promise<Image> {
+    let p = this.pulls.get(ref);
+    if (!p) {
+      p = pullImage(ref, {
+        store: this.store,
+        platform: this.platform,
+        pull: this.options.pull ?? "missing",
+        ...(this.options.insecureRegistries ? { insecureRegistries: this.options.insecureRegistries } : {}),
+        ...(this.options.registryCa ? { caFile: this.options.registryCa } : {}),
+      }).then((r) => r.image);
+      this.pulls.set(ref, p);
+    }
+    return p;
+  }
+
+  /**
+   * The file tree `COPY --from=<from>` reads, seen from stage `stageIndex`: another stage's
+   * result, a named context (directory or image), or an image reference.
+   */
+  async sourceTree(from: string, stageIndex: number): Promise<DirContext> {
+    const target = resolveStageRef(this.plan, from, stageIndex);
+    switch (target.kind) {
+      case "stage": {
+        const result = await this.stageResult(target.index);
+        if (result.rootfs) return new DirContext(result.rootfs.dir, () => false, { symlinks: "scope" });
+        return this.imageTree(`stage:${target.index}`, async () => result.image);
+      }
+      case "context": {
+        const nc = this.namedContexts.get(target.name) ?? this.namedContexts.get(target.name.toLowerCase());
+        if (nc?.kind === "dir") {
+          const patterns = await readIgnoreFile(nc.path);
+          return new DirContext(nc.path, createIgnoreMatcher(patterns));
+        }
+        return this.imageTree(`context:${target.name}`, () => this.contextImage(target.name));
+      }
+      case "image":
+        return this.imageTree(`image:${target.ref}`, () => this.pull(target.ref));
+      case "scratch":
+        throw new KilnError(`--from=${from}: scratch has no files`);
+    }
+  }
+
+  /** An image's layers extracted into a temporary tree (once per image per build). */
+  private imageTree(key: string, image: () => Promise<Image>): Promise<DirContext> {
+    let p = this.trees.get(key);
+    if (!p) {
+      p = (async () => {
+        const img = await image();
+        const rootfs = await this.newRootFS();
+        for (const l of img.layers) {
+          await rootfs.applyLayer({ diffID: l.diffID, mediaType: l.descriptor.mediaType, open: () => this.store.open(l.descriptor.digest) });
+        }
+        return new DirContext(rootfs.dir, () => false, { symlinks: "scope" });
+      })();
+      this.trees.set(key, p);
+    }
+    return p;
+  }
+
+  async newRootFS(): Promise<RootFS> {
+    const rootfs = await createDirRootFS(this.cacheDir, {
+      onWarning: (message) => this.emit({ type: "warning", message }),
+    });
+    this.disposables.push(() => rootfs.dispose());
+    return rootfs;
+  }
+
+  runner(): Promise<Runner> {
+    this.runnerPromise ??= createRunner(this.options.isolation ?? "auto", { workDir: join(this.cacheDir, "run") });
+    return this.runnerPromise;
+  }
+
+  /** Remove every temporary tree, rootfs and mount this build made. */
+  async dispose(): Promise<void> {
+    const errors: unknown[] = [];
+    for (const d of this.disposables.reverse()) {
+      try {
+        await d();
+      } catch (err) {
+        errors.push(err);
+      }
+    }
+    this.disposables.length = 0;
+    if (errors.length > 0) this.emit({ type: "warning", message: `clean-up: ${String(errors[0])}` });
+  }
+}

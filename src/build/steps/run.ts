@@ -1,0 +1,147 @@
+// The RUN step: builds the command line (shell form through SHELL, exec form, heredoc scripts),
+// the environment (image Env plus the build args the step can see; build args are not persisted),
+// the mounts (tmpfs, bind from the context or another stage, cache), runs it isolated in the
+// stage's root filesystem and returns the snapshot of what changed.
+import { createHash } from "node:crypto";
+import { chmod, chown, mkdir, mkdtemp, writeFile } from "node:fs/promises";
+import { join, posix } from "node:path";
+import type { RunInstruction } from "../../dockerfile/instructions.js";
+import type { RunMount } from "../../dockerfile/mounts.js";
+import { KilnError } from "../../errors.js";
+import type { LayerEntry } from "../../layer/entry.js";
+import type { RunSpec } from "../../run/index.js";
+import { PREDEFINED_ARGS } from "../plan.js";
+import { envMap } from "../image-config.js";
+import type { StageBuilder } from "../stage.js";
+
+/** Mount types RUN supports; the others are rejected before the build starts. */
+export const SUPPORTED_MOUNTS = new Set(["bind", "cache", "tmpfs"]);
+
+export async function runStep(
+  sb: StageBuilder,
+  t: RunInstruction,
+  stepId: number,
+): Promise<{ entries: LayerEntry[]; createdBy: string }> {
+  const session = sb.session;
+  const rootfs = await sb.ensureRootfs();
+  const runner = await session.runner();
+  const cfg = sb.image.config.config ?? {};
+
+  // Environment: image Env, then the stage's ARG values that ENV does not shadow, then the
+  // predefined proxy args when given (never recorded in history or config).
+  const env = envMap(sb.image.config);
+  const argValues = sb.args.values();
+  const visibleArgs: string[] = [];
+  for (const [k, v] of argValues) {
+    if (!env.has(k)) {
+      env.set(k, v);
+      visibleArgs.push(`${k}=${v}`);
+    }
+  }
+  for (const p of PREDEFINED_ARGS) {
+    const v = session.plan.buildArgs[p];
+    if (v !== undefined && !env.has(p)) env.set(p, v);
+  }
+
+  const tmp = await mkdtemp(join(await session.tmpRoot, "run-"));
+  const mounts: NonNullable<RunSpec["mounts"]> = [];
+  const argv = await commandArgv(sb, t, tmp, mounts);
+  for (const m of t.mounts) mounts.push(await mountFor(sb, m, tmp));
+
+  const network = t.network === "none" ? "none" : t.network === "host" ? "host" : (session.options.network ?? "host");
+  const snapshot = await rootfs.beginStep({ exclude: mounts.map((m) => m.target.replace(/^\/+/, "")) });
+  const spec: RunSpec = {
+    rootfs: rootfs.dir,
+    argv,
+    env: [...env].map(([k, v]) => `${k}=${v}`),
+    cwd: cfg.WorkingDir || "/",
+    user: cfg.User || "root",
+    network,
+    mounts,
+    stdout: (data) => session.emit({ type: "step-log", id: stepId, stream: "stdout", data }),
+    stderr: (data) => session.emit({ type: "step-log", id: stepId, stream: "stderr", data }),
+    ...(session.options.signal ? { signal: session.options.signal } : {}),
+  };
+  const result = await runner.run(spec);
+  if (result.exitCode !== 0) {
+    const tail = result.outputTail.trimEnd();
+    throw new KilnError(
+      `RUN: process ${JSON.stringify(argv.join(" "))} did not complete successfully: exit code: ${result.exitCode}` +
+        (tail ? `\n${tail.split("\n").map((l) => `  ${l}`).join("\n")}` : ""),
+    );
+  }
+  const changes = await snapshot.changes();
+  const entries: LayerEntry[] = Array.isArray(changes) ? changes : await collect(changes);
+  const argPrefix = visibleArgs.length > 0 ? `|${visibleArgs.length} ${visibleArgs.join(" ")} ` : "";
+  return { entries, createdBy: `RUN ${argPrefix}${argv.join(" ")}` };
+}
+
+async function collect(it: AsyncIterable<LayerEntry>): Promise<LayerEntry[]> {
+  const out: LayerEntry[] = [];
+  for await (const e of it) out.push(e);
+  return out;
+}
+
+/**
+ * The argv of a RUN. A heredoc that is the whole command runs as a script (through its shebang
+ * when it has one, else through SHELL); other heredocs are handed to the shell with the command.
+ */
+async function commandArgv(
+  sb: StageBuilder,
+  t: RunInstruction,
+  tmp: string,
+  mounts: NonNullable<RunSpec["mounts"]>,
+): Promise<string[]> {
+  const shell = sb.ctx.shell;
+  if (!t.shellForm) return [...t.command];
+  const cmd = t.command.join(" ");
+  if (t.heredocs.length === 0) return [...shell, cmd];
+  const only = t.heredocs.length === 1 ? t.heredocs[0]! : undefined;
+  if (only && /^<<-?(["']?)[^\s"']+\1$/.test(cmd.trim())) {
+    if (only.content.startsWith("#!")) {
+      const dir = join(tmp, "pipes");
+      await mkdir(dir, { recursive: true });
+      const script = join(dir, "script");
+      await writeFile(script, only.content, { mode: 0o755 });
+      await chmod(script, 0o755);
+      mounts.push({ type: "bind", source: dir, target: "/dev/pipes", readonly: true });
+      return ["/dev/pipes/script"];
+    }
+    return [...shell, only.content];
+  }
+  let text = cmd;
+  for (const h of t.heredocs) text += `\n${h.content}${h.name}`;
+  return [...shell, text];
+}
+
+async function mountFor(sb: StageBuilder, m: RunMount, tmp: string): Promise<NonNullable<RunSpec["mounts"]>[number]> {
+  const session = sb.session;
+  const target = m.target ? posix.resolve(sb.image.config.config?.WorkingDir || "/", m.target) : undefined;
+  if (!target) throw new KilnError(`--mount=${m.spec}: a target is required`);
+  switch (m.type) {
+    case "tmpfs":
+      return { type: "tmpfs", target };
+    case "bind": {
+      const tree = m.from !== undefined ? await session.sourceTree(m.from, sb.stage.index) : await session.context();
+      const src = m.source ? posix.normalize("/" + m.source).slice(1) : "";
+      const st = await tree.stat(src);
+      if (!st) throw new KilnError(`--mount=${m.spec}: source "${m.source ?? "."}" not found`);
+      if (m.readOnly) return { type: "bind", source: st.abs, target, readonly: true };
+      // A writable bind must not change the context: give the step a private copy.
+      const copy = join(tmp, `bind-${createHash("sha256").update(target).digest("hex").slice(0, 12)}`);
+      const { cp } = await import("node:fs/promises");
+      await cp(st.abs, copy, { recursive: true, verbatimSymlinks: true });
+      return { type: "bind", source: copy, target, readonly: false };
+    }
+    case "cache": {
+      const id = m.id ?? target;
+      const dir = join(session.cacheDir, "cache-mounts", createHash("sha256").update(id).digest("hex"));
+      await mkdir(dir, { recursive: true, mode: m.mode ?? 0o755 });
+      if (m.uid !== undefined || m.gid !== undefined) await chown(dir, m.uid ?? 0, m.gid ?? 0);
+      if (m.mode !== undefined) await chmod(dir, m.mode);
+      return { type: "bind", source: dir, target, readonly: m.readOnly };
+    }
+    default:
+      throw new KilnError(`--mount=type=${m.type} is not supported yet`);
+  }
+}

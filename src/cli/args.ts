@@ -1,0 +1,138 @@
+// Command-line option parsing shared by every kiln command: `--name value`, `--name=value`,
+// short aliases (`-f x`, `-t x`), repeatable options, boolean switches, positionals.
+// Mistakes are UsageErrors (exit code 2) that name the option.
+import { UsageError } from "../errors.js";
+
+export interface OptionSpec {
+  /** Long name without dashes, e.g. "build-arg". */
+  name: string;
+  short?: string;
+  /** "string" takes a value; "boolean" is a switch (`--push`, `--push=false`). */
+  type: "string" | "boolean";
+  repeatable?: boolean;
+  /** Shown by `kiln help COMMAND`. */
+  help: string;
+  valueName?: string;
+}
+
+export interface ParsedArgs {
+  options: Map<string, string[]>;
+  flags: Set<string>;
+  positionals: string[];
+}
+
+export function parseArgs(argv: string[], specs: OptionSpec[], command: string): ParsedArgs {
+  const byLong = new Map(specs.map((s) => [s.name, s]));
+  const byShort = new Map(specs.filter((s) => s.short).map((s) => [s.short as string, s]));
+  const options = new Map<string, string[]>();
+  const flags = new Set<string>();
+  const positionals: string[] = [];
+  let i = 0;
+  while (i < argv.length) {
+    const arg = argv[i++] as string;
+    if (arg === "--") {
+      positionals.push(...argv.slice(i));
+      break;
+    }
+    let spec: OptionSpec | undefined;
+    let inline: string | undefined;
+    if (arg.startsWith("--")) {
+      const eq = arg.indexOf("=");
+      const name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
+      inline = eq >= 0 ? arg.slice(eq + 1) : undefined;
+      spec = byLong.get(name);
+      if (!spec) throw new UsageError(`kiln ${command}: unknown option --${name} (see: kiln help ${command})`);
+    } else if (arg.startsWith("-") && arg.length > 1) {
+      const name = arg.slice(1, 2);
+      spec = byShort.get(name);
+      if (!spec) throw new UsageError(`kiln ${command}: unknown option ${arg} (see: kiln help ${command})`);
+      if (arg.length > 2) inline = arg.slice(2).replace(/^=/, "");
+    } else {
+      positionals.push(arg);
+      continue;
+    }
+    if (spec.type === "boolean") {
+      const v = inline ?? "true";
+      if (v !== "true" && v !== "false") throw new UsageError(`kiln ${command}: --${spec.name} takes true or false, not "${v}"`);
+      if (v === "true") flags.add(spec.name);
+      else flags.delete(spec.name);
+      continue;
+    }
+    let value = inline;
+    if (value === undefined) {
+      if (i >= argv.length) throw new UsageError(`kiln ${command}: option --${spec.name} needs a value`);
+      value = argv[i++] as string;
+    }
+    const list = options.get(spec.name) ?? [];
+    if (!spec.repeatable && list.length > 0) {
+      throw new UsageError(`kiln ${command}: option --${spec.name} given more than once`);
+    }
+    list.push(value);
+    options.set(spec.name, list);
+  }
+  return { options, flags, positionals };
+}
+
+export function one(args: ParsedArgs, name: string): string | undefined {
+  return args.options.get(name)?.[0];
+}
+
+export function many(args: ParsedArgs, name: string): string[] {
+  return args.options.get(name) ?? [];
+}
+
+/** `K=V` pairs into a record (`--build-arg`, `--label`); `K` alone takes the value from `fromEnv`. */
+export function keyValues(
+  list: string[],
+  option: string,
+  fromEnv?: (key: string) => string | undefined,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of list) {
+    const eq = item.indexOf("=");
+    if (eq === 0) throw new UsageError(`--${option}: missing name in "${item}"`);
+    if (eq < 0) {
+      if (!fromEnv) throw new UsageError(`--${option}: expected KEY=VALUE, got "${item}"`);
+      const v = fromEnv(item);
+      if (v !== undefined) out[item] = v;
+      continue;
+    }
+    out[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  return out;
+}
+
+/** buildx-style CSV option values: `type=oci,dest=out,tar=true` (values may be "quoted"). */
+export function parseCsv(value: string, option: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const field of splitCsv(value)) {
+    if (field === "") continue;
+    const eq = field.indexOf("=");
+    if (eq <= 0) throw new UsageError(`--${option}: expected key=value in "${field}"`);
+    out[field.slice(0, eq).trim().toLowerCase()] = field.slice(eq + 1);
+  }
+  return out;
+}
+
+function splitCsv(s: string): string[] {
+  const fields: string[] = [];
+  let cur = "";
+  let quoted = false;
+  for (const ch of s) {
+    if (ch === '"') quoted = !quoted;
+    else if (ch === "," && !quoted) {
+      fields.push(cur);
+      cur = "";
+    } else cur += ch;
+  }
+  fields.push(cur);
+  return fields;
+}
+
+export function formatOptionHelp(specs: OptionSpec[]): string {
+  const rows = specs.map((s) => {
+    const names = `${s.short ? `-${s.short}, ` : "    "}--${s.name}${s.type === "string" ? ` ${s.valueName ?? "VALUE"}` : ""}`;
+    return `  ${names.padEnd(36)} ${s.help}`;
+  });
+  return rows.join("\n");
+}

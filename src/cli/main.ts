@@ -1,0 +1,326 @@
+// kiln's command line: dispatches `kiln build|push|pull|lint|verify|login|logout|help`,
+// turns flags into library calls, renders progress, and maps failures to exit codes
+// (0 success, 1 build or input error, 2 usage error). Errors print as one line.
+import { readFile, writeFile } from "node:fs/promises";
+import { buffer } from "node:stream/consumers";
+import { KilnError, UsageError } from "../errors.js";
+import { VERSION } from "../version.js";
+import { formatOptionHelp, keyValues, many, one, parseArgs, parseCsv, type OptionSpec, type ParsedArgs } from "./args.js";
+import { createProgress, formatBytes, type ProgressMode } from "./progress.js";
+import { parseOutput, type Isolation, type OutputSpec } from "../build/options.js";
+
+interface Command {
+  summary: string;
+  usage: string;
+  options: OptionSpec[];
+  run(args: ParsedArgs): Promise<number>;
+}
+
+const registryOptions: OptionSpec[] = [
+  { name: "insecure-registry", type: "string", repeatable: true, valueName: "HOST", help: "use plain HTTP for this registry host[:port]" },
+  { name: "registry-ca", type: "string", valueName: "FILE", help: "extra CA bundle (PEM) for registry TLS" },
+];
+
+const buildOptions: OptionSpec[] = [
+  { name: "file", short: "f", type: "string", valueName: "PATH", help: "Dockerfile (default CONTEXT/Dockerfile; - reads stdin)" },
+  { name: "tag", short: "t", type: "string", repeatable: true, valueName: "NAME", help: "tag the image (repeatable)" },
+  { name: "build-arg", type: "string", repeatable: true, valueName: "K=V", help: "set a build argument (K alone takes it from the environment)" },
+  { name: "target", type: "string", valueName: "STAGE", help: "build this stage (and what it needs)" },
+  { name: "platform", type: "string", valueName: "OS/ARCH", help: "target platform (one), e.g. linux/amd64" },
+  { name: "label", type: "string", repeatable: true, valueName: "K=V", help: "add a label to the image config" },
+  { name: "annotation", type: "string", repeatable: true, valueName: "K=V", help: "add an annotation to the manifest" },
+  { name: "build-context", type: "string", repeatable: true, valueName: "NAME=VALUE", help: "named context: DIR, oci-layout:///path[:tag|@digest], docker-image://REF" },
+  { name: "output", short: "o", type: "string", repeatable: true, valueName: "SPEC", help: "type=oci,dest=DIR[,tar=true] | type=docker,dest=FILE | type=image,name=REF,push=true" },
+  { name: "push", type: "boolean", help: "push the image to the -t references (same as --output type=image,push=true)" },
+  { name: "format", type: "string", valueName: "oci|docker", help: "media types of the image (default oci)" },
+  { name: "iidfile", type: "string", valueName: "FILE", help: "write the image (manifest) digest to FILE" },
+  { name: "metadata-file", type: "string", valueName: "FILE", help: "write build metadata JSON (as buildx) to FILE" },
+  { name: "progress", type: "string", valueName: "MODE", help: "auto, plain or quiet (default auto)" },
+  { name: "cache-dir", type: "string", valueName: "DIR", help: "blob store and work directory (default $XDG_CACHE_HOME/kiln)" },
+  { name: "isolation", type: "string", valueName: "MODE", help: "RUN isolation: auto, oci or chroot (default auto)" },
+  { name: "network", type: "string", valueName: "MODE", help: "RUN network: host or none (default host)" },
+  { name: "jobs", type: "string", valueName: "N", help: "stages built at once (default: number of cores)" },
+  { name: "compression-level", type: "string", valueName: "0-9", help: "gzip level for new layers (default 6)" },
+  { name: "pull", type: "string", valueName: "POLICY", help: "base images: always, missing or never (default missing)" },
+  ...registryOptions,
+];
+
+const commands: Record<string, Command> = {
+  build: {
+    summary: "Build an image from a Dockerfile",
+    usage: "kiln build [OPTIONS] CONTEXT   (CONTEXT may be - for a tar on stdin)",
+    options: buildOptions,
+    async run(args) {
+      if (args.positionals.length !== 1) throw new UsageError("kiln build: expected exactly one CONTEXT argument (see: kiln help build)");
+      const context = args.positionals[0]!;
+      const outputs: OutputSpec[] = many(args, "output").map((o) => parseOutput(parseCsv(o, "output"), o));
+      if (args.flags.has("push")) outputs.push({ type: "image", names: [], push: true });
+      const progress = (one(args, "progress") ?? "auto") as ProgressMode;
+      if (!["auto", "plain", "quiet"].includes(progress)) throw new UsageError(`--progress must be auto, plain or quiet`);
+      const format = one(args, "format") ?? "oci";
+      if (format !== "oci" && format !== "docker") throw new UsageError(`--format must be oci or docker`);
+      const isolation = (one(args, "isolation") ?? "auto") as Isolation;
+      if (!["auto", "oci", "chroot"].includes(isolation)) throw new UsageError(`--isolation must be auto, oci or chroot`);
+      const network = one(args, "network") ?? "host";
+      if (network !== "host" && network !== "none") throw new UsageError(`--network must be host or none`);
+      const pull = one(args, "pull") ?? "missing";
+      if (!["always", "missing", "never"].includes(pull)) throw new UsageError(`--pull must be always, missing or never`);
+      const jobs = intOption(args, "jobs", 1, 1024);
+      const level = intOption(args, "compression-level", 0, 9);
+      const dockerfile = one(args, "file");
+      const { build } = await import("../build/build.js");
+      const listener = createProgress(progress);
+      const controller = new AbortController();
+      const onSignal = (): void => controller.abort(new KilnError("build interrupted"));
+      process.once("SIGINT", onSignal);
+      process.once("SIGTERM", onSignal);
+      try {
+        const result = await build({
+          context,
+          ...(dockerfile !== undefined ? { dockerfile } : {}),
+          tags: many(args, "tag"),
+          buildArgs: keyValues(many(args, "build-arg"), "build-arg", (k) => process.env[k]),
+          ...(one(args, "target") ? { target: one(args, "target")! } : {}),
+          ...(one(args, "platform") ? { platform: one(args, "platform")! } : {}),
+          labels: keyValues(many(args, "label"), "label"),
+          annotations: keyValues(many(args, "annotation"), "annotation"),
+          buildContexts: keyValues(many(args, "build-context"), "build-context"),
+          outputs,
+          format,
+          ...(one(args, "iidfile") ? { iidfile: one(args, "iidfile")! } : {}),
+          ...(one(args, "metadata-file") ? { metadataFile: one(args, "metadata-file")! } : {}),
+          ...(one(args, "cache-dir") ? { cacheDir: one(args, "cache-dir")! } : {}),
+          isolation,
+          network,
+          ...(jobs !== undefined ? { jobs } : {}),
+          ...(level !== undefined ? { compressionLevel: level } : {}),
+          pull: pull as "always" | "missing" | "never",
+          insecureRegistries: many(args, "insecure-registry"),
+          ...(one(args, "registry-ca") ? { registryCa: one(args, "registry-ca")! } : {}),
+          onEvent: listener,
+          signal: controller.signal,
+        });
+        const where = result.outputs.map((o) => (o.type === "image" ? o.names.join(",") || many(args, "tag").join(",") : o.dest)).join(", ");
+        if (progress !== "quiet") process.stderr.write(`built ${result.digest} -> ${where}\n`);
+        process.stdout.write(`${result.digest}\n`);
+        return 0;
+      } finally {
+        process.off("SIGINT", onSignal);
+        process.off("SIGTERM", onSignal);
+      }
+    },
+  },
+  push: {
+    summary: "Push an OCI image layout to a registry",
+    usage: "kiln push [OPTIONS] LAYOUT[:TAG|@DIGEST] REF [REF...]",
+    options: [
+      { name: "chunk-size", type: "string", valueName: "BYTES", help: "upload blobs in PATCH chunks of this size" },
+      { name: "digest-file", type: "string", valueName: "FILE", help: "write the pushed digest to FILE" },
+      { name: "metadata-file", type: "string", valueName: "FILE", help: "write push metadata JSON to FILE" },
+      { name: "quiet", short: "q", type: "boolean", help: "no progress output" },
+      ...registryOptions,
+    ],
+    async run(args) {
+      if (args.positionals.length < 2) throw new UsageError("kiln push: expected LAYOUT[:TAG] and at least one REF (see: kiln help push)");
+      const [src, ...refs] = args.positionals as [string, ...string[]];
+      const { dir, selector } = splitLayoutArg(src);
+      const { pushLayout } = await import("../registry/push.js");
+      const chunk = intOption(args, "chunk-size", 1, Number.MAX_SAFE_INTEGER);
+      const quiet = args.flags.has("quiet");
+      const result = await pushLayout(dir, selector, refs, {
+        insecureRegistries: many(args, "insecure-registry"),
+        ...(one(args, "registry-ca") ? { caFile: one(args, "registry-ca")! } : {}),
+        ...(chunk !== undefined ? { chunkSize: chunk } : {}),
+        ...(quiet ? {} : { onProgress: pushProgress() }),
+      });
+      await writeDigestFiles(args, result.digest, refs);
+      process.stdout.write(`${result.digest}\n`);
+      return 0;
+    },
+  },
+  pull: {
+    summary: "Pull an image from a registry into an OCI layout",
+    usage: "kiln pull [OPTIONS] REF --output type=oci,dest=DIR",
+    options: [
+      { name: "output", short: "o", type: "string", valueName: "SPEC", help: "type=oci,dest=DIR[,tar=true] (default: store only)" },
+      { name: "platform", type: "string", valueName: "OS/ARCH", help: "platform to pick from an index (default: host)" },
+      { name: "cache-dir", type: "string", valueName: "DIR", help: "blob store (default $XDG_CACHE_HOME/kiln)" },
+      ...registryOptions,
+    ],
+    async run(args) {
+      if (args.positionals.length !== 1) throw new UsageError("kiln pull: expected one REF");
+      const ref = args.positionals[0]!;
+      const { pullImage } = await import("../registry/pull.js");
+      const { BlobStore, defaultCacheDir } = await import("../store/blob-store.js");
+      const { hostPlatform, parsePlatform } = await import("../image/platform.js");
+      const store = new BlobStore(one(args, "cache-dir") ?? defaultCacheDir());
+      const platform = one(args, "platform") ? parsePlatform(one(args, "platform")!) : hostPlatform();
+      const r = await pullImage(ref, {
+        store,
+        platform,
+        pull: "always",
+        insecureRegistries: many(args, "insecure-registry"),
+        ...(one(args, "registry-ca") ? { caFile: one(args, "registry-ca")! } : {}),
+      });
+      for (const o of many(args, "output")) {
+        const spec = parseOutput(parseCsv(o, "output"), o);
+        if (spec.type !== "oci") throw new UsageError("kiln pull: only --output type=oci is supported");
+        const { writeOciLayout } = await import("../output/oci-layout.js");
+        const { manifestDescriptor } = r;
+        const manifest = await store.readJSON<{ config: import("../image/oci.js").Descriptor }>(manifestDescriptor.digest);
+        await writeOciLayout(
+          { format: manifestDescriptor.mediaType.includes("docker") ? "docker" : "oci", config: manifest.config, manifest: manifestDescriptor, layers: r.image.layers.map((l) => l.descriptor) },
+          store,
+          { dest: spec.dest, tar: spec.tar, tags: [ref] },
+        );
+      }
+      process.stdout.write(`${r.manifestDescriptor.digest}\n`);
+      return 0;
+    },
+  },
+  lint: {
+    summary: "Check a Dockerfile without building (parse, type, plan)",
+    usage: "kiln lint [-f] DOCKERFILE",
+    options: [
+      { name: "file", short: "f", type: "string", valueName: "PATH", help: "the Dockerfile (or give it as the argument; - reads stdin)" },
+      { name: "build-arg", type: "string", repeatable: true, valueName: "K=V", help: "build arguments to check against" },
+      { name: "target", type: "string", valueName: "STAGE", help: "target stage" },
+    ],
+    async run(args) {
+      const path = one(args, "file") ?? args.positionals[0] ?? "Dockerfile";
+      const text = path === "-" ? (await buffer(process.stdin)).toString("utf8") : await readFile(path, "utf8").catch((e: NodeJS.ErrnoException) => {
+        throw new KilnError(`cannot read ${path}: ${e.code ?? e.message}`);
+      });
+      const { lintDockerfile } = await import("../dockerfile/lint.js");
+      const diags = lintDockerfile(text, {
+        file: path === "-" ? "Dockerfile" : path,
+        buildArgs: keyValues(many(args, "build-arg"), "build-arg", (k) => process.env[k]),
+        ...(one(args, "target") ? { target: one(args, "target")! } : {}),
+      });
+      for (const d of diags) {
+        process.stdout.write(`${d.file}${d.line > 0 ? `:${d.line}` : ""}: ${d.severity}: ${d.message} [${d.rule}]\n`);
+      }
+      const errors = diags.filter((d) => d.severity === "error").length;
+      process.stderr.write(`${errors} error(s), ${diags.length - errors} warning(s)\n`);
+      return errors > 0 ? 1 : 0;
+    },
+  },
+  verify: {
+    summary: "Check an OCI image layout: blobs, digests, diff_ids, history",
+    usage: "kiln verify LAYOUT",
+    options: [],
+    async run(args) {
+      if (args.positionals.length !== 1) throw new UsageError("kiln verify: expected one LAYOUT directory");
+      const { verifyLayout } = await import("../image/verify.js");
+      const r = await verifyLayout(args.positionals[0]!);
+      process.stdout.write(`ok: ${r.manifests} manifest(s), ${r.blobs} blob(s) verified\n`);
+      return 0;
+    },
+  },
+  login: {
+    summary: "Log in to a registry (writes Docker's config.json)",
+    usage: "kiln login REGISTRY -u USER --password-stdin",
+    options: [
+      { name: "username", short: "u", type: "string", valueName: "USER", help: "user name" },
+      { name: "password-stdin", type: "boolean", help: "read the password from stdin" },
+      ...registryOptions,
+    ],
+    async run(args) {
+      if (args.positionals.length !== 1) throw new UsageError("kiln login: expected one REGISTRY");
+      const user = one(args, "username");
+      if (!user) throw new UsageError("kiln login: -u USER is required");
+      if (!args.flags.has("password-stdin")) throw new UsageError("kiln login: give the password with --password-stdin");
+      const password = (await buffer(process.stdin)).toString("utf8").replace(/\r?\n$/, "");
+      const { login } = await import("../registry/login.js");
+      await login(args.positionals[0]!, user, password, {
+        insecureRegistries: many(args, "insecure-registry"),
+        ...(one(args, "registry-ca") ? { caFile: one(args, "registry-ca")! } : {}),
+      });
+      process.stderr.write("Login Succeeded\n");
+      return 0;
+    },
+  },
+  logout: {
+    summary: "Remove a registry's credentials from Docker's config.json",
+    usage: "kiln logout REGISTRY",
+    options: [],
+    async run(args) {
+      if (args.positionals.length !== 1) throw new UsageError("kiln logout: expected one REGISTRY");
+      const { logout } = await import("../registry/login.js");
+      await logout(args.positionals[0]!);
+      process.stderr.write(`Removed login credentials for ${args.positionals[0]}\n`);
+      return 0;
+    },
+  },
+};
+
+function intOption(args: ParsedArgs, name: string, min: number, max: number): number | undefined {
+  const v = one(args, name);
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`--${name} must be a whole number from ${min} to ${max}`);
+  return Number(v);
+}
+
+function splitLayoutArg(s: string): { dir: string; selector?: string } {
+  const at = s.lastIndexOf("@sha256:");
+  if (at >= 0) return { dir: s.slice(0, at), selector: s.slice(at + 1) };
+  const colon = s.lastIndexOf(":");
+  if (colon > s.lastIndexOf("/") && colon > 0) return { dir: s.slice(0, colon), selector: s.slice(colon + 1) };
+  return { dir: s };
+}
+
+function pushProgress(): (ev: import("../registry/options.js").TransferProgress) => void {
+  return (ev) => {
+    if (ev.state === "progress") return;
+    const what = ev.state === "exists" ? "exists" : ev.state === "mounted" ? "mounted" : `pushed ${formatBytes(ev.total)} at ${formatBytes(ev.rate)}/s`;
+    process.stderr.write(`${ev.digest.slice(0, 19)}  ${what}\n`);
+  };
+}
+
+async function writeDigestFiles(args: ParsedArgs, digest: string, refs: string[]): Promise<void> {
+  const df = one(args, "digest-file");
+  if (df) await writeFile(df, digest);
+  const mf = one(args, "metadata-file");
+  if (mf) await writeFile(mf, JSON.stringify({ "containerimage.digest": digest, "image.name": refs.join(",") }, null, 2) + "\n");
+}
+
+function help(name?: string): string {
+  if (name && commands[name]) {
+    const c = commands[name];
+    return `${c.summary}\n\nUsage: ${c.usage}\n${c.options.length > 0 ? `\nOptions:\n${formatOptionHelp(c.options)}\n` : ""}`;
+  }
+  const rows = Object.entries(commands).map(([n, c]) => `  ${n.padEnd(8)} ${c.summary}`);
+  return `kiln ${VERSION}: a daemonless container image builder\n\nUsage: kiln COMMAND [OPTIONS]\n\nCommands:\n${rows.join("\n")}\n  help     Show help for a command\n\nRun 'kiln help COMMAND' for a command's options.\n`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  try {
+    if (name === undefined || name === "help" || name === "--help" || name === "-h") {
+      const topic = name === "help" ? rest[0] : undefined;
+      if (topic && !commands[topic]) throw new UsageError(`kiln help: unknown command "${topic}"`);
+      process.stdout.write(help(topic));
+      return name === undefined ? 2 : 0;
+    }
+    if (name === "--version" || name === "version") {
+      process.stdout.write(`kiln ${VERSION}\n`);
+      return 0;
+    }
+    const cmd = commands[name];
+    if (!cmd) throw new UsageError(`kiln: unknown command "${name}" (see: kiln help)`);
+    if (rest.includes("--help") || rest.includes("-h")) {
+      process.stdout.write(help(name));
+      return 0;
+    }
+    return await cmd.run(parseArgs(rest, cmd.options, name));
+  } catch (err) {
+    if (err instanceof KilnError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      return err.exitCode;
+    }
+    const e = err as Error;
+    process.stderr.write(`error: ${e?.message ?? String(err)}\n`);
+    if (process.env.KILN_DEBUG) process.stderr.write(`${e?.stack ?? ""}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,230 @@
+// Layer application: extracts one uncompressed layer tar onto a root directory the way
+// containerd's apply does — whiteouts and opaque directories, hardlinks, symlinks, devices,
+// ownership, modes (incl. setuid/setgid/sticky), xattrs and mtimes — with every write confined
+// to the root (entries that climb out are refused; symlinks planted earlier resolve inside).
+import { spawn } from "node:child_process";
+import { createWriteStream } from "node:fs";
+import { chmod, lchown, link, lstat, lutimes, mkdir, readdir, rm, symlink, unlink, utimes } from "node:fs/promises";
+import { posix } from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import tar from "tar-stream";
+import { KilnError } from "../errors.js";
+import { OPAQUE_MARKER, WHITEOUT_PREFIX } from "../layer/entry.js";
+import { cleanImagePath, resolveInRoot, resolveParentInRoot } from "./confine.js";
+import { TarXattrTap } from "./tar-xattrs.js";
+import { writeXattrs } from "./xattr.js";
+
+export interface ApplyOptions {
+  /** Names the layer in error messages. */
+  layerName: string;
+  /** Create device nodes and fifos (needs CAP_MKNOD); otherwise they are skipped with a warning. */
+  privileged?: boolean;
+  onWarning?: (msg: string) => void;
+}
+
+const isRoot = process.getuid?.() === 0;
+
+function runMknod(args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("mknod", args, { stdio: ["ignore", "ignore", "pipe"] });
+    let err = "";
+    child.stderr.on("data", (b: Buffer) => (err += b.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(err.trim() || `mknod exited ${code}`))));
+  });
+}
+
+/** Remove whatever is at host path `p` (not following a final symlink); absent is fine. */
+async function removeAny(p: string): Promise<void> {
+  await rm(p, { recursive: true, force: true });
+}
+
+/** Remove everything under dir `hostDir` except paths (image-relative) that this layer added. */
+async function opaqueClear(hostDir: string, imageDir: string, added: Set<string>): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(hostDir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const img = imageDir === "" ? n : `${imageDir}/${n}`;
+    const host = posix.join(hostDir, n);
+    if (!added.has(img)) {
+      await removeAny(host);
+    } else {
+      const st = await lstat(host);
+      if (st.isDirectory()) await opaqueClear(host, img, added);
+    }
+  }
+}
+
+function toSeconds(d: Date | undefined): number {
+  return d ? d.getTime() / 1000 : 0;
+}
+
+/**
+ * Apply an uncompressed layer tar to `rootDir`. Throws a one-line KilnError for entries that
+ * escape the root or are malformed.
+ */
+export async function applyLayer(rootDir: string, tarStream: Readable, options: ApplyOptions): Promise<void> {
+  const root = posix.resolve(rootDir);
+  const warn = options.onWarning ?? (() => undefined);
+  const added = new Set<string>();
+  const dirTimes: Array<{ host: string; mtime: number; depth: number }> = [];
+  const xattrItems: Array<{ path: string; xattrs: Record<string, Buffer> }> = [];
+  const fail = (msg: string): never => {
+    throw new KilnError(`layer ${options.layerName}: ${msg}`);
+  };
+
+  const extract = tar.extract();
+  const tap = new TarXattrTap();
+  let firstError: unknown = null;
+  const consumer = (async () => {
+    for await (const entry of extract) {
+      const h = entry.header;
+      const xattrs = tap.next();
+      try {
+        // tar-stream entries are streamx Readables: async-iterable byte streams.
+        await applyEntry(h, entry as unknown as AsyncIterable<Buffer>, xattrs);
+      } finally {
+        entry.resume();
+      }
+    }
+  })().catch((err: unknown) => {
+    firstError ??= err;
+    tarStream.destroy();
+    extract.destroy();
+  });
+
+  async function ensureParents(clean: string): Promise<void> {
+    const idx = clean.lastIndexOf("/");
+    if (idx < 0) return;
+    const parent = await resolveInRoot(root, clean.slice(0, idx), { followFinal: true });
+    await mkdir(parent, { recursive: true, mode: 0o755 });
+  }
+
+  async function applyEntry(h: tar.Header, body: AsyncIterable<Buffer>, xattrs: Record<string, Buffer> | null): Promise<void> {
+    const clean = cleanImagePath(h.name);
+    if (clean === null) fail(`entry "${h.name}" escapes the root`);
+    if (clean === "" ) {
+      // The root directory itself ("./"): only metadata.
+      if (h.type === "directory") await setMeta(root, h, "dir", 0, xattrs);
+      return;
+    }
+    const c = clean as string;
+    const base = posix.basename(c);
+    const dirPart = posix.dirname(c) === "." ? "" : posix.dirname(c);
+
+    if (base === OPAQUE_MARKER) {
+      const hostDir = await resolveInRoot(root, dirPart, { followFinal: true });
+      await opaqueClear(hostDir, dirPart, added);
+      return;
+    }
+    if (base.startsWith(WHITEOUT_PREFIX)) {
+      const victim = base.slice(WHITEOUT_PREFIX.length);
+      if (victim === "" || victim === "." || victim === "..") fail(`entry "${h.name}" is not a valid whiteout`);
+      const { host } = await resolveParentInRoot(root, dirPart === "" ? victim : `${dirPart}/${victim}`);
+      await removeAny(host);
+      return;
+    }
+
+    await ensureParents(c);
+    const { host } = await resolveParentInRoot(root, c);
+    const depth = c.split("/").length;
+    let existing: import("node:fs").Stats | null = null;
+    try {
+      existing = await lstat(host);
+    } catch {
+      existing = null;
+    }
+    const isDirEntry = h.type === "directory";
+    if (existing && !(isDirEntry && existing.isDirectory())) {
+      if (existing.isDirectory()) await removeAny(host);
+      else await unlink(host);
+    }
+
+    switch (h.type) {
+      case "directory": {
+        if (!existing || !existing.isDirectory()) await mkdir(host, { mode: 0o700 });
+        await setMeta(host, h, "dir", depth, xattrs);
+        break;
+      }
+      case "file":
+      case "contiguous-file": {
+        await pipeline(Readable.from(body), createWriteStream(host, { flags: "wx", mode: 0o600 }));
+        await setMeta(host, h, "file", depth, xattrs);
+        break;
+      }
+      case "symlink": {
+        await symlink(h.linkname ?? "", host);
+        await setMeta(host, h, "symlink", depth, xattrs);
+        break;
+      }
+      case "link": {
+        const target = cleanImagePath(h.linkname ?? "");
+        if (target === null || target === "") fail(`hardlink "${h.name}" -> "${h.linkname}" escapes the root`);
+        const { host: src } = await resolveParentInRoot(root, target as string);
+        let st;
+        try {
+          st = await lstat(src);
+        } catch {
+          fail(`hardlink "${h.name}" -> "${h.linkname}": target not found in the layer or below it`);
+        }
+        if (st && st.isDirectory()) fail(`hardlink "${h.name}" -> "${h.linkname}": target is a directory`);
+        await link(src, host);
+        break;
+      }
+      case "character-device":
+      case "block-device":
+      case "fifo": {
+        if (!options.privileged) {
+          warn(`layer ${options.layerName}: skipped ${h.type} "${c}" (not privileged)`);
+          return;
+        }
+        const kind = h.type === "fifo" ? ["p"] : [h.type === "character-device" ? "c" : "b", String(h.devmajor ?? 0), String(h.devminor ?? 0)];
+        await runMknod([host, ...kind]);
+        await setMeta(host, h, "file", depth, xattrs);
+        break;
+      }
+      default:
+        warn(`layer ${options.layerName}: skipped "${c}" of unsupported tar type ${h.type}`);
+        return;
+    }
+    added.add(c);
+  }
+
+  async function setMeta(host: string, h: tar.Header, kind: "dir" | "file" | "symlink", depth: number, xattrs: Record<string, Buffer> | null): Promise<void> {
+    const uid = h.uid ?? 0;
+    const gid = h.gid ?? 0;
+    try {
+      await lchown(host, uid, gid);
+    } catch (err) {
+      if (isRoot) throw err;
+      // Unprivileged extraction cannot give files away; ownership is left as the current user.
+    }
+    if (kind !== "symlink") await chmod(host, (h.mode ?? 0o644) & 0o7777); // after chown: chown clears setuid
+    const pax = (h.pax ?? {}) as Record<string, string>;
+    if (xattrs && kind !== "symlink") xattrItems.push({ path: host, xattrs });
+    const mtime = pax.mtime !== undefined ? Number(pax.mtime) : toSeconds(h.mtime);
+    if (kind === "dir") dirTimes.push({ host, mtime, depth });
+    else await lutimes(host, mtime, mtime);
+  }
+
+  const feeding = pipeline(tarStream, tap, extract).catch((err: unknown) => {
+    firstError ??= err;
+    extract.destroy();
+  });
+  await Promise.all([consumer, feeding]);
+  if (firstError !== null) {
+    if (firstError instanceof KilnError) throw firstError;
+    const e = firstError as Error;
+    throw new KilnError(`layer ${options.layerName}: ${String(e.message).split("\n")[0]}`, { cause: firstError });
+  }
+  await writeXattrs(xattrItems).catch((err: unknown) => {
+    throw new KilnError(`layer ${options.layerName}: ${(err as Error).message}`, { cause: err });
+  });
+  dirTimes.sort((a, b) => b.depth - a.depth);
+  for (const d of dirTimes) await utimes(d.host, d.mtime, d.mtime).catch(() => undefined);
+}

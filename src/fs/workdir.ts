@@ -1,0 +1,119 @@
+// Kiln-owned work directories (root filesystems, run bundles) with an owner file, and removal of
+// the ones a killed build left behind: mounts under them are detached first, then the tree goes.
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { spawnSync } from "node:child_process";
+import { join, resolve } from "node:path";
+
+/** The file in every kiln work directory naming the process that owns it. */
+export const OWNER_FILE = "kiln.owner";
+
+/** Kinds of work directory kept under the cache directory. */
+export const WORK_KINDS = ["rootfs", "run"] as const;
+
+function processStartTime(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // field 22 (starttime), after the ")" that ends the command name
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return rest[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** Create `<base>/<random id>` with an owner file for this process; returns its path. */
+export async function createWorkDir(base: string, prefix = ""): Promise<string> {
+  const dir = join(resolve(base), `${prefix}${Date.now().toString(36)}-${randomBytes(6).toString("hex")}`);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await writeFile(join(dir, OWNER_FILE), `${process.pid} ${processStartTime(process.pid) ?? "?"}\n`);
+  return dir;
+}
+
+/** True while the process recorded in `dir`'s owner file is still the same running process. */
+export async function ownerAlive(dir: string): Promise<boolean> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, OWNER_FILE), "utf8");
+  } catch {
+    return false;
+  }
+  const [pidStr, start] = text.trim().split(" ");
+  const pid = Number(pidStr);
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  const now = processStartTime(pid);
+  return now !== null && (start === "?" || now === start);
+}
+
+/** Mount points at or below `dir`, deepest first (from /proc/self/mountinfo). */
+export function mountsUnder(dir: string): string[] {
+  let info: string;
+  try {
+    info = readFileSync("/proc/self/mountinfo", "utf8");
+  } catch {
+    return [];
+  }
+  const prefix = resolve(dir);
+  const out: string[] = [];
+  for (const line of info.split("\n")) {
+    const f = line.split(" ");
+    if (f.length < 5) continue;
+    const mp = f[4].replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (mp === prefix || mp.startsWith(prefix + "/")) out.push(mp);
+  }
+  return out.sort((a, b) => b.length - a.length);
+}
+
+/** The file naming a helper process (e.g. unshare) that must die with its work directory. */
+export const CHILD_FILE = "kiln.child";
+
+/** Kill a leftover helper process and delete containers an OCI runtime still tracks in `<dir>/state`. */
+function stopLeftovers(dir: string): void {
+  try {
+    const pid = Number(readFileSync(join(dir, CHILD_FILE), "utf8").trim());
+    if (Number.isInteger(pid) && pid > 1) process.kill(pid, "SIGKILL");
+  } catch {
+    /* no helper or already gone */
+  }
+  const state = join(dir, "state");
+  for (const rt of ["crun", "runc"]) {
+    const list = spawnSync(rt, [`--root=${state}`, "list", "-q"], { encoding: "utf8" });
+    if (list.status !== 0 || typeof list.stdout !== "string") continue;
+    for (const id of list.stdout.split("\n").map((l) => l.trim()).filter((l) => l !== "")) {
+      spawnSync(rt, [`--root=${state}`, "delete", "--force", id], { stdio: "ignore" });
+    }
+  }
+}
+
+/** Detach every mount under `dir` and remove the tree. */
+export async function removeWorkDir(dir: string): Promise<void> {
+  for (const mp of mountsUnder(dir)) spawnSync("umount", ["-l", mp], { stdio: "ignore" });
+  await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+}
+
+/**
+ * Remove work directories under `<cacheDir>/{rootfs,run}` whose owner process is gone (a
+ * SIGKILLed build). Returns the removed paths. Directories of live builds are left alone.
+ */
+export async function cleanupStale(cacheDir: string, hooks: Array<(dir: string) => Promise<void>> = []): Promise<string[]> {
+  const removed: string[] = [];
+  for (const kind of WORK_KINDS) {
+    const base = join(cacheDir, kind);
+    let names: string[];
+    try {
+      names = await readdir(base);
+    } catch {
+      continue;
+    }
+    for (const n of names) {
+      const dir = join(base, n);
+      if (await ownerAlive(dir)) continue;
+      stopLeftovers(dir);
+      for (const h of hooks) await h(dir).catch(() => undefined);
+      await removeWorkDir(dir);
+      removed.push(dir);
+    }
+  }
+  return removed;
+}

@@ -1,0 +1,187 @@
+// Layer compression: a deterministic gzip writer (fixed header like Go's compress/gzip, optional
+// pigz-style parallel deflate on the libuv thread pool with bounded memory) and the decompressor
+// chosen by a layer's media type.
+import { PassThrough, Transform, type TransformCallback } from "node:stream";
+import * as zlib from "node:zlib";
+import { KilnError } from "../errors.js";
+
+/** Input block size for parallel compression. Part of the output format: changing it changes digests. */
+export const GZIP_BLOCK_SIZE = 1024 * 1024;
+const DICT_SIZE = 32 * 1024;
+const MAX_IN_FLIGHT = 4;
+
+export interface GzipOptions {
+  /** zlib level 0-9 (default 6). */
+  level?: number;
+  /**
+   * Compress 1 MiB blocks concurrently (default true). Output is deterministic either way, but
+   * the two modes produce different (equally valid) bytes.
+   */
+  parallel?: boolean;
+}
+
+// ---------------------------------------------------------------------------------------------
+// CRC32 (zlib.crc32 on Node >= 20.15, else a table implementation)
+
+type Crc32 = (data: Buffer, value: number) => number;
+let crcTable: Uint32Array | undefined;
+function jsCrc32(data: Buffer, value: number): number {
+  if (!crcTable) {
+    crcTable = new Uint32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      crcTable[n] = c >>> 0;
+    }
+  }
+  let crc = ~value >>> 0;
+  for (let i = 0; i < data.length; i++) crc = crcTable[(crc ^ data[i]!) & 0xff]! ^ (crc >>> 8);
+  return ~crc >>> 0;
+}
+const zlibCrc = (zlib as unknown as { crc32?: Crc32 }).crc32;
+const crc32: Crc32 = typeof zlibCrc === "function" ? (d, v) => zlibCrc(d, v) >>> 0 : jsCrc32;
+
+function gzipHeader(level: number): Buffer {
+  // ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL OS=255(unknown), as Go's compress/gzip writes it.
+  const xfl = level === 9 ? 2 : level === 1 ? 4 : 0;
+  return Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, xfl, 0xff]);
+}
+
+function gzipTrailer(crc: number, isize: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeUInt32LE(crc >>> 0, 0);
+  b.writeUInt32LE(isize % 0x100000000, 4);
+  return b;
+}
+
+function checkLevel(level: number): number {
+  if (!Number.isInteger(level) || level < 0 || level > 9) throw new KilnError(`gzip: invalid compression level ${level} (0-9)`);
+  return level;
+}
+
+/** A deterministic gzip compressor (single member, header mtime 0, OS byte 255). */
+export function gzipStream(options?: GzipOptions): Transform {
+  const level = checkLevel(options?.level ?? 6);
+  return options?.parallel === false ? new SerialGzip(level) : new ParallelGzip(level);
+}
+
+/**
+ * One zlib deflateRaw stream with our own gzip header and trailer. Subclassing zlib's DeflateRaw
+ * keeps its native backpressure; we only observe input (CRC, size) and add header/trailer.
+ */
+class SerialGzip extends zlib.DeflateRaw {
+  private crc = 0;
+  private isize = 0;
+
+  constructor(level: number) {
+    super({ level });
+    this.push(gzipHeader(level));
+  }
+
+  override _transform(chunk: Buffer, enc: BufferEncoding, cb: TransformCallback): void {
+    if (chunk.length > 0) {
+      this.crc = crc32(chunk, this.crc);
+      this.isize += chunk.length;
+    }
+    super._transform(chunk, enc, cb);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    super._flush((err?: Error | null) => {
+      if (!err) this.push(gzipTrailer(this.crc, this.isize));
+      cb(err);
+    });
+  }
+}
+
+function deflateBlock(block: Buffer, level: number, dictionary: Buffer | undefined, last: boolean): Promise<Buffer> {
+  const opts: zlib.ZlibOptions = {
+    level,
+    finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH,
+  };
+  if (dictionary) opts.dictionary = dictionary;
+  return new Promise((resolve, reject) => {
+    zlib.deflateRaw(block, opts, (err, out) => (err ? reject(err) : resolve(out)));
+  });
+}
+
+/**
+ * pigz-style parallel gzip: the input is cut into fixed 1 MiB blocks, each deflated on the thread
+ * pool primed with the previous block's last 32 KiB, ended with a sync flush (the last block with
+ * Z_FINISH); the raw deflate pieces concatenate into one valid member.
+ */
+class ParallelGzip extends Transform {
+  private readonly level: number;
+  /** The block being filled; it is only started once a further byte arrives (or at the end). */
+  private current: Buffer = Buffer.allocUnsafe(GZIP_BLOCK_SIZE);
+  private filled = 0;
+  private prevTail: Buffer | undefined;
+  private readonly inFlight: Array<Promise<Buffer>> = [];
+  private crc = 0;
+  private isize = 0;
+
+  constructor(level: number) {
+    super();
+    this.level = level;
+    this.push(gzipHeader(level));
+  }
+
+  private startBlock(block: Buffer, last: boolean): void {
+    this.crc = crc32(block, this.crc);
+    this.isize += block.length;
+    const p = deflateBlock(block, this.level, this.prevTail, last);
+    p.catch(() => undefined); // observed when awaited in order; avoid unhandled rejections
+    this.inFlight.push(p);
+    this.prevTail = block.length >= DICT_SIZE ? block.subarray(block.length - DICT_SIZE) : undefined;
+  }
+
+  private async drainTo(limit: number): Promise<void> {
+    while (this.inFlight.length > limit) {
+      const out = await this.inFlight.shift()!;
+      if (out.length > 0) this.push(out);
+    }
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const work = async (): Promise<void> => {
+      let offset = 0;
+      while (offset < chunk.length) {
+        if (this.filled === GZIP_BLOCK_SIZE) {
+          // More input follows a full block, so that block is not the last one.
+          this.startBlock(this.current, false);
+          this.current = Buffer.allocUnsafe(GZIP_BLOCK_SIZE);
+          this.filled = 0;
+          await this.drainTo(MAX_IN_FLIGHT - 1);
+        }
+        const n = chunk.copy(this.current, this.filled, offset);
+        this.filled += n;
+        offset += n;
+      }
+    };
+    work().then(() => cb(), (err: Error) => cb(err));
+  }
+
+  override _flush(cb: TransformCallback): void {
+    const work = async (): Promise<void> => {
+      this.startBlock(this.current.subarray(0, this.filled), true);
+      await this.drainTo(0);
+      this.push(gzipTrailer(this.crc, this.isize));
+    };
+    work().then(() => cb(), (err: Error) => cb(err));
+  }
+}
+
+/** A decompressor for a layer blob of the given media type (gzip, zstd when available, or plain tar). */
+export function decompressStream(mediaType: string): Transform {
+  const mt = mediaType.toLowerCase();
+  if (mt.endsWith("+gzip") || mt.endsWith(".tar.gzip") || mt.endsWith(".gzip")) return zlib.createGunzip();
+  if (mt.endsWith("+zstd") || mt.endsWith(".zstd")) {
+    const z = zlib as unknown as { createZstdDecompress?: () => Transform };
+    if (typeof z.createZstdDecompress !== "function") {
+      throw new KilnError(`zstd layers need Node.js >= 22.15 (this is ${process.version}): cannot decompress ${mediaType}`);
+    }
+    return z.createZstdDecompress();
+  }
+  if (mt.endsWith(".tar") || mt.endsWith(".rootfs.diff.tar")) return new PassThrough();
+  throw new KilnError(`unsupported layer media type ${mediaType}`);
+}

@@ -1,0 +1,381 @@
+// The deterministic layer tar writer: turns LayerEntry values into a tar stream whose bytes depend
+// only on the entries (not their order). Owns entry sorting (whiteouts first in each directory),
+// duplicate/hardlink checks, and USTAR/PAX header encoding. Content is streamed, never buffered.
+import { Readable } from "node:stream";
+import { KilnError } from "../errors.js";
+import { OPAQUE_MARKER, WHITEOUT_PREFIX, type EntryType, type LayerEntry } from "./entry.js";
+
+const BLOCK = 512;
+const ZERO_BLOCK = Buffer.alloc(BLOCK);
+const MAX_OCTAL_7 = 0o7777777; // fits an 8-byte numeric field (7 digits + NUL)
+const MAX_OCTAL_11 = 0o77777777777; // fits a 12-byte numeric field (11 digits + NUL)
+
+export interface TarOptions {
+  /** Clamp every mtime to at most this (seconds since the epoch), e.g. SOURCE_DATE_EPOCH. */
+  clampMtime?: number;
+}
+
+interface Sortable {
+  entry: LayerEntry;
+  key: Array<{ rank: number; bytes: Buffer }>;
+}
+
+/** Deterministic tar of `entries` (sorted, checked), streamed. Errors surface on the stream. */
+export function tarStream(
+  entries: Iterable<LayerEntry> | AsyncIterable<LayerEntry>,
+  options?: TarOptions,
+): Readable {
+  return Readable.from(generateTar(entries, options ?? {}), { objectMode: false });
+}
+
+async function* generateTar(
+  entries: Iterable<LayerEntry> | AsyncIterable<LayerEntry>,
+  options: TarOptions,
+): AsyncGenerator<Buffer> {
+  const ordered = await collectAndOrder(entries);
+  for (const entry of ordered) {
+    yield* writeEntry(entry, options);
+  }
+  yield Buffer.alloc(2 * BLOCK);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Collecting, validating and ordering
+
+async function collectAndOrder(entries: Iterable<LayerEntry> | AsyncIterable<LayerEntry>): Promise<LayerEntry[]> {
+  const byPath = new Map<string, LayerEntry>();
+  for await (const entry of entries as AsyncIterable<LayerEntry>) {
+    checkPath(entry.path, "path");
+    if (byPath.has(entry.path)) throw new KilnError(`layer: duplicate path "${entry.path}"`);
+    byPath.set(entry.path, entry);
+  }
+  const sortables: Sortable[] = [...byPath.values()].map((entry) => ({ entry, key: sortKey(entry.path) }));
+  sortables.sort((a, b) => compareKeys(a.key, b.key));
+  const position = new Map<string, number>();
+  sortables.forEach((s, i) => position.set(s.entry.path, i));
+  const ordered = sortables.map((s) => s.entry);
+  return fixHardlinks(ordered, byPath, position);
+}
+
+function checkPath(path: string, what: string): void {
+  if (path.length === 0 || path.startsWith("/") || path.endsWith("/") || path.includes("\0")) {
+    throw new KilnError(`layer: invalid ${what} "${path}"`);
+  }
+  for (const part of path.split("/")) {
+    if (part === "" || part === "." || part === "..") throw new KilnError(`layer: invalid ${what} "${path}"`);
+  }
+}
+
+function rankOf(name: string): number {
+  if (name === OPAQUE_MARKER) return 0;
+  if (name.startsWith(WHITEOUT_PREFIX)) return 1;
+  return 2;
+}
+
+function sortKey(path: string): Array<{ rank: number; bytes: Buffer }> {
+  return path.split("/").map((name) => ({ rank: rankOf(name), bytes: Buffer.from(name, "utf8") }));
+}
+
+function compareKeys(a: Sortable["key"], b: Sortable["key"]): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x.rank !== y.rank) return x.rank - y.rank;
+    const c = Buffer.compare(x.bytes, y.bytes);
+    if (c !== 0) return c;
+  }
+  return a.length - b.length;
+}
+
+/** Sort order of two layer paths (parents before children; opaque marker, whiteouts, rest). */
+export function compareLayerPaths(a: string, b: string): number {
+  return compareKeys(sortKey(a), sortKey(b));
+}
+
+/**
+ * Make every hardlink point at an entry earlier in the tar: each group of linked names is
+ * carried by its first member in tar order (which gets the content), the others link to it.
+ */
+function fixHardlinks(ordered: LayerEntry[], byPath: Map<string, LayerEntry>, position: Map<string, number>): LayerEntry[] {
+  const rootOf = (entry: LayerEntry): LayerEntry => {
+    let cur = entry;
+    const seen = new Set<string>();
+    while (cur.type === "hardlink") {
+      if (seen.has(cur.path)) throw new KilnError(`layer: hardlink cycle at "${entry.path}"`);
+      seen.add(cur.path);
+      const link = cur.linkname;
+      if (link === undefined) throw new KilnError(`layer: hardlink "${cur.path}" has no target`);
+      checkPath(link, "hardlink target");
+      const next = byPath.get(link);
+      if (!next) throw new KilnError(`layer: hardlink "${cur.path}" points to "${link}", which is not in the layer`);
+      cur = next;
+    }
+    if (cur.type === "dir") throw new KilnError(`layer: hardlink "${entry.path}" points to a directory`);
+    return cur;
+  };
+  const groups = new Map<LayerEntry, LayerEntry[]>();
+  for (const entry of ordered) {
+    if (entry.type !== "hardlink") continue;
+    const root = rootOf(entry);
+    const members = groups.get(root) ?? [root];
+    members.push(entry);
+    groups.set(root, members);
+  }
+  if (groups.size === 0) return ordered;
+  const replaced = new Map<string, LayerEntry>();
+  for (const [root, members] of groups) {
+    members.sort((a, b) => position.get(a.path)! - position.get(b.path)!);
+    const first = members[0]!;
+    replaced.set(first.path, { ...root, path: first.path });
+    for (const m of members.slice(1)) {
+      replaced.set(m.path, { ...root, path: m.path, type: "hardlink", linkname: first.path, size: 0, open: undefined });
+    }
+  }
+  return ordered.map((e) => replaced.get(e.path) ?? e);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Header encoding
+
+const TYPEFLAG: Record<EntryType, string> = {
+  file: "0",
+  hardlink: "1",
+  symlink: "2",
+  char: "3",
+  block: "4",
+  dir: "5",
+  fifo: "6",
+};
+
+function isAscii(s: string): boolean {
+  // eslint-disable-next-line no-control-regex
+  return /^[\x01-\x7f]*$/.test(s);
+}
+
+/** Split a USTAR name into prefix (<= 155 bytes) and name (<= 100 bytes), or null. */
+function splitUstarName(name: string): { prefix: string; name: string } | null {
+  if (!isAscii(name)) return null;
+  if (name.length <= 100) return { prefix: "", name };
+  // Directory names end in "/", so search for a separator before the last character.
+  for (let i = name.length - 2; i >= 0; i--) {
+    if (name[i] !== "/") continue;
+    const prefix = name.slice(0, i);
+    const rest = name.slice(i + 1);
+    if (rest.length > 100) return null; // moving left only makes rest longer
+    if (prefix.length <= 155 && prefix.length > 0) return { prefix, name: rest };
+  }
+  return null;
+}
+
+function octal(value: number, width: number): string {
+  // width bytes including the trailing NUL
+  return value.toString(8).padStart(width - 1, "0") + "\0";
+}
+
+function paxRecord(key: string, value: Buffer): Buffer {
+  const body = Buffer.concat([Buffer.from(` ${key}=`, "utf8"), value, Buffer.from("\n")]);
+  let len = body.length + 1;
+  while (String(len).length + body.length !== len) len = String(len).length + body.length;
+  return Buffer.concat([Buffer.from(String(len), "ascii"), body]);
+}
+
+interface HeaderFields {
+  name: string;
+  prefix: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+  typeflag: string;
+  linkname: string;
+  uname: string;
+  gname: string;
+  devmajor: number;
+  devminor: number;
+}
+
+function ustarHeader(h: HeaderFields): Buffer {
+  const buf = Buffer.alloc(BLOCK);
+  buf.write(h.name, 0, 100, "utf8");
+  buf.write(octal(h.mode, 8), 100, "ascii");
+  buf.write(octal(h.uid, 8), 108, "ascii");
+  buf.write(octal(h.gid, 8), 116, "ascii");
+  buf.write(octal(h.size, 12), 124, "ascii");
+  buf.write(octal(h.mtime, 12), 136, "ascii");
+  buf.write("        ", 148, "ascii");
+  buf.write(h.typeflag, 156, "ascii");
+  buf.write(h.linkname, 157, 100, "utf8");
+  buf.write("ustar\0", 257, "ascii");
+  buf.write("00", 263, "ascii");
+  buf.write(h.uname, 265, 32, "utf8");
+  buf.write(h.gname, 297, 32, "utf8");
+  buf.write(octal(h.devmajor, 8), 329, "ascii");
+  buf.write(octal(h.devminor, 8), 337, "ascii");
+  buf.write(h.prefix, 345, 155, "utf8");
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += buf[i]!;
+  buf.write(sum.toString(8).padStart(6, "0") + "\0 ", 148, "ascii");
+  return buf;
+}
+
+/** Truncate a string to at most `max` UTF-8 bytes (for placeholder USTAR fields under PAX). */
+function truncateBytes(s: string, max: number): string {
+  const b = Buffer.from(s, "utf8");
+  if (b.length <= max) return s;
+  return b.subarray(0, max).toString("latin1").replace(/[^\x20-\x7e]/g, "_");
+}
+
+function paddingFor(size: number): Buffer | null {
+  const rem = size % BLOCK;
+  return rem === 0 ? null : ZERO_BLOCK.subarray(0, BLOCK - rem);
+}
+
+/** The header block(s) for one entry: an optional PAX extended header, then the USTAR header. */
+export function encodeHeaders(entry: LayerEntry, options: TarOptions = {}): Buffer[] {
+  const pax = new Map<string, Buffer>();
+  const tarName = entry.type === "dir" ? `${entry.path}/` : entry.path;
+  let split = splitUstarName(tarName);
+  if (!split) {
+    pax.set("path", Buffer.from(tarName, "utf8"));
+    split = { prefix: "", name: truncateBytes(tarName, 100) };
+  }
+  let linkname = "";
+  if (entry.type === "symlink" || entry.type === "hardlink") {
+    if (entry.linkname === undefined || entry.linkname === "") {
+      throw new KilnError(`layer: ${entry.type} "${entry.path}" has no target`);
+    }
+    linkname = entry.linkname;
+    if (!isAscii(linkname) || Buffer.byteLength(linkname) > 100) {
+      pax.set("linkpath", Buffer.from(linkname, "utf8"));
+      linkname = truncateBytes(linkname, 100);
+    }
+  }
+  const numeric = (key: string, value: number, max: number, what: string): number => {
+    if (!Number.isInteger(value) || value < 0) throw new KilnError(`layer: "${entry.path}": invalid ${what} ${value}`);
+    if (value > max) {
+      pax.set(key, Buffer.from(String(value), "ascii"));
+      return 0;
+    }
+    return value;
+  };
+  const uid = numeric("uid", entry.uid, MAX_OCTAL_7, "uid");
+  const gid = numeric("gid", entry.gid, MAX_OCTAL_7, "gid");
+  const size = entry.type === "file" ? entry.size : 0;
+  const sizeField = numeric("size", size, MAX_OCTAL_11, "size");
+  let mtime = Math.floor(entry.mtime);
+  if (!Number.isFinite(mtime)) throw new KilnError(`layer: "${entry.path}": invalid mtime ${entry.mtime}`);
+  if (options.clampMtime !== undefined) mtime = Math.min(mtime, Math.floor(options.clampMtime));
+  let mtimeField = mtime;
+  if (mtime < 0 || mtime > MAX_OCTAL_11) {
+    pax.set("mtime", Buffer.from(String(mtime), "ascii"));
+    mtimeField = mtime < 0 ? 0 : MAX_OCTAL_11;
+  }
+  const names = (key: string, value: string | undefined): string => {
+    const v = value ?? "";
+    if (!isAscii(v) || v.length > 32) {
+      pax.set(key, Buffer.from(v, "utf8"));
+      return truncateBytes(v, 32);
+    }
+    return v;
+  };
+  const uname = names("uname", entry.uname);
+  const gname = names("gname", entry.gname);
+  const isDevice = entry.type === "char" || entry.type === "block";
+  const devmajor = isDevice ? entry.devmajor ?? 0 : 0;
+  const devminor = isDevice ? entry.devminor ?? 0 : 0;
+  if (devmajor > MAX_OCTAL_7 || devminor > MAX_OCTAL_7 || devmajor < 0 || devminor < 0) {
+    throw new KilnError(`layer: "${entry.path}": device numbers out of range`);
+  }
+  if (entry.xattrs) {
+    for (const [name, value] of Object.entries(entry.xattrs)) {
+      if (name.length === 0 || name.includes("=") || name.includes("\0")) {
+        throw new KilnError(`layer: "${entry.path}": invalid xattr name "${name}"`);
+      }
+      pax.set(`SCHILY.xattr.${name}`, Buffer.from(value));
+    }
+  }
+  if (!Number.isInteger(entry.mode) || entry.mode < 0 || entry.mode > 0o7777) {
+    throw new KilnError(`layer: "${entry.path}": invalid mode ${entry.mode}`);
+  }
+  const blocks: Buffer[] = [];
+  if (pax.size > 0) {
+    const records = [...pax.keys()].sort().map((k) => paxRecord(k, pax.get(k)!));
+    const body = Buffer.concat(records);
+    const base = entry.path.slice(entry.path.lastIndexOf("/") + 1);
+    const paxName = truncateBytes(`PaxHeaders.0/${base}`, 100);
+    blocks.push(
+      ustarHeader({
+        name: isAscii(paxName) ? paxName : truncateBytes(paxName.replace(/[^\x20-\x7e]/g, "_"), 100),
+        prefix: "",
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        size: body.length,
+        mtime: mtimeField,
+        typeflag: "x",
+        linkname: "",
+        uname: "",
+        gname: "",
+        devmajor: 0,
+        devminor: 0,
+      }),
+    );
+    blocks.push(body);
+    const pad = paddingFor(body.length);
+    if (pad) blocks.push(pad);
+  }
+  blocks.push(
+    ustarHeader({
+      name: split.name,
+      prefix: split.prefix,
+      mode: entry.mode,
+      uid,
+      gid,
+      size: sizeField,
+      mtime: mtimeField,
+      typeflag: TYPEFLAG[entry.type],
+      linkname,
+      uname,
+      gname,
+      devmajor,
+      devminor,
+    }),
+  );
+  return blocks;
+}
+
+async function* writeEntry(entry: LayerEntry, options: TarOptions): AsyncGenerator<Buffer> {
+  if (!(entry.type in TYPEFLAG)) throw new KilnError(`layer: "${entry.path}": unknown entry type "${String(entry.type)}"`);
+  yield* encodeHeaders(entry, options);
+  if (entry.type !== "file" || entry.size === 0) {
+    if (entry.type === "file" && entry.open) {
+      // A zero-size file must really be empty.
+      for await (const chunk of entry.open() as AsyncIterable<Buffer>) {
+        if (chunk.length > 0) throw new KilnError(`layer: "${entry.path}": content is longer than its size 0`);
+      }
+    }
+    return;
+  }
+  if (!entry.open) throw new KilnError(`layer: "${entry.path}": file of ${entry.size} bytes has no content`);
+  let written = 0;
+  try {
+    for await (const chunk of entry.open() as AsyncIterable<Buffer | string>) {
+      const buf = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+      written += buf.length;
+      if (written > entry.size) {
+        throw new KilnError(`layer: "${entry.path}": content is longer than its size ${entry.size}`);
+      }
+      if (buf.length > 0) yield buf;
+    }
+  } catch (err) {
+    if (err instanceof KilnError) throw err;
+    throw new KilnError(`layer: "${entry.path}": cannot read content: ${(err as Error).message}`, { cause: err });
+  }
+  if (written !== entry.size) {
+    throw new KilnError(`layer: "${entry.path}": content is ${written} bytes, expected ${entry.size}`);
+  }
+  const pad = paddingFor(entry.size);
+  if (pad) yield pad;
+}

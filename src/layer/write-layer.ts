@@ -1,0 +1,47 @@
+// Writing a layer blob: one streaming pass tar -> sha256 (diffID) -> gzip -> sha256 (digest,
+// size) -> temp file in the blob store -> renamed to its digest. Memory stays flat.
+import { createWriteStream } from "node:fs";
+import { rm } from "node:fs/promises";
+import { pipeline } from "node:stream/promises";
+import type { Layer } from "../image/image.js";
+import { MediaType } from "../image/oci.js";
+import { HashCounter, type BlobStore } from "../store/blob-store.js";
+import { gzipStream } from "./compress.js";
+import type { LayerEntry } from "./entry.js";
+import { tarStream } from "./tar-writer.js";
+
+export interface WriteLayerOptions {
+  /** gzip level 0-9 (default 6). */
+  level?: number;
+  /** Clamp file mtimes to at most this (seconds since the epoch). */
+  clampMtime?: number;
+}
+
+/** Write `entries` as a gzip layer into `store`; returns its descriptor, diffID and tar size. */
+export async function writeLayer(
+  entries: Iterable<LayerEntry> | AsyncIterable<LayerEntry>,
+  store: BlobStore,
+  options?: WriteLayerOptions,
+): Promise<Layer & { uncompressedSize: number }> {
+  const tmp = await store.tempPath();
+  const tarHash = new HashCounter();
+  const blobHash = new HashCounter();
+  try {
+    await pipeline(
+      tarStream(entries, options?.clampMtime !== undefined ? { clampMtime: options.clampMtime } : undefined),
+      tarHash,
+      gzipStream(options?.level !== undefined ? { level: options.level } : undefined),
+      blobHash,
+      createWriteStream(tmp),
+    );
+    const digest = blobHash.digest();
+    await store.commit(tmp, digest);
+    return {
+      descriptor: { mediaType: MediaType.ociLayerGzip, digest, size: blobHash.size },
+      diffID: tarHash.digest(),
+      uncompressedSize: tarHash.size,
+    };
+  } finally {
+    await rm(tmp, { force: true });
+  }
+}

@@ -1,0 +1,272 @@
+// The OCI image layout destination: a directory (blobs hardlinked or copied from the store,
+// index.json replaced atomically, tags merged into an existing layout) or the same layout as a
+// tar file written to a temp name and renamed. Also the tar-of-a-layout helper docker-archive uses.
+import { randomBytes } from "node:crypto";
+import { createReadStream, createWriteStream } from "node:fs";
+import { copyFile, link, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { KilnError } from "../errors.js";
+import type { MaterializedImage } from "../image/image.js";
+import { descriptorJSON } from "../image/materialize.js";
+import { MediaType, REF_NAME_ANNOTATION, type Descriptor, type Digest, type Index } from "../image/oci.js";
+import type { LayerEntry } from "../layer/entry.js";
+import { tarStream } from "../layer/tar-writer.js";
+import type { BlobStore } from "../store/blob-store.js";
+
+export const OCI_LAYOUT_FILE = JSON.stringify({ imageLayoutVersion: "1.0.0" });
+const CONTAINERD_NAME_ANNOTATION = "io.containerd.image.name";
+
+export interface ParsedTag {
+  /** Full normalized name, e.g. docker.io/library/hello:latest */
+  full: string;
+  /** Docker's familiar form, e.g. hello:latest */
+  familiar: string;
+  /** Familiar repository without tag, e.g. hello */
+  repository: string;
+  /** The tag alone, e.g. latest (what ref.name holds, as `oci:DIR:TAG` expects) */
+  tag: string;
+}
+
+/**
+ * The tags to record for a list of references: "name:tag@digest" keeps its tag; digest-only
+ * references ("name@sha256:...") name no tag and are left out (the image is then untagged).
+ */
+export function tagsFrom(refs: string[] | undefined): ParsedTag[] {
+  const out: ParsedTag[] = [];
+  for (const ref of refs ?? []) {
+    const at = ref.indexOf("@");
+    if (at < 0) {
+      out.push(parseTag(ref));
+      continue;
+    }
+    const name = ref.slice(0, at);
+    if (name.lastIndexOf(":") > name.lastIndexOf("/")) out.push(parseTag(name));
+  }
+  return out;
+}
+
+/** Parse "name[:tag]" (default tag latest) into the forms layouts and archives record. */
+export function parseTag(ref: string): ParsedTag {
+  if (ref.includes("@")) throw new KilnError(`invalid tag "${ref}": digests cannot be used as tags`, { exitCode: 2 });
+  const slash = ref.lastIndexOf("/");
+  const colon = ref.lastIndexOf(":");
+  let name = ref;
+  let tag = "latest";
+  if (colon > slash) {
+    name = ref.slice(0, colon);
+    tag = ref.slice(colon + 1);
+  }
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(tag)) throw new KilnError(`invalid tag "${ref}"`, { exitCode: 2 });
+  const parts = name.split("/");
+  if (name === "" || parts.some((p) => p === "")) throw new KilnError(`invalid tag "${ref}"`, { exitCode: 2 });
+  const first = parts[0]!;
+  const hasHost = parts.length > 1 && (first.includes(".") || first.includes(":") || first === "localhost");
+  let host = hasHost ? first : "docker.io";
+  let path = hasHost ? parts.slice(1).join("/") : name;
+  if (host === "index.docker.io") host = "docker.io";
+  if (!/^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/.test(path)) {
+    throw new KilnError(`invalid tag "${ref}": repository names must be lowercase`, { exitCode: 2 });
+  }
+  if (host === "docker.io" && !path.includes("/")) path = `library/${path}`;
+  let repository = `${host}/${path}`;
+  if (host === "docker.io") repository = path.startsWith("library/") ? path.slice("library/".length) : path;
+  return { full: `${host}/${path}:${tag}`, familiar: `${repository}:${tag}`, repository, tag };
+}
+
+/** The index.json entry for `img` under one tag (or untagged). */
+function indexEntry(img: MaterializedImage, tag: ParsedTag | undefined): Descriptor {
+  const d: Descriptor = { mediaType: img.manifest.mediaType, digest: img.manifest.digest, size: img.manifest.size };
+  if (tag) d.annotations = { [CONTAINERD_NAME_ANNOTATION]: tag.full, [REF_NAME_ANNOTATION]: tag.tag };
+  return d;
+}
+
+function indexJSON(manifests: Descriptor[]): string {
+  return JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: manifests.map(descriptorJSON) });
+}
+
+/** Merge `img` into an existing index: tags replace entries with the same ref.name; others are kept. */
+function mergeIndex(existing: Descriptor[], img: MaterializedImage, tags: ParsedTag[]): Descriptor[] {
+  if (tags.length === 0) {
+    const already = existing.some((d) => d.digest === img.manifest.digest && !d.annotations?.[REF_NAME_ANNOTATION]);
+    return already ? existing : [...existing, indexEntry(img, undefined)];
+  }
+  const names = new Set(tags.map((t) => t.tag));
+  const kept = existing.filter((d) => {
+    const n = d.annotations?.[REF_NAME_ANNOTATION];
+    return n === undefined || !names.has(n);
+  });
+  const seen = new Set<string>();
+  const added: Descriptor[] = [];
+  for (const t of tags) {
+    if (seen.has(t.tag)) continue;
+    seen.add(t.tag);
+    added.push(indexEntry(img, t));
+  }
+  return [...kept, ...added];
+}
+
+function blobDigests(img: MaterializedImage): Descriptor[] {
+  const all = [...img.layers, img.config, img.manifest];
+  return [...new Map(all.map((d) => [d.digest, d])).values()];
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function tmpName(path: string): string {
+  return join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`);
+}
+
+/** Write a small file atomically (temp name + rename). */
+async function writeAtomic(path: string, data: string): Promise<void> {
+  const tmp = tmpName(path);
+  try {
+    await writeFile(tmp, data);
+    await rename(tmp, path);
+  } finally {
+    await rm(tmp, { force: true });
+  }
+}
+
+/** Hardlink `src` to `dest` when possible (same file system), else copy; via a temp name. */
+async function placeBlob(src: string, dest: string): Promise<void> {
+  const tmp = tmpName(dest);
+  try {
+    try {
+      await link(src, tmp);
+    } catch {
+      await copyFile(src, tmp);
+    }
+    await rename(tmp, dest);
+  } finally {
+    await rm(tmp, { force: true });
+  }
+}
+
+async function checkStoreHas(img: MaterializedImage, store: BlobStore): Promise<void> {
+  for (const d of blobDigests(img)) {
+    let size: number;
+    try {
+      size = await store.size(d.digest);
+    } catch {
+      throw new KilnError(`blob ${d.digest} is missing from the store`);
+    }
+    if (size !== d.size) throw new KilnError(`blob ${d.digest} in the store is ${size} bytes, expected ${d.size}`);
+  }
+}
+
+async function readExistingIndex(dest: string): Promise<Descriptor[]> {
+  const layoutFile = join(dest, "oci-layout");
+  const indexFile = join(dest, "index.json");
+  if (!(await exists(indexFile))) {
+    if (await exists(layoutFile)) throw new KilnError(`${dest}: has an oci-layout file but no index.json`);
+    return [];
+  }
+  let index: Index;
+  try {
+    index = JSON.parse(await readFile(indexFile, "utf8")) as Index;
+  } catch {
+    throw new KilnError(`${dest}: existing index.json is not valid JSON; refusing to overwrite it`);
+  }
+  if (!index || index.schemaVersion !== 2 || !Array.isArray(index.manifests)) {
+    throw new KilnError(`${dest}: existing index.json is not an OCI image index; refusing to overwrite it`);
+  }
+  return index.manifests;
+}
+
+async function writeLayoutDir(img: MaterializedImage, store: BlobStore, dest: string, tags: ParsedTag[]): Promise<void> {
+  const destExisted = await exists(dest);
+  if (destExisted && !(await stat(dest)).isDirectory()) throw new KilnError(`${dest}: exists and is not a directory`);
+  const existing = await readExistingIndex(dest);
+  const blobDir = join(dest, "blobs", "sha256");
+  const added: string[] = [];
+  try {
+    await mkdir(blobDir, { recursive: true });
+    for (const d of blobDigests(img)) {
+      const target = join(blobDir, d.digest.slice("sha256:".length));
+      try {
+        if ((await stat(target)).size === d.size) continue;
+      } catch {
+        // not there yet
+      }
+      await placeBlob(store.path(d.digest), target);
+      added.push(target);
+    }
+    const layoutFile = join(dest, "oci-layout");
+    if (!(await exists(layoutFile))) await writeAtomic(layoutFile, OCI_LAYOUT_FILE);
+    await writeAtomic(join(dest, "index.json"), indexJSON(mergeIndex(existing, img, tags)));
+  } catch (err) {
+    if (!destExisted) {
+      await rm(dest, { recursive: true, force: true });
+    } else {
+      for (const f of added) await rm(f, { force: true });
+    }
+    throw err;
+  }
+}
+
+/** Tar entries for a layout holding `img`: blobs/, oci-layout, index.json plus `extra` files. */
+export function layoutTarEntries(
+  img: MaterializedImage,
+  store: BlobStore,
+  indexText: string,
+  extra: Record<string, string> = {},
+): LayerEntry[] {
+  const base = { mode: 0o644, uid: 0, gid: 0, mtime: 0 };
+  const text = (path: string, data: string): LayerEntry => {
+    const buf = Buffer.from(data, "utf8");
+    return { ...base, path, type: "file", size: buf.length, open: () => Readable.from([buf]) };
+  };
+  const entries: LayerEntry[] = [
+    { ...base, path: "blobs", type: "dir", mode: 0o755, size: 0 },
+    { ...base, path: "blobs/sha256", type: "dir", mode: 0o755, size: 0 },
+    text("oci-layout", OCI_LAYOUT_FILE),
+    text("index.json", indexText),
+  ];
+  for (const [path, data] of Object.entries(extra)) entries.push(text(path, data));
+  for (const d of blobDigests(img)) {
+    const digest: Digest = d.digest;
+    entries.push({ ...base, path: `blobs/sha256/${digest.slice(7)}`, type: "file", size: d.size, open: () => createReadStream(store.path(digest)) });
+  }
+  return entries;
+}
+
+/** Stream `entries` as a tar to `dest` via a temp name in the same directory; nothing left on failure. */
+export async function writeTarAtomic(entries: LayerEntry[], dest: string): Promise<void> {
+  await mkdir(dirname(dest), { recursive: true });
+  if (await exists(dest)) {
+    if ((await stat(dest)).isDirectory()) throw new KilnError(`${dest}: is a directory, expected a tar file path`);
+  }
+  const tmp = tmpName(dest);
+  try {
+    await pipeline(tarStream(entries), createWriteStream(tmp, { mode: 0o644 }));
+    await rename(tmp, dest);
+  } finally {
+    await rm(tmp, { force: true });
+  }
+}
+
+/** Write `img` as an OCI image layout directory (or, with `tar`, a tar of one) at `dest`. */
+export async function writeOciLayout(
+  img: MaterializedImage,
+  store: BlobStore,
+  options: { dest: string; tags?: string[]; tar?: boolean },
+): Promise<void> {
+  const tags = tagsFrom(options.tags);
+  await checkStoreHas(img, store);
+  if (options.tar) {
+    const text = indexJSON(mergeIndex([], img, tags));
+    await writeTarAtomic(layoutTarEntries(img, store, text), options.dest);
+    return;
+  }
+  await writeLayoutDir(img, store, options.dest, tags);
+}
+

@@ -1,0 +1,494 @@
+// The registry HTTP client for one registry host: scheme/TLS choice, /v2/ ping, Basic and Bearer
+// auth (token cache per scope set, refetch on 401), redirects followed by hand (Authorization
+// never leaves the registry host), retries with backoff, and registry error messages.
+import { readFileSync } from "node:fs";
+import { rootCertificates } from "node:tls";
+import type { Readable } from "node:stream";
+import { Agent, request, type Dispatcher } from "undici";
+import { KilnError } from "../errors.js";
+import { registryHost } from "../image/reference.js";
+import { parseChallenges, type Challenge } from "./challenge.js";
+import { resolveCredentials, type Credentials } from "./credentials.js";
+import type { RegistryOptions } from "./options.js";
+import { RETRYABLE_STATUS, RetryableStatus, isTransientNetworkError, parseRetryAfter, retryPolicy, withRetry, type RetryPolicy } from "./retry.js";
+
+export type HttpMethod = "GET" | "HEAD" | "PUT" | "POST" | "PATCH" | "DELETE";
+
+export interface RegistryRequest {
+  method: HttpMethod;
+  /** "/v2/..." (relative to the registry) or an absolute URL (an upload Location). */
+  url: string | URL;
+  /** Token scopes this request needs, e.g. ["repository:a/b:pull"]. */
+  scopes: string[];
+  headers?: Record<string, string>;
+  /** Called for every attempt (bodies are streams and cannot be replayed). */
+  body?: () => Readable | Buffer | string;
+  /** Retry transient failures inside this call (default true). */
+  retry?: boolean;
+}
+
+export interface RegistryResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  /** The URL that produced this response (after redirects): Location resolves against it. */
+  url: URL;
+  body: Readable & { dump?: () => Promise<void> };
+}
+
+export function header(res: { headers: RegistryResponse["headers"] }, name: string): string | undefined {
+  const v = res.headers[name.toLowerCase()];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Read a (small) response body, failing past `limit` bytes. */
+export async function readBody(res: RegistryResponse, limit = 8 * 1024 * 1024): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of res.body) {
+    const b = c as Buffer;
+    n += b.length;
+    if (n > limit) {
+      res.body.destroy();
+      throw new KilnError(`response from ${res.url.host} larger than ${limit} bytes`);
+    }
+    chunks.push(b);
+  }
+  return Buffer.concat(chunks);
+}
+
+export async function drain(res: RegistryResponse): Promise<void> {
+  try {
+    if (res.body.dump) await res.body.dump();
+    else res.body.resume();
+  } catch {
+    // the body is unwanted; errors reading it do not matter
+  }
+}
+
+/** Turn a registry error body ({"errors":[{code,message}]}) into one line. */
+export function errorDetail(status: number, body: Buffer): string {
+  const text = body.toString("utf8");
+  try {
+    const parsed = JSON.parse(text) as { errors?: Array<{ code?: string; message?: string }> };
+    if (Array.isArray(parsed.errors) && parsed.errors.length > 0) {
+      return `${status} ${parsed.errors.map((e) => [e.code, e.message].filter(Boolean).join(": ")).join("; ")}`;
+    }
+  } catch {
+    // not JSON
+  }
+  const first = text.trim().split("\n")[0]?.slice(0, 200) ?? "";
+  return first ? `${status} ${first}` : `${status}`;
+}
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+const CERT_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME|UNABLE_TO_GET_ISSUER/;
+
+function isCertError(err: unknown): boolean {
+  let e: unknown = err;
+  for (let d = 0; d < 4 && e; d++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && CERT_ERROR.test(code)) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+function errorText(err: unknown): string {
+  const e = err as { message?: string; code?: string; cause?: { message?: string; code?: string } };
+  const parts = [e?.message, e?.cause?.message].filter((m): m is string => typeof m === "string" && m.length > 0);
+  const code = e?.code ?? e?.cause?.code;
+  let msg = parts.join(": ") || String(err);
+  if (code && !msg.includes(code)) msg += ` (${code})`;
+  return msg.replace(/\s*\n\s*/g, " ");
+}
+
+/** Hosts that may be reached over plain HTTP: loopback always, plus configured insecure ones. */
+export function allowsPlainHttp(registry: string, insecure: string[] = []): boolean {
+  const host = registry.startsWith("[") ? registry.slice(0, registry.indexOf("]") + 1) : registry.split(":")[0];
+  if (host === "localhost" || host === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(host)) return true;
+  return insecure.some((i) => i === registry || i === host);
+}
+
+interface CachedToken {
+  token: string;
+  expiresAt: number;
+}
+
+export class RegistryClient {
+  readonly registry: string;
+  readonly host: string;
+  private readonly options: RegistryOptions;
+  readonly policy: RetryPolicy;
+  private readonly agent: Agent;
+  private insecureAgent: Agent | undefined;
+  private base: URL | undefined;
+  private pinging: Promise<void> | undefined;
+  private challenges: Challenge[] = [];
+  private readonly tokens = new Map<string, CachedToken>();
+  private credentials: Promise<Credentials | undefined> | undefined;
+  private credentialRepository: string | undefined;
+
+  constructor(registry: string, options: RegistryOptions = {}) {
+    this.registry = registry;
+    this.host = registryHost(registry);
+    this.options = options;
+    this.policy = retryPolicy(options.retry);
+    this.agent = new Agent({ connect: this.tlsOptions(true), keepAliveTimeout: 10_000 });
+  }
+
+  private tlsOptions(verify: boolean): { ca?: string[]; rejectUnauthorized?: boolean } {
+    const caFile = this.options.caFile ?? process.env.SSL_CERT_FILE;
+    const out: { ca?: string[]; rejectUnauthorized?: boolean } = {};
+    if (caFile) {
+      let pem: string;
+      try {
+        pem = readFileSync(caFile, "utf8");
+      } catch (err) {
+        throw new KilnError(`cannot read CA file ${caFile}: ${(err as Error).message}`);
+      }
+      out.ca = [...rootCertificates, pem];
+    }
+    if (!verify) out.rejectUnauthorized = false;
+    return out;
+  }
+
+  private dispatcher(): Dispatcher {
+    return this.insecureAgent ?? this.agent;
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+    if (this.insecureAgent) await this.insecureAgent.close();
+  }
+
+  /** Which repository credentials are looked up for (auth.json may scope them per repository). */
+  useRepository(repository: string): void {
+    if (this.credentialRepository === undefined) this.credentialRepository = repository;
+  }
+
+  private creds(): Promise<Credentials | undefined> {
+    this.credentials ??= resolveCredentials(this.registry, this.options, this.credentialRepository);
+    return this.credentials;
+  }
+
+  /** Override the credentials (login verifies the ones it was given). */
+  setCredentials(c: Credentials | undefined): void {
+    this.credentials = Promise.resolve(c);
+  }
+
+  /** The scheme+host base URL, found by pinging /v2/. */
+  async baseURL(): Promise<URL> {
+    await this.ping();
+    return this.base as URL;
+  }
+
+  /** GET /v2/ once: choose https or (loopback/insecure only) http, and learn the auth challenges. */
+  ping(): Promise<void> {
+    this.pinging ??= this.doPing().catch((err: unknown) => {
+      this.pinging = undefined;
+      throw err;
+    });
+    return this.pinging;
+  }
+
+  private async pingAt(base: URL): Promise<void> {
+    const res = await withRetry(this.policy, async () => {
+      const r = await request(new URL("/v2/", base), { method: "GET", dispatcher: this.dispatcher(), headersTimeout: 60_000, bodyTimeout: 60_000 });
+      if (RETRYABLE_STATUS.has(r.statusCode)) {
+        await r.body.dump();
+        throw new RetryableStatus(r.statusCode, parseRetryAfter(r.headers["retry-after"]), `registry ${this.registry}: GET /v2/: ${r.statusCode}`);
+      }
+      return r;
+    });
+    const www = res.headers["www-authenticate"];
+    await res.body.dump();
+    if (res.statusCode === 200 || res.statusCode === 401) {
+      this.challenges = res.statusCode === 401 ? parseChallenges(www) : [];
+      this.base = base;
+      return;
+    }
+    throw new KilnError(`registry ${this.registry} does not speak the registry v2 API (GET /v2/: ${res.statusCode})`);
+  }
+
+  private async doPing(): Promise<void> {
+    const plainOk = allowsPlainHttp(this.registry, this.options.insecureRegistries);
+    const explicitInsecure = (this.options.insecureRegistries ?? []).some(
+      (i) => i === this.registry || i === this.registry.split(":")[0],
+    );
+    try {
+      await this.pingAt(new URL(`https://${this.host}`));
+      return;
+    } catch (err) {
+      if (err instanceof KilnError && !isTransientNetworkError(err)) throw err;
+      if (isCertError(err)) {
+        if (explicitInsecure) {
+          // an explicitly insecure registry: TLS without verification, as Docker does
+          this.insecureAgent = new Agent({ connect: this.tlsOptions(false) });
+          try {
+            await this.pingAt(new URL(`https://${this.host}`));
+            return;
+          } catch (err2) {
+            throw this.networkError(err2);
+          }
+        }
+        throw new KilnError(
+          `registry ${this.registry}: TLS certificate not trusted (${errorText(err)}); pass a CA file or mark it insecure`,
+          { cause: err },
+        );
+      }
+      if (!plainOk) throw this.networkError(err);
+      try {
+        await this.pingAt(new URL(`http://${this.host}`));
+      } catch (err2) {
+        throw this.networkError(err2);
+      }
+    }
+  }
+
+  networkError(err: unknown): KilnError {
+    if (err instanceof KilnError) return err;
+    return new KilnError(`cannot reach registry ${this.registry}: ${errorText(err)}`, { cause: err });
+  }
+
+  /** Send a request with auth, redirects and (unless disabled) retries. Any status is returned. */
+  async request(req: RegistryRequest): Promise<RegistryResponse> {
+    await this.ping();
+    const run = (): Promise<RegistryResponse> => this.attempt(req, true);
+    try {
+      return req.retry === false ? await run() : await withRetry(this.policy, run);
+    } catch (err) {
+      throw this.networkError(err);
+    }
+  }
+
+  private async attempt(req: RegistryRequest, mayReauth: boolean, extraScopes: string[] = []): Promise<RegistryResponse> {
+    const base = this.base as URL;
+    let url = typeof req.url === "string" ? new URL(req.url, base) : new URL(req.url.href);
+    let method: HttpMethod = req.method;
+    let body = req.body;
+    const scopes = [...new Set([...req.scopes, ...extraScopes])];
+    for (let hops = 0; ; hops++) {
+      const toRegistry = url.host === base.host && url.protocol === base.protocol;
+      const headers: Record<string, string> = { "user-agent": "kiln/0.1", ...(req.headers ?? {}) };
+      if (toRegistry) {
+        const auth = await this.authorization(scopes);
+        if (auth) headers.authorization = auth;
+      } else {
+        delete headers.authorization;
+      }
+      const res = await request(url, {
+        method,
+        headers,
+        body: body ? body() : undefined,
+        dispatcher: this.dispatcher(),
+        headersTimeout: 120_000,
+        bodyTimeout: 300_000,
+      });
+      const response: RegistryResponse = { status: res.statusCode, headers: res.headers, url, body: res.body };
+      const location = header(response, "location");
+      if (REDIRECTS.has(res.statusCode) && location) {
+        await res.body.dump();
+        if (hops >= 10) throw new KilnError(`registry ${this.registry}: too many redirects for ${req.method} ${url.pathname}`);
+        url = new URL(location, url);
+        if (res.statusCode === 303 || ((res.statusCode === 301 || res.statusCode === 302) && method === "POST")) {
+          method = "GET";
+          body = undefined;
+        }
+        continue;
+      }
+      if (res.statusCode === 401 && toRegistry && mayReauth) {
+        const challenges = parseChallenges(res.headers["www-authenticate"]);
+        await res.body.dump();
+        const bearer = challenges.find((c) => c.scheme === "bearer");
+        const more: string[] = [];
+        if (bearer) {
+          this.challenges = challenges;
+          const sc = bearer.params.scope;
+          if (sc) more.push(...sc.split(" ").filter((s) => s.length > 0));
+        }
+        // the cached token may have expired or lack a scope: forget it and ask again once
+        this.tokens.delete(this.tokenKey(scopes));
+        if (!challenges.some((c) => c.scheme === "basic" || c.scheme === "bearer")) return response;
+        if (challenges.some((c) => c.scheme === "basic") && !bearer && (await this.creds()) === undefined) {
+          return response;
+        }
+        this.challenges = challenges;
+        return this.attempt(req, false, [...extraScopes, ...more]);
+      }
+      if (RETRYABLE_STATUS.has(res.statusCode)) {
+        const detail = errorDetail(res.statusCode, await readBody(response, 64 * 1024).catch(() => Buffer.alloc(0)));
+        throw new RetryableStatus(
+          res.statusCode,
+          parseRetryAfter(res.headers["retry-after"]),
+          `registry ${this.registry}: ${method} ${url.pathname}: ${detail}`,
+        );
+      }
+      return response;
+    }
+  }
+
+  /** Throw a one-line KilnError unless the response has one of the `ok` statuses. */
+  async expect(res: RegistryResponse, ok: number[], what: string): Promise<void> {
+    if (ok.includes(res.status)) return;
+    const body = await readBody(res, 64 * 1024).catch(() => Buffer.alloc(0));
+    const detail = errorDetail(res.status, body);
+    if (res.status === 401 || res.status === 403) {
+      const hasCreds = (await this.creds()) !== undefined;
+      throw new KilnError(
+        `registry ${this.registry}: ${what}: ${hasCreds ? "access denied with the configured credentials" : "authentication required (no credentials found; run kiln login)"} (${detail})`,
+      );
+    }
+    throw new KilnError(`registry ${this.registry}: ${what}: ${detail}`);
+  }
+
+  private tokenKey(scopes: string[]): string {
+    return [...scopes].sort().join(" ");
+  }
+
+  /** The Authorization header for a request needing `scopes`, per the registry's challenge. */
+  private async authorization(scopes: string[]): Promise<string | undefined> {
+    const bearer = this.challenges.find((c) => c.scheme === "bearer");
+    if (bearer) {
+      const key = this.tokenKey(scopes);
+      const cached = this.tokens.get(key);
+      if (cached && cached.expiresAt > Date.now()) return `Bearer ${cached.token}`;
+      const fresh = await this.fetchToken(bearer, scopes);
+      this.tokens.set(key, fresh);
+      return `Bearer ${fresh.token}`;
+    }
+    if (this.challenges.some((c) => c.scheme === "basic")) {
+      const c = await this.creds();
+      if (c?.username !== undefined) {
+        return `Basic ${Buffer.from(`${c.username}:${c.password ?? ""}`).toString("base64")}`;
+      }
+    }
+    return undefined;
+  }
+
+  private async fetchToken(ch: Challenge, scopes: string[]): Promise<CachedToken> {
+    const realm = ch.params.realm;
+    if (!realm) throw new KilnError(`registry ${this.registry}: Bearer challenge without a realm`);
+    let realmURL: URL;
+    try {
+      realmURL = new URL(realm);
+    } catch {
+      throw new KilnError(`registry ${this.registry}: invalid token realm "${realm}"`);
+    }
+    if (realmURL.protocol !== "https:" && realmURL.protocol !== "http:") {
+      throw new KilnError(`registry ${this.registry}: unsupported token realm "${realm}"`);
+    }
+    const service = ch.params.service;
+    const creds = await this.creds();
+    const started = Date.now();
+    const parsed = await withRetry(this.policy, async () => {
+      if (creds?.identityToken) {
+        const viaPost = await this.tokenByPost(realmURL, service, scopes, creds.identityToken);
+        if (viaPost !== undefined) return viaPost;
+      }
+      return this.tokenByGet(realmURL, service, scopes, creds);
+    }).catch((err: unknown) => {
+      if (err instanceof KilnError) throw err;
+      throw new KilnError(`token server ${realmURL.host} for registry ${this.registry}: ${errorText(err)}`, { cause: err });
+    });
+    const token = parsed.token ?? parsed.access_token;
+    if (typeof token !== "string" || token.length === 0) {
+      throw new KilnError(`token server ${realmURL.host} for registry ${this.registry} returned no token`);
+    }
+    const ttl = typeof parsed.expires_in === "number" && parsed.expires_in > 0 ? parsed.expires_in : 60;
+    return { token, expiresAt: started + Math.max(1, ttl - 10) * 1000 };
+  }
+
+  private async tokenResponse(res: Dispatcher.ResponseData, realm: URL): Promise<TokenResponse> {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    for await (const c of res.body) {
+      n += (c as Buffer).length;
+      if (n > 1024 * 1024) {
+        res.body.destroy();
+        throw new KilnError(`token server ${realm.host} sent more than 1 MiB`);
+      }
+      chunks.push(c as Buffer);
+    }
+    const body = Buffer.concat(chunks);
+    if (RETRYABLE_STATUS.has(res.statusCode)) {
+      throw new RetryableStatus(res.statusCode, parseRetryAfter(res.headers["retry-after"]), `token server ${realm.host}: ${errorDetail(res.statusCode, body)}`);
+    }
+    if (res.statusCode === 401 || res.statusCode === 403) {
+      throw new KilnError(`registry ${this.registry}: authentication failed at token server ${realm.host} (${errorDetail(res.statusCode, body)})`);
+    }
+    if (res.statusCode !== 200) {
+      throw new KilnError(`token server ${realm.host} for registry ${this.registry}: ${errorDetail(res.statusCode, body)}`);
+    }
+    try {
+      return JSON.parse(body.toString("utf8")) as TokenResponse;
+    } catch {
+      throw new KilnError(`token server ${realm.host} for registry ${this.registry} returned invalid JSON`);
+    }
+  }
+
+  /** OAuth2 POST with the refresh (identity) token; undefined when the server has no OAuth2 endpoint. */
+  private async tokenByPost(realm: URL, service: string | undefined, scopes: string[], refreshToken: string): Promise<TokenResponse | undefined> {
+    const form = new URLSearchParams();
+    form.set("grant_type", "refresh_token");
+    form.set("refresh_token", refreshToken);
+    form.set("client_id", "kiln");
+    if (service) form.set("service", service);
+    if (scopes.length > 0) form.set("scope", scopes.join(" "));
+    const res = await request(realm, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", "user-agent": "kiln/0.1" },
+      body: form.toString(),
+      dispatcher: this.agent,
+    });
+    if (res.statusCode === 404 || res.statusCode === 405) {
+      await res.body.dump();
+      return undefined;
+    }
+    return this.tokenResponse(res, realm);
+  }
+
+  private async tokenByGet(realm: URL, service: string | undefined, scopes: string[], creds: Credentials | undefined): Promise<TokenResponse> {
+    const url = new URL(realm.href);
+    if (service) url.searchParams.set("service", service);
+    for (const s of scopes) url.searchParams.append("scope", s);
+    const headers: Record<string, string> = { "user-agent": "kiln/0.1" };
+    if (creds?.username !== undefined && creds.password !== undefined) {
+      headers.authorization = `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString("base64")}`;
+    }
+    const res = await request(url, { method: "GET", headers, dispatcher: this.agent });
+    return this.tokenResponse(res, realm);
+  }
+}
+
+interface TokenResponse {
+  token?: string;
+  access_token?: string;
+  expires_in?: number;
+  issued_at?: string;
+  refresh_token?: string;
+}
+
+/** One client per registry for an operation; closed together at the end. */
+export class ClientPool {
+  private readonly clients = new Map<string, RegistryClient>();
+  constructor(private readonly options: RegistryOptions) {}
+  get(registry: string): RegistryClient {
+    let c = this.clients.get(registry);
+    if (!c) {
+      c = new RegistryClient(registry, this.options);
+      this.clients.set(registry, c);
+    }
+    return c;
+  }
+  async close(): Promise<void> {
+    await Promise.all([...this.clients.values()].map((c) => c.close()));
+  }
+}
+
+export function pullScope(repository: string): string {
+  return `repository:${repository}:pull`;
+}
+
+export function pushScope(repository: string): string {
+  return `repository:${repository}:pull,push`;
+}

@@ -1,0 +1,41 @@
+// Options shared by every registry operation (pull, push, login) and the progress event shape.
+import type { Digest } from "../image/oci.js";
+
+export interface TransferProgress {
+  kind: "push" | "pull";
+  digest: Digest;
+  /** Total bytes of the blob. */
+  total: number;
+  /** Bytes sent/received so far. */
+  bytes: number;
+  /** Average bytes per second since this blob's transfer started. */
+  rate: number;
+  /** "progress" while streaming; then one of the terminal states. */
+  state: "progress" | "done" | "exists" | "mounted";
+}
+
+export interface RetryOptions {
+  /** Total attempts, including the first (default 5). */
+  attempts?: number;
+  /** First backoff delay (default 200 ms); doubles each attempt, with jitter. */
+  baseDelayMs?: number;
+  /** Cap on one backoff delay and on a Retry-After wait (default 10 s). */
+  maxDelayMs?: number;
+}
+
+export interface RegistryOptions {
+  /** Hosts ("host:port") reached over plain HTTP (loopback always may be). */
+  insecureRegistries?: string[];
+  /** Extra CA bundle (PEM) trusted for registry TLS; SSL_CERT_FILE is used when unset. */
+  caFile?: string;
+  /** Docker config directory (like DOCKER_CONFIG) or a path to a config.json. */
+  dockerConfig?: string;
+  /** A podman/containers auth.json (like REGISTRY_AUTH_FILE). */
+  authFile?: string;
+  retry?: RetryOptions;
+  /** When set, blobs are uploaded in PATCH chunks of this many bytes. */
+  chunkSize?: number;
+  /** Blobs transferred at once (default 4). */
+  concurrency?: number;
+  onProgress?: (ev: TransferProgress) => void;
+}

@@ -1,0 +1,249 @@
+// Pull: resolve a reference to a manifest (through an index for the wanted platform) and download
+// its config and layers straight into the BlobStore, verified while streaming. Blobs already in
+// the store are not fetched again; each blob's origin is recorded for later cross-repo mounts.
+import { createHash } from "node:crypto";
+import { KilnError } from "../errors.js";
+import type { Image, Layer } from "../image/image.js";
+import { MediaType, isDigest, type Descriptor, type Digest, type ImageConfig, type Index, type Manifest, type Platform } from "../image/oci.js";
+import { formatPlatform, platformMatches, selectManifest } from "../image/platform.js";
+import { familiarName, referenceTarget, toReference, type Reference } from "../image/reference.js";
+import type { BlobStore } from "../store/blob-store.js";
+import { RegistryClient, header, pullScope, readBody, type RegistryResponse } from "./client.js";
+import { mapLimit } from "./limit.js";
+import type { RegistryOptions } from "./options.js";
+import { ProgressCounter, progressEvent } from "./progress.js";
+import { addOrigin, readRefRecord, writeRefRecord } from "./records.js";
+import { withRetry } from "./retry.js";
+
+export const MANIFEST_ACCEPT = [
+  MediaType.ociIndex,
+  MediaType.ociManifest,
+  MediaType.dockerManifestList,
+  MediaType.dockerManifest,
+].join(", ");
+
+export type PullPolicy = "always" | "missing" | "never";
+
+export interface PullOptions extends RegistryOptions {
+  store: BlobStore;
+  platform: Platform;
+  pull?: PullPolicy;
+}
+
+export interface PullResult {
+  image: Image;
+  manifestDescriptor: Descriptor;
+  reference: Reference;
+}
+
+const MANIFEST_LIMIT = 4 * 1024 * 1024;
+
+export function isIndexType(mt: string | undefined): boolean {
+  return mt === MediaType.ociIndex || mt === MediaType.dockerManifestList;
+}
+
+export function isManifestType(mt: string | undefined): boolean {
+  return mt === MediaType.ociManifest || mt === MediaType.dockerManifest;
+}
+
+function sha256(buf: Buffer): Digest {
+  return `sha256:${createHash("sha256").update(buf).digest("hex")}`;
+}
+
+/** The media type of a manifest document: its own field, else the response Content-Type. */
+export function manifestMediaType(doc: unknown, contentType: string | undefined): string | undefined {
+  const mt = (doc as { mediaType?: unknown } | null)?.mediaType;
+  if (typeof mt === "string" && mt.length > 0) return mt;
+  const ct = contentType?.split(";")[0]?.trim();
+  if (ct && (isIndexType(ct) || isManifestType(ct))) return ct;
+  // OCI allows omitting mediaType: tell index from manifest by shape
+  if (Array.isArray((doc as { manifests?: unknown } | null)?.manifests)) return MediaType.ociIndex;
+  if ((doc as { config?: unknown } | null)?.config !== undefined) return MediaType.ociManifest;
+  return ct;
+}
+
+function checkDescriptor(d: Descriptor | undefined, what: string, where: string): Descriptor {
+  if (!d || typeof d !== "object" || !isDigest(String(d.digest)) || typeof d.size !== "number" || d.size < 0 || !Number.isSafeInteger(d.size)) {
+    throw new KilnError(`${where}: invalid ${what} descriptor`);
+  }
+  return d;
+}
+
+interface FetchedManifest {
+  descriptor: Descriptor;
+  bytes: Buffer;
+  doc: Manifest | Index;
+}
+
+/** GET a manifest or index by tag or digest, verify it, and keep it in the store. */
+export async function fetchManifest(
+  client: RegistryClient,
+  ref: Reference,
+  target: string,
+  store: BlobStore,
+  expected?: Descriptor,
+): Promise<FetchedManifest> {
+  const name = familiarName({ ...ref, tag: isDigest(target) ? undefined : target, digest: isDigest(target) ? (target as Digest) : undefined });
+  const res: RegistryResponse = await client.request({
+    method: "GET",
+    url: `/v2/${ref.repository}/manifests/${target}`,
+    scopes: [pullScope(ref.repository)],
+    headers: { accept: MANIFEST_ACCEPT },
+  });
+  if (res.status === 404) {
+    await readBody(res, 64 * 1024).catch(() => undefined);
+    throw new KilnError(`image ${name} not found in registry ${ref.registry}: manifest unknown`);
+  }
+  await client.expect(res, [200], `GET manifest ${name}`);
+  const bytes = await readBody(res, MANIFEST_LIMIT);
+  const digest = sha256(bytes);
+  if (isDigest(target) && digest !== target) {
+    throw new KilnError(`registry ${ref.registry}: manifest digest mismatch for ${name}: got ${digest}`);
+  }
+  if (expected && expected.size !== bytes.length) {
+    throw new KilnError(`registry ${ref.registry}: manifest size mismatch for ${name}: expected ${expected.size} bytes, got ${bytes.length}`);
+  }
+  const claimed = header(res, "docker-content-digest");
+  if (claimed !== undefined && claimed !== digest && claimed.startsWith("sha256:")) {
+    throw new KilnError(`registry ${ref.registry}: Docker-Content-Digest ${claimed} does not match the manifest it sent (${digest})`);
+  }
+  let doc: Manifest | Index;
+  try {
+    doc = JSON.parse(bytes.toString("utf8")) as Manifest | Index;
+  } catch {
+    throw new KilnError(`registry ${ref.registry}: manifest for ${name} is not valid JSON`);
+  }
+  const mediaType = manifestMediaType(doc, header(res, "content-type"));
+  if (!isIndexType(mediaType) && !isManifestType(mediaType)) {
+    throw new KilnError(`registry ${ref.registry}: unsupported manifest type "${mediaType ?? "unknown"}" for ${name}`);
+  }
+  await store.putBytes(bytes);
+  return { descriptor: { mediaType: mediaType as string, digest, size: bytes.length }, bytes, doc };
+}
+
+/** Download one blob into the store (retried from scratch on transient failures). */
+export async function fetchBlob(client: RegistryClient, ref: Reference, desc: Descriptor, store: BlobStore, options: RegistryOptions): Promise<void> {
+  if (await store.has(desc.digest)) {
+    options.onProgress?.(progressEvent("pull", desc.digest, desc.size, desc.size, Date.now(), "exists"));
+    return;
+  }
+  const started = Date.now();
+  await withRetry(client.policy, async () => {
+    const res = await client.request({
+      method: "GET",
+      url: `/v2/${ref.repository}/blobs/${desc.digest}`,
+      scopes: [pullScope(ref.repository)],
+      retry: false,
+    });
+    await client.expect(res, [200], `GET blob ${desc.digest}`);
+    const counter = new ProgressCounter("pull", desc.digest, desc.size, options.onProgress);
+    res.body.on("error", (e) => counter.destroy(e));
+    try {
+      await store.ingest(res.body.pipe(counter), { digest: desc.digest, size: desc.size });
+    } catch (err) {
+      if (err instanceof KilnError && /mismatch/.test(err.message)) {
+        throw new KilnError(`registry ${ref.registry}: blob ${desc.digest} of ${ref.repository}: ${err.message}`);
+      }
+      throw err;
+    }
+  });
+  options.onProgress?.(progressEvent("pull", desc.digest, desc.size, desc.size, started, "done"));
+}
+
+/** The Image value for a manifest whose blobs are all in the store. */
+async function imageFromStore(store: BlobStore, manifest: Manifest, where: string): Promise<Image> {
+  const config = await store.readJSON<ImageConfig>(manifest.config.digest);
+  const diffIDs = config.rootfs?.diff_ids ?? [];
+  if (!Array.isArray(diffIDs) || diffIDs.length !== manifest.layers.length) {
+    throw new KilnError(`${where}: config lists ${Array.isArray(diffIDs) ? diffIDs.length : 0} layers but the manifest has ${manifest.layers.length}`);
+  }
+  const layers: Layer[] = manifest.layers.map((d, i) => ({ descriptor: d, diffID: diffIDs[i] }));
+  return { config, layers };
+}
+
+function validateManifest(m: Manifest, where: string): Manifest {
+  if (!m || typeof m !== "object" || !Array.isArray(m.layers)) throw new KilnError(`${where}: manifest has no layers list`);
+  checkDescriptor(m.config, "config", where);
+  m.layers.forEach((l) => checkDescriptor(l, "layer", where));
+  return m;
+}
+
+/** Try to answer from the store alone (pull "missing"/"never"). */
+async function resolveLocal(store: BlobStore, ref: Reference, platform: Platform): Promise<PullResult | undefined> {
+  let top: Descriptor | undefined;
+  if (ref.digest) {
+    if (await store.has(ref.digest)) {
+      const doc = await store.readJSON<Manifest | Index>(ref.digest);
+      top = { mediaType: manifestMediaType(doc, undefined) ?? MediaType.ociManifest, digest: ref.digest, size: await store.size(ref.digest) };
+    }
+  } else {
+    top = await readRefRecord(store, ref);
+  }
+  if (!top || !(await store.has(top.digest))) return undefined;
+  let manifestDesc = top;
+  if (isIndexType(top.mediaType)) {
+    const index = await store.readJSON<Index>(top.digest);
+    manifestDesc = selectManifest(index, platform);
+    if (!(await store.has(manifestDesc.digest))) return undefined;
+  }
+  const where = `local image ${familiarName(ref)}`;
+  const manifest = validateManifest(await store.readJSON<Manifest>(manifestDesc.digest), where);
+  for (const d of [manifest.config, ...manifest.layers]) {
+    if (!(await store.has(d.digest))) return undefined;
+  }
+  return { image: await imageFromStore(store, manifest, where), manifestDescriptor: manifestDesc, reference: ref };
+}
+
+/** Pull `ref` for `options.platform` into `options.store`. */
+export async function pullImage(refIn: string | Reference, options: PullOptions): Promise<PullResult> {
+  const ref = toReference(refIn);
+  const { store, platform } = options;
+  const policy = options.pull ?? "always";
+  if (policy !== "always") {
+    const local = await resolveLocal(store, ref, platform);
+    if (local) return local;
+    if (policy === "never") {
+      throw new KilnError(`image ${familiarName(ref)} is not in the local store and pull policy is "never"`);
+    }
+  }
+  const client = new RegistryClient(ref.registry, options);
+  client.useRepository(ref.repository);
+  try {
+    const top = await fetchManifest(client, ref, referenceTarget(ref), store);
+    let manifestFetched = top;
+    if (isIndexType(top.descriptor.mediaType)) {
+      const index = top.doc as Index;
+      if (!Array.isArray(index.manifests)) throw new KilnError(`registry ${ref.registry}: index for ${familiarName(ref)} has no manifests`);
+      let chosen: Descriptor;
+      try {
+        chosen = checkDescriptor(selectManifest(index, platform), "manifest", `index of ${familiarName(ref)}`);
+      } catch (err) {
+        if (err instanceof KilnError) throw new KilnError(`image ${familiarName(ref)}: ${err.message}`);
+        throw err;
+      }
+      manifestFetched = await fetchManifest(client, ref, chosen.digest, store, chosen);
+      if (!isManifestType(manifestFetched.descriptor.mediaType)) {
+        throw new KilnError(`registry ${ref.registry}: ${chosen.digest} in the index of ${familiarName(ref)} is not an image manifest`);
+      }
+    }
+    const where = `image ${familiarName(ref)}`;
+    const manifest = validateManifest(manifestFetched.doc as Manifest, where);
+    const origin = { registry: ref.registry, repository: ref.repository };
+    await fetchBlob(client, ref, manifest.config, store, options);
+    const config = await store.readJSON<ImageConfig>(manifest.config.digest);
+    if (!isIndexType(top.descriptor.mediaType) && config.os && config.architecture) {
+      // a single-platform image must still be for the platform asked for
+      const have: Platform = { os: config.os, architecture: config.architecture, variant: config.variant };
+      if (!platformMatches(platform, have)) {
+        throw new KilnError(`image ${familiarName(ref)} is for ${formatPlatform(have)}, not ${formatPlatform(platform)}`);
+      }
+    }
+    await mapLimit(manifest.layers, options.concurrency ?? 4, (l) => fetchBlob(client, ref, l, store, options));
+    for (const d of [manifest.config, ...manifest.layers]) await addOrigin(store, d.digest, origin);
+    await writeRefRecord(store, ref, top.descriptor);
+    const image = await imageFromStore(store, manifest, where);
+    return { image, manifestDescriptor: manifestFetched.descriptor, reference: ref };
+  } finally {
+    await client.close();
+  }
+}

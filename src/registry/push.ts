@@ -1,0 +1,229 @@
+// Push: an image or index (from an OCI layout or the blob store) to one or more references.
+// Blobs first (4 at a time, HEAD-skip, cross-repo mount from recorded origins), then configs,
+// then manifests, then the index, then every tag; the registry's Docker-Content-Digest must
+// match the digest kiln computed.
+import { createHash } from "node:crypto";
+import { readFile, stat } from "node:fs/promises";
+import { KilnError } from "../errors.js";
+import { OciLayout } from "../image/layout.js";
+import { MediaType, isDigest, type Descriptor, type Digest, type Index, type Manifest } from "../image/oci.js";
+import { familiarName, formatReference, toReference, type Reference } from "../image/reference.js";
+import type { BlobStore } from "../store/blob-store.js";
+import { ClientPool, RegistryClient, drain, header, pullScope, pushScope } from "./client.js";
+import { mapLimit } from "./limit.js";
+import type { RegistryOptions } from "./options.js";
+import { isIndexType, isManifestType, manifestMediaType } from "./pull.js";
+import { addOrigin, readOrigins } from "./records.js";
+import { uploadBlob, type BlobSource, type UploadTarget } from "./upload.js";
+
+export type { BlobSource } from "./upload.js";
+
+export interface PushOptions extends RegistryOptions {
+  /** Where blob origins are recorded/read (for cross-repo mounts). */
+  store?: BlobStore;
+}
+
+export interface PushResult {
+  digest: Digest;
+  size: number;
+  mediaType: string;
+}
+
+function sha256(buf: Buffer): Digest {
+  return `sha256:${createHash("sha256").update(buf).digest("hex")}`;
+}
+
+interface ManifestDoc {
+  descriptor: Descriptor;
+  bytes: Buffer;
+}
+
+interface PushPlan {
+  /** Layer (and other non-config) blobs, unique by digest. */
+  blobs: Descriptor[];
+  configs: Descriptor[];
+  /** Child manifests (and nested indexes) in the order they must be put: children first. */
+  children: ManifestDoc[];
+  root: ManifestDoc;
+}
+
+const NON_DISTRIBUTABLE = /(foreign|nondistributable)/;
+
+async function readVerified(source: BlobSource, d: Descriptor, what: string): Promise<Buffer> {
+  if (!isDigest(d.digest)) throw new KilnError(`invalid ${what} digest ${JSON.stringify(d.digest)}`);
+  const bytes = await source.readBytes(d.digest);
+  const got = sha256(bytes);
+  if (got !== d.digest) throw new KilnError(`${what} ${d.digest} is corrupt (its content hashes to ${got})`);
+  if (d.size !== bytes.length) throw new KilnError(`${what} ${d.digest} is ${bytes.length} bytes, its descriptor says ${d.size}`);
+  return bytes;
+}
+
+/** Walk root (manifest or index) and list everything that must exist remotely. */
+async function planPush(source: BlobSource, root: Descriptor): Promise<PushPlan> {
+  const blobs = new Map<string, Descriptor>();
+  const configs = new Map<string, Descriptor>();
+  const children: ManifestDoc[] = [];
+  const seen = new Set<string>();
+
+  const visit = async (d: Descriptor, depth: number): Promise<ManifestDoc> => {
+    if (depth > 4) throw new KilnError(`image indexes nested too deeply`);
+    const bytes = await readVerified(source, d, "manifest");
+    let doc: Manifest | Index;
+    try {
+      doc = JSON.parse(bytes.toString("utf8")) as Manifest | Index;
+    } catch {
+      throw new KilnError(`manifest ${d.digest} is not valid JSON`);
+    }
+    const mediaType = manifestMediaType(doc, d.mediaType) ?? d.mediaType;
+    const md: ManifestDoc = { descriptor: { mediaType, digest: d.digest, size: d.size }, bytes };
+    if (isIndexType(mediaType)) {
+      const idx = doc as Index;
+      if (!Array.isArray(idx.manifests)) throw new KilnError(`index ${d.digest} has no manifests list`);
+      for (const child of idx.manifests) {
+        if (seen.has(child.digest)) continue;
+        seen.add(child.digest);
+        const c = await visit(child, depth + 1);
+        children.push(c);
+      }
+    } else if (isManifestType(mediaType) || (doc as Manifest).config !== undefined) {
+      const m = doc as Manifest;
+      if (!m.config || !Array.isArray(m.layers)) throw new KilnError(`manifest ${d.digest} is malformed`);
+      if (!isDigest(m.config.digest)) throw new KilnError(`manifest ${d.digest} has an invalid config digest`);
+      configs.set(m.config.digest, m.config);
+      for (const l of m.layers) {
+        if (!isDigest(l.digest)) throw new KilnError(`manifest ${d.digest} has an invalid layer digest`);
+        if (l.urls && l.urls.length > 0 && NON_DISTRIBUTABLE.test(l.mediaType)) continue;
+        blobs.set(l.digest, l);
+      }
+    } else {
+      throw new KilnError(`${d.digest}: unsupported manifest media type ${mediaType}`);
+    }
+    return md;
+  };
+  const rootDoc = await visit(root, 0);
+  for (const k of configs.keys()) blobs.delete(k);
+  return { blobs: [...blobs.values()], configs: [...configs.values()], children, root: rootDoc };
+}
+
+/** In-process memory of where blobs went during this push (in addition to the store's records). */
+type OriginMemo = Map<string, Array<{ registry: string; repository: string }>>;
+
+async function mountSource(d: Digest, registry: string, repository: string, store: BlobStore | undefined, memo: OriginMemo): Promise<string | undefined> {
+  const known = [...(memo.get(d) ?? []), ...(store ? await readOrigins(store, d) : [])];
+  return known.find((o) => o.registry === registry && o.repository !== repository)?.repository;
+}
+
+async function putManifest(client: RegistryClient, ref: Reference, scopes: string[], doc: ManifestDoc, target: string): Promise<void> {
+  const res = await client.request({
+    method: "PUT",
+    url: `/v2/${ref.repository}/manifests/${target}`,
+    scopes,
+    headers: { "content-type": doc.descriptor.mediaType, "content-length": String(doc.bytes.length) },
+    body: () => doc.bytes,
+  });
+  await client.expect(res, [201, 200, 204], `PUT manifest ${familiarName({ ...ref, tag: undefined, digest: undefined })}:${target}`);
+  const got = header(res, "docker-content-digest");
+  await drain(res);
+  if (got !== undefined && got !== "" && got !== doc.descriptor.digest) {
+    throw new KilnError(`registry ${ref.registry}: stored manifest as ${got}, but kiln computed ${doc.descriptor.digest}`);
+  }
+}
+
+async function manifestExists(client: RegistryClient, ref: Reference, scopes: string[], d: Digest): Promise<boolean> {
+  const res = await client.request({
+    method: "HEAD",
+    url: `/v2/${ref.repository}/manifests/${d}`,
+    scopes,
+    headers: { accept: [MediaType.ociIndex, MediaType.ociManifest, MediaType.dockerManifestList, MediaType.dockerManifest].join(", ") },
+  });
+  await drain(res);
+  return res.status === 200;
+}
+
+async function pushOne(pool: ClientPool, source: BlobSource, plan: PushPlan, ref: Reference, options: PushOptions, memo: OriginMemo): Promise<void> {
+  const client = pool.get(ref.registry);
+  client.useRepository(ref.repository);
+  const root = plan.root.descriptor;
+  if (ref.digest && ref.digest !== root.digest) {
+    throw new KilnError(`cannot push to ${formatReference(ref)}: the image's digest is ${root.digest}`);
+  }
+  const all = [...plan.blobs, ...plan.configs];
+  const mounts = new Map<string, string>();
+  for (const d of all) {
+    const from = await mountSource(d.digest, ref.registry, ref.repository, options.store, memo);
+    if (from) mounts.set(d.digest, from);
+  }
+  const scopes = [pushScope(ref.repository), ...[...new Set(mounts.values())].map(pullScope)];
+  const target: UploadTarget = { client, repository: ref.repository, scopes, options };
+  const record = async (d: Descriptor): Promise<void> => {
+    const list = memo.get(d.digest) ?? [];
+    list.push({ registry: ref.registry, repository: ref.repository });
+    memo.set(d.digest, list);
+    if (options.store) await addOrigin(options.store, d.digest, { registry: ref.registry, repository: ref.repository });
+  };
+  const concurrency = options.concurrency ?? 4;
+  for (const group of [plan.blobs, plan.configs]) {
+    await mapLimit(group, concurrency, async (d) => {
+      await uploadBlob(target, source, d, mounts.get(d.digest));
+      await record(d);
+    });
+  }
+  for (const child of plan.children) {
+    if (await manifestExists(client, ref, scopes, child.descriptor.digest)) continue;
+    await putManifest(client, ref, scopes, child, child.descriptor.digest);
+  }
+  await putManifest(client, ref, scopes, plan.root, ref.tag ?? root.digest);
+}
+
+/** Push the manifest or index `root` (whose blobs `source` serves) to every reference in `refs`. */
+export async function pushImage(source: BlobSource, root: Descriptor, refs: Array<string | Reference>, options: PushOptions = {}): Promise<PushResult> {
+  if (refs.length === 0) throw new KilnError("push: no destination reference given");
+  const targets = refs.map(toReference);
+  const plan = await planPush(source, root);
+  const pool = new ClientPool(options);
+  const memo: OriginMemo = new Map();
+  try {
+    for (const ref of targets) await pushOne(pool, source, plan, ref, options, memo);
+  } finally {
+    await pool.close();
+  }
+  const d = plan.root.descriptor;
+  return { digest: d.digest, size: d.size, mediaType: d.mediaType };
+}
+
+/** A BlobSource over an OCI image layout directory. */
+export function layoutSource(layout: OciLayout): BlobSource {
+  return {
+    open: (d) => layout.openBlob(d),
+    size: async (d) => (await stat(layout.blobPath(d))).size,
+    readBytes: async (d) => {
+      try {
+        return await readFile(layout.blobPath(d));
+      } catch {
+        throw new KilnError(`${layout.dir}: blob ${d} is missing`);
+      }
+    },
+  };
+}
+
+/** A BlobSource over the blob store (a build can push without writing a layout). */
+export function storeSource(store: BlobStore): BlobSource {
+  return {
+    open: (d) => store.open(d),
+    size: (d) => store.size(d),
+    readBytes: async (d) => {
+      try {
+        return await store.readBytes(d);
+      } catch {
+        throw new KilnError(`blob ${d} is not in the store ${store.root}`);
+      }
+    },
+  };
+}
+
+/** Push the image named by `selector` (a tag or digest; optional when the layout holds one image). */
+export async function pushLayout(layoutDir: string, selector: string | undefined, refs: Array<string | Reference>, options: PushOptions = {}): Promise<PushResult> {
+  const layout = await OciLayout.open(layoutDir);
+  const desc = await layout.resolve(selector);
+  return pushImage(layoutSource(layout), desc, refs, options);
+}

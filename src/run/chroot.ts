@@ -1,0 +1,129 @@
+// chroot isolation built only from util-linux `unshare` and coreutils `chroot`: new mount, pid,
+// ipc and uts namespaces (network too for network=none; user namespace when not root), all
+// mounts private so nothing reaches the host, /proc mounted for the new pid namespace, a minimal
+// /dev (tmpfs + bind-mounted host nodes), read-only /sys, the generated /etc files, then
+// `chroot --userspec --groups`. Every mount dies with the namespace when the command exits.
+import { existsSync } from "node:fs";
+import { stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { KilnError } from "../errors.js";
+import { resolveInRoot } from "../fs/confine.js";
+import { CHILD_FILE, createWorkDir, removeWorkDir } from "../fs/workdir.js";
+import { defaultCacheDir } from "../store/blob-store.js";
+import { OutputTail, runStreaming, shq } from "./output.js";
+import { MountTargets, ensureCwd, newHostname, writeEtcFiles } from "./sandbox-files.js";
+import type { RunResult, RunSpec, Runner } from "./types.js";
+import { resolveUser } from "./user.js";
+import { checkUserNamespaces, hostIdMappings } from "./userns.js";
+
+const DEV_NODES = ["null", "zero", "full", "random", "urandom", "tty"];
+
+function findTool(name: string): string {
+  for (const d of ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]) if (existsSync(`${d}/${name}`)) return `${d}/${name}`;
+  throw new KilnError(`chroot isolation needs "${name}" (Debian packages util-linux and coreutils)`);
+}
+
+class ChrootRunner implements Runner {
+  readonly name: string;
+  private readonly rootless = process.getuid?.() !== 0;
+
+  constructor(private readonly workDir: string | undefined) {
+    this.name = `chroot${this.rootless ? " (rootless)" : ""}`;
+  }
+
+  async run(spec: RunSpec): Promise<RunResult> {
+    const unshare = findTool("unshare");
+    const chroot = findTool("chroot");
+    if (this.rootless) checkUserNamespaces();
+    const runDir = await createWorkDir(this.workDir ?? join(defaultCacheDir(), "run"), "chroot-");
+    const targets = new MountTargets(spec.rootfs);
+    try {
+      const user = await resolveUser(spec.rootfs, spec.user);
+      const maps = this.rootless ? hostIdMappings() : null;
+      if (maps?.single && (user.uid !== 0 || user.gid !== 0)) {
+        throw new KilnError(
+          `rootless RUN as USER ${spec.user} needs subordinate ids: add a range for this user to /etc/subuid and /etc/subgid (and install uidmap), or run as root`,
+        );
+      }
+      await ensureCwd(spec.rootfs, spec.cwd);
+      const hostname = spec.hostname ?? newHostname();
+      const etc = await writeEtcFiles(runDir, hostname);
+      const R = spec.rootfs;
+      const proc = await targets.ensure("/proc", "dir");
+      const dev = await targets.ensure("/dev", "dir");
+      const sys = await targets.ensure("/sys", "dir");
+      const lines: string[] = ["set -e", `R=${shq(R)}`];
+      lines.push(`mount -t proc -o nosuid,nodev,noexec proc ${shq(proc)}`);
+      lines.push(`mount -t tmpfs -o nosuid,mode=755,size=65536k tmpfs ${shq(dev)}`);
+      for (const n of DEV_NODES) lines.push(`: > ${shq(`${dev}/${n}`)}; mount --bind /dev/${n} ${shq(`${dev}/${n}`)}`);
+      lines.push(`mkdir -p ${shq(`${dev}/pts`)} ${shq(`${dev}/shm`)}`);
+      lines.push(`mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts ${shq(`${dev}/pts`)}`);
+      lines.push(`ln -s pts/ptmx ${shq(`${dev}/ptmx`)}`);
+      lines.push(`mount -t tmpfs -o nosuid,nodev,noexec,mode=1777 shm ${shq(`${dev}/shm`)}`);
+      lines.push(`ln -s /proc/self/fd ${shq(`${dev}/fd`)}; ln -s /proc/self/fd/0 ${shq(`${dev}/stdin`)}; ln -s /proc/self/fd/1 ${shq(`${dev}/stdout`)}; ln -s /proc/self/fd/2 ${shq(`${dev}/stderr`)}`);
+      if (this.rootless) {
+        // sysfs needs the network namespace's owner: bind the host's read-only instead
+        lines.push(`mount --rbind /sys ${shq(sys)}; mount -o remount,bind,ro,nosuid,nodev,noexec ${shq(sys)}`);
+      } else {
+        lines.push(`mount -t sysfs -o ro,nosuid,nodev,noexec sysfs ${shq(sys)}`);
+      }
+      for (const [dest, src] of [["/etc/hosts", etc.hosts], ["/etc/resolv.conf", etc.resolvConf], ["/etc/hostname", etc.hostnameFile]]) {
+        const host = await targets.ensure(dest, "file");
+        lines.push(`mount --bind ${shq(src)} ${shq(host)}`);
+      }
+      for (const m of spec.mounts ?? []) {
+        if (m.type === "tmpfs") {
+          const host = await targets.ensure(m.target, "dir");
+          lines.push(`mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs ${shq(host)}`);
+        } else {
+          if (!m.source) throw new KilnError(`bind mount to ${m.target} has no source`);
+          const src = m.source;
+          const isDir = await stat(src).then((s) => s.isDirectory(), () => true);
+          const host = await targets.ensure(m.target, isDir ? "dir" : "file");
+          lines.push(`mount --rbind ${shq(src)} ${shq(host)}`);
+          if (m.readonly) lines.push(`mount -o remount,bind,ro ${shq(host)}`);
+        }
+      }
+      lines.push(`if command -v hostname >/dev/null 2>&1; then hostname ${shq(hostname)}; else printf %s ${shq(hostname)} > /proc/sys/kernel/hostname; fi`);
+      // cd into the working directory after chroot needs a shell in the image; "/" needs none.
+      const hasSh = existsSync(await resolveInRoot(R, "/bin/sh", { followFinal: true }));
+      const cwd = spec.cwd === "" ? "/" : spec.cwd;
+      const inner = cwd === "/" || !hasSh ? spec.argv : ["/bin/sh", "-c", 'cd -- "$0" && exec "$@"', cwd, ...spec.argv];
+      const userspec = `--userspec=${user.uid}:${user.gid}`;
+      const groups = user.additionalGids.length > 0 ? [`--groups=${user.additionalGids.join(",")}`] : [];
+      const envArgs = spec.env.map(shq).join(" ");
+      lines.push(`exec /usr/bin/env -i ${envArgs} ${shq(chroot)} ${userspec} ${groups.map(shq).join(" ")} "$R" ${inner.map(shq).join(" ")}`);
+      const script = join(runDir, "setup.sh");
+      await writeFile(script, lines.join("\n") + "\n", { mode: 0o700 });
+
+      const args = ["--mount", "--pid", "--fork", "--kill-child", "--ipc", "--uts", "--propagation", "private"];
+      if (spec.network === "none") args.push("--net");
+      if (maps) {
+        if (maps.single) args.push("--map-root-user");
+        else {
+          const u = maps.uid[1];
+          const g = maps.gid[1];
+          args.push("--map-user=0", "--map-group=0", `--map-users=${u.hostID},1,${u.size}`, `--map-groups=${g.hostID},1,${g.size}`, "--setgroups", "allow");
+        }
+      }
+      args.push("/bin/sh", script);
+      const tail = new OutputTail();
+      const code = await runStreaming({ cmd: unshare, args, env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" } }, {
+          stdout: spec.stdout,
+          stderr: spec.stderr,
+          signal: spec.signal,
+          onSpawn: (pid) => void writeFile(join(runDir, CHILD_FILE), String(pid)).catch(() => undefined),
+        },
+        tail,
+      );
+      return { exitCode: code, outputTail: tail.text() };
+    } finally {
+      await targets.cleanup();
+      await removeWorkDir(runDir);
+    }
+  }
+}
+
+export function createChrootRunner(options: { workDir?: string } = {}): Runner {
+  return new ChrootRunner(options.workDir);
+}

@@ -1,0 +1,42 @@
+// The isolation contract for RUN steps: what to run (RunSpec), what comes back (RunResult) and
+// the Runner interface every backend (OCI runtime, chroot) implements.
+
+export type Isolation = "auto" | "oci" | "chroot";
+
+export interface RunMount {
+  type: "bind" | "tmpfs";
+  /** Host path for bind mounts. */
+  source?: string;
+  /** In-container absolute path. */
+  target: string;
+  readonly?: boolean;
+}
+
+export interface RunSpec {
+  /** Host directory used as the container's root filesystem. */
+  rootfs: string;
+  argv: string[];
+  /** "KEY=value" strings, exactly the process environment. */
+  env: string[];
+  /** In-container working directory (created if missing, as Docker does for WORKDIR). */
+  cwd: string;
+  /** As USER: name, uid, name:group, uid:gid. Empty means root. */
+  user: string;
+  network: "host" | "none";
+  hostname?: string;
+  mounts?: RunMount[];
+  stdout?: (b: Buffer) => void;
+  stderr?: (b: Buffer) => void;
+  signal?: AbortSignal;
+}
+
+export interface RunResult {
+  exitCode: number;
+  /** The last ~20 lines of combined output. */
+  outputTail: string;
+}
+
+export interface Runner {
+  readonly name: string;
+  run(spec: RunSpec): Promise<RunResult>;
+}

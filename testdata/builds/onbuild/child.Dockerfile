@@ -1,0 +1,2 @@
+FROM base
+LABEL child=1
