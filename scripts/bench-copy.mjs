@@ -1,90 +1,205 @@
 #!/usr/bin/env node
-// Benchmark for COPY: times kiln's context walk + source selection + copyEntries (with a
-// .dockerignore) and then writeLayer on a generated build context of many small files plus one
-// large file, samples peak RSS, and compares in the same run against `tar -c | gzip` of the same
-// tree. Library level (no CLI), so it measures exactly the COPY path.
+// Benchmark for COPY: generates a build context of many files (default 20,000 files, ~500 MB,
+// mixed random/text so gzip has real work), builds `FROM scratch` + `COPY . /app` with kiln to an
+// OCI layout and reports wall time, MB/s and peak RSS; where buildah is installed, builds the same
+// with `buildah bud --storage-driver vfs --isolation chroot` + `buildah push` to an `oci:` layout
+// in the same run and prints the ratio kiln/buildah (targets: <= 0.4, kiln peak RSS < 300 MB).
 //
-//   node scripts/bench-copy.mjs [--files N] [--big-mib M] [--level L]
-import { execFileSync, spawnSync } from "node:child_process";
+//   node scripts/bench-copy.mjs [--files N] [--total-mb M] [--no-buildah] [--keep]
+//
+// Needs the compiled CLI (npm run build). Peak RSS is read with /usr/bin/time -v when present,
+// else by polling /proc/<pid>/status VmHWM. Everything is made in one temp dir, removed at exit.
+import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, statSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const args = process.argv.slice(2);
-const opt = (name, def) => {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : def;
+const argv = process.argv.slice(2);
+const numOpt = (name, def) => {
+  const i = argv.indexOf(name);
+  if (i < 0) return def;
+  const v = Number(argv[i + 1]);
+  if (!Number.isFinite(v) || v <= 0) {
+    console.error(`${name} needs a positive number`);
+    process.exit(2);
+  }
+  return v;
 };
-const nFiles = opt("--files", 20000);
-const bigMiB = opt("--big-mib", 256);
-const level = opt("--level", 6);
+const fileCount = Math.floor(numOpt("--files", 20_000));
+const totalBytes = Math.floor(numOpt("--total-mb", 500) * 1e6);
+const useBuildah = !argv.includes("--no-buildah");
+const keep = argv.includes("--keep");
+
+const kilnBin = join(repo, "bin", "kiln");
+if (!existsSync(join(repo, "dist", "cli", "main.js"))) {
+  console.error("kiln is not compiled: run `npm run build` first");
+  process.exit(1);
+}
+
+const which = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`], { encoding: "utf8" }).status === 0;
+const haveTime = existsSync("/usr/bin/time");
+const haveBuildah = useBuildah && which("buildah");
 
 const work = mkdtempSync(join(tmpdir(), "kiln-bench-copy-"));
+const cleanup = () => {
+  if (!keep) rmSync(work, { recursive: true, force: true });
+};
+process.on("SIGINT", () => {
+  cleanup();
+  process.exit(130);
+});
+
+/** Runs a command, measuring wall time and peak RSS (KiB) of it and its children. */
+function measure(cmd, args, opts = {}) {
+  return new Promise((resolvePromise, reject) => {
+    const timeFile = join(work, `time-${Date.now()}-${Math.random().toString(16).slice(2)}.txt`);
+    const file = haveTime ? "/usr/bin/time" : cmd;
+    const fullArgs = haveTime ? ["-v", "-o", timeFile, cmd, ...args] : args;
+    const started = process.hrtime.bigint();
+    const child = spawn(file, fullArgs, { stdio: ["ignore", "pipe", "pipe"], ...opts });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (b) => (stdout += b));
+    child.stderr.on("data", (b) => (stderr += b));
+    let polledKiB = 0;
+    const poll = haveTime
+      ? undefined
+      : setInterval(() => {
+          try {
+            const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"));
+            if (m) polledKiB = Math.max(polledKiB, Number(m[1]));
+          } catch {
+            // exited
+          }
+        }, 20);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      if (poll) clearInterval(poll);
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      let peakKiB = polledKiB;
+      if (haveTime && existsSync(timeFile)) {
+        const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(readFileSync(timeFile, "utf8"));
+        if (m) peakKiB = Number(m[1]);
+      }
+      if (code !== 0) {
+        reject(new Error(`${cmd} ${args.join(" ")} exited ${code}:\n${stderr.slice(-2000)}`));
+        return;
+      }
+      resolvePromise({ seconds, peakKiB, stdout, stderr });
+    });
+  });
+}
+
+/** File sizes: mostly small/medium files plus a few large ones, summing to `total`. */
+function fileSizes(count, total) {
+  const sizes = [];
+  const large = Math.min(10, Math.max(1, Math.floor(count / 2000)));
+  const smallCount = count - large;
+  // small files: 60% of the bytes, sizes spread from 0.1x to 1.9x the mean
+  const smallTotal = Math.floor(total * 0.6);
+  const mean = smallTotal / smallCount;
+  let used = 0;
+  for (let i = 0; i < smallCount; i++) {
+    const s = Math.max(0, Math.floor(mean * (0.1 + 1.8 * ((i * 7919) % 1000) / 999)));
+    sizes.push(s);
+    used += s;
+  }
+  const rest = Math.max(0, total - used);
+  for (let i = 0; i < large; i++) sizes.push(Math.floor(rest / large));
+  return sizes;
+}
+
+/** Writes the context: files spread over 100 directories; content mixes random bytes and text. */
+function generateContext(dir) {
+  const pool = Buffer.concat([
+    randomBytes(4 << 20),
+    Buffer.from("the quick brown fox jumps over the lazy dog 0123456789\n".repeat(Math.ceil((4 << 20) / 55))).subarray(0, 4 << 20),
+  ]);
+  const sizes = fileSizes(fileCount, totalBytes);
+  const dirs = 100;
+  for (let d = 0; d < dirs; d++) mkdirSync(join(dir, `d${String(d).padStart(3, "0")}`, "sub"), { recursive: true });
+  let offset = 0;
+  let bytes = 0;
+  sizes.forEach((size, i) => {
+    const d = `d${String(i % dirs).padStart(3, "0")}`;
+    const path = join(dir, d, i % 3 === 0 ? "sub" : "", `f${i}.dat`);
+    const fd = openSync(path, "w");
+    let left = size;
+    while (left > 0) {
+      if (offset >= pool.length) offset = (offset * 31) % 4096;
+      const n = Math.min(left, pool.length - offset, 1 << 20);
+      writeSync(fd, pool, offset, n);
+      offset += n;
+      left -= n;
+    }
+    closeSync(fd);
+    bytes += size;
+  });
+  return bytes;
+}
+
+/** Reads every file once so both builders start with a warm page cache. */
+function warm(dir) {
+  spawnSync("sh", ["-c", `find "${dir}" -type f -print0 | xargs -0 cat > /dev/null`]);
+}
+
+const mb = (bytes) => bytes / 1e6;
+const fmt = (n, d = 2) => n.toFixed(d);
+
 try {
-  const out = join(work, "dist");
-  const cfg = join(work, "tsconfig.json");
-  writeFileSync(cfg, JSON.stringify({
-    extends: join(repo, "tsconfig.json"),
-    compilerOptions: { outDir: out, rootDir: join(repo, "src"), declaration: false, sourceMap: false, typeRoots: [join(repo, "node_modules/@types")] },
-    files: [join(repo, "src/context/copy-entries.ts"), join(repo, "src/context/select.ts"), join(repo, "src/context/dockerignore.ts"), join(repo, "src/layer/write-layer.ts")],
-  }));
-  const tsc = spawnSync(join(repo, "node_modules/.bin/tsc"), ["-p", cfg], { encoding: "utf8" });
-  if (!existsSync(join(out, "context/copy-entries.js")) || !existsSync(join(out, "layer/write-layer.js"))) {
-    console.error(`failed to compile kiln:\n${tsc.stdout}${tsc.stderr}`);
-    process.exit(1);
-  }
-  symlinkSync(join(repo, "node_modules"), join(work, "node_modules")); // tar-stream etc. for the compiled modules
-  const mod = (p) => import(pathToFileURL(join(out, p)).href);
-  const { DirContext } = await mod("context/build-context.js");
-  const { createIgnoreMatcher } = await mod("context/dockerignore.js");
-  const { selectSources } = await mod("context/select.js");
-  const { copyEntries } = await mod("context/copy-entries.js");
-  const { LayerView } = await mod("layer/view.js");
-  const { writeLayer } = await mod("layer/write-layer.js");
-  const { BlobStore } = await mod("store/blob-store.js");
-
-  // The context: nFiles small files in 100-file directories, an ignored node_modules, one big file.
-  const ctxDir = join(work, "ctx");
-  for (let i = 0; i < nFiles; i++) {
-    const d = join(ctxDir, "src", `d${Math.floor(i / 100)}`);
-    if (i % 100 === 0) mkdirSync(d, { recursive: true });
-    writeFileSync(join(d, `f${i}.txt`), `file ${i}\n`.repeat(1 + (i % 20)));
-  }
-  mkdirSync(join(ctxDir, "node_modules", "pkg"), { recursive: true });
-  for (let i = 0; i < 2000; i++) writeFileSync(join(ctxDir, "node_modules", "pkg", `m${i}.js`), "x");
-  const big = Buffer.concat([randomBytes(1 << 19), Buffer.alloc(1 << 19, "a")]);
-  const chunks = [];
-  for (let i = 0; i < bigMiB; i++) chunks.push(big);
-  writeFileSync(join(ctxDir, "big.bin"), Buffer.concat(chunks));
-  chunks.length = 0;
-  writeFileSync(join(ctxDir, ".dockerignore"), "node_modules\n**/*.tmp\n");
-  console.log(`context: ${nFiles} small files, 2000 ignored, one ${bigMiB} MiB file; gzip level ${level}`);
-
-  const store = new BlobStore(join(work, "store"));
-  const rss0 = process.memoryUsage().rss;
-  let peak = rss0;
-  const timer = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 10);
+  const ctx = join(work, "context");
+  mkdirSync(ctx);
   const t0 = process.hrtime.bigint();
-  const ctx = new DirContext(ctxDir, createIgnoreMatcher(["node_modules", "**/*.tmp"]));
-  const sources = await selectSources(ctx, ["."]);
-  const entries = await copyEntries({ kind: "COPY", sources, dest: "/app/", workdir: "/", view: LayerView.empty(), timestamp: 0 });
-  const t1 = process.hrtime.bigint();
-  const layer = await writeLayer(entries, store, { level });
-  const t2 = process.hrtime.bigint();
-  clearInterval(timer);
-  peak = Math.max(peak, process.memoryUsage().rss);
-  const sec = (a, b) => Number(b - a) / 1e9;
-  const total = sec(t0, t2);
-  console.log(`kiln select+copyEntries: ${sec(t0, t1).toFixed(2)} s for ${entries.length} entries`);
-  console.log(`kiln writeLayer: ${sec(t1, t2).toFixed(2)} s; total ${total.toFixed(2)} s; compressed ${(layer.descriptor.size / 1048576).toFixed(1)} MiB; peak RSS ${(peak / 1048576).toFixed(0)} MiB (+${((peak - rss0) / 1048576).toFixed(0)} MiB)`);
+  const bytes = generateContext(ctx);
+  const genSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const dockerfile = join(work, "Dockerfile");
+  writeFileSync(dockerfile, "FROM scratch\nCOPY . /app\n");
+  console.log(`context: ${fileCount} files, ${fmt(mb(bytes), 1)} MB (generated in ${fmt(genSeconds, 1)} s)`);
+  console.log(`peak RSS from: ${haveTime ? "/usr/bin/time -v" : "/proc/<pid>/status VmHWM"}`);
+  warm(ctx);
 
-  const t = process.hrtime.bigint();
-  execFileSync("sh", ["-c", `tar -C '${ctxDir}' --exclude=node_modules -cf - . | gzip -${level} -c > '${join(work, "baseline.gz")}'`]);
-  const s = sec(t, process.hrtime.bigint());
-  console.log(`tar|gzip: ${s.toFixed(2)} s, compressed ${(statSync(join(work, "baseline.gz")).size / 1048576).toFixed(1)} MiB; kiln/tar|gzip time ratio ${(total / s).toFixed(2)}`);
+  const kilnOut = join(work, "kiln-layout");
+  const kiln = await measure(process.execPath, [
+    kilnBin, "build", "--progress", "quiet", "--cache-dir", join(work, "kiln-cache"),
+    "-f", dockerfile, "-o", `type=oci,dest=${kilnOut}`, "-t", "bench:latest", ctx,
+  ]);
+  const verify = spawnSync(process.execPath, [kilnBin, "verify", kilnOut], { encoding: "utf8" });
+  if (verify.status !== 0) throw new Error(`kiln verify failed: ${verify.stderr}`);
+  const kilnLayers = readdirSync(join(kilnOut, "blobs", "sha256")).length;
+  console.log(
+    `kiln:    ${fmt(kiln.seconds)} s, ${fmt(mb(bytes) / kiln.seconds, 1)} MB/s, peak RSS ${fmt(kiln.peakKiB / 1024, 1)} MiB` +
+      ` (${kilnLayers} blobs, verified)`,
+  );
+  const kilnRssOk = kiln.peakKiB / 1024 < 300;
+
+  if (haveBuildah) {
+    warm(ctx);
+    const root = join(work, "buildah-root");
+    const runroot = join(work, "buildah-runroot");
+    const common = ["--storage-driver", "vfs", "--root", root, "--runroot", runroot];
+    const started = process.hrtime.bigint();
+    const bud = await measure("buildah", [...common, "bud", "--isolation", "chroot", "-f", dockerfile, "-t", "bench:latest", ctx]);
+    const push = await measure("buildah", [...common, "push", "bench:latest", `oci:${join(work, "buildah-layout")}:latest`]);
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const peak = Math.max(bud.peakKiB, push.peakKiB);
+    console.log(
+      `buildah: ${fmt(seconds)} s (bud ${fmt(bud.seconds)} s + push ${fmt(push.seconds)} s), ` +
+        `${fmt(mb(bytes) / seconds, 1)} MB/s, peak RSS ${fmt(peak / 1024, 1)} MiB`,
+    );
+    const ratio = kiln.seconds / seconds;
+    console.log(`ratio kiln/buildah: ${fmt(ratio, 3)} (target <= 0.4: ${ratio <= 0.4 ? "met" : "NOT met"})`);
+    spawnSync("buildah", [...common, "rmi", "--all", "--force"], { stdio: "ignore" });
+  } else {
+    console.log(useBuildah ? "buildah: not installed, no comparison" : "buildah: skipped (--no-buildah)");
+  }
+  console.log(`kiln peak RSS target < 300 MiB: ${kilnRssOk ? "met" : "NOT met"}`);
+} catch (err) {
+  console.error(`bench-copy failed: ${err.message}`);
+  process.exitCode = 1;
 } finally {
-  rmSync(work, { recursive: true, force: true });
+  cleanup();
+  if (keep) console.log(`kept ${work}`);
 }

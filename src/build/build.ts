@@ -126,8 +126,7 @@ async function runStages(session: BuildSession, plan: BuildPlan, jobs?: number):
       for (const d of stage.dependsOn) await schedule(d);
       await acquire();
       try {
-        const base = await session.baseImage(index);
-        return await new StageBuilder(session, stage, base).build();
+        return await new StageBuilder(session, stage, () => session.baseImage(index)).build();
       } finally {
         release();
       }

@@ -5,6 +5,7 @@
 // build engine uses to track a stage's ARG values while it walks the stage's instructions.
 import type { DockerfileAST } from "../dockerfile/ast.js";
 import type { Platform } from "../image/oci.js";
+import { formatPlatform, hostPlatform } from "../image/platform.js";
 import { DockerfileError, KilnError, UsageError } from "../errors.js";
 import { expandWord } from "../dockerfile/expand.js";
 import { expandInstruction, type ExpandEnv } from "../dockerfile/expand-instruction.js";
@@ -88,35 +89,6 @@ export const PREDEFINED_ARGS: readonly string[] = [
   "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
   "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy",
 ];
-
-const ARCH_MAP: Record<string, { architecture: string; variant?: string }> = {
-  x64: { architecture: "amd64" },
-  x86_64: { architecture: "amd64" },
-  amd64: { architecture: "amd64" },
-  arm64: { architecture: "arm64" },
-  aarch64: { architecture: "arm64" },
-  arm: { architecture: "arm", variant: "v7" },
-  ia32: { architecture: "386" },
-  x32: { architecture: "386" },
-  ppc64: { architecture: "ppc64le" },
-  s390x: { architecture: "s390x" },
-  riscv64: { architecture: "riscv64" },
-  loong64: { architecture: "loong64" },
-  mips64el: { architecture: "mips64le" },
-};
-
-/** The platform kiln runs on, in OCI terms (linux/amd64, linux/arm64, linux/arm/v7, ...). */
-export function hostPlatform(): Platform {
-  const a = ARCH_MAP[process.arch] ?? { architecture: process.arch };
-  const os = process.platform === "win32" ? "windows" : process.platform === "darwin" ? "darwin" : "linux";
-  return a.variant ? { os, architecture: a.architecture, variant: a.variant } : { os, architecture: a.architecture };
-}
-
-/** "os/arch[/variant]"; arm64's default variant v8 is left out, as BuildKit prints it. */
-export function formatPlatform(p: Platform): string {
-  const v = p.variant && !(p.architecture === "arm64" && p.variant === "v8") ? `/${p.variant}` : "";
-  return `${p.os}/${p.architecture}${v}`;
-}
 
 /** The automatic platform ARGs for a target and build platform. */
 export function automaticPlatformArgs(target: Platform, build: Platform): Record<string, string> {

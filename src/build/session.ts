@@ -16,6 +16,7 @@ import type { BuildEvent } from "./events.js";
 import type { BuildOptions, NamedContext } from "./options.js";
 import type { BuildPlan } from "./plan.js";
 import { resolveStageRef } from "./plan.js";
+import { suggestName as suggest } from "../dockerfile/flags.js";
 import { createRunner, type Runner } from "../run/index.js";
 
 /** What a finished stage hands to the stages that use it. */
@@ -156,7 +157,15 @@ export class BuildSession {
         return this.imageTree(`context:${target.name}`, () => this.contextImage(target.name));
       }
       case "image":
-        return this.imageTree(`image:${target.ref}`, () => this.pull(target.ref));
+        return this.imageTree(`image:${target.ref}`, () =>
+          this.pull(target.ref).catch((err: unknown) => {
+            const names = this.plan.stages.flatMap((s) => (s.name ? [s.name] : []));
+            const hint = suggest(from.toLowerCase(), names);
+            throw new KilnError(
+              `--from=${from}: no stage or build context has that name${hint ? ` (did you mean "${hint}"?)` : ""}, and pulling it as an image failed: ${(err as Error).message}`,
+            );
+          }),
+        );
       case "scratch":
         throw new KilnError(`--from=${from}: scratch has no files`);
     }

@@ -30,9 +30,9 @@ import { runStep } from "./steps/run.js";
 import { resolveUser } from "./steps/user.js";
 
 export class StageBuilder {
-  readonly image: Image;
+  image!: Image;
   readonly args: ArgScope;
-  readonly ctx: StageContext;
+  ctx!: StageContext;
   rootfs?: RootFS;
   private stepNo = 1;
   private readonly steps: number;
@@ -41,12 +41,10 @@ export class StageBuilder {
   constructor(
     readonly session: BuildSession,
     readonly stage: PlannedStage,
-    base: Image | undefined,
+    /** Resolves the base image (undefined for scratch); awaited as the FROM step. */
+    private readonly loadBase: () => Promise<Image | undefined>,
   ) {
-    const config: ImageConfig = base ? inheritConfig(base.config) : scratchConfig(session.platform);
-    this.image = { config, layers: base ? [...base.layers] : [] };
     this.args = new ArgScope(session.plan);
-    this.ctx = { shell: config.config?.Shell ? [...config.config.Shell] : [...DEFAULT_SHELL], cmdSet: false };
     this.steps = stage.instructions.length + 1;
     this.label = stage.originalName ?? `stage-${stage.index}`;
   }
@@ -62,8 +60,18 @@ export class StageBuilder {
 
   async build(): Promise<StageResult> {
     const fromId = this.session.nextStepId();
+    const started = process.hrtime.bigint();
     this.session.emit({ type: "step-start", id: fromId, stage: this.label, step: 1, steps: this.steps, text: this.stage.from.original });
-    this.session.emit({ type: "step-done", id: fromId, seconds: 0 });
+    let base: Image | undefined;
+    try {
+      base = await this.loadBase();
+    } catch (err) {
+      throw locate(err, this.stage.from, this.file);
+    }
+    const config: ImageConfig = base ? inheritConfig(base.config) : scratchConfig(this.session.platform);
+    this.image = { config, layers: base ? [...base.layers] : [] };
+    this.ctx = { shell: config.config?.Shell ? [...config.config.Shell] : [...DEFAULT_SHELL], cmdSet: false };
+    this.session.emit({ type: "step-done", id: fromId, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
     await this.runTriggers();
     for (const inst of this.stage.instructions) {
       await this.step(inst, ++this.stepNo);

@@ -50,14 +50,11 @@ export function goQuote(s: string): string {
 
 /** One instruction as BuildKit's Node.Dump prints it, without the trailing newline. */
 export function dumpInstruction(ins: Instruction): string {
-  let str = ins.keyword.toLowerCase();
-  if (ins.flags.length > 0) str += ` [${ins.flags.map(goQuote).join(" ")}]`;
-  if (ins.inner !== undefined) {
-    str += " " + dumpInstruction(ins.inner);
-  } else {
-    for (const arg of ins.args) str += " " + goQuote(arg);
-  }
-  return `(${str.trim()})`;
+  const parts: string[] = [ins.keyword.toLowerCase()];
+  if (ins.flags.length > 0) parts.push(`[${ins.flags.map(goQuote).join(" ")}]`);
+  if (ins.inner !== undefined) parts.push(dumpInstruction(ins.inner));
+  else for (const arg of ins.args) parts.push(goQuote(arg));
+  return `(${parts.join(" ")})`;
 }
 
 /** The whole AST in BuildKit's `result` format: one line per instruction, each ending in "\n". */

@@ -198,8 +198,14 @@ function findTokenSpace(s: string): { index: number; length: number } | undefine
   return undefined;
 }
 
-/** Go's unicode.IsSpace applied to one byte; approximated per UTF-16 unit. */
-const isByteSpaceCode = isSpaceCode;
+/**
+ * Go's unicode.IsSpace applied to single bytes (split_command.go and the HEALTHCHECK parser
+ * walk bytes, not runes). For valid text only the ASCII blanks matter; Go would also split
+ * inside the UTF-8 encoding of characters containing byte 0x85 or 0xA0, which we do not copy.
+ */
+function isByteSpaceCode(c: number): boolean {
+  return c === 0x20 || (c >= 0x09 && c <= 0x0d);
+}
 
 /**
  * Pull leading `--flag[=value]` words off the arguments. Quotes are removed and `\`
@@ -402,11 +408,35 @@ function parseJSON(rest: string): string[] | typeof NOT_JSON {
   const out: string[] = [];
   for (const v of value) {
     if (typeof v !== "string") {
+      // Go's decoder refuses nesting deeper than 10000 (a syntax error -> shell form).
+      if (typeof v === "object" && v !== null && jsonNestingExceeds(text, GO_JSON_MAX_DEPTH)) return NOT_JSON;
       throw new LineError("when using JSON array syntax, arrays must be comprised of strings only");
     }
     out.push(toWellFormed(v));
   }
   return out;
+}
+
+const GO_JSON_MAX_DEPTH = 10000;
+
+/** Whether valid JSON `text` nests arrays/objects deeper than `limit`. */
+function jsonNestingExceeds(text: string, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > limit) return true;
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--;
+    }
+  }
+  return false;
 }
 
 /** Lone surrogates from `\ud800` escapes become U+FFFD, as in Go. */
@@ -455,6 +485,7 @@ function instructionFromLine(line: string, escape: EscapeToken, depth: number): 
     [rest, flags] = extractBuilderFlags(trimmed.slice(sep.index + sep.length));
     rest = trimSpace(rest);
   }
+  if (word === "") throw new LineError("empty instruction: a line continuation with nothing after it");
   if (!KEYWORDS.has(keyword)) {
     const hint = suggestInstruction(word);
     throw new LineError(`unknown instruction ${quoteForMessage(word)}${hint ? ` (did you mean ${hint}?)` : ""}`);
@@ -688,7 +719,9 @@ export function parseDockerfile(text: string, options?: ParseOptions): Dockerfil
     let [head, ended] = trimContinuation(first, escape);
     if (ended && head === "") continue;
 
-    const parts: string[] = [head];
+    // Pieces are joined in small batches so that very long logical lines leave few live objects.
+    const joined: string[] = [];
+    let batch: string[] = [head];
     let sawEmptyContinuation = false;
     while (!ended) {
       const next = cursor.next();
@@ -701,9 +734,14 @@ export function parseDockerfile(text: string, options?: ParseOptions): Dockerfil
       }
       let trimmed: string;
       [trimmed, ended] = trimContinuation(piece, escape);
-      parts.push(trimmed);
+      batch.push(trimmed);
+      if (batch.length === 1024) {
+        joined.push(batch.join(""));
+        batch = [];
+      }
     }
-    const line = parts.length === 1 ? parts[0] : parts.join("");
+    if (joined.length > 0) joined.push(batch.join(""));
+    const line = joined.length > 0 ? joined.join("") : batch.length === 1 ? batch[0] : batch.join("");
 
     if (sawEmptyContinuation) {
       const shown = line.length > 200 ? line.slice(0, 200) + "..." : line;

@@ -3,8 +3,8 @@
 // ownership, modes (incl. setuid/setgid/sticky), xattrs and mtimes — with every write confined
 // to the root (entries that climb out are refused; symlinks planted earlier resolve inside).
 import { spawn } from "node:child_process";
-import { createWriteStream } from "node:fs";
-import { chmod, lchown, link, lstat, lutimes, mkdir, readdir, rm, symlink, unlink, utimes } from "node:fs/promises";
+import { chmodSync, createWriteStream, lchownSync, linkSync, lstatSync, lutimesSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
+import { lstat, mkdir, readdir, rm, utimes } from "node:fs/promises";
 import { posix } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -24,6 +24,8 @@ export interface ApplyOptions {
 }
 
 const isRoot = process.getuid?.() === 0;
+/** Files up to this size are written with one synchronous call; larger ones are streamed. */
+const SMALL_FILE = 256 * 1024;
 
 function runMknod(args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -98,11 +100,17 @@ export async function applyLayer(rootDir: string, tarStream: Readable, options: 
     extract.destroy();
   });
 
-  async function ensureParents(clean: string): Promise<void> {
-    const idx = clean.lastIndexOf("/");
-    if (idx < 0) return;
-    const parent = await resolveInRoot(root, clean.slice(0, idx), { followFinal: true });
-    await mkdir(parent, { recursive: true, mode: 0o755 });
+  // Resolved, existing parent directories (image path -> host path). Only symlinks, whiteouts
+  // and replaced directories can change a resolution, so those clear the cache.
+  const dirCache = new Map<string, string>();
+  async function parentDir(dirPart: string): Promise<string> {
+    if (dirPart === "") return root;
+    const hit = dirCache.get(dirPart);
+    if (hit !== undefined) return hit;
+    const host = await resolveInRoot(root, dirPart, { followFinal: true });
+    await mkdir(host, { recursive: true, mode: 0o755 });
+    dirCache.set(dirPart, host);
+    return host;
   }
 
   async function applyEntry(h: tar.Header, body: AsyncIterable<Buffer>, xattrs: Record<string, Buffer> | null): Promise<void> {
@@ -118,6 +126,7 @@ export async function applyLayer(rootDir: string, tarStream: Readable, options: 
     const dirPart = posix.dirname(c) === "." ? "" : posix.dirname(c);
 
     if (base === OPAQUE_MARKER) {
+      dirCache.clear();
       const hostDir = await resolveInRoot(root, dirPart, { followFinal: true });
       await opaqueClear(hostDir, dirPart, added);
       return;
@@ -125,24 +134,26 @@ export async function applyLayer(rootDir: string, tarStream: Readable, options: 
     if (base.startsWith(WHITEOUT_PREFIX)) {
       const victim = base.slice(WHITEOUT_PREFIX.length);
       if (victim === "" || victim === "." || victim === "..") fail(`entry "${h.name}" is not a valid whiteout`);
+      dirCache.clear();
       const { host } = await resolveParentInRoot(root, dirPart === "" ? victim : `${dirPart}/${victim}`);
       await removeAny(host);
       return;
     }
 
-    await ensureParents(c);
-    const { host } = await resolveParentInRoot(root, c);
+    const host = posix.join(await parentDir(dirPart), base);
     const depth = c.split("/").length;
     let existing: import("node:fs").Stats | null = null;
     try {
-      existing = await lstat(host);
+      existing = lstatSync(host);
     } catch {
       existing = null;
     }
     const isDirEntry = h.type === "directory";
+    if (h.type === "symlink") dirCache.clear();
     if (existing && !(isDirEntry && existing.isDirectory())) {
+      if (!existing.isFile()) dirCache.clear(); // a replaced dir or symlink changes resolutions
       if (existing.isDirectory()) await removeAny(host);
-      else await unlink(host);
+      else unlinkSync(host);
     }
 
     switch (h.type) {
@@ -153,12 +164,19 @@ export async function applyLayer(rootDir: string, tarStream: Readable, options: 
       }
       case "file":
       case "contiguous-file": {
-        await pipeline(Readable.from(body), createWriteStream(host, { flags: "wx", mode: 0o600 }));
+        if ((h.size ?? 0) <= SMALL_FILE) {
+          // small files: one synchronous write (bounded memory, no thread-pool round trips)
+          const chunks: Buffer[] = [];
+          for await (const chunk of body) chunks.push(chunk);
+          writeFileSync(host, Buffer.concat(chunks), { flag: "wx", mode: 0o600 });
+        } else {
+          await pipeline(Readable.from(body), createWriteStream(host, { flags: "wx", mode: 0o600 }));
+        }
         await setMeta(host, h, "file", depth, xattrs);
         break;
       }
       case "symlink": {
-        await symlink(h.linkname ?? "", host);
+        symlinkSync(h.linkname ?? "", host);
         await setMeta(host, h, "symlink", depth, xattrs);
         break;
       }
@@ -173,7 +191,7 @@ export async function applyLayer(rootDir: string, tarStream: Readable, options: 
           fail(`hardlink "${h.name}" -> "${h.linkname}": target not found in the layer or below it`);
         }
         if (st && st.isDirectory()) fail(`hardlink "${h.name}" -> "${h.linkname}": target is a directory`);
-        await link(src, host);
+        linkSync(src, host);
         break;
       }
       case "character-device":
@@ -199,17 +217,17 @@ export async function applyLayer(rootDir: string, tarStream: Readable, options: 
     const uid = h.uid ?? 0;
     const gid = h.gid ?? 0;
     try {
-      await lchown(host, uid, gid);
+      lchownSync(host, uid, gid);
     } catch (err) {
       if (isRoot) throw err;
       // Unprivileged extraction cannot give files away; ownership is left as the current user.
     }
-    if (kind !== "symlink") await chmod(host, (h.mode ?? 0o644) & 0o7777); // after chown: chown clears setuid
+    if (kind !== "symlink") chmodSync(host, (h.mode ?? 0o644) & 0o7777); // after chown: chown clears setuid
     const pax = (h.pax ?? {}) as Record<string, string>;
     if (xattrs && kind !== "symlink") xattrItems.push({ path: host, xattrs });
     const mtime = pax.mtime !== undefined ? Number(pax.mtime) : toSeconds(h.mtime);
     if (kind === "dir") dirTimes.push({ host, mtime, depth });
-    else await lutimes(host, mtime, mtime);
+    else lutimesSync(host, mtime, mtime);
   }
 
   const feeding = pipeline(tarStream, tap, extract).catch((err: unknown) => {

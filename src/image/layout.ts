@@ -146,9 +146,10 @@ export class OciLayout {
     const tags = entries.map((d) => d.annotations?.[REF_NAME_ANNOTATION]).filter((t): t is string => !!t);
     const listing = tags.length > 0 ? `available tags: ${tags.join(", ")}` : "the layout has no tags";
     if (selector === undefined || selector === "") {
-      if (entries.length === 1) return entries[0]!;
+      const distinct = new Set(entries.map((d) => d.digest));
+      if (distinct.size === 1) return entries[0]!; // one image, possibly under several tags
       if (entries.length === 0) throw new KilnError(`${this.dir}: the layout's index.json lists no images`);
-      throw new KilnError(`${this.dir}: the layout holds ${entries.length} images; name one (${listing})`);
+      throw new KilnError(`${this.dir}: the layout holds ${distinct.size} images; name one (${listing})`);
     }
     if (selector.startsWith("sha256:")) {
       if (!isDigest(selector)) throw new KilnError(`invalid digest ${selector}`);

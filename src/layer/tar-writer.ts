@@ -33,10 +33,32 @@ async function* generateTar(
   options: TarOptions,
 ): AsyncGenerator<Buffer> {
   const ordered = await collectAndOrder(entries);
+  // Coalesce small pieces (headers, small files) into ~64 KiB chunks; large chunks pass through.
+  const BATCH = 64 * 1024;
+  let pending: Buffer[] = [];
+  let pendingLen = 0;
   for (const entry of ordered) {
-    yield* writeEntry(entry, options);
+    for await (const piece of writeEntry(entry, options)) {
+      if (piece.length >= BATCH) {
+        if (pendingLen > 0) {
+          yield Buffer.concat(pending, pendingLen);
+          pending = [];
+          pendingLen = 0;
+        }
+        yield piece;
+        continue;
+      }
+      pending.push(piece);
+      pendingLen += piece.length;
+      if (pendingLen >= BATCH) {
+        yield Buffer.concat(pending, pendingLen);
+        pending = [];
+        pendingLen = 0;
+      }
+    }
   }
-  yield Buffer.alloc(2 * BLOCK);
+  pending.push(Buffer.alloc(2 * BLOCK));
+  yield Buffer.concat(pending);
 }
 
 // ---------------------------------------------------------------------------------------------

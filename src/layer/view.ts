@@ -195,7 +195,45 @@ function tarPath(name: string): string {
   return cleanPath(name.replace(/^(\.\/)+/, ""));
 }
 
+/**
+ * Indexes recently used in this process (a build loads the same base layers for every COPY),
+ * bounded by their total entry count so memory stays modest.
+ */
+const recent = new Map<string, LayerIndex>();
+const RECENT_MAX_ENTRIES = 400_000;
+let recentEntries = 0;
+
+/** Drops the in-process index cache (the on-disk cache in the store is kept). */
+export function clearRecentViewIndexes(): void {
+  recent.clear();
+  recentEntries = 0;
+}
+
+function remember(key: string, index: LayerIndex): void {
+  if (recent.has(key)) return;
+  recent.set(key, index);
+  recentEntries += index.entries.length;
+  for (const [k, v] of recent) {
+    if (recentEntries <= RECENT_MAX_ENTRIES || k === key) break;
+    recent.delete(k);
+    recentEntries -= v.entries.length;
+  }
+}
+
 async function loadIndex(store: BlobStore, layer: Layer): Promise<LayerIndex> {
+  const key = `${store.root}\0${layer.diffID}`;
+  const hit = recent.get(key);
+  if (hit) {
+    recent.delete(key);
+    recent.set(key, hit);
+    return hit;
+  }
+  const index = await loadIndexUncached(store, layer);
+  remember(key, index);
+  return index;
+}
+
+async function loadIndexUncached(store: BlobStore, layer: Layer): Promise<LayerIndex> {
   const hex = layer.diffID.slice("sha256:".length);
   const cacheFile = join(store.root, "views", `${hex}.json`);
   try {

@@ -61,7 +61,7 @@ class ChrootRunner implements Runner {
       lines.push(`ln -s pts/ptmx ${shq(`${dev}/ptmx`)}`);
       lines.push(`mount -t tmpfs -o nosuid,nodev,noexec,mode=1777 shm ${shq(`${dev}/shm`)}`);
       lines.push(`ln -s /proc/self/fd ${shq(`${dev}/fd`)}; ln -s /proc/self/fd/0 ${shq(`${dev}/stdin`)}; ln -s /proc/self/fd/1 ${shq(`${dev}/stdout`)}; ln -s /proc/self/fd/2 ${shq(`${dev}/stderr`)}`);
-      if (this.rootless) {
+      if (this.rootless && spec.network !== "none") {
         // sysfs needs the network namespace's owner: bind the host's read-only instead
         lines.push(`mount --rbind /sys ${shq(sys)}; mount -o remount,bind,ro,nosuid,nodev,noexec ${shq(sys)}`);
       } else {

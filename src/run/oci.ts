@@ -129,7 +129,7 @@ class OciRunner implements Runner {
       { destination: "/dev/shm", type: "tmpfs", source: "shm", options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
       { destination: "/dev/mqueue", type: "mqueue", source: "mqueue", options: ["nosuid", "noexec", "nodev"] },
     ];
-    if (this.rootless || spec.network !== "none") {
+    if (this.rootless && spec.network !== "none") {
       // sysfs can only be mounted by the owner of the network namespace: bind the host's read-only.
       mounts.push({ destination: "/sys", type: "none", source: "/sys", options: ["rbind", "nosuid", "noexec", "nodev", "ro"] });
     } else {

@@ -8,8 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildLayout } from "../helpers/build.js";
 import { expectBuilt, kiln, mustRun, verify } from "../helpers/kiln.js";
 import { casePath, copyCase, TempDirs } from "../helpers/temp.js";
-import { layoutTags, ociRef, skopeoInspect, skopeoInspectRef, skopeoRaw, umociUnpack } from "../helpers/tools.js";
+import { layoutTags, ociRef, readIndex, skopeoInspect, skopeoInspectRef, skopeoRaw, umociUnpack } from "../helpers/tools.js";
 import { walkTree } from "../helpers/tree.js";
+import { startRegistry } from "../helpers/registry.js";
 
 const temps = new TempDirs();
 afterAll(() => temps.cleanup());
@@ -82,17 +83,31 @@ describe("kiln build: several outputs from one build", () => {
 });
 
 describe("kiln build: --format docker", () => {
-  it("writes Docker schema2 media types only", async () => {
-    const { layout, digest } = await buildLayout(temps, casePath("outputs"), ["--format", "docker", "-t", "app:docker"]);
-    await verify(layout);
-    const text = (await mustRun("skopeo", ["inspect", "--raw", ociRef(layout, "docker")])).stdout;
-    const raw = JSON.parse(text) as { mediaType: string; config: { mediaType: string }; layers: Array<{ mediaType: string }> };
-    expect(raw.mediaType).toBe("application/vnd.docker.distribution.manifest.v2+json");
-    expect(raw.config.mediaType).toBe("application/vnd.docker.container.image.v1+json");
-    expect(raw.layers.map((l) => l.mediaType)).toEqual(["application/vnd.docker.image.rootfs.diff.tar.gzip"]);
-    expect(text).not.toContain("vnd.oci");
-    const { image } = await skopeoInspect(layout, "docker");
-    expect(image.Digest).toBe(digest);
+  it("writes Docker schema2 media types only (seen through a real registry by skopeo)", async () => {
+    const registry = await startRegistry(temps);
+    try {
+      const ref = `${registry.host}/kiln/app:docker`;
+      const { layout, digest } = await buildLayout(temps, casePath("outputs"), [
+        "--format", "docker", "-t", ref, "--push", "--insecure-registry", registry.host,
+      ]);
+      await verify(layout);
+      // skopeo's oci: transport only reads OCI media types, so read the pushed image instead
+      const remote = `docker://${ref}`;
+      const text = (await mustRun("skopeo", ["inspect", "--raw", "--tls-verify=false", remote])).stdout;
+      const raw = JSON.parse(text) as { mediaType: string; config: { mediaType: string }; layers: Array<{ mediaType: string }> };
+      expect(raw.mediaType).toBe("application/vnd.docker.distribution.manifest.v2+json");
+      expect(raw.config.mediaType).toBe("application/vnd.docker.container.image.v1+json");
+      expect(raw.layers.map((l) => l.mediaType)).toEqual(["application/vnd.docker.image.rootfs.diff.tar.gzip"]);
+      expect(text).not.toContain("vnd.oci");
+      const inspected = JSON.parse((await mustRun("skopeo", ["inspect", "--tls-verify=false", remote])).stdout) as { Digest: string; Labels: Record<string, string> };
+      expect(inspected.Digest).toBe(digest);
+      expect(inspected.Labels).toEqual({ variant: "one" });
+      // the layout's index names the same schema2 manifest
+      const idx = await readIndex(layout);
+      expect(idx.manifests.map((m) => [m.mediaType, m.digest])).toEqual([["application/vnd.docker.distribution.manifest.v2+json", digest]]);
+    } finally {
+      await registry.stop();
+    }
   });
 });
 
@@ -154,9 +169,11 @@ describe("kiln build: reproducible with SOURCE_DATE_EPOCH", () => {
     const touch = async (t: number): Promise<void> => {
       for (const f of ["Dockerfile", "y.txt", "src/x.txt", "src"]) await utimes(join(ctx, f), t, t);
     };
-    await touch(1_500_000_000);
+    // Both touches are after the epoch: kiln clamps newer mtimes down to it (older ones are kept,
+    // as BuildKit does), so the layers must not depend on when the files were written.
+    await touch(1_750_000_000);
     const a = await buildLayout(temps, ctx, ["-t", "r:1"], { env });
-    await touch(1_800_000_000); // after the epoch: clamped
+    await touch(1_800_000_000);
     await writeFile(join(ctx, "y.txt"), "y\n"); // same content, new mtime (now)
     const b = await buildLayout(temps, ctx, ["-t", "r:1"], { env });
     expect(b.digest).toBe(a.digest);

@@ -3,12 +3,12 @@ import { parseDockerfile } from "../../src/dockerfile/parse.js";
 import {
   ArgScope,
   automaticPlatformArgs,
-  hostPlatform,
   planBuild,
   resolveStageRef,
   type BuildPlan,
   type PlanOptions,
 } from "../../src/build/plan.js";
+import { hostPlatform } from "../../src/image/platform.js";
 import { expandInstruction } from "../../src/dockerfile/expand-instruction.js";
 import { DockerfileError, UsageError } from "../../src/errors.js";
 

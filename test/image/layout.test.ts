@@ -53,7 +53,7 @@ describe("OciLayout.open / resolve", () => {
     const a = await makeImage(store, "amd64");
     const b = await makeImage(store, "arm64");
     const dest = join(tmp, "l");
-    await writeOciLayout(a, store, { dest, tags: ["app:one"] });
+    await writeOciLayout(a, store, { dest, tags: ["app:one", "app:uno"] });
     const single = await OciLayout.open(dest);
     expect((await single.resolve()).digest).toBe(a.manifest.digest);
     await writeOciLayout(b, store, { dest, tags: ["app:two"] });
@@ -62,8 +62,8 @@ describe("OciLayout.open / resolve", () => {
     expect((await layout.resolve("app:two")).digest).toBe(b.manifest.digest);
     expect((await layout.resolve("docker.io/library/app:two")).digest).toBe(b.manifest.digest);
     expect((await layout.resolve(b.manifest.digest)).digest).toBe(b.manifest.digest);
-    await expect(layout.resolve()).rejects.toThrow(/available tags: one, two/);
-    await expect(layout.resolve("three")).rejects.toThrow(/no image tagged "three" \(available tags: one, two\)/);
+    await expect(layout.resolve()).rejects.toThrow(/holds 2 images; name one \(available tags: one, uno, two\)/);
+    await expect(layout.resolve("three")).rejects.toThrow(/no image tagged "three" \(available tags: one, uno, two\)/);
     await expect(layout.resolve(`sha256:${"0".repeat(64)}`)).rejects.toThrow(KilnError);
   });
 

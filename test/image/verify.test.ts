@@ -1,6 +1,7 @@
 // Tests for verifyLayout (`kiln verify`): a good layout passes; each kind of damage is reported.
 import { describe, it, expect, beforeEach, afterEach } from "vitest";
 import { createHash } from "node:crypto";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -64,6 +65,13 @@ const readJSON = <T>(digest: string): T => JSON.parse(readFileSync(blob(digest),
 describe("verifyLayout", () => {
   it("passes a good layout and counts what it checked", async () => {
     expect(await verifyLayout(dest)).toEqual({ manifests: 1, blobs: 4 });
+  });
+
+  it("passes layouts written by skopeo (OCI and Docker schema2 media types)", async () => {
+    const copied = join(tmp, "copied");
+    execFileSync("skopeo", ["copy", `oci:${dest}:1`, `oci:${copied}:a`], { stdio: "pipe" });
+    execFileSync("skopeo", ["copy", "--format", "v2s2", `oci:${dest}:1`, `oci:${copied}:b`], { stdio: "pipe" });
+    expect(await verifyLayout(copied)).toMatchObject({ manifests: 2 });
   });
 
   it("catches a corrupted layer blob", async () => {

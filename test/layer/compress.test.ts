@@ -22,16 +22,17 @@ async function run(input: Buffer, opts?: Parameters<typeof gzipStream>[0], chunk
   return Buffer.concat(out);
 }
 
-/** Compressible but non-trivial data (text-like with pseudo-random words). */
+/** Compressible but non-trivial data: text-like 4 KiB pieces, each with pseudo-random bytes mixed in. */
 function sample(size: number, seed = 1): Buffer {
   const words = ["alpha", "beta", "gamma", "delta", "layer", "tar", "kiln", "image", "\n", " "];
-  const buf = Buffer.alloc(size);
   let x = seed;
-  let i = 0;
-  while (i < size) {
-    x = (x * 1103515245 + 12345) & 0x7fffffff;
-    const w = x % 7 === 0 ? String(x) : words[x % words.length]!;
-    i += buf.write(w, i);
+  const next = (): number => (x = (x * 1103515245 + 12345) & 0x7fffffff);
+  const piece = Buffer.alloc(4096);
+  for (let i = 0; i < piece.length;) i += piece.write(words[next() % words.length]!, i);
+  const buf = Buffer.alloc(size);
+  for (let off = 0; off < size; off += piece.length) {
+    piece.copy(buf, off);
+    for (let k = 0; k < 64 && off + k * 61 < size; k++) buf[off + k * 61] = next() & 0xff;
   }
   return buf;
 }

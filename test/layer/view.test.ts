@@ -1,7 +1,7 @@
 import { describe, it, expect, afterEach } from "vitest";
 import { readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { LayerView } from "../../src/layer/view.js";
+import { LayerView, clearRecentViewIndexes } from "../../src/layer/view.js";
 import { BlobStore } from "../../src/store/blob-store.js";
 import { putLayer, tempDir } from "../context/helpers.js";
 
@@ -96,8 +96,9 @@ describe("LayerView", () => {
     expect(files).toEqual([`${l.diffID.slice(7)}.json`]);
     const cached = JSON.parse(await readFile(join(s.root, "views", files[0]!), "utf8")) as { entries: unknown[] };
     expect(cached.entries).toHaveLength(1);
-    // With the blob gone, the second load can only come from the cache.
+    // With the blob gone (and the in-process cache dropped), the load can only use the store's cache.
     await rm(s.path(l.descriptor.digest));
+    clearRecentViewIndexes();
     const again = await LayerView.load(s, [l]);
     expect(again.lookup("a/b")?.size).toBe(1);
   });

@@ -151,6 +151,52 @@ describe("writeOciLayout (directory)", () => {
   });
 });
 
+describe("writeOciLayout (tricky layers, other file systems)", () => {
+  it("umoci unpacks hardlinks, symlinks, long and non-ASCII names as written", async () => {
+    const longPath = `deep/${"n".repeat(120)}/${"é".repeat(40)}.txt`;
+    const layer = await writeLayer([
+      { ...base, path: "deep", type: "dir", mode: 0o755 },
+      { ...base, path: `deep/${"n".repeat(120)}`, type: "dir", mode: 0o700 },
+      file(longPath, "long\n", { mode: 0o640 }),
+      { ...base, path: "a-link", type: "hardlink", linkname: "z-file" },
+      file("z-file", "shared\n", { mode: 0o604 }),
+      { ...base, path: "sym", type: "symlink", linkname: longPath, mode: 0o777 },
+    ], store);
+    const config: ImageConfig = { architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [layer.diffID] } };
+    const img = await materialize({ config, layers: [{ descriptor: layer.descriptor, diffID: layer.diffID }] }, store, "oci");
+    const dest = join(tmp, "layout");
+    await writeOciLayout(img, store, { dest, tags: ["t:1"] });
+    const bundle = join(tmp, "bundle");
+    execFileSync("umoci", ["unpack", "--rootless", "--image", `${dest}:1`, bundle], { stdio: "pipe" });
+    const root = join(bundle, "rootfs");
+    expect(readFileSync(join(root, longPath), "utf8")).toBe("long\n");
+    expect(statSync(join(root, longPath)).mode & 0o7777).toBe(0o640);
+    expect(statSync(join(root, "deep", "n".repeat(120))).mode & 0o7777).toBe(0o700);
+    expect(statSync(join(root, "a-link")).ino).toBe(statSync(join(root, "z-file")).ino);
+    expect(readFileSync(join(root, "z-file"), "utf8")).toBe("shared\n");
+    expect(statSync(join(root, "z-file")).mode & 0o7777).toBe(0o604);
+    expect(readFileSync(join(root, "sym"), "utf8")).toBe("long\n"); // relative target resolves inside
+  });
+
+  it("copies blobs when the destination is on another file system", async () => {
+    if (!existsSync("/dev/shm")) return expect(existsSync("/dev/shm")).toBe(false);
+    const img = await makeImage(store);
+    const other = mkdtempSync(join("/dev/shm", "kiln-out-"));
+    try {
+      const dest = join(other, "layout");
+      await writeOciLayout(img, store, { dest, tags: ["x:1"] });
+      const a = join(dest, "blobs/sha256", img.layers[0]!.digest.slice(7));
+      const sameFs = statSync(other).dev === statSync(store.root).dev;
+      expect(statSync(a).ino === statSync(store.path(img.layers[0]!.digest)).ino).toBe(sameFs);
+      expect(readFileSync(a).equals(readFileSync(store.path(img.layers[0]!.digest)))).toBe(true);
+      expect(await verifyLayout(dest)).toEqual({ manifests: 1, blobs: 4 });
+      expect(readdirSync(join(dest, "blobs/sha256")).filter((f) => f.startsWith("."))).toEqual([]);
+    } finally {
+      rmSync(other, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("writeOciLayout (tar)", () => {
   it("writes a tar of the layout, atomically", async () => {
     const img = await makeImage(store);

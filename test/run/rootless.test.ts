@@ -113,7 +113,7 @@ describe("rootless RUN (unprivileged user)", () => {
 
   it("chroot escape attempts leave host files untouched", () => {
     const sentinel = join(t.dir, "host-sentinel");
-    const r = runAsUser("chroot", "-", { ...base(`echo x > /proc/1/root/../../..${sentinel} 2>/dev/null; chroot /proc/1/root /bin/sh -c 'echo y > ../../..${sentinel}' 2>/dev/null; echo done`), rootfs: root });
+    const r = runAsUser("chroot", "-", { ...base(`{ echo x > /proc/1/root/../../..${sentinel}; } 2>/dev/null; chroot /proc/1/root /bin/sh -c 'echo y > ../../..${sentinel}' 2>/dev/null; echo done`), rootfs: root });
     expect(r.outputTail).toBe("done");
     expect(readFileSync(sentinel, "utf8")).toBe("host");
   });

@@ -103,7 +103,7 @@ for (const backend of backends) {
       const r = await runner.run(
         spec(
           `touch /sys/kiln 2>/dev/null && echo sys-writable; ` +
-            `echo escaped > /proc/1/root/../../..${sentinel} 2>/dev/null; ` +
+            `{ echo escaped > /proc/1/root/../../..${sentinel}; } 2>/dev/null; ` +
             `chroot /proc/1/root /bin/sh -c 'echo escaped2 > ../../../..${sentinel}' 2>/dev/null; ` +
             `ls /proc/1/root/ | tr '\\n' ' '; echo`,
         ),

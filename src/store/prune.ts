@@ -1,0 +1,233 @@
+// `kiln du` and `kiln prune` as library functions: how much the store holds, and freeing it.
+// Prune removes cache records (least recently used first; with `until`, only those unused for
+// that long), then the blobs no record references any more — never a blob a remaining record
+// names. With `keepStorage` it stops once the blobs fit. Unreferenced blobs younger than a grace
+// period (base images a running build just pulled) are kept; stale temp files are cleared.
+import { lstat, readdir, readFile, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { UsageError } from "../errors.js";
+import { isDigest, type Digest } from "../image/oci.js";
+import type { BlobStore } from "./blob-store.js";
+
+/** Temp files older than this are left-overs of dead processes. */
+const STALE_TMP_MS = 60 * 60 * 1000;
+/** Default age below which an unreferenced blob is kept (a build may be about to use it). */
+export const DEFAULT_PRUNE_GRACE_MS = 5 * 60 * 1000;
+
+export interface DiskUsage {
+  blobs: number;
+  bytes: number;
+  cacheRecords: number;
+  /** Bytes `prune(store)` (no limits) would free. */
+  reclaimable: number;
+}
+
+export interface PruneOptions {
+  /** Stop once the blobs take at most this many bytes. */
+  keepStorage?: number;
+  /** Only remove records (and unreferenced blobs) unused for at least this many ms. */
+  until?: number;
+  /** Unreferenced blobs younger than this are kept (default 5 minutes). */
+  graceMs?: number;
+  /** "now" for age computations (tests). */
+  now?: number;
+}
+
+export interface PruneResult {
+  removed: number;
+  freed: number;
+}
+
+interface BlobFile {
+  digest: Digest;
+  size: number;
+  mtime: number;
+}
+
+interface RecordFile {
+  path: string;
+  lastUsed: number;
+  layer?: Digest;
+}
+
+async function listBlobs(store: BlobStore): Promise<Map<string, BlobFile>> {
+  const out = new Map<string, BlobFile>();
+  let names: string[];
+  try {
+    names = await readdir(store.blobDir);
+  } catch {
+    return out;
+  }
+  for (const name of names) {
+    const digest = `sha256:${name}`;
+    if (!isDigest(digest)) continue;
+    const st = await lstat(join(store.blobDir, name)).catch(() => undefined);
+    if (!st || !st.isFile()) continue;
+    out.set(digest, { digest, size: st.size, mtime: st.mtimeMs });
+  }
+  return out;
+}
+
+async function listRecords(store: BlobStore): Promise<RecordFile[]> {
+  const dir = join(store.root, "cache");
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const out: RecordFile[] = [];
+  for (const name of names) {
+    if (!/^[0-9a-f]{64}\.json$/.test(name)) continue;
+    const path = join(dir, name);
+    const st = await stat(path).catch(() => undefined);
+    if (!st) continue;
+    const rec: RecordFile = { path, lastUsed: st.mtimeMs };
+    try {
+      const doc = JSON.parse(await readFile(path, "utf8")) as { layer?: { descriptor?: { digest?: unknown } } };
+      const d = doc?.layer?.descriptor?.digest;
+      if (typeof d === "string" && isDigest(d)) rec.layer = d;
+    } catch {
+      // unreadable record: it references nothing and is removed first
+      rec.lastUsed = 0;
+    }
+    out.push(rec);
+  }
+  return out;
+}
+
+interface Plan {
+  records: RecordFile[];
+  blobs: BlobFile[];
+  freed: number;
+}
+
+/** Decide what prune removes (no file system changes). */
+async function planPrune(store: BlobStore, options: PruneOptions): Promise<{ plan: Plan; total: number }> {
+  const now = options.now ?? Date.now();
+  const grace = options.graceMs ?? DEFAULT_PRUNE_GRACE_MS;
+  const blobs = await listBlobs(store);
+  const records = await listRecords(store);
+  let total = 0;
+  for (const b of blobs.values()) total += b.size;
+
+  const refs = new Map<string, number>();
+  for (const r of records) if (r.layer) refs.set(r.layer, (refs.get(r.layer) ?? 0) + 1);
+
+  const oldEnough = (t: number, minAge: number): boolean => now - t >= minAge;
+  const candidates = records
+    .filter((r) => options.until === undefined || oldEnough(r.lastUsed, options.until))
+    .sort((a, b) => a.lastUsed - b.lastUsed);
+  const blobMinAge = Math.max(grace, options.until ?? 0);
+
+  const plan: Plan = { records: [], blobs: [], freed: 0 };
+  let remaining = total;
+  const fits = (): boolean => options.keepStorage !== undefined && remaining <= options.keepStorage;
+  const dropBlob = (b: BlobFile): void => {
+    plan.blobs.push(b);
+    plan.freed += b.size;
+    remaining -= b.size;
+    blobs.delete(b.digest);
+  };
+
+  // 1. Blobs no record references (oldest first), past the grace period.
+  const unreferenced = [...blobs.values()].filter((b) => !refs.has(b.digest) && oldEnough(b.mtime, blobMinAge)).sort((a, b) => a.mtime - b.mtime);
+  for (const b of unreferenced) {
+    if (fits()) break;
+    dropBlob(b);
+  }
+  // 2. Records, least recently used first; a blob goes when its last record goes.
+  for (const r of candidates) {
+    if (fits()) break;
+    plan.records.push(r);
+    if (!r.layer) continue;
+    const n = (refs.get(r.layer) ?? 1) - 1;
+    refs.set(r.layer, n);
+    const b = blobs.get(r.layer);
+    if (n === 0 && b) dropBlob(b);
+  }
+  return { plan, total };
+}
+
+async function clearStaleTemp(store: BlobStore, now: number): Promise<void> {
+  const dirs: Array<{ dir: string; match: (n: string) => boolean }> = [
+    { dir: store.tmpDir, match: () => true },
+    { dir: join(store.root, "cache"), match: (n) => n.endsWith(".tmp") },
+    { dir: join(store.root, "statcache"), match: (n) => n.endsWith(".tmp") },
+  ];
+  for (const { dir, match } of dirs) {
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      if (!match(name)) continue;
+      const p = join(dir, name);
+      const st = await lstat(p).catch(() => undefined);
+      // only plain files: a build's temp directories (RUN roots, spools) belong to live builds
+      if (st && st.isFile() && now - st.mtimeMs >= STALE_TMP_MS) await rm(p, { force: true });
+    }
+  }
+}
+
+export async function diskUsage(store: BlobStore): Promise<DiskUsage> {
+  const blobs = await listBlobs(store);
+  const records = await listRecords(store);
+  const { plan, total } = await planPrune(store, {});
+  return { blobs: blobs.size, bytes: total, cacheRecords: records.length, reclaimable: plan.freed };
+}
+
+export async function prune(store: BlobStore, options: PruneOptions = {}): Promise<PruneResult> {
+  const now = options.now ?? Date.now();
+  await clearStaleTemp(store, now);
+  const { plan } = await planPrune(store, { ...options, now });
+  // records first, so no remaining record ever names a removed blob
+  for (const r of plan.records) await rm(r.path, { force: true });
+  let freed = 0;
+  for (const b of plan.blobs) {
+    await rm(store.path(b.digest), { force: true });
+    await rm(join(store.root, "origins", "sha256", b.digest.slice("sha256:".length)), { force: true });
+    freed += b.size;
+  }
+  return { removed: plan.records.length + plan.blobs.length, freed };
+}
+
+const SIZE_UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
+
+/**
+ * "10GB", "512MiB", "1g", "1.5 t", "4096" -> bytes. Units are binary whether or not they carry
+ * an "i" (as Docker's --keep-storage reads them).
+ */
+export function parseSize(s: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$/i.exec(s);
+  if (!m) throw new UsageError(`invalid size "${s}" (examples: 512MiB, 10GB, 1g)`);
+  const unit = m[2]!.toLowerCase();
+  if (unit === "" && m[3]!.toLowerCase().startsWith("i")) throw new UsageError(`invalid size "${s}" (examples: 512MiB, 10GB, 1g)`);
+  return Math.floor(Number(m[1]) * SIZE_UNITS[unit]!);
+}
+
+const DURATION_UNITS: Record<string, number> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 7 * 86_400_000,
+};
+
+/** "24h", "7d", "90m", "1h30m", "1.5h", "500ms" -> milliseconds. */
+export function parseDuration(s: string): number {
+  const text = s.trim();
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/gy;
+  let total = 0;
+  let matched = 0;
+  let m: RegExpExecArray | null;
+  while ((m = re.exec(text)) !== null) {
+    total += Number(m[1]) * DURATION_UNITS[m[2]!]!;
+    matched = re.lastIndex;
+  }
+  if (text === "" || matched !== text.length) throw new UsageError(`invalid duration "${s}" (examples: 90m, 24h, 7d)`);
+  return Math.round(total);
+}
