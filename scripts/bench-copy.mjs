@@ -5,7 +5,7 @@
 // with `buildah bud --storage-driver vfs --isolation chroot` + `buildah push` to an `oci:` layout
 // in the same run and prints the ratio kiln/buildah (targets: <= 0.4, kiln peak RSS < 300 MB).
 //
-//   node scripts/bench-copy.mjs [--files N] [--total-mb M] [--no-buildah] [--keep]
+//   node scripts/bench-copy.mjs [--files N] [--total-mb M] [--level 0-9] [--no-buildah] [--keep]
 //
 // Needs the compiled CLI (npm run build). Peak RSS is read with /usr/bin/time -v when present,
 // else by polling /proc/<pid>/status VmHWM. Everything is made in one temp dir, removed at exit.
@@ -30,6 +30,7 @@ const numOpt = (name, def) => {
 };
 const fileCount = Math.floor(numOpt("--files", 20_000));
 const totalBytes = Math.floor(numOpt("--total-mb", 500) * 1e6);
+const level = argv.includes("--level") ? Math.floor(numOpt("--level", 6)) : undefined;
 const useBuildah = !argv.includes("--no-buildah");
 const keep = argv.includes("--keep");
 
@@ -158,12 +159,14 @@ try {
   const dockerfile = join(work, "Dockerfile");
   writeFileSync(dockerfile, "FROM scratch\nCOPY . /app\n");
   console.log(`context: ${fileCount} files, ${fmt(mb(bytes), 1)} MB (generated in ${fmt(genSeconds, 1)} s)`);
+  if (level !== undefined) console.log(`kiln gzip level: ${level}`);
   console.log(`peak RSS from: ${haveTime ? "/usr/bin/time -v" : "/proc/<pid>/status VmHWM"}`);
   warm(ctx);
 
   const kilnOut = join(work, "kiln-layout");
   const kiln = await measure(process.execPath, [
     kilnBin, "build", "--progress", "quiet", "--cache-dir", join(work, "kiln-cache"),
+    ...(level !== undefined ? ["--compression-level", String(level)] : []),
     "-f", dockerfile, "-o", `type=oci,dest=${kilnOut}`, "-t", "bench:latest", ctx,
   ]);
   const verify = spawnSync(process.execPath, [kilnBin, "verify", kilnOut], { encoding: "utf8" });

@@ -4,12 +4,12 @@
 // content keys). File hashes come from a StatCache persisted in the store and keyed by
 // (path, dev, inode, size, mtime ns, ctime ns), so an unchanged context costs stat calls, not reads.
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, lstatSync, type BigIntStats } from "node:fs";
+import { createReadStream, lstatSync, readFileSync, readdirSync, readlinkSync, type BigIntStats } from "node:fs";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { KilnError } from "../errors.js";
-import type { ContextEntry } from "../context/build-context.js";
+import type { ContextEntry, DirContext, IgnoreFn } from "../context/build-context.js";
 import type { SelectedSource } from "../context/select.js";
 import { isDigest, type Digest } from "../image/oci.js";
 import type { BlobStore } from "../store/blob-store.js";
@@ -22,15 +22,33 @@ const STATCACHE_VERSION = 1;
  */
 const RACY_NS = 50_000_000n;
 
-/** [dev, ino, size, mtimeNs, ctimeNs, digest] */
-type StatRow = [string, string, string, string, string, Digest];
+const HEADER = "kiln-statcache";
+/** Files up to this size are read in one call; larger ones are streamed (memory stays flat). */
+const SMALL_FILE = 64 * 1024;
 
-interface StatCacheFile {
-  v: number;
-  root: string;
-  files: Record<string, StatRow>;
+/** "dev ino size mtimeNs ctimeNs" — the identity a cached hash is valid for. */
+function statId(st: BigIntStats): string {
+  return `${st.dev} ${st.ino} ${st.size} ${st.mtimeNs} ${st.ctimeNs}`;
 }
 
+function encodePath(p: string): string {
+  return p.includes("\\") || p.includes("\n") ? p.replace(/\\/g, "\\\\").replace(/\n/g, "\\n") : p;
+}
+
+function decodePath(p: string): string {
+  return p.includes("\\") ? p.replace(/\\(.)/g, (_, c: string) => (c === "n" ? "\n" : c)) : p;
+}
+
+interface StatRow {
+  id: string;
+  digest: Digest;
+}
+
+/**
+ * Content hashes of context files keyed by (path, dev, inode, size, mtime ns, ctime ns). Stored
+ * as text — a header line, then one "hex dev ino size mtimeNs ctimeNs path" line per file —
+ * because it is read on every build and must cost little to parse.
+ */
 export class StatCache {
   private readonly files: Map<string, StatRow>;
   private dirty = false;
@@ -51,35 +69,58 @@ export class StatCache {
     const name = createHash("sha256").update(contextRoot).digest("hex");
     const path = join(store.root, "statcache", `${name}.json`);
     const files = new Map<string, StatRow>();
+    let text = "";
     try {
-      const doc = JSON.parse(await readFile(path, "utf8")) as StatCacheFile;
-      if (doc && doc.v === STATCACHE_VERSION && doc.root === contextRoot && doc.files && typeof doc.files === "object") {
-        for (const [abs, row] of Object.entries(doc.files)) {
-          if (Array.isArray(row) && row.length === 6 && isDigest(String(row[5]))) files.set(abs, row);
-        }
-      }
+      text = await readFile(path, "utf8");
     } catch {
-      // absent or corrupt: start empty (it is only a cache)
+      // absent: start empty
+    }
+    const lines = text.split("\n");
+    let header: { v?: unknown; root?: unknown } | undefined;
+    try {
+      header = JSON.parse(lines[0] ?? "") as { v?: unknown; root?: unknown };
+    } catch {
+      header = undefined; // corrupt: start empty (it is only a cache)
+    }
+    if (header && (header as { kind?: unknown }).kind === HEADER && header.v === STATCACHE_VERSION && header.root === contextRoot) {
+      for (let i = 1; i < lines.length; i++) {
+        const line = lines[i]!;
+        // hex(64) sp dev sp ino sp size sp mtime sp ctime sp path
+        if (line.length < 76 || line.charCodeAt(64) !== 32) continue;
+        let at = 65;
+        for (let f = 0; f < 5 && at > 0; f++) at = line.indexOf(" ", at) + 1;
+        if (at <= 0) continue;
+        const digest = `sha256:${line.slice(0, 64)}`;
+        if (!isDigest(digest)) continue;
+        files.set(decodePath(line.slice(at)), { id: line.slice(65, at - 1), digest });
+      }
     }
     return new StatCache(path, contextRoot, files);
+  }
+
+  /** The cached hash of `abs` when its stat still matches (no I/O), else undefined. */
+  lookup(abs: string, st: BigIntStats): Digest | undefined {
+    const row = this.files.get(abs);
+    if (row && row.id === statId(st)) {
+      this.hits++;
+      return row.digest;
+    }
+    return undefined;
   }
 
   /** sha256 of the regular file `abs` whose lstat (bigint) is `st`; read only when its stat changed. */
   async hashFile(abs: string, st: BigIntStats): Promise<Digest> {
     const row = this.files.get(abs);
-    const dev = st.dev.toString();
-    const ino = st.ino.toString();
-    const size = st.size.toString();
-    const mtime = st.mtimeNs.toString();
-    const ctime = st.ctimeNs.toString();
-    if (row && row[0] === dev && row[1] === ino && row[2] === size && row[3] === mtime && row[4] === ctime) {
+    const id = statId(st);
+    if (row && row.id === id) {
       this.hits++;
-      return row[5];
+      return row.digest;
     }
     const startedNs = BigInt(Date.now()) * 1_000_000n;
     const hash = createHash("sha256");
     try {
-      await pipeline(createReadStream(abs), hash);
+      if (st.size <= SMALL_FILE) hash.update(readFileSync(abs));
+      else await pipeline(createReadStream(abs), hash);
     } catch (err) {
       throw new KilnError(`cannot read context file ${abs}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
@@ -92,10 +133,8 @@ export class StatCache {
     } catch {
       after = undefined;
     }
-    const unchanged =
-      after !== undefined && after.ino === st.ino && after.size === st.size && after.mtimeNs === st.mtimeNs && after.ctimeNs === st.ctimeNs;
-    if (unchanged && newest < startedNs - RACY_NS) {
-      this.files.set(abs, [dev, ino, size, mtime, ctime, digest]);
+    if (after !== undefined && statId(after) === id && newest < startedNs - RACY_NS) {
+      this.files.set(abs, { id, digest });
       this.dirty = true;
     } else if (row) {
       this.files.delete(abs);
@@ -107,11 +146,12 @@ export class StatCache {
   /** Persist (temp file + rename; concurrent savers each leave a whole file). No-op when unchanged. */
   async save(): Promise<void> {
     if (!this.dirty) return;
-    const doc: StatCacheFile = { v: STATCACHE_VERSION, root: this.contextRoot, files: Object.fromEntries(this.files) };
+    const parts: string[] = [JSON.stringify({ kind: HEADER, v: STATCACHE_VERSION, root: this.contextRoot })];
+    for (const [abs, row] of this.files) parts.push(`${row.digest.slice(7)} ${row.id} ${encodePath(abs)}`);
     await mkdir(join(this.path, ".."), { recursive: true });
     const tmp = `${this.path}.${process.pid}-${randomBytes(6).toString("hex")}.tmp`;
     try {
-      await writeFile(tmp, JSON.stringify(doc));
+      await writeFile(tmp, parts.join("\n"));
       await rename(tmp, this.path);
       this.dirty = false;
     } finally {
@@ -120,50 +160,119 @@ export class StatCache {
   }
 }
 
-/** One line of the sources digest. */
-interface SourceLine {
-  p: string;
-  t: ContextEntry["type"];
-  m: number;
-  s?: number;
-  l?: string;
-  h?: Digest;
-  u?: number;
-  g?: number;
+/** What the walk reports per entry (a bigint lstat, so hashing needs no second stat call). */
+interface WalkEntry {
+  rel: string;
+  abs: string;
+  type: ContextEntry["type"];
+  st: BigIntStats;
+}
+
+/** Byte-wise name order (Go's sort.Strings), the order DirContext.walk visits names in. */
+function compareNames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * The entries beneath directory `start` exactly as DirContext.walk reports them (same order,
+ * .dockerignore and --exclude rules, re-included paths inside excluded directories), but with
+ * synchronous bigint lstat calls: an unchanged 20,000-file context must cost about one stat per
+ * file. Yields the event loop every few thousand entries.
+ */
+async function* walkForHash(ctx: DirContext, start: string, exclude: IgnoreFn | undefined): AsyncGenerator<WalkEntry> {
+  let n = 0;
+  const stack: Array<Iterator<WalkEntry>> = [walkDir(ctx, start, start, exclude)];
+  while (stack.length > 0) {
+    const r = stack[stack.length - 1]!.next();
+    if (r.done) {
+      stack.pop();
+      continue;
+    }
+    yield r.value;
+    if (++n % 4096 === 0) await new Promise((res) => setImmediate(res));
+  }
+}
+
+function entryOf(ctx: DirContext, rel: string): WalkEntry | undefined {
+  const abs = join(ctx.root, rel);
+  let st: BigIntStats;
+  try {
+    st = lstatSync(abs, { bigint: true });
+  } catch {
+    return undefined;
+  }
+  const type = st.isDirectory() ? "dir" : st.isSymbolicLink() ? "symlink" : st.isFile() ? "file" : undefined;
+  return type ? { rel, abs, type, st } : undefined; // sockets, devices, fifos: not context content
+}
+
+function* walkDir(ctx: DirContext, dir: string, start: string, exclude: IgnoreFn | undefined): Generator<WalkEntry> {
+  let names: string[];
+  try {
+    names = readdirSync(join(ctx.root, dir));
+  } catch (err) {
+    throw new KilnError(`cannot read context directory "${dir || "."}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  names.sort(compareNames);
+  for (const name of names) {
+    const e = entryOf(ctx, dir === "" ? name : `${dir}/${name}`);
+    if (e) yield* visit(ctx, e, start, exclude);
+  }
+}
+
+function* visit(ctx: DirContext, e: WalkEntry, start: string, exclude: IgnoreFn | undefined): Generator<WalkEntry> {
+  const relToStart = start === "" ? e.rel : e.rel.slice(start.length + 1);
+  const excluded = exclude?.(relToStart) ?? false;
+  const ignored = ctx.ignore(e.rel);
+  if (!ignored && !excluded) {
+    yield e;
+    if (e.type === "dir") yield* walkDir(ctx, e.rel, start, exclude);
+    return;
+  }
+  if (e.type !== "dir") return;
+  const skipIgnored = ignored && (ctx.ignore.canSkipDir?.(e.rel) ?? true);
+  const skipExcluded = excluded && (exclude?.canSkipDir?.(relToStart) ?? true);
+  if (skipIgnored || skipExcluded) return;
+  const inner = [...walkDir(ctx, e.rel, start, exclude)];
+  if (inner.length > 0) {
+    yield e;
+    yield* inner;
+  }
+}
+
+/** Entries DirContext.walk would report (exported for the equivalence test). */
+export async function listForHash(ctx: DirContext, start: string, exclude?: IgnoreFn): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of walkForHash(ctx, start, exclude)) out.push(e.rel);
+  return out;
 }
 
 /**
  * A digest over every file the selected sources name: per source its argument, destination name
- * and --parents path, then each entry (the source itself, then a directory's walk in order).
+ * and --parents path, then each entry (the source itself, then a directory's walk in order) by
+ * relative path, type, mode, size, content hash, link target (and owner when the tree's owners
+ * are kept, as for COPY --from). Modification times are left out, as in BuildKit's content keys.
  */
 export async function hashSources(sources: SelectedSource[], options: { statCache: StatCache }): Promise<Digest> {
   const hash = createHash("sha256");
-  hash.update(`kiln-sources/1\n`);
+  hash.update(`kiln-sources/2\n`);
+  const cache = options.statCache;
   for (const src of sources) {
     const head: Record<string, unknown> = { source: src.source, name: src.name, wildcard: src.wildcard };
     if (src.parentsPath !== undefined) head.parentsPath = src.parentsPath;
     if (src.pivot !== undefined) head.pivot = src.pivot;
     hash.update(`S${canonicalJSON(head)}\n`);
     const keepOwners = src.ctx.keepOwners;
-    const line = async (e: ContextEntry, rel: string): Promise<void> => {
-      const l: SourceLine = { p: rel, t: e.type, m: e.mode };
-      if (e.type === "file") {
-        let st: BigIntStats;
-        try {
-          st = lstatSync(e.abs, { bigint: true });
-        } catch (err) {
-          throw new KilnError(`cannot stat context file "${e.path}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-        }
-        if (!st.isFile()) throw new KilnError(`context file "${e.path}" changed while the build read it`);
-        l.s = Number(st.size);
-        l.h = await options.statCache.hashFile(e.abs, st);
+    // One line per entry: JSON-quoted path, type, mode, then size+hash / link target / owner.
+    const emit = async (rel: string, type: ContextEntry["type"], abs: string, st: BigIntStats, linkname: () => string): Promise<void> => {
+      let line = `${JSON.stringify(rel)} ${type} ${(Number(st.mode) & 0o7777).toString(8)}`;
+      if (type === "file") {
+        const digest = cache.lookup(abs, st) ?? (await cache.hashFile(abs, st));
+        line += ` ${st.size} ${digest}`;
+      } else if (type === "symlink") {
+        line += ` ${JSON.stringify(linkname())}`;
       }
-      if (e.type === "symlink") l.l = e.linkname ?? "";
-      if (keepOwners) {
-        l.u = e.uid;
-        l.g = e.gid;
-      }
-      hash.update(`${canonicalJSON(l)}\n`);
+      if (keepOwners) line += ` ${st.uid}:${st.gid}`;
+      hash.update(`${line}\n`);
     };
     if (src.entry.type === "file" && src.exclude?.(src.name)) {
       hash.update("excluded\n");
@@ -178,12 +287,21 @@ export async function hashSources(sources: SelectedSource[], options: { statCach
         hash.update(`P${canonicalJSON({ p: rel, t: st?.type ?? null, m: st?.mode ?? null, ...(keepOwners && st ? { u: st.uid, g: st.gid } : {}) })}\n`);
       }
     }
-    await line(src.entry, "");
-    if (src.entry.type !== "dir") continue;
-    const start = src.entry.path;
-    const walkOpts = src.exclude ? { exclude: src.exclude } : {};
-    for await (const e of src.ctx.walk(start, walkOpts)) {
-      await line(e, start === "" ? e.path : e.path.slice(start.length + 1));
+    const top = src.entry;
+    let topSt: BigIntStats;
+    try {
+      topSt = lstatSync(top.abs, { bigint: true });
+    } catch (err) {
+      throw new KilnError(`cannot stat context path "${top.path}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    const topType = topSt.isDirectory() ? "dir" : topSt.isSymbolicLink() ? "symlink" : topSt.isFile() ? "file" : undefined;
+    if (topType !== top.type) throw new KilnError(`context path "${top.path}" changed while the build read it`);
+    await emit("", top.type, top.abs, topSt, () => top.linkname ?? "");
+    if (top.type !== "dir") continue;
+    const start = top.path;
+    for await (const e of walkForHash(src.ctx, start, src.exclude)) {
+      const rel = start === "" ? e.rel : e.rel.slice(start.length + 1);
+      await emit(rel, e.type, e.abs, e.st, () => readlinkSync(e.abs));
     }
   }
   return `sha256:${hash.digest("hex")}`;

@@ -22,37 +22,10 @@ import {
   type Platform,
 } from "./oci.js";
 
+import { hostPlatform, platformMatches } from "./platform.js";
+
 const INDEX_TYPES = new Set<string>([MediaType.ociIndex, MediaType.dockerManifestList]);
 const MANIFEST_TYPES = new Set<string>([MediaType.ociManifest, MediaType.dockerManifest]);
-
-/** The platform this process runs on, in OCI terms. */
-export function hostPlatform(): Platform {
-  const arch: Record<string, string> = { x64: "amd64", arm64: "arm64", arm: "arm", ia32: "386", ppc64: "ppc64le", s390x: "s390x", riscv64: "riscv64" };
-  const p: Platform = { os: process.platform === "win32" ? "windows" : "linux", architecture: arch[process.arch] ?? process.arch };
-  if (p.architecture === "arm") p.variant = "v7";
-  return p;
-}
-
-function normVariant(arch: string, variant: string | undefined): string {
-  if (arch === "arm64") return variant === undefined || variant === "" ? "v8" : variant;
-  if (arch === "arm") return variant === undefined || variant === "" ? "v7" : variant;
-  return variant ?? "";
-}
-
-function normArch(arch: string): string {
-  return arch === "aarch64" ? "arm64" : arch === "x86_64" ? "amd64" : arch;
-}
-
-/** Simple platform match (os, architecture, variant with arm64 = arm64/v8). */
-export function platformMatches(candidate: Platform | undefined, want: Platform): boolean {
-  if (!candidate) return false;
-  if (candidate.os !== want.os) return false;
-  const a = normArch(candidate.architecture);
-  const b = normArch(want.architecture);
-  if (a !== b) return false;
-  if (want.variant === undefined || want.variant === "") return true;
-  return normVariant(a, candidate.variant) === normVariant(b, want.variant);
-}
 
 function platformString(p: Platform | undefined): string {
   if (!p) return "unknown";
@@ -202,7 +175,7 @@ export class OciLayout {
       if (!config || typeof config !== "object" || !config.rootfs || !Array.isArray(config.rootfs.diff_ids)) {
         throw new KilnError(`${this.dir}: config ${manifest.config.digest} is not an image config`);
       }
-      if (platform && config.os && config.architecture && !platformMatches(config, platform)) {
+      if (platform && config.os && config.architecture && !platformMatches(platform, config)) {
         throw new KilnError(`${this.dir}: image is ${platformString(config)}, not ${platformString(platform)}`);
       }
       return { manifestDescriptor: current, manifest, config, configDescriptor: manifest.config };
@@ -216,7 +189,7 @@ export class OciLayout {
     );
     if (!platform && candidates.length === 1) return candidates[0]!;
     const want = platform ?? hostPlatform();
-    const found = candidates.find((d) => platformMatches(d.platform, want));
+    const found = candidates.find((d) => d.platform !== undefined && platformMatches(want, d.platform));
     if (found) return found;
     const have = candidates.map((d) => platformString(d.platform)).join(", ");
     throw new KilnError(`${this.dir}: no image for platform ${platformString(want)} (index has: ${have || "none"})`);

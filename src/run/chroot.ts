@@ -3,7 +3,7 @@
 // mounts private so nothing reaches the host, /proc mounted for the new pid namespace, a minimal
 // /dev (tmpfs + bind-mounted host nodes), read-only /sys, the generated /etc files, then
 // `chroot --userspec --groups`. Every mount dies with the namespace when the command exits.
-import { existsSync } from "node:fs";
+import { closeSync, existsSync, openSync, readSync, realpathSync } from "node:fs";
 import { stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { KilnError } from "../errors.js";
@@ -17,6 +17,35 @@ import { resolveUser } from "./user.js";
 import { checkUserNamespaces, hostIdMappings } from "./userns.js";
 
 const DEV_NODES = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/** The host's static busybox (usable after the host root is detached), or null. */
+function staticBusybox(): string | null {
+  for (const p of ["/bin/busybox", "/usr/bin/busybox", "/usr/local/bin/busybox"]) {
+    try {
+      const fd = openSync(p, "r");
+      try {
+        const h = Buffer.alloc(4096);
+        readSync(fd, h, 0, 4096, 0);
+        if (h.readUInt32BE(0) !== 0x7f454c46 || h[4] !== 2) continue; // 64-bit ELF only
+        const phoff = Number(h.readBigUInt64LE(0x20));
+        const phentsize = h.readUInt16LE(0x36);
+        const phnum = h.readUInt16LE(0x38);
+        let interp = false;
+        for (let i = 0; i < phnum; i++) {
+          const off = phoff + i * phentsize;
+          if (off + 4 > h.length) return null;
+          if (h.readUInt32LE(off) === 3) interp = true; // PT_INTERP: dynamically linked
+        }
+        if (!interp) return realpathSync(p);
+      } finally {
+        closeSync(fd);
+      }
+    } catch {
+      /* not here */
+    }
+  }
+  return null;
+}
 
 function findTool(name: string): string {
   for (const d of ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]) if (existsSync(`${d}/${name}`)) return `${d}/${name}`;
@@ -88,11 +117,35 @@ class ChrootRunner implements Runner {
       // cd into the working directory after chroot needs a shell in the image; "/" needs none.
       const hasSh = existsSync(await resolveInRoot(R, "/bin/sh", { followFinal: true }));
       const cwd = spec.cwd === "" ? "/" : spec.cwd;
-      const inner = cwd === "/" || !hasSh ? spec.argv : ["/bin/sh", "-c", 'cd -- "$0" && exec "$@"', cwd, ...spec.argv];
       const userspec = `--userspec=${user.uid}:${user.gid}`;
       const groups = user.additionalGids.length > 0 ? [`--groups=${user.additionalGids.join(",")}`] : [];
       const envArgs = spec.env.map(shq).join(" ");
-      lines.push(`exec /usr/bin/env -i ${envArgs} ${shq(chroot)} ${userspec} ${groups.map(shq).join(" ")} "$R" ${inner.map(shq).join(" ")}`);
+      const chrootCmd = `/usr/bin/env -i ${envArgs} ${shq(chroot)} ${userspec} ${groups.map(shq).join(" ")} "$R"`;
+      const busybox = hasSh ? staticBusybox() : null;
+      if (busybox) {
+        // Hardened path: the command waits on a gate while the setup shell pivots the mount
+        // namespace's root to the rootfs and detaches the host's root, so not even a chroot()
+        // escape (CAP_SYS_CHROOT) can reach a host path. Host tools are unusable after the pivot
+        // (their libraries are gone), hence the static busybox for the final umount.
+        const oldRoot = await targets.ensure("/.kiln-oldroot", "dir");
+        void oldRoot;
+        const gateCmd = `read _ < /dev/.kiln-gate; cd -- "$0" && exec "$@"`;
+        lines.splice(2, 0, `mount --bind "$R" "$R"`);
+        lines.push(`mkfifo -m 600 ${shq(`${dev}/.kiln-gate`)}`);
+        lines.push(`${chrootCmd} /bin/sh -c ${shq(gateCmd)} ${shq(cwd)} ${spec.argv.map(shq).join(" ")} &`);
+        lines.push("child=$!");
+        lines.push(`cd "$R"`);
+        lines.push("pivot_root . .kiln-oldroot");
+        lines.push("cd /");
+        lines.push(`/.kiln-oldroot${busybox} umount -l /.kiln-oldroot`);
+        lines.push("echo go > /dev/.kiln-gate");
+        lines.push("set +e");
+        lines.push('wait "$child"');
+        lines.push("exit $?");
+      } else {
+        const inner = cwd === "/" || !hasSh ? spec.argv : ["/bin/sh", "-c", 'cd -- "$0" && exec "$@"', cwd, ...spec.argv];
+        lines.push(`exec ${chrootCmd} ${inner.map(shq).join(" ")}`);
+      }
       const script = join(runDir, "setup.sh");
       await writeFile(script, lines.join("\n") + "\n", { mode: 0o700 });
 

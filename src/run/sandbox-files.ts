@@ -3,7 +3,7 @@
 // (confined) and removes the ones kiln created afterwards — restoring the parent directories'
 // times — so none of them ever enters a layer.
 import { randomBytes } from "node:crypto";
-import { chmod, lstat, mkdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { chmod, lstat, mkdir, readFile, rm, rmdir, stat, unlink, utimes, writeFile } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { resolveInRoot } from "../fs/confine.js";
 
@@ -46,6 +46,9 @@ interface Created {
   host: string;
   parent: string;
   parentTimes: { atime: Date; mtime: Date } | null;
+  /** Every path kiln created for this stub, shallowest first. */
+  paths: string[];
+  kind: "dir" | "file";
 }
 
 /** Mount targets kiln created inside a rootfs, to be removed after the run. */
@@ -65,20 +68,24 @@ export class MountTargets {
     } catch {
       /* create it below */
     }
-    // find the first missing ancestor: that is what we remove afterwards
+    // Record every component kiln creates (shallowest first), so clean-up can remove exactly
+    // those that are still empty stubs afterwards, as BuildKit's mount-stub cleaner does.
     const rel = posix.relative(this.rootfs, host);
     const parts = rel.split("/");
-    let first = this.rootfs;
+    const missing: string[] = [];
     for (let i = 0; i < parts.length; i++) {
       const p = posix.join(this.rootfs, ...parts.slice(0, i + 1));
-      try {
-        await lstat(p);
-      } catch {
-        first = p;
-        break;
+      if (missing.length === 0) {
+        try {
+          await lstat(p);
+          continue;
+        } catch {
+          /* first missing component */
+        }
       }
+      missing.push(p);
     }
-    const parent = posix.dirname(first);
+    const parent = posix.dirname(missing[0] ?? host);
     let parentTimes: Created["parentTimes"] = null;
     try {
       const st = await stat(parent);
@@ -91,16 +98,36 @@ export class MountTargets {
       await mkdir(posix.dirname(host), { recursive: true, mode: 0o755 });
       await writeFile(host, "", { mode: 0o644 });
     }
-    this.created.push({ host: first, parent, parentTimes });
+    this.created.push({ host, parent, parentTimes, paths: missing, kind });
     return host;
   }
 
-  /** Remove what ensure() created (newest first) and restore the parents' times. */
+  /**
+   * Remove the stubs ensure() created (newest first) when the step left them empty, and restore
+   * the parents' times. A stub the step wrote into (a directory that now has files, a file with
+   * content) is the step's change and stays.
+   */
   async cleanup(): Promise<void> {
     while (this.created.length > 0) {
       const c = this.created.pop() as Created;
-      await rm(c.host, { recursive: true, force: true }).catch(() => undefined);
-      if (c.parentTimes) await utimes(c.parent, c.parentTimes.atime, c.parentTimes.mtime).catch(() => undefined);
+      let removedAll = true;
+      for (const p of [...c.paths].reverse()) {
+        const st = await lstat(p).catch(() => undefined);
+        if (!st) continue;
+        const isStub = p === c.host && c.kind === "file" ? st.isFile() && st.size === 0 : st.isDirectory();
+        if (!isStub) {
+          removedAll = false;
+          break;
+        }
+        try {
+          if (st.isDirectory()) await rmdir(p);
+          else await unlink(p);
+        } catch {
+          removedAll = false;
+          break; // not empty: the step put something there
+        }
+      }
+      if (removedAll && c.parentTimes) await utimes(c.parent, c.parentTimes.atime, c.parentTimes.mtime).catch(() => undefined);
     }
   }
 }

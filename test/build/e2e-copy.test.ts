@@ -2,11 +2,12 @@
 // `kiln verify`: a base image from an OCI layout made by umoci, --chown by number and by name,
 // --chmod, .dockerignore, wildcards, destination rules, --exclude, --parents, --link, context
 // symlinks and heredoc files.
-import { cp, readFile, symlink } from "node:fs/promises";
+import { cp, readFile, symlink, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildLayout } from "../helpers/build.js";
-import { mustRun, verify } from "../helpers/kiln.js";
+import { expectBuilt, KILN_BIN, mustRun, verify } from "../helpers/kiln.js";
+import { listLayer } from "../helpers/layer-tar.js";
 import { casePath, copyCase, TempDirs } from "../helpers/temp.js";
 import { skopeoInspect, skopeoRaw, umociUnpack, ociRef } from "../helpers/tools.js";
 import { entry, walkTree, type Tree } from "../helpers/tree.js";
@@ -216,5 +217,26 @@ describe("kiln build: heredoc files", () => {
     expect(await readFile(join(rootfs, "multi/one.txt"), "utf8")).toBe("first\n");
     expect(await readFile(join(rootfs, "multi/two.txt"), "utf8")).toBe("second\n");
     expect(entry(tree, "etc/expanded.conf")).toMatchObject({ type: "file", mode: 0o644, uid: 0, gid: 0 });
+  });
+});
+
+describe("kiln build: a large file", () => {
+  it("COPY streams it: peak RSS stays well below the file's size", async () => {
+    const size = 384 * 1024 * 1024;
+    const ctx = await copyCase(temps, "large-file");
+    await writeFile(join(ctx, "big.bin"), "");
+    await truncate(join(ctx, "big.bin"), size);
+    const out = await temps.make("kiln-big-");
+    const layout = join(out, "layout");
+    const r = await mustRun("/usr/bin/time", ["-v", "-o", join(out, "time.txt"), process.execPath, KILN_BIN,
+      "build", "--progress", "quiet", "--cache-dir", join(out, "cache"), "-o", `type=oci,dest=${layout}`, "-t", "big:latest", ctx]);
+    expectBuilt(r);
+    const peakKiB = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(await readFile(join(out, "time.txt"), "utf8"))?.[1]);
+    expect(peakKiB).toBeGreaterThan(0);
+    expect(peakKiB / 1024).toBeLessThan(250);
+    await verify(layout);
+    const manifest = await skopeoRaw(ociRef(layout, "latest"));
+    const entries = await listLayer(join(layout, "blobs", "sha256", manifest.layers[0]!.digest.slice("sha256:".length)));
+    expect(entries.filter((e) => e.type === "file").map((e) => [e.name.replace(/^\.?\//, ""), e.size])).toEqual([["big.bin", size]]);
   });
 });
