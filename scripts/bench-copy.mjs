@@ -6,37 +6,46 @@
 // in the same run and prints the ratio kiln/buildah (targets: <= 0.4, kiln peak RSS < 300 MB).
 //
 //   node scripts/bench-copy.mjs [--files N] [--total-mb M] [--level 0-9] [--no-buildah] [--keep]
+//                               [--dist DIR] [--context DIR] [--runs N]
 //
-// Needs the compiled CLI (npm run build). Peak RSS is read with /usr/bin/time -v when present,
+// Needs the compiled CLI (npm run build), or --dist pointing at another compiled tree (e.g.
+// `tsc --outDir /tmp/x`). --context reuses an existing context directory instead of generating
+// one; --runs N times kiln N times and reports the median (buildah once). Peak RSS is read with /usr/bin/time -v when present,
 // else by polling /proc/<pid>/status VmHWM. Everything is made in one temp dir, removed at exit.
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const argv = process.argv.slice(2);
-const numOpt = (name, def) => {
+const numOpt = (name, def, min = 1) => {
   const i = argv.indexOf(name);
   if (i < 0) return def;
   const v = Number(argv[i + 1]);
-  if (!Number.isFinite(v) || v <= 0) {
-    console.error(`${name} needs a positive number`);
+  if (!Number.isFinite(v) || v < min) {
+    console.error(`${name} needs a number >= ${min}`);
     process.exit(2);
   }
   return v;
 };
 const fileCount = Math.floor(numOpt("--files", 20_000));
 const totalBytes = Math.floor(numOpt("--total-mb", 500) * 1e6);
-const level = argv.includes("--level") ? Math.floor(numOpt("--level", 6)) : undefined;
+const level = argv.includes("--level") ? Math.floor(numOpt("--level", 6, 0)) : undefined;
 const useBuildah = !argv.includes("--no-buildah");
 const keep = argv.includes("--keep");
+const strOpt = (name) => {
+  const i = argv.indexOf(name);
+  return i >= 0 && argv[i + 1] !== undefined ? resolve(argv[i + 1]) : undefined;
+};
+const distDir = strOpt("--dist") ?? join(repo, "dist");
+const givenContext = strOpt("--context");
+const runs = Math.floor(numOpt("--runs", 1));
 
-const kilnBin = join(repo, "bin", "kiln");
-if (!existsSync(join(repo, "dist", "cli", "main.js"))) {
-  console.error("kiln is not compiled: run `npm run build` first");
+if (!existsSync(join(distDir, "cli", "main.js"))) {
+  console.error(`kiln is not compiled (${join(distDir, "cli", "main.js")} missing): run \`npm run build\` first`);
   process.exit(1);
 }
 
@@ -52,6 +61,12 @@ process.on("SIGINT", () => {
   cleanup();
   process.exit(130);
 });
+// A launcher for the chosen compiled tree (bin/kiln always loads ../dist).
+const kilnBin = join(work, "kiln-launcher.mjs");
+writeFileSync(
+  kilnBin,
+  `import { main } from ${JSON.stringify(pathToFileURL(join(distDir, "cli", "main.js")).href)};\nprocess.exitCode = await main(process.argv.slice(2));\n`,
+);
 
 /** Runs a command, measuring wall time and peak RSS (KiB) of it and its children. */
 function measure(cmd, args, opts = {}) {
@@ -142,8 +157,12 @@ function generateContext(dir) {
   return bytes;
 }
 
-/** Reads every file once so both builders start with a warm page cache. */
+/**
+ * Flushes dirty pages (so neither builder pays for writing back the generated context or the
+ * other builder's output) and reads every file once so both start with a warm page cache.
+ */
 function warm(dir) {
+  spawnSync("sync");
   spawnSync("sh", ["-c", `find "${dir}" -type f -print0 | xargs -0 cat > /dev/null`]);
 }
 
@@ -151,29 +170,48 @@ const mb = (bytes) => bytes / 1e6;
 const fmt = (n, d = 2) => n.toFixed(d);
 
 try {
-  const ctx = join(work, "context");
-  mkdirSync(ctx);
-  const t0 = process.hrtime.bigint();
-  const bytes = generateContext(ctx);
-  const genSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const ctx = givenContext ?? join(work, "context");
+  let bytes;
+  if (givenContext) {
+    const out = spawnSync("sh", ["-c", `find "${ctx}" -type f -printf '%s\\n' | awk '{n++; s+=$1} END {print n, s}'`], { encoding: "utf8" });
+    const [n, s] = out.stdout.trim().split(" ").map(Number);
+    bytes = s;
+    console.log(`context: ${ctx}: ${n} files, ${fmt(mb(bytes), 1)} MB (reused)`);
+  } else {
+    mkdirSync(ctx);
+    const t0 = process.hrtime.bigint();
+    bytes = generateContext(ctx);
+    const genSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    console.log(`context: ${fileCount} files, ${fmt(mb(bytes), 1)} MB (generated in ${fmt(genSeconds, 1)} s)`);
+  }
   const dockerfile = join(work, "Dockerfile");
   writeFileSync(dockerfile, "FROM scratch\nCOPY . /app\n");
-  console.log(`context: ${fileCount} files, ${fmt(mb(bytes), 1)} MB (generated in ${fmt(genSeconds, 1)} s)`);
   if (level !== undefined) console.log(`kiln gzip level: ${level}`);
   console.log(`peak RSS from: ${haveTime ? "/usr/bin/time -v" : "/proc/<pid>/status VmHWM"}`);
   warm(ctx);
 
   const kilnOut = join(work, "kiln-layout");
-  const kiln = await measure(process.execPath, [
-    kilnBin, "build", "--progress", "quiet", "--cache-dir", join(work, "kiln-cache"),
-    ...(level !== undefined ? ["--compression-level", String(level)] : []),
-    "-f", dockerfile, "-o", `type=oci,dest=${kilnOut}`, "-t", "bench:latest", ctx,
-  ]);
+  const kilnRuns = [];
+  for (let r = 0; r < runs; r++) {
+    // A fresh cache and output each run, so no run reuses another's layer.
+    rmSync(join(work, "kiln-cache"), { recursive: true, force: true });
+    rmSync(kilnOut, { recursive: true, force: true });
+    if (r > 0) warm(ctx);
+    const one = await measure(process.execPath, [
+      kilnBin, "build", "--progress", "quiet", "--cache-dir", join(work, "kiln-cache"),
+      ...(level !== undefined ? ["--compression-level", String(level)] : []),
+      "-f", dockerfile, "-o", `type=oci,dest=${kilnOut}`, "-t", "bench:latest", ctx,
+    ]);
+    if (runs > 1) console.log(`kiln run ${r + 1}: ${fmt(one.seconds)} s, peak RSS ${fmt(one.peakKiB / 1024, 1)} MiB`);
+    kilnRuns.push(one);
+  }
+  kilnRuns.sort((a, b) => a.seconds - b.seconds);
+  const kiln = { ...kilnRuns[Math.floor((kilnRuns.length - 1) / 2)], peakKiB: Math.max(...kilnRuns.map((k) => k.peakKiB)) };
   const verify = spawnSync(process.execPath, [kilnBin, "verify", kilnOut], { encoding: "utf8" });
   if (verify.status !== 0) throw new Error(`kiln verify failed: ${verify.stderr}`);
   const kilnLayers = readdirSync(join(kilnOut, "blobs", "sha256")).length;
   console.log(
-    `kiln:    ${fmt(kiln.seconds)} s, ${fmt(mb(bytes) / kiln.seconds, 1)} MB/s, peak RSS ${fmt(kiln.peakKiB / 1024, 1)} MiB` +
+    `kiln:    ${fmt(kiln.seconds)} s${runs > 1 ? ` (median of ${runs})` : ""}, ${fmt(mb(bytes) / kiln.seconds, 1)} MB/s, peak RSS ${fmt(kiln.peakKiB / 1024, 1)} MiB` +
       ` (${kilnLayers} blobs, verified)`,
   );
   const kilnRssOk = kiln.peakKiB / 1024 < 300;

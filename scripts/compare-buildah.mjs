@@ -13,7 +13,9 @@
 //   a final "N passed, N failed" line; exits 1 on any difference, 2 on a usage or set-up error.
 // A case folder holds a Dockerfile (FROM base), tiny context files, optionally Dockerfile.buildah
 // (an equivalent Dockerfile for buildah when it lacks a feature, e.g. heredocs in buildah 1.28)
-// and case.json: { "buildArgs": { "K": "V" }, "knownBuildahDifferences": [{ "line": "...", "why": "..." }] }.
+// and case.json: { "buildArgs": { "K": "V" }, "buildahArgs": ["--format", "docker"],
+// "knownBuildahDifferences": [{ "line": "...", "why": "..." }] } (buildahArgs: extra flags buildah
+// needs to do what Docker does by default).
 // A known difference is an exact difference line where buildah, not kiln, departs from Docker's
 // behaviour; "why" says so with a reference. A known line that stops appearing is reported too.
 import { spawn, spawnSync } from "node:child_process";
@@ -389,7 +391,7 @@ async function runCase(name) {
   const [kr, br] = await Promise.all([
     runAsync(process.execPath, [kilnBin, "build", "--progress", "plain", "--cache-dir", join(cw, "kiln-cache"), "-o", `type=oci,dest=${kLayout}`, "-t", `case-${name}:latest`,
       "--build-context", `base=oci-layout://${baseLayout}:latest`, ...buildArgs, "-f", join(dir, "Dockerfile"), dir]),
-    runAsync("buildah", [...buildahStore, "bud", "--isolation", "chroot", "--layers", "--pull=never", "-t", tag, ...buildArgs, "-f", bDockerfile, dir], { env: buildahEnv }),
+    runAsync("buildah", [...buildahStore, "bud", "--isolation", "chroot", "--layers", "--pull=never", "-t", tag, ...buildArgs, ...(cfg.buildahArgs ?? []), "-f", bDockerfile, dir], { env: buildahEnv }),
   ]);
   if (kr.code !== 0) return { diffs: [`kiln build failed (exit ${kr.code}): ${lastLines(kr.stderr, 4)}`], known: 0 };
   if (br.code !== 0) return { diffs: [`buildah bud failed (exit ${br.code}): ${lastLines(br.stderr || br.stdout, 4)}`], known: 0 };

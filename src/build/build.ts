@@ -16,6 +16,7 @@ import { writeOutputs } from "../output/write.js";
 import { planBuild, type BuildPlan } from "./plan.js";
 import { DEFAULT_OUTPUT_DIR, parseNamedContext, type BuildOptions, type NamedContext, type OutputSpec } from "./options.js";
 import { BuildSession, type StageResult } from "./session.js";
+import { BuildCache } from "./cache.js";
 import { StageBuilder } from "./stage.js";
 import { isGitSource } from "./steps/copy.js";
 import { SUPPORTED_MOUNTS } from "./steps/run.js";
@@ -62,21 +63,38 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
 
   const sde = sourceDateEpoch(options, buildArgs);
   const created = rfc3339(sde !== undefined ? new Date(sde * 1000) : new Date());
-  const session = new BuildSession(options, plan, store, cacheDir, platform, named, dockerfilePath, created, sde);
+  const registry = {
+    ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
+    ...(options.registryCa ? { caFile: options.registryCa } : {}),
+  };
+  const cache = new BuildCache(
+    store,
+    {
+      ...(options.noCache ? { noCache: true } : {}),
+      ...(options.noCacheFilter ? { noCacheFilter: options.noCacheFilter } : {}),
+      ...(options.cacheFrom ? { cacheFrom: options.cacheFrom } : {}),
+      ...(options.cacheTo ? { cacheTo: options.cacheTo } : {}),
+    },
+    registry,
+    (message) => options.onEvent?.({ type: "warning", message }),
+  );
+  const session = new BuildSession(options, plan, store, cacheDir, platform, named, dockerfilePath, created, sde, cache);
   try {
+    await cache.open();
     if (needsRun(plan)) await session.runner(); // isolation problems surface before any work
     const target = await runStages(session, plan, options.jobs);
     const image = target.image;
     const cfg = image.config;
-    cfg.created = created;
     if (options.labels && Object.keys(options.labels).length > 0) {
       cfg.config ??= {};
       cfg.config.Labels = { ...(cfg.config.Labels ?? {}), ...options.labels };
     }
+    await cache.ensureLayers(image.layers);
     const materialized = await materialize(image, store, options.format ?? "oci", {
       ...(options.annotations ? { annotations: options.annotations } : {}),
     });
     await writeOutputs(materialized, store, outputs, options.tags ?? [], options);
+    await cache.finish(plan.target);
     const result: BuildResult = {
       image,
       materialized,
@@ -92,11 +110,13 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         "containerimage.config.digest": result.configDigest,
         "containerimage.descriptor": materialized.manifest,
         "image.name": (options.tags ?? []).join(","),
+        "kiln.steps": cache.steps,
       };
       await writeFile(options.metadataFile, JSON.stringify(meta, null, 2) + "\n");
     }
     return result;
   } finally {
+    await cache.close();
     await session.dispose();
   }
 }

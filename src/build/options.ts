@@ -52,6 +52,14 @@ export interface BuildOptions {
   insecureRegistries?: string[];
   registryCa?: string;
   pull?: "always" | "missing" | "never";
+  /** Run every step (results are still recorded in the cache). */
+  noCache?: boolean;
+  /** Stages whose steps never reuse the cache. */
+  noCacheFilter?: string[];
+  /** buildx syntax: `type=registry,ref=REF` / `type=local,src=DIR`. */
+  cacheFrom?: string[];
+  /** buildx syntax: `type=registry,ref=REF[,mode=min|max]` / `type=local,dest=DIR`. */
+  cacheTo?: string[];
 }
 
 /** Where `kiln build` writes when no --output is given. */

@@ -8,7 +8,8 @@ import { createIgnoreMatcher, readIgnoreFile } from "../context/dockerignore.js"
 import { KilnError } from "../errors.js";
 import type { Image } from "../image/image.js";
 import { OciLayout, importImage } from "../image/layout.js";
-import type { Platform } from "../image/oci.js";
+import type { Digest, Platform } from "../image/oci.js";
+import type { BuildCache } from "./cache.js";
 import { createDirRootFS, type RootFS } from "../fs/rootfs.js";
 import { pullImage } from "../registry/pull.js";
 import type { BlobStore } from "../store/blob-store.js";
@@ -22,6 +23,8 @@ import { createRunner, type Runner } from "../run/index.js";
 /** What a finished stage hands to the stages that use it. */
 export interface StageResult {
   image: Image;
+  /** The stage's cache state after its last step: what FROM/COPY --from of it key on. */
+  state: Digest;
   /** The stage's root filesystem when RUN steps built one (reused by COPY --from). */
   rootfs?: RootFS;
 }
@@ -47,6 +50,7 @@ export class BuildSession {
     readonly created: string,
     /** SOURCE_DATE_EPOCH: clamps mtimes in new layers. */
     readonly sourceDateEpoch: number | undefined,
+    readonly cache: BuildCache,
   ) {
     this.tmpRoot = (async () => {
       const base = join(cacheDir, "tmp");
@@ -83,14 +87,16 @@ export class BuildSession {
     return this.mainContext;
   }
 
-  /** Base image of stage `index` (from its plan). */
-  async baseImage(index: number): Promise<Image | undefined> {
+  /** Base image of stage `index` (undefined for scratch) and the identity its cache keys use. */
+  async baseImage(index: number): Promise<{ image?: Image; id: Digest | "scratch" }> {
     const stage = this.plan.stages[index]!;
     switch (stage.base.kind) {
       case "scratch":
-        return undefined;
-      case "stage":
-        return (await this.stageResult(stage.base.index)).image;
+        return { id: "scratch" };
+      case "stage": {
+        const r = await this.stageResult(stage.base.index);
+        return { image: r.image, id: r.state };
+      }
       case "context":
         return this.contextImage(stage.base.name);
       case "image":
@@ -104,14 +110,15 @@ export class BuildSession {
     return r;
   }
 
-  private async contextImage(name: string): Promise<Image> {
+  private async contextImage(name: string): Promise<{ image: Image; id: Digest }> {
     const nc = this.namedContexts.get(name) ?? this.namedContexts.get(name.toLowerCase());
     if (!nc) throw new KilnError(`no build context named "${name}"`);
     switch (nc.kind) {
       case "oci-layout": {
         const layout = await OciLayout.open(nc.path);
         const desc = await layout.resolve(nc.selector);
-        return (await importImage(layout, desc, this.store, this.platform)).image;
+        const imported = await importImage(layout, desc, this.store, this.platform);
+        return { image: imported.image, id: imported.manifestDescriptor.digest };
       }
       case "image":
         return this.pull(nc.ref);
@@ -120,8 +127,8 @@ export class BuildSession {
     }
   }
 
-  private pulls = new Map<string, Promise<Image>>();
-  pull(ref: string): Promise<Image> {
+  private pulls = new Map<string, Promise<{ image: Image; id: Digest }>>();
+  pull(ref: string): Promise<{ image: Image; id: Digest }> {
     let p = this.pulls.get(ref);
     if (!p) {
       p = pullImage(ref, {
@@ -130,7 +137,7 @@ export class BuildSession {
         pull: this.options.pull ?? "missing",
         ...(this.options.insecureRegistries ? { insecureRegistries: this.options.insecureRegistries } : {}),
         ...(this.options.registryCa ? { caFile: this.options.registryCa } : {}),
-      }).then((r) => r.image);
+      }).then((r) => ({ image: r.image, id: r.manifestDescriptor.digest }));
       this.pulls.set(ref, p);
     }
     return p;
@@ -154,11 +161,11 @@ export class BuildSession {
           const patterns = await readIgnoreFile(nc.path);
           return new DirContext(nc.path, createIgnoreMatcher(patterns));
         }
-        return this.imageTree(`context:${target.name}`, () => this.contextImage(target.name));
+        return this.imageTree(`context:${target.name}`, async () => (await this.contextImage(target.name)).image);
       }
       case "image":
         return this.imageTree(`image:${target.ref}`, () =>
-          this.pull(target.ref).catch((err: unknown) => {
+          this.pull(target.ref).then((r) => r.image, (err: unknown) => {
             const names = this.plan.stages.flatMap((s) => (s.name ? [s.name] : []));
             const hint = suggest(from.toLowerCase(), names);
             throw new KilnError(
@@ -171,12 +178,35 @@ export class BuildSession {
     }
   }
 
+  /**
+   * What `COPY --from=<from>` keys on when the source is another stage or an image: that stage's
+   * final cache state or the image's manifest digest. Undefined for local directory contexts,
+   * whose files are hashed instead.
+   */
+  async sourceIdentity(from: string, stageIndex: number): Promise<Digest | undefined> {
+    const target = resolveStageRef(this.plan, from, stageIndex);
+    switch (target.kind) {
+      case "stage":
+        return (await this.stageResult(target.index)).state;
+      case "context": {
+        const nc = this.namedContexts.get(target.name) ?? this.namedContexts.get(target.name.toLowerCase());
+        if (nc?.kind === "dir") return undefined;
+        return (await this.contextImage(target.name)).id;
+      }
+      case "image":
+        return (await this.pull(target.ref).catch(() => undefined))?.id;
+      case "scratch":
+        return undefined;
+    }
+  }
+
   /** An image's layers extracted into a temporary tree (once per image per build). */
   private imageTree(key: string, image: () => Promise<Image>): Promise<DirContext> {
     let p = this.trees.get(key);
     if (!p) {
       p = (async () => {
         const img = await image();
+        await this.cache.ensureLayers(img.layers);
         const rootfs = await this.newRootFS();
         for (const l of img.layers) {
           await rootfs.applyLayer({ diffID: l.diffID, mediaType: l.descriptor.mediaType, open: () => this.store.open(l.descriptor.digest) });

@@ -2,9 +2,10 @@
 // expands each with the stage's ARG and ENV values, and applies it: metadata steps edit the
 // config, COPY/ADD/WORKDIR write layers straight from their sources, RUN runs isolated in the
 // stage's root filesystem and snapshots the change. Every step records a history entry.
+// Layer steps are keyed for the cache; a hit reuses the recorded layer without running anything.
 import { posix } from "node:path";
 import { DockerfileError, KilnError } from "../errors.js";
-import type { Image } from "../image/image.js";
+import type { Image, Layer } from "../image/image.js";
 import type { ImageConfig } from "../image/oci.js";
 import type { LayerEntry } from "../layer/entry.js";
 import { LayerView } from "../layer/view.js";
@@ -25,8 +26,11 @@ import {
   scratchConfig,
   type StageContext,
 } from "./image-config.js";
-import { copyStep } from "./steps/copy.js";
-import { runStep } from "./steps/run.js";
+import { copyLayerEntries, prepareCopy } from "./steps/copy.js";
+import { runCreatedBy, runKeyExtra, runStep } from "./steps/run.js";
+import { instructionExtra } from "../cache/step-extra.js";
+import type { Digest } from "../image/oci.js";
+import { formatPlatform } from "../image/platform.js";
 import { resolveUser } from "./steps/user.js";
 
 export class StageBuilder {
@@ -34,6 +38,14 @@ export class StageBuilder {
   readonly args: ArgScope;
   ctx!: StageContext;
   rootfs?: RootFS;
+  /** Cache state: a digest of everything that determines the stage's result so far. */
+  state!: Digest;
+  /**
+   * The time history entries get: a new layer's is the build's time, a cache hit's is the time
+   * it was first built, and a metadata step takes the time of the layer before it. So a fully
+   * cached rebuild reproduces the same config (and digest) even without SOURCE_DATE_EPOCH.
+   */
+  lastCreated!: string;
   private stepNo = 1;
   private readonly steps: number;
   readonly label: string;
@@ -42,11 +54,15 @@ export class StageBuilder {
     readonly session: BuildSession,
     readonly stage: PlannedStage,
     /** Resolves the base image (undefined for scratch); awaited as the FROM step. */
-    private readonly loadBase: () => Promise<Image | undefined>,
+    private readonly loadBase: () => Promise<{ image?: Image; id: Digest | "scratch" }>,
   ) {
     this.args = new ArgScope(session.plan);
     this.steps = stage.instructions.length + 1;
     this.label = stage.originalName ?? `stage-${stage.index}`;
+  }
+
+  get platform(): string {
+    return formatPlatform(this.session.platform);
   }
 
   get file(): string {
@@ -63,12 +79,15 @@ export class StageBuilder {
     const started = process.hrtime.bigint();
     this.session.emit({ type: "step-start", id: fromId, stage: this.label, step: 1, steps: this.steps, text: this.stage.from.original });
     let base: Image | undefined;
+    let baseId: Digest | "scratch";
     try {
-      base = await this.loadBase();
+      ({ image: base, id: baseId } = await this.loadBase());
     } catch (err) {
       throw locate(err, this.stage.from, this.file);
     }
+    this.state = this.session.cache.key({ parent: null, instruction: "FROM", platform: this.platform, args: {}, base: baseId });
     const config: ImageConfig = base ? inheritConfig(base.config) : scratchConfig(this.session.platform);
+    this.lastCreated = this.session.sourceDateEpoch === undefined && base?.config.created ? base.config.created : this.session.created;
     this.image = { config, layers: base ? [...base.layers] : [] };
     this.ctx = { shell: config.config?.Shell ? [...config.config.Shell] : [...DEFAULT_SHELL], cmdSet: false };
     this.session.emit({ type: "step-done", id: fromId, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
@@ -76,7 +95,8 @@ export class StageBuilder {
     for (const inst of this.stage.instructions) {
       await this.step(inst, ++this.stepNo);
     }
-    return this.rootfs ? { image: this.image, rootfs: this.rootfs } : { image: this.image };
+    this.image.config.created = this.lastCreated;
+    return this.rootfs ? { image: this.image, state: this.state, rootfs: this.rootfs } : { image: this.image, state: this.state };
   }
 
   /** ONBUILD triggers stored in the base image run first, then are cleared (as Docker does). */
@@ -98,54 +118,124 @@ export class StageBuilder {
     const id = this.session.nextStepId();
     const started = process.hrtime.bigint();
     this.session.emit({ type: "step-start", id, stage: this.label, step: stepNo, steps: this.steps, text: oneLine(inst.original) });
-    let layer: { digest: string; size: number } | undefined;
+    let outcome: StepOutcome;
     try {
-      layer = await this.apply(inst, id);
+      outcome = await this.apply(inst, id, stepNo);
     } catch (err) {
       throw locate(err, inst, this.file);
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    this.session.emit({ type: "step-done", id, seconds, ...(layer ? { layer } : {}) });
+    this.session.emit({ type: "step-done", id, seconds, ...(outcome.layer ? { layer: outcome.layer } : {}), ...(outcome.cached ? { cached: true } : {}) });
   }
 
-  private async apply(inst: TypedInstruction, id: number): Promise<{ digest: string; size: number } | undefined> {
-    const created = this.session.created;
+  private async apply(inst: TypedInstruction, id: number, stepNo: number): Promise<StepOutcome> {
+    const created = this.lastCreated;
     const cfg = this.image.config;
+    const cache = this.session.cache;
     if (inst.kind === "arg") {
       for (const a of inst.args) this.args.declare(a, this.env(), inst.line);
       addHistory(cfg, applyMetadata(cfg, inst, this.ctx), true, created);
-      return undefined;
+      // Values reach the key of each step that sees them (RUN env, expanded words), not the state.
+      this.state = cache.next(this.state, this.platform, `ARG ${inst.args.map((a) => a.name).join(" ")}`);
+      return {};
     }
     const t = expandInstruction(inst, this.env(), { escapeToken: this.session.plan.escapeToken, file: this.file });
+    const step = { stepNo, text: oneLine(t.original) };
     switch (t.kind) {
       case "from":
         throw new KilnError("FROM inside a stage");
       case "copy":
       case "add": {
-        const entries = await copyStep(this, t);
+        const prepared = await prepareCopy(this, t);
+        const key = cache.key({
+          parent: this.state,
+          instruction: t.kind,
+          platform: this.platform,
+          args: {},
+          ...(prepared.sourcesDigest ? { sources: prepared.sourcesDigest } : {}),
+          ...(prepared.fromIdentity ? { fromStage: prepared.fromIdentity } : {}),
+          extra: { ...instructionExtra(t), ...prepared.extra, workdir: cfg.config?.WorkingDir ?? "" },
+        });
         const createdBy = `${t.kind.toUpperCase()} ${oneLine(t.original).replace(/^\S+\s+/, "")}`;
-        return this.commitLayer(entries, createdBy);
+        return this.layerStep(key, step, async () => ({ entries: await copyLayerEntries(this, t, prepared), createdBy }));
       }
       case "workdir": {
         const createdBy = applyMetadata(cfg, t, this.ctx);
-        const entries = await this.workdirEntries(cfg.config?.WorkingDir ?? "/");
-        return this.commitLayer(entries, createdBy);
+        const key = cache.key({ parent: this.state, instruction: createdBy, platform: this.platform, args: {}, extra: { user: cfg.config?.User ?? "" } });
+        return this.layerStep(key, step, async () => ({ entries: await this.workdirEntries(cfg.config?.WorkingDir ?? "/"), createdBy }));
       }
       case "run": {
-        const r = await runStep(this, t, id);
-        return this.commitLayer(r.entries, r.createdBy);
+        const key = cache.key({
+          parent: this.state,
+          instruction: runCreatedBy(this, t),
+          platform: this.platform,
+          args: Object.fromEntries(this.args.values()),
+          extra: { ...instructionExtra(t), ...(await runKeyExtra(this, t)) },
+        });
+        return this.layerStep(key, step, () => runStep(this, t, id));
       }
-      default:
-        addHistory(cfg, applyMetadata(cfg, t, this.ctx), true, created);
-        return undefined;
+      default: {
+        const createdBy = applyMetadata(cfg, t, this.ctx);
+        addHistory(cfg, createdBy, true, created);
+        this.state = cache.next(this.state, this.platform, createdBy);
+        return {};
+      }
     }
+  }
+
+  /**
+   * A step that may write a layer: reuse the cached result for `key`, or produce the entries,
+   * write the layer and record it. Either way the stage's state moves on by the layer's diffID,
+   * so a re-run that yields a byte-identical layer lets the following steps hit again.
+   */
+  private async layerStep(
+    key: Digest,
+    step: { stepNo: number; text: string },
+    produce: () => Promise<{ entries: LayerEntry[]; createdBy: string }>,
+  ): Promise<StepOutcome> {
+    const cache = this.session.cache;
+    const cfg = this.image.config;
+    const hit = await cache.lookup(key, this.stage.name);
+    let outcome: StepOutcome;
+    if (hit) {
+      if (hit.layer) {
+        const layer = { descriptor: hit.layer.descriptor, diffID: hit.layer.diffID };
+        this.image.layers.push(layer);
+        cfg.rootfs.diff_ids.push(layer.diffID);
+        this.lastCreated = this.session.sourceDateEpoch !== undefined ? this.session.created : hit.created;
+        addHistory(cfg, hit.createdBy, false, this.lastCreated);
+        if (this.rootfs) await this.applyToRootfs([layer]);
+        outcome = { layer: { digest: layer.descriptor.digest, size: layer.descriptor.size }, cached: true };
+      } else {
+        addHistory(cfg, hit.createdBy, true, this.lastCreated);
+        outcome = { cached: true };
+      }
+      cache.remember(this.stage.index, hit);
+    } else {
+      const { entries, createdBy } = await produce();
+      const layer = await this.commitLayer(entries, createdBy);
+      outcome = layer ? { layer } : {};
+      const last = this.image.layers[this.image.layers.length - 1];
+      await cache.save(this.stage.index, {
+        key,
+        ...(layer && last ? { layer: { descriptor: last.descriptor, diffID: last.diffID } } : {}),
+        config: structuredClone(cfg),
+        createdBy,
+        emptyLayer: !layer,
+        created: this.session.created,
+      });
+    }
+    const diffID = outcome.layer ? this.image.layers[this.image.layers.length - 1]!.diffID : "empty";
+    this.state = cache.next(this.state, this.platform, diffID);
+    cache.steps.push({ stage: this.label, step: step.stepNo, instruction: step.text, key, cached: outcome.cached === true });
+    return outcome;
   }
 
   /** Write a layer (or an empty-layer history entry when nothing changed) and keep the rootfs in step. */
   async commitLayer(entries: LayerEntry[], createdBy: string): Promise<{ digest: string; size: number } | undefined> {
     const cfg = this.image.config;
     if (entries.length === 0) {
-      addHistory(cfg, createdBy, true, this.session.created);
+      addHistory(cfg, createdBy, true, this.lastCreated);
       return undefined;
     }
     const layer = await writeLayer(entries, this.session.store, {
@@ -154,29 +244,33 @@ export class StageBuilder {
     });
     this.image.layers.push({ descriptor: layer.descriptor, diffID: layer.diffID });
     cfg.rootfs.diff_ids.push(layer.diffID);
-    addHistory(cfg, createdBy, false, this.session.created);
-    if (this.rootfs) {
-      const store = this.session.store;
-      await this.rootfs.applyLayer({ diffID: layer.diffID, mediaType: layer.descriptor.mediaType, open: () => store.open(layer.descriptor.digest) });
-    }
+    this.lastCreated = this.session.created;
+    addHistory(cfg, createdBy, false, this.lastCreated);
+    if (this.rootfs) await this.applyToRootfs([{ descriptor: layer.descriptor, diffID: layer.diffID }]);
     return { digest: layer.descriptor.digest, size: layer.descriptor.size };
   }
 
   /** The stage's files as a merged view of its layers (metadata, /etc/passwd and /etc/group). */
-  view(): Promise<LayerView> {
+  async view(): Promise<LayerView> {
+    await this.session.cache.ensureLayers(this.image.layers);
     return LayerView.load(this.session.store, this.image.layers);
+  }
+
+  private async applyToRootfs(layers: Layer[]): Promise<void> {
+    const rootfs = this.rootfs!;
+    const store = this.session.store;
+    await this.session.cache.ensureLayers(layers);
+    for (const l of layers) {
+      await rootfs.applyLayer({ diffID: l.diffID, mediaType: l.descriptor.mediaType, open: () => store.open(l.descriptor.digest) });
+    }
   }
 
   /** The root filesystem for RUN steps, assembled from the layers on first use. */
   async ensureRootfs(): Promise<RootFS> {
     if (this.rootfs) return this.rootfs;
-    const rootfs = await this.session.newRootFS();
-    const store = this.session.store;
-    for (const l of this.image.layers) {
-      await rootfs.applyLayer({ diffID: l.diffID, mediaType: l.descriptor.mediaType, open: () => store.open(l.descriptor.digest) });
-    }
-    this.rootfs = rootfs;
-    return rootfs;
+    this.rootfs = await this.session.newRootFS();
+    await this.applyToRootfs(this.image.layers);
+    return this.rootfs;
   }
 
   /** WORKDIR creates its directory (and missing parents) in a layer, owned by the current USER. */
@@ -204,6 +298,11 @@ export class StageBuilder {
     }
     return dedupe(entries);
   }
+}
+
+interface StepOutcome {
+  layer?: { digest: string; size: number };
+  cached?: boolean;
 }
 
 function dedupe(entries: LayerEntry[]): LayerEntry[] {

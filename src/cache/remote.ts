@@ -1,13 +1,12 @@
-// Sharing the build cache: buildx-style `--cache-to` / `--cache-from` specs for a registry
-// (`type=registry,ref=REF[,mode=min|max]`) or an OCI layout directory (`type=local,dest=DIR` /
-// `type=local,src=DIR`). The cache travels as an ORDINARY OCI image manifest (never an index, so
+// Sharing the build cache through a registry or an OCI layout directory (specs: ./spec.ts,
+// re-exported here). The cache travels as an ORDINARY OCI image manifest (never an index, so
 // every registry accepts it): its config blob (media type and artifactType
 // application/vnd.kiln.cache.config.v1+json) holds the key -> record list, its layers are the
 // records' layer blobs, deduplicated. Export reuses the registry push code (HEAD before upload,
 // cross-repo mounts) or the OCI layout writer; import fetches the manifest and config only, and
 // each layer blob later, when a build actually needs it.
 import { PassThrough, type Readable } from "node:stream";
-import { KilnError, UsageError } from "../errors.js";
+import { KilnError } from "../errors.js";
 import { OciLayout } from "../image/layout.js";
 import { descriptorJSON } from "../image/materialize.js";
 import { MediaType, isDigest, type Descriptor, type Digest, type Manifest } from "../image/oci.js";
@@ -21,105 +20,14 @@ import { addOrigin } from "../registry/records.js";
 import type { BlobStore } from "../store/blob-store.js";
 import { canonicalJSON } from "./key.js";
 import { isCacheRecord, type CacheRecord } from "./local.js";
+import type { CacheMode, CacheSpec, LocalCacheSpec, RegistryCacheSpec } from "./spec.js";
+
+export { DEFAULT_LOCAL_CACHE_TAG, parseCacheSpec, type CacheMode, type CacheSpec, type LocalCacheSpec, type RegistryCacheSpec } from "./spec.js";
 
 export const CACHE_CONFIG_MEDIA_TYPE = "application/vnd.kiln.cache.config.v1+json";
-/** The tag a cache has inside a `type=local` OCI layout unless `tag=` says otherwise. */
-export const DEFAULT_LOCAL_CACHE_TAG = "cache";
 const CACHE_CONFIG_VERSION = 1;
 /** Upper bound on a cache config blob read into memory. */
 const CONFIG_LIMIT = 64 * 1024 * 1024;
-
-export type CacheMode = "min" | "max";
-
-export interface RegistryCacheSpec {
-  type: "registry";
-  ref: string;
-  /** min: the caller exports only the final image's steps; max: every stage's steps. */
-  mode: CacheMode;
-  /** Failures to import/export become warnings instead of errors. */
-  ignoreError: boolean;
-}
-
-export interface LocalCacheSpec {
-  type: "local";
-  /** The OCI layout directory (`dest=` for --cache-to, `src=` for --cache-from). */
-  dir: string;
-  tag: string;
-  mode: CacheMode;
-  ignoreError: boolean;
-}
-
-export type CacheSpec = RegistryCacheSpec | LocalCacheSpec;
-
-/** Options buildx accepts that mean what kiln always does (an OCI image manifest). */
-const ALWAYS_TRUE = new Set(["image-manifest", "oci-mediatypes"]);
-
-/** Parse a `--cache-to` / `--cache-from` value. A bare reference means `type=registry,ref=REF`. */
-export function parseCacheSpec(s: string, direction: "to" | "from"): CacheSpec {
-  const flag = `--cache-${direction}`;
-  const text = s.trim();
-  if (text === "") throw new UsageError(`${flag}: empty cache spec`);
-  if (!text.includes("=")) return { type: "registry", ref: checkRef(text, flag), mode: "min", ignoreError: false };
-  const fields = new Map<string, string>();
-  for (const part of text.split(",")) {
-    const eq = part.indexOf("=");
-    if (eq <= 0) throw new UsageError(`${flag}: invalid field "${part}" in "${s}" (expected key=value)`);
-    const k = part.slice(0, eq).trim().toLowerCase();
-    if (fields.has(k)) throw new UsageError(`${flag}: "${k}" given twice in "${s}"`);
-    fields.set(k, part.slice(eq + 1).trim());
-  }
-  const type = fields.get("type") ?? (fields.has("ref") ? "registry" : undefined);
-  if (type === undefined) throw new UsageError(`${flag}: missing type= in "${s}" (registry or local)`);
-  fields.delete("type");
-  const mode = (fields.get("mode") ?? "min").toLowerCase();
-  if (mode !== "min" && mode !== "max") throw new UsageError(`${flag}: mode must be min or max, not "${mode}"`);
-  fields.delete("mode");
-  const ignoreError = parseBool(fields.get("ignore-error") ?? "false", "ignore-error", flag);
-  fields.delete("ignore-error");
-  for (const k of ALWAYS_TRUE) {
-    const v = fields.get(k);
-    if (v === undefined) continue;
-    if (!parseBool(v, k, flag)) throw new UsageError(`${flag}: ${k}=false is not supported (kiln always writes an OCI image manifest)`);
-    fields.delete(k);
-  }
-  let spec: CacheSpec;
-  if (type === "registry") {
-    const ref = fields.get("ref");
-    if (!ref) throw new UsageError(`${flag}: type=registry needs ref=REFERENCE`);
-    fields.delete("ref");
-    spec = { type: "registry", ref: checkRef(ref, flag), mode, ignoreError };
-  } else if (type === "local") {
-    const key = direction === "to" ? "dest" : "src";
-    const dir = fields.get(key);
-    if (!dir) throw new UsageError(`${flag}: type=local needs ${key}=DIR`);
-    fields.delete(key);
-    const tag = fields.get("tag") ?? DEFAULT_LOCAL_CACHE_TAG;
-    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(tag)) throw new UsageError(`${flag}: invalid tag "${tag}"`);
-    fields.delete("tag");
-    spec = { type: "local", dir, tag, mode, ignoreError };
-  } else {
-    throw new UsageError(`${flag}: unsupported cache type "${type}" (supported: registry, local)`);
-  }
-  const unknown = [...fields.keys()];
-  if (unknown.length > 0) throw new UsageError(`${flag}: unknown option "${unknown[0]}" for type=${type}`);
-  return spec;
-}
-
-function parseBool(v: string, key: string, flag: string): boolean {
-  const l = v.toLowerCase();
-  if (l === "true" || l === "1" || l === "") return true;
-  if (l === "false" || l === "0") return false;
-  throw new UsageError(`${flag}: ${key} must be true or false, not "${v}"`);
-}
-
-function checkRef(ref: string, flag: string): string {
-  try {
-    parseReference(ref);
-  } catch (err) {
-    throw new UsageError(`${flag}: ${(err as Error).message}`);
-  }
-  return ref;
-}
 
 interface CacheConfigDoc {
   v: number;
@@ -148,6 +56,8 @@ export interface ExportOptions {
    * lazily). A record whose blob neither the store nor these can supply is left out.
    */
   remotes?: RemoteCache[];
+  /** Told why an `ignore-error=true` export failed (the export itself then resolves). */
+  onWarning?: (message: string) => void;
 }
 
 /** The manifest (and config) bytes for `records`, written to the store. */
@@ -198,8 +108,9 @@ export async function exportCache(records: CacheRecord[], spec: CacheSpec, optio
   try {
     await doExport(records, spec, options);
   } catch (err) {
-    if (spec.ignoreError) return;
-    throw err instanceof KilnError ? err : new KilnError(`cache export to ${describeSpec(spec)}: ${(err as Error).message}`);
+    const e = err instanceof KilnError ? err : new KilnError(`cache export to ${describeSpec(spec)}: ${(err as Error).message}`);
+    if (!spec.ignoreError) throw e;
+    options.onWarning?.(e.message);
   }
 }
 

@@ -11,7 +11,7 @@ import { pipeline } from "node:stream/promises";
 import { KilnError } from "../errors.js";
 import type { ContextEntry, DirContext, IgnoreFn } from "../context/build-context.js";
 import type { SelectedSource } from "../context/select.js";
-import { isDigest, type Digest } from "../image/oci.js";
+import type { Digest } from "../image/oci.js";
 import type { BlobStore } from "../store/blob-store.js";
 import { canonicalJSON } from "./key.js";
 
@@ -23,6 +23,8 @@ const STATCACHE_VERSION = 1;
 const RACY_NS = 50_000_000n;
 
 const HEADER = "kiln-statcache";
+/** Entries not looked up by a build that may stay in the file beyond twice the ones that were. */
+const MAX_UNSEEN = 10_000;
 /** Files up to this size are read in one call; larger ones are streamed (memory stays flat). */
 const SMALL_FILE = 64 * 1024;
 
@@ -31,12 +33,12 @@ function statId(st: BigIntStats): string {
   return `${st.dev} ${st.ino} ${st.size} ${st.mtimeNs} ${st.ctimeNs}`;
 }
 
-function encodePath(p: string): string {
-  return p.includes("\\") || p.includes("\n") ? p.replace(/\\/g, "\\\\").replace(/\n/g, "\\n") : p;
-}
-
-function decodePath(p: string): string {
-  return p.includes("\\") ? p.replace(/\\(.)/g, (_, c: string) => (c === "n" ? "\n" : c)) : p;
+interface StatCacheFile {
+  kind: string;
+  v: number;
+  root: string;
+  /** absolute path -> "hex dev ino size mtimeNs ctimeNs" */
+  files: Record<string, string>;
 }
 
 interface StatRow {
@@ -45,13 +47,15 @@ interface StatRow {
 }
 
 /**
- * Content hashes of context files keyed by (path, dev, inode, size, mtime ns, ctime ns). Stored
- * as text — a header line, then one "hex dev ino size mtimeNs ctimeNs path" line per file —
- * because it is read on every build and must cost little to parse.
+ * Content hashes of context files keyed by (path, dev, inode, size, mtime ns, ctime ns). Each
+ * file is one string in the JSON ("hex dev ino size mtimeNs ctimeNs") because the cache is read
+ * on every build and must cost little to parse.
  */
 export class StatCache {
   private readonly files: Map<string, StatRow>;
   private dirty = false;
+  /** Paths looked up during this build (entries for files never seen again are dropped, see save). */
+  private readonly seen = new Set<string>();
   /** How many files were read (hashed) rather than answered from the cache. */
   reads = 0;
   hits = 0;
@@ -69,30 +73,18 @@ export class StatCache {
     const name = createHash("sha256").update(contextRoot).digest("hex");
     const path = join(store.root, "statcache", `${name}.json`);
     const files = new Map<string, StatRow>();
-    let text = "";
+    let doc: StatCacheFile | undefined;
     try {
-      text = await readFile(path, "utf8");
+      doc = JSON.parse(await readFile(path, "utf8")) as StatCacheFile;
     } catch {
-      // absent: start empty
+      doc = undefined; // absent or corrupt: start empty (it is only a cache)
     }
-    const lines = text.split("\n");
-    let header: { v?: unknown; root?: unknown } | undefined;
-    try {
-      header = JSON.parse(lines[0] ?? "") as { v?: unknown; root?: unknown };
-    } catch {
-      header = undefined; // corrupt: start empty (it is only a cache)
-    }
-    if (header && (header as { kind?: unknown }).kind === HEADER && header.v === STATCACHE_VERSION && header.root === contextRoot) {
-      for (let i = 1; i < lines.length; i++) {
-        const line = lines[i]!;
-        // hex(64) sp dev sp ino sp size sp mtime sp ctime sp path
-        if (line.length < 76 || line.charCodeAt(64) !== 32) continue;
-        let at = 65;
-        for (let f = 0; f < 5 && at > 0; f++) at = line.indexOf(" ", at) + 1;
-        if (at <= 0) continue;
-        const digest = `sha256:${line.slice(0, 64)}`;
-        if (!isDigest(digest)) continue;
-        files.set(decodePath(line.slice(at)), { id: line.slice(65, at - 1), digest });
+    if (doc && doc.kind === HEADER && doc.v === STATCACHE_VERSION && doc.root === contextRoot && doc.files && typeof doc.files === "object") {
+      for (const [abs, row] of Object.entries(doc.files)) {
+        // "hex dev ino size mtimeNs ctimeNs"; no digest validation per row: a corrupt row can
+        // only make the sources digest differ (a cache miss), never match another content
+        if (typeof row !== "string" || row.length < 74 || row.charCodeAt(64) !== 32) continue;
+        files.set(abs, { id: row.slice(65), digest: `sha256:${row.slice(0, 64)}` });
       }
     }
     return new StatCache(path, contextRoot, files);
@@ -100,6 +92,7 @@ export class StatCache {
 
   /** The cached hash of `abs` when its stat still matches (no I/O), else undefined. */
   lookup(abs: string, st: BigIntStats): Digest | undefined {
+    this.seen.add(abs);
     const row = this.files.get(abs);
     if (row && row.id === statId(st)) {
       this.hits++;
@@ -110,6 +103,7 @@ export class StatCache {
 
   /** sha256 of the regular file `abs` whose lstat (bigint) is `st`; read only when its stat changed. */
   async hashFile(abs: string, st: BigIntStats): Promise<Digest> {
+    this.seen.add(abs);
     const row = this.files.get(abs);
     const id = statId(st);
     if (row && row.id === id) {
@@ -145,13 +139,16 @@ export class StatCache {
 
   /** Persist (temp file + rename; concurrent savers each leave a whole file). No-op when unchanged. */
   async save(): Promise<void> {
-    if (!this.dirty) return;
-    const parts: string[] = [JSON.stringify({ kind: HEADER, v: STATCACHE_VERSION, root: this.contextRoot })];
-    for (const [abs, row] of this.files) parts.push(`${row.digest.slice(7)} ${row.id} ${encodePath(abs)}`);
+    // Entries other COPYs (or deleted files) left behind are kept, but not without bound.
+    const dropUnseen = this.files.size > 2 * this.seen.size + MAX_UNSEEN;
+    if (!this.dirty && !dropUnseen) return;
+    const files: Record<string, string> = {};
+    for (const [abs, row] of this.files) if (!dropUnseen || this.seen.has(abs)) files[abs] = `${row.digest.slice(7)} ${row.id}`;
+    const doc: StatCacheFile = { kind: HEADER, v: STATCACHE_VERSION, root: this.contextRoot, files };
     await mkdir(join(this.path, ".."), { recursive: true });
     const tmp = `${this.path}.${process.pid}-${randomBytes(6).toString("hex")}.tmp`;
     try {
-      await writeFile(tmp, parts.join("\n"));
+      await writeFile(tmp, JSON.stringify(doc));
       await rename(tmp, this.path);
       this.dirty = false;
     } finally {

@@ -42,6 +42,10 @@ const buildOptions: OptionSpec[] = [
   { name: "jobs", type: "string", valueName: "N", help: "stages built at once (default: number of cores)" },
   { name: "compression-level", type: "string", valueName: "0-9", help: "gzip level for new layers (default 6)" },
   { name: "pull", type: "string", valueName: "POLICY", help: "base images: always, missing or never (default missing)" },
+  { name: "no-cache", type: "boolean", help: "run every step (results are still cached)" },
+  { name: "no-cache-filter", type: "string", repeatable: true, valueName: "STAGE", help: "never reuse the cache for this stage" },
+  { name: "cache-from", type: "string", repeatable: true, valueName: "SPEC", help: "type=registry,ref=REF | type=local,src=DIR" },
+  { name: "cache-to", type: "string", repeatable: true, valueName: "SPEC", help: "type=registry,ref=REF[,mode=min|max] | type=local,dest=DIR[,mode=...]" },
   ...registryOptions,
 ];
 
@@ -95,6 +99,10 @@ const commands: Record<string, Command> = {
           ...(jobs !== undefined ? { jobs } : {}),
           ...(level !== undefined ? { compressionLevel: level } : {}),
           pull: pull as "always" | "missing" | "never",
+          noCache: args.flags.has("no-cache"),
+          noCacheFilter: many(args, "no-cache-filter"),
+          cacheFrom: many(args, "cache-from"),
+          cacheTo: many(args, "cache-to"),
           insecureRegistries: many(args, "insecure-registry"),
           ...(one(args, "registry-ca") ? { registryCa: one(args, "registry-ca")! } : {}),
           onEvent: listener,
@@ -214,6 +222,44 @@ const commands: Record<string, Command> = {
       const { verifyLayout } = await import("../image/verify.js");
       const r = await verifyLayout(args.positionals[0]!);
       process.stdout.write(`ok: ${r.manifests} manifest(s), ${r.blobs} blob(s) verified\n`);
+      return 0;
+    },
+  },
+  du: {
+    summary: "Show the blob store's disk usage and cache records",
+    usage: "kiln du [--cache-dir DIR]",
+    options: [{ name: "cache-dir", type: "string", valueName: "DIR", help: "blob store (default $XDG_CACHE_HOME/kiln)" }],
+    async run(args) {
+      const { diskUsage } = await import("../store/prune.js");
+      const { BlobStore, defaultCacheDir } = await import("../store/blob-store.js");
+      const u = await diskUsage(new BlobStore(one(args, "cache-dir") ?? defaultCacheDir()));
+      process.stdout.write(`blobs: ${u.blobs} (${formatBytes(u.bytes)})\ncache records: ${u.cacheRecords}\nreclaimable: ${formatBytes(u.reclaimable)}\n`);
+      return 0;
+    },
+  },
+  prune: {
+    summary: "Remove cache records and the blobs only they use",
+    usage: "kiln prune [--keep-storage SIZE] [--filter until=DURATION] [--cache-dir DIR]",
+    options: [
+      { name: "keep-storage", type: "string", valueName: "SIZE", help: "keep up to SIZE (e.g. 10GB), removing least recently used first" },
+      { name: "filter", type: "string", repeatable: true, valueName: "until=DURATION", help: "only remove what was last used more than DURATION ago (e.g. 24h)" },
+      { name: "cache-dir", type: "string", valueName: "DIR", help: "blob store (default $XDG_CACHE_HOME/kiln)" },
+    ],
+    async run(args) {
+      const { prune, parseSize, parseDuration } = await import("../store/prune.js");
+      const { BlobStore, defaultCacheDir } = await import("../store/blob-store.js");
+      let until: number | undefined;
+      for (const f of many(args, "filter")) {
+        const m = /^until=(.+)$/.exec(f);
+        if (!m) throw new UsageError(`--filter ${f}: kiln prune supports until=DURATION`);
+        until = parseDuration(m[1]!);
+      }
+      const keep = one(args, "keep-storage");
+      const r = await prune(new BlobStore(one(args, "cache-dir") ?? defaultCacheDir()), {
+        ...(keep !== undefined ? { keepStorage: parseSize(keep) } : {}),
+        ...(until !== undefined ? { until } : {}),
+      });
+      process.stdout.write(`removed ${r.removed} item(s), freed ${formatBytes(r.freed)}\n`);
       return 0;
     },
   },

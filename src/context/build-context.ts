@@ -10,6 +10,7 @@ import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import * as tar from "tar-stream";
 import { KilnError } from "../errors.js";
+import { hostFileOpener } from "../layer/file-content.js";
 
 export interface ContextEntry {
   /** Relative POSIX path inside the context ("" for the root). */
@@ -142,6 +143,11 @@ export class DirContext {
   /** Opens a regular file of the context (a real path, as `stat`/`walk` report it). */
   open(rel: string): Readable {
     return createReadStream(join(this.root, cleanRel(rel)));
+  }
+
+  /** `open` bound to `rel`, in a form the layer tar writer can read directly (layer/file-content). */
+  opener(rel: string): () => Readable {
+    return hostFileOpener(join(this.root, cleanRel(rel)));
   }
 
   private async *walkDir(

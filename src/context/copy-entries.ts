@@ -253,7 +253,7 @@ function fileEntry(
     gid: owner.gid,
     mtime: st.mtime,
     size: st.size,
-    open: () => ctx.open(rel),
+    open: ctx.opener(rel),
   };
 }
 

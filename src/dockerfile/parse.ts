@@ -219,12 +219,17 @@ function extractBuilderFlags(line: string): [string, string[]] {
   let phase = SPACES;
   let quote = 0;
   let blankOK = false;
-  let parts: string[] = [];
+  const parts: string[] = [];
   let segStart = -1;
   const n = line.length;
   const flush = (end: number): void => {
     if (segStart >= 0 && end > segStart) parts.push(line.slice(segStart, end));
     segStart = -1;
+  };
+  const take = (): string => {
+    const word = parts.length === 1 ? parts[0] : parts.join("");
+    parts.length = 0;
+    return word;
   };
   for (let pos = 0; pos <= n; pos++) {
     const ch = pos < n ? line.charCodeAt(pos) : -1;
@@ -235,23 +240,21 @@ function extractBuilderFlags(line: string): [string, string[]] {
         return [line.slice(pos), flags];
       }
       phase = WORD;
-      parts = [];
       segStart = pos;
     }
     if (pos === n) {
       flush(n);
-      const word = parts.join("");
+      const word = take();
       if (word !== "--" && (blankOK || word.length > 0)) flags.push(word);
       break;
     }
     if (phase === WORD) {
       if (isByteSpaceCode(ch)) {
         flush(pos);
-        const word = parts.join("");
+        const word = take();
         phase = SPACES;
         if (word === "--") return [line.slice(pos), flags];
         if (blankOK || word.length > 0) flags.push(word);
-        parts = [];
         blankOK = false;
         continue;
       }
@@ -538,16 +541,21 @@ function parseArgs(keyword: string, rest: string, escape: EscapeToken, depth: nu
       return { args: [rest], json: false, inner: instructionFromLine(rest, escape, depth + 1) };
     }
   }
-  /* c8 ignore next */
+  // Unreachable: the caller checked the keyword against KEYWORDS.
   throw new LineError(`unknown instruction ${quoteForMessage(keyword)}`);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Heredocs (parser.go heredocsFromLine / ParseHeredoc)
 
-/** Split a line into words on blanks, keeping quotes and backslashes; undefined on an open quote. */
-function rawShellWords(line: string): string[] | undefined {
-  const words: string[] = [];
+/**
+ * Split a line into words on blanks the way BuildKit's shell lexer does for heredoc
+ * detection: quotes and backslashes are kept, and blanks right after `<<` stay in the word
+ * (`<<  EOF` is one word). Visits each word in order until `visit` returns false. Returns
+ * false when a quote is left open (BuildKit then finds no heredocs on the line); call it
+ * without `visit` to check just that.
+ */
+function scanShellWords(line: string, visit?: (word: string) => boolean): boolean {
   let start = -1;
   let quote = 0;
   for (let i = 0; i < line.length; i++) {
@@ -557,18 +565,22 @@ function rawShellWords(line: string): string[] | undefined {
       else if (c === 0x5c && quote === 0x22) i++;
       continue;
     }
-    if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) {
-      if (start >= 0) words.push(line.slice(start, i));
+    if (isSpaceCode(c)) {
+      if (start >= 0 && visit !== undefined && !visit(line.slice(start, i))) return true;
       start = -1;
       continue;
     }
     if (start < 0) start = i;
     if (c === 0x27 || c === 0x22) quote = c;
     else if (c === 0x5c) i++;
+    else if (c === 0x3c && line.charCodeAt(i + 1) === 0x3c) {
+      i++;
+      while (i + 1 < line.length && isSpaceCode(line.charCodeAt(i + 1))) i++;
+    }
   }
-  if (quote !== 0) return undefined;
-  if (start >= 0) words.push(line.slice(start));
-  return words;
+  if (quote !== 0) return false;
+  if (start >= 0 && visit !== undefined) visit(line.slice(start));
+  return true;
 }
 
 /**
@@ -580,19 +592,29 @@ function unquoteDelimiter(word: string): { name: string; quoted: boolean } | und
   let quoted = false;
   for (let i = 0; i < word.length; i++) {
     const ch = word[i];
-    if (ch === " " || ch === "\t") return undefined;
+    if (isSpaceCode(word.charCodeAt(i))) return undefined; // more than one word
     if (ch === "\\") {
       if (i + 1 < word.length) out.push(word[++i]);
       continue;
     }
-    if (ch === "'" || ch === '"') {
-      const close = word.indexOf(ch, i + 1);
+    if (ch === "'") {
+      const close = word.indexOf("'", i + 1);
       if (close < 0) return undefined;
-      let body = word.slice(i + 1, close);
-      if (ch === '"') body = body.replace(/\\(["\\$`])/g, "$1");
-      out.push(body);
+      out.push(word.slice(i + 1, close));
       quoted = true;
       i = close;
+      continue;
+    }
+    if (ch === '"') {
+      // Inside double quotes a backslash escapes only `"`, `$` and `\`.
+      let j = i + 1;
+      for (; j < word.length && word[j] !== '"'; j++) {
+        if (word[j] === "\\" && j + 1 < word.length && '"$\\'.includes(word[j + 1])) j++;
+        out.push(word[j]);
+      }
+      if (j >= word.length) return undefined;
+      quoted = true;
+      i = j;
       continue;
     }
     out.push(ch);
@@ -602,20 +624,28 @@ function unquoteDelimiter(word: string): { name: string; quoted: boolean } | und
   return { name, quoted };
 }
 
-const HEREDOC_WORD = /^(\d*)<<(-?)([^<]*)$/;
+const HEREDOC_WORD = /^(\d*)<<(-?)[\t\n\f\r ]*([^<]*)$/;
 
-function heredocsFromLine(line: string): Heredoc[] {
-  const words = rawShellWords(line);
-  if (words === undefined) return [];
-  const docs: Heredoc[] = [];
-  for (const word of words) {
-    const m = HEREDOC_WORD.exec(word);
-    if (m === null || m[3] === "") continue;
-    const delim = unquoteDelimiter(m[3]);
-    if (delim === undefined) continue;
-    docs.push({ name: delim.name, content: "", expand: !delim.quoted, chomp: m[2] === "-" });
-  }
-  return docs;
+/** Parse one raw word as a heredoc opener (`<<EOF`, `<<-"EOF"`, `2<<EOF`), or undefined. */
+function heredocFromWord(word: string): Heredoc | undefined {
+  if (!word.includes("<<")) return undefined;
+  const m = HEREDOC_WORD.exec(word);
+  if (m === null || m[3] === "") return undefined;
+  const delim = unquoteDelimiter(m[3]);
+  if (delim === undefined) return undefined;
+  return { name: delim.name, content: "", expand: !delim.quoted, chomp: m[2] === "-" };
+}
+
+/**
+ * Visit the heredocs a line opens, in order. `visit` returns false to stop early, so a
+ * missing body fails before the rest of a long line is examined.
+ */
+function forEachHeredoc(line: string, visit: (doc: Heredoc) => boolean): void {
+  if (!scanShellWords(line)) return;
+  scanShellWords(line, (word) => {
+    const doc = heredocFromWord(word);
+    return doc === undefined ? true : visit(doc);
+  });
 }
 
 function canContainHeredoc(ins: Instruction): boolean {
@@ -626,7 +656,7 @@ function canContainHeredoc(ins: Instruction): boolean {
 // ---------------------------------------------------------------------------------------------
 // The parser
 
-/** BuildKit reads lines with Go's bufio.Scanner, which refuses lines of 64 KiB or more. */
+/** BuildKit reads lines with Go's bufio.Scanner, which refuses a line longer than 65535 bytes. */
 export const MAX_LINE_BYTES = 65535;
 
 /** Walks the text line by line (like a line scanner: no empty line after a final "\n"). */
@@ -756,15 +786,21 @@ export function parseDockerfile(text: string, options?: ParseOptions): Dockerfil
     }
 
     if (canContainHeredoc(ins) && line.includes("<<")) {
-      for (const doc of heredocsFromLine(line)) {
+      let unterminated: Heredoc | undefined;
+      forEachHeredoc(line, (doc) => {
         const body = readHeredocBody(cursor, doc);
         if (body === undefined) {
-          throw new DockerfileError(`unterminated heredoc ${quoteForMessage(doc.name)} (started here)`, startLine, file);
+          unterminated = doc;
+          return false;
         }
         doc.content = body;
         ins.heredocs.push(doc);
+        return true;
+      });
+      if (unterminated !== undefined) {
+        throw new DockerfileError(`unterminated heredoc ${quoteForMessage(unterminated.name)} (started here)`, startLine, file);
       }
-      if (ins.inner !== undefined) ins.inner.heredocs = ins.heredocs;
+      if (ins.inner !== undefined) ins.inner.heredocs = [...ins.heredocs];
     }
 
     for (let cur: Instruction | undefined = ins; cur !== undefined; cur = cur.inner) {

@@ -97,6 +97,9 @@ class SerialGzip extends zlib.DeflateRaw {
 function deflateBlock(block: Buffer, level: number, dictionary: Buffer | undefined, last: boolean): Promise<Buffer> {
   const opts: zlib.ZlibOptions = {
     level,
+    // One output buffer that fits the whole block (deflate's worst case is a little over the
+    // input): one trip through the thread pool per block instead of one per 16 KiB of output.
+    chunkSize: block.length + (block.length >> 7) + 1024,
     finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH,
   };
   if (dictionary) opts.dictionary = dictionary;
@@ -113,7 +116,7 @@ function deflateBlock(block: Buffer, level: number, dictionary: Buffer | undefin
 class ParallelGzip extends Transform {
   private readonly level: number;
   /** The block being filled; it is only started once a further byte arrives (or at the end). */
-  private current: Buffer = Buffer.allocUnsafe(GZIP_BLOCK_SIZE);
+  private current: Buffer | undefined;
   private filled = 0;
   private prevTail: Buffer | undefined;
   private readonly inFlight: Array<Promise<Buffer>> = [];
@@ -148,11 +151,19 @@ class ParallelGzip extends Transform {
       while (offset < chunk.length) {
         if (this.filled === GZIP_BLOCK_SIZE) {
           // More input follows a full block, so that block is not the last one.
-          this.startBlock(this.current, false);
-          this.current = Buffer.allocUnsafe(GZIP_BLOCK_SIZE);
+          this.startBlock(this.current!, false);
+          this.current = undefined;
           this.filled = 0;
           await this.drainTo(MAX_IN_FLIGHT - 1);
         }
+        if (this.filled === 0 && chunk.length - offset >= GZIP_BLOCK_SIZE) {
+          // A whole block inside the chunk: use it in place (written chunks are never modified).
+          this.current = chunk.subarray(offset, offset + GZIP_BLOCK_SIZE);
+          this.filled = GZIP_BLOCK_SIZE;
+          offset += GZIP_BLOCK_SIZE;
+          continue;
+        }
+        this.current ??= Buffer.allocUnsafe(GZIP_BLOCK_SIZE);
         const n = chunk.copy(this.current, this.filled, offset);
         this.filled += n;
         offset += n;
@@ -163,7 +174,7 @@ class ParallelGzip extends Transform {
 
   override _flush(cb: TransformCallback): void {
     const work = async (): Promise<void> => {
-      this.startBlock(this.current.subarray(0, this.filled), true);
+      this.startBlock((this.current ?? Buffer.alloc(0)).subarray(0, this.filled), true);
       await this.drainTo(0);
       this.push(gzipTrailer(this.crc, this.isize));
     };

@@ -1,9 +1,11 @@
 // The deterministic layer tar writer: turns LayerEntry values into a tar stream whose bytes depend
 // only on the entries (not their order). Owns entry sorting (whiteouts first in each directory),
 // duplicate/hardlink checks, and USTAR/PAX header encoding. Content is streamed, never buffered.
+import { closeSync, constants as fsConstants, openSync, readSync } from "node:fs";
 import { Readable } from "node:stream";
 import { KilnError } from "../errors.js";
 import { OPAQUE_MARKER, WHITEOUT_PREFIX, type EntryType, type LayerEntry } from "./entry.js";
+import { hostPathOf } from "./file-content.js";
 
 const BLOCK = 512;
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
@@ -33,32 +35,88 @@ async function* generateTar(
   options: TarOptions,
 ): AsyncGenerator<Buffer> {
   const ordered = await collectAndOrder(entries);
-  // Coalesce small pieces (headers, small files) into ~64 KiB chunks; large chunks pass through.
-  const BATCH = 64 * 1024;
-  let pending: Buffer[] = [];
-  let pendingLen = 0;
+  // Headers and content are written straight into fixed 1 MiB chunks (a fresh buffer each, as
+  // downstream keeps them): few pushes, big hash updates, blocks the parallel gzip can adopt.
+  const out = new ChunkWriter(CHUNK_SIZE);
   for (const entry of ordered) {
-    for await (const piece of writeEntry(entry, options)) {
-      if (piece.length >= BATCH) {
-        if (pendingLen > 0) {
-          yield Buffer.concat(pending, pendingLen);
-          pending = [];
-          pendingLen = 0;
-        }
-        yield piece;
-        continue;
-      }
-      pending.push(piece);
-      pendingLen += piece.length;
-      if (pendingLen >= BATCH) {
-        yield Buffer.concat(pending, pendingLen);
-        pending = [];
-        pendingLen = 0;
-      }
+    yield* writeEntry(entry, options, out);
+  }
+  out.zeros(2 * BLOCK);
+  yield* out.takeFull();
+  const last = out.takeRest();
+  if (last) yield last;
+}
+
+/** Output chunk size; a multiple of the gzip block size keeps chunks adoptable as gzip blocks. */
+const CHUNK_SIZE = 1024 * 1024;
+
+/** Fills fixed-size chunks; full ones are handed out and never touched again. */
+class ChunkWriter {
+  private readonly size: number;
+  private buf: Buffer;
+  private pos = 0;
+  private readonly full: Buffer[] = [];
+
+  constructor(size: number) {
+    this.size = size;
+    this.buf = Buffer.allocUnsafeSlow(size);
+  }
+
+  private rotate(): void {
+    this.full.push(this.buf);
+    this.buf = Buffer.allocUnsafeSlow(this.size);
+    this.pos = 0;
+  }
+
+  /** Room left in the current chunk (rotating first when it is full). */
+  space(): number {
+    if (this.pos === this.size) this.rotate();
+    return this.size - this.pos;
+  }
+
+  /** The writable tail of the current chunk (call `advance` with how much was filled). */
+  target(): { buf: Buffer; offset: number; length: number } {
+    const length = this.space();
+    return { buf: this.buf, offset: this.pos, length };
+  }
+
+  advance(n: number): void {
+    this.pos += n;
+  }
+
+  write(data: Buffer): void {
+    let off = 0;
+    while (off < data.length) {
+      const n = Math.min(this.space(), data.length - off);
+      data.copy(this.buf, this.pos, off, off + n);
+      this.pos += n;
+      off += n;
     }
   }
-  pending.push(Buffer.alloc(2 * BLOCK));
-  yield Buffer.concat(pending);
+
+  zeros(count: number): void {
+    let left = count;
+    while (left > 0) {
+      const n = Math.min(this.space(), left);
+      this.buf.fill(0, this.pos, this.pos + n);
+      this.pos += n;
+      left -= n;
+    }
+  }
+
+  /** Completed chunks (the current one too when it is exactly full). */
+  takeFull(): Buffer[] {
+    if (this.pos === this.size) this.rotate();
+    return this.full.splice(0, this.full.length);
+  }
+
+  /** Whatever is left of the current chunk, at the end. */
+  takeRest(): Buffer | undefined {
+    if (this.pos === 0) return undefined;
+    const rest = this.buf.subarray(0, this.pos);
+    this.pos = this.size; // nothing more may be written
+    return rest;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -368,36 +426,97 @@ export function encodeHeaders(entry: LayerEntry, options: TarOptions = {}): Buff
   return blocks;
 }
 
-async function* writeEntry(entry: LayerEntry, options: TarOptions): AsyncGenerator<Buffer> {
+async function* writeEntry(entry: LayerEntry, options: TarOptions, out: ChunkWriter): AsyncGenerator<Buffer> {
   if (!(entry.type in TYPEFLAG)) throw new KilnError(`layer: "${entry.path}": unknown entry type "${String(entry.type)}"`);
-  yield* encodeHeaders(entry, options);
+  for (const header of encodeHeaders(entry, options)) out.write(header);
   if (entry.type !== "file" || entry.size === 0) {
     if (entry.type === "file" && entry.open) {
       // A zero-size file must really be empty.
-      for await (const chunk of entry.open() as AsyncIterable<Buffer>) {
-        if (chunk.length > 0) throw new KilnError(`layer: "${entry.path}": content is longer than its size 0`);
+      const hostPath = hostPathOf(entry.open);
+      if (hostPath !== undefined) readHostFile(entry, hostPath, out);
+      else {
+        for await (const chunk of entry.open() as AsyncIterable<Buffer>) {
+          if (chunk.length > 0) throw new KilnError(`layer: "${entry.path}": content is longer than its size 0`);
+        }
       }
     }
+    yield* out.takeFull();
     return;
   }
   if (!entry.open) throw new KilnError(`layer: "${entry.path}": file of ${entry.size} bytes has no content`);
-  let written = 0;
-  try {
-    for await (const chunk of entry.open() as AsyncIterable<Buffer | string>) {
-      const buf = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
-      written += buf.length;
-      if (written > entry.size) {
-        throw new KilnError(`layer: "${entry.path}": content is longer than its size ${entry.size}`);
-      }
-      if (buf.length > 0) yield buf;
+  const hostPath = hostPathOf(entry.open);
+  if (hostPath !== undefined) {
+    // Read in slices so a large file never holds more than a few chunks before they are handed on.
+    let done = 0;
+    for (;;) {
+      done = readHostFile(entry, hostPath, out, done, 4 * CHUNK_SIZE);
+      yield* out.takeFull();
+      if (done >= entry.size) break;
     }
+  } else {
+    let written = 0;
+    try {
+      for await (const chunk of entry.open() as AsyncIterable<Buffer | string>) {
+        const buf = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+        written += buf.length;
+        if (written > entry.size) {
+          throw new KilnError(`layer: "${entry.path}": content is longer than its size ${entry.size}`);
+        }
+        if (buf.length > 0) {
+          out.write(buf);
+          yield* out.takeFull();
+        }
+      }
+    } catch (err) {
+      throw contentError(entry, err);
+    }
+    if (written !== entry.size) {
+      throw new KilnError(`layer: "${entry.path}": content is ${written} bytes, expected ${entry.size}`);
+    }
+  }
+  const rem = entry.size % BLOCK;
+  if (rem !== 0) out.zeros(BLOCK - rem);
+  yield* out.takeFull();
+}
+
+function contentError(entry: LayerEntry, err: unknown): KilnError {
+  if (err instanceof KilnError) return err;
+  return new KilnError(`layer: "${entry.path}": cannot read content: ${(err as Error).message}`, { cause: err });
+}
+
+const OPEN_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0);
+const probe = Buffer.alloc(1);
+
+/**
+ * Reads a host file's content from byte `from` straight into the output chunks, at most `limit`
+ * bytes this call (the whole file when no limit); returns the offset reached. Synchronous on
+ * purpose: the files are mostly small and cached, and this keeps per-file reads off the libuv
+ * thread pool, where they would queue behind the gzip blocks. The size must match exactly.
+ */
+function readHostFile(entry: LayerEntry, path: string, out: ChunkWriter, from = 0, limit = Infinity): number {
+  let fd: number;
+  try {
+    fd = openSync(path, OPEN_FLAGS);
   } catch (err) {
-    if (err instanceof KilnError) throw err;
-    throw new KilnError(`layer: "${entry.path}": cannot read content: ${(err as Error).message}`, { cause: err });
+    throw contentError(entry, err);
   }
-  if (written !== entry.size) {
-    throw new KilnError(`layer: "${entry.path}": content is ${written} bytes, expected ${entry.size}`);
+  try {
+    let pos = from;
+    const end = Math.min(entry.size, from + limit);
+    while (pos < end) {
+      const t = out.target();
+      const n = readSync(fd, t.buf, t.offset, Math.min(t.length, end - pos), pos);
+      if (n === 0) throw new KilnError(`layer: "${entry.path}": content is ${pos} bytes, expected ${entry.size}`);
+      out.advance(n);
+      pos += n;
+    }
+    if (pos >= entry.size && readSync(fd, probe, 0, 1, pos) > 0) {
+      throw new KilnError(`layer: "${entry.path}": content is longer than its size ${entry.size}`);
+    }
+    return pos;
+  } catch (err) {
+    throw contentError(entry, err);
+  } finally {
+    closeSync(fd);
   }
-  const pad = paddingFor(entry.size);
-  if (pad) yield pad;
 }

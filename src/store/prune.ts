@@ -2,7 +2,8 @@
 // Prune removes cache records (least recently used first; with `until`, only those unused for
 // that long), then the blobs no record references any more — never a blob a remaining record
 // names. With `keepStorage` it stops once the blobs fit. Unreferenced blobs younger than a grace
-// period (base images a running build just pulled) are kept; stale temp files are cleared.
+// period (base images a running build just pulled) are kept; stale temp files and the stat
+// caches of build contexts that no longer exist are cleared.
 import { lstat, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { UsageError } from "../errors.js";
@@ -172,6 +173,29 @@ async function clearStaleTemp(store: BlobStore, now: number): Promise<void> {
   }
 }
 
+/** Stat caches (see src/cache/sources.ts) of build contexts that no longer exist. */
+async function clearOrphanStatCaches(store: BlobStore): Promise<void> {
+  const dir = join(store.root, "statcache");
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.endsWith(".json")) continue;
+    const p = join(dir, name);
+    let root: unknown;
+    try {
+      root = (JSON.parse(await readFile(p, "utf8")) as { root?: unknown }).root;
+    } catch {
+      root = undefined;
+    }
+    const exists = typeof root === "string" && (await stat(root).then(() => true, () => false));
+    if (!exists) await rm(p, { force: true });
+  }
+}
+
 export async function diskUsage(store: BlobStore): Promise<DiskUsage> {
   const blobs = await listBlobs(store);
   const records = await listRecords(store);
@@ -182,6 +206,7 @@ export async function diskUsage(store: BlobStore): Promise<DiskUsage> {
 export async function prune(store: BlobStore, options: PruneOptions = {}): Promise<PruneResult> {
   const now = options.now ?? Date.now();
   await clearStaleTemp(store, now);
+  await clearOrphanStatCaches(store);
   const { plan } = await planPrune(store, { ...options, now });
   // records first, so no remaining record ever names a removed blob
   for (const r of plan.records) await rm(r.path, { force: true });

@@ -153,6 +153,8 @@ describe("kiln build: COPY sources and destinations", () => {
     expect(filesUnder(tree, "dircopy2")).toEqual(["inner.txt", "sub/s.txt"]);
     expect(await readFile(join(rootfs, "work/a.txt"), "utf8")).toBe("A\n");
     expect(entry(tree, "work/a.txt")).toMatchObject({ mode: 0o644, uid: 0, gid: 0 });
+    // the destination is expanded with the stage's ENV
+    expect(filesUnder(tree, "expanded/sub")).toEqual(["a.txt"]);
   });
 
   it("--exclude skips matches and --parents keeps source directories", async () => {

@@ -31,8 +31,8 @@ interface Failure {
 
 /**
  * Builds `context` (with its default Dockerfile) to a new layout dir, a new tar, a new docker
- * archive and a copy of the existing layout; asserts exit 1, a single stderr line and that no
- * output appeared or changed. Returns the line.
+ * archive and a copy of the existing layout, with --iidfile and --metadata-file; asserts exit 1,
+ * a single stderr line and that no output (nor temp file) appeared or changed. Returns the line.
  */
 async function expectBuildFailure(context: string, args: string[] = [], options: KilnRunOptions = {}): Promise<Failure> {
   const out = await temps.make("kiln-fail-");
@@ -50,6 +50,8 @@ async function expectBuildFailure(context: string, args: string[] = [], options:
     "-o", `type=docker,dest=${join(out, "docker.tar")}`,
     "-o", `type=oci,dest=${kept}`,
     "-t", "keep:me",
+    "--iidfile", join(out, "iid"),
+    "--metadata-file", join(out, "meta.json"),
     ...args, context,
   ], options);
   expect(r.code, r.stderr).toBe(1);

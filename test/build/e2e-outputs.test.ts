@@ -70,6 +70,11 @@ describe("kiln build: several outputs from one build", () => {
     const dockerConfig = JSON.parse(await readFile(join(dir, manifest[0]!.Config), "utf8")) as { rootfs: { diff_ids: string[] } };
     const ociConfig = (await skopeoInspect(join(out, "dir"), "one")).config;
     expect(dockerConfig.rootfs.diff_ids).toEqual(ociConfig.rootfs.diff_ids);
+    const repositories = JSON.parse(await readFile(join(dir, "repositories"), "utf8")) as Record<string, Record<string, string>>;
+    expect(Object.keys(repositories)).toEqual(["app"]);
+    expect(Object.keys(repositories.app ?? {})).toEqual(["one"]);
+    // Docker 25+ archives are also OCI layouts (index.json + blobs): kiln verify checks that half
+    await verify(dir);
   });
 
   it("writes --iidfile and --metadata-file", async () => {

@@ -83,6 +83,7 @@ describe("comments and continuations", () => {
     expect(ins[1].args).toEqual(["apt-get update &&     apt-get install x"]);
     expect([ins[1].startLine, ins[1].endLine]).toEqual([2, 5]);
     expect([ins[2].startLine, ins[2].endLine]).toEqual([6, 6]);
+    expect(parseDockerfile("FROM a\nRUN a \\\n# c\n  b\n").warnings).toEqual([]);
   });
 
   it("keeps going over empty continuation lines and warns about them", () => {
@@ -266,6 +267,22 @@ describe("heredocs", () => {
     expect(a.heredocs[0]).toMatchObject({ name: "A", expand: false, content: "$x\n" });
     expect(b.heredocs[0]).toMatchObject({ name: "B", expand: false });
     expect(c.heredocs[0]).toMatchObject({ name: "C", expand: true });
+  });
+
+  it("reads delimiter words the way BuildKit's shell lexer does", () => {
+    const names = (text: string) => parse(text).map((i) => i.heredocs.map((h) => [h.name, h.expand]));
+    expect(names("RUN <<   END > /out\nEND\n")).toEqual([[["END", true]]]);
+    expect(names("RUN << -END\n-END\n")).toEqual([[["-END", true]]]);
+    // Only blanks directly after `<<` join the word, so `<<-  END` is no heredoc (as in BuildKit).
+    expect(names("RUN <<-  END\nUSER x\n")).toEqual([[], []]);
+    expect(names("RUN 5<<END\nEND\n")).toEqual([[["END", true]]]);
+    expect(names("RUN <<st'op'\nstop\n")).toEqual([[["stop", false]]]);
+    expect(names("RUN <<st\\'op\nst'op\n")).toEqual([[["st'op", true]]]);
+    expect(names("RUN <<\"a \\\" b\"\na \" b\n")).toEqual([[['a " b', false]]]);
+    expect(names("RUN <<$TAG\n$TAG\n")).toEqual([[["$TAG", true]]]);
+    // An unbalanced quote on the line means no heredoc at all; `<<` with no word is none either.
+    expect(names("RUN <<'END\nUSER x\n")).toEqual([[], []]);
+    expect(names("RUN cat << \nUSER x\n")).toEqual([[], []]);
   });
 
   it("reads several heredocs on one line in order", () => {

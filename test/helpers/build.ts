@@ -31,8 +31,3 @@ export async function buildLayout(
   const digest = expectBuilt(result);
   return { digest, layout, result };
 }
-
-/** A fresh --cache-dir argument pair. */
-export async function cacheArgs(temps: TempDirs): Promise<string[]> {
-  return ["--cache-dir", await temps.make("kiln-cache-")];
-}

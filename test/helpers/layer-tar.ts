@@ -59,7 +59,7 @@ export async function writeTar(path: string, members: HandTarMember[]): Promise<
   for (const m of members) {
     const type = m.type ?? "file";
     const content = Buffer.from(m.content ?? "");
-    pack.entry({
+    const header: Partial<tar.Header> & { name: string } = {
       name: m.name,
       type,
       size: type === "file" ? content.length : 0,
@@ -68,7 +68,9 @@ export async function writeTar(path: string, members: HandTarMember[]): Promise<
       uid: 0,
       gid: 0,
       ...(m.linkname ? { linkname: m.linkname } : {}),
-    }, type === "file" ? content : undefined);
+    };
+    if (type === "file") pack.entry(header, content);
+    else pack.entry(header, "");
   }
   pack.finalize();
   await collected;

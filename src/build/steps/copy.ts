@@ -1,15 +1,19 @@
-// The COPY and ADD steps: selects sources (build context, another stage, a named context, URLs,
-// heredocs), resolves --chown/--chmod against the image, and produces the LayerEntry list that
-// becomes the step's layer — written straight from the sources, no root filesystem involved.
+// The COPY and ADD steps, in two phases. `prepareCopy` gathers what the step reads (context or
+// stage sources, URL downloads) and the cache-key parts that identify it; `copyLayerEntries`
+// then produces the LayerEntry list of the step's layer — written straight from the sources, no
+// root filesystem involved — resolving --chown/--chmod against the image. A cache hit skips the
+// second phase.
 import { mkdtemp } from "node:fs/promises";
 import { join } from "node:path";
 import { parseChmod } from "../../context/chmod.js";
 import { copyEntries, type CopySource } from "../../context/copy-entries.js";
 import { resolveChown } from "../../context/owner.js";
-import { selectSources } from "../../context/select.js";
-import { fetchUrl } from "../../context/url.js";
+import { selectSources, type SelectedSource } from "../../context/select.js";
+import { fetchUrl, type DownloadedFile } from "../../context/url.js";
+import { hashSources } from "../../cache/sources.js";
 import type { AddInstruction, CopyInstruction } from "../../dockerfile/instructions.js";
 import { KilnError } from "../../errors.js";
+import type { Digest } from "../../image/oci.js";
 import type { LayerEntry } from "../../layer/entry.js";
 import { LayerView } from "../../layer/view.js";
 import type { StageBuilder } from "../stage.js";
@@ -23,34 +27,72 @@ export function isGitSource(source: string): boolean {
   return /^git@|^git:\/\/|^ssh:\/\//i.test(source) || (isUrl(source) && /\.git(#.*)?$/i.test(source));
 }
 
-export async function copyStep(sb: StageBuilder, t: CopyInstruction | AddInstruction): Promise<LayerEntry[]> {
-  const session = sb.session;
-  const link = t.link;
-  const view = link ? LayerView.empty() : await sb.view();
-  const from = t.kind === "copy" ? t.from : undefined;
-  const ctx = from !== undefined ? await session.sourceTree(from, sb.stage.index) : await session.context();
-  const tmp = await mkdtemp(join(await session.tmpRoot, "step-"));
+export interface PreparedCopy {
+  /** Selected sources for the second phase; undefined until needed when they come from a stage. */
+  selected?: SelectedSource[];
+  urls: Array<{ url: string; file: DownloadedFile }>;
+  tmp: string;
+  /** Cache-key parts: digest of context sources, or the source stage/image identity. */
+  sourcesDigest?: Digest;
+  fromIdentity?: Digest;
+  extra: Record<string, string>;
+}
 
-  const sources: CopySource[] = [];
+export async function prepareCopy(sb: StageBuilder, t: CopyInstruction | AddInstruction): Promise<PreparedCopy> {
+  const session = sb.session;
+  const tmp = await mkdtemp(join(await session.tmpRoot, "step-"));
+  const urls: PreparedCopy["urls"] = [];
   const local: string[] = [];
+  const extra: Record<string, string> = {};
   for (const s of t.sources) {
     if (t.kind === "add" && isUrl(s)) {
       if (isGitSource(s)) throw new KilnError(`git sources are not supported yet ("${s}")`);
-      const file = await fetchUrl(s, { tmpDir: tmp, ...(t.checksum ? { checksum: t.checksum } : {}), ...(session.options.signal ? { signal: session.options.signal } : {}) });
-      sources.push({ kind: "url", file, url: s });
+      const file = await fetchUrl(s, {
+        tmpDir: tmp,
+        ...(t.checksum ? { checksum: t.checksum } : {}),
+        ...(session.options.signal ? { signal: session.options.signal } : {}),
+      });
+      urls.push({ url: s, file });
+      extra[`url:${s}`] = `${file.digest} ${file.mtime} ${file.filename}`;
     } else {
       if (t.kind === "add" && t.checksum) throw new KilnError(`--checksum can only be used with a URL source ("${s}")`);
       local.push(s);
     }
   }
-  if (local.length > 0) {
-    sources.push(...(await selectSources(ctx, local, { exclude: t.exclude, parents: t.kind === "copy" && t.parents })));
+  const prepared: PreparedCopy = { urls, tmp, extra };
+  if (local.length === 0) return prepared;
+  const from = t.kind === "copy" ? t.from : undefined;
+  if (from !== undefined) {
+    // Another stage's or image's files: its identity keys the step; its tree is only read on a miss.
+    const id = await session.sourceIdentity(from, sb.stage.index);
+    if (id) {
+      prepared.fromIdentity = id;
+      return prepared;
+    }
   }
+  const ctx = from !== undefined ? await session.sourceTree(from, sb.stage.index) : await session.context();
+  prepared.selected = await selectSources(ctx, local, { exclude: t.exclude, parents: t.kind === "copy" && t.parents });
+  prepared.sourcesDigest = await hashSources(prepared.selected, { statCache: await session.cache.statCache(ctx.root) });
+  return prepared;
+}
+
+export async function copyLayerEntries(sb: StageBuilder, t: CopyInstruction | AddInstruction, prepared: PreparedCopy): Promise<LayerEntry[]> {
+  const session = sb.session;
+  const local = t.sources.filter((s) => !(t.kind === "add" && isUrl(s)));
+  let selected = prepared.selected;
+  if (!selected && local.length > 0) {
+    const from = (t as CopyInstruction).from!;
+    const ctx = await session.sourceTree(from, sb.stage.index);
+    selected = await selectSources(ctx, local, { exclude: t.exclude, parents: t.kind === "copy" && t.parents });
+  }
+  const sources: CopySource[] = [...(selected ?? [])];
+  for (const u of prepared.urls) sources.push({ kind: "url", file: u.file, url: u.url });
   for (const h of t.inline) sources.push({ kind: "heredoc", name: h.path, content: h.data });
 
-  const cfgView = link ? await sb.view() : view; // owners are names in the image even with --link
+  const image = await sb.view();
+  const view = t.link ? LayerView.empty() : image;
   const chown = t.chown
-    ? resolveChown(t.chown, cfgView.readSmallFile("etc/passwd"), cfgView.readSmallFile("etc/group"))
+    ? resolveChown(t.chown, image.readSmallFile("etc/passwd"), image.readSmallFile("etc/group"))
     : undefined;
   const chmod = t.chmod ? parseChmod(t.chmod) : undefined;
   return copyEntries({
@@ -63,9 +105,9 @@ export async function copyStep(sb: StageBuilder, t: CopyInstruction | AddInstruc
     ...(chmod ? { chmod } : {}),
     view,
     parents: t.kind === "copy" && t.parents,
-    link,
+    link: t.link,
     ...(t.kind === "add" && t.unpack !== undefined ? { unpack: t.unpack } : {}),
-    spoolDir: tmp,
+    spoolDir: prepared.tmp,
     ...(session.sourceDateEpoch !== undefined ? { timestamp: session.sourceDateEpoch } : {}),
   });
 }

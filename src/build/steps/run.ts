@@ -11,6 +11,8 @@ import { KilnError } from "../../errors.js";
 import type { LayerEntry } from "../../layer/entry.js";
 import type { RunSpec } from "../../run/index.js";
 import { PREDEFINED_ARGS } from "../plan.js";
+import { hashSources } from "../../cache/sources.js";
+import { selectSources } from "../../context/select.js";
 import { envMap } from "../image-config.js";
 import type { StageBuilder } from "../stage.js";
 
@@ -30,14 +32,7 @@ export async function runStep(
   // Environment: image Env, then the stage's ARG values that ENV does not shadow, then the
   // predefined proxy args when given (never recorded in history or config).
   const env = envMap(sb.image.config);
-  const argValues = sb.args.values();
-  const visibleArgs: string[] = [];
-  for (const [k, v] of argValues) {
-    if (!env.has(k)) {
-      env.set(k, v);
-      visibleArgs.push(`${k}=${v}`);
-    }
-  }
+  for (const [k, v] of sb.args.values()) if (!env.has(k)) env.set(k, v);
   for (const p of PREDEFINED_ARGS) {
     const v = session.plan.buildArgs[p];
     if (v !== undefined && !env.has(p)) env.set(p, v);
@@ -72,8 +67,41 @@ export async function runStep(
   }
   const changes = await snapshot.changes();
   const entries: LayerEntry[] = Array.isArray(changes) ? changes : await collect(changes);
-  const argPrefix = visibleArgs.length > 0 ? `|${visibleArgs.length} ${visibleArgs.join(" ")} ` : "";
-  return { entries, createdBy: `RUN ${argPrefix}${argv.join(" ")}` };
+  return { entries, createdBy: runCreatedBy(sb, t) };
+}
+
+/** History text of a RUN: `RUN |N K=V ... /bin/sh -c cmd`, build args first as Docker writes them. */
+export function runCreatedBy(sb: StageBuilder, t: RunInstruction): string {
+  const env = envMap(sb.image.config);
+  const visible = [...sb.args.values()].filter(([k]) => !env.has(k)).map(([k, v]) => `${k}=${v}`);
+  const argPrefix = visible.length > 0 ? `|${visible.length} ${visible.join(" ")} ` : "";
+  let cmd = t.command.join(" ");
+  for (const h of t.heredocs) cmd += `\n${h.content}${h.name}`;
+  return `RUN ${argPrefix}${t.shellForm ? [...sb.ctx.shell, cmd].join(" ") : cmd}`;
+}
+
+/**
+ * What a RUN's cache key needs beyond its text and args: the shell, and the content behind bind
+ * mounts (the source stage's or image's identity, or a digest of the context files). Cache and
+ * tmpfs mounts contribute only their spec, never their contents.
+ */
+export async function runKeyExtra(sb: StageBuilder, t: RunInstruction): Promise<Record<string, string>> {
+  const session = sb.session;
+  const out: Record<string, string> = { shell: JSON.stringify(sb.ctx.shell) };
+  for (const [i, m] of t.mounts.entries()) {
+    if (m.type !== "bind") continue;
+    if (m.from !== undefined) {
+      const id = await session.sourceIdentity(m.from, sb.stage.index);
+      if (id) {
+        out[`mount${i}`] = id;
+        continue;
+      }
+    }
+    const tree = m.from !== undefined ? await session.sourceTree(m.from, sb.stage.index) : await session.context();
+    const selected = await selectSources(tree, [m.source ?? "."], {});
+    out[`mount${i}`] = await hashSources(selected, { statCache: await session.cache.statCache(tree.root) });
+  }
+  return out;
 }
 
 async function collect(it: AsyncIterable<LayerEntry>): Promise<LayerEntry[]> {

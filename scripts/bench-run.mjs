@@ -1,0 +1,207 @@
+#!/usr/bin/env node
+// RUN benchmark: a Debian bookworm minbase tree (debootstrap, ~7,000 files) imported as a base
+// layout by kiln (FROM scratch + COPY rootfs/ /), then three one-RUN builds on it — (a) touch one
+// file, (b) create 10,000 files, (c) create 100,000 files — each built by kiln and by
+// `buildah bud --layers` (vfs, chroot, private storage) in the same run. Prints build wall times,
+// kiln's RUN step time (--progress plain), the ratio kiln/buildah, peak RSS of both (GNU time),
+// and kiln's snapshot time measured at the library level (baseline walk + diff of a copy of the
+// tree changed by the same command, then the layer write), against the targets:
+// (a) snapshot < 0.3 s; (b), (c) kiln ≤ 0.5 × buildah; kiln peak RSS < 300 MB.
+//
+//   node scripts/bench-run.mjs [--rootfs DIR] [--mirror URL] [--suite bookworm] [--only a,b,c] [--keep]
+//
+// --rootfs DIR: reuse the debootstrap tree in DIR (made there, and kept, when DIR is missing).
+// --mirror: default is the first deb.debian.org-style URI in apt's sources.
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, lstatSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const kilnBin = join(repo, "bin", "kiln");
+const argv = process.argv.slice(2);
+const opt = (name, def) => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : def;
+};
+const keep = argv.includes("--keep");
+const suite = opt("--suite", "bookworm");
+const only = (opt("--only", "a,b,c") ?? "a,b,c").split(",");
+
+function die(msg) {
+  console.error(`bench-run: ${msg}`);
+  process.exit(2);
+}
+
+for (const tool of ["buildah", "skopeo", "debootstrap", "chroot"]) {
+  if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0) die(`${tool} is not installed`);
+}
+if (!existsSync("/usr/bin/time")) die("GNU time (/usr/bin/time) is not installed (apt-get install time)");
+if (!existsSync(join(repo, "dist", "cli", "main.js"))) die("kiln is not compiled: run `npx tsc -p tsconfig.json` first");
+if (process.getuid?.() !== 0) die("run as root (debootstrap, chroot and buildah's chroot isolation need it)");
+
+function aptMirror() {
+  const files = ["/etc/apt/sources.list"];
+  const d = "/etc/apt/sources.list.d";
+  if (existsSync(d)) for (const f of readdirSync(d)) if (/\.(list|sources)$/.test(f)) files.push(join(d, f));
+  for (const f of files) {
+    if (!existsSync(f)) continue;
+    const text = readFileSync(f, "utf8");
+    const m = text.match(/^\s*URIs:\s*(\S+\/debian)\s*$/m) ?? text.match(/^\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+\/debian)\s+/m);
+    if (m) return m[1];
+  }
+  return "http://deb.debian.org/debian";
+}
+const mirror = opt("--mirror", aptMirror());
+
+const work = mkdtempSync(join(tmpdir(), "kiln-bench-run-"));
+const cleanup = () => {
+  if (keep) console.log(`kept ${work}`);
+  else spawnSync("rm", ["-rf", work]);
+};
+process.on("exit", cleanup);
+process.on("SIGINT", () => process.exit(130));
+
+// ---------------------------------------------------------------- helpers
+function timed(cmd, args, env = {}) {
+  const rssFile = join(work, `rss-${process.hrtime.bigint()}`);
+  return new Promise((res) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn("/usr/bin/time", ["-o", rssFile, "-f", "%M", cmd, ...args], { cwd: repo, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const out = [];
+    const err = [];
+    child.stdout.on("data", (b) => out.push(b));
+    child.stderr.on("data", (b) => err.push(b));
+    child.on("close", (code) => {
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      let rssKiB = NaN;
+      try {
+        rssKiB = Number(readFileSync(rssFile, "utf8").trim().split("\n").pop());
+      } catch {
+        // time wrote nothing (command not started)
+      }
+      res({ code, seconds, rssMB: rssKiB / 1024, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
+    });
+  });
+}
+
+function mustOk(r, what) {
+  if (r.code !== 0) die(`${what} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().split("\n").slice(-4).join(" | ")}`);
+  return r;
+}
+
+function countEntries(root) {
+  let n = 0;
+  const stack = [root];
+  while (stack.length) {
+    const d = stack.pop();
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      n++;
+      if (e.isDirectory()) stack.push(join(d, e.name));
+    }
+  }
+  return n;
+}
+
+// ---------------------------------------------------------------- the minbase tree
+const rootfsOpt = opt("--rootfs", undefined);
+const rootfs = rootfsOpt ? resolve(rootfsOpt) : join(work, "rootfs");
+if (!existsSync(join(rootfs, "bin", "sh")) && !(existsSync(join(rootfs, "usr", "bin", "sh")))) {
+  console.log(`debootstrap --variant=minbase ${suite} ${rootfs} ${mirror} ...`);
+  const t0 = Date.now();
+  const r = spawnSync("debootstrap", ["--variant=minbase", suite, rootfs, mirror], { encoding: "utf8", maxBuffer: 64 << 20 });
+  if (r.status !== 0) die(`debootstrap failed: ${(r.stderr || r.stdout).trim().split("\n").slice(-3).join(" | ")}`);
+  console.log(`  done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+}
+const baseEntries = countEntries(rootfs);
+console.log(`base: Debian ${suite} minbase, ${baseEntries} entries (${rootfs})`);
+
+// kiln imports it: FROM scratch + COPY rootfs/ / (device nodes, /proc and /sys content left out).
+const baseCtx = join(work, "base-context");
+mkdirSync(baseCtx);
+execFileSync("cp", ["-a", rootfs, join(baseCtx, "rootfs")]);
+writeFileSync(join(baseCtx, "Dockerfile"), "FROM scratch\nCOPY rootfs/ /\nCMD [\"/bin/bash\"]\n");
+writeFileSync(join(baseCtx, ".dockerignore"), "rootfs/dev/*\nrootfs/proc/*\nrootfs/sys/*\n");
+const baseLayout = join(work, "base-layout");
+const rb = mustOk(await timed(process.execPath, [kilnBin, "build", "--progress", "quiet", "--cache-dir", join(work, "base-cache"), "-o", `type=oci,dest=${baseLayout}`, "-t", "base:latest", baseCtx]), "kiln build of the base");
+console.log(`kiln imported the base in ${rb.seconds.toFixed(1)} s`);
+spawnSync("rm", ["-rf", baseCtx]);
+
+const bRoot = join(work, "buildah", "root");
+const bRunroot = join(work, "buildah", "runroot");
+const bTmp = join(work, "buildah", "tmp");
+mkdirSync(bTmp, { recursive: true });
+const store = ["--root", bRoot, "--runroot", bRunroot, "--storage-driver", "vfs"];
+mustOk(await timed("skopeo", ["copy", "--quiet", `oci:${baseLayout}:latest`, `containers-storage:[vfs@${bRoot}+${bRunroot}]localhost/base:latest`], { TMPDIR: bTmp }), "skopeo copy of the base");
+
+// ---------------------------------------------------------------- library-level snapshot timing
+const lib = (p) => import(pathToFileURL(join(repo, "dist", p)).href);
+const { takeBaseline, diffSnapshot } = await lib("layer/diff.js");
+const { writeLayer } = await lib("layer/write-layer.js");
+const { BlobStore } = await lib("store/blob-store.js");
+
+async function snapshotTiming(cmd) {
+  const root = join(work, "snap-root");
+  spawnSync("rm", ["-rf", root]);
+  execFileSync("cp", ["-a", rootfs, root]);
+  let peak = process.memoryUsage().rss;
+  const sampler = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 5);
+  const t0 = process.hrtime.bigint();
+  const baseline = takeBaseline(root);
+  const t1 = process.hrtime.bigint();
+  clearInterval(sampler);
+  const r = spawnSync("chroot", [root, "/bin/sh", "-c", cmd], { encoding: "utf8" });
+  if (r.status !== 0) die(`chroot ${cmd} failed: ${r.stderr.trim()}`);
+  const sampler2 = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 5);
+  const t2 = process.hrtime.bigint();
+  const entries = await diffSnapshot(baseline);
+  const t3 = process.hrtime.bigint();
+  const layer = await writeLayer(entries, new BlobStore(join(work, "snap-store")));
+  const t4 = process.hrtime.bigint();
+  clearInterval(sampler2);
+  peak = Math.max(peak, process.memoryUsage().rss);
+  spawnSync("rm", ["-rf", root, join(work, "snap-store")]);
+  const s = (a, b) => Number(b - a) / 1e9;
+  return { baseline: s(t0, t1), diff: s(t2, t3), write: s(t3, t4), entries: entries.length, size: layer.descriptor.size, rssMB: peak / 1048576 };
+}
+
+// ---------------------------------------------------------------- scenarios
+const scenarios = [
+  { id: "a", what: "RUN touching one file", cmd: "echo changed > /etc/bench-one" },
+  { id: "b", what: "RUN creating 10,000 files", cmd: "mkdir /bench && cd /bench && for d in $(seq 1 10); do mkdir $d; for i in $(seq 1 1000); do echo $i > $d/f$i; done; done" },
+  { id: "c", what: "RUN creating 100,000 files", cmd: "mkdir /bench && cd /bench && for d in $(seq 1 100); do mkdir $d; for i in $(seq 1 1000); do echo $i > $d/f$i; done; done" },
+].filter((s) => only.includes(s.id));
+
+const rows = [];
+for (const sc of scenarios) {
+  const ctx = join(work, `ctx-${sc.id}`);
+  mkdirSync(ctx);
+  writeFileSync(join(ctx, "Dockerfile"), `FROM base\nRUN ${sc.cmd}\n`);
+  const k = mustOk(await timed(process.execPath, [kilnBin, "build", "--progress", "plain", "--cache-dir", join(work, `kiln-cache-${sc.id}`), "-o", `type=oci,dest=${join(work, `kiln-${sc.id}`)}`,
+    "-t", `bench-${sc.id}:latest`, "--build-context", `base=oci-layout://${baseLayout}:latest`, ctx]), `kiln build (${sc.id})`);
+  const stepLine = k.stderr.split("\n").find((l) => /^#2 DONE /.test(l)) ?? "";
+  const step = Number(stepLine.match(/DONE ([0-9.]+)s/)?.[1] ?? NaN);
+  const b = mustOk(await timed("buildah", [...store, "bud", "--isolation", "chroot", "--layers", "--pull=never", "-t", `localhost/bench-${sc.id}:latest`, ctx], { TMPDIR: bTmp }), `buildah bud (${sc.id})`);
+  const snap = await snapshotTiming(sc.cmd);
+  rows.push({ sc, k, step, b, snap });
+  spawnSync("rm", ["-rf", join(work, `kiln-cache-${sc.id}`), join(work, `kiln-${sc.id}`)]);
+  console.log(`(${sc.id}) ${sc.what}: kiln ${k.seconds.toFixed(2)} s (RUN step ${step.toFixed(2)} s, ${k.rssMB.toFixed(0)} MB), buildah ${b.seconds.toFixed(2)} s (${b.rssMB.toFixed(0)} MB), ratio ${(k.seconds / b.seconds).toFixed(2)}; snapshot ${(snap.baseline + snap.diff).toFixed(3)} s (baseline ${snap.baseline.toFixed(3)} + diff ${snap.diff.toFixed(3)}), layer write ${snap.write.toFixed(3)} s, ${snap.entries} entries`);
+}
+
+// ---------------------------------------------------------------- report
+const pad = (s, n) => String(s).padEnd(n);
+console.log("");
+console.log(`${pad("case", 30)}${pad("kiln build", 12)}${pad("kiln RUN", 10)}${pad("buildah", 10)}${pad("ratio", 7)}${pad("snapshot", 10)}${pad("layer", 9)}${pad("kiln RSS", 10)}${pad("buildah RSS", 12)}`);
+const verdicts = [];
+for (const { sc, k, step, b, snap } of rows) {
+  const ratio = k.seconds / b.seconds;
+  const snapS = snap.baseline + snap.diff;
+  console.log(`${pad(`(${sc.id}) ${sc.what}`, 30)}${pad(`${k.seconds.toFixed(2)} s`, 12)}${pad(`${step.toFixed(2)} s`, 10)}${pad(`${b.seconds.toFixed(2)} s`, 10)}${pad(ratio.toFixed(2), 7)}${pad(`${snapS.toFixed(3)} s`, 10)}${pad(`${snap.write.toFixed(2)} s`, 9)}${pad(`${k.rssMB.toFixed(0)} MB`, 10)}${pad(`${b.rssMB.toFixed(0)} MB`, 12)}`);
+  if (sc.id === "a") verdicts.push([`(a) snapshot < 0.3 s`, snapS < 0.3, `${snapS.toFixed(3)} s`]);
+  else verdicts.push([`(${sc.id}) kiln ≤ 0.5 × buildah`, ratio <= 0.5, `${ratio.toFixed(2)} ×`]);
+  verdicts.push([`(${sc.id}) kiln peak RSS < 300 MB`, k.rssMB < 300 && snap.rssMB < 300, `CLI ${k.rssMB.toFixed(0)} MB, snapshot library ${snap.rssMB.toFixed(0)} MB`]);
+}
+console.log("");
+for (const [what, ok, value] of verdicts) console.log(`${ok ? "met   " : "MISSED"} ${what}: ${value}`);
+console.log("(build times are wall-clock for the whole `FROM base` + RUN build; snapshot = baseline walk + diff on the same tree, measured through kiln's library)");
