@@ -52,6 +52,8 @@ export interface BuildOptions {
   insecureRegistries?: string[];
   registryCa?: string;
   pull?: "always" | "missing" | "never";
+  /** `RUN --mount=type=secret` sources by id: a file, or an environment variable. */
+  secrets?: Record<string, { src?: string; env?: string }>;
   /** Run every step (results are still recorded in the cache). */
   noCache?: boolean;
   /** Stages whose steps never reuse the cache. */
@@ -115,4 +117,14 @@ export function parseNamedContext(name: string, value: string): NamedContext {
     throw new UsageError(`--build-context ${name}=${value}: unsupported source (kiln supports oci-layout://, docker-image:// and local directories)`);
   }
   return { kind: "dir", path: resolve(value.replace(/^file:\/\//, "")) };
+}
+
+/** buildx `--secret id=ID[,src=FILE|,env=VAR][,type=file|env]`. */
+export function parseSecret(value: string, fields: Record<string, string>): [string, { src?: string; env?: string }] {
+  const id = fields.id;
+  if (!id) throw new UsageError(`--secret ${value}: id= is required`);
+  const src = fields.src ?? fields.source;
+  if (fields.type === "env" || (fields.env !== undefined && src === undefined)) return [id, { env: fields.env ?? id }];
+  if (src === undefined) return [id, { env: id }];
+  return [id, { src: resolve(src) }];
 }

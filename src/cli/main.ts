@@ -7,7 +7,7 @@ import { KilnError, UsageError } from "../errors.js";
 import { VERSION } from "../version.js";
 import { formatOptionHelp, keyValues, many, one, parseArgs, parseCsv, type OptionSpec, type ParsedArgs } from "./args.js";
 import { createProgress, formatBytes, type ProgressMode } from "./progress.js";
-import { parseOutput, type Isolation, type OutputSpec } from "../build/options.js";
+import { parseOutput, parseSecret, type Isolation, type OutputSpec } from "../build/options.js";
 
 interface Command {
   summary: string;
@@ -42,6 +42,7 @@ const buildOptions: OptionSpec[] = [
   { name: "jobs", type: "string", valueName: "N", help: "stages built at once (default: number of cores)" },
   { name: "compression-level", type: "string", valueName: "0-9", help: "gzip level for new layers (default 6)" },
   { name: "pull", type: "string", valueName: "POLICY", help: "base images: always, missing or never (default missing)" },
+  { name: "secret", type: "string", repeatable: true, valueName: "id=ID,src=FILE", help: "a secret for RUN --mount=type=secret (src=FILE or env=VAR)" },
   { name: "no-cache", type: "boolean", help: "run every step (results are still cached)" },
   { name: "no-cache-filter", type: "string", repeatable: true, valueName: "STAGE", help: "never reuse the cache for this stage" },
   { name: "cache-from", type: "string", repeatable: true, valueName: "SPEC", help: "type=registry,ref=REF | type=local,src=DIR" },
@@ -99,6 +100,7 @@ const commands: Record<string, Command> = {
           ...(jobs !== undefined ? { jobs } : {}),
           ...(level !== undefined ? { compressionLevel: level } : {}),
           pull: pull as "always" | "missing" | "never",
+          secrets: Object.fromEntries(many(args, "secret").map((v) => parseSecret(v, parseCsv(v, "secret")))),
           noCache: args.flags.has("no-cache"),
           noCacheFilter: many(args, "no-cache-filter"),
           cacheFrom: many(args, "cache-from"),

@@ -3,7 +3,7 @@
 // the mounts (tmpfs, bind from the context or another stage, cache), runs it isolated in the
 // stage's root filesystem and returns the snapshot of what changed.
 import { createHash } from "node:crypto";
-import { chmod, chown, mkdir, mkdtemp, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { join, posix } from "node:path";
 import type { RunInstruction } from "../../dockerfile/instructions.js";
 import type { RunMount } from "../../dockerfile/mounts.js";
@@ -17,7 +17,7 @@ import { envMap } from "../image-config.js";
 import type { StageBuilder } from "../stage.js";
 
 /** Mount types RUN supports; the others are rejected before the build starts. */
-export const SUPPORTED_MOUNTS = new Set(["bind", "cache", "tmpfs"]);
+export const SUPPORTED_MOUNTS = new Set(["bind", "cache", "tmpfs", "secret"]);
 
 export async function runStep(
   sb: StageBuilder,
@@ -41,7 +41,15 @@ export async function runStep(
   const tmp = await mkdtemp(join(await session.tmpRoot, "run-"));
   const mounts: NonNullable<RunSpec["mounts"]> = [];
   const argv = await commandArgv(sb, t, tmp, mounts);
-  for (const m of t.mounts) mounts.push(await mountFor(sb, m, tmp));
+  for (const m of t.mounts) {
+    if (m.type === "secret") {
+      const secret = await secretMount(sb, m, tmp);
+      if (secret?.mount) mounts.push(secret.mount);
+      if (secret?.env) env.set(secret.env.name, secret.env.value);
+      continue;
+    }
+    mounts.push(await mountFor(sb, m, tmp));
+  }
 
   const network = t.network === "none" ? "none" : t.network === "host" ? "host" : (session.options.network ?? "host");
   const snapshot = await rootfs.beginStep({ exclude: mounts.map((m) => m.target.replace(/^\/+/, "")) });
@@ -172,4 +180,46 @@ async function mountFor(sb: StageBuilder, m: RunMount, tmp: string): Promise<Non
     default:
       throw new KilnError(`--mount=type=${m.type} is not supported yet`);
   }
+}
+
+/**
+ * `RUN --mount=type=secret`: the secret's bytes (from `--secret id=...,src=FILE|env=VAR`) in a
+ * private read-only file bind-mounted at the target (default /run/secrets/<id>), or an
+ * environment variable when the mount says `env=`. Never part of a layer, the history, a cache
+ * key or a log. A missing secret is an error only when the mount says `required`.
+ */
+async function secretMount(
+  sb: StageBuilder,
+  m: RunMount,
+  tmp: string,
+): Promise<{ mount?: NonNullable<RunSpec["mounts"]>[number]; env?: { name: string; value: string } } | undefined> {
+  const id = m.id ?? (m.target ? posix.basename(m.target) : undefined);
+  if (!id) throw new KilnError(`--mount=${m.spec}: a secret needs id= (or a target)`);
+  const given = sb.session.options.secrets?.[id];
+  if (!given) {
+    if (m.required) throw new KilnError(`secret "${id}" is required but was not given (use --secret id=${id},src=FILE)`);
+    return undefined;
+  }
+  let value: Buffer;
+  if (given.src !== undefined) {
+    value = await readFile(given.src).catch((e: NodeJS.ErrnoException) => {
+      throw new KilnError(`secret "${id}": cannot read its source file (${e.code ?? e.message})`);
+    });
+  } else {
+    const v = process.env[given.env ?? id];
+    if (v === undefined) throw new KilnError(`secret "${id}": environment variable ${given.env ?? id} is not set`);
+    value = Buffer.from(v, "utf8");
+  }
+  if (m.env && !m.target) return { env: { name: m.env, value: value.toString("utf8") } };
+  const dir = join(tmp, "secrets");
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const file = join(dir, createHash("sha256").update(id).digest("hex").slice(0, 16));
+  await writeFile(file, value, { mode: m.mode ?? 0o400 });
+  await chmod(file, m.mode ?? 0o400);
+  if (m.uid !== undefined || m.gid !== undefined) await chown(file, m.uid ?? 0, m.gid ?? 0);
+  const target = m.target ? posix.resolve(sb.image.config.config?.WorkingDir || "/", m.target) : `/run/secrets/${id}`;
+  return {
+    mount: { type: "bind", source: file, target, readonly: true },
+    ...(m.env ? { env: { name: m.env, value: value.toString("utf8") } } : {}),
+  };
 }
