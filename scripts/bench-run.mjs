@@ -8,7 +8,8 @@
 // tree changed by the same command, then the layer write), against the targets:
 // (a) snapshot < 0.3 s; (b), (c) kiln ≤ 0.5 × buildah; kiln peak RSS < 300 MB.
 //
-//   node scripts/bench-run.mjs [--rootfs DIR] [--mirror URL] [--suite bookworm] [--only a,b,c] [--keep]
+//   node scripts/bench-run.mjs [--rootfs DIR] [--mirror URL] [--suite bookworm] [--only a,b,c]
+//                              [--isolation auto|oci|chroot] [--keep]
 //
 // --rootfs DIR: reuse the debootstrap tree in DIR (made there, and kept, when DIR is missing).
 // --mirror: default is the first deb.debian.org-style URI in apt's sources.
@@ -28,6 +29,7 @@ const opt = (name, def) => {
 const keep = argv.includes("--keep");
 const suite = opt("--suite", "bookworm");
 const only = (opt("--only", "a,b,c") ?? "a,b,c").split(",");
+const isolation = opt("--isolation", "auto");
 
 function die(msg) {
   console.error(`bench-run: ${msg}`);
@@ -178,7 +180,7 @@ for (const sc of scenarios) {
   const ctx = join(work, `ctx-${sc.id}`);
   mkdirSync(ctx);
   writeFileSync(join(ctx, "Dockerfile"), `FROM base\nRUN ${sc.cmd}\n`);
-  const k = mustOk(await timed(process.execPath, [kilnBin, "build", "--progress", "plain", "--cache-dir", join(work, `kiln-cache-${sc.id}`), "-o", `type=oci,dest=${join(work, `kiln-${sc.id}`)}`,
+  const k = mustOk(await timed(process.execPath, [kilnBin, "build", "--isolation", isolation, "--progress", "plain", "--cache-dir", join(work, `kiln-cache-${sc.id}`), "-o", `type=oci,dest=${join(work, `kiln-${sc.id}`)}`,
     "-t", `bench-${sc.id}:latest`, "--build-context", `base=oci-layout://${baseLayout}:latest`, ctx]), `kiln build (${sc.id})`);
   const stepLine = k.stderr.split("\n").find((l) => /^#2 DONE /.test(l)) ?? "";
   const step = Number(stepLine.match(/DONE ([0-9.]+)s/)?.[1] ?? NaN);

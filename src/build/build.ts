@@ -17,6 +17,7 @@ import { planBuild, type BuildPlan } from "./plan.js";
 import { DEFAULT_OUTPUT_DIR, parseNamedContext, type BuildOptions, type NamedContext, type OutputSpec } from "./options.js";
 import { BuildSession, type StageResult } from "./session.js";
 import { BuildCache } from "./cache.js";
+import { cleanupStale } from "../fs/rootfs.js";
 import { StageBuilder } from "./stage.js";
 import { isGitSource } from "./steps/copy.js";
 import { SUPPORTED_MOUNTS } from "./steps/run.js";
@@ -34,6 +35,8 @@ export interface BuildResult {
 export async function build(options: BuildOptions): Promise<BuildResult> {
   const cacheDir = resolve(options.cacheDir ?? defaultCacheDir());
   const store = new BlobStore(cacheDir);
+  // Root filesystems, mounts and run directories a killed build left behind.
+  await cleanupStale(cacheDir).catch(() => undefined);
   const { text, file, path: dockerfilePath } = await readDockerfile(options);
   const platform: Platform = options.platform ? parsePlatform(options.platform) : hostPlatform();
   const buildArgs = { ...(options.buildArgs ?? {}) };

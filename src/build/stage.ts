@@ -115,6 +115,8 @@ export class StageBuilder {
   }
 
   private async step(inst: TypedInstruction, stepNo: number): Promise<void> {
+    const signal = this.session.options.signal;
+    if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new KilnError("build interrupted");
     const id = this.session.nextStepId();
     const started = process.hrtime.bigint();
     this.session.emit({ type: "step-start", id, stage: this.label, step: stepNo, steps: this.steps, text: oneLine(inst.original) });

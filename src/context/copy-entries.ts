@@ -133,15 +133,16 @@ export async function copyEntries(spec: CopySpec): Promise<LayerEntry[]> {
   // Paths are real paths inside the image: follow the image's symlinks in parent components
   // (a write through /app -> /srv lands in /srv), then add the parent directories.
   const resolved = new Map<string, LayerEntry>();
+  const realPath = parentResolver(view);
   for (const e of entries.values()) {
-    let path = view.resolvePath(e.path, false);
+    let path = realPath(e.path);
     if (e.type === "dir") {
       const at = view.lookup(path);
       if (at?.type === "symlink" && view.resolve(path)?.type === "dir") path = view.resolvePath(path, true);
     }
     if (path === "") continue; // the root directory itself is never a layer entry here
     const out: LayerEntry = path === e.path ? e : { ...e, path };
-    if (out.type === "hardlink" && out.linkname !== undefined) out.linkname = view.resolvePath(out.linkname, false);
+    if (out.type === "hardlink" && out.linkname !== undefined) out.linkname = realPath(out.linkname);
     resolved.set(path, out);
   }
   for (const path of [...resolved.keys()]) {
@@ -270,6 +271,27 @@ function countWritten(sources: CopySource[]): number {
     else seen.add(`u:${s.url ?? s.file.path}`);
   }
   return seen.size;
+}
+
+/**
+ * `view.resolvePath(path, false)` for clean relative paths, with each parent directory resolved
+ * once: resolving a/b/c without following c is resolving a/b fully, then appending c.
+ */
+function parentResolver(view: LayerView): (path: string) => string {
+  const dirs = new Map<string, string>();
+  return (path: string): string => {
+    const slash = path.lastIndexOf("/");
+    if (slash < 0) return view.resolvePath(path, false);
+    const dir = path.slice(0, slash);
+    const base = path.slice(slash + 1);
+    if (base === "" || base === "." || base === "..") return view.resolvePath(path, false);
+    let real = dirs.get(dir);
+    if (real === undefined) {
+      real = view.resolvePath(dir, true);
+      dirs.set(dir, real);
+    }
+    return real === "" ? base : `${real}/${base}`;
+  };
 }
 
 function clean(p: string): string {

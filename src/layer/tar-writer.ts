@@ -15,6 +15,11 @@ const MAX_OCTAL_11 = 0o77777777777; // fits a 12-byte numeric field (11 digits +
 export interface TarOptions {
   /** Clamp every mtime to at most this (seconds since the epoch), e.g. SOURCE_DATE_EPOCH. */
   clampMtime?: number;
+  /**
+   * Where the 1 MiB output chunks come from (default: a fresh buffer each). A chunk, once
+   * yielded, is never written again; a recycling consumer (writeLayer) may hand it back here.
+   */
+  allocChunk?: () => Buffer;
 }
 
 interface Sortable {
@@ -37,7 +42,7 @@ async function* generateTar(
   const ordered = await collectAndOrder(entries);
   // Headers and content are written straight into fixed 1 MiB chunks (a fresh buffer each, as
   // downstream keeps them): few pushes, big hash updates, blocks the parallel gzip can adopt.
-  const out = new ChunkWriter(CHUNK_SIZE);
+  const out = new ChunkWriter(CHUNK_SIZE, options.allocChunk);
   for (const entry of ordered) {
     yield* writeEntry(entry, options, out);
   }
@@ -47,31 +52,31 @@ async function* generateTar(
   if (last) yield last;
 }
 
-/** Output chunk size; a multiple of the gzip block size keeps chunks adoptable as gzip blocks. */
+/** Output chunk size (when not given by allocChunk); the gzip block size, so chunks are adoptable as blocks. */
 const CHUNK_SIZE = 1024 * 1024;
 
 /** Fills fixed-size chunks; full ones are handed out and never touched again. */
 class ChunkWriter {
-  private readonly size: number;
+  private readonly alloc: () => Buffer;
   private buf: Buffer;
   private pos = 0;
   private readonly full: Buffer[] = [];
 
-  constructor(size: number) {
-    this.size = size;
-    this.buf = Buffer.allocUnsafeSlow(size);
+  constructor(size: number, alloc?: () => Buffer) {
+    this.alloc = alloc ?? (() => Buffer.allocUnsafeSlow(size));
+    this.buf = this.alloc();
   }
 
   private rotate(): void {
     this.full.push(this.buf);
-    this.buf = Buffer.allocUnsafeSlow(this.size);
+    this.buf = this.alloc();
     this.pos = 0;
   }
 
   /** Room left in the current chunk (rotating first when it is full). */
   space(): number {
-    if (this.pos === this.size) this.rotate();
-    return this.size - this.pos;
+    if (this.pos === this.buf.length) this.rotate();
+    return this.buf.length - this.pos;
   }
 
   /** The writable tail of the current chunk (call `advance` with how much was filled). */
@@ -106,7 +111,7 @@ class ChunkWriter {
 
   /** Completed chunks (the current one too when it is exactly full). */
   takeFull(): Buffer[] {
-    if (this.pos === this.size) this.rotate();
+    if (this.pos === this.buf.length) this.rotate();
     return this.full.splice(0, this.full.length);
   }
 
@@ -114,7 +119,7 @@ class ChunkWriter {
   takeRest(): Buffer | undefined {
     if (this.pos === 0) return undefined;
     const rest = this.buf.subarray(0, this.pos);
-    this.pos = this.size; // nothing more may be written
+    this.pos = this.buf.length; // nothing more may be written
     return rest;
   }
 }

@@ -6,7 +6,7 @@ import { pipeline } from "node:stream/promises";
 import type { Layer } from "../image/image.js";
 import { MediaType } from "../image/oci.js";
 import { HashCounter, type BlobStore } from "../store/blob-store.js";
-import { gzipStream } from "./compress.js";
+import { BlockPool, gzipStream } from "./compress.js";
 import type { LayerEntry } from "./entry.js";
 import { tarStream } from "./tar-writer.js";
 
@@ -26,11 +26,17 @@ export async function writeLayer(
   const tmp = await store.tempPath();
   const tarHash = new HashCounter();
   const blobHash = new HashCounter();
+  // The tar writer's 1 MiB chunks are compressed in place and recycled (see GzipOptions.pool);
+  // the diffID hasher in between only reads them.
+  const pool = new BlockPool();
   try {
     await pipeline(
-      tarStream(entries, options?.clampMtime !== undefined ? { clampMtime: options.clampMtime } : undefined),
+      tarStream(entries, {
+        allocChunk: () => pool.acquire(),
+        ...(options?.clampMtime !== undefined ? { clampMtime: options.clampMtime } : {}),
+      }),
       tarHash,
-      gzipStream(options?.level !== undefined ? { level: options.level } : undefined),
+      gzipStream({ pool, ...(options?.level !== undefined ? { level: options.level } : {}) }),
       blobHash,
       createWriteStream(tmp),
     );

@@ -127,18 +127,22 @@ class ChrootRunner implements Runner {
         // namespace's root to the rootfs and detaches the host's root, so not even a chroot()
         // escape (CAP_SYS_CHROOT) can reach a host path. Host tools are unusable after the pivot
         // (their libraries are gone), hence the static busybox for the final umount.
-        const oldRoot = await targets.ensure("/.kiln-oldroot", "dir");
-        void oldRoot;
-        const gateCmd = `read _ < /dev/.kiln-gate; cd -- "$0" && exec "$@"`;
+        await targets.ensure("/.kiln-oldroot", "dir");
+        const gateCmd = `exec 3>&-; : > /dev/.kiln/ready; read _ < /dev/.kiln/gate; cd -- "$0" && exec "$@"`;
         lines.splice(2, 0, `mount --bind "$R" "$R"`);
-        lines.push(`mkfifo -m 600 ${shq(`${dev}/.kiln-gate`)}`);
+        lines.push(`mkdir -m 700 ${shq(`${dev}/.kiln`)}; mkfifo -m 600 ${shq(`${dev}/.kiln/gate`)}`);
+        lines.push(`chown -R ${user.uid}:${user.gid} ${shq(`${dev}/.kiln`)}`);
+        lines.push(`exec 3<> ${shq(`${dev}/.kiln/gate`)}`);
         lines.push(`${chrootCmd} /bin/sh -c ${shq(gateCmd)} ${shq(cwd)} ${spec.argv.map(shq).join(" ")} &`);
         lines.push("child=$!");
+        // wait until the command is inside the rootfs (host binaries are unusable after the pivot)
+        lines.push(`while [ ! -e ${shq(`${dev}/.kiln/ready`)} ] && kill -0 "$child" 2>/dev/null; do sleep 0.01; done`);
         lines.push(`cd "$R"`);
         lines.push("pivot_root . .kiln-oldroot");
         lines.push("cd /");
         lines.push(`/.kiln-oldroot${busybox} umount -l /.kiln-oldroot`);
-        lines.push("echo go > /dev/.kiln-gate");
+        lines.push("echo go >&3");
+        lines.push("exec 3>&-");
         lines.push("set +e");
         lines.push('wait "$child"');
         lines.push("exit $?");

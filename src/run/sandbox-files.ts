@@ -3,7 +3,7 @@
 // (confined) and removes the ones kiln created afterwards — restoring the parent directories'
 // times — so none of them ever enters a layer.
 import { randomBytes } from "node:crypto";
-import { chmod, lstat, mkdir, readFile, rm, rmdir, stat, unlink, utimes, writeFile } from "node:fs/promises";
+import { chmod, lstat, mkdir, readFile, rmdir, stat, unlink, utimes, writeFile } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { resolveInRoot } from "../fs/confine.js";
 

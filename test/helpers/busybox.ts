@@ -1,7 +1,8 @@
 // The busybox base image for RUN tests, built by kiln itself with no network: Debian's static
 // /bin/busybox plus testdata/conformance/_base (Dockerfile, /etc/passwd, /etc/group with root,
-// app 1000:1000 and nobody) written as an OCI layout tagged "latest". Built once per test process
-// and removed when the process exits.
+// app 1000:1000 and nobody) written as an OCI layout tagged "latest". Built once per test process;
+// call releaseBusyboxBase() from afterAll to remove it (vitest's workers may end without an
+// "exit" event, so the exit hook is only a fallback).
 import { rmSync } from "node:fs";
 import { access, copyFile, cp, mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -33,9 +34,7 @@ async function buildBase(): Promise<BusyboxBase> {
   }
   const dir = await mkdtemp(join(tmpdir(), "kiln-busybox-base-"));
   workDir = dir;
-  process.once("exit", () => {
-    if (workDir) rmSync(workDir, { recursive: true, force: true });
-  });
+  process.once("exit", removeWorkDir);
   const ctx = join(dir, "context");
   await cp(join(REPO_ROOT, "testdata", "conformance", "_base"), ctx, { recursive: true });
   await copyFile(BUSYBOX_BINARY, join(ctx, "busybox"));
@@ -45,6 +44,11 @@ async function buildBase(): Promise<BusyboxBase> {
   return { layout, tag: "latest", digest, buildContext: `oci-layout://${layout}:latest` };
 }
 
+function removeWorkDir(): void {
+  if (workDir) rmSync(workDir, { recursive: true, force: true });
+  workDir = undefined;
+}
+
 /** The busybox base layout, built on first use and shared by every caller in this process. */
 export function busyboxBase(): Promise<BusyboxBase> {
   cached ??= buildBase().catch((e: unknown) => {
@@ -52,4 +56,12 @@ export function busyboxBase(): Promise<BusyboxBase> {
     throw e;
   });
   return cached;
+}
+
+/** Removes the base built by busyboxBase() in this process (the next call builds it again). */
+export async function releaseBusyboxBase(): Promise<void> {
+  const pending = cached;
+  cached = undefined;
+  if (pending) await pending.catch(() => undefined);
+  removeWorkDir();
 }

@@ -6,7 +6,7 @@ import { spawn } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { busyboxBase, type BusyboxBase } from "../helpers/busybox.js";
+import { busyboxBase, releaseBusyboxBase, type BusyboxBase } from "../helpers/busybox.js";
 import { REPO_ROOT, type RunResult } from "../helpers/kiln.js";
 import { TempDirs } from "../helpers/temp.js";
 
@@ -33,7 +33,10 @@ describe("RUN differential test against buildah", () => {
   beforeAll(async () => {
     base = await busyboxBase();
   });
-  afterAll(() => temps.cleanup());
+  afterAll(async () => {
+    await temps.cleanup();
+    await releaseBusyboxBase();
+  });
 
   it("kiln and buildah agree on whiteouts, opaque dirs, hard links, USER/WORKDIR and no-op RUNs", async () => {
     const cases = ["whiteout-base-file", "opaque-dir", "hardlinks", "user-workdir", "noop-run"];

@@ -74,16 +74,17 @@ for (const backend of backends) {
 
     it("provides /etc/hosts, resolv.conf, hostname, /dev nodes and a private /proc", async () => {
       const r = await runner.run(
-        spec("cat /etc/hosts; hostname; test -s /etc/resolv.conf && echo resolv-ok; echo hi > /dev/null && head -c 4 /dev/zero | wc -c; ls /proc/1/exe >/dev/null && echo pid1=$(cat /proc/1/comm); echo $$", { hostname: "buildbox" }),
+        spec("cat /etc/hosts; hostname; test -s /etc/resolv.conf && echo resolv-ok; echo hi > /dev/null && head -c 4 /dev/zero | wc -c; ls /proc | grep -c '^[0-9]'", { hostname: "buildbox" }),
       );
       expect(r.exitCode).toBe(0);
       expect(r.outputTail).toContain("127.0.0.1\tlocalhost");
       expect(r.outputTail).toContain("buildbox");
       expect(r.outputTail).toContain("resolv-ok");
       expect(r.outputTail).toMatch(/^4$/m);
-      // fresh pid namespace: the shell is pid 1 (or close to it)
-      const pid = Number(r.outputTail.split("\n").at(-1));
-      expect(pid).toBeLessThan(5);
+      // fresh pid namespace: only a handful of processes are visible
+      const procs = Number(r.outputTail.split("\n").at(-1));
+      expect(procs).toBeGreaterThan(0);
+      expect(procs).toBeLessThan(8);
       // injected files and mount points were removed from the rootfs afterwards
       expect(existsSync(join(root, "etc/hosts"))).toBe(false);
       expect(existsSync(join(root, "etc/hostname"))).toBe(false);
@@ -109,6 +110,9 @@ for (const backend of backends) {
         ),
       );
       expect(r.outputTail).not.toContain("sys-writable");
+      // the mount namespace's root is the rootfs itself: climbing from pid 1's root ends there
+      const top = await runner.run(spec('[ "$(ls -a /proc/1/root/../../..)" = "$(ls -a /)" ] && echo same-root; grep -c oldroot /proc/self/mountinfo'));
+      expect(top.outputTail).toBe("same-root\n0");
       expect(readFileSync(sentinel, "utf8")).toBe("host");
       // anything written landed inside the rootfs
       expect(readdirSync(t.dir).sort()).toEqual(["host-sentinel", "rootfs", "work"]);
