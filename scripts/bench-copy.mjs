@@ -9,13 +9,15 @@
 //                               [--dist DIR] [--context DIR] [--runs N]
 //
 // Needs the compiled CLI (npm run build), or --dist pointing at another compiled tree (e.g.
-// `tsc --outDir /tmp/x`). --context reuses an existing context directory instead of generating
-// one; --runs N times kiln N times and reports the median (buildah once). Peak RSS is read with /usr/bin/time -v when present,
-// else by polling /proc/<pid>/status VmHWM. Everything is made in one temp dir, removed at exit.
+// `tsc --outDir /tmp/x/dist` with /tmp/x/node_modules linked to the repo's). --context reuses an
+// existing context directory instead of generating one. --runs N alternates kiln and buildah N
+// times each (background load hits both alike) and reports medians, per-run ratios and CPU
+// seconds. Peak RSS is read with /usr/bin/time -v when present, else by polling
+// /proc/<pid>/status VmHWM. Everything is made in one temp dir, removed at exit.
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
@@ -96,15 +98,20 @@ function measure(cmd, args, opts = {}) {
       if (poll) clearInterval(poll);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       let peakKiB = polledKiB;
+      let cpu = NaN;
       if (haveTime && existsSync(timeFile)) {
-        const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(readFileSync(timeFile, "utf8"));
+        const text = readFileSync(timeFile, "utf8");
+        const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(text);
         if (m) peakKiB = Number(m[1]);
+        const u = /User time \(seconds\): ([\d.]+)/.exec(text);
+        const sy = /System time \(seconds\): ([\d.]+)/.exec(text);
+        if (u && sy) cpu = Number(u[1]) + Number(sy[1]);
       }
       if (code !== 0) {
         reject(new Error(`${cmd} ${args.join(" ")} exited ${code}:\n${stderr.slice(-2000)}`));
         return;
       }
-      resolvePromise({ seconds, peakKiB, stdout, stderr });
+      resolvePromise({ seconds, peakKiB, cpu, stdout, stderr });
     });
   });
 }
@@ -188,54 +195,88 @@ try {
   writeFileSync(dockerfile, "FROM scratch\nCOPY . /app\n");
   if (level !== undefined) console.log(`kiln gzip level: ${level}`);
   console.log(`peak RSS from: ${haveTime ? "/usr/bin/time -v" : "/proc/<pid>/status VmHWM"}`);
-  warm(ctx);
-
   const kilnOut = join(work, "kiln-layout");
-  const kilnRuns = [];
-  for (let r = 0; r < runs; r++) {
+  const runKiln = async () => {
     // A fresh cache and output each run, so no run reuses another's layer.
     rmSync(join(work, "kiln-cache"), { recursive: true, force: true });
     rmSync(kilnOut, { recursive: true, force: true });
-    if (r > 0) warm(ctx);
-    const one = await measure(process.execPath, [
+    warm(ctx);
+    return measure(process.execPath, [
       kilnBin, "build", "--progress", "quiet", "--cache-dir", join(work, "kiln-cache"),
       ...(level !== undefined ? ["--compression-level", String(level)] : []),
       "-f", dockerfile, "-o", `type=oci,dest=${kilnOut}`, "-t", "bench:latest", ctx,
     ]);
-    if (runs > 1) console.log(`kiln run ${r + 1}: ${fmt(one.seconds)} s, peak RSS ${fmt(one.peakKiB / 1024, 1)} MiB`);
-    kilnRuns.push(one);
+  };
+  const root = join(work, "buildah-root");
+  const runroot = join(work, "buildah-runroot");
+  const common = ["--storage-driver", "vfs", "--root", root, "--runroot", runroot];
+  const runBuildah = async () => {
+    spawnSync("buildah", [...common, "rmi", "--all", "--force"], { stdio: "ignore" });
+    rmSync(join(work, "buildah-layout"), { recursive: true, force: true });
+    warm(ctx);
+    const bud = await measure("buildah", [...common, "bud", "--isolation", "chroot", "-f", dockerfile, "-t", "bench:latest", ctx]);
+    const push = await measure("buildah", [...common, "push", "bench:latest", `oci:${join(work, "buildah-layout")}:latest`]);
+    return {
+      seconds: bud.seconds + push.seconds,
+      bud: bud.seconds,
+      push: push.seconds,
+      cpu: bud.cpu + push.cpu,
+      peakKiB: Math.max(bud.peakKiB, push.peakKiB),
+    };
+  };
+  const median = (xs) => {
+    const v = [...xs].sort((a, b) => a - b);
+    return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+  };
+  const load = () => loadavg().map((l) => l.toFixed(2)).join(" ");
+  console.log(`load average before: ${load()} (${availableParallelism()} CPUs)`);
+
+  // Runs alternate kiln and buildah (order swapped every other run), so background load on a
+  // shared machine hits both alike; the ratio reported is the median of the per-pair ratios.
+  const kilnRuns = [];
+  const buildahRuns = [];
+  const ratios = [];
+  for (let r = 0; r < runs; r++) {
+    let k;
+    let b;
+    if (haveBuildah && r % 2 === 1) {
+      b = await runBuildah();
+      k = await runKiln();
+    } else {
+      k = await runKiln();
+      if (haveBuildah) b = await runBuildah();
+    }
+    kilnRuns.push(k);
+    let line = `run ${r + 1}: kiln ${fmt(k.seconds)} s (cpu ${fmt(k.cpu, 1)} s, peak RSS ${fmt(k.peakKiB / 1024, 1)} MiB)`;
+    if (b) {
+      buildahRuns.push(b);
+      ratios.push(k.seconds / b.seconds);
+      line += `, buildah ${fmt(b.seconds)} s (bud ${fmt(b.bud)} s + push ${fmt(b.push)} s, cpu ${fmt(b.cpu, 1)} s), ratio ${fmt(k.seconds / b.seconds, 3)}`;
+    }
+    console.log(line);
   }
-  kilnRuns.sort((a, b) => a.seconds - b.seconds);
-  const kiln = { ...kilnRuns[Math.floor((kilnRuns.length - 1) / 2)], peakKiB: Math.max(...kilnRuns.map((k) => k.peakKiB)) };
+  const kiln = { seconds: median(kilnRuns.map((k) => k.seconds)), peakKiB: Math.max(...kilnRuns.map((k) => k.peakKiB)) };
   const verify = spawnSync(process.execPath, [kilnBin, "verify", kilnOut], { encoding: "utf8" });
   if (verify.status !== 0) throw new Error(`kiln verify failed: ${verify.stderr}`);
   const kilnLayers = readdirSync(join(kilnOut, "blobs", "sha256")).length;
+  const of = runs > 1 ? ` (median of ${runs})` : "";
   console.log(
-    `kiln:    ${fmt(kiln.seconds)} s${runs > 1 ? ` (median of ${runs})` : ""}, ${fmt(mb(bytes) / kiln.seconds, 1)} MB/s, peak RSS ${fmt(kiln.peakKiB / 1024, 1)} MiB` +
+    `kiln:    ${fmt(kiln.seconds)} s${of}, ${fmt(mb(bytes) / kiln.seconds, 1)} MB/s, peak RSS ${fmt(kiln.peakKiB / 1024, 1)} MiB` +
       ` (${kilnLayers} blobs, verified)`,
   );
   const kilnRssOk = kiln.peakKiB / 1024 < 300;
 
   if (haveBuildah) {
-    warm(ctx);
-    const root = join(work, "buildah-root");
-    const runroot = join(work, "buildah-runroot");
-    const common = ["--storage-driver", "vfs", "--root", root, "--runroot", runroot];
-    const started = process.hrtime.bigint();
-    const bud = await measure("buildah", [...common, "bud", "--isolation", "chroot", "-f", dockerfile, "-t", "bench:latest", ctx]);
-    const push = await measure("buildah", [...common, "push", "bench:latest", `oci:${join(work, "buildah-layout")}:latest`]);
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    const peak = Math.max(bud.peakKiB, push.peakKiB);
-    console.log(
-      `buildah: ${fmt(seconds)} s (bud ${fmt(bud.seconds)} s + push ${fmt(push.seconds)} s), ` +
-        `${fmt(mb(bytes) / seconds, 1)} MB/s, peak RSS ${fmt(peak / 1024, 1)} MiB`,
-    );
-    const ratio = kiln.seconds / seconds;
-    console.log(`ratio kiln/buildah: ${fmt(ratio, 3)} (target <= 0.4: ${ratio <= 0.4 ? "met" : "NOT met"})`);
+    const seconds = median(buildahRuns.map((b) => b.seconds));
+    const peak = Math.max(...buildahRuns.map((b) => b.peakKiB));
+    console.log(`buildah: ${fmt(seconds)} s${of}, ${fmt(mb(bytes) / seconds, 1)} MB/s, peak RSS ${fmt(peak / 1024, 1)} MiB`);
+    const ratio = median(ratios);
+    console.log(`ratio kiln/buildah: ${fmt(ratio, 3)}${runs > 1 ? " (median of per-run ratios)" : ""} (target <= 0.4: ${ratio <= 0.4 ? "met" : "NOT met"})`);
     spawnSync("buildah", [...common, "rmi", "--all", "--force"], { stdio: "ignore" });
   } else {
     console.log(useBuildah ? "buildah: not installed, no comparison" : "buildah: skipped (--no-buildah)");
   }
+  console.log(`load average after: ${load()}`);
   console.log(`kiln peak RSS target < 300 MiB: ${kilnRssOk ? "met" : "NOT met"}`);
 } catch (err) {
   console.error(`bench-copy failed: ${err.message}`);

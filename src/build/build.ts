@@ -15,7 +15,7 @@ import { BlobStore, defaultCacheDir } from "../store/blob-store.js";
 import { writeOutputs } from "../output/write.js";
 import { planBuild, type BuildPlan } from "./plan.js";
 import { DEFAULT_OUTPUT_DIR, parseNamedContext, type BuildOptions, type NamedContext, type OutputSpec } from "./options.js";
-import { BuildSession, type StageResult } from "./session.js";
+import { BuildSession, cleanupStaleTemp, type StageResult } from "./session.js";
 import { BuildCache } from "./cache.js";
 import { cleanupStale } from "../fs/rootfs.js";
 import { StageBuilder } from "./stage.js";
@@ -37,6 +37,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const store = new BlobStore(cacheDir);
   // Root filesystems, mounts and run directories a killed build left behind.
   await cleanupStale(cacheDir).catch(() => undefined);
+  await cleanupStaleTemp(cacheDir);
   const { text, file, path: dockerfilePath } = await readDockerfile(options);
   const platform: Platform = options.platform ? parsePlatform(options.platform) : hostPlatform();
   const buildArgs = { ...(options.buildArgs ?? {}) };

@@ -55,7 +55,7 @@ export class BuildSession {
     this.tmpRoot = (async () => {
       const base = join(cacheDir, "tmp");
       await import("node:fs/promises").then((fs) => fs.mkdir(base, { recursive: true }));
-      const dir = await mkdtemp(join(base, "build-"));
+      const dir = await mkdtemp(join(base, `build-${process.pid}-`));
       this.disposables.push(() => rm(dir, { recursive: true, force: true }));
       return dir;
     })();
@@ -243,5 +243,24 @@ export class BuildSession {
     }
     this.disposables.length = 0;
     if (errors.length > 0) this.emit({ type: "warning", message: `clean-up: ${String(errors[0])}` });
+  }
+}
+
+/** Remove `tmp/build-<pid>-*` directories whose build process is gone (killed with SIGKILL). */
+export async function cleanupStaleTemp(cacheDir: string): Promise<void> {
+  const { readdir } = await import("node:fs/promises");
+  const base = join(cacheDir, "tmp");
+  const names = await readdir(base).catch(() => [] as string[]);
+  for (const name of names) {
+    const m = /^build-(\d+)-/.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    let alive = true;
+    try {
+      process.kill(pid, 0);
+    } catch (err) {
+      alive = (err as NodeJS.ErrnoException).code === "EPERM";
+    }
+    if (!alive) await rm(join(base, name), { recursive: true, force: true }).catch(() => undefined);
   }
 }

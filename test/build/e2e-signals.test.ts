@@ -1,0 +1,75 @@
+// Clean-up under interruption: SIGINT/SIGTERM during a RUN stop the build and remove its root
+// filesystem, mounts and temp files; after a SIGKILL the next build cleans up what was left.
+import { spawn } from "node:child_process";
+import { readFile, readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { busyboxBase, type BusyboxBase } from "../helpers/busybox.js";
+import { KILN_BIN, expectBuilt, kiln } from "../helpers/kiln.js";
+import { TempDirs, casePath } from "../helpers/temp.js";
+
+const temps = new TempDirs();
+let base: BusyboxBase;
+beforeAll(async () => {
+  base = await busyboxBase();
+});
+afterAll(() => temps.cleanup());
+
+/** Start a build of run-sleep and resolve once its RUN has started. */
+async function startSleepingBuild(cacheDir: string, out: string): Promise<{ child: ReturnType<typeof spawn>; exited: Promise<number | null> }> {
+  const child = spawn(process.execPath, [
+    KILN_BIN, "build", "--progress", "plain", "--isolation", "chroot", "--cache-dir", cacheDir,
+    "--build-context", `base=${base.buildContext}`, "-o", `type=oci,dest=${out}`, casePath("run-sleep"),
+  ], { stdio: ["ignore", "pipe", "pipe"] });
+  const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    let text = "";
+    child.stderr!.on("data", (b: Buffer) => {
+      text += b.toString();
+      if (text.includes("started")) resolve();
+    });
+    child.on("close", () => reject(new Error(`build ended before its RUN started:\n${text}`)));
+  });
+  return { child, exited };
+}
+
+async function leftovers(cacheDir: string): Promise<string[]> {
+  const rootfs = await readdir(join(cacheDir, "rootfs")).catch(() => []);
+  const tmp = (await readdir(join(cacheDir, "tmp")).catch(() => [] as string[])).filter((n) => n.startsWith("build-"));
+  return [...rootfs, ...tmp];
+}
+
+async function mountsUnder(dir: string): Promise<string[]> {
+  const info = await readFile("/proc/self/mountinfo", "utf8");
+  return info.split("\n").filter((l) => l.includes(dir));
+}
+
+describe("interrupting a build", () => {
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    it(`${signal} stops the RUN and removes every temporary tree and mount`, async () => {
+      const cacheDir = await temps.make("kiln-sig-cache-");
+      const out = join(await temps.make("kiln-sig-out-"), "layout");
+      const { child, exited } = await startSleepingBuild(cacheDir, out);
+      expect(await leftovers(cacheDir)).not.toEqual([]);
+      child.kill(signal);
+      const code = await exited;
+      expect(code).toBe(1);
+      expect(await leftovers(cacheDir)).toEqual([]);
+      expect(await mountsUnder(cacheDir)).toEqual([]);
+      await expect(readdir(out)).rejects.toThrow();
+    });
+  }
+
+  it("after SIGKILL, the next build removes what the killed one left", async () => {
+    const cacheDir = await temps.make("kiln-kill-cache-");
+    const out = join(await temps.make("kiln-kill-out-"), "layout");
+    const { child, exited } = await startSleepingBuild(cacheDir, out);
+    child.kill("SIGKILL");
+    await exited;
+    expect(await leftovers(cacheDir)).not.toEqual([]);
+    const r = await kiln(["build", "--progress", "quiet", "--cache-dir", cacheDir, "-o", `type=oci,dest=${out}`, casePath("scratch-path")]);
+    expectBuilt(r);
+    expect(await leftovers(cacheDir)).toEqual([]);
+    expect(await mountsUnder(cacheDir)).toEqual([]);
+  });
+});
