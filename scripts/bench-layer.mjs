@@ -3,8 +3,10 @@
 // store) on a large generated file, samples peak RSS, and compares in the same run against
 // `tar -c | gzip` (and `tar -c | pigz` when installed) on the same input.
 //
-//   node scripts/bench-layer.mjs [--size-mib N] [--level L] [--sparse]
+//   node scripts/bench-layer.mjs [--size-mib N] [--level L] [--sparse] [--stream]
 //
+// The file is read as COPY reads context files (hostFileOpener: straight into the tar chunks);
+// --stream reads it through a fs.ReadStream instead (as entries without a host path are read).
 // --sparse uses a sparse file of zeros (fast to create; measures memory/overhead, not gzip work).
 import { spawnSync, execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -22,6 +24,7 @@ const opt = (name, def) => {
 const sizeMiB = opt("--size-mib", 1024);
 const level = opt("--level", 6);
 const sparse = args.includes("--sparse");
+const streamed = args.includes("--stream");
 
 const work = mkdtempSync(join(tmpdir(), "kiln-bench-"));
 try {
@@ -40,6 +43,7 @@ try {
   }
   const { writeLayer } = await import(pathToFileURL(join(out, "layer/write-layer.js")).href);
   const { BlobStore } = await import(pathToFileURL(join(out, "store/blob-store.js")).href);
+  const { hostFileOpener } = await import(pathToFileURL(join(out, "layer/file-content.js")).href);
 
   // The input: one big file (sparse zeros, or mixed random/text data that compresses ~2:1).
   const dataDir = join(work, "data");
@@ -57,7 +61,7 @@ try {
     }
   }
   closeSync(fd);
-  console.log(`input: ${sizeMiB} MiB ${sparse ? "sparse zeros" : "mixed random/text"}, gzip level ${level}`);
+  console.log(`input: ${sizeMiB} MiB ${sparse ? "sparse zeros" : "mixed random/text"}, gzip level ${level}, read ${streamed ? "as a stream" : "directly"}`);
 
   // kiln
   const store = new BlobStore(join(work, "store"));
@@ -65,7 +69,7 @@ try {
   let peak = rss0;
   const timer = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 10);
   const t0 = process.hrtime.bigint();
-  const layer = await writeLayer([{ path: "big.bin", type: "file", mode: 0o644, uid: 0, gid: 0, mtime: 0, size, open: () => createReadStream(file, { highWaterMark: 1 << 20 }) }], store, { level });
+  const layer = await writeLayer([{ path: "big.bin", type: "file", mode: 0o644, uid: 0, gid: 0, mtime: 0, size, open: streamed ? () => createReadStream(file, { highWaterMark: 1 << 20 }) : hostFileOpener(file) }], store, { level });
   const kilnSec = Number(process.hrtime.bigint() - t0) / 1e9;
   clearInterval(timer);
   peak = Math.max(peak, process.memoryUsage().rss);

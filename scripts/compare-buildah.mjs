@@ -6,7 +6,8 @@
 // mtimes older than the build) and the image config. Docker/BuildKit behaviour is the reference;
 // buildah's known non-Docker behaviours are listed (with reasons) in BUILDAH_EXCEPTIONS below.
 //
-//   node scripts/compare-buildah.mjs [--cases a,b,c] [--cases-dir DIR] [--base LAYOUT] [--jobs N] [--keep]
+//   node scripts/compare-buildah.mjs [--cases a,b,c] [--cases-dir DIR] [--base LAYOUT] [--jobs N]
+//                                    [--isolation auto|oci|chroot] [--keep]
 //
 // --base LAYOUT: an OCI layout whose "latest" tag is the busybox base (default: built here from
 //   testdata/conformance/_base + /bin/busybox). Prints PASS/FAIL per case with the differences and
@@ -34,7 +35,7 @@ const kilnBin = join(repo, "bin", "kiln");
 
 // ---------------------------------------------------------------- arguments
 const argv = process.argv.slice(2);
-const opts = { cases: null, casesDir: join(repo, "testdata", "conformance"), base: null, jobs: 3, keep: false };
+const opts = { cases: null, casesDir: join(repo, "testdata", "conformance"), base: null, jobs: 3, keep: false, isolation: "auto" };
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
   const val = () => {
@@ -47,13 +48,14 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === "--base") opts.base = resolve(val());
   else if (a === "--jobs") opts.jobs = Math.max(1, Number(val()) || 1);
   else if (a === "--keep") opts.keep = true;
+  else if (a === "--isolation") opts.isolation = val();
   else if (a === "-h" || a === "--help") usage(null);
   else usage(`unknown argument ${a}`);
 }
 
 function usage(msg) {
   if (msg) console.error(`compare-buildah: ${msg}`);
-  console.error("usage: node scripts/compare-buildah.mjs [--cases a,b,c] [--cases-dir DIR] [--base LAYOUT] [--jobs N] [--keep]");
+  console.error("usage: node scripts/compare-buildah.mjs [--cases a,b,c] [--cases-dir DIR] [--base LAYOUT] [--jobs N] [--isolation auto|oci|chroot] [--keep]");
   process.exit(msg ? 2 : 0);
 }
 
@@ -389,7 +391,7 @@ async function runCase(name) {
   const bLayout = join(cw, "buildah");
   const tag = `localhost/case-${name}:latest`;
   const [kr, br] = await Promise.all([
-    runAsync(process.execPath, [kilnBin, "build", "--progress", "plain", "--cache-dir", join(cw, "kiln-cache"), "-o", `type=oci,dest=${kLayout}`, "-t", `case-${name}:latest`,
+    runAsync(process.execPath, [kilnBin, "build", "--isolation", opts.isolation, "--progress", "plain", "--cache-dir", join(cw, "kiln-cache"), "-o", `type=oci,dest=${kLayout}`, "-t", `case-${name}:latest`,
       "--build-context", `base=oci-layout://${baseLayout}:latest`, ...buildArgs, "-f", join(dir, "Dockerfile"), dir]),
     runAsync("buildah", [...buildahStore, "bud", "--isolation", "chroot", "--layers", "--pull=never", "-t", tag, ...buildArgs, ...(cfg.buildahArgs ?? []), "-f", bDockerfile, dir], { env: buildahEnv }),
   ]);

@@ -11,7 +11,7 @@ import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import * as tar from "tar-stream";
 import { KilnError } from "../errors.js";
-import type { EntryType, LayerEntry } from "../layer/entry.js";
+import { entryTypeFromTar, type EntryType, type LayerEntry } from "../layer/entry.js";
 
 export type ArchiveKind = "tar" | "gzip" | "bzip2" | "xz";
 
@@ -108,7 +108,7 @@ export async function* archiveEntries(
     for await (const member of extract) {
       const h = member.header;
       const rel = memberPath(h.name);
-      const type = memberType(h.type);
+      const type = entryTypeFromTar(h.type);
       if (rel === "" || type === undefined) {
         // the archive's own root, or PAX/GNU bookkeeping
         member.resume();
@@ -181,27 +181,6 @@ function memberPath(name: string): string {
   return parts.join("/");
 }
 
-function memberType(t: string | null | undefined): EntryType | undefined {
-  switch (t) {
-    case "file":
-    case "contiguous-file":
-      return "file";
-    case "directory":
-      return "dir";
-    case "symlink":
-      return "symlink";
-    case "link":
-      return "hardlink";
-    case "character-device":
-      return "char";
-    case "block-device":
-      return "block";
-    case "fifo":
-      return "fifo";
-    default:
-      return undefined;
-  }
-}
 
 function paxXattrs(pax: Record<string, string> | null | undefined): Record<string, Buffer> | undefined {
   if (!pax) return undefined;

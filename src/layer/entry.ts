@@ -31,3 +31,26 @@ export interface LayerEntry {
 /** The prefix of a whiteout file name, and the name of an opaque-directory marker. */
 export const WHITEOUT_PREFIX = ".wh.";
 export const OPAQUE_MARKER = ".wh..wh..opq";
+
+/** tar-stream's header type names as LayerEntry types (undefined for what layers never hold). */
+export function entryTypeFromTar(t: string | null | undefined): EntryType | undefined {
+  switch (t) {
+    case "file":
+    case "contiguous-file":
+      return "file";
+    case "directory":
+      return "dir";
+    case "symlink":
+      return "symlink";
+    case "link":
+      return "hardlink";
+    case "character-device":
+      return "char";
+    case "block-device":
+      return "block";
+    case "fifo":
+      return "fifo";
+    default:
+      return undefined;
+  }
+}

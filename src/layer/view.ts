@@ -10,19 +10,10 @@ import { KilnError } from "../errors.js";
 import type { Layer } from "../image/image.js";
 import type { BlobStore } from "../store/blob-store.js";
 import { decompressStream } from "./compress.js";
-import { OPAQUE_MARKER, WHITEOUT_PREFIX, type EntryType } from "./entry.js";
+import { OPAQUE_MARKER, WHITEOUT_PREFIX, entryTypeFromTar, type EntryType, type LayerEntry } from "./entry.js";
 
-export interface ViewEntry {
-  /** Relative path without leading "/" ("" for the root). */
-  path: string;
-  type: EntryType;
-  mode: number;
-  uid: number;
-  gid: number;
-  mtime: number;
-  size: number;
-  linkname?: string;
-}
+/** A file's metadata in the view: a LayerEntry without content ("" is the root's path). */
+export type ViewEntry = Pick<LayerEntry, "path" | "type" | "mode" | "uid" | "gid" | "mtime" | "size" | "linkname">;
 
 /**
  * Files whose content is kept while scanning (for --chown name lookups): /etc/passwd and
@@ -275,7 +266,7 @@ async function scanLayer(store: BlobStore, layer: Layer): Promise<LayerIndex> {
         entry.resume();
         continue;
       }
-      const type = entryType(h.type);
+      const type = entryTypeFromTar(h.type);
       if (!type) {
         entry.resume();
         continue;
@@ -308,27 +299,6 @@ async function scanLayer(store: BlobStore, layer: Layer): Promise<LayerIndex> {
   return index;
 }
 
-function entryType(t: string | null | undefined): EntryType | undefined {
-  switch (t) {
-    case "file":
-    case "contiguous-file":
-      return "file";
-    case "directory":
-      return "dir";
-    case "symlink":
-      return "symlink";
-    case "link":
-      return "hardlink";
-    case "character-device":
-      return "char";
-    case "block-device":
-      return "block";
-    case "fifo":
-      return "fifo";
-    default:
-      return undefined;
-  }
-}
 
 async function collect(stream: AsyncIterable<unknown>): Promise<Buffer> {
   const chunks: Buffer[] = [];

@@ -1,10 +1,11 @@
 // The busybox base image for RUN tests, built by kiln itself with no network: Debian's static
 // /bin/busybox plus testdata/conformance/_base (Dockerfile, /etc/passwd, /etc/group with root,
 // app 1000:1000 and nobody) written as an OCI layout tagged "latest". Built once per test process;
-// call releaseBusyboxBase() from afterAll to remove it (vitest's workers may end without an
-// "exit" event, so the exit hook is only a fallback).
+// call releaseBusyboxBase() from afterAll to remove it. vitest's workers may end without an
+// "exit" event, so each base also records its process id and the next build removes bases whose
+// process is gone.
 import { rmSync } from "node:fs";
-import { access, copyFile, cp, mkdtemp } from "node:fs/promises";
+import { access, copyFile, cp, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expectBuilt, kiln, REPO_ROOT } from "./kiln.js";
@@ -26,13 +27,38 @@ export interface BusyboxBase {
 let cached: Promise<BusyboxBase> | undefined;
 let workDir: string | undefined;
 
+const PREFIX = "kiln-busybox-base-";
+const OWNER_FILE = "owner.pid";
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Removes bases left behind by test processes that have exited. */
+async function removeOrphans(): Promise<void> {
+  const root = tmpdir();
+  for (const name of await readdir(root).catch(() => [] as string[])) {
+    if (!name.startsWith(PREFIX)) continue;
+    const dir = join(root, name);
+    const pid = Number((await readFile(join(dir, OWNER_FILE), "utf8").catch(() => "")).trim());
+    if (Number.isInteger(pid) && pid > 0 && !processAlive(pid)) await rm(dir, { recursive: true, force: true });
+  }
+}
+
 async function buildBase(): Promise<BusyboxBase> {
   try {
     await access(BUSYBOX_BINARY);
   } catch {
     throw new Error(`${BUSYBOX_BINARY} is missing: install Debian's busybox-static`);
   }
-  const dir = await mkdtemp(join(tmpdir(), "kiln-busybox-base-"));
+  await removeOrphans();
+  const dir = await mkdtemp(join(tmpdir(), PREFIX));
+  await writeFile(join(dir, OWNER_FILE), `${process.pid}\n`);
   workDir = dir;
   process.once("exit", removeWorkDir);
   const ctx = join(dir, "context");

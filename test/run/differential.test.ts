@@ -3,7 +3,7 @@
 // filesystems and configs; and the comparison itself must report a real difference. CI runs the
 // whole conformance set with the script separately.
 import { spawn } from "node:child_process";
-import { mkdir, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { busyboxBase, releaseBusyboxBase, type BusyboxBase } from "../helpers/busybox.js";
@@ -60,6 +60,21 @@ describe("RUN differential test against buildah", () => {
     expect(r.stdout).toMatch(/\/only-kiln: only in kiln \(file 0644 0:0 0B /);
     expect(r.stdout).toMatch(/\/bin\/vi: only in kiln \(symlink 0777 0:0 -> \/bin\/busybox\)/);
     expect(r.stdout).toContain("0 passed, 1 failed");
+    expect(r.code).toBe(1);
+  }, 300_000);
+
+  it("reports differing xattrs (file capabilities) and mtimes older than the build", async () => {
+    const dir = await temps.make("kiln-differ-cases-");
+    const c = join(dir, "xattr-mtime");
+    await mkdir(c);
+    // caps.tar: caps/ping carries security.capability (cap_net_raw+ep); chown by root drops it.
+    await copyFile(join(REPO_ROOT, "testdata", "conformance", "capabilities-add", "caps.tar"), join(c, "caps.tar"));
+    await writeFile(join(c, "Dockerfile"), 'FROM base\nADD caps.tar /opt/\nRUN touch -d "2001-01-01 00:00:00" /opt/caps/plain\n');
+    await writeFile(join(c, "Dockerfile.buildah"), 'FROM base\nADD caps.tar /opt/\nRUN chown 0:0 /opt/caps/ping && touch -d "2002-01-01 00:00:00" /opt/caps/plain\n');
+    const r = await compare(["--cases-dir", dir, "--base", base.layout]);
+    expect(r.stdout).toMatch(/^FAIL xattr-mtime /m);
+    expect(r.stdout).toMatch(/\/opt\/caps\/ping: xattrs kiln=security\.capability=0x01000002[0-9a-f]+ buildah=-/);
+    expect(r.stdout).toContain("/opt/caps/plain: mtime kiln=2001-01-01T00:00:00.000Z buildah=2002-01-01T00:00:00.000Z");
     expect(r.code).toBe(1);
   }, 300_000);
 
