@@ -2,7 +2,7 @@
 // The README's test command (`npm test`): makes sure the tools the tests use are installed
 // (Debian packages; installed with apt-get when running as root, else a loud failure naming
 // them), compiles the TypeScript, then runs the whole vitest suite. Exits non-zero on failure.
-import { $, which } from "zx";
+import { $, which, fs, path, os } from "zx";
 
 $.verbose = false;
 
@@ -48,5 +48,15 @@ if (missing.length > 0) {
 
 await $({ stdio: "inherit" })`npx tsc -p tsconfig.json`;
 const args = process.argv.slice(2);
-const res = await $({ stdio: "inherit", nothrow: true })`npx vitest run ${args}`;
+const report = path.join(os.tmpdir(), `kiln-vitest-${process.pid}.json`);
+const res = await $({ stdio: "inherit", nothrow: true })`npx vitest run --reporter=default --reporter=json --outputFile.json=${report} ${args}`;
+// A plain closing line any CI can read: "N passed, N failed".
+try {
+  const r = JSON.parse(await fs.readFile(report, "utf8"));
+  console.log(`${r.numPassedTests} passed, ${r.numFailedTests + (r.numTotalTests - r.numPassedTests - r.numFailedTests)} failed`);
+} catch {
+  console.log("0 passed, 1 failed");
+} finally {
+  await fs.rm(report, { force: true });
+}
 process.exit(res.exitCode ?? 1);
