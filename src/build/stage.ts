@@ -87,7 +87,8 @@ export class StageBuilder {
     }
     this.state = this.session.cache.key({ parent: null, instruction: "FROM", platform: this.platform, args: {}, base: baseId });
     const config: ImageConfig = base ? inheritConfig(base.config) : scratchConfig(this.session.platform);
-    this.lastCreated = this.session.sourceDateEpoch === undefined && base?.config.created ? base.config.created : this.session.created;
+    // Without a base time, metadata steps wait for the first layer's time ("" until then).
+    this.lastCreated = this.session.sourceDateEpoch !== undefined ? this.session.created : (base?.config.created ?? "");
     this.image = { config, layers: base ? [...base.layers] : [] };
     this.ctx = { shell: config.config?.Shell ? [...config.config.Shell] : [...DEFAULT_SHELL], cmdSet: false };
     this.session.emit({ type: "step-done", id: fromId, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
@@ -95,6 +96,7 @@ export class StageBuilder {
     for (const inst of this.stage.instructions) {
       await this.step(inst, ++this.stepNo);
     }
+    if (this.lastCreated === "") this.stamp(this.session.created);
     this.image.config.created = this.lastCreated;
     return this.rootfs ? { image: this.image, state: this.state, rootfs: this.rootfs } : { image: this.image, state: this.state };
   }
@@ -204,7 +206,7 @@ export class StageBuilder {
         const layer = { descriptor: hit.layer.descriptor, diffID: hit.layer.diffID };
         this.image.layers.push(layer);
         cfg.rootfs.diff_ids.push(layer.diffID);
-        this.lastCreated = this.session.sourceDateEpoch !== undefined ? this.session.created : hit.created;
+        this.stamp(this.session.sourceDateEpoch !== undefined ? this.session.created : hit.created);
         addHistory(cfg, hit.createdBy, false, this.lastCreated);
         if (this.rootfs) await this.applyToRootfs([layer]);
         outcome = { layer: { digest: layer.descriptor.digest, size: layer.descriptor.size }, cached: true };
@@ -233,6 +235,12 @@ export class StageBuilder {
     return outcome;
   }
 
+  /** Move the stage's time on, giving it to history entries still waiting for one. */
+  private stamp(created: string): void {
+    this.lastCreated = created;
+    for (const h of this.image.config.history ?? []) if (h.created === "") h.created = created;
+  }
+
   /** Write a layer (or an empty-layer history entry when nothing changed) and keep the rootfs in step. */
   async commitLayer(entries: LayerEntry[], createdBy: string): Promise<{ digest: string; size: number } | undefined> {
     const cfg = this.image.config;
@@ -246,7 +254,7 @@ export class StageBuilder {
     });
     this.image.layers.push({ descriptor: layer.descriptor, diffID: layer.diffID });
     cfg.rootfs.diff_ids.push(layer.diffID);
-    this.lastCreated = this.session.created;
+    this.stamp(this.session.created);
     addHistory(cfg, createdBy, false, this.lastCreated);
     if (this.rootfs) await this.applyToRootfs([{ descriptor: layer.descriptor, diffID: layer.diffID }]);
     return { digest: layer.descriptor.digest, size: layer.descriptor.size };

@@ -128,6 +128,7 @@ const commands: Record<string, Command> = {
       { name: "digest-file", type: "string", valueName: "FILE", help: "write the pushed digest to FILE" },
       { name: "metadata-file", type: "string", valueName: "FILE", help: "write push metadata JSON to FILE" },
       { name: "quiet", short: "q", type: "boolean", help: "no progress output" },
+      { name: "cache-dir", type: "string", valueName: "DIR", help: "blob store whose pull records enable cross-repo mounts (default $XDG_CACHE_HOME/kiln)" },
       ...registryOptions,
     ],
     async run(args) {
@@ -137,7 +138,9 @@ const commands: Record<string, Command> = {
       const { pushLayout } = await import("../registry/push.js");
       const chunk = intOption(args, "chunk-size", 1, Number.MAX_SAFE_INTEGER);
       const quiet = args.flags.has("quiet");
+      const { BlobStore, defaultCacheDir } = await import("../store/blob-store.js");
       const result = await pushLayout(dir, selector, refs, {
+        store: new BlobStore(one(args, "cache-dir") ?? defaultCacheDir()),
         insecureRegistries: many(args, "insecure-registry"),
         ...(one(args, "registry-ca") ? { caFile: one(args, "registry-ca")! } : {}),
         ...(chunk !== undefined ? { chunkSize: chunk } : {}),

@@ -1,8 +1,8 @@
 // The build context: a directory (or an extracted `kiln build -` tar, or a stage's root file
 // system for `COPY --from`) seen through .dockerignore. Paths are context-relative POSIX;
 // symlinks are resolved only inside the root, never followed onto the host.
-import { createReadStream, lstatSync, readlinkSync, type Stats } from "node:fs";
-import { lstat, mkdir, mkdtemp, readdir, readlink, symlink, link, utimes, chmod, rm } from "node:fs/promises";
+import { createReadStream, lstatSync, readdirSync, readlinkSync, type Stats } from "node:fs";
+import { lstat, mkdir, mkdtemp, readlink, symlink, link, utimes, chmod, rm } from "node:fs/promises";
 import { createWriteStream } from "node:fs";
 import { join, posix } from "node:path";
 import { PassThrough, type Readable } from "node:stream";
@@ -52,8 +52,12 @@ export class DirContext {
   /** True when COPY should keep the uid/gid files have in this tree (see DirContextOptions.owners). */
   readonly keepOwners: boolean;
 
+  /** What path.join(root, x) puts before a clean relative x (e.g. "/ctx/"), for walk paths. */
+  private readonly joinPrefix: string;
+
   constructor(root: string, ignore: IgnoreFn = () => false, options: DirContextOptions = {}) {
     this.root = root;
+    this.joinPrefix = join(root, "x").slice(0, -1);
     this.ignore = ignore;
     this.scopeLinks = options.symlinks === "scope";
     this.keepOwners = (options.owners ?? (this.scopeLinks ? "keep" : "root")) === "keep";
@@ -137,7 +141,13 @@ export class DirContext {
    */
   async *walk(rel: string, options: { exclude?: (relToStart: string) => boolean } = {}): AsyncIterable<ContextEntry> {
     const start = cleanRel(rel);
-    yield* this.walkDir(start, start, options.exclude);
+    // The walk itself is synchronous (readdir/lstat of cached inodes cost microseconds, a thread
+    // pool round trip per name far more); the event loop gets a turn every few thousand entries.
+    let n = 0;
+    for (const entry of this.walkDir(start, start, options.exclude)) {
+      yield entry;
+      if (++n % 4096 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    }
   }
 
   /** Opens a regular file of the context (a real path, as `stat`/`walk` report it). */
@@ -150,20 +160,18 @@ export class DirContext {
     return hostFileOpener(join(this.root, cleanRel(rel)));
   }
 
-  private async *walkDir(
+  private *walkDir(
     dir: string,
     start: string,
     exclude: ((relToStart: string) => boolean) | undefined,
-  ): AsyncGenerator<ContextEntry> {
+  ): Generator<ContextEntry> {
     let names: string[];
     try {
-      names = await readdir(join(this.root, dir));
+      names = readdirSync(join(this.root, dir));
     } catch (err) {
       throw new KilnError(`cannot read context directory "${dir || "."}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
     names.sort(compareNames);
-    // lstat synchronously: a directory's names are usually in the inode cache, where a sync
-    // lstat costs microseconds and a thread-pool round trip per name costs far more.
     for (const name of names) {
       const entry = this.lstatRelSync(dir === "" ? name : `${dir}/${name}`);
       if (!entry) continue;
@@ -171,11 +179,11 @@ export class DirContext {
     }
   }
 
-  private async *visit(
+  private *visit(
     entry: ContextEntry,
     start: string,
     exclude: ((relToStart: string) => boolean) | undefined,
-  ): AsyncGenerator<ContextEntry> {
+  ): Generator<ContextEntry> {
     const rel = entry.path;
     const relToStart = start === "" ? rel : rel.slice(start.length + 1);
     const excluded = exclude?.(relToStart) ?? false;
@@ -191,8 +199,7 @@ export class DirContext {
     const skipIgnored = ignored && (this.ignore.canSkipDir?.(rel) ?? true);
     const skipExcluded = excluded && ((exclude as IgnoreFn | undefined)?.canSkipDir?.(relToStart) ?? true);
     if (skipIgnored || skipExcluded) return;
-    const inner: ContextEntry[] = [];
-    for await (const e of this.walkDir(rel, start, exclude)) inner.push(e);
+    const inner = [...this.walkDir(rel, start, exclude)];
     if (inner.length > 0) {
       yield entry;
       yield* inner;
@@ -201,7 +208,7 @@ export class DirContext {
 
   private async hasVisibleDescendant(rel: string): Promise<boolean> {
     if (this.ignore.canSkipDir?.(rel) ?? true) return false;
-    for await (const _ of this.walkDir(rel, rel, undefined)) return true;
+    for (const _ of this.walkDir(rel, rel, undefined)) return true;
     return false;
   }
 
@@ -217,7 +224,8 @@ export class DirContext {
   }
 
   private lstatRelSync(rel: string): ContextEntry | undefined {
-    const abs = join(this.root, rel);
+    // `rel` is built from directory listings (clean), so plain concatenation is join's result.
+    const abs = rel === "" ? join(this.root, rel) : this.joinPrefix + rel;
     let st;
     try {
       st = lstatSync(abs);
@@ -229,11 +237,20 @@ export class DirContext {
 }
 
 function contextEntry(rel: string, abs: string, st: Stats, linkname: string | undefined): ContextEntry | undefined {
-  const base = { path: rel, mode: st.mode & 0o7777, mtime: st.mtimeMs / 1000, uid: st.uid, gid: st.gid, abs };
-  if (st.isDirectory()) return { ...base, type: "dir", size: 0 };
-  if (st.isSymbolicLink()) return { ...base, type: "symlink", size: 0, linkname: linkname ?? "" };
-  if (st.isFile()) return { ...base, type: "file", size: st.size };
-  return undefined; // sockets, devices and fifos are not part of a build context
+  const type = st.isDirectory() ? "dir" : st.isSymbolicLink() ? "symlink" : st.isFile() ? "file" : undefined;
+  if (type === undefined) return undefined; // sockets, devices and fifos are not part of a build context
+  const entry: ContextEntry = {
+    path: rel,
+    type,
+    mode: st.mode & 0o7777,
+    size: type === "file" ? st.size : 0,
+    mtime: st.mtimeMs / 1000,
+    uid: st.uid,
+    gid: st.gid,
+    abs,
+  };
+  if (type === "symlink") entry.linkname = linkname ?? "";
+  return entry;
 }
 
 /** Byte-wise name order (Go's sort.Strings), so walks are deterministic across locales. */

@@ -27,6 +27,7 @@ export async function writeOutputs(
         if (!out.push) break; // without push there is no local image store to write to
         const names = out.names.length > 0 ? out.names : tags;
         await pushImage(storeSource(store), img.manifest, names, {
+          store, // where pulled blobs came from: same-registry base layers are mounted, not uploaded
           ...(registry.insecureRegistries ? { insecureRegistries: registry.insecureRegistries } : {}),
           ...(registry.registryCa ? { caFile: registry.registryCa } : {}),
           ...(registry.onPushProgress ? { onProgress: registry.onPushProgress } : {}),

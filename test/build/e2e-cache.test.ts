@@ -135,7 +135,7 @@ describe("build cache", () => {
 describe("a cache shared through a registry", () => {
   let registry: LocalRegistry;
   beforeAll(async () => {
-    registry = await startRegistry(temps);
+    registry = await startRegistry();
   });
   afterAll(() => registry.stop());
 

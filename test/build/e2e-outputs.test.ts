@@ -89,7 +89,7 @@ describe("kiln build: several outputs from one build", () => {
 
 describe("kiln build: --format docker", () => {
   it("writes Docker schema2 media types only (seen through a real registry by skopeo)", async () => {
-    const registry = await startRegistry(temps);
+    const registry = await startRegistry();
     try {
       const ref = `${registry.host}/kiln/app:docker`;
       const { layout, digest } = await buildLayout(temps, casePath("outputs"), [
