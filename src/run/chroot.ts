@@ -5,7 +5,7 @@
 // `chroot --userspec --groups`. Every mount dies with the namespace when the command exits.
 import { closeSync, existsSync, openSync, readSync, realpathSync } from "node:fs";
 import { stat, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { KilnError } from "../errors.js";
 import { resolveInRoot } from "../fs/confine.js";
 import { CHILD_FILE, createWorkDir, removeWorkDir } from "../fs/workdir.js";
@@ -103,12 +103,17 @@ class ChrootRunner implements Runner {
       for (const m of spec.mounts ?? []) {
         if (m.type === "tmpfs") {
           const host = await targets.ensure(m.target, "dir");
+          // (again inside the script: a target under /dev lives on the tmpfs mounted above)
+          lines.push(`mkdir -p ${shq(host)}`);
           lines.push(`mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs ${shq(host)}`);
         } else {
           if (!m.source) throw new KilnError(`bind mount to ${m.target} has no source`);
           const src = m.source;
           const isDir = await stat(src).then((s) => s.isDirectory(), () => true);
           const host = await targets.ensure(m.target, isDir ? "dir" : "file");
+          // (again inside the script: a target under /dev lives on the tmpfs mounted above)
+          if (isDir) lines.push(`mkdir -p ${shq(host)}`);
+          else lines.push(`mkdir -p ${shq(dirname(host))}; [ -e ${shq(host)} ] || : > ${shq(host)}`);
           lines.push(`mount --rbind ${shq(src)} ${shq(host)}`);
           if (m.readonly) lines.push(`mount -o remount,bind,ro ${shq(host)}`);
         }

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFile, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { busyboxBase, type BusyboxBase } from "../helpers/busybox.js";
+import { busyboxBase, releaseBusyboxBase, type BusyboxBase } from "../helpers/busybox.js";
 import { expectBuilt, kiln, verify } from "../helpers/kiln.js";
 import { startRegistry, type LocalRegistry } from "../helpers/registry.js";
 import { TempDirs, copyCase } from "../helpers/temp.js";
@@ -28,7 +28,10 @@ beforeAll(async () => {
   secret = join(await temps.make("kiln-secret-"), "tok");
   await writeFile(secret, "first secret");
 });
-afterAll(() => temps.cleanup());
+afterAll(async () => {
+  await temps.cleanup();
+  await releaseBusyboxBase();
+});
 
 async function build(cacheDir: string, extra: string[] = []): Promise<{ digest: string; steps: Step[] }> {
   const out = await temps.make("kiln-cache-out-");

@@ -4,7 +4,7 @@ import { spawn } from "node:child_process";
 import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { busyboxBase, type BusyboxBase } from "../helpers/busybox.js";
+import { busyboxBase, releaseBusyboxBase, type BusyboxBase } from "../helpers/busybox.js";
 import { KILN_BIN, expectBuilt, kiln } from "../helpers/kiln.js";
 import { TempDirs, casePath } from "../helpers/temp.js";
 
@@ -13,7 +13,10 @@ let base: BusyboxBase;
 beforeAll(async () => {
   base = await busyboxBase();
 });
-afterAll(() => temps.cleanup());
+afterAll(async () => {
+  await temps.cleanup();
+  await releaseBusyboxBase();
+});
 
 /** Start a build of run-sleep and resolve once its RUN has started. */
 async function startSleepingBuild(cacheDir: string, out: string): Promise<{ child: ReturnType<typeof spawn>; exited: Promise<number | null> }> {
