@@ -9,6 +9,8 @@ export type BuildEvent =
       seconds: number;
       layer?: { digest: string; size: number };
       cached?: boolean;
+      /** RUN: seconds spent finding what the step changed (the snapshot diff). */
+      snapshotSeconds?: number;
     }
   | { type: "step-log"; id: number; stream: "stdout" | "stderr"; data: Buffer }
   | { type: "warning"; message: string }

@@ -129,7 +129,7 @@ export class StageBuilder {
       throw locate(err, inst, this.file);
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    this.session.emit({ type: "step-done", id, seconds, ...(outcome.layer ? { layer: outcome.layer } : {}), ...(outcome.cached ? { cached: true } : {}) });
+    this.session.emit({ type: "step-done", id, seconds, ...(outcome.layer ? { layer: outcome.layer } : {}), ...(outcome.cached ? { cached: true } : {}), ...(outcome.snapshotSeconds !== undefined ? { snapshotSeconds: outcome.snapshotSeconds } : {}) });
   }
 
   private async apply(inst: TypedInstruction, id: number, stepNo: number): Promise<StepOutcome> {
@@ -195,7 +195,7 @@ export class StageBuilder {
   private async layerStep(
     key: Digest,
     step: { stepNo: number; text: string },
-    produce: () => Promise<{ entries: LayerEntry[]; createdBy: string }>,
+    produce: () => Promise<{ entries: LayerEntry[]; createdBy: string; snapshotSeconds?: number }>,
   ): Promise<StepOutcome> {
     const cache = this.session.cache;
     const cfg = this.image.config;
@@ -216,9 +216,9 @@ export class StageBuilder {
       }
       cache.remember(this.stage.index, hit);
     } else {
-      const { entries, createdBy } = await produce();
+      const { entries, createdBy, snapshotSeconds } = await produce();
       const layer = await this.commitLayer(entries, createdBy);
-      outcome = layer ? { layer } : {};
+      outcome = { ...(layer ? { layer } : {}), ...(snapshotSeconds !== undefined ? { snapshotSeconds } : {}) };
       const last = this.image.layers[this.image.layers.length - 1];
       await cache.save(this.stage.index, {
         key,
@@ -313,6 +313,7 @@ export class StageBuilder {
 interface StepOutcome {
   layer?: { digest: string; size: number };
   cached?: boolean;
+  snapshotSeconds?: number;
 }
 
 function dedupe(entries: LayerEntry[]): LayerEntry[] {

@@ -23,7 +23,7 @@ export async function runStep(
   sb: StageBuilder,
   t: RunInstruction,
   stepId: number,
-): Promise<{ entries: LayerEntry[]; createdBy: string }> {
+): Promise<{ entries: LayerEntry[]; createdBy: string; snapshotSeconds: number }> {
   const session = sb.session;
   const rootfs = await sb.ensureRootfs();
   const runner = await session.runner();
@@ -52,7 +52,9 @@ export async function runStep(
   }
 
   const network = t.network === "none" ? "none" : t.network === "host" ? "host" : (session.options.network ?? "host");
+  const baselineStarted = process.hrtime.bigint();
   const snapshot = await rootfs.beginStep({ exclude: mounts.map((m) => m.target.replace(/^\/+/, "")) });
+  const baselineNs = process.hrtime.bigint() - baselineStarted;
   const spec: RunSpec = {
     rootfs: rootfs.dir,
     argv,
@@ -73,9 +75,12 @@ export async function runStep(
         (tail ? `\n${tail.split("\n").map((l) => `  ${l}`).join("\n")}` : ""),
     );
   }
+  const diffStarted = process.hrtime.bigint();
   const changes = await snapshot.changes();
   const entries: LayerEntry[] = Array.isArray(changes) ? changes : await collect(changes);
-  return { entries, createdBy: runCreatedBy(sb, t) };
+  // The snapshot's cost: the baseline walk before the step plus the diff after it.
+  const snapshotSeconds = Number(process.hrtime.bigint() - diffStarted + baselineNs) / 1e9;
+  return { entries, createdBy: runCreatedBy(sb, t), snapshotSeconds };
 }
 
 /** History text of a RUN: `RUN |N K=V ... /bin/sh -c cmd`, build args first as Docker writes them. */
