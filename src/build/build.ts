@@ -2,6 +2,7 @@
 // before any work starts, builds the stages the target needs (independent stages concurrently,
 // each at most once), then hands the target's image to the outputs.
 import { readFile, writeFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { buffer } from "node:stream/consumers";
 import { DockerfileError, KilnError, UsageError } from "../errors.js";
@@ -127,7 +128,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
 
 /** Builds the stages in `plan.order`: each after its dependencies, at most `jobs` at once. */
 async function runStages(session: BuildSession, plan: BuildPlan, jobs?: number): Promise<StageResult> {
-  const limit = Math.max(1, jobs ?? (await import("node:os")).availableParallelism());
+  const limit = Math.max(1, jobs ?? availableParallelism());
   let running = 0;
   const waiting: Array<() => void> = [];
   const acquire = async (): Promise<void> => {
@@ -197,8 +198,9 @@ function checkInstruction(inst: TypedInstruction, file: string): void {
   }
 }
 
+/** Whether the stages to build have RUN steps (ONBUILD RUN triggers of a base surface later). */
 function needsRun(plan: BuildPlan): boolean {
-  return plan.order.some((i) => plan.stages[i]!.instructions.some((t) => t.kind === "run" || (t.kind === "onbuild" && false)));
+  return plan.order.some((i) => plan.stages[i]!.instructions.some((t) => t.kind === "run"));
 }
 
 async function readDockerfile(options: BuildOptions): Promise<{ text: string; file: string; path?: string }> {

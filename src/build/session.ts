@@ -1,7 +1,7 @@
 // The services one build shares across its stages: the blob store, the build context, named
 // contexts, base-image resolution (scratch / stage / OCI layout / registry), source trees for
 // `COPY --from`, the RUN runner, step numbering and events, and clean-up of everything temporary.
-import { mkdtemp, rm, stat } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { DirContext, contextFromTar } from "../context/build-context.js";
 import { createIgnoreMatcher, readIgnoreFile } from "../context/dockerignore.js";
@@ -54,7 +54,7 @@ export class BuildSession {
   ) {
     this.tmpRoot = (async () => {
       const base = join(cacheDir, "tmp");
-      await import("node:fs/promises").then((fs) => fs.mkdir(base, { recursive: true }));
+      await mkdir(base, { recursive: true });
       const dir = await mkdtemp(join(base, `build-${process.pid}-`));
       this.disposables.push(() => rm(dir, { recursive: true, force: true }));
       return dir;
@@ -248,7 +248,6 @@ export class BuildSession {
 
 /** Remove `tmp/build-<pid>-*` directories whose build process is gone (killed with SIGKILL). */
 export async function cleanupStaleTemp(cacheDir: string): Promise<void> {
-  const { readdir } = await import("node:fs/promises");
   const base = join(cacheDir, "tmp");
   const names = await readdir(base).catch(() => [] as string[]);
   for (const name of names) {

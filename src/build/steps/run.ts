@@ -3,7 +3,7 @@
 // the mounts (tmpfs, bind from the context or another stage, cache), runs it isolated in the
 // stage's root filesystem and returns the snapshot of what changed.
 import { createHash } from "node:crypto";
-import { chmod, chown, mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { chmod, chown, cp, mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { join, posix } from "node:path";
 import type { RunInstruction } from "../../dockerfile/instructions.js";
 import type { RunMount } from "../../dockerfile/mounts.js";
@@ -170,7 +170,6 @@ async function mountFor(sb: StageBuilder, m: RunMount, tmp: string): Promise<Non
       if (m.readOnly) return { type: "bind", source: st.abs, target, readonly: true };
       // A writable bind must not change the context: give the step a private copy.
       const copy = join(tmp, `bind-${createHash("sha256").update(target).digest("hex").slice(0, 12)}`);
-      const { cp } = await import("node:fs/promises");
       await cp(st.abs, copy, { recursive: true, verbatimSymlinks: true });
       return { type: "bind", source: copy, target, readonly: false };
     }
