@@ -98,7 +98,14 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     const materialized = await materialize(image, store, options.format ?? "oci", {
       ...(options.annotations ? { annotations: options.annotations } : {}),
     });
-    await writeOutputs(materialized, store, outputs, options.tags ?? [], options);
+    await writeOutputs(materialized, store, outputs, options.tags ?? [], {
+      ...registry,
+      onPushProgress: (ev) => {
+        if (ev.state === "progress") return;
+        const what = ev.state === "exists" ? "already in the registry" : ev.state === "mounted" ? "mounted" : `pushed ${ev.total} bytes at ${Math.round(ev.rate / 1e6)} MB/s`;
+        options.onEvent?.({ type: "info", message: `push ${ev.digest.slice(0, 19)}: ${what}` });
+      },
+    });
     await cache.finish(plan.target);
     const result: BuildResult = {
       image,

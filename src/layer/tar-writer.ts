@@ -1,6 +1,7 @@
 // The deterministic layer tar writer: turns LayerEntry values into a tar stream whose bytes depend
 // only on the entries (not their order). Owns entry sorting (whiteouts first in each directory),
-// duplicate/hardlink checks, and USTAR/PAX header encoding. Content is streamed, never buffered.
+// duplicate/hardlink checks, and USTAR/PAX header encoding. Content is streamed, never buffered
+// whole: headers and file bytes go straight into 1 MiB output chunks (host files read directly).
 import { closeSync, constants as fsConstants, openSync, readSync } from "node:fs";
 import { Readable } from "node:stream";
 import { KilnError } from "../errors.js";

@@ -13,7 +13,7 @@ export async function writeOutputs(
   store: BlobStore,
   outputs: OutputSpec[],
   tags: string[],
-  registry: { insecureRegistries?: string[]; registryCa?: string; onPushProgress?: RegistryOptions["onProgress"] },
+  registry: { insecureRegistries?: string[]; caFile?: string; onPushProgress?: RegistryOptions["onProgress"] },
 ): Promise<void> {
   for (const out of outputs) {
     switch (out.type) {
@@ -29,7 +29,7 @@ export async function writeOutputs(
         await pushImage(storeSource(store), img.manifest, names, {
           store, // where pulled blobs came from: same-registry base layers are mounted, not uploaded
           ...(registry.insecureRegistries ? { insecureRegistries: registry.insecureRegistries } : {}),
-          ...(registry.registryCa ? { caFile: registry.registryCa } : {}),
+          ...(registry.caFile ? { caFile: registry.caFile } : {}),
           ...(registry.onPushProgress ? { onProgress: registry.onPushProgress } : {}),
         });
         break;
