@@ -3,10 +3,11 @@
 // opaque directories for recreated dirs, in-layer hardlinks, parents of every change).
 // Cost follows the change: the walk is lstat only; file content is opened lazily by the tar
 // writer and xattrs are read (batched) only for the entries that go into the layer.
-import { createReadStream, lstatSync, readdirSync, readlinkSync, type BigIntStats } from "node:fs";
+import { lstatSync, readdirSync, readlinkSync, type BigIntStats } from "node:fs";
 import { posix } from "node:path";
 import { readXattrs } from "../fs/xattr.js";
 import { OPAQUE_MARKER, WHITEOUT_PREFIX, type EntryType, type LayerEntry } from "./entry.js";
+import { hostFileOpener } from "./file-content.js";
 
 /** Paths kiln mounts or injects during a RUN: never part of a layer (relative to the root). */
 export const DEFAULT_EXCLUDES = ["proc", "sys", "dev", "etc/hosts", "etc/resolv.conf", "etc/hostname"];
@@ -296,7 +297,7 @@ export async function diffSnapshot(baseline: Baseline): Promise<LayerEntry[]> {
       } else {
         if (rec.nlink > 1) firstOfInode.set(key, p);
         e.size = Number(rec.size);
-        e.open = () => createReadStream(host);
+        e.open = hostFileOpener(host);
       }
     } else if (type === "symlink") {
       e.linkname = readlinkSync(host);

@@ -9,6 +9,7 @@ import * as tar from "tar-stream";
 import { KilnError } from "../errors.js";
 import type { Layer } from "../image/image.js";
 import type { BlobStore } from "../store/blob-store.js";
+import { writeFileAtomic } from "../store/atomic-file.js";
 import { decompressStream } from "./compress.js";
 import { OPAQUE_MARKER, WHITEOUT_PREFIX, entryTypeFromTar, type EntryType, type LayerEntry } from "./entry.js";
 
@@ -234,14 +235,8 @@ async function loadIndexUncached(store: BlobStore, layer: Layer): Promise<LayerI
     // no cache yet (or unreadable): scan the blob
   }
   const index = await scanLayer(store, layer);
-  await mkdir(join(store.root, "views"), { recursive: true });
-  const tmp = `${cacheFile}.${process.pid}.${Date.now()}.tmp`;
-  try {
-    await writeFile(tmp, JSON.stringify(index));
-    await rename(tmp, cacheFile);
-  } catch {
-    await rm(tmp, { force: true });
-  }
+  // The index is only a cache: failing to write it costs the next build a re-scan, nothing more.
+  await writeFileAtomic(cacheFile, JSON.stringify(index), { mkdirMode: 0o755 }).catch(() => undefined);
   return index;
 }
 

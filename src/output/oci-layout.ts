@@ -14,6 +14,7 @@ import { MediaType, REF_NAME_ANNOTATION, type Descriptor, type Digest, type Inde
 import type { LayerEntry } from "../layer/entry.js";
 import { tarStream } from "../layer/tar-writer.js";
 import type { BlobStore } from "../store/blob-store.js";
+import { tempNameFor, writeFileAtomic } from "../store/atomic-file.js";
 
 export const OCI_LAYOUT_FILE = JSON.stringify({ imageLayoutVersion: "1.0.0" });
 const CONTAINERD_NAME_ANNOTATION = "io.containerd.image.name";
@@ -121,24 +122,9 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-function tmpName(path: string): string {
-  return join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`);
-}
-
-/** Write a small file atomically (temp name + rename). */
-async function writeAtomic(path: string, data: string): Promise<void> {
-  const tmp = tmpName(path);
-  try {
-    await writeFile(tmp, data);
-    await rename(tmp, path);
-  } finally {
-    await rm(tmp, { force: true });
-  }
-}
-
 /** Hardlink `src` to `dest` when possible (same file system), else copy; via a temp name. */
 async function placeBlob(src: string, dest: string): Promise<void> {
-  const tmp = tmpName(dest);
+  const tmp = tempNameFor(dest);
   try {
     try {
       await link(src, tmp);
@@ -201,8 +187,8 @@ async function writeLayoutDir(img: MaterializedImage, store: BlobStore, dest: st
       added.push(target);
     }
     const layoutFile = join(dest, "oci-layout");
-    if (!(await exists(layoutFile))) await writeAtomic(layoutFile, OCI_LAYOUT_FILE);
-    await writeAtomic(join(dest, "index.json"), indexJSON(mergeIndex(existing, img, tags)));
+    if (!(await exists(layoutFile))) await writeFileAtomic(layoutFile, OCI_LAYOUT_FILE);
+    await writeFileAtomic(join(dest, "index.json"), indexJSON(mergeIndex(existing, img, tags)));
   } catch (err) {
     if (!destExisted) {
       await rm(dest, { recursive: true, force: true });
@@ -245,7 +231,7 @@ export async function writeTarAtomic(entries: LayerEntry[], dest: string): Promi
   if (await exists(dest)) {
     if ((await stat(dest)).isDirectory()) throw new KilnError(`${dest}: is a directory, expected a tar file path`);
   }
-  const tmp = tmpName(dest);
+  const tmp = tempNameFor(dest);
   try {
     await pipeline(tarStream(entries), createWriteStream(tmp, { mode: 0o644 }));
     await rename(tmp, dest);

@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import { chmod, mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { KilnError } from "../errors.js";
+import { writeFileAtomic } from "../store/atomic-file.js";
 import { RegistryClient, drain } from "./client.js";
 import { authKey, dockerConfigPath, normalizeAuthKey, readDockerConfig, runCredentialHelper, type DockerConfigFile } from "./credentials.js";
 import type { RegistryOptions } from "./options.js";
@@ -17,15 +18,7 @@ function registryName(s: string): string {
 }
 
 async function writeConfigAtomic(path: string, cfg: DockerConfigFile): Promise<void> {
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
-  try {
-    await writeFile(tmp, `${JSON.stringify(cfg, null, "\t")}\n`, { mode: 0o600 });
-    await chmod(tmp, 0o600);
-    await rename(tmp, path);
-  } finally {
-    await rm(tmp, { force: true });
-  }
+  await writeFileAtomic(path, `${JSON.stringify(cfg, null, "\t")}\n`, { mode: 0o600, mkdirMode: 0o700 });
 }
 
 function helperFor(cfg: DockerConfigFile | undefined, registry: string): string | undefined {

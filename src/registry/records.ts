@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { isDigest, type Descriptor, type Digest } from "../image/oci.js";
 import { formatReference, type Reference } from "../image/reference.js";
 import type { BlobStore } from "../store/blob-store.js";
+import { writeFileAtomic } from "../store/atomic-file.js";
 
 export interface BlobOrigin {
   registry: string;
@@ -20,16 +21,6 @@ function hexOf(d: Digest): string {
   return d.slice("sha256:".length);
 }
 
-async function writeAtomic(path: string, data: string): Promise<void> {
-  await mkdir(join(path, ".."), { recursive: true });
-  const tmp = `${path}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
-  try {
-    await writeFile(tmp, data);
-    await rename(tmp, path);
-  } finally {
-    await rm(tmp, { force: true });
-  }
-}
 
 async function readJSON<T>(path: string): Promise<T | undefined> {
   try {
@@ -52,7 +43,7 @@ export async function readOrigins(store: BlobStore, d: Digest): Promise<BlobOrig
 export async function addOrigin(store: BlobStore, d: Digest, origin: BlobOrigin): Promise<void> {
   const list = await readOrigins(store, d);
   const next = [origin, ...list.filter((o) => o.registry !== origin.registry || o.repository !== origin.repository)];
-  await writeAtomic(originPath(store, d), JSON.stringify(next.slice(0, MAX_ORIGINS)));
+  await writeFileAtomic(originPath(store, d), JSON.stringify(next.slice(0, MAX_ORIGINS)), { mkdirMode: 0o755 });
 }
 
 export interface RefRecord {
@@ -73,5 +64,5 @@ export async function readRefRecord(store: BlobStore, ref: Reference): Promise<D
 
 export async function writeRefRecord(store: BlobStore, ref: Reference, descriptor: Descriptor): Promise<void> {
   const rec: RefRecord = { reference: formatReference(ref), descriptor };
-  await writeAtomic(refPath(store, ref), JSON.stringify(rec));
+  await writeFileAtomic(refPath(store, ref), JSON.stringify(rec), { mkdirMode: 0o755 });
 }

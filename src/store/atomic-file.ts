@@ -1,0 +1,29 @@
+// Writing a small file so that readers see either the old content or the new, never a part:
+// write a temp name in the same directory, then rename over the target.
+import { randomBytes } from "node:crypto";
+import { chmod, mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+
+export interface AtomicWriteOptions {
+  /** File mode (applied after writing, so the umask cannot widen or narrow it). */
+  mode?: number;
+  /** Create missing parent directories with this mode. */
+  mkdirMode?: number;
+}
+
+/** A temp path next to `path` (same file system, so the rename is atomic). */
+export function tempNameFor(path: string): string {
+  return join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`);
+}
+
+export async function writeFileAtomic(path: string, data: string | Buffer, options: AtomicWriteOptions = {}): Promise<void> {
+  if (options.mkdirMode !== undefined) await mkdir(dirname(path), { recursive: true, mode: options.mkdirMode });
+  const tmp = tempNameFor(path);
+  try {
+    await writeFile(tmp, data, options.mode !== undefined ? { mode: options.mode } : undefined);
+    if (options.mode !== undefined) await chmod(tmp, options.mode);
+    await rename(tmp, path);
+  } finally {
+    await rm(tmp, { force: true });
+  }
+}
