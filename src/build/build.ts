@@ -1,7 +1,8 @@
 // `build()`: the whole flow for one Dockerfile. Reads and plans it, rejects what kiln cannot do
 // before any work starts, builds the stages the target needs (independent stages concurrently,
 // each at most once), then hands the target's image to the outputs.
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
+import { writeFileAtomic } from "../store/atomic-file.js";
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { buffer } from "node:stream/consumers";
@@ -115,7 +116,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       outputs,
       plan,
     };
-    if (options.iidfile) await writeFile(options.iidfile, result.digest);
+    if (options.iidfile) await writeFileAtomic(options.iidfile, result.digest);
     if (options.metadataFile) {
       const meta = {
         "containerimage.digest": result.digest,
@@ -124,7 +125,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
         "image.name": (options.tags ?? []).join(","),
         "kiln.steps": cache.steps,
       };
-      await writeFile(options.metadataFile, JSON.stringify(meta, null, 2) + "\n");
+      await writeFileAtomic(options.metadataFile, JSON.stringify(meta, null, 2) + "\n");
     }
     return result;
   } finally {

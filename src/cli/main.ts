@@ -1,7 +1,8 @@
 // kiln's command line: dispatches `kiln build|push|pull|lint|verify|login|logout|help`,
 // turns flags into library calls, renders progress, and maps failures to exit codes
 // (0 success, 1 build or input error, 2 usage error). Errors print as one line.
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
+import { writeFileAtomic } from "../store/atomic-file.js";
 import { buffer } from "node:stream/consumers";
 import { KilnError, UsageError } from "../errors.js";
 import { VERSION } from "../version.js";
@@ -330,9 +331,9 @@ function pushProgress(): (ev: import("../registry/options.js").TransferProgress)
 
 async function writeDigestFiles(args: ParsedArgs, digest: string, refs: string[]): Promise<void> {
   const df = one(args, "digest-file");
-  if (df) await writeFile(df, digest);
+  if (df) await writeFileAtomic(df, digest);
   const mf = one(args, "metadata-file");
-  if (mf) await writeFile(mf, JSON.stringify({ "containerimage.digest": digest, "image.name": refs.join(",") }, null, 2) + "\n");
+  if (mf) await writeFileAtomic(mf, JSON.stringify({ "containerimage.digest": digest, "image.name": refs.join(",") }, null, 2) + "\n");
 }
 
 function help(name?: string): string {
