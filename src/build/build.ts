@@ -12,7 +12,7 @@ import type { TypedInstruction } from "../dockerfile/instructions.js";
 import type { Image, MaterializedImage } from "../image/image.js";
 import { materialize } from "../image/materialize.js";
 import type { Digest, Platform } from "../image/oci.js";
-import { hostPlatform, parsePlatform } from "../image/platform.js";
+import { formatPlatform, hostPlatform, parsePlatform, platformMatches } from "../image/platform.js";
 import { BlobStore, defaultCacheDir } from "../store/blob-store.js";
 import { writeOutputs } from "../output/write.js";
 import { planBuild, type BuildPlan } from "./plan.js";
@@ -57,6 +57,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   });
   for (const w of plan.warnings) options.onEvent?.({ type: "warning", message: `${w.file}:${w.line}: ${w.message}` });
   checkSupported(plan);
+  checkRunPlatform(plan, platform);
 
   const outputs = options.outputs && options.outputs.length > 0
     ? options.outputs
@@ -207,6 +208,22 @@ function checkInstruction(inst: TypedInstruction, file: string): void {
 }
 
 /** Whether the stages to build have RUN steps (ONBUILD RUN triggers of a base surface later). */
+/** RUN executes the image's binaries on this machine: another architecture would need emulation. */
+function checkRunPlatform(plan: BuildPlan, platform: Platform): void {
+  const host = hostPlatform();
+  if (platformMatches(platform, host) || platformMatches(host, platform)) return;
+  for (const i of plan.order) {
+    const run = plan.stages[i]!.instructions.find((t) => t.kind === "run");
+    if (run) {
+      throw new DockerfileError(
+        `RUN for platform ${formatPlatform(platform)} on a ${formatPlatform(host)} machine needs emulation, which kiln does not support yet`,
+        run.line,
+        plan.file,
+      );
+    }
+  }
+}
+
 function needsRun(plan: BuildPlan): boolean {
   return plan.order.some((i) => plan.stages[i]!.instructions.some((t) => t.kind === "run"));
 }

@@ -4,7 +4,8 @@
 // records that `--cache-to` exports, and the per-step key/hit list for `--metadata-file`.
 import { cacheKey, type CacheKeyParts } from "../cache/key.js";
 import { LocalCache, type CacheRecord } from "../cache/local.js";
-import { exportCache, importCache, parseCacheSpec, type CacheSpec, type RemoteCache } from "../cache/remote.js";
+import type { RemoteCache } from "../cache/remote.js";
+import { parseCacheSpec, type CacheSpec } from "../cache/spec.js";
 import { StatCache } from "../cache/sources.js";
 import type { Layer } from "../image/image.js";
 import type { Digest } from "../image/oci.js";
@@ -54,6 +55,8 @@ export class BuildCache {
 
   /** Fetch the `--cache-from` manifests (configs only; layers come later, when needed). */
   async open(): Promise<void> {
+    if (this.imports.length === 0) return;
+    const { importCache } = await import("../cache/remote.js"); // the registry client loads only when needed
     for (const spec of this.imports) {
       const remote = await importCache(spec, { store: this.store, registry: this.registry });
       if (remote.warning) this.warn(`cache import: ${remote.warning}`);
@@ -121,6 +124,8 @@ export class BuildCache {
   /** Persist stat caches and export to every `--cache-to`. */
   async finish(targetStage: number): Promise<void> {
     for (const p of this.statCaches.values()) await (await p).save().catch(() => undefined);
+    if (this.exports.length === 0) return;
+    const { exportCache } = await import("../cache/remote.js");
     for (const spec of this.exports) {
       const recs = spec.mode === "max" ? [...this.records.values()].flat() : (this.records.get(targetStage) ?? []);
       await exportCache(recs, spec, { store: this.store, registry: this.registry, remotes: this.remotes, onWarning: this.warn });

@@ -11,7 +11,6 @@ import { OciLayout, importImage } from "../image/layout.js";
 import type { Digest, Platform } from "../image/oci.js";
 import type { BuildCache } from "./cache.js";
 import { createDirRootFS, type RootFS } from "../fs/rootfs.js";
-import { pullImage } from "../registry/pull.js";
 import type { BlobStore } from "../store/blob-store.js";
 import type { BuildEvent } from "./events.js";
 import type { BuildOptions, NamedContext } from "./options.js";
@@ -131,13 +130,14 @@ export class BuildSession {
   pull(ref: string): Promise<{ image: Image; id: Digest }> {
     let p = this.pulls.get(ref);
     if (!p) {
-      p = pullImage(ref, {
+      // The registry client (undici) loads only when a build pulls something.
+      p = import("../registry/pull.js").then(({ pullImage }) => pullImage(ref, {
         store: this.store,
         platform: this.platform,
         pull: this.options.pull ?? "missing",
         ...(this.options.insecureRegistries ? { insecureRegistries: this.options.insecureRegistries } : {}),
         ...(this.options.registryCa ? { caFile: this.options.registryCa } : {}),
-      }).then((r) => ({ image: r.image, id: r.manifestDescriptor.digest }));
+      })).then((r) => ({ image: r.image, id: r.manifestDescriptor.digest }));
       this.pulls.set(ref, p);
     }
     return p;

@@ -5,7 +5,6 @@ import type { OutputSpec } from "../build/options.js";
 import type { BlobStore } from "../store/blob-store.js";
 import { writeOciLayout } from "./oci-layout.js";
 import { writeDockerArchive } from "./docker-archive.js";
-import { pushImage, storeSource } from "../registry/push.js";
 import type { RegistryOptions } from "../registry/options.js";
 
 export async function writeOutputs(
@@ -26,6 +25,7 @@ export async function writeOutputs(
       case "image": {
         if (!out.push) break; // without push there is no local image store to write to
         const names = out.names.length > 0 ? out.names : tags;
+        const { pushImage, storeSource } = await import("../registry/push.js"); // undici only when pushing
         await pushImage(storeSource(store), img.manifest, names, {
           store, // where pulled blobs came from: same-registry base layers are mounted, not uploaded
           ...(registry.insecureRegistries ? { insecureRegistries: registry.insecureRegistries } : {}),

@@ -9,7 +9,7 @@ import { parseChmod } from "../../context/chmod.js";
 import { copyEntries, type CopySource } from "../../context/copy-entries.js";
 import { resolveChown } from "../../context/owner.js";
 import { selectSources, type SelectedSource } from "../../context/select.js";
-import { fetchUrl, type DownloadedFile } from "../../context/url.js";
+import type { DownloadedFile } from "../../context/url.js";
 import { hashSources } from "../../cache/sources.js";
 import type { AddInstruction, CopyInstruction } from "../../dockerfile/instructions.js";
 import { KilnError } from "../../errors.js";
@@ -47,6 +47,7 @@ export async function prepareCopy(sb: StageBuilder, t: CopyInstruction | AddInst
   for (const s of t.sources) {
     if (t.kind === "add" && isUrl(s)) {
       if (isGitSource(s)) throw new KilnError(`git sources are not supported yet ("${s}")`);
+      const { fetchUrl } = await import("../../context/url.js"); // undici loads only for ADD <url>
       const file = await fetchUrl(s, {
         tmpDir: tmp,
         ...(t.checksum ? { checksum: t.checksum } : {}),
