@@ -1,48 +1,149 @@
 #!/usr/bin/env node
-// Benchmark for the build cache: generates a context of many small files (default 20,000),
-// builds `FROM scratch` + COPY/ENV/WORKDIR steps with the compiled kiln CLI and reports wall time
-// and cached-step counts for: a cold build, a warm rebuild (target: under 1 s), a rebuild after an
-// mtime-only touch of every file (content keys ignore mtime: still all cached), a rebuild after
-// one file's content changed, and a fresh store fed by --cache-from from a type=local cache and
-// (when /usr/bin/docker-registry exists) from a registry cache on 127.0.0.1. Wall times include
-// node start-up and writing the OCI layout output.
+// Benchmark for the build cache (the cache issue's benchmark): a 12-instruction Dockerfile on a
+// Debian bookworm minbase base (debootstrap, imported by kiln as an OCI layout; see
+// lib/debian-base.mjs) with ARG/ENV/WORKDIR, four RUNs, a COPY of a 20,000-file context, LABEL,
+// USER and CMD. Measures, with wall times that include node start-up and writing the OCI layout:
+//   - kiln cold build, then the warm rebuild (everything cached) N times (median, best, peak RSS;
+//     `--progress plain` must show every step CACHED);
+//   - the unchanged-context re-hash: kiln's library (dist/) loading the stat cache and hashing the
+//     COPY's sources with a warm stat cache, N times in this process (median);
+//   - `buildah bud --layers` (chroot isolation, vfs, private storage) on the same base, cold then
+//     warm N times (median) in the same run;
+//   - extra rows: rebuild after an mtime-only touch of every file (content keys: still cached),
+//     fresh stores fed by `--cache-from` type=local and (with /usr/bin/docker-registry) a registry
+//     on 127.0.0.1, and a rebuild after one file's content changed.
+// Targets: kiln warm ≤ 1 s, kiln warm / buildah warm ≤ 0.25, re-hash ≤ 0.3 s.
 //
-//   node scripts/bench-cache.mjs [--files N] [--no-registry] [--keep]
+//   node scripts/bench-cache.mjs [--files N] [--runs N] [--rootfs DIR] [--mirror URL]
+//                                [--suite bookworm] [--isolation auto|oci|chroot]
+//                                [--no-buildah] [--no-registry] [--keep]
 //
-// Needs the compiled CLI (npm run build). Everything is made in one temp dir, removed at exit.
+// --rootfs DIR: reuse the debootstrap tree in DIR (made there, and kept, when missing); without
+// it the tree is made in the temp dir and removed. Needs root and the compiled kiln (dist/).
+// Everything else lives in one temp dir, removed at exit (buildah's storage emptied first).
+// Exit status: 0 when every target is met, 1 when one is missed, 2 on a set-up or build failure.
 import { spawn, spawnSync } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { aptMirror, countEntries, ensureDebianRootfs, importDebianBase } from "./lib/debian-base.mjs";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const kilnBin = join(repo, "bin", "kiln");
 const argv = process.argv.slice(2);
-const fileOpt = argv.indexOf("--files");
-const fileCount = fileOpt >= 0 ? Math.floor(Number(argv[fileOpt + 1])) : 20_000;
-if (!Number.isFinite(fileCount) || fileCount < 1) {
-  console.error("--files needs a number >= 1");
+const opt = (name, def) => {
+  const i = argv.indexOf(name);
+  if (i < 0) return def;
+  if (argv[i + 1] === undefined) die(`${name} needs a value`);
+  return argv[i + 1];
+};
+function die(msg) {
+  console.error(`bench-cache: ${msg}`);
   process.exit(2);
 }
-const useRegistry = !argv.includes("--no-registry") && existsSync("/usr/bin/docker-registry");
+const fileCount = Math.floor(Number(opt("--files", "20000")));
+if (!Number.isFinite(fileCount) || fileCount < 1) die("--files needs a number >= 1");
+const runs = Math.floor(Number(opt("--runs", "5")));
+if (!Number.isFinite(runs) || runs < 1) die("--runs needs a number >= 1");
+const suite = opt("--suite", "bookworm");
+const isolation = opt("--isolation", "auto");
 const keep = argv.includes("--keep");
+const useBuildah = !argv.includes("--no-buildah");
+const useRegistry = !argv.includes("--no-registry") && existsSync("/usr/bin/docker-registry");
 
-const kilnBin = join(repo, "bin", "kiln");
-if (!existsSync(join(repo, "dist", "cli", "main.js"))) {
-  console.error("kiln is not compiled: run `npm run build` first");
-  process.exit(1);
+if (!existsSync(join(repo, "dist", "cli", "main.js"))) die("kiln is not compiled: run `npm run build` first");
+if (process.getuid?.() !== 0) die("run as root (debootstrap, RUN isolation and buildah's chroot isolation need it)");
+if (!existsSync("/usr/bin/time")) die("GNU time (/usr/bin/time) is not installed (apt-get install time)");
+for (const tool of useBuildah ? ["buildah", "skopeo"] : []) {
+  if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0) die(`${tool} is not installed (or pass --no-buildah)`);
 }
 
+// ---------------------------------------------------------------- work dir and clean-up
 const work = mkdtempSync(join(tmpdir(), "kiln-bench-cache-"));
+const bRoot = join(work, "buildah", "root");
+const bRunroot = join(work, "buildah", "runroot");
+const bTmp = join(work, "buildah", "tmp");
+const buildahStore = ["--root", bRoot, "--runroot", bRunroot, "--storage-driver", "vfs"];
+const buildahEnv = { TMPDIR: bTmp, BUILDAH_ISOLATION: "chroot" };
 let registry;
-const cleanup = () => {
+let cleaned = false;
+function cleanup() {
+  if (cleaned) return;
+  cleaned = true;
   if (registry && registry.exitCode === null) registry.kill("SIGTERM");
-  if (!keep) rmSync(work, { recursive: true, force: true });
-  else console.log(`kept ${work}`);
-};
+  if (keep) {
+    console.log(`kept ${work}`);
+    return;
+  }
+  if (existsSync(bRoot)) {
+    spawnSync("buildah", [...buildahStore, "rm", "-a"], { env: { ...process.env, ...buildahEnv }, stdio: "ignore" });
+    spawnSync("buildah", [...buildahStore, "rmi", "-a", "-f"], { env: { ...process.env, ...buildahEnv }, stdio: "ignore" });
+  }
+  // anything still mounted below the work dir (deepest first), then the tree itself
+  const mounts = readFileSync("/proc/self/mounts", "utf8")
+    .split("\n")
+    .map((l) => l.split(" ")[1]?.replace(/\\040/g, " "))
+    .filter((m) => m && (m === work || m.startsWith(`${work}/`)))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) spawnSync("umount", ["-l", m], { stdio: "ignore" });
+  spawnSync("rm", ["-rf", work]);
+}
 process.on("exit", cleanup);
-process.on("SIGINT", () => process.exit(130));
+for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => process.exit(130));
+
+// ---------------------------------------------------------------- helpers
+/** Runs cmd under GNU time: wall seconds (spawn to exit), peak RSS, output. */
+function timed(cmd, args, env = {}) {
+  const rssFile = join(work, `rss-${process.hrtime.bigint()}`);
+  return new Promise((res) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn("/usr/bin/time", ["-o", rssFile, "-f", "%M", cmd, ...args], { cwd: work, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const out = [];
+    const err = [];
+    child.stdout.on("data", (b) => out.push(b));
+    child.stderr.on("data", (b) => err.push(b));
+    child.on("close", (code) => {
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      let rssKiB = NaN;
+      try {
+        rssKiB = Number(readFileSync(rssFile, "utf8").trim().split("\n").pop());
+      } catch {
+        // time wrote nothing (the command did not start)
+      }
+      res({ code, seconds, rssMB: rssKiB / 1024, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
+    });
+  });
+}
+const lastLines = (s, n = 4) => s.trim().split("\n").slice(-n).join(" | ");
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------- the base
+let rootfs;
+try {
+  const r = ensureDebianRootfs({ dir: opt("--rootfs", join(work, "rootfs")), suite, mirror: opt("--mirror", aptMirror()), log: (m) => console.log(m) });
+  rootfs = r.rootfs;
+} catch (e) {
+  die(e.message);
+}
+const baseLayout = join(work, "base-layout");
+let base;
+try {
+  base = importDebianBase({ rootfs, layout: baseLayout, kilnBin, workDir: work });
+} catch (e) {
+  die(e.message);
+}
+console.log(`base: Debian ${suite} minbase, ${countEntries(rootfs)} entries (${rootfs}); kiln imported it in ${base.seconds.toFixed(1)} s`);
+if (useBuildah) {
+  mkdirSync(bTmp, { recursive: true });
+  const r = await timed("skopeo", ["copy", "--quiet", `oci:${baseLayout}:${base.tag}`, `containers-storage:[vfs@${bRoot}+${bRunroot}]localhost/base:latest`], buildahEnv);
+  if (r.code !== 0) die(`skopeo copy of the base into buildah's store failed: ${lastLines(r.stderr || r.stdout)}`);
+}
 
 // ---------------------------------------------------------------- the context
 const ctx = join(work, "context");
@@ -56,55 +157,127 @@ for (let i = 0; i < fileCount; i++) {
   files.push(p);
 }
 writeFileSync(join(ctx, "VERSION"), "1.0.0\n");
-writeFileSync(
-  join(ctx, "Dockerfile"),
-  ["FROM scratch", "ENV APP=bench", "COPY src /app/src", "WORKDIR /app", "COPY VERSION /app/VERSION", 'LABEL bench="cache"', ""].join("\n"),
-);
+// 12 instructions; layer steps: WORKDIR, 4 × RUN, COPY
+const dockerfile = [
+  "FROM base",
+  "ARG VERSION=1.0.0",
+  "ENV APP_HOME=/app LANG=C.UTF-8",
+  "WORKDIR /srv",
+  'RUN mkdir -p /srv/data && echo "$VERSION" > /srv/data/version',
+  "RUN ls /usr/bin | wc -l > /count",
+  "COPY . /app",
+  "RUN find /app -type f | wc -l > /n",
+  "RUN cp /app/VERSION /srv/VERSION && chmod 0644 /srv/VERSION",
+  'LABEL org.example.bench="cache"',
+  "USER nobody",
+  'CMD ["/bin/sh", "-c", "cat /n"]',
+];
+writeFileSync(join(ctx, "Dockerfile"), dockerfile.join("\n") + "\n");
 // let file timestamps age past the stat cache's racy window
-await new Promise((r) => setTimeout(r, 200));
+await sleep(200);
 
-// ---------------------------------------------------------------- running kiln
-function build(name, store, extra = []) {
-  const slug = name.replace(/[^a-z0-9]+/gi, "-");
+// ---------------------------------------------------------------- kiln
+const sde = { SOURCE_DATE_EPOCH: "1700000000" };
+/** One kiln build with --progress plain; steps parsed from the plain output and the metadata file. */
+async function kiln(name, store, extra = [], { output = name } = {}) {
+  const slug = output.replace(/[^a-z0-9]+/gi, "-");
   const meta = join(work, `${slug}.meta.json`);
   const out = join(work, `${slug}.oci`);
-  const args = [kilnBin, "build", "--progress", "quiet", "--cache-dir", store, "-o", `type=oci,dest=${out}`, "--metadata-file", meta, ...extra, ctx];
-  const t0 = performance.now();
-  const r = spawnSync(process.execPath, args, { encoding: "utf8", env: { ...process.env, SOURCE_DATE_EPOCH: "1700000000" } });
-  const seconds = (performance.now() - t0) / 1000;
-  if (r.status !== 0) {
-    console.error(`${name}: kiln build failed (${r.status}):\n${r.stderr}`);
-    process.exit(1);
+  const args = [kilnBin, "build", "--progress", "plain", "--isolation", isolation, "--cache-dir", store, "-o", `type=oci,dest=${out}`, "--metadata-file", meta,
+    "-t", "bench:latest", "--build-context", `base=${base.ref}`, ...extra, ctx];
+  const r = await timed(process.execPath, args, sde);
+  if (r.code !== 0) die(`${name}: kiln build failed (exit ${r.code}): ${lastLines(r.stderr)}`);
+  const m = JSON.parse(readFileSync(meta, "utf8"));
+  const steps = m["kiln.steps"] ?? [];
+  // `#N [stage i/n] TEXT` then `#N CACHED ...` or `#N DONE ...`
+  const heads = new Map();
+  const plain = [];
+  for (const line of r.stderr.split("\n")) {
+    const h = line.match(/^#(\d+) \[[^\]]*\] (.*)$/);
+    if (h) heads.set(h[1], h[2]);
+    const d = line.match(/^#(\d+) (CACHED|DONE)\b/);
+    if (d) plain.push({ text: heads.get(d[1]) ?? `#${d[1]}`, cached: d[2] === "CACHED" });
   }
-  const steps = JSON.parse(readFileSync(meta, "utf8"))["kiln.steps"] ?? [];
-  const cached = steps.filter((s) => s.cached).length;
-  const digest = JSON.parse(readFileSync(meta, "utf8"))["containerimage.digest"];
-  return { name, seconds, cached, steps: steps.length, digest };
+  return {
+    name,
+    seconds: r.seconds,
+    rssMB: r.rssMB,
+    cached: steps.filter((s) => s.cached).length,
+    steps: steps.length,
+    plain,
+    uncached: plain.filter((p) => !p.cached).map((p) => p.text),
+    digest: m["containerimage.digest"],
+  };
 }
 
 const rows = [];
-const report = (row, note = "") => {
+const show = (row, note = "") => {
   rows.push(row);
-  console.log(`${row.name.padEnd(34)} ${row.seconds.toFixed(2).padStart(7)} s   cached ${row.cached}/${row.steps}   ${row.digest.slice(7, 19)}  ${note}`);
+  const plainNote = row.plain.length ? `plain: ${row.plain.filter((p) => p.cached).length}/${row.plain.length} CACHED` : "plain: no step lines";
+  console.log(`${row.name.padEnd(38)} ${row.seconds.toFixed(2).padStart(7)} s  ${row.rssMB.toFixed(0).padStart(4)} MB  cached ${row.cached}/${row.steps}  ${plainNote}  ${row.digest.slice(7, 19)}  ${note}`);
 };
 
-console.log(`context: ${fileCount} files; node ${process.version}`);
+console.log(`context: ${fileCount} files; ${dockerfile.length}-instruction Dockerfile; node ${process.version}; ${runs} warm runs`);
 const store = join(work, "store");
-const cold = build("cold", store, ["--cache-to", `type=local,dest=${join(work, "cache-local")},mode=max`]);
-report(cold);
-const warm = build("warm rebuild", store);
-report(warm, warm.seconds < 1 ? "(target < 1 s: ok)" : "(target < 1 s: MISSED)");
+const cold = await kiln("kiln cold", store, ["--cache-to", `type=local,dest=${join(work, "cache-local")},mode=max`]);
+show(cold);
+const warms = [];
+for (let i = 0; i < runs; i++) {
+  const w = await kiln(`kiln warm rebuild ${i + 1}/${runs}`, store, [], { output: "kiln warm" });
+  const bad = w.uncached.length || w.plain.length === 0 || w.cached !== w.steps;
+  show(w, bad ? `NOT ALL CACHED: ${w.uncached.join("; ") || "(no CACHED lines)"}` : "");
+  warms.push(w);
+}
+const warmAllCached = warms.every((w) => w.uncached.length === 0 && w.plain.length > 0 && w.cached === w.steps);
+const kilnWarm = { median: median(warms.map((w) => w.seconds)), best: Math.min(...warms.map((w) => w.seconds)), rssMB: Math.max(...warms.map((w) => w.rssMB)) };
+
+// ---------------------------------------------------------------- re-hash through the library
+const lib = (p) => import(pathToFileURL(join(repo, "dist", p)).href);
+const { StatCache, hashSources } = await lib("cache/sources.js");
+const { DirContext } = await lib("context/build-context.js");
+const { selectSources } = await lib("context/select.js");
+const { createIgnoreMatcher, readIgnoreFile } = await lib("context/dockerignore.js");
+const { BlobStore } = await lib("store/blob-store.js");
+const rehash = [];
+let rehashStats;
+for (let i = 0; i < runs; i++) {
+  const t0 = process.hrtime.bigint();
+  // as a build does it: the context (.dockerignore applied), the stat cache loaded from the
+  // store, the COPY's sources selected and hashed
+  const dctx = new DirContext(ctx, createIgnoreMatcher(await readIgnoreFile(ctx, join(ctx, "Dockerfile"))));
+  const cache = await StatCache.load(new BlobStore(store), dctx.root);
+  const digest = await hashSources(await selectSources(dctx, ["."]), { statCache: cache });
+  rehash.push(Number(process.hrtime.bigint() - t0) / 1e9);
+  rehashStats = { hits: cache.hits, reads: cache.reads, digest };
+}
+const rehashMedian = median(rehash);
+console.log(`unchanged-context re-hash (library, warm stat cache): ${rehash.map((s) => s.toFixed(3)).join(", ")} s; median ${rehashMedian.toFixed(3)} s; ` +
+  `${rehashStats.hits} stat-cache hits, ${rehashStats.reads} files read`);
+
+// ---------------------------------------------------------------- buildah
+let buildahCold;
+const buildahWarms = [];
+if (useBuildah) {
+  const bud = async (name) => {
+    const r = await timed("buildah", [...buildahStore, "bud", "--isolation", "chroot", "--layers", "--pull=never", "-t", "localhost/bench:latest", ctx], buildahEnv);
+    if (r.code !== 0) die(`${name}: buildah bud failed (exit ${r.code}): ${lastLines(r.stderr || r.stdout)}`);
+    const usingCache = (r.stdout + r.stderr).split("\n").filter((l) => /Using cache/.test(l)).length;
+    console.log(`${name.padEnd(38)} ${r.seconds.toFixed(2).padStart(7)} s  ${r.rssMB.toFixed(0).padStart(4)} MB  "Using cache" ×${usingCache}`);
+    return { ...r, usingCache };
+  };
+  buildahCold = await bud("buildah cold");
+  for (let i = 0; i < runs; i++) buildahWarms.push(await bud(`buildah warm rebuild ${i + 1}/${runs}`));
+}
+const buildahWarm = buildahWarms.length ? { median: median(buildahWarms.map((b) => b.seconds)), best: Math.min(...buildahWarms.map((b) => b.seconds)) } : undefined;
+
+// ---------------------------------------------------------------- extra kiln rows
 const later = new Date(Date.now() + 60_000);
 for (const f of files) utimesSync(f, later, later);
-await new Promise((r) => setTimeout(r, 200));
-report(build("after touching every file (mtime)", store), "(content unchanged: all cached expected)");
-report(build("warm again (stat cache refreshed)", store));
-report(build("fresh store, --cache-from local", join(work, "store-from-local"), ["--cache-from", `type=local,src=${join(work, "cache-local")}`]));
-writeFileSync(files[Math.floor(files.length / 2)], "changed content\n");
-await new Promise((r) => setTimeout(r, 200));
-report(build("after changing one file", store), "(COPY src and later layer steps re-run)");
+await sleep(200);
+show(await kiln("after touching every file (mtime)", store), "(content unchanged: all cached expected)");
+show(await kiln("warm again (stat cache refreshed)", store));
+show(await kiln("fresh store, --cache-from local", join(work, "store-from-local"), ["--cache-from", `type=local,src=${join(work, "cache-local")}`]));
 
-// ---------------------------------------------------------------- registry cache
 async function freePort() {
   return new Promise((res, rej) => {
     const s = createServer();
@@ -115,34 +288,62 @@ async function freePort() {
     });
   });
 }
-
 if (useRegistry) {
   const port = await freePort();
   const regDir = join(work, "registry");
   mkdirSync(regDir);
   const cfg = join(regDir, "config.yml");
   writeFileSync(cfg, ["version: 0.1", "log:", "  level: error", "storage:", "  filesystem:", `    rootdirectory: ${join(regDir, "data")}`, "http:", `  addr: 127.0.0.1:${port}`, ""].join("\n"));
-  const logFile = join(regDir, "log");
-  const fd = openSync(logFile, "a");
+  const fd = openSync(join(regDir, "log"), "a");
   registry = spawn("/usr/bin/docker-registry", ["serve", cfg], { stdio: ["ignore", fd, fd] });
   closeSync(fd);
   for (let i = 0; i < 100; i++) {
-    const ok = await new Promise((res) => {
+    const listening = await new Promise((res) => {
       const s = createServer();
       s.once("error", () => res(true)); // port taken: the registry listens
       s.listen(port, "127.0.0.1", () => s.close(() => res(false)));
     });
-    if (ok) break;
-    await new Promise((r) => setTimeout(r, 100));
+    if (listening) break;
+    await sleep(100);
   }
   const ref = `127.0.0.1:${port}/bench/cache:latest`;
   const dockerConfig = join(work, "docker-config");
   mkdirSync(dockerConfig);
   process.env.DOCKER_CONFIG = dockerConfig;
-  report(build("export to registry (cold store)", join(work, "store-reg-a"), ["--cache-to", `type=registry,ref=${ref},mode=max`]));
-  report(build("re-export to registry (warm store)", join(work, "store-reg-a"), ["--cache-to", `type=registry,ref=${ref},mode=max`]));
-  report(build("fresh store, --cache-from registry", join(work, "store-reg-b"), ["--cache-from", `type=registry,ref=${ref}`]));
+  show(await kiln("export to registry (cold store)", join(work, "store-reg-a"), ["--cache-to", `type=registry,ref=${ref},mode=max`]));
+  show(await kiln("re-export to registry (warm store)", join(work, "store-reg-a"), ["--cache-to", `type=registry,ref=${ref},mode=max`]));
+  show(await kiln("fresh store, --cache-from registry", join(work, "store-reg-b"), ["--cache-from", `type=registry,ref=${ref}`]));
 }
 
-const same = rows.filter((r) => r.digest === cold.digest).length;
-console.log(`\n${same}/${rows.length} builds produced the cold build's image digest (SOURCE_DATE_EPOCH set)`);
+writeFileSync(files[Math.floor(files.length / 2)], "changed content\n");
+await sleep(200);
+const changed = await kiln("after changing one file", store);
+show(changed, "(COPY and the later RUNs re-run)");
+
+// ---------------------------------------------------------------- summary
+const pad = (s, n) => String(s).padEnd(n);
+const f2 = (s) => `${s.toFixed(2)} s`;
+console.log("");
+console.log(`${pad("", 30)}${pad("median", 10)}${pad("best", 10)}`);
+console.log(`${pad(`kiln warm rebuild (×${runs})`, 30)}${pad(f2(kilnWarm.median), 10)}${pad(f2(kilnWarm.best), 10)}peak RSS ${kilnWarm.rssMB.toFixed(0)} MB`);
+if (buildahWarm) {
+  console.log(`${pad(`buildah warm --layers (×${runs})`, 30)}${pad(f2(buildahWarm.median), 10)}${pad(f2(buildahWarm.best), 10)}(cold ${f2(buildahCold.seconds)}; kiln cold ${f2(cold.seconds)})`);
+}
+console.log(`${pad(`re-hash, unchanged (×${runs})`, 30)}${pad(`${rehashMedian.toFixed(3)} s`, 10)}${pad(`${Math.min(...rehash).toFixed(3)} s`, 10)}`);
+console.log("");
+const verdicts = [
+  ["kiln warm rebuild ≤ 1 s (median, incl. node start-up)", kilnWarm.median <= 1, f2(kilnWarm.median)],
+  ["kiln warm: every step CACHED in --progress plain", warmAllCached, warmAllCached ? `${warms[0].plain.length}/${warms[0].plain.length} steps, all ${runs} runs` : "some step re-ran"],
+];
+if (buildahWarm) {
+  const ratio = kilnWarm.median / buildahWarm.median;
+  verdicts.push(["kiln warm / buildah warm ≤ 0.25 (medians)", ratio <= 0.25, ratio.toFixed(2)]);
+}
+verdicts.push(["unchanged-context re-hash ≤ 0.3 s (median)", rehashMedian <= 0.3, `${rehashMedian.toFixed(3)} s`]);
+for (const [what, ok, value] of verdicts) console.log(`${ok ? "PASS" : "FAIL"}  ${what}: ${value}`);
+const expectSame = rows.filter((r) => r !== changed);
+const same = expectSame.filter((r) => r.digest === cold.digest);
+console.log(`\n${same.length}/${expectSame.length} builds with unchanged content produced the cold build's image digest (SOURCE_DATE_EPOCH set)` +
+  (same.length < expectSame.length ? `; differing: ${expectSame.filter((r) => r.digest !== cold.digest).map((r) => r.name).join(", ")}` : ""));
+console.log(`after changing one file: digest ${changed.digest === cold.digest ? "UNCHANGED (wrong)" : "changed"}; re-ran: ${changed.uncached.join("; ") || "nothing"}`);
+process.exitCode = verdicts.every(([, ok]) => ok) ? 0 : 1;

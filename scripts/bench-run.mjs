@@ -9,10 +9,12 @@
 // (a) snapshot < 0.3 s; (b), (c) kiln ≤ 0.5 × buildah; kiln peak RSS < 300 MB.
 //
 //   node scripts/bench-run.mjs [--rootfs DIR] [--mirror URL] [--suite bookworm] [--only a,b,c]
-//                              [--isolation auto|oci|chroot] [--keep]
+//                              [--isolation auto|oci|chroot] [--keep] [--scale F] [--dist DIR]
 //
 // --rootfs DIR: reuse the debootstrap tree in DIR (made there, and kept, when DIR is missing).
 // --mirror: default is the first deb.debian.org-style URI in apt's sources.
+// --scale F: multiply the file counts of (b) and (c) by F (e.g. 0.2 while iterating; default 1).
+// --dist DIR: run kiln compiled into DIR (a tsc outDir of src/) instead of the repo's dist/.
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, lstatSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -20,12 +22,17 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const kilnBin = join(repo, "bin", "kiln");
 const argv = process.argv.slice(2);
 const opt = (name, def) => {
   const i = argv.indexOf(name);
   return i >= 0 ? argv[i + 1] : def;
 };
+const dist = resolve(opt("--dist", join(repo, "dist")));
+const scale = Number(opt("--scale", "1"));
+if (!(scale > 0)) {
+  console.error("bench-run: --scale needs a positive number");
+  process.exit(2);
+}
 const keep = argv.includes("--keep");
 const suite = opt("--suite", "bookworm");
 const only = (opt("--only", "a,b,c") ?? "a,b,c").split(",");
@@ -40,7 +47,7 @@ for (const tool of ["buildah", "skopeo", "debootstrap", "chroot"]) {
   if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0) die(`${tool} is not installed`);
 }
 if (!existsSync("/usr/bin/time")) die("GNU time (/usr/bin/time) is not installed (apt-get install time)");
-if (!existsSync(join(repo, "dist", "cli", "main.js"))) die("kiln is not compiled: run `npx tsc -p tsconfig.json` first");
+if (!existsSync(join(dist, "cli", "main.js"))) die(`kiln is not compiled in ${dist}: run \`npx tsc -p tsconfig.json\` first`);
 if (process.getuid?.() !== 0) die("run as root (debootstrap, chroot and buildah's chroot isolation need it)");
 
 function aptMirror() {
@@ -64,6 +71,10 @@ const cleanup = () => {
 };
 process.on("exit", cleanup);
 process.on("SIGINT", () => process.exit(130));
+
+// The CLI launcher (like bin/kiln, but for the chosen compiled tree).
+const kilnBin = join(work, "kiln.mjs");
+writeFileSync(kilnBin, `import { main } from ${JSON.stringify(pathToFileURL(join(dist, "cli", "main.js")).href)};\nprocess.exitCode = await main(process.argv.slice(2));\n`);
 
 // ---------------------------------------------------------------- helpers
 function timed(cmd, args, env = {}) {
@@ -138,7 +149,7 @@ const store = ["--root", bRoot, "--runroot", bRunroot, "--storage-driver", "vfs"
 mustOk(await timed("skopeo", ["copy", "--quiet", `oci:${baseLayout}:latest`, `containers-storage:[vfs@${bRoot}+${bRunroot}]localhost/base:latest`], { TMPDIR: bTmp }), "skopeo copy of the base");
 
 // ---------------------------------------------------------------- library-level snapshot timing
-const lib = (p) => import(pathToFileURL(join(repo, "dist", p)).href);
+const lib = (p) => import(pathToFileURL(join(dist, p)).href);
 const { takeBaseline, diffSnapshot } = await lib("layer/diff.js");
 const { writeLayer } = await lib("layer/write-layer.js");
 const { BlobStore } = await lib("store/blob-store.js");
@@ -169,10 +180,17 @@ async function snapshotTiming(cmd) {
 }
 
 // ---------------------------------------------------------------- scenarios
+// N files in directories of (up to) 1,000.
+const createFiles = (n) => {
+  const dirs = Math.max(1, Math.round(n / 1000));
+  const per = Math.max(1, Math.round(n / dirs));
+  return `mkdir /bench && cd /bench && for d in $(seq 1 ${dirs}); do mkdir $d; for i in $(seq 1 ${per}); do echo $i > $d/f$i; done; done`;
+};
+const count = (n) => Math.round(n * scale).toLocaleString("en-US");
 const scenarios = [
   { id: "a", what: "RUN touching one file", cmd: "echo changed > /etc/bench-one" },
-  { id: "b", what: "RUN creating 10,000 files", cmd: "mkdir /bench && cd /bench && for d in $(seq 1 10); do mkdir $d; for i in $(seq 1 1000); do echo $i > $d/f$i; done; done" },
-  { id: "c", what: "RUN creating 100,000 files", cmd: "mkdir /bench && cd /bench && for d in $(seq 1 100); do mkdir $d; for i in $(seq 1 1000); do echo $i > $d/f$i; done; done" },
+  { id: "b", what: `RUN creating ${count(10000)} files`, cmd: createFiles(10000 * scale) },
+  { id: "c", what: `RUN creating ${count(100000)} files`, cmd: createFiles(100000 * scale) },
 ].filter((s) => only.includes(s.id));
 
 const rows = [];
