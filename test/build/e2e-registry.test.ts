@@ -65,6 +65,19 @@ describe("build, push, and build FROM the pushed image", () => {
     expect(uploads()).toBe(again);
   });
 
+  it("kiln pull writes the pushed image to a layout that verifies, with the same digest", async () => {
+    const ref = `${registry.host}/kiln/pulled:1`;
+    const pushed = expectBuilt(await kiln(["build", "--progress", "quiet", "--cache-dir", await temps.make("kiln-pull-c1-"), "--push", "-t", ref, casePath("metadata")]));
+    const dest = join(await temps.make("kiln-pull-out-"), "layout");
+    const r = await kiln(["pull", ref, "--cache-dir", await temps.make("kiln-pull-c2-"), "--output", `type=oci,dest=${dest}`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe(pushed);
+    const v = await kiln(["verify", dest]);
+    expect(v.code, v.stderr).toBe(0);
+    const inspect = await run("skopeo", ["inspect", "--format", "{{.Digest}}", `oci:${dest}:1`]);
+    expect(inspect.stdout.trim()).toBe(pushed);
+  });
+
   it("a missing tag is one clear error line and exit 1", async () => {
     const ctx = await temps.make("kiln-reg-missing-");
     await writeFile(join(ctx, "Dockerfile"), `FROM ${registry.host}/kiln/nope:1\n`);
