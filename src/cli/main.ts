@@ -142,8 +142,7 @@ const commands: Record<string, Command> = {
       const { BlobStore, defaultCacheDir } = await import("../store/blob-store.js");
       const result = await pushLayout(dir, selector, refs, {
         store: new BlobStore(one(args, "cache-dir") ?? defaultCacheDir()),
-        insecureRegistries: many(args, "insecure-registry"),
-        ...(one(args, "registry-ca") ? { caFile: one(args, "registry-ca")! } : {}),
+        ...registryFrom(args),
         ...(chunk !== undefined ? { chunkSize: chunk } : {}),
         ...(quiet ? {} : { onProgress: pushProgress() }),
       });
@@ -169,16 +168,13 @@ const commands: Record<string, Command> = {
       const { hostPlatform, parsePlatform } = await import("../image/platform.js");
       const store = new BlobStore(one(args, "cache-dir") ?? defaultCacheDir());
       const platform = one(args, "platform") ? parsePlatform(one(args, "platform")!) : hostPlatform();
-      const r = await pullImage(ref, {
-        store,
-        platform,
-        pull: "always",
-        insecureRegistries: many(args, "insecure-registry"),
-        ...(one(args, "registry-ca") ? { caFile: one(args, "registry-ca")! } : {}),
-      });
-      for (const o of many(args, "output")) {
+      const outputs = many(args, "output").map((o) => {
         const spec = parseOutput(parseCsv(o, "output"), o);
         if (spec.type !== "oci") throw new UsageError("kiln pull: only --output type=oci is supported");
+        return spec;
+      });
+      const r = await pullImage(ref, { store, platform, pull: "always", ...registryFrom(args) });
+      for (const spec of outputs) {
         const { writeOciLayout } = await import("../output/oci-layout.js");
         const { manifestDescriptor } = r;
         const manifest = await store.readJSON<{ config: import("../image/oci.js").Descriptor }>(manifestDescriptor.digest);
@@ -284,10 +280,7 @@ const commands: Record<string, Command> = {
       if (!args.flags.has("password-stdin")) throw new UsageError("kiln login: give the password with --password-stdin");
       const password = (await buffer(process.stdin)).toString("utf8").replace(/\r?\n$/, "");
       const { login } = await import("../registry/login.js");
-      await login(args.positionals[0]!, user, password, {
-        insecureRegistries: many(args, "insecure-registry"),
-        ...(one(args, "registry-ca") ? { caFile: one(args, "registry-ca")! } : {}),
-      });
+      await login(args.positionals[0]!, user, password, registryFrom(args));
       process.stderr.write("Login Succeeded\n");
       return 0;
     },
@@ -311,6 +304,12 @@ function intOption(args: ParsedArgs, name: string, min: number, max: number): nu
   if (v === undefined) return undefined;
   if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`--${name} must be a whole number from ${min} to ${max}`);
   return Number(v);
+}
+
+/** `--insecure-registry` and `--registry-ca`, as registry options. */
+function registryFrom(args: ParsedArgs): { insecureRegistries: string[]; caFile?: string } {
+  const ca = one(args, "registry-ca");
+  return { insecureRegistries: many(args, "insecure-registry"), ...(ca ? { caFile: ca } : {}) };
 }
 
 function splitLayoutArg(s: string): { dir: string; selector?: string } {
