@@ -212,12 +212,12 @@ for (const sc of scenarios) {
 // ---------------------------------------------------------------- report
 const pad = (s, n) => String(s).padEnd(n);
 console.log("");
-console.log(`${pad("case", 30)}${pad("kiln build", 12)}${pad("kiln RUN", 10)}${pad("buildah", 10)}${pad("ratio", 7)}${pad("snapshot", 10)}${pad("layer", 9)}${pad("kiln RSS", 10)}${pad("buildah RSS", 12)}`);
+console.log(`${pad("case", 32)}${pad("kiln build", 12)}${pad("kiln RUN", 10)}${pad("buildah", 10)}${pad("ratio", 7)}${pad("snapshot", 10)}${pad("layer", 9)}${pad("kiln RSS", 10)}${pad("buildah RSS", 12)}`);
 const verdicts = [];
 for (const { sc, k, step, b, snap } of rows) {
   const ratio = k.seconds / b.seconds;
   const snapS = snap.baseline + snap.diff;
-  console.log(`${pad(`(${sc.id}) ${sc.what}`, 30)}${pad(`${k.seconds.toFixed(2)} s`, 12)}${pad(`${step.toFixed(2)} s`, 10)}${pad(`${b.seconds.toFixed(2)} s`, 10)}${pad(ratio.toFixed(2), 7)}${pad(`${snapS.toFixed(3)} s`, 10)}${pad(`${snap.write.toFixed(2)} s`, 9)}${pad(`${k.rssMB.toFixed(0)} MB`, 10)}${pad(`${b.rssMB.toFixed(0)} MB`, 12)}`);
+  console.log(`${pad(`(${sc.id}) ${sc.what}`, 32)}${pad(`${k.seconds.toFixed(2)} s`, 12)}${pad(`${step.toFixed(2)} s`, 10)}${pad(`${b.seconds.toFixed(2)} s`, 10)}${pad(ratio.toFixed(2), 7)}${pad(`${snapS.toFixed(3)} s`, 10)}${pad(`${snap.write.toFixed(2)} s`, 9)}${pad(`${k.rssMB.toFixed(0)} MB`, 10)}${pad(`${b.rssMB.toFixed(0)} MB`, 12)}`);
   if (sc.id === "a") verdicts.push([`(a) snapshot < 0.3 s`, snapS < 0.3, `${snapS.toFixed(3)} s`]);
   else verdicts.push([`(${sc.id}) kiln ≤ 0.5 × buildah`, ratio <= 0.5, `${ratio.toFixed(2)} ×`]);
   verdicts.push([`(${sc.id}) kiln peak RSS < 300 MB`, k.rssMB < 300 && snap.rssMB < 300, `CLI ${k.rssMB.toFixed(0)} MB, snapshot library ${snap.rssMB.toFixed(0)} MB`]);

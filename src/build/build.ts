@@ -1,7 +1,8 @@
 // `build()`: the whole flow for one Dockerfile. Reads and plans it, rejects what kiln cannot do
 // before any work starts, builds the stages the target needs (independent stages concurrently,
 // each at most once), then hands the target's image to the outputs.
-import { readFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { contextFromTar } from "../context/build-context.js";
 import { writeFileAtomic } from "../store/atomic-file.js";
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
@@ -36,10 +37,25 @@ export interface BuildResult {
 
 export async function build(options: BuildOptions): Promise<BuildResult> {
   const cacheDir = resolve(options.cacheDir ?? defaultCacheDir());
-  const store = new BlobStore(cacheDir);
   // Root filesystems, mounts and run directories a killed build left behind.
   await cleanupStale(cacheDir).catch(() => undefined);
   await cleanupStaleTemp(cacheDir);
+  if (options.context !== "-") return buildFrom(options, cacheDir);
+  // `kiln build -`: the context is a tar on stdin; as with docker, -f names a file inside it.
+  if (options.dockerfile === "-") throw new UsageError("the Dockerfile and the context cannot both come from stdin");
+  await mkdir(join(cacheDir, "tmp"), { recursive: true });
+  const dir = await mkdtemp(join(cacheDir, "tmp", `build-${process.pid}-context-`));
+  try {
+    const ctx = await contextFromTar(options.contextStream ?? process.stdin, dir);
+    const inTar = options.dockerfileText === undefined ? { dockerfile: join(ctx.root, options.dockerfile ?? "Dockerfile"), dockerfileName: options.dockerfile ?? "Dockerfile" } : {};
+    return await buildFrom({ ...options, context: ctx.root, ...inTar }, cacheDir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function buildFrom(options: BuildOptions & { dockerfileName?: string }, cacheDir: string): Promise<BuildResult> {
+  const store = new BlobStore(cacheDir);
   const { text, file, path: dockerfilePath } = await readDockerfile(options);
   const platform: Platform = options.platform ? parsePlatform(options.platform) : hostPlatform();
   const buildArgs = { ...(options.buildArgs ?? {}) };
@@ -228,18 +244,15 @@ function needsRun(plan: BuildPlan): boolean {
   return plan.order.some((i) => plan.stages[i]!.instructions.some((t) => t.kind === "run"));
 }
 
-async function readDockerfile(options: BuildOptions): Promise<{ text: string; file: string; path?: string }> {
+async function readDockerfile(options: BuildOptions & { dockerfileName?: string }): Promise<{ text: string; file: string; path?: string }> {
   if (options.dockerfile === "-" || (options.dockerfileText !== undefined && options.dockerfile === undefined)) {
     if (options.dockerfileText !== undefined) return { text: options.dockerfileText, file: "Dockerfile" };
-    if (options.context === "-") throw new UsageError("the Dockerfile and the context cannot both come from stdin");
     return { text: (await buffer(process.stdin)).toString("utf8"), file: "Dockerfile" };
   }
-  if (options.context === "-" && options.dockerfile === undefined) {
-    throw new UsageError("with the context on stdin, give the Dockerfile with -f PATH");
-  }
   const path = resolve(options.dockerfile ?? join(options.context, "Dockerfile"));
+  const file = options.dockerfileName ?? options.dockerfile ?? "Dockerfile";
   try {
-    return { text: await readFile(path, "utf8"), file: options.dockerfile ?? "Dockerfile", path };
+    return { text: await readFile(path, "utf8"), file, path };
   } catch (err) {
     throw new KilnError(`cannot read Dockerfile ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }

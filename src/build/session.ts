@@ -3,7 +3,7 @@
 // `COPY --from`, the RUN runner, step numbering and events, and clean-up of everything temporary.
 import { mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { DirContext, contextFromTar } from "../context/build-context.js";
+import { DirContext } from "../context/build-context.js";
 import { createIgnoreMatcher, readIgnoreFile } from "../context/dockerignore.js";
 import { KilnError } from "../errors.js";
 import type { Image } from "../image/image.js";
@@ -68,16 +68,10 @@ export class BuildSession {
     return ++this.stepCounter;
   }
 
-  /** The main build context (directory or stdin tar), with .dockerignore applied. */
+  /** The main build context (a directory; `kiln build -` extracted its tar), with .dockerignore applied. */
   context(): Promise<DirContext> {
     this.mainContext ??= (async () => {
       const opts = this.options;
-      if (opts.context === "-") {
-        const stream = opts.contextStream ?? process.stdin;
-        const ctx = await contextFromTar(stream, await this.tmpRoot);
-        const patterns = await readIgnoreFile(ctx.root, this.dockerfilePath);
-        return new DirContext(ctx.root, createIgnoreMatcher(patterns));
-      }
       const st = await stat(opts.context).catch(() => undefined);
       if (!st?.isDirectory()) throw new KilnError(`build context "${opts.context}" is not a directory`);
       const patterns = await readIgnoreFile(opts.context, this.dockerfilePath);

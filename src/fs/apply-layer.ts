@@ -3,10 +3,27 @@
 // ownership, modes (incl. setuid/setgid/sticky), xattrs and mtimes — with every write confined
 // to the root (entries that climb out are refused; symlinks planted earlier resolve inside).
 import { spawn } from "node:child_process";
-import { chmodSync, createWriteStream, lchownSync, linkSync, lstatSync, lutimesSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
-import { lstat, mkdir, readdir, rm, utimes } from "node:fs/promises";
+import {
+  chmodSync,
+  closeSync,
+  constants as fsConstants,
+  fchmodSync,
+  fchownSync,
+  futimesSync,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  symlinkSync,
+  unlinkSync,
+  utimesSync,
+  writeSync,
+} from "node:fs";
+import { lstat, mkdir, readdir, rm } from "node:fs/promises";
 import { posix } from "node:path";
-import { Readable } from "node:stream";
+import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
 import { KilnError } from "../errors.js";
@@ -24,8 +41,13 @@ export interface ApplyOptions {
 }
 
 const isRoot = process.getuid?.() === 0;
-/** Files up to this size are written with one synchronous call; larger ones are streamed. */
-const SMALL_FILE = 256 * 1024;
+/** New regular files: created exclusively (never through a planted symlink), owner-only until their mode is set. */
+const CREATE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | (fsConstants.O_NOFOLLOW ?? 0);
+
+function writeAll(fd: number, chunk: Buffer): void {
+  let off = 0;
+  while (off < chunk.length) off += writeSync(fd, chunk, off, chunk.length - off);
+}
 
 function runMknod(args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -142,37 +164,36 @@ export async function applyLayer(rootDir: string, tarStream: Readable, options: 
 
     const host = posix.join(await parentDir(dirPart), base);
     const depth = c.split("/").length;
-    let existing: import("node:fs").Stats | null = null;
-    try {
-      existing = lstatSync(host);
-    } catch {
-      existing = null;
-    }
+    // (no exception for the common "not there yet": building one costs more than the lstat)
+    const existing = lstatSync(host, { throwIfNoEntry: false }) ?? null;
     const isDirEntry = h.type === "directory";
-    if (h.type === "symlink") dirCache.clear();
+    // Cached resolutions are real directories, so a new object where nothing (or a plain file)
+    // was cannot change them; replacing a directory or a symlink can.
     if (existing && !(isDirEntry && existing.isDirectory())) {
-      if (!existing.isFile()) dirCache.clear(); // a replaced dir or symlink changes resolutions
+      if (!existing.isFile()) dirCache.clear();
       if (existing.isDirectory()) await removeAny(host);
       else unlinkSync(host);
     }
 
     switch (h.type) {
       case "directory": {
-        if (!existing || !existing.isDirectory()) await mkdir(host, { mode: 0o700 });
+        if (!existing || !existing.isDirectory()) mkdirSync(host, { mode: 0o700 });
+        // a real directory right under a resolved one: its children need no resolution walk
+        dirCache.set(c, host);
         await setMeta(host, h, "dir", depth, xattrs);
         break;
       }
       case "file":
       case "contiguous-file": {
-        if ((h.size ?? 0) <= SMALL_FILE) {
-          // small files: one synchronous write (bounded memory, no thread-pool round trips)
-          const chunks: Buffer[] = [];
-          for await (const chunk of body) chunks.push(chunk);
-          writeFileSync(host, Buffer.concat(chunks), { flag: "wx", mode: 0o600 });
-        } else {
-          await pipeline(Readable.from(body), createWriteStream(host, { flags: "wx", mode: 0o600 }));
+        // Content goes straight from the tar chunks to the file with synchronous writes (page
+        // cache; no thread-pool round trips, nothing buffered), metadata through the same fd.
+        const fd = openSync(host, CREATE_FLAGS, 0o600);
+        try {
+          for await (const chunk of body) writeAll(fd, chunk);
+          setFileMeta(fd, host, h, xattrs);
+        } finally {
+          closeSync(fd);
         }
-        await setMeta(host, h, "file", depth, xattrs);
         break;
       }
       case "symlink": {
@@ -213,6 +234,24 @@ export async function applyLayer(rootDir: string, tarStream: Readable, options: 
     added.add(c);
   }
 
+  function entryMtime(h: tar.Header): number {
+    const pax = (h.pax ?? {}) as Record<string, string>;
+    return pax.mtime !== undefined ? Number(pax.mtime) : toSeconds(h.mtime);
+  }
+
+  /** setMeta for a regular file open as `fd`. */
+  function setFileMeta(fd: number, host: string, h: tar.Header, xattrs: Record<string, Buffer> | null): void {
+    try {
+      fchownSync(fd, h.uid ?? 0, h.gid ?? 0);
+    } catch (err) {
+      if (isRoot) throw err;
+    }
+    fchmodSync(fd, (h.mode ?? 0o644) & 0o7777); // after chown: chown clears setuid
+    if (xattrs) xattrItems.push({ path: host, xattrs });
+    const mtime = entryMtime(h);
+    futimesSync(fd, mtime, mtime);
+  }
+
   async function setMeta(host: string, h: tar.Header, kind: "dir" | "file" | "symlink", depth: number, xattrs: Record<string, Buffer> | null): Promise<void> {
     const uid = h.uid ?? 0;
     const gid = h.gid ?? 0;
@@ -223,9 +262,8 @@ export async function applyLayer(rootDir: string, tarStream: Readable, options: 
       // Unprivileged extraction cannot give files away; ownership is left as the current user.
     }
     if (kind !== "symlink") chmodSync(host, (h.mode ?? 0o644) & 0o7777); // after chown: chown clears setuid
-    const pax = (h.pax ?? {}) as Record<string, string>;
     if (xattrs && kind !== "symlink") xattrItems.push({ path: host, xattrs });
-    const mtime = pax.mtime !== undefined ? Number(pax.mtime) : toSeconds(h.mtime);
+    const mtime = entryMtime(h);
     if (kind === "dir") dirTimes.push({ host, mtime, depth });
     else lutimesSync(host, mtime, mtime);
   }
@@ -244,5 +282,11 @@ export async function applyLayer(rootDir: string, tarStream: Readable, options: 
     throw new KilnError(`layer ${options.layerName}: ${(err as Error).message}`, { cause: err });
   });
   dirTimes.sort((a, b) => b.depth - a.depth);
-  for (const d of dirTimes) await utimes(d.host, d.mtime, d.mtime).catch(() => undefined);
+  for (const d of dirTimes) {
+    try {
+      utimesSync(d.host, d.mtime, d.mtime);
+    } catch {
+      // a directory a later whiteout removed
+    }
+  }
 }

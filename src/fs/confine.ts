@@ -2,7 +2,7 @@
 // were `/` (openat2 RESOLVE_IN_ROOT semantics, done component by component with lstat/readlink).
 // `..` never climbs above the root, absolute symlinks resolve from the root, relative ones from
 // their own directory, and more than 255 symlinks on one walk is an error (ELOOP, like Linux).
-import { lstat, readlink } from "node:fs/promises";
+import { lstatSync, readlinkSync } from "node:fs";
 import { posix } from "node:path";
 import { KilnError } from "../errors.js";
 
@@ -58,23 +58,23 @@ export async function resolveInRoot(root: string, path: string, options: Resolve
       continue;
     }
     const host = posix.join(root, ...resolved, c);
+    // Synchronous: one cached metadata lookup is cheaper than a thread-pool round trip.
     let st;
     try {
-      st = await lstat(host);
+      st = lstatSync(host, { throwIfNoEntry: false });
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === "ENOENT" || code === "ENOTDIR") {
-        missing = true;
-        resolved.push(c);
-        continue;
-      }
-      throw err;
+      if ((err as NodeJS.ErrnoException).code !== "ENOTDIR") throw err;
+    }
+    if (st === undefined) {
+      missing = true;
+      resolved.push(c);
+      continue;
     }
     if (st.isSymbolicLink() && (!isFinal || options.followFinal)) {
       if (++links > MAX_SYMLINKS) {
         throw new KilnError(`path "${path}": too many levels of symbolic links`);
       }
-      const target = await readlink(host);
+      const target = readlinkSync(host);
       if (target.startsWith("/")) resolved.length = 0;
       const tc = components(target);
       for (let i = tc.length - 1; i >= 0; i--) pending.push(tc[i]);

@@ -6,6 +6,8 @@ import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import type { Transform } from "node:stream";
+import { createGunzip } from "node:zlib";
 import type { Digest } from "../image/oci.js";
 import type { LayerEntry } from "../layer/entry.js";
 import { decompressStream } from "../layer/compress.js";
@@ -46,6 +48,13 @@ export interface DirRootFSOptions {
   onWarning?: (msg: string) => void;
 }
 
+/** Output chunk of the gunzip feeding extraction: big chunks halve its per-chunk overhead. */
+const GUNZIP_CHUNK = 1024 * 1024;
+
+function decompressor(mediaType: string): Transform {
+  return /[+.]gzip$/i.test(mediaType) ? createGunzip({ chunkSize: GUNZIP_CHUNK }) : decompressStream(mediaType);
+}
+
 class DirRootFS implements RootFS {
   constructor(
     private readonly work: string,
@@ -55,7 +64,7 @@ class DirRootFS implements RootFS {
 
   async applyLayer(layer: RootFSLayer): Promise<void> {
     const src = layer.open();
-    const dec = decompressStream(layer.mediaType);
+    const dec = decompressor(layer.mediaType);
     const feeding = pipeline(src, dec);
     feeding.catch(() => undefined); // its error also surfaces through applyLayer reading `dec`
     try {

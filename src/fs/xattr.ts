@@ -1,11 +1,17 @@
 // Extended attributes on host files. Node has no xattr API, so this drives `getfattr`/`setfattr`
 // from Debian's `attr` package, batched: one process reads or restores many files at once
 // (a dump in getfattr's text format). Only called for files that actually have or need xattrs.
+// XattrReader takes paths one at a time (and whole new subtrees) and runs the getfattr batches
+// in the background, a few at a time, while its caller keeps walking.
 import { spawn } from "node:child_process";
 import { KilnError } from "../errors.js";
 
-/** Paths per getfattr invocation (keeps argv well under ARG_MAX). */
-const BATCH = 500;
+/** Limits per getfattr invocation (keeps argv well under ARG_MAX, which includes the environment). */
+const BATCH_PATHS = 20_000;
+const BATCH_BYTES = 512 * 1024;
+/** getfattr processes running at once per reader. */
+const CONCURRENCY = 2;
+const GETFATTR_ARGS = ["-h", "-d", "-m", "-", "-e", "hex", "--absolute-names"];
 
 /** Escape a path the way getfattr/setfattr dumps do: octal for bytes outside printable ASCII, space and backslash. */
 function escapeName(p: string): string {
@@ -72,15 +78,74 @@ function parseDump(text: string, into: Map<string, Record<string, Buffer>>): voi
  * paths, not following symlinks. Paths without xattrs are absent from the result.
  */
 export async function readXattrs(paths: string[]): Promise<Map<string, Record<string, Buffer>>> {
-  const result = new Map<string, Record<string, Buffer>>();
-  for (let i = 0; i < paths.length; i += BATCH) {
-    const batch = paths.slice(i, i + BATCH);
-    const r = await runTool("getfattr", ["-h", "-d", "-m", "-", "-e", "hex", "--absolute-names", "--", ...batch]);
-    // getfattr exits 1 when some file vanished or has no xattr support; the dump is still valid.
-    parseDump(r.stdout, result);
+  const reader = new XattrReader();
+  for (const p of paths) reader.add(p);
+  return reader.finish();
+}
+
+/**
+ * Reads the xattrs of paths handed to it one by one (absolute host paths, symlinks not followed),
+ * batching them into getfattr runs that start as soon as a batch is full and run while the
+ * caller goes on. `addTree(dir)` covers a directory and everything below it with one recursive
+ * run (symlinks inside are not followed). `finish()` resolves to the paths that have xattrs.
+ */
+export class XattrReader {
+  private readonly result = new Map<string, Record<string, Buffer>>();
+  private batch: string[] = [];
+  private batchBytes = 0;
+  private readonly queue: string[][] = [];
+  private active = 0;
+  private readonly running = new Set<Promise<void>>();
+  private error: unknown = null;
+
+  add(path: string): void {
+    this.batch.push(path);
+    this.batchBytes += path.length * 3 + 1; // UTF-8 upper bound, no encoding needed
+    if (this.batch.length >= BATCH_PATHS || this.batchBytes >= BATCH_BYTES) this.flush();
   }
-  for (const [k, v] of result) if (Object.keys(v).length === 0) result.delete(k);
-  return result;
+
+  addTree(dir: string): void {
+    this.enqueue(["-R", "--", dir]);
+  }
+
+  async finish(): Promise<Map<string, Record<string, Buffer>>> {
+    this.flush();
+    while (this.running.size > 0) await Promise.all([...this.running]);
+    if (this.error !== null) throw this.error;
+    for (const [k, v] of this.result) if (Object.keys(v).length === 0) this.result.delete(k);
+    return this.result;
+  }
+
+  private flush(): void {
+    if (this.batch.length === 0) return;
+    this.enqueue(["--", ...this.batch]);
+    this.batch = [];
+    this.batchBytes = 0;
+  }
+
+  private enqueue(args: string[]): void {
+    this.queue.push(args);
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.active < CONCURRENCY && this.queue.length > 0) {
+      const args = this.queue.shift() as string[];
+      this.active++;
+      const job: Promise<void> = runTool("getfattr", [...GETFATTR_ARGS, ...args])
+        // getfattr exits 1 when some file vanished or has no xattr support; the dump is still valid.
+        .then((r) => parseDump(r.stdout, this.result))
+        .catch((err: unknown) => {
+          this.error ??= err;
+        })
+        .finally(() => {
+          this.active--;
+          this.running.delete(job);
+          this.pump();
+        });
+      this.running.add(job);
+    }
+  }
 }
 
 /** Set extended attributes on many absolute host paths in one `setfattr --restore` run. */

@@ -1,35 +1,49 @@
 // Snapshot differ: records a cheap lstat baseline of a root directory before a RUN step and,
 // afterwards, turns what changed into LayerEntry values (new/modified objects, `.wh.` whiteouts,
 // opaque directories for recreated dirs, in-layer hardlinks, parents of every change).
-// Cost follows the change: the walk is lstat only; file content is opened lazily by the tar
-// writer and xattrs are read (batched) only for the entries that go into the layer.
+// Cost follows the tree once and the change otherwise: the baseline is one compact record per
+// path (names plus a Float64Array per directory), the diff is one lstat walk that merges each
+// directory's sorted children with the baseline's, emitting entries already in tar order (no
+// global maps or sorts). File content is never read here (the tar writer reads it lazily) and
+// xattrs are read by batched getfattr runs in the background while the walk goes on.
 import { lstatSync, readdirSync, readlinkSync, type BigIntStats } from "node:fs";
 import { posix } from "node:path";
-import { readXattrs } from "../fs/xattr.js";
+import { XattrReader } from "../fs/xattr.js";
 import { OPAQUE_MARKER, WHITEOUT_PREFIX, type EntryType, type LayerEntry } from "./entry.js";
 import { hostFileOpener } from "./file-content.js";
 
 /** Paths kiln mounts or injects during a RUN: never part of a layer (relative to the root). */
 export const DEFAULT_EXCLUDES = ["proc", "sys", "dev", "etc/hosts", "etc/resolv.conf", "etc/hostname"];
 
-interface Rec {
-  ino: bigint;
-  dev: bigint;
-  mode: number; // full st_mode
-  uid: number;
-  gid: number;
-  size: bigint;
-  mtimeNs: bigint;
-  ctimeNs: bigint;
-  nlink: number;
-  rdev: bigint;
+// Per-child numbers kept in the baseline (all exact as doubles: times split into whole
+// milliseconds plus the nanoseconds below them; inode and device numbers below 2^53).
+const F_MODE = 0;
+const F_UID = 1;
+const F_GID = 2;
+const F_NLINK = 3;
+const F_SIZE = 4;
+const F_INO = 5;
+const F_RDEV = 6;
+const F_MTIME_MS = 7;
+const F_MTIME_NS = 8;
+const F_CTIME_MS = 9;
+const F_CTIME_NS = 10;
+const FIELDS = 11;
+
+/** One directory of the baseline: its children in tar order and their lstat numbers. */
+interface BaseDir {
+  readonly names: string[];
+  /** FIELDS numbers per child, in the order of `names`. */
+  readonly stats: Float64Array;
+  /** Baseline content of the child directories, by child index. */
+  readonly dirs: Map<number, BaseDir>;
 }
 
 export interface Baseline {
   readonly root: string;
   readonly excludes: ReadonlySet<string>;
-  /** relative path ("" = root) -> record */
-  readonly records: Map<string, Rec>;
+  /** The root's children as they were (null when the root could not be read). */
+  readonly tree: BaseDir | null;
 }
 
 const S_IFMT = 0o170000;
@@ -40,53 +54,80 @@ const S_IFCHR = 0o020000;
 const S_IFBLK = 0o060000;
 const S_IFIFO = 0o010000;
 
-function toRec(st: BigIntStats): Rec {
-  return {
-    ino: st.ino,
-    dev: st.dev,
-    mode: Number(st.mode),
-    uid: Number(st.uid),
-    gid: Number(st.gid),
-    size: st.size,
-    mtimeNs: st.mtimeNs,
-    ctimeNs: st.ctimeNs,
-    nlink: Number(st.nlink),
-    rdev: st.rdev,
-  };
-}
-
-function lstatRec(p: string): Rec | null {
+function lstatOrNull(p: string): BigIntStats | null {
   try {
-    return toRec(lstatSync(p, { bigint: true }));
+    return lstatSync(p, { bigint: true, throwIfNoEntry: false }) ?? null;
   } catch {
     return null;
   }
 }
 
-/** Walk `root` (lstat only), calling `visit` for each path; excluded paths are not visited. */
-function walk(root: string, excludes: ReadonlySet<string>, visit: (rel: string, rec: Rec) => boolean | void): void {
-  const rootRec = lstatRec(root);
-  if (!rootRec) return;
-  if (visit("", rootRec) === false) return;
-  const stack: string[] = [""];
-  while (stack.length > 0) {
-    const dir = stack.pop() as string;
-    let names: string[];
-    try {
-      names = readdirSync(dir === "" ? root : `${root}/${dir}`);
-    } catch {
-      continue;
-    }
-    for (const n of names) {
-      const rel = dir === "" ? n : `${dir}/${n}`;
-      if (excludes.has(rel)) continue;
-      const rec = lstatRec(`${root}/${rel}`);
-      if (!rec) continue;
-      const descend = visit(rel, rec);
-      if ((rec.mode & S_IFMT) === S_IFDIR && descend !== false) stack.push(rel);
-    }
-  }
+function putStats(dst: Float64Array, off: number, st: BigIntStats): void {
+  dst[off + F_MODE] = Number(st.mode);
+  dst[off + F_UID] = Number(st.uid);
+  dst[off + F_GID] = Number(st.gid);
+  dst[off + F_NLINK] = Number(st.nlink);
+  dst[off + F_SIZE] = Number(st.size);
+  dst[off + F_INO] = Number(st.ino);
+  dst[off + F_RDEV] = Number(st.rdev);
+  dst[off + F_MTIME_MS] = Number(st.mtimeMs);
+  dst[off + F_MTIME_NS] = Number(st.mtimeNs % 1_000_000n);
+  dst[off + F_CTIME_MS] = Number(st.ctimeMs);
+  dst[off + F_CTIME_NS] = Number(st.ctimeNs % 1_000_000n);
 }
+
+/** Sibling order in a layer: opaque marker, then whiteouts, then the rest; each by UTF-8 bytes. */
+function rankOf(name: string): number {
+  if (!name.startsWith(WHITEOUT_PREFIX)) return 2;
+  return name === OPAQUE_MARKER ? 0 : 1;
+}
+
+/** UTF-8 byte order of two strings without encoding them (UTF-16 units agree below U+D800). */
+function compareBytes(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) return x >= 0xd800 && y >= 0xd800 ? Buffer.compare(Buffer.from(a), Buffer.from(b)) : x - y;
+  }
+  return a.length - b.length;
+}
+
+function compareNames(a: string, b: string): number {
+  const ra = rankOf(a);
+  const rb = rankOf(b);
+  return ra !== rb ? ra - rb : compareBytes(a, b);
+}
+
+/** Excluded paths grouped by parent directory (relative, "" = root) -> excluded child names. */
+type ExcludeIndex = Map<string, Set<string>>;
+
+function indexExcludes(excludes: ReadonlySet<string>): ExcludeIndex {
+  const index: ExcludeIndex = new Map();
+  for (const e of excludes) {
+    const slash = e.lastIndexOf("/");
+    const parent = slash < 0 ? "" : e.slice(0, slash);
+    const set = index.get(parent) ?? new Set<string>();
+    set.add(slash < 0 ? e : e.slice(slash + 1));
+    index.set(parent, set);
+  }
+  return index;
+}
+
+/** A directory's child names (not excluded), in tar order; null when it cannot be read. */
+function readNames(host: string, rel: string, excl: ExcludeIndex): string[] | null {
+  let names: string[];
+  try {
+    names = readdirSync(host);
+  } catch {
+    return null;
+  }
+  const skip = excl.get(rel);
+  if (skip) names = names.filter((n) => !skip.has(n));
+  return names.sort(compareNames);
+}
+
+const childRel = (dirRel: string, name: string): string => (dirRel === "" ? name : `${dirRel}/${name}`);
 
 /** Record the baseline of `root`. `extraExcludes` adds mount targets (relative or absolute in-image paths). */
 export function takeBaseline(root: string, extraExcludes: string[] = []): Baseline {
@@ -95,11 +136,44 @@ export function takeBaseline(root: string, extraExcludes: string[] = []): Baseli
     const clean = posix.normalize(`/${e}`).slice(1).replace(/\/$/, "");
     if (clean !== "") excludes.add(clean);
   }
-  const records = new Map<string, Rec>();
-  walk(root, excludes, (rel, rec) => {
-    records.set(rel, rec);
-  });
-  return { root, excludes, records };
+  const abs = posix.resolve(root);
+  const excl = indexExcludes(excludes);
+  const rootSt = lstatOrNull(abs);
+  if (!rootSt || (Number(rootSt.mode) & S_IFMT) !== S_IFDIR) return { root: abs, excludes, tree: null };
+  const tree = baselineDir(abs, "", excl);
+  return { root: abs, excludes, tree };
+}
+
+/** Iterative (deep trees must not exhaust the JS stack): parents link to children as they are read. */
+function baselineDir(rootHost: string, rootRel: string, excl: ExcludeIndex): BaseDir {
+  const make = (host: string, rel: string): { dir: BaseDir; pending: Array<[number, string, string]> } => {
+    const names = readNames(host, rel, excl) ?? [];
+    const full = new Float64Array(names.length * FIELDS);
+    const dirs = new Map<number, BaseDir>();
+    const pending: Array<[number, string, string]> = [];
+    let n = 0;
+    for (const name of names) {
+      const h = `${host}/${name}`;
+      const st = lstatOrNull(h);
+      if (!st) continue;
+      names[n] = name;
+      putStats(full, n * FIELDS, st);
+      if ((Number(st.mode) & S_IFMT) === S_IFDIR) pending.push([n, h, childRel(rel, name)]);
+      n++;
+    }
+    names.length = n;
+    const stats = n === names.length && full.length === n * FIELDS ? full : full.slice(0, n * FIELDS);
+    return { dir: { names, stats, dirs }, pending };
+  };
+  const top = make(rootHost, rootRel);
+  const work: Array<{ parent: BaseDir; index: number; host: string; rel: string }> = top.pending.map(([index, host, rel]) => ({ parent: top.dir, index, host, rel }));
+  while (work.length > 0) {
+    const w = work.pop() as { parent: BaseDir; index: number; host: string; rel: string };
+    const made = make(w.host, w.rel);
+    w.parent.dirs.set(w.index, made.dir);
+    for (const [index, host, rel] of made.pending) work.push({ parent: made.dir, index, host, rel });
+  }
+  return top.dir;
 }
 
 function typeOf(mode: number): EntryType | null {
@@ -121,18 +195,6 @@ function typeOf(mode: number): EntryType | null {
   }
 }
 
-function changed(a: Rec, b: Rec): boolean {
-  return (
-    a.ino !== b.ino ||
-    a.mode !== b.mode ||
-    a.uid !== b.uid ||
-    a.gid !== b.gid ||
-    a.size !== b.size ||
-    a.mtimeNs !== b.mtimeNs ||
-    a.rdev !== b.rdev
-  );
-}
-
 function devMajor(rdev: bigint): number {
   return Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn));
 }
@@ -140,20 +202,224 @@ function devMinor(rdev: bigint): number {
   return Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn));
 }
 
-/** Sort key so a directory precedes its children and, among siblings, opaque marker, then whiteouts, then the rest. */
-function compareEntries(a: string, b: string): number {
-  const pa = a.split("/");
-  const pb = b.split("/");
-  const n = Math.min(pa.length, pb.length);
-  for (let i = 0; i < n; i++) {
-    if (pa[i] === pb[i]) continue;
-    const rank = (s: string): number => (s === OPAQUE_MARKER ? 0 : s.startsWith(WHITEOUT_PREFIX) ? 1 : 2);
-    const ra = rank(pa[i]);
-    const rb = rank(pb[i]);
-    if (ra !== rb) return ra - rb;
-    return Buffer.compare(Buffer.from(pa[i]), Buffer.from(pb[i]));
+/** A directory being walked by the differ (one per level of the current path). */
+interface Frame {
+  rel: string;
+  host: string;
+  /** The baseline of this directory when it is compared; null when all its content is new. */
+  base: BaseDir | null;
+  /** Current children in tar order, and for each its index in `base.names` (or -1). */
+  names: string[];
+  baseIdx: Int32Array | null;
+  /** Whiteout names for deleted children, in tar order. */
+  whiteouts: string[];
+  i: number;
+  w: number;
+  /** This directory's entry (null for the root) and where its children start in the output. */
+  entry: LayerEntry | null;
+  mark: number;
+  /** The entry goes into the layer whatever its children do. */
+  keep: boolean;
+  /** Only ctime/nlink changed: in the layer when it has children there or carries xattrs. */
+  metaOnly: boolean;
+  /** A child changed but produced no entry (a socket): the directory still counts as a parent. */
+  forced: boolean;
+  /** xattrs of the whole subtree are read by one recursive getfattr. */
+  treeXattrs: boolean;
+}
+
+/** Walk state shared by the frames of one diff. */
+interface DiffState {
+  readonly root: string;
+  readonly excl: ExcludeIndex;
+  readonly excludes: ReadonlySet<string>;
+  readonly out: LayerEntry[];
+  readonly firstOfInode: Map<string, string>;
+  readonly xattrs: XattrReader;
+  /** Directory entries kept only as parents of other entries. */
+  readonly parentOnly: Set<LayerEntry>;
+  /** metaOnly directory entries with nothing below them in the layer: kept only with xattrs. */
+  readonly conditional: LayerEntry[];
+}
+
+function makeEntry(s: DiffState, rel: string, host: string, st: BigIntStats): LayerEntry | null {
+  const mode = Number(st.mode);
+  const type = typeOf(mode);
+  if (!type) return null;
+  // A real object named like a whiteout cannot be carried by a layer: it is written as one
+  // (as kiln always has), and a directory's content still follows it.
+  if (rel.startsWith(WHITEOUT_PREFIX, rel.lastIndexOf("/") + 1)) return whiteoutEntry(rel);
+  const e: LayerEntry = {
+    path: rel,
+    type,
+    mode: mode & 0o7777,
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    mtime: Number(st.mtimeNs / 1000n) / 1e6,
+    size: 0,
+  };
+  if (type === "file") {
+    const nlink = Number(st.nlink);
+    const key = nlink > 1 ? `${st.dev}:${st.ino}` : "";
+    const first = nlink > 1 ? s.firstOfInode.get(key) : undefined;
+    if (first !== undefined) {
+      e.type = "hardlink";
+      e.linkname = first;
+    } else {
+      if (nlink > 1) s.firstOfInode.set(key, rel);
+      e.size = Number(st.size);
+      e.open = hostFileOpener(host);
+    }
+  } else if (type === "symlink") {
+    e.linkname = readlinkSync(host);
+  } else if (type === "char" || type === "block") {
+    e.devmajor = devMajor(st.rdev);
+    e.devminor = devMinor(st.rdev);
   }
-  return pa.length - pb.length;
+  return e;
+}
+
+function whiteoutEntry(path: string): LayerEntry {
+  return { path, type: "file", mode: 0, uid: 0, gid: 0, mtime: 0, size: 0 };
+}
+
+/** True when some excluded path lies below `rel` (a recursive xattr read would wander into it). */
+function hasExcludedBelow(excludes: ReadonlySet<string>, rel: string): boolean {
+  const prefix = rel === "" ? "" : `${rel}/`;
+  for (const e of excludes) if (e.startsWith(prefix)) return true;
+  return false;
+}
+
+function openFrame(s: DiffState, rel: string, host: string, base: BaseDir | null, entry: LayerEntry | null, keep: boolean, metaOnly: boolean, treeXattrs: boolean): Frame {
+  const names = readNames(host, rel, s.excl) ?? [];
+  let baseIdx: Int32Array | null = null;
+  const whiteouts: string[] = [];
+  if (base) {
+    // merge-join two lists in the same order: matched, new (-1) and deleted (whiteout) names
+    baseIdx = new Int32Array(names.length);
+    const old = base.names;
+    let j = 0;
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i] as string;
+      while (j < old.length && compareNames(old[j] as string, name) < 0) whiteouts.push(WHITEOUT_PREFIX + (old[j++] as string));
+      if (j < old.length && old[j] === name) baseIdx[i] = j++;
+      else baseIdx[i] = -1;
+    }
+    while (j < old.length) whiteouts.push(WHITEOUT_PREFIX + (old[j++] as string));
+    if (whiteouts.length > 1) whiteouts.sort(compareNames);
+  }
+  return { rel, host, base, names, baseIdx, whiteouts, i: 0, w: 0, entry, mark: s.out.length, keep, metaOnly, forced: false, treeXattrs };
+}
+
+/** Push a directory's entry and walk into it. */
+function enterDir(s: DiffState, stack: Frame[], e: LayerEntry, host: string, base: BaseDir | null, keep: boolean, metaOnly: boolean, opaque: boolean, parentTree: boolean): void {
+  s.out.push(e);
+  let tree = parentTree;
+  if (!base && !tree && !hasExcludedBelow(s.excludes, e.path)) {
+    // all content below is new: one recursive getfattr (running while we walk) covers it
+    s.xattrs.addTree(host);
+    tree = true;
+  }
+  if (keep && !tree) s.xattrs.add(host);
+  const f = openFrame(s, e.path, host, base, e, keep, metaOnly, tree);
+  if (opaque) s.out.push(whiteoutEntry(`${e.path}/${OPAQUE_MARKER}`));
+  stack.push(f);
+}
+
+/** Finish a directory: drop its entry when nothing below it (and nothing about it) changed. */
+function closeFrame(s: DiffState, f: Frame): void {
+  if (!f.entry || f.keep) return;
+  const hasChildren = s.out.length > f.mark || f.forced;
+  if (!hasChildren && !f.metaOnly) {
+    s.out.pop(); // the entry is the last element: nothing was pushed after it
+    return;
+  }
+  if (!f.treeXattrs) s.xattrs.add(f.host);
+  if (f.forced) return;
+  if (hasChildren) s.parentOnly.add(f.entry);
+  else s.conditional.push(f.entry);
+}
+
+/** Visit the next child of the top frame; false when the frame is done. */
+function step(s: DiffState, stack: Frame[], f: Frame): boolean {
+  const names = f.names;
+  if (f.w < f.whiteouts.length && (f.i >= names.length || compareNames(f.whiteouts[f.w] as string, names[f.i] as string) < 0)) {
+    s.out.push(whiteoutEntry(childRel(f.rel, f.whiteouts[f.w++] as string)));
+    return true;
+  }
+  if (f.i >= names.length) return false;
+  const idx = f.i++;
+  const name = names[idx] as string;
+  const rel = childRel(f.rel, name);
+  const host = `${f.host}/${name}`;
+  const st = lstatOrNull(host);
+  if (!st) return true;
+  const mode = Number(st.mode);
+  const isDir = (mode & S_IFMT) === S_IFDIR;
+  const bi = f.baseIdx ? (f.baseIdx[idx] as number) : -1;
+  const addFile = (e: LayerEntry | null): void => {
+    if (!e) {
+      f.forced = true;
+      return;
+    }
+    s.out.push(e);
+    if (!f.treeXattrs && e.type !== "symlink" && e.type !== "hardlink") s.xattrs.add(host);
+  };
+  if (bi < 0) {
+    // new (or everything below a new/recreated directory)
+    const e = makeEntry(s, rel, host, st);
+    if (isDir && e) enterDir(s, stack, e, host, null, true, false, false, f.treeXattrs);
+    else addFile(e);
+    return true;
+  }
+  const base = f.base as BaseDir;
+  const o = bi * FIELDS;
+  const old = base.stats;
+  const oldMode = old[o + F_MODE] as number;
+  const wasDir = (oldMode & S_IFMT) === S_IFDIR;
+  const ino = Number(st.ino);
+  if (isDir && (!wasDir || ino !== old[o + F_INO])) {
+    // a directory where there was none, or deleted and recreated: everything below is new, and
+    // a recreated one hides what lower layers had in it
+    const e = makeEntry(s, rel, host, st) as LayerEntry;
+    enterDir(s, stack, e, host, null, true, false, wasDir, f.treeXattrs);
+    return true;
+  }
+  const changed =
+    ino !== old[o + F_INO] ||
+    mode !== oldMode ||
+    Number(st.uid) !== old[o + F_UID] ||
+    Number(st.gid) !== old[o + F_GID] ||
+    Number(st.size) !== old[o + F_SIZE] ||
+    Number(st.mtimeMs) !== old[o + F_MTIME_MS] ||
+    Number(st.mtimeNs % 1_000_000n) !== old[o + F_MTIME_NS] ||
+    Number(st.rdev) !== old[o + F_RDEV];
+  const metaChanged =
+    !changed &&
+    (Number(st.ctimeMs) !== old[o + F_CTIME_MS] || Number(st.ctimeNs % 1_000_000n) !== old[o + F_CTIME_NS] || Number(st.nlink) !== old[o + F_NLINK]);
+  if (isDir) {
+    // compared directory: its entry stays when it changed, or as the parent of a change
+    const e = makeEntry(s, rel, host, st) as LayerEntry;
+    enterDir(s, stack, e, host, base.dirs.get(bi) ?? null, changed, metaChanged, false, f.treeXattrs);
+    return true;
+  }
+  if (changed || metaChanged) addFile(makeEntry(s, rel, host, st));
+  return true;
+}
+
+/** Drop metaOnly directories without xattrs, and parents that were there only for them. */
+function pruneConditional(out: LayerEntry[], dropped: Set<LayerEntry>, parentOnly: Set<LayerEntry>): LayerEntry[] {
+  const needed = new Set<string>();
+  for (const e of out) {
+    if (dropped.has(e) || parentOnly.has(e)) continue;
+    let p = e.path;
+    for (let slash = p.lastIndexOf("/"); slash > 0; slash = p.lastIndexOf("/")) {
+      p = p.slice(0, slash);
+      if (needed.has(p)) break;
+      needed.add(p);
+    }
+  }
+  return out.filter((e) => !dropped.has(e) && (!parentOnly.has(e) || needed.has(e.path)));
 }
 
 /**
@@ -161,151 +427,46 @@ function compareEntries(a: string, b: string): number {
  * for the change, in tar order. Nothing changed => [].
  */
 export async function diffSnapshot(baseline: Baseline): Promise<LayerEntry[]> {
-  const { root, records, excludes } = baseline;
-  const current = new Map<string, Rec>();
-  // changed paths, and directories whose whole content is new (replaced or recreated)
-  const emit = new Set<string>();
-  const opaque = new Set<string>();
-  const metaOnlyDirs: string[] = [];
-  // directories that did not exist as directories in the baseline: all content below is new
-  const newTree = new Set<string>();
-
-  walk(root, excludes, (rel, rec) => {
-    current.set(rel, rec);
-    const old = records.get(rel);
-    const parent = rel === "" ? null : rel.lastIndexOf("/") < 0 ? "" : rel.slice(0, rel.lastIndexOf("/"));
-    const inNewTree = parent !== null && (opaque.has(parent) || newTree.has(parent));
-    if (inNewTree) {
-      emit.add(rel);
-      if ((rec.mode & S_IFMT) === S_IFDIR) newTree.add(rel);
-      return;
-    }
-    if (!old) {
-      emit.add(rel);
-      if ((rec.mode & S_IFMT) === S_IFDIR) newTree.add(rel);
-      return;
-    }
-    const isDir = (rec.mode & S_IFMT) === S_IFDIR;
-    const wasDir = (old.mode & S_IFMT) === S_IFDIR;
-    if (isDir && wasDir && rec.ino !== old.ino) {
-      // deleted and recreated: hide everything below in lower layers
-      emit.add(rel);
-      opaque.add(rel);
-      return;
-    }
-    if (isDir && !wasDir) {
-      emit.add(rel);
-      newTree.add(rel);
-      return;
-    }
-    if (changed(rec, old)) {
-      emit.add(rel);
-    } else if (rec.ctimeNs !== old.ctimeNs || rec.nlink !== old.nlink) {
-      // metadata-only change (xattrs, link count, or touched by kiln's own mount targets)
-      if (isDir) metaOnlyDirs.push(rel);
-      else emit.add(rel);
-    }
-  });
-
-  // Deletions: a baseline path gone (or no longer under a surviving directory) whose parent
-  // still exists as the same directory gets one whiteout; children of a deleted dir do not.
-  const whiteouts: string[] = [];
-  for (const rel of records.keys()) {
-    if (rel === "" || current.has(rel)) continue;
-    const parent = posix.dirname(rel) === "." ? "" : posix.dirname(rel);
-    const cur = current.get(parent);
-    const old = records.get(parent);
-    if (!cur || !old) continue;
-    if ((cur.mode & S_IFMT) !== S_IFDIR || cur.ino !== old.ino || opaque.has(parent) || newTree.has(parent)) continue;
-    whiteouts.push(rel);
-  }
-  // A kind change (file -> symlink etc.) needs no whiteout: the new entry replaces the old.
-
-  // Directories whose only change is ctime: include when their xattrs differ from... we keep no
-  // baseline xattrs, so include them only if they now carry xattrs (a removed xattr on a
-  // directory whose mtime/mode/owner did not change is not detected — documented limitation).
-  if (metaOnlyDirs.length > 0) {
-    const xs = await readXattrs(metaOnlyDirs.map((r) => posix.join(root, r)));
-    for (const r of metaOnlyDirs) if (xs.has(posix.join(root, r))) emit.add(r);
-  }
-
-  if (emit.size === 0 && whiteouts.length === 0) return [];
-
-  // Parents of every change, with their current metadata.
-  const all = new Set<string>(emit);
-  const addParents = (rel: string): void => {
-    let p = posix.dirname(rel);
-    while (p !== "." && p !== "" && !all.has(p)) {
-      all.add(p);
-      p = posix.dirname(p);
-    }
+  const { root, excludes } = baseline;
+  const rootSt = lstatOrNull(root);
+  if (!rootSt || (Number(rootSt.mode) & S_IFMT) !== S_IFDIR) return [];
+  const s: DiffState = {
+    root,
+    excl: indexExcludes(excludes),
+    excludes,
+    out: [],
+    firstOfInode: new Map(),
+    xattrs: new XattrReader(),
+    parentOnly: new Set(),
+    conditional: [],
   };
-  for (const r of emit) addParents(r);
-  for (const w of whiteouts) addParents(w);
-  all.delete("");
-
-  const xattrTargets: string[] = [];
-  for (const r of all) {
-    const rec = current.get(r);
-    if (rec && (rec.mode & S_IFMT) !== S_IFLNK) xattrTargets.push(posix.join(root, r));
-  }
-  const xattrs = xattrTargets.length > 0 ? await readXattrs(xattrTargets) : new Map<string, Record<string, Buffer>>();
-
-  const paths = [...all];
-  for (const w of whiteouts) {
-    const d = posix.dirname(w);
-    paths.push((d === "." ? "" : d + "/") + WHITEOUT_PREFIX + posix.basename(w));
-  }
-  for (const o of opaque) paths.push(`${o}/${OPAQUE_MARKER}`);
-  paths.sort(compareEntries);
-
-  const entries: LayerEntry[] = [];
-  const firstOfInode = new Map<string, string>();
-  const whiteoutSet = new Set<string>();
-  for (const p of paths) {
-    const base = posix.basename(p);
-    if (base === OPAQUE_MARKER || base.startsWith(WHITEOUT_PREFIX)) whiteoutSet.add(p);
-  }
-  for (const p of paths) {
-    if (whiteoutSet.has(p)) {
-      entries.push({ path: p, type: "file", mode: 0, uid: 0, gid: 0, mtime: 0, size: 0 });
-      continue;
+  const stack: Frame[] = [openFrame(s, "", root, baseline.tree, null, false, false, false)];
+  try {
+    while (stack.length > 0) {
+      const f = stack[stack.length - 1] as Frame;
+      if (step(s, stack, f)) continue;
+      stack.pop();
+      closeFrame(s, f);
     }
-    const rec = current.get(p);
-    if (!rec) continue;
-    const type = typeOf(rec.mode);
-    if (!type) continue;
-    const host = posix.join(root, p);
-    const e: LayerEntry = {
-      path: p,
-      type,
-      mode: rec.mode & 0o7777,
-      uid: rec.uid,
-      gid: rec.gid,
-      mtime: Number(rec.mtimeNs / 1000n) / 1e6,
-      size: 0,
-    };
-    const x = xattrs.get(host);
-    if (x) e.xattrs = x;
-    if (type === "file") {
-      const key = `${rec.dev}:${rec.ino}`;
-      const first = rec.nlink > 1 ? firstOfInode.get(key) : undefined;
-      if (first !== undefined) {
-        e.type = "hardlink";
-        e.linkname = first;
-        delete e.xattrs;
-      } else {
-        if (rec.nlink > 1) firstOfInode.set(key, p);
-        e.size = Number(rec.size);
-        e.open = hostFileOpener(host);
+  } catch (err) {
+    await s.xattrs.finish().catch(() => undefined);
+    throw err;
+  }
+  const found = await s.xattrs.finish();
+  let out = s.out;
+  if (found.size > 0 || s.conditional.length > 0) {
+    const prefix = `${root}/`;
+    const byRel = new Map<string, Record<string, Buffer>>();
+    for (const [host, x] of found) if (host.startsWith(prefix)) byRel.set(host.slice(prefix.length), x);
+    if (byRel.size > 0) {
+      for (const e of out) {
+        if (e.type === "symlink" || e.type === "hardlink" || (e.type === "file" && e.open === undefined)) continue;
+        const x = byRel.get(e.path);
+        if (x) e.xattrs = x;
       }
-    } else if (type === "symlink") {
-      e.linkname = readlinkSync(host);
-    } else if (type === "char" || type === "block") {
-      e.devmajor = devMajor(rec.rdev);
-      e.devminor = devMinor(rec.rdev);
     }
-    entries.push(e);
+    const dropped = new Set(s.conditional.filter((e) => !byRel.has(e.path)));
+    if (dropped.size > 0) out = pruneConditional(out, dropped, s.parentOnly);
   }
-  return entries;
+  return out;
 }
