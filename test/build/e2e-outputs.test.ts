@@ -156,6 +156,22 @@ describe("kiln build: stdin", () => {
     expect(await readFile(join(rootfs, "sub/s.txt"), "utf8")).toBe("s\n");
   });
 
+  it("with `kiln build -`, the Dockerfile comes from the tar, and -f names a file inside it", async () => {
+    const ctx = await temps.make("kiln-stdin-tar-");
+    await mkdir(join(ctx, "sub"), { recursive: true });
+    await writeFile(join(ctx, "Dockerfile"), "FROM scratch\nCOPY data.txt /default.txt\n");
+    await writeFile(join(ctx, "sub", "Other.Dockerfile"), "FROM scratch\nCOPY data.txt /other.txt\n");
+    await writeFile(join(ctx, "data.txt"), "in the tar\n");
+    const tarball = Buffer.from(await mustRunBinary("tar", ["-C", ctx, "-cf", "-", "."]));
+    const elsewhere = await temps.make("kiln-stdin-cwd-"); // no Dockerfile here: it must come from the tar
+    for (const [args, path] of [[[], "default.txt"], [["-f", "sub/Other.Dockerfile"], "other.txt"]] as const) {
+      const layout = join(await temps.make("kiln-stdin-out-"), "layout");
+      expectBuilt(await kiln(["build", "--progress", "quiet", "--cache-dir", join(elsewhere, "c"), "-o", `type=oci,dest=${layout}`, "-t", "s:t", ...args, "-"], { cwd: elsewhere, input: tarball }));
+      const rootfs = await umociUnpack(temps, layout, "t");
+      expect(await readFile(join(rootfs, path), "utf8")).toBe("in the tar\n");
+    }
+  });
+
   it("reads the Dockerfile from stdin with `-f -`", async () => {
     const dockerfile = "FROM scratch\nCOPY data.txt /from-stdin-dockerfile.txt\n";
     const { layout } = await buildLayout(temps, casePath("stdin"), ["-f", "-", "-t", "s:df"], { input: dockerfile });
