@@ -40,7 +40,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   // Root filesystems, mounts and run directories a killed build left behind.
   await cleanupStale(cacheDir).catch(() => undefined);
   await cleanupStaleTemp(cacheDir);
-  if (options.context !== "-") return buildFrom(options, cacheDir);
+  // An absolute context path: it keys the stat cache, which `kiln build ctx` and `/abs/ctx` share.
+  if (options.context !== "-") return buildFrom({ ...options, context: resolve(options.context) }, cacheDir);
   // `kiln build -`: the context is a tar on stdin; as with docker, -f names a file inside it.
   if (options.dockerfile === "-") throw new UsageError("the Dockerfile and the context cannot both come from stdin");
   await mkdir(join(cacheDir, "tmp"), { recursive: true });
