@@ -15,7 +15,8 @@ import type { Digest } from "../image/oci.js";
 import type { BlobStore } from "../store/blob-store.js";
 import { canonicalJSON } from "./key.js";
 
-const STATCACHE_VERSION = 1;
+/** 2: `files` is a flat array [abs, row, abs, row, ...] (parses several times faster than an object). */
+const STATCACHE_VERSION = 2;
 /**
  * A file whose mtime/ctime is this close to the moment it was hashed may still be changing within
  * the file system's timestamp granularity ("racy clean", as git calls it): its hash is not cached.
@@ -37,19 +38,27 @@ interface StatCacheFile {
   kind: string;
   v: number;
   root: string;
-  /** absolute path -> "hex dev ino size mtimeNs ctimeNs" */
-  files: Record<string, string>;
+  /** Flat pairs: absolute path, then "hex dev ino size mtimeNs ctimeNs". */
+  files: string[];
 }
 
-interface StatRow {
-  id: string;
-  digest: Digest;
+/** "hex dev ino size mtimeNs ctimeNs" exactly as stored (kept whole: no per-row objects to build or collect). */
+type StatRow = string;
+
+/** True when `row` ("hex " + id) was recorded for stat identity `id`. */
+function rowMatches(row: StatRow | undefined, id: string): row is StatRow {
+  return row !== undefined && row.length === 65 + id.length && row.endsWith(id);
+}
+
+function rowDigest(row: StatRow): Digest {
+  return `sha256:${row.slice(0, 64)}`;
 }
 
 /**
- * Content hashes of context files keyed by (path, dev, inode, size, mtime ns, ctime ns). Each
- * file is one string in the JSON ("hex dev ino size mtimeNs ctimeNs") because the cache is read
- * on every build and must cost little to parse.
+ * Content hashes of context files keyed by (path, dev, inode, size, mtime ns, ctime ns). The
+ * file is JSON (so `prune` can read its root) whose `files` is one flat array of strings, path
+ * then "hex dev ino size mtimeNs ctimeNs": the cache is read on every build and must cost little
+ * to parse (a 20,000-key object costs several times more than a 40,000-string array).
  */
 export class StatCache {
   private readonly files: Map<string, StatRow>;
@@ -79,12 +88,15 @@ export class StatCache {
     } catch {
       doc = undefined; // absent or corrupt: start empty (it is only a cache)
     }
-    if (doc && doc.kind === HEADER && doc.v === STATCACHE_VERSION && doc.root === contextRoot && doc.files && typeof doc.files === "object") {
-      for (const [abs, row] of Object.entries(doc.files)) {
+    if (doc && doc.kind === HEADER && doc.v === STATCACHE_VERSION && doc.root === contextRoot && Array.isArray(doc.files)) {
+      const list = doc.files;
+      for (let i = 0; i + 1 < list.length; i += 2) {
+        const abs = list[i];
+        const row = list[i + 1];
         // "hex dev ino size mtimeNs ctimeNs"; no digest validation per row: a corrupt row can
         // only make the sources digest differ (a cache miss), never match another content
-        if (typeof row !== "string" || row.length < 74 || row.charCodeAt(64) !== 32) continue;
-        files.set(abs, { id: row.slice(65), digest: `sha256:${row.slice(0, 64)}` });
+        if (typeof abs !== "string" || typeof row !== "string" || row.length < 74 || row.charCodeAt(64) !== 32) continue;
+        files.set(abs, row);
       }
     }
     return new StatCache(path, contextRoot, files);
@@ -94,9 +106,9 @@ export class StatCache {
   lookup(abs: string, st: BigIntStats): Digest | undefined {
     this.seen.add(abs);
     const row = this.files.get(abs);
-    if (row && row.id === statId(st)) {
+    if (rowMatches(row, statId(st))) {
       this.hits++;
-      return row.digest;
+      return rowDigest(row);
     }
     return undefined;
   }
@@ -106,9 +118,9 @@ export class StatCache {
     this.seen.add(abs);
     const row = this.files.get(abs);
     const id = statId(st);
-    if (row && row.id === id) {
+    if (rowMatches(row, id)) {
       this.hits++;
-      return row.digest;
+      return rowDigest(row);
     }
     const startedNs = BigInt(Date.now()) * 1_000_000n;
     const hash = createHash("sha256");
@@ -128,7 +140,7 @@ export class StatCache {
       after = undefined;
     }
     if (after !== undefined && statId(after) === id && newest < startedNs - RACY_NS) {
-      this.files.set(abs, { id, digest });
+      this.files.set(abs, `${digest.slice(7)} ${id}`);
       this.dirty = true;
     } else if (row) {
       this.files.delete(abs);
@@ -142,8 +154,8 @@ export class StatCache {
     // Entries other COPYs (or deleted files) left behind are kept, but not without bound.
     const dropUnseen = this.files.size > 2 * this.seen.size + MAX_UNSEEN;
     if (!this.dirty && !dropUnseen) return;
-    const files: Record<string, string> = {};
-    for (const [abs, row] of this.files) if (!dropUnseen || this.seen.has(abs)) files[abs] = `${row.digest.slice(7)} ${row.id}`;
+    const files: string[] = [];
+    for (const [abs, row] of this.files) if (!dropUnseen || this.seen.has(abs)) files.push(abs, row);
     const doc: StatCacheFile = { kind: HEADER, v: STATCACHE_VERSION, root: this.contextRoot, files };
     await mkdir(join(this.path, ".."), { recursive: true });
     const tmp = `${this.path}.${process.pid}-${randomBytes(6).toString("hex")}.tmp`;
@@ -170,28 +182,53 @@ function compareNames(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/**
- * The entries beneath directory `start` exactly as DirContext.walk reports them (same order,
- * .dockerignore and --exclude rules, re-included paths inside excluded directories), but with
- * synchronous bigint lstat calls: an unchanged 20,000-file context must cost about one stat per
- * file. Yields the event loop every few thousand entries.
- */
-async function* walkForHash(ctx: DirContext, start: string, exclude: IgnoreFn | undefined): AsyncGenerator<WalkEntry> {
-  let n = 0;
-  const stack: Array<Iterator<WalkEntry>> = [walkDir(ctx, start, start, exclude)];
-  while (stack.length > 0) {
-    const r = stack[stack.length - 1]!.next();
-    if (r.done) {
-      stack.pop();
-      continue;
-    }
-    yield r.value;
-    if (++n % 4096 === 0) await new Promise((res) => setImmediate(res));
-  }
+/** A directory being walked: its sorted names and the next one to visit. */
+interface Frame {
+  dir: string;
+  names: string[];
+  next: number;
 }
 
-function entryOf(ctx: DirContext, rel: string): WalkEntry | undefined {
-  const abs = join(ctx.root, rel);
+/**
+ * How one walk reaches the file system: `prefix` is what path.join(root, rel) puts before a clean
+ * relative path (so absolute paths are built by concatenation, as the stat cache keys them), and
+ * `ignore` is undefined when the context ignores nothing (an empty matcher is never called).
+ */
+interface WalkScope {
+  ctx: DirContext;
+  prefix: string;
+  ignore: IgnoreFn | undefined;
+  exclude: IgnoreFn | undefined;
+  start: string;
+}
+
+/** True for a matcher from createIgnoreMatcher built from no patterns (it excludes nothing). */
+function isEmptyMatcher(fn: IgnoreFn): boolean {
+  return (fn as IgnoreFn & { empty?: boolean }).empty === true;
+}
+
+function scopeOf(ctx: DirContext, start: string, exclude: IgnoreFn | undefined): WalkScope {
+  return {
+    ctx,
+    prefix: join(ctx.root, "x").slice(0, -1),
+    ignore: isEmptyMatcher(ctx.ignore) ? undefined : ctx.ignore,
+    exclude: exclude === undefined || isEmptyMatcher(exclude) ? undefined : exclude,
+    start,
+  };
+}
+
+function namesOf(scope: WalkScope, dir: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir === "" ? join(scope.ctx.root) : scope.prefix + dir);
+  } catch (err) {
+    throw new KilnError(`cannot read context directory "${dir || "."}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  return names.sort(compareNames);
+}
+
+function entryAt(scope: WalkScope, rel: string): WalkEntry | undefined {
+  const abs = scope.prefix + rel;
   let st: BigIntStats;
   try {
     st = lstatSync(abs, { bigint: true });
@@ -202,46 +239,59 @@ function entryOf(ctx: DirContext, rel: string): WalkEntry | undefined {
   return type ? { rel, abs, type, st } : undefined; // sockets, devices, fifos: not context content
 }
 
-function* walkDir(ctx: DirContext, dir: string, start: string, exclude: IgnoreFn | undefined): Generator<WalkEntry> {
-  let names: string[];
-  try {
-    names = readdirSync(join(ctx.root, dir));
-  } catch (err) {
-    throw new KilnError(`cannot read context directory "${dir || "."}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  names.sort(compareNames);
-  for (const name of names) {
-    const e = entryOf(ctx, dir === "" ? name : `${dir}/${name}`);
-    if (e) yield* visit(ctx, e, start, exclude);
-  }
-}
-
-function* visit(ctx: DirContext, e: WalkEntry, start: string, exclude: IgnoreFn | undefined): Generator<WalkEntry> {
-  const relToStart = start === "" ? e.rel : e.rel.slice(start.length + 1);
-  const excluded = exclude?.(relToStart) ?? false;
-  const ignored = ctx.ignore(e.rel);
-  if (!ignored && !excluded) {
-    yield e;
-    if (e.type === "dir") yield* walkDir(ctx, e.rel, start, exclude);
-    return;
-  }
-  if (e.type !== "dir") return;
-  const skipIgnored = ignored && (ctx.ignore.canSkipDir?.(e.rel) ?? true);
-  const skipExcluded = excluded && (exclude?.canSkipDir?.(relToStart) ?? true);
-  if (skipIgnored || skipExcluded) return;
-  const inner = [...walkDir(ctx, e.rel, start, exclude)];
-  if (inner.length > 0) {
-    yield e;
-    yield* inner;
+/**
+ * The entries beneath directory `dir` exactly as DirContext.walk reports them (same order,
+ * .dockerignore and --exclude rules, re-included paths inside excluded directories), but with
+ * synchronous bigint lstat calls and one explicit stack instead of nested generators: an
+ * unchanged 20,000-file context must cost about one stat per file. Callers give the event loop
+ * a turn every few thousand entries.
+ */
+function* walkEntries(scope: WalkScope, dir: string): Generator<WalkEntry> {
+  const { ignore, exclude, start } = scope;
+  const stack: Frame[] = [{ dir, names: namesOf(scope, dir), next: 0 }];
+  while (stack.length > 0) {
+    const frame = stack[stack.length - 1]!;
+    if (frame.next >= frame.names.length) {
+      stack.pop();
+      continue;
+    }
+    const name = frame.names[frame.next++]!;
+    const e = entryAt(scope, frame.dir === "" ? name : `${frame.dir}/${name}`);
+    if (!e) continue;
+    const relToStart = exclude === undefined || start === "" ? e.rel : e.rel.slice(start.length + 1);
+    const excluded = exclude !== undefined && exclude(relToStart);
+    const ignored = ignore !== undefined && ignore(e.rel);
+    if (!ignored && !excluded) {
+      yield e;
+      if (e.type === "dir") stack.push({ dir: e.rel, names: namesOf(scope, e.rel), next: 0 });
+      continue;
+    }
+    if (e.type !== "dir") continue;
+    // An excluded directory may still hold re-included paths (`!` exceptions): then it appears
+    // (with its own metadata) before them, as Docker sends it.
+    const skipIgnored = ignored && (ignore.canSkipDir?.(e.rel) ?? true);
+    const skipExcluded = excluded && (exclude.canSkipDir?.(relToStart) ?? true);
+    if (skipIgnored || skipExcluded) continue;
+    const inner = [...walkEntries(scope, e.rel)];
+    if (inner.length > 0) {
+      yield e;
+      yield* inner;
+    }
   }
 }
 
 /** Entries DirContext.walk would report (exported for the equivalence test). */
 export async function listForHash(ctx: DirContext, start: string, exclude?: IgnoreFn): Promise<string[]> {
   const out: string[] = [];
-  for await (const e of walkForHash(ctx, start, exclude)) out.push(e.rel);
+  const scope = scopeOf(ctx, start, exclude);
+  for (const e of walkEntries(scope, start)) out.push(e.rel);
   return out;
 }
+
+/** Lines are hashed in chunks of about this many characters (one native call per chunk, not per file). */
+const HASH_CHUNK = 64 * 1024;
+/** The event loop gets a turn after this many entries of a walk. */
+const YIELD_EVERY = 4096;
 
 /**
  * A digest over every file the selected sources name: per source its argument, destination name
@@ -251,28 +301,32 @@ export async function listForHash(ctx: DirContext, start: string, exclude?: Igno
  */
 export async function hashSources(sources: SelectedSource[], options: { statCache: StatCache }): Promise<Digest> {
   const hash = createHash("sha256");
-  hash.update(`kiln-sources/2\n`);
+  // Text waiting to be hashed: concatenating whole lines and hashing them later feeds sha256
+  // exactly the bytes a call per line would.
+  let pending = "kiln-sources/2\n";
+  const add = (text: string): void => {
+    pending += text;
+    if (pending.length >= HASH_CHUNK) {
+      hash.update(pending);
+      pending = "";
+    }
+  };
   const cache = options.statCache;
   for (const src of sources) {
     const head: Record<string, unknown> = { source: src.source, name: src.name, wildcard: src.wildcard };
     if (src.parentsPath !== undefined) head.parentsPath = src.parentsPath;
     if (src.pivot !== undefined) head.pivot = src.pivot;
-    hash.update(`S${canonicalJSON(head)}\n`);
+    add(`S${canonicalJSON(head)}\n`);
     const keepOwners = src.ctx.keepOwners;
     // One line per entry: JSON-quoted path, type, mode, then size+hash / link target / owner.
-    const emit = async (rel: string, type: ContextEntry["type"], abs: string, st: BigIntStats, linkname: () => string): Promise<void> => {
-      let line = `${JSON.stringify(rel)} ${type} ${(Number(st.mode) & 0o7777).toString(8)}`;
-      if (type === "file") {
-        const digest = cache.lookup(abs, st) ?? (await cache.hashFile(abs, st));
-        line += ` ${st.size} ${digest}`;
-      } else if (type === "symlink") {
-        line += ` ${JSON.stringify(linkname())}`;
-      }
-      if (keepOwners) line += ` ${st.uid}:${st.gid}`;
-      hash.update(`${line}\n`);
+    // A file answered by the stat cache costs no promise (`await` only on a miss).
+    const line = (rel: string, type: ContextEntry["type"], st: BigIntStats, detail: string): string => {
+      let out = `${JSON.stringify(rel)} ${type} ${(Number(st.mode) & 0o7777).toString(8)}${detail}`;
+      if (keepOwners) out += ` ${st.uid}:${st.gid}`;
+      return `${out}\n`;
     };
     if (src.entry.type === "file" && src.exclude?.(src.name)) {
-      hash.update("excluded\n");
+      add("excluded\n");
       continue;
     }
     if (src.parentsPath !== undefined) {
@@ -281,7 +335,7 @@ export async function hashSources(sources: SelectedSource[], options: { statCach
       for (let i = 1; i < segs.length; i++) {
         const rel = segs.slice(0, i).join("/");
         const st = await src.ctx.stat(src.pivot ? `${src.pivot}/${rel}` : rel);
-        hash.update(`P${canonicalJSON({ p: rel, t: st?.type ?? null, m: st?.mode ?? null, ...(keepOwners && st ? { u: st.uid, g: st.gid } : {}) })}\n`);
+        add(`P${canonicalJSON({ p: rel, t: st?.type ?? null, m: st?.mode ?? null, ...(keepOwners && st ? { u: st.uid, g: st.gid } : {}) })}\n`);
       }
     }
     const top = src.entry;
@@ -293,13 +347,31 @@ export async function hashSources(sources: SelectedSource[], options: { statCach
     }
     const topType = topSt.isDirectory() ? "dir" : topSt.isSymbolicLink() ? "symlink" : topSt.isFile() ? "file" : undefined;
     if (topType !== top.type) throw new KilnError(`context path "${top.path}" changed while the build read it`);
-    await emit("", top.type, top.abs, topSt, () => top.linkname ?? "");
+    if (top.type === "file") {
+      const digest = cache.lookup(top.abs, topSt) ?? (await cache.hashFile(top.abs, topSt));
+      add(line("", "file", topSt, ` ${topSt.size} ${digest}`));
+    } else if (top.type === "symlink") {
+      add(line("", "symlink", topSt, ` ${JSON.stringify(top.linkname ?? "")}`));
+    } else {
+      add(line("", top.type, topSt, ""));
+    }
     if (top.type !== "dir") continue;
     const start = top.path;
-    for await (const e of walkForHash(src.ctx, start, src.exclude)) {
-      const rel = start === "" ? e.rel : e.rel.slice(start.length + 1);
-      await emit(rel, e.type, e.abs, e.st, () => readlinkSync(e.abs));
+    const cut = start === "" ? 0 : start.length + 1;
+    let n = 0;
+    for (const e of walkEntries(scopeOf(src.ctx, start, src.exclude), start)) {
+      const rel = cut === 0 ? e.rel : e.rel.slice(cut);
+      if (e.type === "file") {
+        const digest = cache.lookup(e.abs, e.st) ?? (await cache.hashFile(e.abs, e.st));
+        add(line(rel, "file", e.st, ` ${e.st.size} ${digest}`));
+      } else if (e.type === "symlink") {
+        add(line(rel, "symlink", e.st, ` ${JSON.stringify(readlinkSync(e.abs))}`));
+      } else {
+        add(line(rel, e.type, e.st, ""));
+      }
+      if (++n % YIELD_EVERY === 0) await new Promise((res) => setImmediate(res));
     }
   }
+  hash.update(pending);
   return `sha256:${hash.digest("hex")}`;
 }

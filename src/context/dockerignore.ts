@@ -133,6 +133,8 @@ export type IgnoreMatcher = ((relPath: string) => boolean) & {
 /** Builds a matcher with Docker's semantics: later patterns win, parents' matches apply to children. */
 export function createIgnoreMatcher(patterns: string[]): IgnoreMatcher {
   const compiled = compile(patterns);
+  // No patterns: nothing is excluded, so no path needs normalising (a walk calls this per file).
+  if (compiled.length === 0) return Object.assign((_relPath: string) => false, { canSkipDir: (_dirRel: string) => false, empty: true });
   const hasExceptions = compiled.some((p) => p.exclusion);
   const matches = (relPath: string): boolean => {
     const file = normalizeRel(relPath);

@@ -230,7 +230,6 @@ interface Frame {
 
 /** Walk state shared by the frames of one diff. */
 interface DiffState {
-  readonly root: string;
   readonly excl: ExcludeIndex;
   readonly excludes: ReadonlySet<string>;
   readonly out: LayerEntry[];
@@ -431,7 +430,6 @@ export async function diffSnapshot(baseline: Baseline): Promise<LayerEntry[]> {
   const rootSt = lstatOrNull(root);
   if (!rootSt || (Number(rootSt.mode) & S_IFMT) !== S_IFDIR) return [];
   const s: DiffState = {
-    root,
     excl: indexExcludes(excludes),
     excludes,
     out: [],

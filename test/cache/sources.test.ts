@@ -118,13 +118,48 @@ describe("hashSources", () => {
     const { root, store } = await makeContext();
     const cold = await digestOf(root, store, ["app", "top.txt"]);
     expect(cold.cache.reads).toBe(4);
-    const file = JSON.parse(await readFile(cold.cache.path, "utf8")) as { files: Record<string, unknown> };
-    expect(Object.keys(file.files)).toHaveLength(4);
+    // JSON with the context root (prune reads it) and flat [path, row, path, row, ...] pairs
+    const file = JSON.parse(await readFile(cold.cache.path, "utf8")) as { v: number; root: string; files: string[] };
+    expect(file.v).toBe(2);
+    expect(file.root).toBe(root);
+    expect(file.files).toHaveLength(8);
+    expect(file.files.filter((_, i) => i % 2 === 0).sort()).toEqual(
+      ["app/lib/util.js", "app/main.js", "app/notes.md", "top.txt"].map((f) => join(root, f)).sort(),
+    );
     expect(cold.cache.path.startsWith(join(store.root, "statcache"))).toBe(true);
     const warm = await digestOf(root, store, ["app", "top.txt"]);
     expect(warm.digest).toBe(cold.digest);
     expect(warm.cache.reads).toBe(0);
     expect(warm.cache.hits).toBe(4);
+  });
+
+  it("an old-format (v1) stat cache file is ignored, not misread", async () => {
+    const { root, store } = await makeContext();
+    const cold = await digestOf(root, store, ["app"]);
+    const file = JSON.parse(await readFile(cold.cache.path, "utf8")) as { root: string; files: string[] };
+    // v1 kept an object path -> "hex dev ino size mtimeNs ctimeNs": give every file a wrong hash
+    const v1: Record<string, string> = {};
+    for (let i = 0; i < file.files.length; i += 2) v1[file.files[i]!] = `${"0".repeat(64)}${file.files[i + 1]!.slice(64)}`;
+    await writeFile(cold.cache.path, JSON.stringify({ kind: "kiln-statcache", v: 1, root: file.root, files: v1 }));
+    const again = await digestOf(root, store, ["app"]);
+    expect(again.cache.reads).toBe(3);
+    expect(again.digest).toBe(cold.digest);
+  });
+
+  it("file names with spaces, quotes and newlines round-trip through the stat cache", async () => {
+    const { root, store } = await makeContext();
+    await writeFile(join(root, "app", 'we ird "name"\nline'), "odd\n");
+    await settle();
+    const cold = await digestOf(root, store, ["app"]);
+    expect(cold.cache.reads).toBe(4);
+    const warm = await digestOf(root, store, ["app"]);
+    expect(warm.cache.reads).toBe(0);
+    expect(warm.digest).toBe(cold.digest);
+    await writeFile(join(root, "app", 'we ird "name"\nline'), "ODD\n");
+    await settle();
+    const changed = await digestOf(root, store, ["app"]);
+    expect(changed.cache.reads).toBe(1);
+    expect(changed.digest).not.toBe(cold.digest);
   });
 
   it("a file rewritten with the same size and mtime is still re-read (ctime/inode change)", async () => {
@@ -182,6 +217,7 @@ describe("hashSources", () => {
     await mkdir(join(root, "empty"));
     const cases: Array<{ ignore?: string[]; exclude?: string[] }> = [
       {},
+      { ignore: [], exclude: [] },
       { ignore: ["**/*.log", "!a/keep/*.log"] },
       { ignore: ["a", "!a/b/c"] },
       { ignore: ["c/*"] },
