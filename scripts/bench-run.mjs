@@ -20,6 +20,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { aptMirror, countEntries, ensureDebianRootfs, importDebianBase } from "./lib/debian-base.mjs";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const argv = process.argv.slice(2);
@@ -50,18 +51,6 @@ if (!existsSync("/usr/bin/time")) die("GNU time (/usr/bin/time) is not installed
 if (!existsSync(join(dist, "cli", "main.js"))) die(`kiln is not compiled in ${dist}: run \`npx tsc -p tsconfig.json\` first`);
 if (process.getuid?.() !== 0) die("run as root (debootstrap, chroot and buildah's chroot isolation need it)");
 
-function aptMirror() {
-  const files = ["/etc/apt/sources.list"];
-  const d = "/etc/apt/sources.list.d";
-  if (existsSync(d)) for (const f of readdirSync(d)) if (/\.(list|sources)$/.test(f)) files.push(join(d, f));
-  for (const f of files) {
-    if (!existsSync(f)) continue;
-    const text = readFileSync(f, "utf8");
-    const m = text.match(/^\s*URIs:\s*(\S+\/debian)\s*$/m) ?? text.match(/^\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+\/debian)\s+/m);
-    if (m) return m[1];
-  }
-  return "http://deb.debian.org/debian";
-}
 const mirror = opt("--mirror", aptMirror());
 
 const work = mkdtempSync(join(tmpdir(), "kiln-bench-run-"));
@@ -104,42 +93,26 @@ function mustOk(r, what) {
   return r;
 }
 
-function countEntries(root) {
-  let n = 0;
-  const stack = [root];
-  while (stack.length) {
-    const d = stack.pop();
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      n++;
-      if (e.isDirectory()) stack.push(join(d, e.name));
-    }
-  }
-  return n;
-}
 
 // ---------------------------------------------------------------- the minbase tree
 const rootfsOpt = opt("--rootfs", undefined);
-const rootfs = rootfsOpt ? resolve(rootfsOpt) : join(work, "rootfs");
-if (!existsSync(join(rootfs, "bin", "sh")) && !(existsSync(join(rootfs, "usr", "bin", "sh")))) {
-  console.log(`debootstrap --variant=minbase ${suite} ${rootfs} ${mirror} ...`);
-  const t0 = Date.now();
-  const r = spawnSync("debootstrap", ["--variant=minbase", suite, rootfs, mirror], { encoding: "utf8", maxBuffer: 64 << 20 });
-  if (r.status !== 0) die(`debootstrap failed: ${(r.stderr || r.stdout).trim().split("\n").slice(-3).join(" | ")}`);
-  console.log(`  done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+let rootfs;
+try {
+  ({ rootfs } = ensureDebianRootfs({ dir: rootfsOpt ? resolve(rootfsOpt) : join(work, "rootfs"), suite, mirror, log: (m) => console.log(m) }));
+} catch (err) {
+  die(err.message);
 }
 const baseEntries = countEntries(rootfs);
 console.log(`base: Debian ${suite} minbase, ${baseEntries} entries (${rootfs})`);
 
 // kiln imports it: FROM scratch + COPY rootfs/ / (device nodes, /proc and /sys content left out).
-const baseCtx = join(work, "base-context");
-mkdirSync(baseCtx);
-execFileSync("cp", ["-a", rootfs, join(baseCtx, "rootfs")]);
-writeFileSync(join(baseCtx, "Dockerfile"), "FROM scratch\nCOPY rootfs/ /\nCMD [\"/bin/bash\"]\n");
-writeFileSync(join(baseCtx, ".dockerignore"), "rootfs/dev/*\nrootfs/proc/*\nrootfs/sys/*\n");
 const baseLayout = join(work, "base-layout");
-const rb = mustOk(await timed(process.execPath, [kilnBin, "build", "--progress", "quiet", "--cache-dir", join(work, "base-cache"), "-o", `type=oci,dest=${baseLayout}`, "-t", "base:latest", baseCtx]), "kiln build of the base");
-console.log(`kiln imported the base in ${rb.seconds.toFixed(1)} s`);
-spawnSync("rm", ["-rf", baseCtx]);
+try {
+  const imported = importDebianBase({ rootfs, layout: baseLayout, kilnBin, workDir: work });
+  console.log(`kiln imported the base in ${imported.seconds.toFixed(1)} s`);
+} catch (err) {
+  die(err.message);
+}
 
 const bRoot = join(work, "buildah", "root");
 const bRunroot = join(work, "buildah", "runroot");
