@@ -1,6 +1,7 @@
 // Source digests for COPY/ADD cache keys and the persistent stat cache: content, mode, link
 // targets and added files change the digest; an mtime-only touch does not (BuildKit's content
-// keys ignore mtime); a warm stat cache answers without reading files.
+// keys ignore mtime); a warm stat cache answers without reading files; an old-format cache file
+// is ignored, never misread.
 import { describe, it, expect, afterAll } from "vitest";
 import { mkdtemp, mkdir, writeFile, chmod, symlink, rm, utimes, unlink, stat, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
