@@ -30,6 +30,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, 
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { makeTimer } from "./lib/timed.mjs";
 import { fileURLToPath } from "node:url";
 import { aptMirror, countEntries, ensureDebianRootfs, importDebianBase } from "./lib/debian-base.mjs";
 
@@ -99,28 +100,7 @@ process.on("exit", cleanup);
 for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => process.exit(130));
 
 // ---------------------------------------------------------------- helpers
-/** Runs cmd under GNU time: wall seconds (spawn to exit), peak RSS, output. */
-function timed(cmd, args, env = {}) {
-  const rssFile = join(work, `rss-${process.hrtime.bigint()}`);
-  return new Promise((res) => {
-    const t0 = process.hrtime.bigint();
-    const child = spawn("/usr/bin/time", ["-o", rssFile, "-f", "%M", cmd, ...args], { cwd: work, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    const out = [];
-    const err = [];
-    child.stdout.on("data", (b) => out.push(b));
-    child.stderr.on("data", (b) => err.push(b));
-    child.on("close", (code) => {
-      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      let rssKiB = NaN;
-      try {
-        rssKiB = Number(readFileSync(rssFile, "utf8").trim().split("\n").pop());
-      } catch {
-        // time wrote nothing (the command did not start)
-      }
-      res({ code, seconds, rssMB: rssKiB / 1024, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
-    });
-  });
-}
+const timed = makeTimer({ cwd: work, scratch: work });
 const lastLines = (s, n = 4) => s.trim().split("\n").slice(-n).join(" | ");
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);

@@ -15,10 +15,11 @@
 // --mirror: default is the first deb.debian.org-style URI in apt's sources.
 // --scale F: multiply the file counts of (b) and (c) by F (e.g. 0.2 while iterating; default 1).
 // --dist DIR: run kiln compiled into DIR (a tsc outDir of src/) instead of the repo's dist/.
-import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, lstatSync, writeFileSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { makeTimer } from "./lib/timed.mjs";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { aptMirror, countEntries, ensureDebianRootfs, importDebianBase } from "./lib/debian-base.mjs";
 
@@ -66,27 +67,7 @@ const kilnBin = join(work, "kiln.mjs");
 writeFileSync(kilnBin, `import { main } from ${JSON.stringify(pathToFileURL(join(dist, "cli", "main.js")).href)};\nprocess.exitCode = await main(process.argv.slice(2));\n`);
 
 // ---------------------------------------------------------------- helpers
-function timed(cmd, args, env = {}) {
-  const rssFile = join(work, `rss-${process.hrtime.bigint()}`);
-  return new Promise((res) => {
-    const t0 = process.hrtime.bigint();
-    const child = spawn("/usr/bin/time", ["-o", rssFile, "-f", "%M", cmd, ...args], { cwd: repo, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    const out = [];
-    const err = [];
-    child.stdout.on("data", (b) => out.push(b));
-    child.stderr.on("data", (b) => err.push(b));
-    child.on("close", (code) => {
-      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      let rssKiB = NaN;
-      try {
-        rssKiB = Number(readFileSync(rssFile, "utf8").trim().split("\n").pop());
-      } catch {
-        // time wrote nothing (command not started)
-      }
-      res({ code, seconds, rssMB: rssKiB / 1024, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
-    });
-  });
-}
+const timed = makeTimer({ cwd: repo, scratch: work });
 
 function mustOk(r, what) {
   if (r.code !== 0) die(`${what} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().split("\n").slice(-4).join(" | ")}`);
