@@ -1,0 +1,48 @@
+// The stage graph at build time: independent stages run at the same time (bounded by --jobs),
+// a stage used by several others is built once, and stages the target does not need never run.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { busyboxBase, releaseBusyboxBase, type BusyboxBase } from "../helpers/busybox.js";
+import { buildLayout } from "../helpers/build.js";
+import { TempDirs, casePath } from "../helpers/temp.js";
+import { umociUnpack } from "../helpers/tools.js";
+
+const temps = new TempDirs();
+let base: BusyboxBase;
+beforeAll(async () => {
+  base = await busyboxBase();
+});
+afterAll(async () => {
+  await temps.cleanup();
+  await releaseBusyboxBase();
+});
+
+/** A stage's RUN start and end, as the machine's uptime in seconds (10 ms resolution). */
+async function times(rootfs: string, name: string): Promise<[number, number]> {
+  const start = Number((await readFile(join(rootfs, "times", `${name}-start`), "utf8")).trim());
+  const end = Number((await readFile(join(rootfs, "times", `${name}-end`), "utf8")).trim());
+  return [start, end];
+}
+
+describe("the stage graph", () => {
+  it("runs independent stages concurrently, a shared stage once, and skips unused stages", async () => {
+    const { layout } = await buildLayout(temps, casePath("stage-graph"), ["--build-context", `base=${base.buildContext}`, "-t", "g:1", "--jobs", "2"]);
+    const rootfs = await umociUnpack(temps, layout, "1");
+    // `common` ran once: both stages built on the same random id.
+    expect(await readFile(join(rootfs, "left-common"), "utf8")).toBe(await readFile(join(rootfs, "right-common"), "utf8"));
+    // `left` and `right` overlapped in time.
+    const [ls, le] = await times(rootfs, "left");
+    const [rs, re] = await times(rootfs, "right");
+    expect(ls < re && rs < le).toBe(true);
+    // `unused` (RUN exit 1) was never built, or the build would have failed.
+  });
+
+  it("--jobs 1 builds one stage at a time", async () => {
+    const { layout } = await buildLayout(temps, casePath("stage-graph"), ["--build-context", `base=${base.buildContext}`, "-t", "g:1", "--jobs", "1"]);
+    const rootfs = await umociUnpack(temps, layout, "1");
+    const [ls, le] = await times(rootfs, "left");
+    const [rs, re] = await times(rootfs, "right");
+    expect(le <= rs || re <= ls).toBe(true);
+  });
+});
