@@ -17,6 +17,11 @@ interface Command {
   run(args: ParsedArgs): Promise<number>;
 }
 
+/** `--cache-dir`: the blob store (and, for build, the work directory). */
+function cacheDirOption(what = "blob store"): OptionSpec {
+  return { name: "cache-dir", type: "string", valueName: "DIR", help: `${what} (default $XDG_CACHE_HOME/kiln)` };
+}
+
 const registryOptions: OptionSpec[] = [
   { name: "insecure-registry", type: "string", repeatable: true, valueName: "HOST", help: "use plain HTTP for this registry host[:port]" },
   { name: "registry-ca", type: "string", valueName: "FILE", help: "extra CA bundle (PEM) for registry TLS" },
@@ -37,7 +42,7 @@ const buildOptions: OptionSpec[] = [
   { name: "iidfile", type: "string", valueName: "FILE", help: "write the image (manifest) digest to FILE" },
   { name: "metadata-file", type: "string", valueName: "FILE", help: "write build metadata JSON (as buildx) to FILE" },
   { name: "progress", type: "string", valueName: "MODE", help: "auto, plain or quiet (default auto)" },
-  { name: "cache-dir", type: "string", valueName: "DIR", help: "blob store and work directory (default $XDG_CACHE_HOME/kiln)" },
+  cacheDirOption("blob store and work directory"),
   { name: "isolation", type: "string", valueName: "MODE", help: "RUN isolation: auto, oci or chroot (default auto)" },
   { name: "network", type: "string", valueName: "MODE", help: "RUN network: host or none (default host)" },
   { name: "jobs", type: "string", valueName: "N", help: "stages built at once (default: number of cores)" },
@@ -129,7 +134,7 @@ const commands: Record<string, Command> = {
       { name: "digest-file", type: "string", valueName: "FILE", help: "write the pushed digest to FILE" },
       { name: "metadata-file", type: "string", valueName: "FILE", help: "write push metadata JSON to FILE" },
       { name: "quiet", short: "q", type: "boolean", help: "no progress output" },
-      { name: "cache-dir", type: "string", valueName: "DIR", help: "blob store whose pull records enable cross-repo mounts (default $XDG_CACHE_HOME/kiln)" },
+      cacheDirOption("blob store whose pull records enable cross-repo mounts"),
       ...registryOptions,
     ],
     async run(args) {
@@ -157,7 +162,7 @@ const commands: Record<string, Command> = {
     options: [
       { name: "output", short: "o", type: "string", valueName: "SPEC", help: "type=oci,dest=DIR[,tar=true] (default: store only)" },
       { name: "platform", type: "string", valueName: "OS/ARCH", help: "platform to pick from an index (default: host)" },
-      { name: "cache-dir", type: "string", valueName: "DIR", help: "blob store (default $XDG_CACHE_HOME/kiln)" },
+      cacheDirOption(),
       ...registryOptions,
     ],
     async run(args) {
@@ -230,7 +235,7 @@ const commands: Record<string, Command> = {
   du: {
     summary: "Show the blob store's disk usage and cache records",
     usage: "kiln du [--cache-dir DIR]",
-    options: [{ name: "cache-dir", type: "string", valueName: "DIR", help: "blob store (default $XDG_CACHE_HOME/kiln)" }],
+    options: [cacheDirOption()],
     async run(args) {
       const { diskUsage } = await import("../store/prune.js");
       const { BlobStore, defaultCacheDir } = await import("../store/blob-store.js");
@@ -245,7 +250,7 @@ const commands: Record<string, Command> = {
     options: [
       { name: "keep-storage", type: "string", valueName: "SIZE", help: "keep up to SIZE (e.g. 10GB), removing least recently used first" },
       { name: "filter", type: "string", repeatable: true, valueName: "until=DURATION", help: "only remove what was last used more than DURATION ago (e.g. 24h)" },
-      { name: "cache-dir", type: "string", valueName: "DIR", help: "blob store (default $XDG_CACHE_HOME/kiln)" },
+      cacheDirOption(),
     ],
     async run(args) {
       const { prune, parseSize, parseDuration } = await import("../store/prune.js");

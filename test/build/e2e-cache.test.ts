@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFile, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { busyboxBase, releaseBusyboxBase, type BusyboxBase } from "../helpers/busybox.js";
+import { useBusyboxBase } from "../helpers/busybox.js";
 import { expectBuilt, kiln, verify } from "../helpers/kiln.js";
 import { startRegistry, type LocalRegistry } from "../helpers/registry.js";
 import { TempDirs, copyCase } from "../helpers/temp.js";
@@ -18,20 +18,16 @@ interface Step {
 
 const SDE = "1700000000";
 const temps = new TempDirs();
-let base: BusyboxBase;
+const base = useBusyboxBase();
 let ctx: string;
 let secret: string;
 
 beforeAll(async () => {
-  base = await busyboxBase();
   ctx = await copyCase(temps, "cache-steps");
   secret = join(await temps.make("kiln-secret-"), "tok");
   await writeFile(secret, "first secret");
 });
-afterAll(async () => {
-  await temps.cleanup();
-  await releaseBusyboxBase();
-});
+afterAll(() => temps.cleanup());
 
 async function build(cacheDir: string, extra: string[] = []): Promise<{ digest: string; steps: Step[] }> {
   const out = await temps.make("kiln-cache-out-");
@@ -39,7 +35,7 @@ async function build(cacheDir: string, extra: string[] = []): Promise<{ digest: 
   const r = await kiln(
     [
       "build", "--progress", "quiet", "--cache-dir", cacheDir,
-      "--build-context", `base=${base.buildContext}`,
+      "--build-context", `base=${base().buildContext}`,
       "--secret", `id=tok,src=${secret}`,
       "--metadata-file", meta,
       "-o", `type=oci,dest=${join(out, "layout")}`,

@@ -3,26 +3,20 @@
 import { spawn } from "node:child_process";
 import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { busyboxBase, releaseBusyboxBase, type BusyboxBase } from "../helpers/busybox.js";
+import { afterAll, describe, expect, it } from "vitest";
+import { useBusyboxBase } from "../helpers/busybox.js";
 import { KILN_BIN, expectBuilt, kiln } from "../helpers/kiln.js";
 import { TempDirs, casePath } from "../helpers/temp.js";
 
 const temps = new TempDirs();
-let base: BusyboxBase;
-beforeAll(async () => {
-  base = await busyboxBase();
-});
-afterAll(async () => {
-  await temps.cleanup();
-  await releaseBusyboxBase();
-});
+const base = useBusyboxBase();
+afterAll(() => temps.cleanup());
 
 /** Start a build of run-sleep and resolve once its RUN has started. */
 async function startSleepingBuild(cacheDir: string, out: string): Promise<{ child: ReturnType<typeof spawn>; exited: Promise<number | null> }> {
   const child = spawn(process.execPath, [
     KILN_BIN, "build", "--progress", "plain", "--isolation", "chroot", "--cache-dir", cacheDir,
-    "--build-context", `base=${base.buildContext}`, "-o", `type=oci,dest=${out}`, casePath("run-sleep"),
+    "--build-context", `base=${base().buildContext}`, "-o", `type=oci,dest=${out}`, casePath("run-sleep"),
   ], { stdio: ["ignore", "pipe", "pipe"] });
   const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
   await new Promise<void>((resolve, reject) => {

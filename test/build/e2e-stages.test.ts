@@ -1,22 +1,16 @@
 // The stage graph at build time: independent stages run at the same time (bounded by --jobs),
 // a stage used by several others is built once, and stages the target does not need never run.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { busyboxBase, releaseBusyboxBase, type BusyboxBase } from "../helpers/busybox.js";
+import { useBusyboxBase } from "../helpers/busybox.js";
 import { buildLayout } from "../helpers/build.js";
 import { TempDirs, casePath } from "../helpers/temp.js";
 import { umociUnpack } from "../helpers/tools.js";
 
 const temps = new TempDirs();
-let base: BusyboxBase;
-beforeAll(async () => {
-  base = await busyboxBase();
-});
-afterAll(async () => {
-  await temps.cleanup();
-  await releaseBusyboxBase();
-});
+const base = useBusyboxBase();
+afterAll(() => temps.cleanup());
 
 /** A stage's RUN start and end, as the machine's uptime in seconds (10 ms resolution). */
 async function times(rootfs: string, name: string): Promise<[number, number]> {
@@ -27,7 +21,7 @@ async function times(rootfs: string, name: string): Promise<[number, number]> {
 
 describe("the stage graph", () => {
   it("runs independent stages concurrently, a shared stage once, and skips unused stages", async () => {
-    const { layout } = await buildLayout(temps, casePath("stage-graph"), ["--build-context", `base=${base.buildContext}`, "-t", "g:1", "--jobs", "2"]);
+    const { layout } = await buildLayout(temps, casePath("stage-graph"), ["--build-context", `base=${base().buildContext}`, "-t", "g:1", "--jobs", "2"]);
     const rootfs = await umociUnpack(temps, layout, "1");
     // `common` ran once: both stages built on the same random id.
     expect(await readFile(join(rootfs, "left-common"), "utf8")).toBe(await readFile(join(rootfs, "right-common"), "utf8"));
@@ -39,7 +33,7 @@ describe("the stage graph", () => {
   });
 
   it("--jobs 1 builds one stage at a time", async () => {
-    const { layout } = await buildLayout(temps, casePath("stage-graph"), ["--build-context", `base=${base.buildContext}`, "-t", "g:1", "--jobs", "1"]);
+    const { layout } = await buildLayout(temps, casePath("stage-graph"), ["--build-context", `base=${base().buildContext}`, "-t", "g:1", "--jobs", "1"]);
     const rootfs = await umociUnpack(temps, layout, "1");
     const [ls, le] = await times(rootfs, "left");
     const [rs, re] = await times(rootfs, "right");

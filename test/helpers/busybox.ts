@@ -5,6 +5,7 @@
 // "exit" event, so each base also records its process id and the next build removes bases whose
 // process is gone.
 import { rmSync } from "node:fs";
+import { afterAll, beforeAll } from "vitest";
 import { access, copyFile, cp, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -90,4 +91,20 @@ export async function releaseBusyboxBase(): Promise<void> {
   cached = undefined;
   if (pending) await pending.catch(() => undefined);
   removeWorkDir();
+}
+
+/**
+ * For a test file: registers beforeAll/afterAll that build (or reuse) the busybox base and
+ * release it, and returns a getter for it.
+ */
+export function useBusyboxBase(): () => BusyboxBase {
+  let base: BusyboxBase | undefined;
+  beforeAll(async () => {
+    base = await busyboxBase();
+  });
+  afterAll(() => releaseBusyboxBase());
+  return () => {
+    if (!base) throw new Error("the busybox base is only available inside tests");
+    return base;
+  };
 }
