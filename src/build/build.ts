@@ -4,6 +4,7 @@
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { contextFromTar } from "../context/build-context.js";
 import { writeFileAtomic } from "../store/atomic-file.js";
+import { formatBytes } from "../units.js";
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { buffer } from "node:stream/consumers";
@@ -121,7 +122,7 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, ca
       ...registry,
       onPushProgress: (ev) => {
         if (ev.state === "progress") return;
-        const what = ev.state === "exists" ? "already in the registry" : ev.state === "mounted" ? "mounted" : `pushed ${ev.total} bytes at ${Math.round(ev.rate / 1e6)} MB/s`;
+        const what = ev.state === "exists" ? "already in the registry" : ev.state === "mounted" ? "mounted" : `pushed ${formatBytes(ev.total)} at ${formatBytes(ev.rate)}/s`;
         options.onEvent?.({ type: "info", message: `push ${ev.digest.slice(0, 19)}: ${what}` });
       },
     });

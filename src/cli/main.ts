@@ -7,7 +7,8 @@ import { buffer } from "node:stream/consumers";
 import { KilnError, UsageError } from "../errors.js";
 import { VERSION } from "../version.js";
 import { formatOptionHelp, keyValues, many, one, parseArgs, parseCsv, type OptionSpec, type ParsedArgs } from "./args.js";
-import { createProgress, formatBytes, type ProgressMode } from "./progress.js";
+import { createProgress, type ProgressMode } from "./progress.js";
+import { formatBytes } from "../units.js";
 import { parseOutput, parseSecret, type Isolation, type OutputSpec } from "../build/options.js";
 
 interface Command {

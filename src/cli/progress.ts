@@ -2,20 +2,10 @@
 // size and digest (and RUN output prefixed by the step number); `auto` on a TTY redraws the
 // running step in place; `quiet` prints nothing but warnings.
 import type { BuildEvent, BuildListener } from "../build/events.js";
+import { formatBytes } from "../units.js";
 
 export type ProgressMode = "auto" | "plain" | "quiet";
 
-export function formatBytes(n: number): string {
-  if (n < 1000) return `${n} B`;
-  const units = ["kB", "MB", "GB", "TB"];
-  let v = n;
-  let u = -1;
-  while (v >= 1000 && u < units.length - 1) {
-    v /= 1000;
-    u++;
-  }
-  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
-}
 
 export function createProgress(mode: ProgressMode, out: NodeJS.WriteStream = process.stderr): BuildListener {
   const live = mode === "auto" && out.isTTY === true;
