@@ -16,7 +16,8 @@ function parseSize(field: Buffer): number {
   return s === "" ? 0 : parseInt(s, 8);
 }
 
-function parsePaxXattrs(buf: Buffer, into: Map<string, Buffer>, sizeOut?: { size?: number }): void {
+/** The records of a PAX extended header ("LEN key=value\n"), values as raw bytes. */
+function* paxRecords(buf: Buffer): Generator<[string, Buffer]> {
   let off = 0;
   while (off < buf.length) {
     const sp = buf.indexOf(0x20, off);
@@ -25,12 +26,15 @@ function parsePaxXattrs(buf: Buffer, into: Map<string, Buffer>, sizeOut?: { size
     if (!len || off + len > buf.length) return;
     const rec = buf.subarray(sp + 1, off + len - 1); // drop trailing "\n"
     const eq = rec.indexOf(0x3d);
-    if (eq > 0) {
-      const key = rec.subarray(0, eq).toString("utf8");
-      if (key === "size" && sizeOut) sizeOut.size = parseInt(rec.subarray(eq + 1).toString("latin1"), 10);
-      else if (key.startsWith("SCHILY.xattr.")) into.set(key.slice("SCHILY.xattr.".length), Buffer.from(rec.subarray(eq + 1)));
-    }
+    if (eq > 0) yield [rec.subarray(0, eq).toString("utf8"), rec.subarray(eq + 1)];
     off += len;
+  }
+}
+
+function parsePaxXattrs(buf: Buffer, into: Map<string, Buffer>, sizeOut?: { size?: number }): void {
+  for (const [key, value] of paxRecords(buf)) {
+    if (key === "size" && sizeOut) sizeOut.size = parseInt(value.toString("latin1"), 10);
+    else if (key.startsWith("SCHILY.xattr.")) into.set(key.slice("SCHILY.xattr.".length), Buffer.from(value));
   }
 }
 
@@ -223,15 +227,5 @@ export async function scanTarHeaders(stream: AsyncIterable<Buffer>): Promise<Tar
 
 /** PAX records as strings (keys other than xattrs), for the header scan. */
 function parsePaxStrings(buf: Buffer, into: Map<string, string>): void {
-  let off = 0;
-  while (off < buf.length) {
-    const sp = buf.indexOf(0x20, off);
-    if (sp < 0) return;
-    const len = parseInt(buf.subarray(off, sp).toString("latin1"), 10);
-    if (!len || off + len > buf.length) return;
-    const rec = buf.subarray(sp + 1, off + len - 1);
-    const eq = rec.indexOf(0x3d);
-    if (eq > 0) into.set(rec.subarray(0, eq).toString("utf8"), rec.subarray(eq + 1).toString("utf8"));
-    off += len;
-  }
+  for (const [key, value] of paxRecords(buf)) into.set(key, value.toString("utf8"));
 }
