@@ -7,7 +7,7 @@
 // buildah's known non-Docker behaviours are listed (with reasons) in BUILDAH_EXCEPTIONS below.
 //
 //   node scripts/compare-buildah.mjs [--cases a,b,c] [--cases-dir DIR] [--base LAYOUT] [--jobs N]
-//                                    [--isolation auto|oci|chroot] [--keep]
+//                                    [--isolation auto|oci|chroot] [--snapshotter auto|overlay|dir] [--keep]
 //
 // --base LAYOUT: an OCI layout whose "latest" tag is the busybox base (default: built here from
 //   testdata/conformance/_base + /bin/busybox). Prints PASS/FAIL per case with the differences and
@@ -15,8 +15,9 @@
 // A case folder holds a Dockerfile (FROM base), tiny context files, optionally Dockerfile.buildah
 // (an equivalent Dockerfile for buildah when it lacks a feature, e.g. heredocs in buildah 1.28)
 // and case.json: { "buildArgs": { "K": "V" }, "buildahArgs": ["--format", "docker"],
-// "knownBuildahDifferences": [{ "line": "...", "why": "..." }] } (buildahArgs: extra flags buildah
-// needs to do what Docker does by default).
+// "knownBuildahDifferences": [{ "line": "...", "why": "...", "snapshotter": "overlay" }] }
+// (buildahArgs: extra flags buildah needs to do what Docker does by default; "snapshotter", when
+// present, limits a known difference to builds with that kiln snapshotter).
 // A known difference is an exact difference line where buildah, not kiln, departs from Docker's
 // behaviour; "why" says so with a reference. A known line that stops appearing is reported too.
 import { spawn, spawnSync } from "node:child_process";
@@ -35,7 +36,7 @@ const kilnBin = join(repo, "bin", "kiln");
 
 // ---------------------------------------------------------------- arguments
 const argv = process.argv.slice(2);
-const opts = { cases: null, casesDir: join(repo, "testdata", "conformance"), base: null, jobs: 3, keep: false, isolation: "auto" };
+const opts = { cases: null, casesDir: join(repo, "testdata", "conformance"), base: null, jobs: 3, keep: false, isolation: "auto", snapshotter: "auto" };
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
   const val = () => {
@@ -49,13 +50,14 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === "--jobs") opts.jobs = Math.max(1, Number(val()) || 1);
   else if (a === "--keep") opts.keep = true;
   else if (a === "--isolation") opts.isolation = val();
+  else if (a === "--snapshotter") opts.snapshotter = val();
   else if (a === "-h" || a === "--help") usage(null);
   else usage(`unknown argument ${a}`);
 }
 
 function usage(msg) {
   if (msg) console.error(`compare-buildah: ${msg}`);
-  console.error("usage: node scripts/compare-buildah.mjs [--cases a,b,c] [--cases-dir DIR] [--base LAYOUT] [--jobs N] [--isolation auto|oci|chroot] [--keep]");
+  console.error("usage: node scripts/compare-buildah.mjs [--cases a,b,c] [--cases-dir DIR] [--base LAYOUT] [--jobs N] [--isolation auto|oci|chroot] [--snapshotter auto|overlay|dir] [--keep]");
   process.exit(msg ? 2 : 0);
 }
 
@@ -118,6 +120,12 @@ const cases = opts.cases ?? allCases;
 for (const c of cases) if (!allCases.includes(c)) die(`unknown case ${c} (cases: ${allCases.join(", ")})`);
 
 const work = mkdtempSync(join(tmpdir(), "kiln-compare-"));
+// The snapshotter kiln will use (auto resolves as kiln resolves it): some known differences
+// hold for one snapshotter only (case.json entries with "snapshotter").
+if (!["auto", "overlay", "dir"].includes(opts.snapshotter)) usage("--snapshotter must be auto, overlay or dir");
+const { resolveSnapshotter } = await import(new URL(`file://${join(repo, "dist", "fs", "rootfs.js")}`).href);
+const snapshotter = (await resolveSnapshotter(join(work, "probe"), opts.snapshotter)).snapshotter;
+console.log(`kiln snapshotter: ${snapshotter}`);
 const bRoot = join(work, "buildah", "root");
 const bRunroot = join(work, "buildah", "runroot");
 const bTmp = join(work, "buildah", "tmp");
@@ -391,7 +399,7 @@ async function runCase(name) {
   const bLayout = join(cw, "buildah");
   const tag = `localhost/case-${name}:latest`;
   const [kr, br] = await Promise.all([
-    runAsync(process.execPath, [kilnBin, "build", "--isolation", opts.isolation, "--progress", "plain", "--cache-dir", join(cw, "kiln-cache"), "-o", `type=oci,dest=${kLayout}`, "-t", `case-${name}:latest`,
+    runAsync(process.execPath, [kilnBin, "build", "--isolation", opts.isolation, "--snapshotter", opts.snapshotter, "--progress", "plain", "--cache-dir", join(cw, "kiln-cache"), "-o", `type=oci,dest=${kLayout}`, "-t", `case-${name}:latest`,
       "--build-context", `base=oci-layout://${baseLayout}:latest`, ...buildArgs, "-f", join(dir, "Dockerfile"), dir]),
     runAsync("buildah", [...buildahStore, "bud", "--isolation", "chroot", "--layers", "--pull=never", "-t", tag, ...buildArgs, ...(cfg.buildahArgs ?? []), "-f", bDockerfile, dir], { env: buildahEnv }),
   ]);
@@ -410,7 +418,7 @@ async function runCase(name) {
   const [kShape, bShape] = await Promise.all([historyShape(kImg, false), historyShape(bImg, true)]);
   if (kShape.join(" ") !== bShape.join(" ")) diffs.push(`history (empty/layer per entry): kiln=[${kShape.join(" ")}] buildah=[${bShape.join(" ")}]`);
   if (!opts.keep) rmSync(cw, { recursive: true, force: true });
-  const known = (cfg.knownBuildahDifferences ?? []).map((k) => k.line);
+  const known = (cfg.knownBuildahDifferences ?? []).filter((k) => (k.snapshotter ?? snapshotter) === snapshotter).map((k) => k.line);
   const unexpected = diffs.filter((d) => !known.includes(d));
   const gone = known.filter((k) => !diffs.includes(k)).map((k) => `known buildah difference no longer seen (update case.json): ${k}`);
   return { diffs: [...unexpected, ...gone], known: diffs.length - unexpected.length };

@@ -1,5 +1,6 @@
 // What a build is asked to do: the library's BuildOptions, and the parsing of the buildx-style
 // values the CLI passes through (`--output type=...`, `--build-context NAME=...`).
+import type { Snapshotter } from "../fs/rootfs.js";
 import type { Readable } from "node:stream";
 import { resolve } from "node:path";
 import { UsageError } from "../errors.js";
@@ -40,6 +41,8 @@ export interface BuildOptions {
   metadataFile?: string;
   cacheDir?: string;
   isolation?: Isolation;
+  /** How RUN root filesystems are kept: overlayfs layers (overlay), one plain tree (dir), or auto. */
+  snapshotter?: Snapshotter;
   network?: "host" | "none";
   jobs?: number;
   /** gzip level for new layers (default 6). */

@@ -10,7 +10,7 @@ import type { Image } from "../image/image.js";
 import { OciLayout, importImage } from "../image/layout.js";
 import type { Digest, Platform } from "../image/oci.js";
 import type { BuildCache } from "./cache.js";
-import { createDirRootFS, type RootFS } from "../fs/rootfs.js";
+import { createRootFS, type RootFS } from "../fs/rootfs.js";
 import type { BlobStore } from "../store/blob-store.js";
 import type { BuildEvent } from "./events.js";
 import type { BuildOptions, NamedContext } from "./options.js";
@@ -202,9 +202,7 @@ export class BuildSession {
         const img = await image();
         await this.cache.ensureLayers(img.layers);
         const rootfs = await this.newRootFS();
-        for (const l of img.layers) {
-          await rootfs.applyLayer({ diffID: l.diffID, mediaType: l.descriptor.mediaType, open: () => this.store.open(l.descriptor.digest) });
-        }
+        await rootfs.applyLayers(img.layers.map((l) => ({ diffID: l.diffID, mediaType: l.descriptor.mediaType, open: () => this.store.open(l.descriptor.digest) })));
         return new DirContext(rootfs.dir, () => false, { symlinks: "scope" });
       })();
       this.trees.set(key, p);
@@ -213,7 +211,8 @@ export class BuildSession {
   }
 
   async newRootFS(): Promise<RootFS> {
-    const rootfs = await createDirRootFS(this.cacheDir, {
+    const rootfs = await createRootFS(this.cacheDir, {
+      snapshotter: this.options.snapshotter ?? "auto",
       onWarning: (message) => this.emit({ type: "warning", message }),
     });
     this.disposables.push(() => rootfs.dispose());

@@ -270,9 +270,7 @@ export class StageBuilder {
     const rootfs = this.rootfs!;
     const store = this.session.store;
     await this.session.cache.ensureLayers(layers);
-    for (const l of layers) {
-      await rootfs.applyLayer({ diffID: l.diffID, mediaType: l.descriptor.mediaType, open: () => store.open(l.descriptor.digest) });
-    }
+    await rootfs.applyLayers(layers.map((l) => ({ diffID: l.diffID, mediaType: l.descriptor.mediaType, open: () => store.open(l.descriptor.digest) })));
   }
 
   /** The root filesystem for RUN steps, assembled from the layers on first use. */

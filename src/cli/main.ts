@@ -1,6 +1,7 @@
 // kiln's command line: dispatches `kiln build|push|pull|lint|verify|login|logout|help`,
 // turns flags into library calls, renders progress, and maps failures to exit codes
 // (0 success, 1 build or input error, 2 usage error). Errors print as one line.
+import type { Snapshotter } from "../fs/rootfs.js";
 import { readFile } from "node:fs/promises";
 import { writeFileAtomic } from "../store/atomic-file.js";
 import { buffer } from "node:stream/consumers";
@@ -45,6 +46,7 @@ const buildOptions: OptionSpec[] = [
   { name: "progress", type: "string", valueName: "MODE", help: "auto, plain or quiet (default auto)" },
   cacheDirOption("blob store and work directory"),
   { name: "isolation", type: "string", valueName: "MODE", help: "RUN isolation: auto, oci or chroot (default auto)" },
+  { name: "snapshotter", type: "string", valueName: "MODE", help: "RUN root filesystems: auto, overlay or dir (default auto: overlay when root and overlayfs work)" },
   { name: "network", type: "string", valueName: "MODE", help: "RUN network: host or none (default host)" },
   { name: "jobs", type: "string", valueName: "N", help: "stages built at once (default: number of cores)" },
   { name: "compression-level", type: "string", valueName: "0-9", help: "gzip level for new layers (default 6)" },
@@ -73,6 +75,8 @@ const commands: Record<string, Command> = {
       if (format !== "oci" && format !== "docker") throw new UsageError(`--format must be oci or docker`);
       const isolation = (one(args, "isolation") ?? "auto") as Isolation;
       if (!["auto", "oci", "chroot"].includes(isolation)) throw new UsageError(`--isolation must be auto, oci or chroot`);
+      const snapshotter = one(args, "snapshotter") ?? "auto";
+      if (!["auto", "overlay", "dir"].includes(snapshotter)) throw new UsageError(`--snapshotter must be auto, overlay or dir`);
       const network = one(args, "network") ?? "host";
       if (network !== "host" && network !== "none") throw new UsageError(`--network must be host or none`);
       const pull = one(args, "pull") ?? "missing";
@@ -103,6 +107,7 @@ const commands: Record<string, Command> = {
           ...(one(args, "metadata-file") ? { metadataFile: one(args, "metadata-file")! } : {}),
           ...(one(args, "cache-dir") ? { cacheDir: one(args, "cache-dir")! } : {}),
           isolation,
+          snapshotter: snapshotter as Snapshotter,
           network,
           ...(jobs !== undefined ? { jobs } : {}),
           ...(level !== undefined ? { compressionLevel: level } : {}),

@@ -38,6 +38,13 @@ export interface ApplyOptions {
   /** Create device nodes and fifos (needs CAP_MKNOD); otherwise they are skipped with a warning. */
   privileged?: boolean;
   onWarning?: (msg: string) => void;
+  /**
+   * How deletions are recorded. "apply" (default): whiteouts remove what they name and opaque
+   * markers clear their directory, leaving the merged result. "overlay": the tree is one layer
+   * of an overlayfs stack, so whiteouts become 0/0 character devices and opaque markers the
+   * `trusted.overlay.opaque` xattr (needs root).
+   */
+  whiteouts?: "apply" | "overlay";
 }
 
 const isRoot = process.getuid?.() === 0;
@@ -84,6 +91,20 @@ async function opaqueClear(hostDir: string, imageDir: string, added: Set<string>
   }
 }
 
+/** Create overlayfs whiteouts (0/0 character devices) at host paths, many per process. */
+async function makeWhiteouts(paths: string[]): Promise<void> {
+  for (let i = 0; i < paths.length; i += 2000) {
+    const chunk = paths.slice(i, i + 2000);
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn("sh", ["-c", 'for p do mknod -m 000 -- "$p" c 0 0 || exit 1; done', "sh", ...chunk], { stdio: ["ignore", "ignore", "pipe"] });
+      let err = "";
+      child.stderr.on("data", (b: Buffer) => (err += b.toString()));
+      child.on("error", reject);
+      child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`creating whiteouts: ${err.trim() || `exit ${code}`}`))));
+    });
+  }
+}
+
 function toSeconds(d: Date | undefined): number {
   return d ? d.getTime() / 1000 : 0;
 }
@@ -98,6 +119,9 @@ export async function applyLayer(rootDir: string, tarStream: Readable, options: 
   const added = new Set<string>();
   const dirTimes: Array<{ host: string; mtime: number; depth: number }> = [];
   const xattrItems: Array<{ path: string; xattrs: Record<string, Buffer> }> = [];
+  const overlay = options.whiteouts === "overlay";
+  /** Overlay mode: host paths of whiteouts to create once the tar is read (unless re-added). */
+  const whiteouts = new Set<string>();
   const fail = (msg: string): never => {
     throw new KilnError(`layer ${options.layerName}: ${msg}`);
   };
@@ -150,7 +174,12 @@ export async function applyLayer(rootDir: string, tarStream: Readable, options: 
     if (base === OPAQUE_MARKER) {
       dirCache.clear();
       const hostDir = await resolveInRoot(root, dirPart, { followFinal: true });
-      await opaqueClear(hostDir, dirPart, added);
+      if (overlay) {
+        await mkdir(hostDir, { recursive: true, mode: 0o755 });
+        xattrItems.push({ path: hostDir, xattrs: { "trusted.overlay.opaque": Buffer.from("y") } });
+      } else {
+        await opaqueClear(hostDir, dirPart, added);
+      }
       return;
     }
     if (base.startsWith(WHITEOUT_PREFIX)) {
@@ -159,10 +188,15 @@ export async function applyLayer(rootDir: string, tarStream: Readable, options: 
       dirCache.clear();
       const { host } = await resolveParentInRoot(root, dirPart === "" ? victim : `${dirPart}/${victim}`);
       await removeAny(host);
+      if (overlay) {
+        await mkdir(posix.dirname(host), { recursive: true, mode: 0o755 });
+        whiteouts.add(host);
+      }
       return;
     }
 
     const host = posix.join(await parentDir(dirPart), base);
+    if (overlay) whiteouts.delete(host);
     const depth = c.split("/").length;
     // (no exception for the common "not there yet": building one costs more than the lstat)
     const existing = lstatSync(host, { throwIfNoEntry: false }) ?? null;
@@ -281,6 +315,11 @@ export async function applyLayer(rootDir: string, tarStream: Readable, options: 
   await writeXattrs(xattrItems).catch((err: unknown) => {
     throw new KilnError(`layer ${options.layerName}: ${(err as Error).message}`, { cause: err });
   });
+  if (whiteouts.size > 0) {
+    await makeWhiteouts([...whiteouts]).catch((err: unknown) => {
+      throw new KilnError(`layer ${options.layerName}: ${(err as Error).message}`, { cause: err });
+    });
+  }
   dirTimes.sort((a, b) => b.depth - a.depth);
   for (const d of dirTimes) {
     try {

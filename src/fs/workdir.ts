@@ -3,7 +3,7 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { join, resolve } from "node:path";
 
 /** The file in every kiln work directory naming the process that owns it. */
@@ -84,6 +84,18 @@ function stopLeftovers(dir: string): void {
       spawnSync(rt, [`--root=${state}`, "delete", "--force", id], { stdio: "ignore" });
     }
   }
+}
+
+/**
+ * `rm -rf` on one file system (a root filesystem can hold 100,000s of files: coreutils rm removes
+ * them about four times faster than fs.rm); failures are left to the fs.rm that follows.
+ */
+export function removeTree(dir: string): Promise<void> {
+  return new Promise((resolve) => {
+    const child = spawn("rm", ["-rf", "--one-file-system", "--", dir], { stdio: "ignore" });
+    child.on("error", () => resolve());
+    child.on("close", () => resolve());
+  });
 }
 
 /** Detach every mount under `dir` and remove the tree. */

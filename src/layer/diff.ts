@@ -93,7 +93,8 @@ function compareBytes(a: string, b: string): number {
   return a.length - b.length;
 }
 
-function compareNames(a: string, b: string): number {
+/** Tar order of sibling names (opaque marker, whiteouts, the rest by UTF-8 bytes). */
+export function compareNames(a: string, b: string): number {
   const ra = rankOf(a);
   const rb = rankOf(b);
   return ra !== rb ? ra - rb : compareBytes(a, b);
@@ -127,15 +128,21 @@ function readNames(host: string, rel: string, excl: ExcludeIndex): string[] | nu
   return names.sort(compareNames);
 }
 
-const childRel = (dirRel: string, name: string): string => (dirRel === "" ? name : `${dirRel}/${name}`);
+export const childRel = (dirRel: string, name: string): string => (dirRel === "" ? name : `${dirRel}/${name}`);
 
-/** Record the baseline of `root`. `extraExcludes` adds mount targets (relative or absolute in-image paths). */
-export function takeBaseline(root: string, extraExcludes: string[] = []): Baseline {
+/** The default excludes plus mount targets (relative or absolute in-image paths), as clean relative paths. */
+export function snapshotExcludes(extraExcludes: string[] = []): Set<string> {
   const excludes = new Set(DEFAULT_EXCLUDES);
   for (const e of extraExcludes) {
     const clean = posix.normalize(`/${e}`).slice(1).replace(/\/$/, "");
     if (clean !== "") excludes.add(clean);
   }
+  return excludes;
+}
+
+/** Record the baseline of `root`. `extraExcludes` adds mount targets (relative or absolute in-image paths). */
+export function takeBaseline(root: string, extraExcludes: string[] = []): Baseline {
+  const excludes = snapshotExcludes(extraExcludes);
   const abs = posix.resolve(root);
   const excl = indexExcludes(excludes);
   const rootSt = lstatOrNull(abs);
@@ -242,6 +249,15 @@ interface DiffState {
 }
 
 function makeEntry(s: DiffState, rel: string, host: string, st: BigIntStats): LayerEntry | null {
+  return entryFromStat(s.firstOfInode, rel, host, st);
+}
+
+/**
+ * The layer entry for host object `host` (at image path `rel`) with lstat `st`; null for a
+ * socket. A regular file with more links than one becomes a hardlink to the first path of its
+ * inode met so far (recorded in `firstOfInode`).
+ */
+export function entryFromStat(firstOfInode: Map<string, string>, rel: string, host: string, st: BigIntStats): LayerEntry | null {
   const mode = Number(st.mode);
   const type = typeOf(mode);
   if (!type) return null;
@@ -260,12 +276,12 @@ function makeEntry(s: DiffState, rel: string, host: string, st: BigIntStats): La
   if (type === "file") {
     const nlink = Number(st.nlink);
     const key = nlink > 1 ? `${st.dev}:${st.ino}` : "";
-    const first = nlink > 1 ? s.firstOfInode.get(key) : undefined;
+    const first = nlink > 1 ? firstOfInode.get(key) : undefined;
     if (first !== undefined) {
       e.type = "hardlink";
       e.linkname = first;
     } else {
-      if (nlink > 1) s.firstOfInode.set(key, rel);
+      if (nlink > 1) firstOfInode.set(key, rel);
       e.size = Number(st.size);
       e.open = hostFileOpener(host);
     }
@@ -278,7 +294,8 @@ function makeEntry(s: DiffState, rel: string, host: string, st: BigIntStats): La
   return e;
 }
 
-function whiteoutEntry(path: string): LayerEntry {
+/** A whiteout (or opaque marker) entry at `path`. */
+export function whiteoutEntry(path: string): LayerEntry {
   return { path, type: "file", mode: 0, uid: 0, gid: 0, mtime: 0, size: 0 };
 }
 
@@ -407,7 +424,7 @@ function step(s: DiffState, stack: Frame[], f: Frame): boolean {
 }
 
 /** Drop metaOnly directories without xattrs, and parents that were there only for them. */
-function pruneConditional(out: LayerEntry[], dropped: Set<LayerEntry>, parentOnly: Set<LayerEntry>): LayerEntry[] {
+export function pruneConditional(out: LayerEntry[], dropped: Set<LayerEntry>, parentOnly: Set<LayerEntry>): LayerEntry[] {
   const needed = new Set<string>();
   for (const e of out) {
     if (dropped.has(e) || parentOnly.has(e)) continue;

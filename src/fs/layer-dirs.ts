@@ -1,0 +1,85 @@
+// Extracted layers for the overlay snapshotter: each layer is unpacked once per diffID into
+// `<cacheDir>/layers/<hex>/root` (overlayfs whiteouts and opaque xattrs, every write confined to that
+// directory) and reused by every later build as a lower directory. Extraction goes to a work
+// directory first and is renamed into place, so a killed build never leaves a half layer, and
+// two builds extracting the same layer at once both end up with one complete copy.
+import { mkdir, rename, rm, stat, utimes } from "node:fs/promises";
+import { join } from "node:path";
+import type { Readable, Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { Digest } from "../image/oci.js";
+import { applyLayer } from "./apply-layer.js";
+import { createWorkDir, removeWorkDir } from "./workdir.js";
+
+/** What extraction needs of a layer: its identity and a way to read it uncompressed. */
+export interface ExtractableLayer {
+  diffID: Digest;
+  /** Opens the compressed blob. */
+  open(): Readable;
+  /** A decompressor for the blob's media type. */
+  decompressor(): Transform;
+}
+
+/** The directory holding extracted layers under a cache directory. */
+export const layerDirsRoot = (cacheDir: string): string => join(cacheDir, "layers");
+
+const inFlight = new Map<string, Promise<string>>();
+
+/**
+ * The directory holding `layer` extracted for overlayfs (`<cacheDir>/layers/<hex>/root`),
+ * extracting it first when missing. The modification time of `<hex>` records the last use.
+ */
+export function extractedLayer(cacheDir: string, layer: ExtractableLayer, onWarning?: (msg: string) => void): Promise<string> {
+  const hex = layer.diffID.replace(/^sha256:/, "");
+  if (!/^[0-9a-f]{64}$/.test(hex)) throw new Error(`extractedLayer: unexpected diffID ${layer.diffID}`);
+  const dest = join(layerDirsRoot(cacheDir), hex);
+  let p = inFlight.get(dest);
+  if (!p) {
+    p = ensure(cacheDir, dest, layer, onWarning).finally(() => inFlight.delete(dest));
+    inFlight.set(dest, p);
+  }
+  return p;
+}
+
+async function ensure(cacheDir: string, dest: string, layer: ExtractableLayer, onWarning?: (msg: string) => void): Promise<string> {
+  const now = new Date();
+  const lower = join(dest, "root");
+  try {
+    if ((await stat(lower)).isDirectory()) {
+      await utimes(dest, now, now).catch(() => undefined);
+      return lower;
+    }
+  } catch {
+    // not extracted yet
+  }
+  await mkdir(layerDirsRoot(cacheDir), { recursive: true });
+  const work = await createWorkDir(join(cacheDir, "rootfs"), "layer-");
+  try {
+    const staged = join(work, "layer");
+    const root = join(staged, "root");
+    await mkdir(root, { recursive: true, mode: 0o755 });
+    const src = layer.open();
+    const dec = layer.decompressor();
+    const feeding = pipeline(src, dec);
+    feeding.catch(() => undefined); // its error also surfaces through applyLayer reading `dec`
+    try {
+      await applyLayer(root, dec, { layerName: layer.diffID, privileged: true, whiteouts: "overlay", ...(onWarning ? { onWarning } : {}) });
+    } catch (err) {
+      src.destroy();
+      throw err;
+    }
+    await feeding;
+    try {
+      await rename(staged, dest);
+    } catch (err) {
+      // another build finished the same layer first: keep its copy
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== "ENOTEMPTY" && code !== "EEXIST") throw err;
+      await rm(staged, { recursive: true, force: true });
+    }
+    await utimes(dest, now, now).catch(() => undefined);
+    return lower;
+  } finally {
+    await removeWorkDir(work);
+  }
+}

@@ -1,0 +1,90 @@
+// overlayfs mounts for the overlay snapshotter: mounting a stack of lower directories (with an
+// upper and work directory, or read-only), unmounting, and a once-per-directory probe that tells
+// whether overlay mounts work there (root, a kernel with overlayfs, a file system that can hold
+// an upper directory: not overlayfs itself). Lower directories are passed as paths relative to
+// the mount's working directory (short `l/<n>` symlinks, as Docker's overlay2 does), so even
+// hundreds of layers fit in the one page of mount options the kernel accepts.
+import { spawn } from "node:child_process";
+import { mkdir, rm, symlink } from "node:fs/promises";
+import { join } from "node:path";
+import { KilnError } from "../errors.js";
+import { createWorkDir, removeWorkDir } from "./workdir.js";
+
+export interface OverlayMount {
+  /** Directory the relative paths below are resolved from. */
+  cwd: string;
+  /** Lower directories, topmost first (relative to cwd). At least one. */
+  lowers: string[];
+  /** Upper and work directories (relative to cwd); omitted for a read-only view. */
+  upper?: string;
+  work?: string;
+  /** Absolute mount point. */
+  target: string;
+}
+
+/** Options that keep the upper directory a plain description of the change (no redirects, no metadata-only copies). */
+const RW_OPTIONS = ["index=off", "redirect_dir=off", "metacopy=off", "volatile"];
+
+function run(cmd: string, args: string[], cwd?: string): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+    child.on("error", (err) => resolve({ code: 127, stderr: err.message }));
+    child.on("close", (code) => resolve({ code: code ?? 1, stderr }));
+  });
+}
+
+export async function mountOverlay(m: OverlayMount): Promise<void> {
+  if (m.lowers.length === 0) throw new Error("mountOverlay: no lower directory");
+  const opts = [`lowerdir=${m.lowers.join(":")}`];
+  if (m.upper !== undefined && m.work !== undefined) opts.push(`upperdir=${m.upper}`, `workdir=${m.work}`, ...RW_OPTIONS);
+  else opts.unshift("ro");
+  const r = await run("mount", ["-t", "overlay", "overlay", "-o", opts.join(","), m.target], m.cwd);
+  if (r.code !== 0) throw new KilnError(`overlay mount on ${m.target} failed: ${r.stderr.trim().split("\n")[0] ?? `exit ${r.code}`}`);
+}
+
+/** Unmount `target`; a busy mount is detached lazily instead. */
+export async function unmount(target: string): Promise<void> {
+  const r = await run("umount", [target]);
+  if (r.code === 0) return;
+  const lazy = await run("umount", ["-l", target]);
+  if (lazy.code !== 0) throw new KilnError(`unmounting ${target} failed: ${r.stderr.trim().split("\n")[0] ?? `exit ${r.code}`}`);
+}
+
+const probes = new Map<string, Promise<string | null>>();
+
+/**
+ * Whether overlay mounts with an upper directory work under `base` (a directory kiln owns):
+ * null when they do, else the reason they do not. Tried once per directory per process.
+ */
+export function overlayUnsupported(base: string): Promise<string | null> {
+  let p = probes.get(base);
+  if (!p) {
+    p = probe(base);
+    probes.set(base, p);
+  }
+  return p;
+}
+
+async function probe(base: string): Promise<string | null> {
+  if (process.platform !== "linux") return "overlayfs needs Linux";
+  if (process.getuid?.() !== 0) return "overlay mounts need root (rootless builds use the dir snapshotter)";
+  let work: string;
+  try {
+    work = await createWorkDir(base, "probe-");
+  } catch (err) {
+    return `cannot create ${base}: ${(err as Error).message}`;
+  }
+  try {
+    await Promise.all(["lower", "upper", "work", "merged", "l"].map((d) => mkdir(join(work, d))));
+    await symlink(join(work, "lower"), join(work, "l", "0"));
+    await mountOverlay({ cwd: work, lowers: ["l/0"], upper: "upper", work: "work", target: join(work, "merged") });
+    await unmount(join(work, "merged"));
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  } finally {
+    await removeWorkDir(work).catch(() => rm(work, { recursive: true, force: true }));
+  }
+}
