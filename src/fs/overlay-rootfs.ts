@@ -4,6 +4,10 @@
 // a read-only view of the layers below; afterwards that upper is frozen into the stack as the
 // step's layer, so a RUN's own layer is never extracted. Lower directories are named through short
 // `l/<n>` symlinks in the work directory so that deep stacks fit in the mount options.
+// Uppers live on a scratch file system when one can be made (src/fs/scratch.ts): a sparse ext4
+// image, loop-mounted, private to this root filesystem — new files are created at the speed of a
+// fresh file system however aged the host's is, and disposal is an unmount instead of deleting
+// every file a step wrote.
 import { chmod, chown, lstat, mkdir, readdir, rm, symlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import type { LayerEntry } from "../layer/entry.js";
@@ -11,6 +15,7 @@ import { diffUpper } from "../layer/upper-diff.js";
 import { extractedLayer } from "./layer-dirs.js";
 import { decompressor, isSnapshotLayer, type RootFSLayer } from "./layer-source.js";
 import { mountOverlay, unmount } from "./overlay.js";
+import { mountScratch } from "./scratch.js";
 import type { DirRootFSOptions, RootFS, StepOptions, StepSnapshot } from "./rootfs.js";
 import { createWorkDir, mountsUnder, removeTree, removeWorkDir } from "./workdir.js";
 
@@ -27,6 +32,8 @@ class OverlayRootFS implements RootFS {
   private upperUsed = false;
   /** The entries of the last step's snapshot: the current upper holds them. */
   private snapshot: LayerEntry[] | null = null;
+  /** Where uppers and the overlay work directory live, relative to the work directory. */
+  private scratch = ".";
 
   constructor(
     private readonly cacheDir: string,
@@ -37,11 +44,16 @@ class OverlayRootFS implements RootFS {
   }
 
   private get upper(): string {
-    return `u${this.uppers - 1}`;
+    return join(this.scratch, `u${this.uppers - 1}`);
   }
 
-  async init(): Promise<void> {
-    await Promise.all(["merged", "work", "lower", "l", "empty"].map((d) => mkdir(join(this.work, d))));
+  private get overlayWork(): string {
+    return join(this.scratch, "work");
+  }
+
+  async init(useScratch: boolean): Promise<void> {
+    await Promise.all(["merged", "lower", "l", "empty", "s"].map((d) => mkdir(join(this.work, d))));
+    if (useScratch && (await mountScratch(join(this.work, "scratch.img"), join(this.work, "s")))) this.scratch = "s";
     await this.newUpper();
   }
 
@@ -94,6 +106,7 @@ class OverlayRootFS implements RootFS {
   }
 
   async dispose(): Promise<void> {
+    // deepest first: the merged view and the lower view, then the scratch file system
     for (const mp of mountsUnder(this.work)) await unmount(mp).catch(() => undefined);
     if (mountsUnder(this.work).length === 0) await removeTree(this.work);
     await removeWorkDir(this.work);
@@ -134,9 +147,9 @@ class OverlayRootFS implements RootFS {
     // The merged root shows the upper's root directory: give it the metadata of the one below.
     if (!this.upperUsed) await copyRootMeta(this.lowers[this.lowers.length - 1] ?? null, upper);
     // a volatile mount leaves work/incompat/volatile behind, which refuses the next mount
-    await rm(join(this.work, "work"), { recursive: true, force: true });
-    await mkdir(join(this.work, "work"));
-    await mountOverlay({ cwd: this.work, lowers: this.lowerNames(), upper: this.upper, work: "work", target: this.dir });
+    await rm(join(this.work, this.overlayWork), { recursive: true, force: true });
+    await mkdir(join(this.work, this.overlayWork));
+    await mountOverlay({ cwd: this.work, lowers: this.lowerNames(), upper: this.upper, work: this.overlayWork, target: this.dir });
     this.mounted = true;
     this.dirty = false;
   }
@@ -168,16 +181,21 @@ async function copyRootMeta(from: string | null, to: string): Promise<void> {
   await utimes(to, st.atime, st.mtime);
 }
 
+export interface OverlayRootFSOptions extends DirRootFSOptions {
+  /** Keep uppers on a private scratch file system when one can be made (default true). */
+  scratch?: boolean;
+}
+
 /**
  * A root filesystem on overlayfs under `<cacheDir>/rootfs/<id>` (layers shared under
  * `<cacheDir>/layers`). Needs root and a file system that can hold an upper directory; see
  * `overlayUnsupported`.
  */
-export async function createOverlayRootFS(cacheDir: string, options: DirRootFSOptions = {}): Promise<RootFS> {
+export async function createOverlayRootFS(cacheDir: string, options: OverlayRootFSOptions = {}): Promise<RootFS> {
   const work = await createWorkDir(join(cacheDir, "rootfs"), "ovl-");
   const fs = new OverlayRootFS(cacheDir, work, options);
   try {
-    await fs.init();
+    await fs.init(options.scratch ?? true);
   } catch (err) {
     await removeWorkDir(work);
     throw err;

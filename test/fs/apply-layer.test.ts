@@ -174,3 +174,43 @@ describe("applyLayer", () => {
     await expect(applyLayer(root, Readable.from([buf]), { layerName: "L9" })).rejects.toThrow(KilnError);
   });
 });
+
+describe("applyLayer in overlay mode (one layer of an overlayfs stack)", () => {
+  const applyOverlay = (entries: TarSpec[]) => applyLayer(root, tarStream(entries), { layerName: "L1", privileged: true, whiteouts: "overlay" });
+
+  it("records whiteouts as 0/0 character devices and opaque markers as trusted.overlay.opaque", async () => {
+    await applyOverlay([
+      { name: ".wh.gone" },
+      { name: "d/", type: "dir" },
+      { name: "d/.wh..wh..opq" },
+      { name: "d/new", content: "n" },
+      { name: "deep/er/.wh.x" },
+    ]);
+    for (const p of ["gone", "deep/er/x"]) {
+      const st = lstatSync(join(root, p));
+      expect(st.isCharacterDevice() && st.rdev === 0, p).toBe(true);
+    }
+    expect(execFileSync("getfattr", ["--absolute-names", "-n", "trusted.overlay.opaque", "--only-values", join(root, "d")], { encoding: "utf8" })).toBe("y");
+    expect(readFileSync(join(root, "d/new"), "utf8")).toBe("n");
+  });
+
+  it("a name whited out and re-added in the same layer is the new object only", async () => {
+    await applyOverlay([{ name: ".wh.x" }, { name: "x", content: "again" }]);
+    expect(lstatSync(join(root, "x")).isFile()).toBe(true);
+  });
+
+  it("stays confined: .. names, planted symlinks, whiteouts through symlinks, escaping hardlinks", async () => {
+    await expect(applyOverlay([{ name: "../../outside/x", content: "bad" }])).rejects.toThrow(/escapes the root/);
+    await expect(applyOverlay([{ name: "c", type: "hardlink", linkname: "../outside/sentinel" }])).rejects.toThrow(/escapes the root/);
+    await expect(applyOverlay([{ name: "d", type: "hardlink", linkname: join(outside, "sentinel") }])).rejects.toThrow(/not found/);
+    await applyOverlay([
+      { name: "x", type: "symlink", linkname: outside },
+      { name: "x/sentinel", content: "evil" },
+      { name: "x/.wh.other" },
+    ]);
+    sentinelIntact();
+    expect(readFileSync(join(root, outside, "sentinel"), "utf8")).toBe("evil");
+    expect(lstatSync(join(root, outside, "other")).isCharacterDevice()).toBe(true);
+    expect(statSync(join(outside, "sentinel")).nlink).toBe(1);
+  });
+});

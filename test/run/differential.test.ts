@@ -44,6 +44,16 @@ describe("RUN differential test against buildah", () => {
     const report = `${r.stdout}\n${r.stderr}`;
     for (const c of cases) expect(report).toMatch(new RegExp(`^PASS ${c} `, "m"));
     expect(report).toContain("5 passed, 0 failed");
+    expect(report).toContain("kiln snapshotter: overlay");
+    expect(r.code, report).toBe(0);
+  }, 600_000);
+
+  it("agrees with the dir snapshotter too", async () => {
+    const cases = ["whiteout-base-dir", "opaque-dir", "hardlinks", "type-swaps"];
+    const r = await compare(["--cases", cases.join(","), "--base", base.layout, "--jobs", "4", "--snapshotter", "dir"]);
+    const report = `${r.stdout}\n${r.stderr}`;
+    expect(report).toContain("kiln snapshotter: dir");
+    expect(report).toContain("4 passed, 0 failed");
     expect(r.code, report).toBe(0);
   }, 600_000);
 
