@@ -246,7 +246,10 @@ const commands: Record<string, Command> = {
       const { diskUsage } = await import("../store/prune.js");
       const { BlobStore, defaultCacheDir } = await import("../store/blob-store.js");
       const u = await diskUsage(new BlobStore(one(args, "cache-dir") ?? defaultCacheDir()));
-      process.stdout.write(`blobs: ${u.blobs} (${formatBytes(u.bytes)})\ncache records: ${u.cacheRecords}\nreclaimable: ${formatBytes(u.reclaimable)}\n`);
+      process.stdout.write(
+        `blobs: ${u.blobs} (${formatBytes(u.bytes)})\ncache records: ${u.cacheRecords}\nreclaimable: ${formatBytes(u.reclaimable)}\n` +
+          `extracted layers: ${u.extractedLayers} (${formatBytes(u.extractedBytes)})\n`,
+      );
       return 0;
     },
   },

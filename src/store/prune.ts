@@ -3,12 +3,14 @@
 // that long), then the blobs no record references any more — never a blob a remaining record
 // names. With `keepStorage` it stops once the blobs fit. Unreferenced blobs younger than a grace
 // period (base images a running build just pulled) are kept; stale temp files and the stat
-// caches of build contexts that no longer exist are cleared.
+// caches of build contexts that no longer exist are cleared. Layers extracted for the overlay
+// snapshotter go when unused for the grace period (or `until`) and no live build stacks them.
 import { lstat, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { UsageError } from "../errors.js";
 import { isDigest, type Digest } from "../image/oci.js";
 import type { BlobStore } from "./blob-store.js";
+import { listExtractedLayers, removeExtractedLayers, treeBytes } from "../fs/layer-dirs.js";
 
 /** Temp files older than this are left-overs of dead processes. */
 const STALE_TMP_MS = 60 * 60 * 1000;
@@ -19,8 +21,11 @@ export interface DiskUsage {
   blobs: number;
   bytes: number;
   cacheRecords: number;
-  /** Bytes `prune(store)` (no limits) would free. */
+  /** Bytes `prune(store)` (no limits) would free from blobs. */
   reclaimable: number;
+  /** Layers extracted for the overlay snapshotter, and their bytes. */
+  extractedLayers: number;
+  extractedBytes: number;
 }
 
 export interface PruneOptions {
@@ -200,7 +205,10 @@ export async function diskUsage(store: BlobStore): Promise<DiskUsage> {
   const blobs = await listBlobs(store);
   const records = await listRecords(store);
   const { plan, total } = await planPrune(store, {});
-  return { blobs: blobs.size, bytes: total, cacheRecords: records.length, reclaimable: plan.freed };
+  const layers = await listExtractedLayers(store.root);
+  let layerBytes = 0;
+  for (const l of layers) layerBytes += await treeBytes(l.dir);
+  return { blobs: blobs.size, bytes: total, cacheRecords: records.length, reclaimable: plan.freed, extractedLayers: layers.length, extractedBytes: layerBytes };
 }
 
 export async function prune(store: BlobStore, options: PruneOptions = {}): Promise<PruneResult> {
@@ -216,7 +224,10 @@ export async function prune(store: BlobStore, options: PruneOptions = {}): Promi
     await rm(join(store.root, "origins", "sha256", b.digest.slice("sha256:".length)), { force: true });
     freed += b.size;
   }
-  return { removed: plan.records.length + plan.blobs.length, freed };
+  // extracted layers are derived from blobs: any unused for the grace period (or `until`) go
+  const idle = Math.max(options.until ?? 0, options.graceMs ?? DEFAULT_PRUNE_GRACE_MS);
+  const layers = await removeExtractedLayers(store.root, now - idle);
+  return { removed: plan.records.length + plan.blobs.length + layers.removed, freed: freed + layers.freed };
 }
 
 const SIZE_UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };

@@ -58,9 +58,9 @@ describe("diskUsage and prune", () => {
     await addRecord(store, 2, 2000, 2 * HOUR);
     const oldOrphan = await orphan(store, 0xaa, 500, 2 * HOUR);
     const freshOrphan = await orphan(store, 0xbb, 700, 0);
-    expect(await diskUsage(store)).toEqual({ blobs: 4, bytes: 4200, cacheRecords: 2, reclaimable: 3500 });
+    expect(await diskUsage(store)).toEqual({ blobs: 4, bytes: 4200, cacheRecords: 2, reclaimable: 3500, extractedLayers: 0, extractedBytes: 0 });
     expect(await prune(store)).toEqual({ removed: 2 + 3, freed: 3500 });
-    expect(await diskUsage(store)).toEqual({ blobs: 1, bytes: 700, cacheRecords: 0, reclaimable: 0 });
+    expect(await diskUsage(store)).toEqual({ blobs: 1, bytes: 700, cacheRecords: 0, reclaimable: 0, extractedLayers: 0, extractedBytes: 0 });
     expect(await store.has(freshOrphan)).toBe(true);
     expect(await store.has(oldOrphan)).toBe(false);
     // with no grace period even that one goes
@@ -162,7 +162,7 @@ describe("diskUsage and prune", () => {
 
   it("works on an empty or missing store", async () => {
     const store = await newStore();
-    expect(await diskUsage(store)).toEqual({ blobs: 0, bytes: 0, cacheRecords: 0, reclaimable: 0 });
+    expect(await diskUsage(store)).toEqual({ blobs: 0, bytes: 0, cacheRecords: 0, reclaimable: 0, extractedLayers: 0, extractedBytes: 0 });
     expect(await prune(store)).toEqual({ removed: 0, freed: 0 });
     const gone = new BlobStore(join(store.root, "does-not-exist"));
     expect(await prune(gone, { keepStorage: 0 })).toEqual({ removed: 0, freed: 0 });
@@ -190,5 +190,43 @@ describe("parseSize and parseDuration", () => {
     expect(parseDuration("500ms")).toBe(500);
     expect(parseDuration("2w")).toBe(14 * 24 * HOUR);
     for (const bad of ["", "24", "h", "1y", "1h 30m", "-1h"]) expect(() => parseDuration(bad), bad).toThrow(UsageError);
+  });
+});
+
+describe("extracted layers (overlay snapshotter)", () => {
+  it("du counts them; prune removes those idle past the grace period that no live build stacks", async () => {
+    const { createRootFS } = await import("../../src/fs/rootfs.js");
+    const { extractedLayer, listExtractedLayers } = await import("../../src/fs/layer-dirs.js");
+    const { makeTar } = await import("../fs/helpers.js");
+    const { createHash } = await import("node:crypto");
+    const { Readable, PassThrough } = await import("node:stream");
+    const store = await newStore();
+    const mk = (name: string) => {
+      const tar = makeTar([{ name, content: name.repeat(100) }]);
+      return { diffID: `sha256:${createHash("sha256").update(tar).digest("hex")}` as Digest, mediaType: "application/vnd.oci.image.layer.v1.tar", open: () => Readable.from([tar]) };
+    };
+    const [used, idle, fresh] = [mk("used"), mk("idle"), mk("fresh")];
+    for (const l of [idle, fresh]) await extractedLayer(store.root, { ...l, decompressor: () => new PassThrough() });
+    const rootfs = await createRootFS(store.root, { snapshotter: "overlay" });
+    try {
+      await rootfs.applyLayers([used]);
+      const dirs = Object.fromEntries((await listExtractedLayers(store.root)).map((l) => [l.diffID, l.dir]));
+      expect(Object.keys(dirs).length).toBe(3);
+      await utimes(dirs[used.diffID]!, ago(2 * HOUR), ago(2 * HOUR)); // old, but stacked by a live build
+      await utimes(dirs[idle.diffID]!, ago(2 * HOUR), ago(2 * HOUR));
+      const du = await diskUsage(store);
+      expect(du.extractedLayers).toBe(3);
+      expect(du.extractedBytes).toBeGreaterThanOrEqual(3 * 400);
+      const r = await prune(store);
+      expect(r.removed).toBe(1);
+      expect(r.freed).toBeGreaterThanOrEqual(400);
+      expect((await listExtractedLayers(store.root)).map((l) => l.diffID).sort()).toEqual([used.diffID, fresh.diffID].sort());
+      expect(await readdir(join(store.root, "rootfs"))).toHaveLength(1); // only the live build's work dir
+    } finally {
+      await rootfs.dispose();
+    }
+    // with the build gone and --filter until=1h, the old one goes too; the fresh one stays
+    await prune(store, { until: HOUR });
+    expect((await listExtractedLayers(store.root)).map((l) => l.diffID)).toEqual([fresh.diffID]);
   });
 });
