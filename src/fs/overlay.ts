@@ -78,6 +78,11 @@ async function probe(base: string): Promise<string | null> {
   }
   try {
     await Promise.all(["lower", "upper", "work", "merged", "l"].map((d) => mkdir(join(work, d))));
+    // extracted layers hold whiteouts (0/0 character devices) and opaque markers (trusted xattrs)
+    const wh = await run("mknod", [join(work, "lower", "wh"), "c", "0", "0"]);
+    if (wh.code !== 0) return `cannot create overlayfs whiteouts under ${base}: ${wh.stderr.trim() || `mknod exit ${wh.code}`}`;
+    const xa = await run("setfattr", ["-n", "trusted.overlay.opaque", "-v", "y", join(work, "lower")]);
+    if (xa.code !== 0) return `cannot set trusted xattrs under ${base}: ${xa.stderr.trim() || `setfattr exit ${xa.code}`}`;
     await symlink(join(work, "lower"), join(work, "l", "0"));
     await mountOverlay({ cwd: work, lowers: ["l/0"], upper: "upper", work: "work", target: join(work, "merged") });
     await unmount(join(work, "merged"));
