@@ -23,11 +23,6 @@ export interface TarOptions {
   allocChunk?: () => Buffer;
 }
 
-interface Sortable {
-  entry: LayerEntry;
-  key: Array<{ rank: number; bytes: Buffer }>;
-}
-
 /** Deterministic tar of `entries` (sorted, checked), streamed. Errors surface on the stream. */
 export function tarStream(
   entries: Iterable<LayerEntry> | AsyncIterable<LayerEntry>,
@@ -45,7 +40,11 @@ async function* generateTar(
   // downstream keeps them): few pushes, big hash updates, blocks the parallel gzip can adopt.
   const out = new ChunkWriter(CHUNK_SIZE, options.allocChunk);
   for (const entry of ordered) {
-    yield* writeEntry(entry, options, out);
+    if (writeEntrySync(entry, options, out)) {
+      if (out.hasFull()) yield* out.takeFull();
+    } else {
+      yield* writeEntry(entry, options, out);
+    }
   }
   out.zeros(2 * BLOCK);
   yield* out.takeFull();
@@ -110,6 +109,11 @@ class ChunkWriter {
     }
   }
 
+  /** True when a chunk is ready to be handed out. */
+  hasFull(): boolean {
+    return this.full.length > 0 || this.pos === this.buf.length;
+  }
+
   /** Completed chunks (the current one too when it is exactly full). */
   takeFull(): Buffer[] {
     if (this.pos === this.buf.length) this.rotate();
@@ -130,16 +134,19 @@ class ChunkWriter {
 
 async function collectAndOrder(entries: Iterable<LayerEntry> | AsyncIterable<LayerEntry>): Promise<LayerEntry[]> {
   const byPath = new Map<string, LayerEntry>();
+  const ordered: LayerEntry[] = [];
+  let sorted = true;
   for await (const entry of entries as AsyncIterable<LayerEntry>) {
     checkPath(entry.path, "path");
     if (byPath.has(entry.path)) throw new KilnError(`layer: duplicate path "${entry.path}"`);
     byPath.set(entry.path, entry);
+    // producers such as the snapshot differs already emit tar order: then there is nothing to sort
+    if (sorted && ordered.length > 0 && compareLayerPaths((ordered[ordered.length - 1] as LayerEntry).path, entry.path) > 0) sorted = false;
+    ordered.push(entry);
   }
-  const sortables: Sortable[] = [...byPath.values()].map((entry) => ({ entry, key: sortKey(entry.path) }));
-  sortables.sort((a, b) => compareKeys(a.key, b.key));
+  if (!sorted) ordered.sort((a, b) => compareLayerPaths(a.path, b.path));
   const position = new Map<string, number>();
-  sortables.forEach((s, i) => position.set(s.entry.path, i));
-  const ordered = sortables.map((s) => s.entry);
+  ordered.forEach((e, i) => position.set(e.path, i));
   return fixHardlinks(ordered, byPath, position);
 }
 
@@ -158,25 +165,35 @@ function rankOf(name: string): number {
   return 2;
 }
 
-function sortKey(path: string): Array<{ rank: number; bytes: Buffer }> {
-  return path.split("/").map((name) => ({ rank: rankOf(name), bytes: Buffer.from(name, "utf8") }));
-}
-
-function compareKeys(a: Sortable["key"], b: Sortable["key"]): number {
+/** UTF-8 byte order of two strings without encoding them (UTF-16 units agree below U+D800). */
+function compareBytes(a: string, b: string): number {
   const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) {
-    const x = a[i]!;
-    const y = b[i]!;
-    if (x.rank !== y.rank) return x.rank - y.rank;
-    const c = Buffer.compare(x.bytes, y.bytes);
-    if (c !== 0) return c;
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) return x >= 0xd800 && y >= 0xd800 ? Buffer.compare(Buffer.from(a), Buffer.from(b)) : x - y;
   }
   return a.length - b.length;
 }
 
 /** Sort order of two layer paths (parents before children; opaque marker, whiteouts, rest). */
 export function compareLayerPaths(a: string, b: string): number {
-  return compareKeys(sortKey(a), sortKey(b));
+  let i = 0;
+  let j = 0;
+  for (;;) {
+    const ai = a.indexOf("/", i);
+    const bj = b.indexOf("/", j);
+    const x = a.slice(i, ai < 0 ? a.length : ai);
+    const y = b.slice(j, bj < 0 ? b.length : bj);
+    if (x !== y) {
+      const rx = rankOf(x);
+      const ry = rankOf(y);
+      return rx !== ry ? rx - ry : compareBytes(x, y);
+    }
+    if (ai < 0 || bj < 0) return (ai < 0 ? 0 : 1) - (bj < 0 ? 0 : 1);
+    i = ai + 1;
+    j = bj + 1;
+  }
 }
 
 /**
@@ -282,8 +299,17 @@ interface HeaderFields {
   devminor: number;
 }
 
+/** The constant part of every USTAR header: magic and version. */
+const USTAR_TEMPLATE = (() => {
+  const b = Buffer.alloc(BLOCK);
+  b.write("ustar\0", 257, "ascii");
+  b.write("00", 263, "ascii");
+  return b;
+})();
+
 function ustarHeader(h: HeaderFields): Buffer {
-  const buf = Buffer.alloc(BLOCK);
+  const buf = Buffer.allocUnsafe(BLOCK);
+  USTAR_TEMPLATE.copy(buf);
   buf.write(h.name, 0, 100, "utf8");
   buf.write(octal(h.mode, 8), 100, "ascii");
   buf.write(octal(h.uid, 8), 108, "ascii");
@@ -293,8 +319,6 @@ function ustarHeader(h: HeaderFields): Buffer {
   buf.write("        ", 148, "ascii");
   buf.write(h.typeflag, 156, "ascii");
   buf.write(h.linkname, 157, 100, "utf8");
-  buf.write("ustar\0", 257, "ascii");
-  buf.write("00", 263, "ascii");
   buf.write(h.uname, 265, 32, "utf8");
   buf.write(h.gname, 297, 32, "utf8");
   buf.write(octal(h.devmajor, 8), 329, "ascii");
@@ -430,6 +454,28 @@ export function encodeHeaders(entry: LayerEntry, options: TarOptions = {}): Buff
     }),
   );
   return blocks;
+}
+
+/**
+ * Write an entry that needs no streaming (no content, or a host file of at most one chunk) in
+ * one synchronous call, sparing a generator per entry; false when writeEntry must do it.
+ */
+function writeEntrySync(entry: LayerEntry, options: TarOptions, out: ChunkWriter): boolean {
+  if (!(entry.type in TYPEFLAG)) return false;
+  let hostPath: string | undefined;
+  if (entry.type === "file") {
+    if (entry.open === undefined) {
+      if (entry.size !== 0) return false;
+    } else {
+      hostPath = hostPathOf(entry.open);
+      if (hostPath === undefined || entry.size > CHUNK_SIZE) return false;
+    }
+  }
+  for (const header of encodeHeaders(entry, options)) out.write(header);
+  if (hostPath !== undefined) readHostFile(entry, hostPath, out);
+  const rem = entry.type === "file" ? entry.size % BLOCK : 0;
+  if (rem !== 0) out.zeros(BLOCK - rem);
+  return true;
 }
 
 async function* writeEntry(entry: LayerEntry, options: TarOptions, out: ChunkWriter): AsyncGenerator<Buffer> {
