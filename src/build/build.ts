@@ -21,7 +21,7 @@ import { planBuild, type BuildPlan } from "./plan.js";
 import { DEFAULT_OUTPUT_DIR, parseNamedContext, type BuildOptions, type NamedContext, type OutputSpec } from "./options.js";
 import { BuildSession, cleanupStaleTemp, type StageResult } from "./session.js";
 import { BuildCache } from "./cache.js";
-import { cleanupStale } from "../fs/rootfs.js";
+import { cleanupStale, resolveSnapshotter } from "../fs/rootfs.js";
 import { StageBuilder } from "./stage.js";
 import { isGitSource } from "./steps/copy.js";
 import { SUPPORTED_MOUNTS } from "./steps/run.js";
@@ -106,7 +106,11 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, ca
   const session = new BuildSession(options, plan, store, cacheDir, platform, named, dockerfilePath, created, sde, cache);
   try {
     await cache.open();
-    if (needsRun(plan)) await session.runner(); // isolation problems surface before any work
+    if (needsRun(plan)) {
+      // isolation and snapshotter problems surface before any work
+      await session.runner();
+      await resolveSnapshotter(cacheDir, options.snapshotter ?? "auto");
+    }
     const target = await runStages(session, plan, options.jobs);
     const image = target.image;
     const cfg = image.config;

@@ -149,4 +149,31 @@ describe("rootless RUN (unprivileged user)", () => {
     const left = existsSync(work) ? execFileSync("ls", ["-A", work], { encoding: "utf8" }).trim() : "";
     expect(left).toBe("");
   });
+
+  it("a whole build as an unprivileged user: auto snapshotter is dir, --snapshotter overlay is refused before any work", () => {
+    const ctx = join(t.dir, "ctx-snap");
+    mkdirSync(ctx);
+    execFileSync("cp", ["/bin/busybox", join(ctx, "busybox")]);
+    writeFileSync(join(ctx, "Dockerfile"), 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "sh", "-c", "echo made > /made"]\n');
+    execFileSync("chmod", ["-R", "a+rX", ctx]);
+    const cache = join(t.dir, "home", "cache");
+    execFileSync("chown", [USER, join(t.dir, "home")]);
+    const kiln = (...args: string[]) =>
+      spawnSync("runuser", ["-u", USER, "--", process.execPath, resolve("bin/kiln"), "build", "--progress", "plain", "--cache-dir", cache, ...args, ctx], {
+        encoding: "utf8",
+        env: { PATH: process.env.PATH, HOME: join(t.dir, "home") },
+        cwd: join(t.dir, "home"),
+      });
+    const refused = kiln("--snapshotter", "overlay", "-o", `type=oci,dest=${join(t.dir, "home", "never")}`);
+    expect(refused.status, refused.stderr).toBe(1);
+    expect(refused.stderr).toContain("--snapshotter overlay: overlay mounts need root");
+    expect(refused.stderr).not.toContain("#2 DONE"); // not even the COPY ran
+    expect(existsSync(join(t.dir, "home", "never"))).toBe(false);
+    const ok = kiln("-t", "snap:latest", "-o", `type=oci,dest=${join(t.dir, "home", "out")}`);
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(ok.stderr).toMatch(/#3 DONE/);
+    const unpacked = join(t.dir, "unpacked");
+    execFileSync("umoci", ["unpack", "--image", `${join(t.dir, "home", "out")}:latest`, unpacked], { stdio: "pipe" });
+    expect(readFileSync(join(unpacked, "rootfs", "made"), "utf8")).toBe("made\n");
+  });
 });
