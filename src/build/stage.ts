@@ -256,7 +256,7 @@ export class StageBuilder {
     cfg.rootfs.diff_ids.push(layer.diffID);
     this.stamp(this.session.created);
     addHistory(cfg, createdBy, false, this.lastCreated);
-    if (this.rootfs) await this.applyToRootfs([{ descriptor: layer.descriptor, diffID: layer.diffID }]);
+    if (this.rootfs) await this.applyToRootfs([{ descriptor: layer.descriptor, diffID: layer.diffID }], entries);
     return { digest: layer.descriptor.digest, size: layer.descriptor.size };
   }
 
@@ -266,11 +266,14 @@ export class StageBuilder {
     return LayerView.load(this.session.store, this.image.layers);
   }
 
-  private async applyToRootfs(layers: Layer[]): Promise<void> {
+  /** Apply layers to the rootfs; `snapshot`: the entries the (single) layer was written from. */
+  private async applyToRootfs(layers: Layer[], snapshot?: LayerEntry[]): Promise<void> {
     const rootfs = this.rootfs!;
     const store = this.session.store;
     await this.session.cache.ensureLayers(layers);
-    await rootfs.applyLayers(layers.map((l) => ({ diffID: l.diffID, mediaType: l.descriptor.mediaType, open: () => store.open(l.descriptor.digest) })));
+    await rootfs.applyLayers(
+      layers.map((l) => ({ diffID: l.diffID, mediaType: l.descriptor.mediaType, open: () => store.open(l.descriptor.digest), ...(snapshot ? { snapshot } : {}) })),
+    );
   }
 
   /** The root filesystem for RUN steps, assembled from the layers on first use. */

@@ -14,6 +14,8 @@ export interface RootFSLayer {
   mediaType: string;
   /** Opens the compressed blob. */
   open(): Readable;
+  /** The entries the layer was written from, when it is a step's snapshot (lets the root filesystem recognise it without reading it). */
+  snapshot?: LayerEntry[];
 }
 
 /** Output chunk of the gunzip feeding extraction: big chunks halve its per-chunk overhead. */
@@ -46,6 +48,7 @@ function sameEntries(headers: TarHeaderInfo[], entries: LayerEntry[]): boolean {
 /** True when `layer` is the one written from `snapshot` (the entries of the last step). */
 export async function isSnapshotLayer(layer: RootFSLayer, snapshot: LayerEntry[] | null): Promise<boolean> {
   if (!snapshot) return false;
+  if (layer.snapshot !== undefined) return layer.snapshot === snapshot;
   const src = layer.open();
   const dec = decompressor(layer.mediaType);
   const feeding = pipeline(src, dec);

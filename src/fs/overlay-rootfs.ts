@@ -65,10 +65,8 @@ class OverlayRootFS implements RootFS {
 
   async applyLayers(layers: RootFSLayer[]): Promise<void> {
     for (const layer of layers) {
-      if (await isSnapshotLayer(layer, this.takeSnapshot())) {
-        await this.freezeUpper(); // the upper is exactly this layer
-        continue;
-      }
+      // the upper already is this layer: it stays as it is, frozen when the next step begins
+      if (await isSnapshotLayer(layer, this.takeSnapshot())) continue;
       await this.freezeUpper();
       const dir = await extractedLayer(
         this.cacheDir,
