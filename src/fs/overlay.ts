@@ -44,13 +44,9 @@ export async function mountOverlay(m: OverlayMount): Promise<void> {
   if (r.code !== 0) throw new KilnError(`overlay mount on ${m.target} failed: ${r.stderr.trim().split("\n")[0] ?? `exit ${r.code}`}`);
 }
 
-/**
- * Unmount `target`; a busy mount is detached lazily instead. `lazy` detaches at once and leaves
- * the kernel to finish in the background (for a scratch file system about to be deleted, whose
- * dirty pages would otherwise be written back first).
- */
-export async function unmount(target: string, options: { lazy?: boolean } = {}): Promise<void> {
-  const r = await run("umount", options.lazy ? ["-l", target] : [target]);
+/** Unmount `target`; a busy mount is detached lazily instead. */
+export async function unmount(target: string): Promise<void> {
+  const r = await run("umount", [target]);
   if (r.code === 0) return;
   const lazy = await run("umount", ["-l", target]);
   if (lazy.code !== 0) throw new KilnError(`unmounting ${target} failed: ${r.stderr.trim().split("\n")[0] ?? `exit ${r.code}`}`);

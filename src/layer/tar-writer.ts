@@ -307,26 +307,59 @@ const USTAR_TEMPLATE = (() => {
   return b;
 })();
 
+/** A string field: ASCII copied byte by byte (the common case), anything else encoded. */
+function putString(buf: Buffer, off: number, max: number, s: string): void {
+  if (s.length <= max) {
+    let ascii = true;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) {
+        ascii = false;
+        break;
+      }
+      buf[off + i] = c;
+    }
+    if (ascii) return;
+  }
+  buf.fill(0, off, off + max);
+  buf.write(s, off, max, "utf8");
+}
+
+/** A numeric field of `width` bytes: zero-padded octal digits and a NUL. */
+function putOctal(buf: Buffer, off: number, width: number, value: number): void {
+  let v = value;
+  buf[off + width - 1] = 0;
+  for (let i = off + width - 2; i >= off; i--) {
+    buf[i] = 0x30 + (v % 8);
+    v = Math.floor(v / 8);
+  }
+}
+
+/** Write the USTAR header for `h` into `buf` at `off` (512 bytes). */
+function ustarHeaderInto(h: HeaderFields, buf: Buffer, off: number): void {
+  USTAR_TEMPLATE.copy(buf, off);
+  putString(buf, off, 100, h.name);
+  putOctal(buf, off + 100, 8, h.mode);
+  putOctal(buf, off + 108, 8, h.uid);
+  putOctal(buf, off + 116, 8, h.gid);
+  putOctal(buf, off + 124, 12, h.size);
+  putOctal(buf, off + 136, 12, h.mtime);
+  buf.fill(0x20, off + 148, off + 156); // the checksum counts as spaces
+  buf[off + 156] = h.typeflag.charCodeAt(0);
+  putString(buf, off + 157, 100, h.linkname);
+  putString(buf, off + 265, 32, h.uname);
+  putString(buf, off + 297, 32, h.gname);
+  putOctal(buf, off + 329, 8, h.devmajor);
+  putOctal(buf, off + 337, 8, h.devminor);
+  putString(buf, off + 345, 155, h.prefix);
+  let sum = 0;
+  for (let i = off; i < off + BLOCK; i++) sum += buf[i] as number;
+  putOctal(buf, off + 148, 7, sum); // six digits and a NUL, then the space that is already there
+}
+
 function ustarHeader(h: HeaderFields): Buffer {
   const buf = Buffer.allocUnsafe(BLOCK);
-  USTAR_TEMPLATE.copy(buf);
-  buf.write(h.name, 0, 100, "utf8");
-  buf.write(octal(h.mode, 8), 100, "ascii");
-  buf.write(octal(h.uid, 8), 108, "ascii");
-  buf.write(octal(h.gid, 8), 116, "ascii");
-  buf.write(octal(h.size, 12), 124, "ascii");
-  buf.write(octal(h.mtime, 12), 136, "ascii");
-  buf.write("        ", 148, "ascii");
-  buf.write(h.typeflag, 156, "ascii");
-  buf.write(h.linkname, 157, 100, "utf8");
-  buf.write(h.uname, 265, 32, "utf8");
-  buf.write(h.gname, 297, 32, "utf8");
-  buf.write(octal(h.devmajor, 8), 329, "ascii");
-  buf.write(octal(h.devminor, 8), 337, "ascii");
-  buf.write(h.prefix, 345, 155, "utf8");
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += buf[i]!;
-  buf.write(sum.toString(8).padStart(6, "0") + "\0 ", 148, "ascii");
+  ustarHeaderInto(h, buf, 0);
   return buf;
 }
 
@@ -344,6 +377,25 @@ function paddingFor(size: number): Buffer | null {
 
 /** The header block(s) for one entry: an optional PAX extended header, then the USTAR header. */
 export function encodeHeaders(entry: LayerEntry, options: TarOptions = {}): Buffer[] {
+  const { pax, fields } = headerFields(entry, options);
+  return [...paxBlocks(entry, pax, fields.mtime), ustarHeader(fields)];
+}
+
+/** Write an entry's header block(s) into the output (the USTAR one straight into the chunk). */
+function writeHeaders(entry: LayerEntry, options: TarOptions, out: ChunkWriter): void {
+  const { pax, fields } = headerFields(entry, options);
+  for (const b of paxBlocks(entry, pax, fields.mtime)) out.write(b);
+  const t = out.target(); // chunks are whole blocks and so is every entry: a header fits
+  if (t.length < BLOCK) {
+    out.write(ustarHeader(fields));
+    return;
+  }
+  ustarHeaderInto(fields, t.buf, t.offset);
+  out.advance(BLOCK);
+}
+
+/** The USTAR fields of an entry and the PAX records it needs beyond them. */
+function headerFields(entry: LayerEntry, options: TarOptions): { pax: Map<string, Buffer>; fields: HeaderFields } {
   const pax = new Map<string, Buffer>();
   const tarName = entry.type === "dir" ? `${entry.path}/` : entry.path;
   let split = splitUstarName(tarName);
@@ -409,35 +461,9 @@ export function encodeHeaders(entry: LayerEntry, options: TarOptions = {}): Buff
   if (!Number.isInteger(entry.mode) || entry.mode < 0 || entry.mode > 0o7777) {
     throw new KilnError(`layer: "${entry.path}": invalid mode ${entry.mode}`);
   }
-  const blocks: Buffer[] = [];
-  if (pax.size > 0) {
-    const records = [...pax.keys()].sort().map((k) => paxRecord(k, pax.get(k)!));
-    const body = Buffer.concat(records);
-    const base = entry.path.slice(entry.path.lastIndexOf("/") + 1);
-    const paxName = truncateBytes(`PaxHeaders.0/${base}`, 100);
-    blocks.push(
-      ustarHeader({
-        name: isAscii(paxName) ? paxName : truncateBytes(paxName.replace(/[^\x20-\x7e]/g, "_"), 100),
-        prefix: "",
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        size: body.length,
-        mtime: mtimeField,
-        typeflag: "x",
-        linkname: "",
-        uname: "",
-        gname: "",
-        devmajor: 0,
-        devminor: 0,
-      }),
-    );
-    blocks.push(body);
-    const pad = paddingFor(body.length);
-    if (pad) blocks.push(pad);
-  }
-  blocks.push(
-    ustarHeader({
+  return {
+    pax,
+    fields: {
       name: split.name,
       prefix: split.prefix,
       mode: entry.mode,
@@ -451,8 +477,37 @@ export function encodeHeaders(entry: LayerEntry, options: TarOptions = {}): Buff
       gname,
       devmajor,
       devminor,
+    },
+  };
+}
+
+/** The PAX extended header (header block, records, padding) for `pax`; none when it is empty. */
+function paxBlocks(entry: LayerEntry, pax: Map<string, Buffer>, mtimeField: number): Buffer[] {
+  if (pax.size === 0) return [];
+  const records = [...pax.keys()].sort().map((k) => paxRecord(k, pax.get(k)!));
+  const body = Buffer.concat(records);
+  const base = entry.path.slice(entry.path.lastIndexOf("/") + 1);
+  const paxName = truncateBytes(`PaxHeaders.0/${base}`, 100);
+  const blocks = [
+    ustarHeader({
+      name: isAscii(paxName) ? paxName : truncateBytes(paxName.replace(/[^\x20-\x7e]/g, "_"), 100),
+      prefix: "",
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      size: body.length,
+      mtime: mtimeField,
+      typeflag: "x",
+      linkname: "",
+      uname: "",
+      gname: "",
+      devmajor: 0,
+      devminor: 0,
     }),
-  );
+    body,
+  ];
+  const pad = paddingFor(body.length);
+  if (pad) blocks.push(pad);
   return blocks;
 }
 
@@ -471,7 +526,7 @@ function writeEntrySync(entry: LayerEntry, options: TarOptions, out: ChunkWriter
       if (hostPath === undefined || entry.size > CHUNK_SIZE) return false;
     }
   }
-  for (const header of encodeHeaders(entry, options)) out.write(header);
+  writeHeaders(entry, options, out);
   if (hostPath !== undefined) readHostFile(entry, hostPath, out);
   const rem = entry.type === "file" ? entry.size % BLOCK : 0;
   if (rem !== 0) out.zeros(BLOCK - rem);
@@ -480,7 +535,7 @@ function writeEntrySync(entry: LayerEntry, options: TarOptions, out: ChunkWriter
 
 async function* writeEntry(entry: LayerEntry, options: TarOptions, out: ChunkWriter): AsyncGenerator<Buffer> {
   if (!(entry.type in TYPEFLAG)) throw new KilnError(`layer: "${entry.path}": unknown entry type "${String(entry.type)}"`);
-  for (const header of encodeHeaders(entry, options)) out.write(header);
+  writeHeaders(entry, options, out);
   if (entry.type !== "file" || entry.size === 0) {
     if (entry.type === "file" && entry.open) {
       // A zero-size file must really be empty.
@@ -555,14 +610,21 @@ function readHostFile(entry: LayerEntry, path: string, out: ChunkWriter, from = 
   try {
     let pos = from;
     const end = Math.min(entry.size, from + limit);
+    let atEof = false;
     while (pos < end) {
       const t = out.target();
-      const n = readSync(fd, t.buf, t.offset, Math.min(t.length, end - pos), pos);
+      const want = Math.min(t.length, end - pos);
+      // The last read of a file asks for one byte more when the chunk has room: a short answer
+      // proves the end (a regular file), sparing the extra read that would otherwise check it.
+      const ask = pos + want === entry.size && t.length > want ? want + 1 : want;
+      const n = readSync(fd, t.buf, t.offset, ask, pos);
       if (n === 0) throw new KilnError(`layer: "${entry.path}": content is ${pos} bytes, expected ${entry.size}`);
+      if (n > want) throw new KilnError(`layer: "${entry.path}": content is longer than its size ${entry.size}`);
       out.advance(n);
       pos += n;
+      if (ask > want && n === want) atEof = true;
     }
-    if (pos >= entry.size && readSync(fd, probe, 0, 1, pos) > 0) {
+    if (pos >= entry.size && !atEof && readSync(fd, probe, 0, 1, pos) > 0) {
       throw new KilnError(`layer: "${entry.path}": content is longer than its size ${entry.size}`);
     }
     return pos;
