@@ -191,8 +191,8 @@ export class RegistryClient {
     return this.pinging;
   }
 
-  private async pingAt(base: URL): Promise<void> {
-    const res = await withRetry(this.policy, async () => {
+  private async pingAt(base: URL, policy: RetryPolicy = this.policy): Promise<void> {
+    const res = await withRetry(policy, async () => {
       const r = await request(new URL("/v2/", base), { method: "GET", dispatcher: this.dispatcher(), headersTimeout: 60_000, bodyTimeout: 60_000 });
       if (RETRYABLE_STATUS.has(r.statusCode)) {
         await r.body.dump();
@@ -216,7 +216,9 @@ export class RegistryClient {
       (i) => i === this.registry || i === this.registry.split(":")[0],
     );
     try {
-      await this.pingAt(new URL(`https://${this.host}`));
+      // Where plain HTTP is allowed, a failed TLS attempt is most likely a plain-HTTP registry
+      // answering: try once, then HTTP (retrying there), instead of backing off on HTTPS.
+      await this.pingAt(new URL(`https://${this.host}`), plainOk ? { ...this.policy, attempts: 1 } : this.policy);
       return;
     } catch (err) {
       if (err instanceof KilnError && !isTransientNetworkError(err)) throw err;

@@ -344,3 +344,26 @@ describe("fault injection", () => {
     expect(reg.tokenRequests.length).toBeGreaterThan(before);
   });
 });
+
+describe("scheme choice on loopback", () => {
+  it("tries TLS once against a plain-HTTP loopback registry, then speaks HTTP (no backing off on HTTPS)", async () => {
+    const { RegistryClient } = await import("../../src/registry/client.js");
+    let tlsAttempts = 0;
+    let pings = 0;
+    const srv: Server = createServer((req, res) => {
+      if (req.url === "/v2/") pings++;
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end("{}");
+    });
+    srv.on("clientError", (_e, sock) => {
+      tlsAttempts++; // a TLS ClientHello is not HTTP
+      sock.destroy();
+    });
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    cleanups.push(() => new Promise<void>((r) => srv.close(() => r())));
+    const client = new RegistryClient(`127.0.0.1:${(srv.address() as AddressInfo).port}`, { retry: { attempts: 5, baseDelayMs: 200, maxDelayMs: 2000 } });
+    expect(String(await client.baseURL())).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+    expect(tlsAttempts).toBe(1);
+    expect(pings).toBe(1);
+  });
+});
