@@ -338,7 +338,7 @@ describe("overlay snapshotter", () => {
     const step = await rootfs.beginStep();
     writeFileSync(join(rootfs.dir, "f"), "f");
     await collect(step.changes());
-    expect(mountsUnder(join(cache, "rootfs")).length).toBeGreaterThanOrEqual(2); // merged view + scratch
+    expect(mountsUnder(join(cache, "rootfs")).length, "the merged view and the scratch file system (loop device, mkfs.ext4) are mounted").toBeGreaterThanOrEqual(2);
     await rootfs.dispose();
     expect(mountsUnder(cache)).toEqual([]);
     expect(readdirSync(join(cache, "rootfs"))).toEqual([]);
