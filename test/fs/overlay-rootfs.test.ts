@@ -300,36 +300,45 @@ describe("overlay snapshotter", () => {
     }
   });
 
-  it("runs a RUN through a real runner; injected files and mount points stay out of the layer", async () => {
-    const cache = join(t.dir, "cache");
-    const bb = join(t.dir, "bb");
-    busyboxRoot(bb);
-    const tar = execFileSync("tar", ["-C", bb, "-c", "."], { maxBuffer: 64 << 20 });
-    const base: RootFSLayer = {
-      diffID: `sha256:${createHash("sha256").update(tar).digest("hex")}` as RootFSLayer["diffID"],
-      mediaType: "application/vnd.oci.image.layer.v1.tar",
-      open: () => Readable.from([tar]),
-    };
-    const rootfs = await createRootFS(cache, { snapshotter: "overlay" });
-    try {
-      await rootfs.applyLayers([base]);
-      const runner = await createRunner("chroot", { workDir: join(t.dir, "run") });
-      const step2 = await rootfs.beginStep();
-      const ok = await runner.run({
-        rootfs: rootfs.dir,
-        argv: ["/bin/sh", "-c", "echo hi > /etc/greeting && rm /etc/group && echo junk >> /etc/hosts"],
-        env: ["PATH=/bin"],
-        cwd: "/",
-        user: "root",
-        network: "none",
-      });
-      expect(ok.exitCode, ok.outputTail).toBe(0);
-      const entries = await collect(step2.changes());
-      expect(entries.map((e) => `${e.type} ${e.path}`)).toEqual(["dir etc", "file etc/.wh.group", "file etc/greeting"]);
-    } finally {
-      await rootfs.dispose();
-    }
-  });
+  for (const [isolation, runtime] of [["chroot", undefined], ["oci", "crun"], ["oci", "runc"]] as const) {
+    it(`runs a RUN with ${runtime ?? isolation} on the merged root; injected files and mount points stay out of the layer`, async () => {
+      const cache = join(t.dir, "cache");
+      const bb = join(t.dir, "bb");
+      busyboxRoot(bb);
+      const tar = execFileSync("tar", ["-C", bb, "-c", "."], { maxBuffer: 64 << 20 });
+      const base: RootFSLayer = {
+        diffID: `sha256:${createHash("sha256").update(tar).digest("hex")}` as RootFSLayer["diffID"],
+        mediaType: "application/vnd.oci.image.layer.v1.tar",
+        open: () => Readable.from([tar]),
+      };
+      const rootfs = await createRootFS(cache, { snapshotter: "overlay" });
+      try {
+        await rootfs.applyLayers([base]);
+        const runner = await createRunner(isolation, { workDir: join(t.dir, "run"), ...(runtime ? { runtime } : {}) });
+        const step = await rootfs.beginStep();
+        const ok = await runner.run({
+          rootfs: rootfs.dir,
+          argv: ["/bin/sh", "-c", "echo hi > /etc/greeting && rm /etc/group && echo junk >> /etc/hosts && mkdir -p /home/app/x && chown 1000 /home/app/x"],
+          env: ["PATH=/bin"],
+          cwd: "/",
+          user: "root",
+          network: "none",
+        });
+        expect(ok.exitCode, ok.outputTail).toBe(0);
+        const entries = await collect(step.changes());
+        expect(entries.map((e) => `${e.type} ${e.path} ${e.uid}`)).toEqual([
+          "dir etc 0",
+          "file etc/.wh.group 0",
+          "file etc/greeting 0",
+          "dir home 0",
+          "dir home/app 1000",
+          "dir home/app/x 1000",
+        ]);
+      } finally {
+        await rootfs.dispose();
+      }
+    });
+  }
 
   it("dispose leaves no mount, loop device or directory behind", async () => {
     const cache = join(t.dir, "cache");
