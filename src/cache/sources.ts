@@ -312,6 +312,19 @@ export async function hashSources(sources: SelectedSource[], options: { statCach
     }
   };
   const cache = options.statCache;
+  // Hard links among the selected files shape the layer (COPY keeps them): a file linked to one
+  // seen before names it. Files with one link hash as they always have.
+  const firstOfInode = new Map<string, string>();
+  const linkNote = (st: BigIntStats, where: string): string => {
+    if (st.nlink <= 1n) return "";
+    const key = `${st.dev}:${st.ino}`;
+    const first = firstOfInode.get(key);
+    if (first === undefined) {
+      firstOfInode.set(key, where);
+      return "";
+    }
+    return ` =${JSON.stringify(first)}`;
+  };
   for (const src of sources) {
     const head: Record<string, unknown> = { source: src.source, name: src.name, wildcard: src.wildcard };
     if (src.parentsPath !== undefined) head.parentsPath = src.parentsPath;
@@ -349,7 +362,7 @@ export async function hashSources(sources: SelectedSource[], options: { statCach
     if (topType !== top.type) throw new KilnError(`context path "${top.path}" changed while the build read it`);
     if (top.type === "file") {
       const digest = cache.lookup(top.abs, topSt) ?? (await cache.hashFile(top.abs, topSt));
-      add(line("", "file", topSt, ` ${topSt.size} ${digest}`));
+      add(line("", "file", topSt, ` ${topSt.size} ${digest}${linkNote(topSt, `${src.source}:`)}`));
     } else if (top.type === "symlink") {
       add(line("", "symlink", topSt, ` ${JSON.stringify(top.linkname ?? "")}`));
     } else {
@@ -363,7 +376,7 @@ export async function hashSources(sources: SelectedSource[], options: { statCach
       const rel = cut === 0 ? e.rel : e.rel.slice(cut);
       if (e.type === "file") {
         const digest = cache.lookup(e.abs, e.st) ?? (await cache.hashFile(e.abs, e.st));
-        add(line(rel, "file", e.st, ` ${e.st.size} ${digest}`));
+        add(line(rel, "file", e.st, ` ${e.st.size} ${digest}${linkNote(e.st, `${src.source}:${rel}`)}`));
       } else if (e.type === "symlink") {
         add(line(rel, "symlink", e.st, ` ${JSON.stringify(readlinkSync(e.abs))}`));
       } else {

@@ -24,6 +24,8 @@ export interface ContextEntry {
   linkname?: string;
   /** Absolute path on disk. */
   abs: string;
+  /** `dev:ino` of a regular file with more than one link (COPY keeps such files linked). */
+  inode?: string;
 }
 
 export type IgnoreFn = ((relPath: string) => boolean) & { canSkipDir?: (dirRel: string) => boolean };
@@ -250,6 +252,7 @@ function contextEntry(rel: string, abs: string, st: Stats, linkname: string | un
     abs,
   };
   if (type === "symlink") entry.linkname = linkname ?? "";
+  if (type === "file" && st.nlink > 1) entry.inode = `${st.dev}:${st.ino}`;
   return entry;
 }
 

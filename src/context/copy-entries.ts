@@ -1,6 +1,7 @@
 // COPY/ADD -> the LayerEntry list of one layer. Owns Docker's destination rules (trailing "/",
 // existing directories, several sources, WORKDIR-relative dests, symlinks in the destination
 // resolved inside the image), ownership (--chown or 0:0; context owners are not kept), --chmod,
+// hard links among the copied files,
 // the parent directories a snapshot diff would show, heredoc files, URL downloads and ADD's
 // unpacking of local archives.
 import { posix } from "node:path";
@@ -87,6 +88,21 @@ export async function copyEntries(spec: CopySpec): Promise<LayerEntry[]> {
     }
     entries.set(e.path, e);
   };
+  // Files the sources hold as hard links of one another stay linked in the layer (as BuildKit's
+  // and buildah's COPY keep them): the first copied carries the content, the others link to it.
+  const firstOfInode = new Map<string, LayerEntry>();
+  const linked: Array<{ link: LayerEntry; file: LayerEntry; first: LayerEntry }> = [];
+  const putFile = (e: LayerEntry, inode: string | undefined): void => {
+    const first = inode === undefined ? undefined : firstOfInode.get(inode);
+    if (first === undefined || first.path === e.path) {
+      if (inode !== undefined) firstOfInode.set(inode, e);
+      put(e);
+      return;
+    }
+    const link: LayerEntry = { ...e, type: "hardlink", linkname: first.path, size: 0, open: undefined };
+    linked.push({ link, file: e, first });
+    put(link);
+  };
   const fileTarget = (name: string): string => (destIsDir ? join(destReal, name) : destReal);
 
   for (const src of spec.sources) {
@@ -127,7 +143,11 @@ export async function copyEntries(spec: CopySpec): Promise<LayerEntry[]> {
       });
       continue;
     }
-    await addContextSource(spec, src, view, destReal, destIsDir, owner, put);
+    await addContextSource(spec, src, view, destReal, destIsDir, owner, put, putFile);
+  }
+  // a link whose first file was overwritten by a later source carries its own content again
+  for (const { link, file, first } of linked) {
+    if (entries.get(link.path) === link && entries.get(first.path) !== first) entries.set(link.path, file);
   }
 
   // Paths are real paths inside the image: follow the image's symlinks in parent components
@@ -172,6 +192,7 @@ async function addContextSource(
   destIsDir: boolean,
   owner: { uid: number; gid: number },
   put: (e: LayerEntry) => void,
+  putFile: (e: LayerEntry, inode: string | undefined) => void,
 ): Promise<void> {
   const { ctx, entry } = src;
   const chmod = spec.chmod;
@@ -202,7 +223,7 @@ async function addContextSource(
       }
     }
     const target = spec.parents && src.parentsPath !== undefined ? join(destReal, src.parentsPath) : destIsDir ? join(destReal, src.name) : destReal;
-    put(fileEntry(ctx, entry.path, entry, target, own(entry), chmod));
+    putFile(fileEntry(ctx, entry.path, entry, target, own(entry), chmod), entry.inode);
     return;
   }
   if (entry.type !== "dir") return;
@@ -229,7 +250,7 @@ async function addContextSource(
     const rel = entry.path === "" ? e.path : e.path.slice(entry.path.length + 1);
     const target = join(targetDir, rel);
     const o = own(e);
-    if (e.type === "file") put(fileEntry(ctx, e.path, e, target, o, chmod));
+    if (e.type === "file") putFile(fileEntry(ctx, e.path, e, target, o, chmod), e.inode);
     else if (e.type === "dir") {
       put({ path: target, type: "dir", mode: chmod ? chmod(e.mode, true) : e.mode, uid: o.uid, gid: o.gid, mtime: e.mtime, size: 0 });
     } else {

@@ -242,3 +242,24 @@ describe("kiln build: a large file", () => {
     expect(entries.filter((e) => e.type === "file").map((e) => [e.name.replace(/^\.?\//, ""), e.size])).toEqual([["big.bin", size]]);
   });
 });
+
+describe("kiln build: COPY keeps hard links among the copied files", () => {
+  it("a linked pair in the context is one inode in the image; a separate copy stays separate", async () => {
+    const { link, mkdir } = await import("node:fs/promises");
+    const { lstat } = await import("node:fs/promises");
+    const ctx = await temps.make("kiln-copy-links-");
+    await mkdir(join(ctx, "d"));
+    await writeFile(join(ctx, "d", "a"), "linked\n");
+    await link(join(ctx, "d", "a"), join(ctx, "d", "b"));
+    await writeFile(join(ctx, "d", "c"), "linked\n");
+    await writeFile(join(ctx, "Dockerfile"), "FROM scratch\nCOPY d /app/\n");
+    const { layout } = await buildLayout(temps, ctx, ["-t", "links:latest"]);
+    await verify(layout);
+    const { rootfs } = await unpackTree(layout, "latest");
+    const [a, b, c] = await Promise.all(["a", "b", "c"].map((n) => lstat(join(rootfs, "app", n))));
+    expect(a!.ino).toBe(b!.ino);
+    expect(a!.nlink).toBe(2);
+    expect(c!.ino).not.toBe(a!.ino);
+    expect(await readFile(join(rootfs, "app", "b"), "utf8")).toBe("linked\n");
+  });
+});

@@ -236,3 +236,21 @@ describe("hashSources", () => {
     }
   });
 });
+
+describe("hashSources and hard links", () => {
+  it("two linked files and two equal copies give different digests (the layers differ)", async () => {
+    const { link } = await import("node:fs/promises");
+    const linkedRoot = await temp("kiln-srclink-");
+    await writeFile(join(linkedRoot, "a"), "same\n");
+    await link(join(linkedRoot, "a"), join(linkedRoot, "b"));
+    const copiedRoot = await temp("kiln-srccopy-");
+    await writeFile(join(copiedRoot, "a"), "same\n");
+    await writeFile(join(copiedRoot, "b"), "same\n");
+    const store = new BlobStore(await temp("kiln-srcstore-"));
+    await settle();
+    const linked = (await digestOf(linkedRoot, store, ["."])).digest;
+    const copied = (await digestOf(copiedRoot, store, ["."])).digest;
+    expect(linked).not.toBe(copied);
+    expect((await digestOf(linkedRoot, store, ["."])).digest).toBe(linked);
+  });
+});

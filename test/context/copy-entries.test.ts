@@ -197,3 +197,31 @@ describe("copyEntries: destination rules", () => {
     expect((await readEntry(e!)).length).toBe(1_000_000);
   });
 });
+
+describe("copyEntries: hard links among the sources", () => {
+  it("keeps files linked to one another linked (one carries the content), in a directory and across sources", async () => {
+    const { link, mkdir, writeFile: wf } = await import("node:fs/promises");
+    const { ctx, view, dir } = await setup({ "d/a": { content: "linked" }, "d/c": { content: "alone" } });
+    await link(join(dir, "ctx/d/a"), join(dir, "ctx/d/b"));
+    await link(join(dir, "ctx/d/a"), join(dir, "ctx/top"));
+    const tree = await copy(ctx, view, ["d"], "/app/");
+    const m = byPath(tree);
+    expect(m.get("app/a")).toMatchObject({ type: "file", size: 6 });
+    expect(m.get("app/b")).toMatchObject({ type: "hardlink", linkname: "app/a", size: 0 });
+    expect(m.get("app/c")).toMatchObject({ type: "file", size: 5 });
+    // two sources: the second links to where the first was copied
+    const two = byPath(await copy(ctx, view, ["d/a", "top"], "/x/"));
+    expect(two.get("x/a")).toMatchObject({ type: "file", size: 6 });
+    expect(two.get("x/top")).toMatchObject({ type: "hardlink", linkname: "x/a" });
+    // a later source overwriting the first copy: the link carries its own content again
+    await mkdir(join(dir, "ctx/sub"));
+    await wf(join(dir, "ctx/sub/a"), "different");
+    const over = byPath(await copy(ctx, view, ["d/a", "top", "sub/"], "/y/"));
+    expect(over.get("y/a")).toMatchObject({ type: "file", size: 9 });
+    expect(over.get("y/top")).toMatchObject({ type: "file", size: 6 });
+    expect(await readEntry(over.get("y/top")!)).toBe("linked");
+    const clash = byPath(await copy(ctx, view, ["d/b", "d/a"], "/z/"));
+    expect(clash.get("z/b")).toMatchObject({ type: "file", size: 6 });
+    expect(clash.get("z/a")).toMatchObject({ type: "hardlink", linkname: "z/b" });
+  });
+});
