@@ -23,7 +23,9 @@ export interface OverlayMount {
 }
 
 /** Options that keep the upper directory a plain description of the change (no redirects, no metadata-only copies). */
-const RW_OPTIONS = ["index=off", "redirect_dir=off", "metacopy=off", "volatile"];
+const RW_OPTIONS = ["index=off", "redirect_dir=off", "metacopy=off"];
+/** Skip syncs to the upper (kernel 5.10+): a step's upper is thrown away after a crash anyway. */
+let volatileWorks = true;
 
 function run(cmd: string, args: string[], cwd?: string): Promise<{ code: number; stderr: string }> {
   return new Promise((resolve) => {
@@ -37,10 +39,20 @@ function run(cmd: string, args: string[], cwd?: string): Promise<{ code: number;
 
 export async function mountOverlay(m: OverlayMount): Promise<void> {
   if (m.lowers.length === 0) throw new Error("mountOverlay: no lower directory");
-  const opts = [`lowerdir=${m.lowers.join(":")}`];
-  if (m.upper !== undefined && m.work !== undefined) opts.push(`upperdir=${m.upper}`, `workdir=${m.work}`, ...RW_OPTIONS);
-  else opts.unshift("ro");
-  const r = await run("mount", ["-t", "overlay", "overlay", "-o", opts.join(","), m.target], m.cwd);
+  const rw = m.upper !== undefined && m.work !== undefined;
+  const options = (withVolatile: boolean): string => {
+    const opts = [`lowerdir=${m.lowers.join(":")}`];
+    if (rw) opts.push(`upperdir=${m.upper}`, `workdir=${m.work}`, ...RW_OPTIONS, ...(withVolatile ? ["volatile"] : []));
+    else opts.unshift("ro");
+    return opts.join(",");
+  };
+  let r = await run("mount", ["-t", "overlay", "overlay", "-o", options(rw && volatileWorks), m.target], m.cwd);
+  if (r.code !== 0 && rw && volatileWorks) {
+    // an older kernel without "volatile": mount without it from now on
+    const again = await run("mount", ["-t", "overlay", "overlay", "-o", options(false), m.target], m.cwd);
+    if (again.code === 0) volatileWorks = false;
+    r = again.code === 0 ? again : r;
+  }
   if (r.code !== 0) throw new KilnError(`overlay mount on ${m.target} failed: ${r.stderr.trim().split("\n")[0] ?? `exit ${r.code}`}`);
 }
 
