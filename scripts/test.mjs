@@ -23,6 +23,8 @@ const tools = {
   setfattr: "attr",
   chroot: "coreutils",
   htpasswd: "apache2-utils",
+  losetup: "mount", // overlay snapshotter: mounts and the scratch file system's loop device
+  "mkfs.ext4": "e2fsprogs",
 };
 
 const missing = [];
