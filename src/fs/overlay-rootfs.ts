@@ -4,10 +4,11 @@
 // a read-only view of the layers below; afterwards that upper is frozen into the stack as the
 // step's layer, so a RUN's own layer is never extracted. Lower directories are named through short
 // `l/<n>` symlinks in the work directory so that deep stacks fit in the mount options.
-// Uppers live on a scratch file system when one can be made (src/fs/scratch.ts): a sparse ext4
-// image, loop-mounted, private to this root filesystem — new files are created at the speed of a
-// fresh file system however aged the host's is, and disposal is an unmount instead of deleting
-// every file a step wrote.
+// Uppers live on a scratch file system when one can be made (src/fs/scratch.ts), from the first
+// step on (a tree only read, such as COPY --from=<image>, needs none): a sparse ext4 image,
+// loop-mounted, private to this root filesystem — new files are created at the speed of a fresh
+// file system however aged the host's is, and disposal is an unmount instead of deleting every
+// file a step wrote.
 import { chmod, chown, lstat, mkdir, readdir, rm, symlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import type { LayerEntry } from "../layer/entry.js";
@@ -34,6 +35,8 @@ class OverlayRootFS implements RootFS {
   private snapshot: LayerEntry[] | null = null;
   /** Where uppers and the overlay work directory live, relative to the work directory. */
   private scratch = ".";
+  /** A scratch file system is wanted but not made yet (only a step needs one). */
+  private scratchPending = false;
 
   constructor(
     private readonly cacheDir: string,
@@ -53,8 +56,18 @@ class OverlayRootFS implements RootFS {
 
   async init(useScratch: boolean): Promise<void> {
     await Promise.all(["merged", "lower", "l", "empty", "s"].map((d) => mkdir(join(this.work, d))));
-    if (useScratch && (await mountScratch(join(this.work, "scratch.img"), join(this.work, "s")))) this.scratch = "s";
+    this.scratchPending = useScratch;
     await this.newUpper();
+  }
+
+  /** Move the (still unused) upper onto a scratch file system, the first time a step runs. */
+  private async useScratch(): Promise<void> {
+    if (!this.scratchPending) return;
+    this.scratchPending = false;
+    if (!(await mountScratch(join(this.work, "scratch.img"), join(this.work, "s")))) return;
+    this.scratch = "s";
+    await this.newUpper();
+    this.dirty = true;
   }
 
   private async newUpper(): Promise<void> {
@@ -85,6 +98,7 @@ class OverlayRootFS implements RootFS {
   async beginStep(options: StepOptions = {}): Promise<StepSnapshot> {
     this.snapshot = null;
     await this.freezeUpper(); // whatever an earlier step left stays, below this step's upper
+    await this.useScratch();
     await this.ensureMounted();
     this.upperUsed = true;
     const upper = join(this.work, this.upper);

@@ -344,6 +344,7 @@ describe("overlay snapshotter", () => {
     const cache = join(t.dir, "cache");
     const rootfs = await createRootFS(cache, { snapshotter: "overlay" });
     await rootfs.applyLayers(BASE);
+    expect(mountsUnder(join(cache, "rootfs")).length, "a tree only read gets no scratch file system").toBe(1);
     const step = await rootfs.beginStep();
     writeFileSync(join(rootfs.dir, "f"), "f");
     await collect(step.changes());
