@@ -22,7 +22,7 @@
 // behaviour; "why" says so with a reference. A known line that stops appearing is reported too.
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createReadStream, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, cpSync, mkdirSync, copyFileSync } from "node:fs";
+import { createReadStream, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, cpSync, mkdirSync, copyFileSync, lstatSync, lutimesSync } from "node:fs";
 import { lstat, readdir, readlink, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -385,6 +385,17 @@ function compareConfigs(k, b) {
   return diffs;
 }
 
+/** Truncate the mtime of everything under `dir` (symlinks included, not followed) to a whole second. */
+function wholeSecondMtimes(dir) {
+  for (const d of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, d.name);
+    if (d.isDirectory()) wholeSecondMtimes(p);
+    const st = lstatSync(p);
+    const t = Math.floor(st.mtimeMs / 1000);
+    lutimesSync(p, t, t);
+  }
+}
+
 // ---------------------------------------------------------------- one case
 async function runCase(name) {
   const dir = join(opts.casesDir, name);
@@ -394,14 +405,21 @@ async function runCase(name) {
   const cfg = existsSync(cfgPath) ? JSON.parse(readFileSync(cfgPath, "utf8")) : {};
   const buildArgs = Object.entries(cfg.buildArgs ?? {}).flatMap(([k, v]) => ["--build-arg", `${k}=${v}`]);
   const bDockerfile = existsSync(join(dir, "Dockerfile.buildah")) ? join(dir, "Dockerfile.buildah") : join(dir, "Dockerfile");
+  // The context is a copy with whole-second mtimes: Docker truncates sub-second mtimes in layer
+  // tars (BuildKit/containerd write PAX headers with the time truncated; kiln does the same) while
+  // buildah's Go tar writer rounds them in USTAR headers, so any file whose mtime has a fraction
+  // of .5 s or more (a fresh checkout's) would differ by a second for buildah's reason, not kiln's.
+  const ctx = join(cw, "context");
+  cpSync(dir, ctx, { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+  wholeSecondMtimes(ctx);
   const buildStart = Math.floor(Date.now() / 1000);
   const kLayout = join(cw, "kiln");
   const bLayout = join(cw, "buildah");
   const tag = `localhost/case-${name}:latest`;
   const [kr, br] = await Promise.all([
     runAsync(process.execPath, [kilnBin, "build", "--isolation", opts.isolation, "--snapshotter", opts.snapshotter, "--progress", "plain", "--cache-dir", join(cw, "kiln-cache"), "-o", `type=oci,dest=${kLayout}`, "-t", `case-${name}:latest`,
-      "--build-context", `base=oci-layout://${baseLayout}:latest`, ...buildArgs, "-f", join(dir, "Dockerfile"), dir]),
-    runAsync("buildah", [...buildahStore, "bud", "--isolation", "chroot", "--layers", "--pull=never", "-t", tag, ...buildArgs, ...(cfg.buildahArgs ?? []), "-f", bDockerfile, dir], { env: buildahEnv }),
+      "--build-context", `base=oci-layout://${baseLayout}:latest`, ...buildArgs, "-f", join(dir, "Dockerfile"), ctx]),
+    runAsync("buildah", [...buildahStore, "bud", "--isolation", "chroot", "--layers", "--pull=never", "-t", tag, ...buildArgs, ...(cfg.buildahArgs ?? []), "-f", bDockerfile, ctx], { env: buildahEnv }),
   ]);
   if (kr.code !== 0) return { diffs: [`kiln build failed (exit ${kr.code}): ${lastLines(kr.stderr, 4)}`], known: 0 };
   if (br.code !== 0) return { diffs: [`buildah bud failed (exit ${br.code}): ${lastLines(br.stderr || br.stdout, 4)}`], known: 0 };
