@@ -11,7 +11,7 @@ import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import * as tar from "tar-stream";
 import { KilnError } from "../errors.js";
-import { entryTypeFromTar, type EntryType, type LayerEntry } from "../layer/entry.js";
+import { entryTypeFromTar, type LayerEntry } from "../layer/entry.js";
 
 export type ArchiveKind = "tar" | "gzip" | "bzip2" | "xz";
 

@@ -627,7 +627,6 @@ function compilePattern(pattern: string, greedy: boolean): Program {
  * pattern against the reversed text, which is how lex.go finds suffixes.
  */
 class Matcher {
-  private readonly size: number;
   private clistPc: Int32Array;
   private clistStart: Int32Array;
   private nlistPc: Int32Array;
@@ -640,7 +639,6 @@ class Matcher {
 
   constructor(private readonly prog: Program) {
     const size = prog.op.length;
-    this.size = size;
     this.clistPc = new Int32Array(size);
     this.clistStart = new Int32Array(size);
     this.nlistPc = new Int32Array(size);

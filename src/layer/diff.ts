@@ -10,6 +10,7 @@ import { lstatSync, readdirSync, readlinkSync, type BigIntStats } from "node:fs"
 import { posix } from "node:path";
 import { XattrReader } from "../fs/xattr.js";
 import { OPAQUE_MARKER, WHITEOUT_PREFIX, type EntryType, type LayerEntry } from "./entry.js";
+import { compareNames } from "./order.js";
 import { hostFileOpener } from "./file-content.js";
 
 /** Paths kiln mounts or injects during a RUN: never part of a layer (relative to the root). */
@@ -74,30 +75,6 @@ function putStats(dst: Float64Array, off: number, st: BigIntStats): void {
   dst[off + F_MTIME_NS] = Number(st.mtimeNs % 1_000_000n);
   dst[off + F_CTIME_MS] = Number(st.ctimeMs);
   dst[off + F_CTIME_NS] = Number(st.ctimeNs % 1_000_000n);
-}
-
-/** Sibling order in a layer: opaque marker, then whiteouts, then the rest; each by UTF-8 bytes. */
-function rankOf(name: string): number {
-  if (!name.startsWith(WHITEOUT_PREFIX)) return 2;
-  return name === OPAQUE_MARKER ? 0 : 1;
-}
-
-/** UTF-8 byte order of two strings without encoding them (UTF-16 units agree below U+D800). */
-function compareBytes(a: string, b: string): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) {
-    const x = a.charCodeAt(i);
-    const y = b.charCodeAt(i);
-    if (x !== y) return x >= 0xd800 && y >= 0xd800 ? Buffer.compare(Buffer.from(a), Buffer.from(b)) : x - y;
-  }
-  return a.length - b.length;
-}
-
-/** Tar order of sibling names (opaque marker, whiteouts, the rest by UTF-8 bytes). */
-export function compareNames(a: string, b: string): number {
-  const ra = rankOf(a);
-  const rb = rankOf(b);
-  return ra !== rb ? ra - rb : compareBytes(a, b);
 }
 
 /** Excluded paths grouped by parent directory (relative, "" = root) -> excluded child names. */

@@ -5,8 +5,11 @@
 import { closeSync, constants as fsConstants, openSync, readSync } from "node:fs";
 import { Readable } from "node:stream";
 import { KilnError } from "../errors.js";
-import { OPAQUE_MARKER, WHITEOUT_PREFIX, type EntryType, type LayerEntry } from "./entry.js";
+import type { EntryType, LayerEntry } from "./entry.js";
 import { hostPathOf } from "./file-content.js";
+import { compareLayerPaths } from "./order.js";
+
+export { compareLayerPaths };
 
 const BLOCK = 512;
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
@@ -159,43 +162,6 @@ function checkPath(path: string, what: string): void {
   }
 }
 
-function rankOf(name: string): number {
-  if (name === OPAQUE_MARKER) return 0;
-  if (name.startsWith(WHITEOUT_PREFIX)) return 1;
-  return 2;
-}
-
-/** UTF-8 byte order of two strings without encoding them (UTF-16 units agree below U+D800). */
-function compareBytes(a: string, b: string): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) {
-    const x = a.charCodeAt(i);
-    const y = b.charCodeAt(i);
-    if (x !== y) return x >= 0xd800 && y >= 0xd800 ? Buffer.compare(Buffer.from(a), Buffer.from(b)) : x - y;
-  }
-  return a.length - b.length;
-}
-
-/** Sort order of two layer paths (parents before children; opaque marker, whiteouts, rest). */
-export function compareLayerPaths(a: string, b: string): number {
-  let i = 0;
-  let j = 0;
-  for (;;) {
-    const ai = a.indexOf("/", i);
-    const bj = b.indexOf("/", j);
-    const x = a.slice(i, ai < 0 ? a.length : ai);
-    const y = b.slice(j, bj < 0 ? b.length : bj);
-    if (x !== y) {
-      const rx = rankOf(x);
-      const ry = rankOf(y);
-      return rx !== ry ? rx - ry : compareBytes(x, y);
-    }
-    if (ai < 0 || bj < 0) return (ai < 0 ? 0 : 1) - (bj < 0 ? 0 : 1);
-    i = ai + 1;
-    j = bj + 1;
-  }
-}
-
 /**
  * Make every hardlink point at an entry earlier in the tar: each group of linked names is
  * carried by its first member in tar order (which gets the content), the others link to it.
@@ -269,11 +235,6 @@ function splitUstarName(name: string): { prefix: string; name: string } | null {
     if (prefix.length <= 155 && prefix.length > 0) return { prefix, name: rest };
   }
   return null;
-}
-
-function octal(value: number, width: number): string {
-  // width bytes including the trailing NUL
-  return value.toString(8).padStart(width - 1, "0") + "\0";
 }
 
 function paxRecord(key: string, value: Buffer): Buffer {

@@ -8,7 +8,8 @@
 // same entries the plain-directory differ produces for the same change.
 import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, type BigIntStats } from "node:fs";
 import { readXattrs, XattrReader } from "../fs/xattr.js";
-import { childRel, compareNames, entryFromStat, pruneConditional, snapshotExcludes, whiteoutEntry } from "./diff.js";
+import { childRel, entryFromStat, pruneConditional, snapshotExcludes, whiteoutEntry } from "./diff.js";
+import { compareNames } from "./order.js";
 import { OPAQUE_MARKER, WHITEOUT_PREFIX, type LayerEntry } from "./entry.js";
 
 export interface UpperDiffInput {

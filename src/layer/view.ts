@@ -2,7 +2,7 @@
 // blob once (never extracting to disk). Applies whiteouts and opaque directories, resolves
 // symlinks confined to "/", and keeps the content of /etc/passwd and /etc/group for --chown.
 // Each layer's metadata index is cached in the store as views/<diffID hex>.json.
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { pipeline } from "node:stream/promises";
 import * as tar from "tar-stream";
@@ -11,7 +11,7 @@ import type { Layer } from "../image/image.js";
 import type { BlobStore } from "../store/blob-store.js";
 import { writeFileAtomic } from "../store/atomic-file.js";
 import { decompressStream } from "./compress.js";
-import { OPAQUE_MARKER, WHITEOUT_PREFIX, entryTypeFromTar, type EntryType, type LayerEntry } from "./entry.js";
+import { OPAQUE_MARKER, WHITEOUT_PREFIX, entryTypeFromTar, type LayerEntry } from "./entry.js";
 
 /** A file's metadata in the view: a LayerEntry without content ("" is the root's path). */
 export type ViewEntry = Pick<LayerEntry, "path" | "type" | "mode" | "uid" | "gid" | "mtime" | "size" | "linkname">;

@@ -1,10 +1,9 @@
 // The OCI image layout destination: a directory (blobs hardlinked or copied from the store,
 // index.json replaced atomically, tags merged into an existing layout) or the same layout as a
 // tar file written to a temp name and renamed. Also the tar-of-a-layout helper docker-archive uses.
-import { randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { copyFile, link, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { copyFile, link, mkdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { KilnError } from "../errors.js";

@@ -1,9 +1,6 @@
 // kiln login / logout: verify credentials against the registry, then store them the way Docker
 // does (config.json `auths` entry written atomically with mode 0600, or the configured
 // credential helper), and remove them again.
-import { randomBytes } from "node:crypto";
-import { chmod, mkdir, rename, rm, writeFile } from "node:fs/promises";
-import { dirname } from "node:path";
 import { KilnError } from "../errors.js";
 import { writeFileAtomic } from "../store/atomic-file.js";
 import { RegistryClient, drain } from "./client.js";

@@ -1,8 +1,8 @@
 // Small store side-files the registry code owns: where each blob was pulled from or pushed to
 // (<store>/origins/sha256/<hex>, for cross-repo mounts) and which manifest a reference last
 // resolved to (<store>/refs/sha256/<hash of the reference>, for pull "missing"/"never").
-import { createHash, randomBytes } from "node:crypto";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { isDigest, type Descriptor, type Digest } from "../image/oci.js";
 import { formatReference, type Reference } from "../image/reference.js";
