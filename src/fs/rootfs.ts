@@ -25,7 +25,7 @@ export interface StepOptions {
 
 export interface StepSnapshot {
   /** Entries for the change since beginStep(), for writeLayer (tar order). */
-  changes(): Promise<LayerEntry[]> | AsyncIterable<LayerEntry>;
+  changes(): Promise<LayerEntry[]>;
 }
 
 export interface RootFS {

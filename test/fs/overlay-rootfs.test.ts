@@ -88,15 +88,6 @@ const BASE = [
   ]),
 ];
 
-async function collect(c: Promise<LayerEntry[]> | AsyncIterable<LayerEntry>): Promise<LayerEntry[]> {
-  if (Symbol.asyncIterator in (c as object)) {
-    const out: LayerEntry[] = [];
-    for await (const e of c as AsyncIterable<LayerEntry>) out.push(e);
-    return out;
-  }
-  return c as Promise<LayerEntry[]>;
-}
-
 /** Everything a layer records of an entry except its mtime (the runs happen at different times). */
 async function describeEntries(entries: LayerEntry[]): Promise<string[]> {
   const out: string[] = [];
@@ -124,7 +115,7 @@ async function snapshotOf(kind: Kind, change: (root: string) => void | Promise<v
     await rootfs.applyLayers(BASE);
     const step = await rootfs.beginStep();
     await change(rootfs.dir);
-    return await describeEntries(await collect(step.changes()));
+    return await describeEntries(await step.changes());
   } finally {
     await rootfs.dispose();
   }
@@ -281,7 +272,7 @@ describe("overlay snapshotter", () => {
       const step = await rootfs.beginStep();
       writeFileSync(join(rootfs.dir, "etc/made"), "by step 1");
       unlinkSync(join(rootfs.dir, "etc/a"));
-      const entries = await collect(step.changes());
+      const entries = await step.changes();
       const written = await writeLayer(entries, store);
       let opened = 0;
       const open = () => (opened++, store.open(written.descriptor.digest));
@@ -293,7 +284,7 @@ describe("overlay snapshotter", () => {
       expect(readFileSync(join(rootfs.dir, "etc/made"), "utf8")).toBe("by step 1");
       expect(existsSync(join(rootfs.dir, "etc/a"))).toBe(false);
       writeFileSync(join(rootfs.dir, "etc/made"), "by step 2");
-      const second = await describeEntries(await collect(step2.changes()));
+      const second = await describeEntries(await step2.changes());
       expect(second.map((l) => l.split(" ").slice(0, 2).join(" "))).toEqual(["dir etc", "file etc/made"]);
     } finally {
       await rootfs.dispose();
@@ -325,7 +316,7 @@ describe("overlay snapshotter", () => {
           network: "none",
         });
         expect(ok.exitCode, ok.outputTail).toBe(0);
-        const entries = await collect(step.changes());
+        const entries = await step.changes();
         expect(entries.map((e) => `${e.type} ${e.path} ${e.uid}`)).toEqual([
           "dir etc 0",
           "file etc/.wh.group 0",
@@ -347,7 +338,7 @@ describe("overlay snapshotter", () => {
     expect(mountsUnder(join(cache, "rootfs")).length, "a tree only read gets no scratch file system").toBe(1);
     const step = await rootfs.beginStep();
     writeFileSync(join(rootfs.dir, "f"), "f");
-    await collect(step.changes());
+    await step.changes();
     expect(mountsUnder(join(cache, "rootfs")).length, "the merged view and the scratch file system (loop device, mkfs.ext4) are mounted").toBeGreaterThanOrEqual(2);
     await rootfs.dispose();
     expect(mountsUnder(cache)).toEqual([]);

@@ -76,8 +76,7 @@ export async function runStep(
     );
   }
   const diffStarted = process.hrtime.bigint();
-  const changes = await snapshot.changes();
-  const entries: LayerEntry[] = Array.isArray(changes) ? changes : await collect(changes);
+  const entries = await snapshot.changes();
   // The snapshot's cost: the baseline walk before the step plus the diff after it.
   const snapshotSeconds = Number(process.hrtime.bigint() - diffStarted + baselineNs) / 1e9;
   return { entries, createdBy: runCreatedBy(sb, t), snapshotSeconds };
@@ -114,12 +113,6 @@ export async function runKeyExtra(sb: StageBuilder, t: RunInstruction): Promise<
     const selected = await selectSources(tree, [m.source ?? "."], {});
     out[`mount${i}`] = await hashSources(selected, { statCache: await session.cache.statCache(tree.root) });
   }
-  return out;
-}
-
-async function collect(it: AsyncIterable<LayerEntry>): Promise<LayerEntry[]> {
-  const out: LayerEntry[] = [];
-  for await (const e of it) out.push(e);
   return out;
 }
 
