@@ -2,6 +2,8 @@
 // containerd's apply does — whiteouts and opaque directories, hardlinks, symlinks, devices,
 // ownership, modes (incl. setuid/setgid/sticky), xattrs and mtimes — with every write confined
 // to the root (entries that climb out are refused; symlinks planted earlier resolve inside).
+// In overlay mode the root is one layer of an overlayfs stack: whiteouts and opaque markers are
+// recorded the way overlayfs reads them instead of being applied.
 import { spawn } from "node:child_process";
 import {
   chmodSync,
