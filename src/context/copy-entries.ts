@@ -1,7 +1,7 @@
 // COPY/ADD -> the LayerEntry list of one layer. Owns Docker's destination rules (trailing "/",
 // existing directories, several sources, WORKDIR-relative dests, symlinks in the destination
 // resolved inside the image), ownership (--chown or 0:0; context owners are not kept), --chmod,
-// hard links among the copied files,
+// hard links among the copied files, xattrs of files copied from root file systems,
 // the parent directories a snapshot diff would show, heredoc files, URL downloads and ADD's
 // unpacking of local archives.
 import { posix } from "node:path";
@@ -14,6 +14,7 @@ import type { ChmodFn } from "./chmod.js";
 import type { SelectedSource } from "./select.js";
 import type { DownloadedFile } from "./url.js";
 import { createReadStream } from "node:fs";
+import { readXattrs } from "../fs/xattr.js";
 
 /** `COPY <<name /dest`: an inline file. */
 export interface HeredocSource {
@@ -92,6 +93,13 @@ export async function copyEntries(spec: CopySpec): Promise<LayerEntry[]> {
   // and buildah's COPY keep them): the first copied carries the content, the others link to it.
   const firstOfInode = new Map<string, LayerEntry>();
   const linked: Array<{ link: LayerEntry; file: LayerEntry; first: LayerEntry }> = [];
+  // Files and directories copied from a root file system (another stage, an image) keep their
+  // extended attributes, file capabilities above all, as BuildKit's copy does. Context files do
+  // not: a host's own labels (security.selinux) have no place in an image.
+  const withXattrs: Array<{ entry: LayerEntry; abs: string }> = [];
+  const keepXattrs = (entry: LayerEntry, abs: string): void => {
+    withXattrs.push({ entry, abs });
+  };
   const putFile = (e: LayerEntry, inode: string | undefined): void => {
     const first = inode === undefined ? undefined : firstOfInode.get(inode);
     if (first === undefined || first.path === e.path) {
@@ -143,7 +151,14 @@ export async function copyEntries(spec: CopySpec): Promise<LayerEntry[]> {
       });
       continue;
     }
-    await addContextSource(spec, src, view, destReal, destIsDir, owner, put, putFile);
+    await addContextSource(spec, src, view, destReal, destIsDir, owner, put, putFile, keepXattrs);
+  }
+  if (withXattrs.length > 0) {
+    const found = await readXattrs(withXattrs.map((w) => w.abs));
+    for (const { entry, abs } of withXattrs) {
+      const x = found.get(abs);
+      if (x) entry.xattrs = x;
+    }
   }
   // a link whose first file was overwritten by a later source carries its own content again
   for (const { link, file, first } of linked) {
@@ -193,9 +208,16 @@ async function addContextSource(
   owner: { uid: number; gid: number },
   put: (e: LayerEntry) => void,
   putFile: (e: LayerEntry, inode: string | undefined) => void,
+  keepXattrs: (e: LayerEntry, abs: string) => void,
 ): Promise<void> {
   const { ctx, entry } = src;
   const chmod = spec.chmod;
+  /** Put an entry copied from `abs`, keeping its xattrs when the source is a root file system. */
+  const putFrom = (e: LayerEntry, abs: string, inode?: string): void => {
+    if (e.type === "file") putFile(e, inode);
+    else put(e);
+    if (ctx.keepOwners && e.type !== "symlink") keepXattrs(e, abs);
+  };
   // COPY --from a root file system keeps owners (BuildKit); context files land as 0:0.
   const own = (e: { uid: number; gid: number }) => (spec.chown || !ctx.keepOwners ? owner : { uid: e.uid, gid: e.gid });
   if (spec.parents && src.parentsPath !== undefined && src.parentsPath.includes("/")) {
@@ -223,7 +245,7 @@ async function addContextSource(
       }
     }
     const target = spec.parents && src.parentsPath !== undefined ? join(destReal, src.parentsPath) : destIsDir ? join(destReal, src.name) : destReal;
-    putFile(fileEntry(ctx, entry.path, entry, target, own(entry), chmod), entry.inode);
+    putFrom(fileEntry(ctx, entry.path, entry, target, own(entry), chmod), entry.abs, entry.inode);
     return;
   }
   if (entry.type !== "dir") return;
@@ -236,23 +258,18 @@ async function addContextSource(
   }
   const existingDir = targetDir === "" || atTarget !== undefined;
   if (!existingDir) {
-    put({
-      path: targetDir,
-      type: "dir",
-      mode: chmod ? chmod(entry.mode, true) : entry.mode,
-      uid: own(entry).uid,
-      gid: own(entry).gid,
-      mtime: entry.mtime,
-      size: 0,
-    });
+    putFrom(
+      { path: targetDir, type: "dir", mode: chmod ? chmod(entry.mode, true) : entry.mode, uid: own(entry).uid, gid: own(entry).gid, mtime: entry.mtime, size: 0 },
+      entry.abs,
+    );
   }
   for await (const e of ctx.walk(entry.path, src.exclude ? { exclude: src.exclude } : {})) {
     const rel = entry.path === "" ? e.path : e.path.slice(entry.path.length + 1);
     const target = join(targetDir, rel);
     const o = own(e);
-    if (e.type === "file") putFile(fileEntry(ctx, e.path, e, target, o, chmod), e.inode);
+    if (e.type === "file") putFrom(fileEntry(ctx, e.path, e, target, o, chmod), e.abs, e.inode);
     else if (e.type === "dir") {
-      put({ path: target, type: "dir", mode: chmod ? chmod(e.mode, true) : e.mode, uid: o.uid, gid: o.gid, mtime: e.mtime, size: 0 });
+      putFrom({ path: target, type: "dir", mode: chmod ? chmod(e.mode, true) : e.mode, uid: o.uid, gid: o.gid, mtime: e.mtime, size: 0 }, e.abs);
     } else {
       put({ path: target, type: "symlink", mode: 0o777, uid: o.uid, gid: o.gid, mtime: e.mtime, size: 0, linkname: e.linkname ?? "" });
     }

@@ -225,3 +225,25 @@ describe("copyEntries: hard links among the sources", () => {
     expect(clash.get("z/a")).toMatchObject({ type: "hardlink", linkname: "z/b" });
   });
 });
+
+describe("copyEntries: extended attributes", () => {
+  it("keeps xattrs (file capabilities) of files and directories copied from a root file system, not of context files", async () => {
+    const { writeXattrs } = await import("../../src/fs/xattr.js");
+    const { ctx, view, dir } = await setup({ "bin/ping": { content: "ping" }, "etc/conf": { content: "c" } });
+    const cap = Buffer.from("0100000200200000000000000000000000000000", "hex");
+    await writeXattrs([
+      { path: join(dir, "ctx/bin/ping"), xattrs: { "security.capability": cap } },
+      { path: join(dir, "ctx/etc"), xattrs: { "user.kiln": Buffer.from("dir") } },
+    ]);
+    // the build context: owners and xattrs are not carried
+    const fromContext = byPath(await copy(ctx, view, ["bin", "etc"], "/x/"));
+    expect(fromContext.get("x/ping")?.xattrs).toBeUndefined();
+    // another stage's root file system (owners kept, as COPY --from reads it)
+    const stage = new DirContext(join(dir, "ctx"), createIgnoreMatcher([]), { owners: "keep" });
+    const fromStage = byPath(await copy(stage, view, ["bin/ping", "etc"], "/y/"));
+    expect(fromStage.get("y/ping")?.xattrs).toEqual({ "security.capability": cap });
+    expect(fromStage.get("y/conf")?.xattrs).toBeUndefined();
+    const dirCopy = byPath(await copy(stage, view, ["etc"], "/z"));
+    expect(dirCopy.get("z")?.xattrs).toEqual({ "user.kiln": Buffer.from("dir") });
+  });
+});

@@ -38,12 +38,12 @@ describe("RUN differential test against buildah", () => {
     await releaseBusyboxBase();
   });
 
-  it("kiln and buildah agree on whiteouts, opaque dirs, hard links, USER/WORKDIR and no-op RUNs", async () => {
-    const cases = ["whiteout-base-file", "opaque-dir", "hardlinks", "user-workdir", "noop-run"];
-    const r = await compare(["--cases", cases.join(","), "--base", base.layout, "--jobs", "5"]);
+  it("kiln and buildah agree on whiteouts, opaque dirs, hard links, USER/WORKDIR, no-op RUNs and COPY --from xattrs", async () => {
+    const cases = ["whiteout-base-file", "opaque-dir", "hardlinks", "user-workdir", "noop-run", "copy-from-caps"];
+    const r = await compare(["--cases", cases.join(","), "--base", base.layout, "--jobs", "3"]);
     const report = `${r.stdout}\n${r.stderr}`;
     for (const c of cases) expect(report).toMatch(new RegExp(`^PASS ${c} `, "m"));
-    expect(report).toContain("5 passed, 0 failed");
+    expect(report).toContain("6 passed, 0 failed");
     expect(report).toContain("kiln snapshotter: overlay");
     expect(r.code, report).toBe(0);
   }, 600_000);
