@@ -3,8 +3,7 @@
 // whole, valid records (atomic temp + rename).
 import { describe, it, expect, afterAll } from "vitest";
 import { spawn } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "rolldown";
@@ -12,16 +11,11 @@ import { LocalCache, type CacheRecord } from "../../src/cache/local.js";
 import { BlobStore } from "../../src/store/blob-store.js";
 import type { Digest } from "../../src/image/oci.js";
 import { MediaType } from "../../src/image/oci.js";
+import { TempDirs } from "../helpers/temp.js";
 
-const temps: string[] = [];
-afterAll(async () => {
-  await Promise.all(temps.map((d) => rm(d, { recursive: true, force: true })));
-});
-async function temp(prefix: string): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), prefix));
-  temps.push(d);
-  return d;
-}
+const temps = new TempDirs();
+afterAll(() => temps.cleanup());
+const temp = (prefix: string): Promise<string> => temps.make(prefix);
 const key = (n: number): Digest => `sha256:${n.toString(16).padStart(64, "0")}`;
 
 async function record(store: BlobStore, n: number, content = `layer ${n}`): Promise<CacheRecord> {

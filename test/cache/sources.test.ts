@@ -3,24 +3,18 @@
 // keys ignore mtime); a warm stat cache answers without reading files; an old-format cache file
 // is ignored, never misread.
 import { describe, it, expect, afterAll } from "vitest";
-import { mkdtemp, mkdir, writeFile, chmod, symlink, rm, utimes, unlink, stat, readFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, writeFile, chmod, symlink, utimes, unlink, stat, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DirContext } from "../../src/context/build-context.js";
 import { createIgnoreMatcher } from "../../src/context/dockerignore.js";
 import { selectSources } from "../../src/context/select.js";
 import { StatCache, hashSources, listForHash } from "../../src/cache/sources.js";
 import { BlobStore } from "../../src/store/blob-store.js";
+import { TempDirs } from "../helpers/temp.js";
 
-const temps: string[] = [];
-afterAll(async () => {
-  await Promise.all(temps.map((d) => rm(d, { recursive: true, force: true })));
-});
-async function temp(prefix: string): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), prefix));
-  temps.push(d);
-  return d;
-}
+const temps = new TempDirs();
+afterAll(() => temps.cleanup());
+const temp = (prefix: string): Promise<string> => temps.make(prefix);
 const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 120)); // past the racy-timestamp window
 
 async function makeContext(): Promise<{ root: string; store: BlobStore }> {
