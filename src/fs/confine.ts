@@ -45,15 +45,19 @@ export async function resolveInRoot(root: string, path: string, options: Resolve
   const resolved: string[] = [];
   const pending = components(path).reverse(); // stack: next component at the end
   let links = 0;
-  let missing = false;
+  // resolved.length once the first missing component is appended (null: all so far exist). A
+  // ".." back above it returns to components that exist, which must be looked at again (a
+  // symlink's text like "missing/../link" must not carry "link" through unresolved).
+  let missingAt: number | null = null;
   while (pending.length > 0) {
     const c = pending.pop() as string;
     if (c === "..") {
       resolved.pop();
+      if (missingAt !== null && resolved.length < missingAt) missingAt = null;
       continue;
     }
     const isFinal = pending.length === 0;
-    if (missing) {
+    if (missingAt !== null) {
       resolved.push(c);
       continue;
     }
@@ -66,8 +70,8 @@ export async function resolveInRoot(root: string, path: string, options: Resolve
       if ((err as NodeJS.ErrnoException).code !== "ENOTDIR") throw err;
     }
     if (st === undefined) {
-      missing = true;
       resolved.push(c);
+      missingAt = resolved.length;
       continue;
     }
     if (st.isSymbolicLink() && (!isFinal || options.followFinal)) {

@@ -23,6 +23,13 @@ describe("confined path resolution", () => {
     expect(cleanImagePath("/")).toBe("");
   });
 
+  it("looks again at components reached by .. after a missing one (a symlink's text cannot smuggle one through)", async () => {
+    symlinkSync("/etc", join(root, "hostlink"));
+    symlinkSync("/nonexistent/../hostlink", join(root, "l"));
+    // hostlink is resolved inside the root: <root>/etc/y, never <root>/hostlink/y (= the host's /etc/y)
+    expect(await resolveInRoot(root, "/l/y", { followFinal: true })).toBe(join(root, "etc/y"));
+  });
+
   it("never climbs above the root with ..", async () => {
     expect(await resolveInRoot(root, "../../../etc/passwd")).toBe(join(root, "etc/passwd"));
     expect(await resolveInRoot(root, "a/../../..")).toBe(root);
