@@ -4,14 +4,14 @@
 // /dev (tmpfs + bind-mounted host nodes), read-only /sys, the generated /etc files, then
 // `chroot --userspec --groups`. Every mount dies with the namespace when the command exits.
 import { closeSync, existsSync, openSync, readSync, realpathSync } from "node:fs";
-import { stat, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { KilnError } from "../errors.js";
 import { resolveInRoot } from "../fs/confine.js";
 import { CHILD_FILE, createWorkDir, removeWorkDir } from "../fs/workdir.js";
 import { defaultCacheDir } from "../store/blob-store.js";
 import { OutputTail, runStreaming, shq } from "./output.js";
-import { MountTargets, ensureCwd, newHostname, writeEtcFiles } from "./sandbox-files.js";
+import { MountTargets, ensureCwd, newHostname, placeMounts, writeEtcFiles } from "./sandbox-files.js";
 import type { RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
 import { checkUserNamespaces, hostIdMappings } from "./userns.js";
@@ -78,9 +78,8 @@ class ChrootRunner implements Runner {
       const hostname = spec.hostname ?? newHostname();
       const etc = await writeEtcFiles(runDir, hostname);
       const R = spec.rootfs;
-      const proc = await targets.ensure("/proc", "dir");
-      const dev = await targets.ensure("/dev", "dir");
-      const sys = await targets.ensure("/sys", "dir");
+      const placed = await placeMounts(spec, targets, etc);
+      const { proc, dev, sys } = placed;
       const lines: string[] = ["set -e", `R=${shq(R)}`];
       lines.push(`mount -t proc -o nosuid,nodev,noexec proc ${shq(proc)}`);
       lines.push(`mount -t tmpfs -o nosuid,mode=755,size=65536k tmpfs ${shq(dev)}`);
@@ -96,26 +95,17 @@ class ChrootRunner implements Runner {
       } else {
         lines.push(`mount -t sysfs -o ro,nosuid,nodev,noexec sysfs ${shq(sys)}`);
       }
-      for (const [dest, src] of [["/etc/hosts", etc.hosts], ["/etc/resolv.conf", etc.resolvConf], ["/etc/hostname", etc.hostnameFile]]) {
-        const host = await targets.ensure(dest, "file");
-        lines.push(`mount --bind ${shq(src)} ${shq(host)}`);
-      }
-      for (const m of spec.mounts ?? []) {
-        if (m.type === "tmpfs") {
-          const host = await targets.ensure(m.target, "dir");
-          // (again inside the script: a target under /dev lives on the tmpfs mounted above)
-          lines.push(`mkdir -p ${shq(host)}`);
-          lines.push(`mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs ${shq(host)}`);
+      // Every target was resolved through the mounts before it (placeMounts), so these host
+      // paths hold no symlink once those mounts are in place; a target missing inside an earlier
+      // (writable) mount is created there, never in a mount's host source.
+      for (const p of placed.mounts) {
+        const host = shq(p.host);
+        if (p.createInside) lines.push(p.isDir ? `mkdir -p ${host}` : `mkdir -p ${shq(dirname(p.host))}; [ -e ${host} ] || : > ${host}`);
+        if (p.mount.type === "tmpfs") {
+          lines.push(`mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs ${host}`);
         } else {
-          if (!m.source) throw new KilnError(`bind mount to ${m.target} has no source`);
-          const src = m.source;
-          const isDir = await stat(src).then((s) => s.isDirectory(), () => true);
-          const host = await targets.ensure(m.target, isDir ? "dir" : "file");
-          // (again inside the script: a target under /dev lives on the tmpfs mounted above)
-          if (isDir) lines.push(`mkdir -p ${shq(host)}`);
-          else lines.push(`mkdir -p ${shq(dirname(host))}; [ -e ${shq(host)} ] || : > ${shq(host)}`);
-          lines.push(`mount --rbind ${shq(src)} ${shq(host)}`);
-          if (m.readonly) lines.push(`mount -o remount,bind,ro ${shq(host)}`);
+          lines.push(`mount --rbind ${shq(p.mount.source as string)} ${host}`);
+          if (p.mount.readonly) lines.push(`mount -o remount,bind,ro ${host}`);
         }
       }
       lines.push(`if command -v hostname >/dev/null 2>&1; then hostname ${shq(hostname)}; else printf %s ${shq(hostname)} > /proc/sys/kernel/hostname; fi`);

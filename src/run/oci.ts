@@ -2,14 +2,14 @@
 // `crun run` or `runc run` — pid/mount/ipc/uts namespaces (+ network when network=none, + user
 // when not root), /proc, a minimal /dev, read-only /sys, generated /etc files, Docker's default
 // capabilities. The container is killed and deleted on abort; bundle and state are removed.
-import { readFileSync, statSync, statfsSync } from "node:fs";
+import { readFileSync, statfsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { KilnError } from "../errors.js";
 import { defaultCacheDir } from "../store/blob-store.js";
 import { createWorkDir, removeWorkDir } from "../fs/workdir.js";
 import { OutputTail, runQuiet, runStreaming, shq, type Exec } from "./output.js";
-import { MountTargets, ensureCwd, newHostname, writeEtcFiles } from "./sandbox-files.js";
+import { MountTargets, ensureCwd, newHostname, placeMounts, writeEtcFiles, type PlacedMounts } from "./sandbox-files.js";
 import type { RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
 import { hostIdMappings } from "./userns.js";
@@ -84,13 +84,11 @@ class OciRunner implements Runner {
       const hostname = spec.hostname ?? newHostname();
       const etc = await writeEtcFiles(runDir, hostname);
       // Mount points must exist in the rootfs; the ones kiln creates are removed afterwards.
-      await targets.ensure("/proc", "dir");
-      await targets.ensure("/dev", "dir");
-      await targets.ensure("/sys", "dir");
-      for (const f of ["/etc/hosts", "/etc/resolv.conf", "/etc/hostname"]) await targets.ensure(f, "file");
-      for (const m of spec.mounts ?? []) await targets.ensure(m.target, m.type === "bind" && m.source && !isDirSync(m.source) ? "file" : "dir");
+      // Every destination is given already resolved through the mounts before it (the runtime
+      // resolves again inside the root, and finds no symlink on the way).
+      const placed = await placeMounts(spec, targets, etc);
 
-      const config = this.config(spec, user, hostname, etc);
+      const config = this.config(spec, user, hostname, placed);
       await writeFile(join(runDir, "config.json"), JSON.stringify(config, null, 2));
       const tail = new OutputTail();
       let aborted = false;
@@ -119,7 +117,7 @@ class OciRunner implements Runner {
     }
   }
 
-  private config(spec: RunSpec, user: { uid: number; gid: number; additionalGids: number[] }, hostname: string, etc: { hosts: string; resolvConf: string; hostnameFile: string }): object {
+  private config(spec: RunSpec, user: { uid: number; gid: number; additionalGids: number[] }, hostname: string, placed: PlacedMounts): object {
     const namespaces: Array<{ type: string }> = [{ type: "pid" }, { type: "mount" }, { type: "ipc" }, { type: "uts" }];
     if (spec.network === "none") namespaces.push({ type: "network" });
     const mounts: object[] = [
@@ -135,12 +133,10 @@ class OciRunner implements Runner {
     } else {
       mounts.push({ destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] });
     }
-    for (const [dest, src] of [["/etc/hosts", etc.hosts], ["/etc/resolv.conf", etc.resolvConf], ["/etc/hostname", etc.hostnameFile]]) {
-      mounts.push({ destination: dest, type: "bind", source: src, options: ["rbind", "rprivate"] });
-    }
-    for (const m of spec.mounts ?? []) {
-      if (m.type === "tmpfs") mounts.push({ destination: m.target, type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=1777"] });
-      else mounts.push({ destination: m.target, type: "bind", source: m.source, options: ["rbind", "rprivate", m.readonly ? "ro" : "rw"] });
+    for (const p of placed.mounts) {
+      const m = p.mount;
+      if (m.type === "tmpfs") mounts.push({ destination: p.target, type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=1777"] });
+      else mounts.push({ destination: p.target, type: "bind", source: m.source, options: ["rbind", "rprivate", m.readonly ? "ro" : "rw"] });
     }
     const linux: Record<string, unknown> = {
       namespaces,
@@ -184,14 +180,6 @@ class OciRunner implements Runner {
       mounts,
       linux,
     };
-  }
-}
-
-function isDirSync(p: string): boolean {
-  try {
-    return statSync(p).isDirectory();
-  } catch {
-    return false;
   }
 }
 

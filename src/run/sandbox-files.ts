@@ -1,11 +1,16 @@
 // Per-run files and mount points: writes the generated /etc/hosts, /etc/resolv.conf and
-// /etc/hostname into the run directory, creates missing mount targets inside the rootfs
-// (confined) and removes the ones kiln created afterwards — restoring the parent directories'
-// times — so none of them ever enters a layer.
+// /etc/hostname into the run directory, places every mount target (resolved through the mounts
+// before it, see mount-view.ts), creates missing targets inside the rootfs and removes the ones
+// kiln created afterwards — re-resolved after the step and touched only while they are still the
+// objects kiln made, restoring the parent directories' times — so none of them enters a layer.
 import { randomBytes } from "node:crypto";
+import { lstatSync, statSync, type Stats } from "node:fs";
 import { chmod, lstat, mkdir, readFile, rmdir, stat, unlink, utimes, writeFile } from "node:fs/promises";
 import { join, posix } from "node:path";
+import { KilnError } from "../errors.js";
 import { resolveInRoot } from "../fs/confine.js";
+import { MountView, addSystemMounts } from "./mount-view.js";
+import type { RunMount, RunSpec } from "./types.js";
 
 export interface EtcFiles {
   hostname: string;
@@ -42,13 +47,55 @@ export async function writeEtcFiles(runDir: string, hostname: string): Promise<E
   return { hostname, hosts, resolvConf, hostnameFile };
 }
 
+/** One object kiln created (or, for a parent, found) inside the rootfs, as it was then. */
+interface Known {
+  /** Path relative to the rootfs, symlink-free when recorded. */
+  rel: string;
+  dev: number;
+  ino: number;
+}
+
 interface Created {
-  host: string;
-  parent: string;
-  parentTimes: { atime: Date; mtime: Date } | null;
-  /** Every path kiln created for this stub, shallowest first. */
-  paths: string[];
   kind: "dir" | "file";
+  /** The parent of the shallowest created component, and its times before the stub was made. */
+  parent: Known & { atime: Date; mtime: Date };
+  /** Every component kiln created for this stub, shallowest first (the last one is the stub). */
+  paths: Known[];
+}
+
+/**
+ * lstat of `rel` inside `root` without following anything: every component on the way must be a
+ * real directory (not a symlink). "unsafe" when one is not (a step replaced it), undefined when
+ * the path is gone.
+ */
+function lstatNoFollow(root: string, rel: string): Stats | "unsafe" | undefined {
+  const parts = rel.split("/").filter((p) => p !== "");
+  let cur = root;
+  for (let i = 0; i < parts.length; i++) {
+    cur = posix.join(cur, parts[i] as string);
+    let st: Stats | undefined;
+    try {
+      st = lstatSync(cur, { throwIfNoEntry: false });
+    } catch {
+      return "unsafe"; // ENOTDIR and friends: something on the way is no longer a directory
+    }
+    if (st === undefined) return undefined;
+    if (i === parts.length - 1) return st;
+    if (st.isSymbolicLink() || !st.isDirectory()) return "unsafe";
+  }
+  return lstatSync(root);
+}
+
+function known(root: string, rel: string): Known {
+  const st = lstatSync(rel === "" ? root : posix.join(root, rel));
+  return { rel, dev: st.dev, ino: st.ino };
+}
+
+/** True when `rel` is, right now, the very object recorded (same dev/ino, nothing followed on the way). */
+function stillSame(root: string, k: Known): Stats | undefined {
+  const st = lstatNoFollow(root, k.rel);
+  if (st === undefined || st === "unsafe") return undefined;
+  return st.dev === k.dev && st.ino === k.ino ? st : undefined;
 }
 
 /** Mount targets kiln created inside a rootfs, to be removed after the run. */
@@ -74,60 +121,58 @@ export class MountTargets {
     const parts = rel.split("/");
     const missing: string[] = [];
     for (let i = 0; i < parts.length; i++) {
-      const p = posix.join(this.rootfs, ...parts.slice(0, i + 1));
-      if (missing.length === 0) {
-        try {
-          await lstat(p);
-          continue;
-        } catch {
-          /* first missing component */
-        }
-      }
+      const p = parts.slice(0, i + 1).join("/");
+      if (missing.length === 0 && lstatSync(posix.join(this.rootfs, p), { throwIfNoEntry: false })) continue;
       missing.push(p);
     }
-    const parent = posix.dirname(missing[0] ?? host);
-    let parentTimes: Created["parentTimes"] = null;
-    try {
-      const st = await stat(parent);
-      parentTimes = { atime: st.atime, mtime: st.mtime };
-    } catch {
-      parentTimes = null;
-    }
+    const parentRel = posix.dirname(missing[0] ?? rel);
+    const parentHost = parentRel === "." ? this.rootfs : posix.join(this.rootfs, parentRel);
+    const before = await stat(parentHost);
     if (kind === "dir") await mkdir(host, { recursive: true, mode: 0o755 });
     else {
       await mkdir(posix.dirname(host), { recursive: true, mode: 0o755 });
-      await writeFile(host, "", { mode: 0o644 });
+      await writeFile(host, "", { mode: 0o644, flag: "wx" });
     }
-    this.created.push({ host, parent, parentTimes, paths: missing, kind });
+    // Identities are taken after creation (an overlay parent has been copied up by then).
+    const parent = { ...known(this.rootfs, parentRel === "." ? "" : parentRel), atime: before.atime, mtime: before.mtime };
+    this.created.push({ kind, parent, paths: missing.map((p) => known(this.rootfs, p)) });
     return host;
   }
 
   /**
    * Remove the stubs ensure() created (newest first) when the step left them empty, and restore
    * the parents' times. A stub the step wrote into (a directory that now has files, a file with
-   * content) is the step's change and stays.
+   * content) is the step's change and stays. Every path is resolved again inside the rootfs and
+   * acted on only when it is still the object kiln created (no symlink on the way, same dev/ino):
+   * a step that replaced a stub's parent by a symlink to a host directory cannot make kiln touch it.
    */
   async cleanup(): Promise<void> {
     while (this.created.length > 0) {
       const c = this.created.pop() as Created;
       let removedAll = true;
-      for (const p of [...c.paths].reverse()) {
-        const st = await lstat(p).catch(() => undefined);
-        if (!st) continue;
-        const isStub = p === c.host && c.kind === "file" ? st.isFile() && st.size === 0 : st.isDirectory();
+      for (let i = c.paths.length - 1; i >= 0; i--) {
+        const p = c.paths[i] as Known;
+        const now = lstatNoFollow(this.rootfs, p.rel);
+        if (now === undefined) continue; // already gone
+        const st = stillSame(this.rootfs, p);
+        const isStub = st !== undefined && (i === c.paths.length - 1 && c.kind === "file" ? st.isFile() && st.size === 0 : st.isDirectory());
         if (!isStub) {
           removedAll = false;
           break;
         }
         try {
-          if (st.isDirectory()) await rmdir(p);
-          else await unlink(p);
+          const host = posix.join(this.rootfs, p.rel);
+          if (st.isDirectory()) await rmdir(host);
+          else await unlink(host);
         } catch {
           removedAll = false;
           break; // not empty: the step put something there
         }
       }
-      if (removedAll && c.parentTimes) await utimes(c.parent, c.parentTimes.atime, c.parentTimes.mtime).catch(() => undefined);
+      if (removedAll && stillSame(this.rootfs, c.parent)) {
+        const host = c.parent.rel === "" ? this.rootfs : posix.join(this.rootfs, c.parent.rel);
+        await utimes(host, c.parent.atime, c.parent.mtime).catch(() => undefined);
+      }
     }
   }
 }
@@ -136,4 +181,70 @@ export class MountTargets {
 export async function ensureCwd(rootfs: string, cwd: string): Promise<void> {
   const host = await resolveInRoot(rootfs, cwd, { followFinal: true });
   await mkdir(host, { recursive: true, mode: 0o755 });
+}
+
+/** One mount of a RUN, placed: where it goes and whether kiln must create its target in the namespace. */
+export interface PlacedRunMount {
+  mount: RunMount;
+  /** In-container target, symlink-free once the mounts before it are in place. */
+  target: string;
+  /** rootfs + target: the path to mount on from outside (chroot's setup script). */
+  host: string;
+  isDir: boolean;
+  /** The target is missing inside an earlier (writable) mount: create it there once that is mounted. */
+  createInside: boolean;
+}
+
+export interface PlacedMounts {
+  proc: string;
+  dev: string;
+  sys: string;
+  /** The generated /etc files (bind-mounted files) then the RUN's own mounts, in mount order. */
+  mounts: PlacedRunMount[];
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Resolve every mount target of a run in mount order (kiln's /proc, /dev, /sys, the /etc files,
+ * then the RUN's mounts) through a MountView, creating stubs (via `targets`) only for targets that
+ * lie in the rootfs itself. Throws a KilnError naming the mount for a target that cannot be placed.
+ */
+export async function placeMounts(spec: RunSpec, targets: MountTargets, etc: EtcFiles): Promise<PlacedMounts> {
+  const view = new MountView(spec.rootfs);
+  const system = async (t: string): Promise<string> => view.resolve(t, `kiln's ${t} mount`, { followFinal: true }).path;
+  const at = { proc: await system("/proc"), dev: await system("/dev"), sys: await system("/sys") };
+  const proc = await targets.ensure(at.proc, "dir");
+  const dev = await targets.ensure(at.dev, "dir");
+  const sys = await targets.ensure(at.sys, "dir");
+  addSystemMounts(view, at);
+  const all: RunMount[] = [
+    { type: "bind", source: etc.hosts, target: "/etc/hosts" },
+    { type: "bind", source: etc.resolvConf, target: "/etc/resolv.conf" },
+    { type: "bind", source: etc.hostnameFile, target: "/etc/hostname" },
+    ...(spec.mounts ?? []),
+  ];
+  const mounts: PlacedRunMount[] = [];
+  for (const m of all) {
+    const label = m.label ?? `the ${m.target} mount`;
+    if (m.type === "bind" && !m.source) throw new KilnError(`${label}: bind mount has no source`);
+    const isDir = m.type === "tmpfs" || isDirectory(m.source as string);
+    const r = view.resolve(m.target, label, { followFinal: true });
+    const createInside = !r.exists && r.within !== undefined;
+    if (!r.exists && !r.within) await targets.ensure(r.path, isDir ? "dir" : "file");
+    mounts.push({ mount: m, target: r.path, host: posix.join(spec.rootfs, r.path), isDir, createInside });
+    view.add({
+      target: r.path,
+      kind: m.type === "tmpfs" ? "tmpfs" : isDir ? "bind-dir" : "bind-file",
+      ...(m.source ? { source: m.source } : {}),
+      writable: m.type === "tmpfs" || !m.readonly,
+    });
+  }
+  return { proc, dev, sys, mounts };
 }

@@ -10,6 +10,8 @@ export interface RunMount {
   /** In-container absolute path. */
   target: string;
   readonly?: boolean;
+  /** How errors name this mount (e.g. the `--mount=...` spec as written). */
+  label?: string;
 }
 
 export interface RunSpec {
