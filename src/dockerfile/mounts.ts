@@ -250,9 +250,7 @@ export function parseMountSpec(spec: string, options: ParseMountOptions = {}): R
       throw new MountError(`secret mount needs an id, source, target or env`);
     }
   }
-  if ((t === "bind" || t === "cache" || t === "tmpfs") && (m.target === undefined || m.target === "")) {
-    throw new MountError(`type=${t} mount needs a target`);
-  }
+  // No target: the working directory (BuildKit's rule; "/" is refused when the step runs).
   return m;
 }
 

@@ -119,6 +119,10 @@ describe("RUN --mount", () => {
     expect(parseMountSpec("type=secret,id=tok,env=TOKEN,required")).toMatchObject({ type: "secret", id: "tok", env: "TOKEN", required: true });
     expect(parseMountSpec("type=ssh")).toMatchObject({ type: "ssh", required: false });
     expect(parseMountSpec('type=bind,"target=/a,b"').target).toBe("/a,b");
+    // no target: the working directory when the step runs (BuildKit's rule)
+    expect(parseMountSpec("from=build,source=/out")).toMatchObject({ type: "bind", from: "build", source: "/out" });
+    expect(parseMountSpec("from=build,source=/out").target).toBeUndefined();
+    expect(parseMountSpec("type=cache").target).toBeUndefined();
   });
 
   it("rejects bad specs", () => {
@@ -132,7 +136,6 @@ describe("RUN --mount", () => {
       ["type=secret,from=x,id=a", /"from" is not allowed for type=secret/],
       ["type=secret,id=a,source=b", /can't set both source and id/],
       ["type=secret", /needs an id, source, target or env/],
-      ["type=cache", /needs a target/],
       ["type=bind,target=/x,required", /"required" is not allowed for type=bind/],
       ["type=cache,targt=/x", /unknown mount option "targt".*did you mean target/],
       ["type=bind,target=/x,ro=maybe", /invalid value for ro/],

@@ -1,9 +1,10 @@
 // The RUN step: builds the command line (shell form through SHELL, exec form, heredoc scripts),
 // the environment (image Env plus the build args the step can see; build args are not persisted),
-// the mounts (tmpfs, bind from the context or another stage, cache), runs it isolated in the
-// stage's root filesystem and returns the snapshot of what changed.
+// the mounts (tmpfs, bind from the context or another stage, cache; a missing target is the
+// working directory, as in BuildKit), runs it isolated in the stage's root filesystem and
+// returns the snapshot of what changed.
 import { createHash } from "node:crypto";
-import { chmod, chown, cp, mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { join, posix } from "node:path";
 import type { RunInstruction } from "../../dockerfile/instructions.js";
 import type { RunMount } from "../../dockerfile/mounts.js";
@@ -11,8 +12,8 @@ import { KilnError } from "../../errors.js";
 import type { LayerEntry } from "../../layer/entry.js";
 import type { RunSpec } from "../../run/index.js";
 import { PREDEFINED_ARGS } from "../plan.js";
-import { hashSources } from "../../cache/sources.js";
-import { selectSources } from "../../context/select.js";
+import { copyTreeNoFollow } from "../../fs/copy-tree.js";
+import { bindSourceDigest, resolveBindSource } from "./bind-source.js";
 import { envMap } from "../image-config.js";
 import type { StageBuilder } from "../stage.js";
 
@@ -94,24 +95,15 @@ export function runCreatedBy(sb: StageBuilder, t: RunInstruction): string {
 
 /**
  * What a RUN's cache key needs beyond its text and args: the shell, and the content behind bind
- * mounts (the source stage's or image's identity, or a digest of the context files). Cache and
- * tmpfs mounts contribute only their spec, never their contents.
+ * mounts — a digest of the subtree the mount's source resolves to inside its tree (see
+ * bind-source.ts), whatever tree it comes from. Cache and tmpfs mounts contribute only their
+ * spec, never their contents.
  */
 export async function runKeyExtra(sb: StageBuilder, t: RunInstruction): Promise<Record<string, string>> {
-  const session = sb.session;
   const out: Record<string, string> = { shell: JSON.stringify(sb.ctx.shell) };
   for (const [i, m] of t.mounts.entries()) {
     if (m.type !== "bind") continue;
-    if (m.from !== undefined) {
-      const id = await session.sourceIdentity(m.from, sb.stage.index);
-      if (id) {
-        out[`mount${i}`] = id;
-        continue;
-      }
-    }
-    const tree = m.from !== undefined ? await session.sourceTree(m.from, sb.stage.index) : await session.context();
-    const selected = await selectSources(tree, [m.source ?? "."], {});
-    out[`mount${i}`] = await hashSources(selected, { statCache: await session.cache.statCache(tree.root) });
+    out[`mount${i}`] = await bindSourceDigest(sb, m);
   }
   return out;
 }
@@ -148,23 +140,28 @@ async function commandArgv(
   return [...shell, text];
 }
 
+/** BuildKit's rule: a relative or missing target is taken from the working directory; "/" is refused. */
+function mountTarget(sb: StageBuilder, m: RunMount): string {
+  const target = posix.resolve(sb.image.config.config?.WorkingDir || "/", m.target ?? "");
+  if (target === "/") throw new KilnError(`--mount=${m.spec}: invalid mount target "/"${m.target ? "" : " (no target, and the working directory is /)"}`);
+  return target;
+}
+
 async function mountFor(sb: StageBuilder, m: RunMount, tmp: string): Promise<NonNullable<RunSpec["mounts"]>[number]> {
   const session = sb.session;
-  const target = m.target ? posix.resolve(sb.image.config.config?.WorkingDir || "/", m.target) : undefined;
-  if (!target) throw new KilnError(`--mount=${m.spec}: a target is required`);
+  const target = mountTarget(sb, m);
+  const label = `--mount=${m.spec}`;
   switch (m.type) {
     case "tmpfs":
-      return { type: "tmpfs", target };
+      return { type: "tmpfs", target, label };
     case "bind": {
-      const tree = m.from !== undefined ? await session.sourceTree(m.from, sb.stage.index) : await session.context();
-      const src = m.source ? posix.normalize("/" + m.source).slice(1) : "";
-      const st = await tree.stat(src);
-      if (!st) throw new KilnError(`--mount=${m.spec}: source "${m.source ?? "."}" not found`);
-      if (m.readOnly) return { type: "bind", source: st.abs, target, readonly: true };
-      // A writable bind must not change the context: give the step a private copy.
+      const src = await resolveBindSource(sb, m);
+      if (m.readOnly) return { type: "bind", source: src.host, target, readonly: true, label };
+      // A writable bind must not change its source: give the step a private copy of the resolved
+      // tree, symlinks copied as they are (never followed, wherever they point).
       const copy = join(tmp, `bind-${createHash("sha256").update(target).digest("hex").slice(0, 12)}`);
-      await cp(st.abs, copy, { recursive: true, verbatimSymlinks: true });
-      return { type: "bind", source: copy, target, readonly: false };
+      await copyTreeNoFollow(src.host, copy);
+      return { type: "bind", source: copy, target, readonly: false, label };
     }
     case "cache": {
       const id = m.id ?? target;
@@ -172,7 +169,7 @@ async function mountFor(sb: StageBuilder, m: RunMount, tmp: string): Promise<Non
       await mkdir(dir, { recursive: true, mode: m.mode ?? 0o755 });
       if (m.uid !== undefined || m.gid !== undefined) await chown(dir, m.uid ?? 0, m.gid ?? 0);
       if (m.mode !== undefined) await chmod(dir, m.mode);
-      return { type: "bind", source: dir, target, readonly: m.readOnly };
+      return { type: "bind", source: dir, target, readonly: m.readOnly, label };
     }
     default:
       throw new KilnError(`--mount=type=${m.type} is not supported yet`);
@@ -216,7 +213,7 @@ async function secretMount(
   if (m.uid !== undefined || m.gid !== undefined) await chown(file, m.uid ?? 0, m.gid ?? 0);
   const target = m.target ? posix.resolve(sb.image.config.config?.WorkingDir || "/", m.target) : `/run/secrets/${id}`;
   return {
-    mount: { type: "bind", source: file, target, readonly: true },
+    mount: { type: "bind", source: file, target, readonly: true, label: `--mount=${m.spec}` },
     ...(m.env ? { env: { name: m.env, value: value.toString("utf8") } } : {}),
   };
 }
