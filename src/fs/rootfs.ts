@@ -5,12 +5,11 @@
 // per step, and diffs only that upper. `createRootFS` picks one ("auto": overlay when it works).
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { pipeline } from "node:stream/promises";
 import { KilnError } from "../errors.js";
 import type { LayerEntry } from "../layer/entry.js";
 import { diffSnapshot, takeBaseline } from "../layer/diff.js";
 import { applyLayer } from "./apply-layer.js";
-import { decompressor, isSnapshotLayer, type RootFSLayer } from "./layer-source.js";
+import { isSnapshotLayer, openVerified, type RootFSLayer } from "./layer-source.js";
 import { createOverlayRootFS } from "./overlay-rootfs.js";
 import { overlayUnsupported } from "./overlay.js";
 import { createWorkDir, mountsUnder, removeTree, removeWorkDir } from "./workdir.js";
@@ -75,21 +74,18 @@ class DirRootFS implements RootFS {
 
   async applyLayer(layer: RootFSLayer): Promise<void> {
     if (await this.isOwnSnapshot(layer)) return;
-    const src = layer.open();
-    const dec = decompressor(layer.mediaType);
-    const feeding = pipeline(src, dec);
-    feeding.catch(() => undefined); // its error also surfaces through applyLayer reading `dec`
+    const { stream, done, abort } = openVerified(layer);
     try {
-      await applyLayer(this.dir, dec, {
-        layerName: layer.diffID,
+      await applyLayer(this.dir, stream, {
+        layerName: layer.digest ?? layer.diffID,
         privileged: this.opts.privileged ?? process.getuid?.() === 0,
         onWarning: this.opts.onWarning,
       });
     } catch (err) {
-      src.destroy();
+      abort();
       throw err;
     }
-    await feeding;
+    await done;
   }
 
   async beginStep(options: StepOptions = {}): Promise<StepSnapshot> {
