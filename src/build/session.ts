@@ -131,6 +131,7 @@ export class BuildSession {
         pull: this.options.pull ?? "missing",
         ...(this.options.insecureRegistries ? { insecureRegistries: this.options.insecureRegistries } : {}),
         ...(this.options.registryCa ? { caFile: this.options.registryCa } : {}),
+        ...(this.options.registryTimeouts ? { timeouts: this.options.registryTimeouts } : {}),
       })).then((r) => ({ image: r.image, id: r.manifestDescriptor.digest }));
       this.pulls.set(ref, p);
     }
