@@ -12,6 +12,7 @@
 import { chmod, chown, lstat, mkdir, readdir, rm, symlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import type { LayerEntry } from "../layer/entry.js";
+import { toContainerOwners } from "../layer/owners.js";
 import { diffUpper } from "../layer/upper-diff.js";
 import { extractedLayer } from "./layer-dirs.js";
 import { isSnapshotLayer, type RootFSLayer } from "./layer-source.js";
@@ -103,7 +104,7 @@ class OverlayRootFS implements RootFS {
       changes: async () => {
         const view = await this.mountLowerView();
         try {
-          const entries = await diffUpper({ upper, lower: view, excludes: exclude });
+          const entries = toContainerOwners(await diffUpper({ upper, lower: view, excludes: exclude }), options.idMap);
           this.snapshot = entries.length > 0 ? entries : null;
           return entries;
         } finally {

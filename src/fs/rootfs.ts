@@ -8,6 +8,8 @@ import { join } from "node:path";
 import { KilnError } from "../errors.js";
 import type { LayerEntry } from "../layer/entry.js";
 import { diffSnapshot, takeBaseline } from "../layer/diff.js";
+import { toContainerOwners } from "../layer/owners.js";
+import type { IdMap } from "../run/types.js";
 import { applyLayer } from "./apply-layer.js";
 import { isSnapshotLayer, openVerified, type RootFSLayer } from "./layer-source.js";
 import { createOverlayRootFS } from "./overlay-rootfs.js";
@@ -20,6 +22,8 @@ export type { RootFSLayer } from "./layer-source.js";
 export interface StepOptions {
   /** In-image paths mounted during the step (RUN --mount targets): never part of the layer. */
   exclude?: string[];
+  /** The runner's id map: the step's entries get the owners the container saw (see Runner.idMap). */
+  idMap?: IdMap;
 }
 
 export interface StepSnapshot {
@@ -93,7 +97,7 @@ class DirRootFS implements RootFS {
     const baseline = takeBaseline(this.dir, options.exclude ?? []);
     return {
       changes: async () => {
-        const entries = await diffSnapshot(baseline);
+        const entries = toContainerOwners(await diffSnapshot(baseline), options.idMap);
         this.snapshot = entries.length > 0 ? entries : null;
         return entries;
       },
