@@ -44,6 +44,11 @@ export interface RootFS {
 export interface DirRootFSOptions {
   /** Create device nodes from layers (default: when running as root). */
   privileged?: boolean;
+  /**
+   * "skip": never create block/char devices from layers on disk (dir snapshotter; they stay in
+   * the layers). For isolation without a nodev mount, where a node would be usable by a RUN.
+   */
+  deviceNodes?: "create" | "skip";
   onWarning?: (msg: string) => void;
 }
 
@@ -83,6 +88,7 @@ class DirRootFS implements RootFS {
       await applyLayer(this.dir, stream, {
         layerName: layer.digest ?? layer.diffID,
         privileged: this.opts.privileged ?? process.getuid?.() === 0,
+        ...(this.opts.deviceNodes ? { deviceNodes: this.opts.deviceNodes } : {}),
         onWarning: this.opts.onWarning,
       });
     } catch (err) {

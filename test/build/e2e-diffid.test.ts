@@ -5,41 +5,19 @@
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { gzipSync } from "node:zlib";
 import { expectBuilt, kiln } from "../helpers/kiln.js";
 import { TempDirs } from "../helpers/temp.js";
 import { umociUnpack } from "../helpers/tools.js";
 import { makeTar } from "../fs/helpers.js";
-import { sha256Text } from "../helpers/tree.js";
+import { writeHandLayout } from "../helpers/hand-layout.js";
 
 const temps = new TempDirs();
 afterAll(() => temps.cleanup());
 
-async function putBlob(dir: string, data: Buffer): Promise<{ digest: string; size: number }> {
-  const digest = `sha256:${sha256Text(data)}`;
-  await mkdir(join(dir, "blobs", "sha256"), { recursive: true });
-  await writeFile(join(dir, "blobs", "sha256", digest.slice(7)), data);
-  return { digest, size: data.length };
-}
-
-/** An OCI layout (tag v1) of one gzipped layer holding /app.conf; `claim` overrides its diff_id. */
+/** A layout of one layer holding /app.conf; `claim` overrides its diff_id. */
 async function handLayout(dir: string, content: string, claim?: string): Promise<{ diffID: string; layer: string }> {
-  const tar = makeTar([{ name: "app.conf", content }]);
-  const diffID = `sha256:${sha256Text(tar)}`;
-  const layer = await putBlob(dir, gzipSync(tar));
-  const config = await putBlob(dir, Buffer.from(JSON.stringify({ architecture: "amd64", os: "linux", config: {}, rootfs: { type: "layers", diff_ids: [claim ?? diffID] }, history: [{ created_by: "hand" }] })));
-  const manifest = await putBlob(dir, Buffer.from(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: "application/vnd.oci.image.manifest.v1+json",
-    config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config },
-    layers: [{ mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", ...layer }],
-  })));
-  await writeFile(join(dir, "oci-layout"), '{"imageLayoutVersion":"1.0.0"}');
-  await writeFile(join(dir, "index.json"), JSON.stringify({
-    schemaVersion: 2,
-    manifests: [{ mediaType: "application/vnd.oci.image.manifest.v1+json", ...manifest, annotations: { "org.opencontainers.image.ref.name": "v1" } }],
-  }));
-  return { diffID, layer: layer.digest };
+  const l = await writeHandLayout(dir, [makeTar([{ name: "app.conf", content }])], [claim]);
+  return { diffID: l.diffIDs[0]!, layer: l.layers[0]! };
 }
 
 describe("kiln build: a base layer whose content does not match its claimed diff_id", () => {

@@ -41,7 +41,7 @@ export function busyboxRoot(root: string): void {
 
 export interface TarSpec {
   name: string;
-  type?: "file" | "dir" | "symlink" | "hardlink" | "char" | "fifo";
+  type?: "file" | "dir" | "symlink" | "hardlink" | "char" | "block" | "fifo";
   mode?: number;
   uid?: number;
   gid?: number;
@@ -53,7 +53,7 @@ export interface TarSpec {
   xattrs?: Record<string, Buffer>;
 }
 
-const TYPEFLAG = { file: "0", hardlink: "1", symlink: "2", char: "3", dir: "5", fifo: "6" } as const;
+const TYPEFLAG = { file: "0", hardlink: "1", symlink: "2", char: "3", block: "4", dir: "5", fifo: "6" } as const;
 
 function header(name: string, typeflag: string, size: number, s: TarSpec): Buffer {
   const h = Buffer.alloc(512);
