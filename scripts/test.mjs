@@ -25,6 +25,7 @@ const tools = {
   htpasswd: "apache2-utils",
   losetup: "mount", // overlay snapshotter: mounts and the scratch file system's loop device
   "mkfs.ext4": "e2fsprogs",
+  debootstrap: "debootstrap", // the Debian base of scripts/bench-*.mjs
 };
 
 const missing = [];

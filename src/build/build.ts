@@ -91,6 +91,7 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, ca
   const registry = {
     ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
     ...(options.registryCa ? { caFile: options.registryCa } : {}),
+    ...(options.registryTimeouts ? { timeouts: options.registryTimeouts } : {}),
   };
   const cache = new BuildCache(
     store,

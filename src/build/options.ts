@@ -6,6 +6,7 @@ import { resolve } from "node:path";
 import { UsageError } from "../errors.js";
 import type { ImageFormat } from "../image/oci.js";
 import type { BuildListener } from "./events.js";
+import type { RegistryTimeouts } from "../registry/timeouts.js";
 
 export type OutputSpec =
   | { type: "oci"; dest: string; tar: boolean }
@@ -54,6 +55,8 @@ export interface BuildOptions {
   /** `--insecure-registry` hosts, `--registry-ca`, pull policy. */
   insecureRegistries?: string[];
   registryCa?: string;
+  /** `--registry-timeout`: connect, idle and total limits of every registry request. */
+  registryTimeouts?: RegistryTimeouts;
   pull?: "always" | "missing" | "never";
   /** `RUN --mount=type=secret` sources by id: a file, or an environment variable. */
   secrets?: Record<string, { src?: string; env?: string }>;

@@ -131,6 +131,7 @@ export class BuildSession {
         pull: this.options.pull ?? "missing",
         ...(this.options.insecureRegistries ? { insecureRegistries: this.options.insecureRegistries } : {}),
         ...(this.options.registryCa ? { caFile: this.options.registryCa } : {}),
+        ...(this.options.registryTimeouts ? { timeouts: this.options.registryTimeouts } : {}),
       })).then((r) => ({ image: r.image, id: r.manifestDescriptor.digest }));
       this.pulls.set(ref, p);
     }
@@ -202,7 +203,10 @@ export class BuildSession {
         const img = await image();
         await this.cache.ensureLayers(img.layers);
         const rootfs = await this.newRootFS();
-        await rootfs.applyLayers(img.layers.map((l) => ({ diffID: l.diffID, mediaType: l.descriptor.mediaType, open: () => this.store.open(l.descriptor.digest) })));
+        const origin = key.replace(/^(\w+):/, (_, kind: string) => (kind === "context" ? "build context " : `${kind} `));
+        await rootfs.applyLayers(
+          img.layers.map((l) => ({ diffID: l.diffID, digest: l.descriptor.digest, origin, mediaType: l.descriptor.mediaType, open: () => this.store.open(l.descriptor.digest) })),
+        );
         return new DirContext(rootfs.dir, () => false, { symlinks: "scope" });
       })();
       this.trees.set(key, p);

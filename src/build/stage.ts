@@ -272,8 +272,23 @@ export class StageBuilder {
     const store = this.session.store;
     await this.session.cache.ensureLayers(layers);
     await rootfs.applyLayers(
-      layers.map((l) => ({ diffID: l.diffID, mediaType: l.descriptor.mediaType, open: () => store.open(l.descriptor.digest), ...(snapshot ? { snapshot } : {}) })),
+      layers.map((l) => ({
+        diffID: l.diffID,
+        digest: l.descriptor.digest,
+        origin: this.origin(),
+        mediaType: l.descriptor.mediaType,
+        open: () => store.open(l.descriptor.digest),
+        ...(snapshot ? { snapshot } : {}),
+      })),
     );
+  }
+
+  /** What this stage's layers come from, for error messages: its base image, or the stage itself. */
+  private origin(): string {
+    const b = this.stage.base;
+    if (b.kind === "image") return `image ${b.ref}`;
+    if (b.kind === "context") return `build context ${b.name}`;
+    return `stage ${this.label}`;
   }
 
   /** The root filesystem for RUN steps, assembled from the layers on first use. */

@@ -260,7 +260,7 @@ async function importRegistry(spec: RegistryCacheSpec, options: ImportOptions): 
     }
     const where = `cache ${spec.ref}`;
     const manifest = checkCacheManifest(fetched.doc as Manifest, where);
-    await fetchBlob(client, ref, manifest.config, options.store, reg);
+    await fetchBlob(client, ref, manifest.config, options.store, reg, CONFIG_LIMIT);
     const records = readRecords(manifest, await options.store.readJSON<unknown>(manifest.config.digest), where);
     return makeCache(spec, records, (d) => fetchBlob(client, ref, d, options.store, reg), close);
   } catch (err) {

@@ -10,6 +10,7 @@ import { VERSION } from "../version.js";
 import { formatOptionHelp, keyValues, many, one, parseArgs, parseCsv, type OptionSpec, type ParsedArgs } from "./args.js";
 import { createProgress, type ProgressMode } from "./progress.js";
 import { formatBytes } from "../units.js";
+import { parseRegistryTimeout, type RegistryTimeouts } from "../registry/timeouts.js";
 import { parseOutput, parseSecret, type Isolation, type OutputSpec } from "../build/options.js";
 
 interface Command {
@@ -27,6 +28,7 @@ function cacheDirOption(what = "blob store"): OptionSpec {
 const registryOptions: OptionSpec[] = [
   { name: "insecure-registry", type: "string", repeatable: true, valueName: "HOST", help: "use plain HTTP for this registry host[:port]" },
   { name: "registry-ca", type: "string", valueName: "FILE", help: "extra CA bundle (PEM) for registry TLS" },
+  { name: "registry-timeout", type: "string", valueName: "SPEC", help: "registry time limits: idle DURATION, or connect=D,idle=D,total=D (default 30s/30s/1h)" },
 ];
 
 const buildOptions: OptionSpec[] = [
@@ -119,6 +121,7 @@ const commands: Record<string, Command> = {
           cacheTo: many(args, "cache-to"),
           insecureRegistries: many(args, "insecure-registry"),
           ...(one(args, "registry-ca") ? { registryCa: one(args, "registry-ca")! } : {}),
+          ...(registryFrom(args).timeouts ? { registryTimeouts: registryFrom(args).timeouts! } : {}),
           onEvent: listener,
           signal: controller.signal,
         });
@@ -320,10 +323,11 @@ function intOption(args: ParsedArgs, name: string, min: number, max: number): nu
   return Number(v);
 }
 
-/** `--insecure-registry` and `--registry-ca`, as registry options. */
-function registryFrom(args: ParsedArgs): { insecureRegistries: string[]; caFile?: string } {
+/** `--insecure-registry`, `--registry-ca` and `--registry-timeout`, as registry options. */
+function registryFrom(args: ParsedArgs): { insecureRegistries: string[]; caFile?: string; timeouts?: RegistryTimeouts } {
   const ca = one(args, "registry-ca");
-  return { insecureRegistries: many(args, "insecure-registry"), ...(ca ? { caFile: ca } : {}) };
+  const timeout = one(args, "registry-timeout");
+  return { insecureRegistries: many(args, "insecure-registry"), ...(ca ? { caFile: ca } : {}), ...(timeout !== undefined ? { timeouts: parseRegistryTimeout(timeout) } : {}) };
 }
 
 function splitLayoutArg(s: string): { dir: string; selector?: string } {

@@ -1,6 +1,7 @@
 // Layer application: extracts one uncompressed layer tar onto a root directory the way
 // containerd's apply does — whiteouts and opaque directories, hardlinks, symlinks, devices,
-// ownership, modes (incl. setuid/setgid/sticky), xattrs and mtimes — with every write confined
+// ownership, modes (incl. setuid/setgid/sticky), xattrs and mtimes — devices only where mknod is
+// allowed and wanted (otherwise they stay in the layer data only) — with every write confined
 // to the root (entries that climb out are refused; symlinks planted earlier resolve inside).
 // In overlay mode the root is one layer of an overlayfs stack: whiteouts and opaque markers are
 // recorded the way overlayfs reads them instead of being applied.
@@ -39,6 +40,12 @@ export interface ApplyOptions {
   layerName: string;
   /** Create device nodes and fifos (needs CAP_MKNOD); otherwise they are skipped with a warning. */
   privileged?: boolean;
+  /**
+   * Block and character devices from the layer: "create" (default, when privileged) makes them
+   * on disk, "skip" never does (they stay in the layer data; a RUN sees only the /dev nodes its
+   * isolation provides). Where mknod is refused (no CAP_MKNOD), "create" skips them with a warning.
+   */
+  deviceNodes?: "create" | "skip";
   onWarning?: (msg: string) => void;
   /**
    * How deletions are recorded. "apply" (default): whiteouts remove what they name and opaque
@@ -66,6 +73,11 @@ function runMknod(args: string[]): Promise<void> {
     child.on("error", reject);
     child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(err.trim() || `mknod exited ${code}`))));
   });
+}
+
+/** True when mknod failed for want of the capability (a pod without CAP_MKNOD, a user namespace). */
+function mknodRefused(err: unknown): boolean {
+  return /Operation not permitted|EPERM/i.test((err as Error).message ?? "");
 }
 
 /** Remove whatever is at host path `p` (not following a final symlink); absent is fine. */
@@ -258,8 +270,16 @@ export async function applyLayer(rootDir: string, tarStream: Readable, options: 
           warn(`layer ${options.layerName}: skipped ${h.type} "${c}" (not privileged)`);
           return;
         }
-        const kind = h.type === "fifo" ? ["p"] : [h.type === "character-device" ? "c" : "b", String(h.devmajor ?? 0), String(h.devminor ?? 0)];
-        await runMknod([host, ...kind]);
+        const device = h.type !== "fifo";
+        if (device && options.deviceNodes === "skip") return; // kept in the layer, never on disk
+        const kind = device ? [h.type === "character-device" ? "c" : "b", String(h.devmajor ?? 0), String(h.devminor ?? 0)] : ["p"];
+        try {
+          await runMknod([host, ...kind]);
+        } catch (err) {
+          if (!device || !mknodRefused(err)) throw err;
+          warn(`layer ${options.layerName}: skipped ${h.type} "${c}" (mknod refused: no CAP_MKNOD); it stays in the layer`);
+          return;
+        }
         await setMeta(host, h, "file", depth, xattrs);
         break;
       }

@@ -1,26 +1,18 @@
 // Extracted layers for the overlay snapshotter: each layer is unpacked once per diffID into
 // `<cacheDir>/layers/<hex>/root` (overlayfs whiteouts and opaque xattrs, every write confined to that
 // directory) and reused by every later build as a lower directory. Extraction goes to a work
-// directory first and is renamed into place, so a killed build never leaves a half layer, and
+// directory first and is renamed into place only once the layer's content hashed to its diffID
+// (read in the same pass), so a layer claiming another's diffID never poisons the cache, a
+// killed build never leaves a half layer, and
 // two builds extracting the same layer at once both end up with one complete copy. `kiln prune`
 // removes extracted layers unused for a while that no live build stacks.
 import { spawn } from "node:child_process";
 import { mkdir, readdir, readlink, rename, rm, stat, utimes } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import type { Readable, Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import type { Digest } from "../image/oci.js";
 import { applyLayer } from "./apply-layer.js";
+import { openVerified, type RootFSLayer } from "./layer-source.js";
 import { createWorkDir, ownerAlive, removeTree, removeWorkDir } from "./workdir.js";
-
-/** What extraction needs of a layer: its identity and a way to read it uncompressed. */
-export interface ExtractableLayer {
-  diffID: Digest;
-  /** Opens the compressed blob. */
-  open(): Readable;
-  /** A decompressor for the blob's media type. */
-  decompressor(): Transform;
-}
 
 /** The directory holding extracted layers under a cache directory. */
 export const layerDirsRoot = (cacheDir: string): string => join(cacheDir, "layers");
@@ -31,7 +23,7 @@ const inFlight = new Map<string, Promise<string>>();
  * The directory holding `layer` extracted for overlayfs (`<cacheDir>/layers/<hex>/root`),
  * extracting it first when missing. The modification time of `<hex>` records the last use.
  */
-export function extractedLayer(cacheDir: string, layer: ExtractableLayer, onWarning?: (msg: string) => void): Promise<string> {
+export function extractedLayer(cacheDir: string, layer: RootFSLayer, onWarning?: (msg: string) => void): Promise<string> {
   const hex = layer.diffID.replace(/^sha256:/, "");
   if (!/^[0-9a-f]{64}$/.test(hex)) throw new Error(`extractedLayer: unexpected diffID ${layer.diffID}`);
   const dest = join(layerDirsRoot(cacheDir), hex);
@@ -43,7 +35,7 @@ export function extractedLayer(cacheDir: string, layer: ExtractableLayer, onWarn
   return p;
 }
 
-async function ensure(cacheDir: string, dest: string, layer: ExtractableLayer, onWarning?: (msg: string) => void): Promise<string> {
+async function ensure(cacheDir: string, dest: string, layer: RootFSLayer, onWarning?: (msg: string) => void): Promise<string> {
   const now = new Date();
   const lower = join(dest, "root");
   try {
@@ -60,17 +52,14 @@ async function ensure(cacheDir: string, dest: string, layer: ExtractableLayer, o
     const staged = join(work, "layer");
     const root = join(staged, "root");
     await mkdir(root, { recursive: true, mode: 0o755 });
-    const src = layer.open();
-    const dec = layer.decompressor();
-    const feeding = pipeline(src, dec);
-    feeding.catch(() => undefined); // its error also surfaces through applyLayer reading `dec`
+    const { stream, done, abort } = openVerified(layer);
     try {
-      await applyLayer(root, dec, { layerName: layer.diffID, privileged: true, whiteouts: "overlay", ...(onWarning ? { onWarning } : {}) });
+      await applyLayer(root, stream, { layerName: layer.digest ?? layer.diffID, privileged: true, whiteouts: "overlay", ...(onWarning ? { onWarning } : {}) });
     } catch (err) {
-      src.destroy();
+      abort();
       throw err;
     }
-    await feeding;
+    await done; // the diffID check passed: only now may the extraction take the diffID's name
     try {
       await rename(staged, dest);
     } catch (err) {

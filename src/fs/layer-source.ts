@@ -1,16 +1,16 @@
-// Reading a layer blob for a root filesystem: the decompressor for its media type, and the check
-// that a layer is exactly the snapshot a step just took (header by header, content not read), so
-// a RUN's own layer is not extracted again onto the tree that produced it.
+// Reading a layer blob for a root filesystem: the decompressor for its media type, the verified
+// uncompressed stream every extraction reads (hashed against the claimed diff_id as it passes),
+// and the check that a layer is exactly the snapshot a step just took (header by header, content
+// not read), so a RUN's own layer is not extracted again onto the tree that produced it.
 import type { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip, type ZlibOptions } from "node:zlib";
-import type { Digest } from "../image/oci.js";
 import { decompressStream } from "../layer/compress.js";
+import { DiffIDCheck, type LayerOrigin } from "../layer/diffid-check.js";
 import type { LayerEntry } from "../layer/entry.js";
 import { scanTarHeaders, type TarHeaderInfo } from "./tar-xattrs.js";
 
-export interface RootFSLayer {
-  diffID: Digest;
+export interface RootFSLayer extends LayerOrigin {
   mediaType: string;
   /** Opens the compressed blob. */
   open(): Readable;
@@ -26,6 +26,20 @@ const GUNZIP_AHEAD = 8 * 1024 * 1024;
 // (ZlibOptions does not declare the Transform options zlib streams pass on, such as readableHighWaterMark)
 export function decompressor(mediaType: string): Transform {
   return /[+.]gzip$/i.test(mediaType) ? createGunzip({ chunkSize: GUNZIP_CHUNK, readableHighWaterMark: GUNZIP_AHEAD } as ZlibOptions) : decompressStream(mediaType);
+}
+
+/**
+ * The layer's uncompressed tar, hashed while it is read: `stream` fails at its end (a one-line
+ * KilnError naming the layer) when the content does not hash to `layer.diffID`, so a consumer
+ * that reads it to the end without an error has verified the layer in the same pass.
+ * `done` settles when the whole chain has; `abort` stops reading the blob.
+ */
+export function openVerified(layer: RootFSLayer): { stream: Readable; done: Promise<void>; abort: () => void } {
+  const src = layer.open();
+  const check = new DiffIDCheck(layer);
+  const done = pipeline(src, decompressor(layer.mediaType), check);
+  done.catch(() => undefined); // its error also surfaces through whoever reads `stream`
+  return { stream: check, done, abort: () => src.destroy() };
 }
 
 const TYPEFLAGS: Record<LayerEntry["type"], string> = { file: "0", hardlink: "1", symlink: "2", char: "3", block: "4", dir: "5", fifo: "6" };

@@ -12,9 +12,10 @@
 import { chmod, chown, lstat, mkdir, readdir, rm, symlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import type { LayerEntry } from "../layer/entry.js";
+import { toContainerOwners } from "../layer/owners.js";
 import { diffUpper } from "../layer/upper-diff.js";
 import { extractedLayer } from "./layer-dirs.js";
-import { decompressor, isSnapshotLayer, type RootFSLayer } from "./layer-source.js";
+import { isSnapshotLayer, type RootFSLayer } from "./layer-source.js";
 import { mountOverlay, unmount } from "./overlay.js";
 import { mountScratch } from "./scratch.js";
 import type { DirRootFSOptions, RootFS, StepOptions, StepSnapshot } from "./rootfs.js";
@@ -81,11 +82,7 @@ class OverlayRootFS implements RootFS {
       // the upper already is this layer: it stays as it is, frozen when the next step begins
       if (await isSnapshotLayer(layer, this.takeSnapshot())) continue;
       await this.freezeUpper();
-      const dir = await extractedLayer(
-        this.cacheDir,
-        { diffID: layer.diffID, open: () => layer.open(), decompressor: () => decompressor(layer.mediaType) },
-        this.opts.onWarning,
-      );
+      const dir = await extractedLayer(this.cacheDir, layer, this.opts.onWarning);
       await this.pushLower(dir);
     }
     await this.ensureMounted();
@@ -107,7 +104,7 @@ class OverlayRootFS implements RootFS {
       changes: async () => {
         const view = await this.mountLowerView();
         try {
-          const entries = await diffUpper({ upper, lower: view, excludes: exclude });
+          const entries = toContainerOwners(await diffUpper({ upper, lower: view, excludes: exclude }), options.idMap);
           this.snapshot = entries.length > 0 ? entries : null;
           return entries;
         } finally {

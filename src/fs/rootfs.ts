@@ -5,12 +5,13 @@
 // per step, and diffs only that upper. `createRootFS` picks one ("auto": overlay when it works).
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { pipeline } from "node:stream/promises";
 import { KilnError } from "../errors.js";
 import type { LayerEntry } from "../layer/entry.js";
 import { diffSnapshot, takeBaseline } from "../layer/diff.js";
+import { toContainerOwners } from "../layer/owners.js";
+import type { IdMap } from "../run/types.js";
 import { applyLayer } from "./apply-layer.js";
-import { decompressor, isSnapshotLayer, type RootFSLayer } from "./layer-source.js";
+import { isSnapshotLayer, openVerified, type RootFSLayer } from "./layer-source.js";
 import { createOverlayRootFS } from "./overlay-rootfs.js";
 import { overlayUnsupported } from "./overlay.js";
 import { createWorkDir, mountsUnder, removeTree, removeWorkDir } from "./workdir.js";
@@ -21,6 +22,8 @@ export type { RootFSLayer } from "./layer-source.js";
 export interface StepOptions {
   /** In-image paths mounted during the step (RUN --mount targets): never part of the layer. */
   exclude?: string[];
+  /** The runner's id map: the step's entries get the owners the container saw (see Runner.idMap). */
+  idMap?: IdMap;
 }
 
 export interface StepSnapshot {
@@ -41,6 +44,11 @@ export interface RootFS {
 export interface DirRootFSOptions {
   /** Create device nodes from layers (default: when running as root). */
   privileged?: boolean;
+  /**
+   * "skip": never create block/char devices from layers on disk (dir snapshotter; they stay in
+   * the layers). For isolation without a nodev mount, where a node would be usable by a RUN.
+   */
+  deviceNodes?: "create" | "skip";
   onWarning?: (msg: string) => void;
 }
 
@@ -75,21 +83,19 @@ class DirRootFS implements RootFS {
 
   async applyLayer(layer: RootFSLayer): Promise<void> {
     if (await this.isOwnSnapshot(layer)) return;
-    const src = layer.open();
-    const dec = decompressor(layer.mediaType);
-    const feeding = pipeline(src, dec);
-    feeding.catch(() => undefined); // its error also surfaces through applyLayer reading `dec`
+    const { stream, done, abort } = openVerified(layer);
     try {
-      await applyLayer(this.dir, dec, {
-        layerName: layer.diffID,
+      await applyLayer(this.dir, stream, {
+        layerName: layer.digest ?? layer.diffID,
         privileged: this.opts.privileged ?? process.getuid?.() === 0,
+        ...(this.opts.deviceNodes ? { deviceNodes: this.opts.deviceNodes } : {}),
         onWarning: this.opts.onWarning,
       });
     } catch (err) {
-      src.destroy();
+      abort();
       throw err;
     }
-    await feeding;
+    await done;
   }
 
   async beginStep(options: StepOptions = {}): Promise<StepSnapshot> {
@@ -97,7 +103,7 @@ class DirRootFS implements RootFS {
     const baseline = takeBaseline(this.dir, options.exclude ?? []);
     return {
       changes: async () => {
-        const entries = await diffSnapshot(baseline);
+        const entries = toContainerOwners(await diffSnapshot(baseline), options.idMap);
         this.snapshot = entries.length > 0 ? entries : null;
         return entries;
       },

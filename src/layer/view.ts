@@ -1,7 +1,8 @@
 // LayerView: a read-only merged view of an image's file metadata, built by streaming each layer
 // blob once (never extracting to disk). Applies whiteouts and opaque directories, resolves
 // symlinks confined to "/", and keeps the content of /etc/passwd and /etc/group for --chown.
-// Each layer's metadata index is cached in the store as views/<diffID hex>.json.
+// Each layer's metadata index is cached in the store as views/<diffID hex>.json, written only
+// after the scan hashed the layer to that diffID.
 import { readFile } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -11,6 +12,7 @@ import type { Layer } from "../image/image.js";
 import type { BlobStore } from "../store/blob-store.js";
 import { writeFileAtomic } from "../store/atomic-file.js";
 import { decompressStream } from "./compress.js";
+import { DiffIDCheck } from "./diffid-check.js";
 import { OPAQUE_MARKER, WHITEOUT_PREFIX, entryTypeFromTar, type LayerEntry } from "./entry.js";
 
 /** A file's metadata in the view: a LayerEntry without content ("" is the root's path). */
@@ -243,7 +245,8 @@ async function loadIndexUncached(store: BlobStore, layer: Layer): Promise<LayerI
 async function scanLayer(store: BlobStore, layer: Layer): Promise<LayerIndex> {
   const index: LayerIndex = { version: INDEX_VERSION, entries: [], whiteouts: [], opaques: [], small: {} };
   const extract = tar.extract();
-  const done = pipeline(store.open(layer.descriptor.digest), decompressStream(layer.descriptor.mediaType), extract);
+  const check = new DiffIDCheck({ diffID: layer.diffID, digest: layer.descriptor.digest });
+  const done = pipeline(store.open(layer.descriptor.digest), decompressStream(layer.descriptor.mediaType), check, extract);
   done.catch(() => undefined); // observed below; avoids an unhandled rejection while iterating
   try {
     for await (const entry of extract) {

@@ -12,7 +12,7 @@ export async function writeOutputs(
   store: BlobStore,
   outputs: OutputSpec[],
   tags: string[],
-  registry: { insecureRegistries?: string[]; caFile?: string; onPushProgress?: RegistryOptions["onProgress"] },
+  registry: { insecureRegistries?: string[]; caFile?: string; timeouts?: RegistryOptions["timeouts"]; onPushProgress?: RegistryOptions["onProgress"] },
 ): Promise<void> {
   for (const out of outputs) {
     switch (out.type) {
@@ -30,6 +30,7 @@ export async function writeOutputs(
           store, // where pulled blobs came from: same-registry base layers are mounted, not uploaded
           ...(registry.insecureRegistries ? { insecureRegistries: registry.insecureRegistries } : {}),
           ...(registry.caFile ? { caFile: registry.caFile } : {}),
+          ...(registry.timeouts ? { timeouts: registry.timeouts } : {}),
           ...(registry.onPushProgress ? { onProgress: registry.onPushProgress } : {}),
         });
         break;

@@ -1,6 +1,7 @@
 // The registry HTTP client for one registry host: scheme/TLS choice, /v2/ ping, Basic and Bearer
 // auth (token cache per scope set, refetch on 401), redirects followed by hand (Authorization
-// never leaves the registry host), retries with backoff, and registry error messages.
+// never leaves the registry host), retries with backoff, connect/idle/total time limits on every
+// request (src/registry/timeouts.ts), and registry error messages.
 import { readFileSync } from "node:fs";
 import { rootCertificates } from "node:tls";
 import type { Readable } from "node:stream";
@@ -11,6 +12,7 @@ import { parseChallenges, type Challenge } from "./challenge.js";
 import { resolveCredentials, type Credentials } from "./credentials.js";
 import type { RegistryOptions } from "./options.js";
 import { RETRYABLE_STATUS, RetryableStatus, isTransientNetworkError, parseRetryAfter, retryPolicy, withRetry, type RetryPolicy } from "./retry.js";
+import { RegistryDeadline, resolveTimeouts, timeoutText, type RegistryTimeouts } from "./timeouts.js";
 
 export type HttpMethod = "GET" | "HEAD" | "PUT" | "POST" | "PATCH" | "DELETE";
 
@@ -119,6 +121,7 @@ export class RegistryClient {
   readonly host: string;
   private readonly options: RegistryOptions;
   readonly policy: RetryPolicy;
+  readonly timeouts: Required<RegistryTimeouts>;
   private readonly agent: Agent;
   private insecureAgent: Agent | undefined;
   private base: URL | undefined;
@@ -133,12 +136,37 @@ export class RegistryClient {
     this.host = registryHost(registry);
     this.options = options;
     this.policy = retryPolicy(options.retry);
-    this.agent = new Agent({ connect: this.tlsOptions(true), keepAliveTimeout: 10_000 });
+    this.timeouts = resolveTimeouts(options.timeouts);
+    this.agent = this.newAgent(true);
   }
 
-  private tlsOptions(verify: boolean): { ca?: string[]; rejectUnauthorized?: boolean } {
+  /** Connections for this registry (and its token server): the connect and idle limits apply to each. */
+  private newAgent(verify: boolean): Agent {
+    const idle = this.timeouts.idleMs;
+    return new Agent({ connect: this.tlsOptions(verify), keepAliveTimeout: 10_000, headersTimeout: idle, bodyTimeout: idle });
+  }
+
+  /**
+   * The total limit of one request: a signal that aborts it (body included) when the limit
+   * passes; `clear` once the response is consumed or the request failed.
+   */
+  private deadline(what: string): { signal: AbortSignal; clear: () => void } {
+    const ac = new AbortController();
+    const ms = this.timeouts.totalMs;
+    const timer = setTimeout(() => ac.abort(new RegistryDeadline(`registry ${this.registry}: ${what}: not finished within ${ms / 1000} s (total timeout)`)), ms);
+    timer.unref();
+    return { signal: ac.signal, clear: () => clearTimeout(timer) };
+  }
+
+  /** Keep the deadline until the body is consumed (or destroyed). */
+  private holdUntilConsumed(body: Readable, clear: () => void): void {
+    body.once("close", clear);
+    body.once("error", clear);
+  }
+
+  private tlsOptions(verify: boolean): { ca?: string[]; rejectUnauthorized?: boolean; timeout: number } {
     const caFile = this.options.caFile ?? process.env.SSL_CERT_FILE;
-    const out: { ca?: string[]; rejectUnauthorized?: boolean } = {};
+    const out: { ca?: string[]; rejectUnauthorized?: boolean; timeout: number } = { timeout: this.timeouts.connectMs };
     if (caFile) {
       let pem: string;
       try {
@@ -193,12 +221,19 @@ export class RegistryClient {
 
   private async pingAt(base: URL, policy: RetryPolicy = this.policy): Promise<void> {
     const res = await withRetry(policy, async () => {
-      const r = await request(new URL("/v2/", base), { method: "GET", dispatcher: this.dispatcher(), headersTimeout: 60_000, bodyTimeout: 60_000 });
-      if (RETRYABLE_STATUS.has(r.statusCode)) {
-        await r.body.dump();
-        throw new RetryableStatus(r.statusCode, parseRetryAfter(r.headers["retry-after"]), `registry ${this.registry}: GET /v2/: ${r.statusCode}`);
+      const dl = this.deadline("GET /v2/");
+      try {
+        const r = await request(new URL("/v2/", base), { method: "GET", dispatcher: this.dispatcher(), signal: dl.signal });
+        this.holdUntilConsumed(r.body, dl.clear);
+        if (RETRYABLE_STATUS.has(r.statusCode)) {
+          await r.body.dump();
+          throw new RetryableStatus(r.statusCode, parseRetryAfter(r.headers["retry-after"]), `registry ${this.registry}: GET /v2/: ${r.statusCode}`);
+        }
+        return r;
+      } catch (err) {
+        dl.clear();
+        throw err;
       }
-      return r;
     });
     const www = res.headers["www-authenticate"];
     await res.body.dump();
@@ -225,7 +260,7 @@ export class RegistryClient {
       if (isCertError(err)) {
         if (explicitInsecure) {
           // an explicitly insecure registry: TLS without verification, as Docker does
-          this.insecureAgent = new Agent({ connect: this.tlsOptions(false) });
+          this.insecureAgent = this.newAgent(false);
           try {
             await this.pingAt(new URL(`https://${this.host}`));
             return;
@@ -247,9 +282,21 @@ export class RegistryClient {
     }
   }
 
-  networkError(err: unknown): KilnError {
+  networkError(err: unknown, what?: string): KilnError {
     if (err instanceof KilnError) return err;
+    const limit = timeoutText(err, this.timeouts);
+    if (limit !== undefined) return new KilnError(`registry ${this.registry}: ${what ?? "request"}: ${limit}`, { cause: err });
     return new KilnError(`cannot reach registry ${this.registry}: ${errorText(err)}`, { cause: err });
+  }
+
+  /**
+   * The error for a failure while reading a response body (`what` names the request and the
+   * blob): a time limit hit becomes one line naming the registry; others pass through.
+   */
+  bodyError(err: unknown, what: string): unknown {
+    const limit = err instanceof RegistryDeadline ? undefined : timeoutText(err, this.timeouts);
+    if (limit !== undefined) return new KilnError(`registry ${this.registry}: ${what}: ${limit}`, { cause: err });
+    return err;
   }
 
   /** Send a request with auth, redirects and (unless disabled) retries. Any status is returned. */
@@ -259,7 +306,7 @@ export class RegistryClient {
     try {
       return req.retry === false ? await run() : await withRetry(this.policy, run);
     } catch (err) {
-      throw this.networkError(err);
+      throw this.networkError(err, `${req.method} ${typeof req.url === "string" ? req.url : req.url.pathname}`);
     }
   }
 
@@ -278,14 +325,15 @@ export class RegistryClient {
       } else {
         delete headers.authorization;
       }
-      const res = await request(url, {
-        method,
-        headers,
-        body: body ? body() : undefined,
-        dispatcher: this.dispatcher(),
-        headersTimeout: 120_000,
-        bodyTimeout: 300_000,
-      });
+      const dl = this.deadline(`${method} ${url.pathname}`);
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await request(url, { method, headers, body: body ? body() : undefined, dispatcher: this.dispatcher(), signal: dl.signal });
+      } catch (err) {
+        dl.clear();
+        throw err;
+      }
+      this.holdUntilConsumed(res.body, dl.clear);
       const response: RegistryResponse = { status: res.statusCode, headers: res.headers, url, body: res.body };
       const location = header(response, "location");
       if (REDIRECTS.has(res.statusCode) && location) {
@@ -436,12 +484,18 @@ export class RegistryClient {
     form.set("client_id", "kiln");
     if (service) form.set("service", service);
     if (scopes.length > 0) form.set("scope", scopes.join(" "));
+    const dl = this.deadline(`POST token ${realm.host}`);
     const res = await request(realm, {
       method: "POST",
       headers: { "content-type": "application/x-www-form-urlencoded", "user-agent": "kiln/0.1" },
       body: form.toString(),
       dispatcher: this.agent,
+      signal: dl.signal,
+    }).catch((err: unknown) => {
+      dl.clear();
+      throw err;
     });
+    this.holdUntilConsumed(res.body, dl.clear);
     if (res.statusCode === 404 || res.statusCode === 405) {
       await res.body.dump();
       return undefined;
@@ -457,7 +511,12 @@ export class RegistryClient {
     if (creds?.username !== undefined && creds.password !== undefined) {
       headers.authorization = `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString("base64")}`;
     }
-    const res = await request(url, { method: "GET", headers, dispatcher: this.agent });
+    const dl = this.deadline(`GET token ${realm.host}`);
+    const res = await request(url, { method: "GET", headers, dispatcher: this.agent, signal: dl.signal }).catch((err: unknown) => {
+      dl.clear();
+      throw err;
+    });
+    this.holdUntilConsumed(res.body, dl.clear);
     return this.tokenResponse(res, realm);
   }
 }

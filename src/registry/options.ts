@@ -1,5 +1,6 @@
 // Options shared by every registry operation (pull, push, login) and the progress event shape.
 import type { Digest } from "../image/oci.js";
+import type { RegistryTimeouts } from "./timeouts.js";
 
 export interface TransferProgress {
   kind: "push" | "pull";
@@ -33,6 +34,8 @@ export interface RegistryOptions {
   /** A podman/containers auth.json (like REGISTRY_AUTH_FILE). */
   authFile?: string;
   retry?: RetryOptions;
+  /** Connect, idle and total limits of every request (see DEFAULT_TIMEOUTS). */
+  timeouts?: RegistryTimeouts;
   /** When set, blobs are uploaded in PATCH chunks of this many bytes. */
   chunkSize?: number;
   /** Blobs transferred at once (default 4). */

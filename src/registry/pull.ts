@@ -1,7 +1,10 @@
 // Pull: resolve a reference to a manifest (through an index for the wanted platform) and download
-// its config and layers straight into the BlobStore, verified while streaming. Blobs already in
-// the store are not fetched again; each blob's origin is recorded for later cross-repo mounts.
+// its config and layers straight into the BlobStore, verified while streaming and cut at their
+// descriptor's size whatever the server claims or sends (manifests and configs also have size
+// caps). Blobs already in the store are not fetched again; each blob's origin is recorded for
+// later cross-repo mounts.
 import { createHash } from "node:crypto";
+import { pipeline } from "node:stream/promises";
 import { KilnError } from "../errors.js";
 import type { Image, Layer } from "../image/image.js";
 import { MediaType, isDigest, type Descriptor, type Digest, type ImageConfig, type Index, type Manifest, type Platform } from "../image/oci.js";
@@ -9,6 +12,7 @@ import { formatPlatform, platformMatches, selectManifest } from "../image/platfo
 import { familiarName, referenceTarget, toReference, type Reference } from "../image/reference.js";
 import type { BlobStore } from "../store/blob-store.js";
 import { RegistryClient, header, pullScope, readBody, type RegistryResponse } from "./client.js";
+import { ExactLength } from "./exact-length.js";
 import { mapLimit } from "./limit.js";
 import type { RegistryOptions } from "./options.js";
 import { ProgressCounter, progressEvent } from "./progress.js";
@@ -37,6 +41,8 @@ export interface PullResult {
 }
 
 const MANIFEST_LIMIT = 4 * 1024 * 1024;
+/** Image configs are read whole into memory: larger ones are refused before any byte is fetched. */
+export const CONFIG_LIMIT = 16 * 1024 * 1024;
 
 export function isIndexType(mt: string | undefined): boolean {
   return mt === MediaType.ociIndex || mt === MediaType.dockerManifestList;
@@ -121,8 +127,16 @@ export async function fetchManifest(
   return { descriptor: { mediaType: mediaType as string, digest, size: bytes.length }, bytes, doc };
 }
 
-/** Download one blob into the store (retried from scratch on transient failures). */
-export async function fetchBlob(client: RegistryClient, ref: Reference, desc: Descriptor, store: BlobStore, options: RegistryOptions): Promise<void> {
+/**
+ * Download one blob into the store (retried from scratch on transient failures): at most
+ * `desc.size` bytes are read, and the blob must be exactly that size and hash to its digest.
+ * `maxSize` refuses a descriptor claiming more (for blobs read whole, such as configs).
+ */
+export async function fetchBlob(client: RegistryClient, ref: Reference, desc: Descriptor, store: BlobStore, options: RegistryOptions, maxSize?: number): Promise<void> {
+  const what = `blob ${desc.digest} of ${ref.repository}`;
+  if (maxSize !== undefined && desc.size > maxSize) {
+    throw new KilnError(`registry ${ref.registry}: ${what}: its descriptor gives ${desc.size} bytes, more than the ${maxSize} allowed for it`);
+  }
   if (await store.has(desc.digest)) {
     options.onProgress?.(progressEvent("pull", desc.digest, desc.size, desc.size, Date.now(), "exists"));
     return;
@@ -136,15 +150,24 @@ export async function fetchBlob(client: RegistryClient, ref: Reference, desc: De
       retry: false,
     });
     await client.expect(res, [200], `GET blob ${desc.digest}`);
+    const announced = header(res, "content-length");
+    if (announced !== undefined && Number(announced) !== desc.size) {
+      res.body.destroy();
+      throw new KilnError(`registry ${ref.registry}: ${what}: the server announces ${announced} bytes, the descriptor gives ${desc.size}`);
+    }
     const counter = new ProgressCounter("pull", desc.digest, desc.size, options.onProgress);
-    res.body.on("error", (e) => counter.destroy(e));
+    // (owns the error handling of all three from the start: a body can fail before the store reads it)
+    const feeding = pipeline(res.body, new ExactLength(desc.size, `registry ${ref.registry}: ${what}`), counter);
+    feeding.catch(() => undefined);
     try {
-      await store.ingest(res.body.pipe(counter), { digest: desc.digest, size: desc.size });
-    } catch (err) {
+      await store.ingest(counter, { digest: desc.digest, size: desc.size });
+      await feeding;
+    } catch (caught) {
+      const err = await feeding.then(() => caught, (first: unknown) => first);
       if (err instanceof KilnError && /mismatch/.test(err.message)) {
-        throw new KilnError(`registry ${ref.registry}: blob ${desc.digest} of ${ref.repository}: ${err.message}`);
+        throw new KilnError(`registry ${ref.registry}: ${what}: ${err.message}`);
       }
-      throw err;
+      throw client.bodyError(err, `GET ${what}`);
     }
   });
   options.onProgress?.(progressEvent("pull", desc.digest, desc.size, desc.size, started, "done"));
@@ -229,7 +252,7 @@ export async function pullImage(refIn: string | Reference, options: PullOptions)
     const where = `image ${familiarName(ref)}`;
     const manifest = validateManifest(manifestFetched.doc as Manifest, where);
     const origin = { registry: ref.registry, repository: ref.repository };
-    await fetchBlob(client, ref, manifest.config, store, options);
+    await fetchBlob(client, ref, manifest.config, store, options, CONFIG_LIMIT);
     const config = await store.readJSON<ImageConfig>(manifest.config.digest);
     if (!isIndexType(top.descriptor.mediaType) && config.os && config.architecture) {
       // a single-platform image must still be for the platform asked for

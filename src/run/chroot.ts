@@ -12,7 +12,7 @@ import { CHILD_FILE, createWorkDir, removeWorkDir } from "../fs/workdir.js";
 import { defaultCacheDir } from "../store/blob-store.js";
 import { OutputTail, runStreaming, shq } from "./output.js";
 import { MountTargets, ensureCwd, newHostname, placeMounts, writeEtcFiles } from "./sandbox-files.js";
-import type { RunResult, RunSpec, Runner } from "./types.js";
+import type { IdMap, RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
 import { checkUserNamespaces, hostIdMappings } from "./userns.js";
 
@@ -55,9 +55,11 @@ function findTool(name: string): string {
 class ChrootRunner implements Runner {
   readonly name: string;
   private readonly rootless = process.getuid?.() !== 0;
+  readonly idMap?: IdMap;
 
   constructor(private readonly workDir: string | undefined) {
     this.name = `chroot${this.rootless ? " (rootless)" : ""}`;
+    if (this.rootless) this.idMap = hostIdMappings();
   }
 
   async run(spec: RunSpec): Promise<RunResult> {

@@ -6,7 +6,7 @@ import { createChrootRunner } from "./chroot.js";
 import { createOciRunner, crunNeedsHybridWorkaround } from "./oci.js";
 import type { Isolation, Runner } from "./types.js";
 
-export type { Isolation, RunMount, RunResult, RunSpec, Runner } from "./types.js";
+export type { IdMap, Isolation, RunMount, RunResult, RunSpec, Runner } from "./types.js";
 export { resolveUser, type ResolvedUser } from "./user.js";
 
 function findOnPath(cmd: string): boolean {

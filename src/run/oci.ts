@@ -10,7 +10,7 @@ import { defaultCacheDir } from "../store/blob-store.js";
 import { createWorkDir, removeWorkDir } from "../fs/workdir.js";
 import { OutputTail, runQuiet, runStreaming, shq, type Exec } from "./output.js";
 import { MountTargets, ensureCwd, newHostname, placeMounts, writeEtcFiles, type PlacedMounts } from "./sandbox-files.js";
-import type { RunResult, RunSpec, Runner } from "./types.js";
+import type { IdMap, RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
 import { hostIdMappings } from "./userns.js";
 
@@ -54,9 +54,11 @@ class OciRunner implements Runner {
   readonly name: string;
   private readonly rootless = process.getuid?.() !== 0;
   private readonly hybrid: boolean;
+  readonly idMap?: IdMap;
 
   constructor(private readonly opts: OciOptions) {
     this.name = `oci:${opts.runtime}${this.rootless ? " (rootless)" : ""}`;
+    if (this.rootless) this.idMap = hostIdMappings();
     this.hybrid = opts.runtime === "crun" && !this.rootless && crunNeedsHybridWorkaround();
   }
 

@@ -1,5 +1,6 @@
 // The isolation contract for RUN steps: what to run (RunSpec), what comes back (RunResult) and
 // the Runner interface every backend (OCI runtime, chroot) implements.
+import type { IdMapping } from "./userns.js";
 
 export type Isolation = "auto" | "oci" | "chroot";
 
@@ -38,7 +39,19 @@ export interface RunResult {
   outputTail: string;
 }
 
+/** How ids inside the container correspond to ids on the host (as in /proc/PID/uid_map). */
+export interface IdMap {
+  uid: IdMapping[];
+  gid: IdMapping[];
+}
+
 export interface Runner {
   readonly name: string;
+  /**
+   * Set when the files a RUN creates carry other owners on the host than inside the container
+   * (a user namespace, a fake root): the step's snapshot maps them back through it, so layers
+   * record the ids the container saw. Unset: host ids are container ids.
+   */
+  readonly idMap?: IdMap;
   run(spec: RunSpec): Promise<RunResult>;
 }

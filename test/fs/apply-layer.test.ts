@@ -167,6 +167,20 @@ describe("applyLayer", () => {
     expect(lstatSync(join(root, "p")).isFIFO()).toBe(true);
   });
 
+  it("deviceNodes skip: block and character devices stay off the disk, fifos are made", async () => {
+    const warnings: string[] = [];
+    await applyLayer(root, tarStream([{ name: "dev/sda", type: "block", devmajor: 8, devminor: 0, mode: 0o660 }, { name: "dev/mem", type: "char", devmajor: 1, devminor: 1 }, { name: "p", type: "fifo" }]), {
+      layerName: "L1",
+      privileged: true,
+      deviceNodes: "skip",
+      onWarning: (m) => warnings.push(m),
+    });
+    expect(existsSync(join(root, "dev/sda"))).toBe(false);
+    expect(existsSync(join(root, "dev/mem"))).toBe(false);
+    expect(lstatSync(join(root, "p")).isFIFO()).toBe(true);
+    expect(warnings).toEqual([]);
+  });
+
   it("reports a truncated tar as one-line KilnError", async () => {
     const { makeTar } = await import("./helpers.js");
     const { Readable } = await import("node:stream");

@@ -1,10 +1,12 @@
 // Test helpers for the fs/run/diff tests: temp dirs, a busybox-static root filesystem, and a
 // tiny raw tar encoder (so tests can craft hostile names and binary PAX xattrs exactly).
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
+import { gzipSync } from "node:zlib";
 
 export function tempDir(prefix = "kiln-test-"): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
@@ -39,7 +41,7 @@ export function busyboxRoot(root: string): void {
 
 export interface TarSpec {
   name: string;
-  type?: "file" | "dir" | "symlink" | "hardlink" | "char" | "fifo";
+  type?: "file" | "dir" | "symlink" | "hardlink" | "char" | "block" | "fifo";
   mode?: number;
   uid?: number;
   gid?: number;
@@ -51,7 +53,7 @@ export interface TarSpec {
   xattrs?: Record<string, Buffer>;
 }
 
-const TYPEFLAG = { file: "0", hardlink: "1", symlink: "2", char: "3", dir: "5", fifo: "6" } as const;
+const TYPEFLAG = { file: "0", hardlink: "1", symlink: "2", char: "3", block: "4", dir: "5", fifo: "6" } as const;
 
 function header(name: string, typeflag: string, size: number, s: TarSpec): Buffer {
   const h = Buffer.alloc(512);
@@ -106,4 +108,14 @@ export function makeTar(entries: TarSpec[]): Buffer {
 
 export function tarStream(entries: TarSpec[]): Readable {
   return Readable.from([makeTar(entries)]);
+}
+
+/** A root-filesystem layer of `tar` (gzipped when asked) whose diffID is the tar's real digest. */
+export function tarLayer(tar: Buffer, gzip = false): { diffID: `sha256:${string}`; mediaType: string; open: () => Readable } {
+  const blob = gzip ? gzipSync(tar) : tar;
+  return {
+    diffID: `sha256:${createHash("sha256").update(tar).digest("hex")}`,
+    mediaType: gzip ? "application/vnd.oci.image.layer.v1.tar+gzip" : "application/vnd.oci.image.layer.v1.tar",
+    open: () => Readable.from([blob]),
+  };
 }

@@ -3,12 +3,11 @@
 import { describe, it, expect, beforeEach, afterEach } from "vitest";
 import { chmodSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Readable } from "node:stream";
 import { createDirRootFS, type RootFS, type RootFSLayer } from "../../src/fs/rootfs.js";
 import type { LayerEntry } from "../../src/layer/entry.js";
 import { writeLayer } from "../../src/layer/write-layer.js";
 import { BlobStore } from "../../src/store/blob-store.js";
-import { makeTar, tempDir } from "./helpers.js";
+import { makeTar, tarLayer, tempDir } from "./helpers.js";
 
 let t: { dir: string; cleanup: () => void };
 let rootfs: RootFS;
@@ -17,11 +16,7 @@ beforeEach(async () => {
   t = tempDir("kiln-rootfs-snap-");
   rootfs = await createDirRootFS(t.dir);
   store = new BlobStore(join(t.dir, "store"));
-  await rootfs.applyLayer({
-    diffID: "sha256:base",
-    mediaType: "application/vnd.oci.image.layer.v1.tar",
-    open: () => Readable.from([makeTar([{ name: "etc/", type: "dir" }, { name: "etc/a", content: "a" }, { name: "etc/gone", content: "g" }])]),
-  });
+  await rootfs.applyLayer(tarLayer(makeTar([{ name: "etc/", type: "dir" }, { name: "etc/a", content: "a" }, { name: "etc/gone", content: "g" }])));
 });
 afterEach(async () => {
   await rootfs.dispose();
@@ -60,7 +55,7 @@ describe("directory root filesystem and its own snapshots", () => {
     expect(lstatSync(join(rootfs.dir, "opt/app/x")).mode & 0o7777).toBe(0o700);
     // a layer with other content under the same names after the step's own was consumed
     const copyLayer = makeTar([{ name: "opt/app/x", content: "from COPY" }]);
-    await rootfs.applyLayer({ diffID: "sha256:copy", mediaType: "application/vnd.oci.image.layer.v1.tar", open: () => Readable.from([copyLayer]) });
+    await rootfs.applyLayer(tarLayer(copyLayer));
     expect(readFileSync(join(rootfs.dir, "opt/app/x"), "utf8")).toBe("from COPY");
   });
 
@@ -68,11 +63,7 @@ describe("directory root filesystem and its own snapshots", () => {
     const step = await rootfs.beginStep();
     expect(await step.changes()).toEqual([]);
     chmodSync(join(rootfs.dir, "etc/a"), 0o600);
-    await rootfs.applyLayer({
-      diffID: "sha256:next",
-      mediaType: "application/vnd.oci.image.layer.v1.tar",
-      open: () => Readable.from([makeTar([{ name: "etc/a", content: "next", mode: 0o644 }])]),
-    });
+    await rootfs.applyLayer(tarLayer(makeTar([{ name: "etc/a", content: "next", mode: 0o644 }])));
     expect(readFileSync(join(rootfs.dir, "etc/a"), "utf8")).toBe("next");
     expect(lstatSync(join(rootfs.dir, "etc/a")).mode & 0o7777).toBe(0o644);
   });

@@ -3,12 +3,11 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Readable } from "node:stream";
-import { gzipSync } from "node:zlib";
 import { createDirRootFS, cleanupStale } from "../../src/fs/rootfs.js";
 import { createWorkDir } from "../../src/fs/workdir.js";
 import { createRunner } from "../../src/run/index.js";
 import type { LayerEntry } from "../../src/layer/entry.js";
-import { makeTar, tempDir } from "./helpers.js";
+import { makeTar, tarLayer, tempDir } from "./helpers.js";
 
 let t: { dir: string; cleanup: () => void };
 beforeEach(() => {
@@ -27,12 +26,8 @@ describe("directory root filesystem", () => {
       { name: "etc/passwd", content: "root:x:0:0::/root:/bin/sh\n" },
       { name: "etc/old", content: "old" },
     ]);
-    await rootfs.applyLayer({ diffID: "sha256:aaaa", mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", open: () => Readable.from([gzipSync(tarBuf)]) });
-    await rootfs.applyLayer({
-      diffID: "sha256:bbbb",
-      mediaType: "application/vnd.oci.image.layer.v1.tar",
-      open: () => Readable.from([makeTar([{ name: "etc/.wh.old" }, { name: "etc/new", content: "n" }])]),
-    });
+    await rootfs.applyLayer(tarLayer(tarBuf, true));
+    await rootfs.applyLayer(tarLayer(makeTar([{ name: "etc/.wh.old" }, { name: "etc/new", content: "n" }])));
     expect(readdirSync(join(rootfs.dir, "etc")).sort()).toEqual(["new", "passwd"]);
 
     // a RUN step through a real runner: injected files and mount points never reach the layer

@@ -260,7 +260,9 @@ describe("fault injection", () => {
     const { reg, layout } = await setup({
       hook: (req, res) => {
         if (lie && req.method === "GET" && /\/blobs\/sha256:/.test(req.url ?? "")) {
-          const body = Buffer.from("not the blob you asked for");
+          // the right length (a wrong one is refused before reading), the wrong bytes
+          const size = regRef.blobs.get(decodeURIComponent((req.url ?? "").split("/").pop() ?? ""))?.length ?? 26;
+          const body = Buffer.alloc(size, "not the blob you asked for");
           res.writeHead(200, { "content-length": String(body.length) });
           res.end(body);
           return true;
@@ -268,6 +270,7 @@ describe("fault injection", () => {
         return false;
       },
     });
+    const regRef = reg;
     await pushLayout(layout.dir, "v1", [`${reg.host}/l/i:v1`], fast);
     lie = true;
     const s = store();
