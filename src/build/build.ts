@@ -148,6 +148,7 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, ca
         "containerimage.descriptor": materialized.manifest,
         "image.name": (options.tags ?? []).join(","),
         "kiln.steps": cache.steps,
+        ...(session.isolation ? { "kiln.isolation": session.isolation } : {}),
       };
       await writeFileAtomic(options.metadataFile, JSON.stringify(meta, null, 2) + "\n");
     }

@@ -18,7 +18,8 @@ export type NamedContext =
   | { kind: "dir"; path: string }
   | { kind: "image"; ref: string };
 
-export type Isolation = "auto" | "oci" | "chroot";
+export type { Isolation } from "../run/types.js";
+import type { Isolation } from "../run/types.js";
 
 export interface BuildOptions {
   /** Build context directory; "-" = a tar read from `contextStream` (default: stdin). */

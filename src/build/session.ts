@@ -17,7 +17,7 @@ import type { BuildOptions, NamedContext } from "./options.js";
 import type { BuildPlan } from "./plan.js";
 import { resolveStageRef } from "./plan.js";
 import { suggestName as suggest } from "../dockerfile/flags.js";
-import { createRunner, type Runner } from "../run/index.js";
+import { chooseRunner, type Runner } from "../run/index.js";
 
 /** What a finished stage hands to the stages that use it. */
 export interface StageResult {
@@ -35,6 +35,8 @@ export class BuildSession {
   private readonly trees = new Map<string, Promise<DirContext>>();
   private readonly disposables: Array<() => Promise<void>> = [];
   private runnerPromise?: Promise<Runner>;
+  /** The isolation the preflight chose for RUN (set once runner() resolved). */
+  isolation?: string;
   readonly tmpRoot: Promise<string>;
 
   constructor(
@@ -215,8 +217,13 @@ export class BuildSession {
   }
 
   async newRootFS(): Promise<RootFS> {
+    // Without namespaces nothing (no nodev mount) would stop a RUN from opening device nodes
+    // from layers: keep them in the layer data only, on the dir snapshotter (overlay needs mount).
+    const noMounts = this.isolation === "plain-chroot" || this.isolation === "proot";
+    const snapshotter = this.options.snapshotter ?? "auto";
     const rootfs = await createRootFS(this.cacheDir, {
-      snapshotter: this.options.snapshotter ?? "auto",
+      snapshotter: noMounts && snapshotter === "auto" ? "dir" : snapshotter,
+      ...(noMounts ? { deviceNodes: "skip" as const } : {}),
       onWarning: (message) => this.emit({ type: "warning", message }),
     });
     this.disposables.push(() => rootfs.dispose());
@@ -224,7 +231,11 @@ export class BuildSession {
   }
 
   runner(): Promise<Runner> {
-    this.runnerPromise ??= createRunner(this.options.isolation ?? "auto", { workDir: join(this.cacheDir, "run") });
+    this.runnerPromise ??= chooseRunner(this.options.isolation ?? "auto", { workDir: join(this.cacheDir, "run") }).then((c) => {
+      this.isolation = c.isolation;
+      this.emit({ type: "info", message: `isolation: ${c.isolation} (${c.why})` });
+      return c.runner;
+    });
     return this.runnerPromise;
   }
 

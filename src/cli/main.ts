@@ -12,6 +12,7 @@ import { createProgress, type ProgressMode } from "./progress.js";
 import { formatBytes } from "../units.js";
 import { parseRegistryTimeout, type RegistryTimeouts } from "../registry/timeouts.js";
 import { parseOutput, parseSecret, type Isolation, type OutputSpec } from "../build/options.js";
+import { ISOLATIONS } from "../run/index.js";
 
 interface Command {
   summary: string;
@@ -47,7 +48,7 @@ const buildOptions: OptionSpec[] = [
   { name: "metadata-file", type: "string", valueName: "FILE", help: "write build metadata JSON (as buildx) to FILE" },
   { name: "progress", type: "string", valueName: "MODE", help: "auto, plain or quiet (default auto)" },
   cacheDirOption("blob store and work directory"),
-  { name: "isolation", type: "string", valueName: "MODE", help: "RUN isolation: auto, oci or chroot (default auto)" },
+  { name: "isolation", type: "string", valueName: "MODE", help: "RUN isolation: auto, oci, chroot, plain-chroot or proot (default auto: the strongest the preflight finds working)" },
   { name: "snapshotter", type: "string", valueName: "MODE", help: "RUN root filesystems: auto, overlay or dir (default auto: overlay when root and overlayfs work)" },
   { name: "network", type: "string", valueName: "MODE", help: "RUN network: host or none (default host)" },
   { name: "jobs", type: "string", valueName: "N", help: "stages built at once (default: number of cores)" },
@@ -76,7 +77,7 @@ const commands: Record<string, Command> = {
       const format = one(args, "format") ?? "oci";
       if (format !== "oci" && format !== "docker") throw new UsageError(`--format must be oci or docker`);
       const isolation = (one(args, "isolation") ?? "auto") as Isolation;
-      if (!["auto", "oci", "chroot"].includes(isolation)) throw new UsageError(`--isolation must be auto, oci or chroot`);
+      if (!ISOLATIONS.includes(isolation)) throw new UsageError(`--isolation must be one of ${ISOLATIONS.join(", ")}`);
       const snapshotter = one(args, "snapshotter") ?? "auto";
       if (!["auto", "overlay", "dir"].includes(snapshotter)) throw new UsageError(`--snapshotter must be auto, overlay or dir`);
       const network = one(args, "network") ?? "host";

@@ -19,7 +19,7 @@ import { checkUserNamespaces, hostIdMappings } from "./userns.js";
 const DEV_NODES = ["null", "zero", "full", "random", "urandom", "tty"];
 
 /** The host's static busybox (usable after the host root is detached), or null. */
-function staticBusybox(): string | null {
+export function staticBusybox(): string | null {
   for (const p of ["/bin/busybox", "/usr/bin/busybox", "/usr/local/bin/busybox"]) {
     try {
       const fd = openSync(p, "r");

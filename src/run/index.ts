@@ -1,35 +1,55 @@
-// RUN isolation entry point: picks a backend — an OCI runtime (crun or runc) when installed,
-// else chroot (unshare + chroot) — rootless when kiln is not uid 0.
-import { existsSync } from "node:fs";
+// RUN isolation entry point: runs the preflight (preflight.ts) and builds the backend it allows —
+// an OCI runtime (crun or runc), chroot (unshare + chroot), plain-chroot (no namespaces, for a
+// root pod) or proot (ptrace, for a non-root pod) — rootless where kiln is not uid 0.
 import { KilnError } from "../errors.js";
 import { createChrootRunner } from "./chroot.js";
-import { createOciRunner, crunNeedsHybridWorkaround } from "./oci.js";
+import { createOciRunner } from "./oci.js";
+import { createPlainChrootRunner } from "./plain-chroot.js";
+import { chooseIsolation, pickRuntime, preflight, type ConcreteIsolation, type PreflightReport } from "./preflight.js";
+import { createProotRunner } from "./proot.js";
 import type { Isolation, Runner } from "./types.js";
 
 export type { IdMap, Isolation, RunMount, RunResult, RunSpec, Runner } from "./types.js";
 export { resolveUser, type ResolvedUser } from "./user.js";
+export { ISOLATIONS, preflight, type PreflightReport } from "./preflight.js";
 
-function findOnPath(cmd: string): boolean {
-  const dirs = (process.env.PATH ?? "").split(":").concat(["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]);
-  return dirs.some((d) => d !== "" && existsSync(`${d}/${cmd}`));
+export interface RunnerOptions {
+  runtime?: "crun" | "runc";
+  workDir?: string;
 }
 
-export async function createRunner(isolation: Isolation, options: { runtime?: "crun" | "runc"; workDir?: string } = {}): Promise<Runner> {
-  const pickRuntime = (): "crun" | "runc" | null => {
-    if (options.runtime) return findOnPath(options.runtime) ? options.runtime : null;
-    const crunUsable = process.getuid?.() === 0 || !crunNeedsHybridWorkaround();
-    if (findOnPath("crun") && crunUsable) return "crun";
-    if (findOnPath("runc")) return "runc";
-    return null;
-  };
-  if (isolation === "chroot") return createChrootRunner({ workDir: options.workDir });
-  const runtime = pickRuntime();
-  if (isolation === "oci") {
-    if (!runtime) {
-      throw new KilnError(`isolation "oci" needs an OCI runtime: install ${options.runtime ?? "crun or runc"} (Debian packages crun / runc)`);
+/** A runner plus the isolation the preflight chose and why (for progress and metadata). */
+export interface ChosenRunner {
+  runner: Runner;
+  isolation: ConcreteIsolation;
+  why: string;
+  report: PreflightReport;
+}
+
+/** Probe (cached), choose, and build the runner; a mode that cannot work is a one-line KilnError. */
+export async function chooseRunner(isolation: Isolation, options: RunnerOptions = {}): Promise<ChosenRunner> {
+  const report = await preflight();
+  const choice = chooseIsolation(isolation, report);
+  return { runner: buildRunner(choice.isolation, report, options), isolation: choice.isolation, why: choice.why, report };
+}
+
+export async function createRunner(isolation: Isolation, options: RunnerOptions = {}): Promise<Runner> {
+  return (await chooseRunner(isolation, options)).runner;
+}
+
+function buildRunner(isolation: ConcreteIsolation, report: PreflightReport, options: RunnerOptions): Runner {
+  const workDir = options.workDir ? { workDir: options.workDir } : {};
+  switch (isolation) {
+    case "oci": {
+      const runtime = pickRuntime(options.runtime);
+      if (!runtime) throw new KilnError(`isolation "oci" needs an OCI runtime: install ${options.runtime ?? "crun or runc"} (Debian packages crun / runc)`);
+      return createOciRunner({ runtime, ...workDir });
     }
-    return createOciRunner({ runtime, workDir: options.workDir });
+    case "chroot":
+      return createChrootRunner(workDir);
+    case "plain-chroot":
+      return createPlainChrootRunner({ ...workDir, capBnd: report.capBnd });
+    case "proot":
+      return createProotRunner(workDir);
   }
-  if (isolation !== "auto") throw new KilnError(`unknown isolation "${String(isolation)}" (use auto, oci or chroot)`);
-  return runtime ? createOciRunner({ runtime, workDir: options.workDir }) : createChrootRunner({ workDir: options.workDir });
 }

@@ -2,7 +2,7 @@
 // the Runner interface every backend (OCI runtime, chroot) implements.
 import type { IdMapping } from "./userns.js";
 
-export type Isolation = "auto" | "oci" | "chroot";
+export type Isolation = "auto" | "oci" | "chroot" | "plain-chroot" | "proot";
 
 export interface RunMount {
   type: "bind" | "tmpfs";
@@ -53,5 +53,10 @@ export interface Runner {
    * record the ids the container saw. Unset: host ids are container ids.
    */
   readonly idMap?: IdMap;
+  /**
+   * Paths (relative to the rootfs) the runner itself writes into the rootfs for a step (the /etc
+   * files, /dev nodes, a stub directory) where it cannot mount them: kept out of the step's layer.
+   */
+  readonly stepExcludes?: readonly string[];
   run(spec: RunSpec): Promise<RunResult>;
 }

@@ -54,7 +54,7 @@ export async function runStep(
 
   const network = t.network === "none" ? "none" : t.network === "host" ? "host" : (session.options.network ?? "host");
   const baselineStarted = process.hrtime.bigint();
-  const snapshot = await rootfs.beginStep({ exclude: mounts.map((m) => m.target.replace(/^\/+/, "")), ...(runner.idMap ? { idMap: runner.idMap } : {}) });
+  const snapshot = await rootfs.beginStep({ exclude: [...mounts.map((m) => m.target.replace(/^\/+/, "")), ...(runner.stepExcludes ?? [])], ...(runner.idMap ? { idMap: runner.idMap } : {}) });
   const baselineNs = process.hrtime.bigint() - baselineStarted;
   const spec: RunSpec = {
     rootfs: rootfs.dir,

@@ -1,0 +1,135 @@
+// What a RUN gets when nothing can be mounted (plain-chroot): the /etc files written in place
+// (the original content restored after the step), /dev nodes made with mknod, the RUN's mounts as
+// private copies in their (missing) targets, and kiln's static busybox in a hidden stub directory.
+// Everything is undone after the step, and touched then only while it is still the object kiln
+// made or wrote (same dev/ino, resolved again inside the rootfs), so a step cannot steer it.
+import { lstatSync } from "node:fs";
+import { chmod, copyFile, readFile, readdir, rm, stat, unlink, utimes, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { KilnError } from "../errors.js";
+import { resolveInRoot } from "../fs/confine.js";
+import { copyTreeNoFollow } from "../fs/copy-tree.js";
+import { runQuiet } from "./output.js";
+import type { MountTargets } from "./sandbox-files.js";
+import type { RunMount } from "./types.js";
+
+/** The stub directory (in-container path) that holds kiln's busybox during a plain-chroot step. */
+export const STUB_DIR = "/.kiln-run";
+
+/** Paths (relative, as layer excludes) a plain-chroot step's own files occupy: never in a layer. */
+export const IN_PLACE_EXCLUDES = ["etc/hosts", "etc/resolv.conf", "etc/hostname", "dev", STUB_DIR.slice(1)];
+
+const DEV_NODES: Array<[string, number, number]> = [["null", 1, 3], ["zero", 1, 5], ["full", 1, 7], ["random", 1, 8], ["urandom", 1, 9], ["tty", 5, 0]];
+
+interface Undo {
+  host: string;
+  dev: number;
+  ino: number;
+  run: () => Promise<void>;
+}
+
+function same(host: string, u: Undo): boolean {
+  const st = lstatSync(host, { throwIfNoEntry: false });
+  return st !== undefined && st.dev === u.dev && st.ino === u.ino;
+}
+
+export class InPlace {
+  private readonly undo: Undo[] = [];
+  /** What could not be provided (e.g. "mknod refused"), for one warning. */
+  readonly notes: string[] = [];
+
+  constructor(
+    private readonly rootfs: string,
+    private readonly targets: MountTargets,
+  ) {}
+
+  private record(host: string, run: () => Promise<void>): void {
+    const st = lstatSync(host);
+    this.undo.push({ host, dev: st.dev, ino: st.ino, run });
+  }
+
+  /** Copy the host's static busybox into the stub directory; returns its in-container path. */
+  async stubBusybox(busybox: string): Promise<string> {
+    const dir = await this.targets.ensure(STUB_DIR, "dir");
+    await chmod(dir, 0o755);
+    const host = join(dir, "busybox");
+    await copyFile(busybox, host);
+    await chmod(host, 0o755);
+    this.record(host, () => unlink(host));
+    return `${STUB_DIR}/busybox`;
+  }
+
+  /** /dev with null, zero, full, random, urandom and tty made by mknod (where it is permitted). */
+  async devNodes(): Promise<void> {
+    const dev = await this.targets.ensure("/dev", "dir");
+    const before = await stat(dev);
+    let made = false;
+    for (const [name, major, minor] of DEV_NODES) {
+      const host = join(dev, name);
+      if (lstatSync(host, { throwIfNoEntry: false })) continue;
+      const r = await runQuiet("mknod", ["-m", "666", host, "c", String(major), String(minor)]);
+      if (r.code !== 0) {
+        this.notes.push(`/dev/${name} not created (mknod: ${r.stderr.trim().split("\n")[0] ?? "refused"})`);
+        continue;
+      }
+      await chmod(host, 0o666);
+      made = true;
+      this.record(host, () => unlink(host));
+    }
+    if (made) this.record(dev, () => utimes(dev, before.atime, before.mtime));
+  }
+
+  /** Write `content` at in-container `path` for the step; afterwards the original comes back. */
+  async file(path: string, content: string): Promise<void> {
+    const host = await resolveInRoot(this.rootfs, path, { followFinal: true });
+    const st = lstatSync(host, { throwIfNoEntry: false });
+    if (st && !st.isFile()) return; // a directory or device there: leave the image's object alone
+    if (!st) {
+      await this.targets.ensure(path, "file");
+      await writeFile(host, content);
+      await chmod(host, 0o644);
+      // emptied again afterwards, so the stub clean-up removes it
+      this.record(host, () => writeFile(host, ""));
+      return;
+    }
+    const original = await readFile(host);
+    await writeFile(host, content);
+    this.record(host, async () => {
+      await writeFile(host, original);
+      await chmod(host, st.mode & 0o7777);
+      await utimes(host, st.atime, st.mtime);
+    });
+  }
+
+  /**
+   * A RUN mount without mount(2): a private copy of its source (or an empty directory for tmpfs)
+   * in its target, which must not exist in the image; removed after the step.
+   */
+  async mount(m: RunMount): Promise<void> {
+    const label = m.label ?? `the ${m.target} mount`;
+    const host = await resolveInRoot(this.rootfs, m.target, { followFinal: true });
+    if (lstatSync(host, { throwIfNoEntry: false })) {
+      throw new KilnError(`${label}: isolation "plain-chroot" cannot mount over ${m.target}, which exists in the image (no mount(2) here); use a target that does not exist`);
+    }
+    const source = m.type === "bind" ? (m.source as string) : undefined;
+    const isDir = source === undefined || (await stat(source)).isDirectory();
+    const made = await this.targets.ensure(m.target, isDir ? "dir" : "file");
+    if (source !== undefined) {
+      if (isDir) await copyTreeNoFollow(source, made);
+      else await copyFile(source, made);
+    }
+    this.record(made, async () => {
+      // emptied, the stub itself kept for the stub clean-up (which restores the parent's times)
+      if (isDir) for (const name of await readdir(made)) await rm(join(made, name), { recursive: true, force: true });
+      else await writeFile(made, "");
+    });
+  }
+
+  /** Undo everything, newest first; objects a step replaced are left as the step left them. */
+  async cleanup(): Promise<void> {
+    while (this.undo.length > 0) {
+      const u = this.undo.pop() as Undo;
+      if (same(u.host, u)) await u.run().catch(() => undefined);
+    }
+  }
+}

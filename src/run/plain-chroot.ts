@@ -1,0 +1,135 @@
+// plain-chroot isolation, for a root pod where namespaces and mount are refused: no unshare, no
+// mount. The host's util-linux `setpriv` sets securebits noroot+noroot_locked (root gets no
+// automatic capabilities on exec), Docker's default capabilities as bounding, inheritable and
+// ambient sets, and no_new_privs; the host's coreutils `chroot` (SYS_CHROOT through ambient)
+// enters the rootfs and execs kiln's static busybox from a stub directory, whose `setpriv` drops
+// SYS_CHROOT and MKNOD from the inheritable set (and so from ambient) before exec'ing the command.
+// The command runs as root with Docker's default capabilities minus SYS_CHROOT and MKNOD, and no
+// file capability or setuid bit can give them back (nnp, noroot): the double-chroot escape fails.
+// Shares kiln's PID and network namespaces and has no /proc: the pod is the boundary.
+import { lstatSync } from "node:fs";
+import { join, posix } from "node:path";
+import { KilnError } from "../errors.js";
+import { resolveInRoot } from "../fs/confine.js";
+import { CHILD_FILE, createWorkDir, removeWorkDir } from "../fs/workdir.js";
+import { defaultCacheDir } from "../store/blob-store.js";
+import { writeFile } from "node:fs/promises";
+import { staticBusybox } from "./chroot.js";
+import { IN_PLACE_EXCLUDES, InPlace } from "./in-place.js";
+import { OutputTail, runStreaming } from "./output.js";
+import { MountTargets, ensureCwd, newHostname, writeEtcFiles } from "./sandbox-files.js";
+import type { RunResult, RunSpec, Runner } from "./types.js";
+import { resolveUser } from "./user.js";
+import { readFile } from "node:fs/promises";
+
+/** Dropped before the command (after chroot): no chroot escape, no device nodes of the host. */
+export const DROPPED_IN_ROOT = ["sys_chroot", "mknod"];
+
+/** Docker's default capabilities (setpriv names): what the host side passes on. */
+export const PLAIN_CHROOT_CAPS = [
+  "chown", "dac_override", "fowner", "fsetid", "kill", "setgid", "setuid", "setpcap", "net_bind_service", "net_raw",
+  "sys_chroot", "mknod", "audit_write", "setfcap",
+];
+
+
+/**
+ * The host side, as arguments of `setpriv` (at `setpriv`) up to the command: securebits noroot
+ * (locked), Docker's default capabilities (those in `capBnd` when given) as inheritable and
+ * ambient, no_new_privs; then a second setpriv (which holds SETPCAP through ambient) cuts the
+ * bounding set to them minus SYS_CHROOT and MKNOD. Ambient capabilities survive the bounding
+ * cut, so the host's chroot still gets SYS_CHROOT; the in-root setpriv then drops it from
+ * ambient too. (One setpriv cannot do both: it cuts the bounding set before it raises the
+ * inheritable set, which then fails.)
+ */
+export function plainChrootPrelude(setpriv: string, capBnd?: readonly string[]): string[] {
+  const caps = PLAIN_CHROOT_CAPS.filter((c) => !capBnd || capBnd.includes(c));
+  const set = (cs: string[]): string => `-all,${cs.map((c) => `+${c}`).join(",")}`;
+  const bounding = caps.includes("setpcap") ? [setpriv, "--bounding-set", set(caps.filter((c) => !DROPPED_IN_ROOT.includes(c))), "--"] : [];
+  return ["--securebits", "+noroot,+noroot_locked", "--inh-caps", set(caps), "--ambient-caps", set(caps), "--nnp", "--", ...bounding];
+}
+
+function hostTool(name: string): string {
+  for (const d of ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]) if (lstatSync(`${d}/${name}`, { throwIfNoEntry: false })) return `${d}/${name}`;
+  throw new KilnError(`isolation "plain-chroot" needs "${name}" (Debian packages util-linux and coreutils)`);
+}
+
+/** argv[0] looked up in the image's PATH (as Docker does), so nothing on the way can pick a busybox applet. */
+async function resolveCommand(rootfs: string, argv0: string, env: string[]): Promise<string> {
+  if (argv0.includes("/")) return argv0;
+  const path = env.find((e) => e.startsWith("PATH="))?.slice(5) ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  for (const dir of path.split(":")) {
+    if (!dir.startsWith("/")) continue;
+    const candidate = posix.join(dir, argv0);
+    const host = await resolveInRoot(rootfs, candidate, { followFinal: true });
+    const st = lstatSync(host, { throwIfNoEntry: false });
+    if (st?.isFile() && (st.mode & 0o111) !== 0) return candidate;
+  }
+  return argv0; // not found: the exec fails with the usual error
+}
+
+class PlainChrootRunner implements Runner {
+  readonly name = "plain-chroot";
+  /** Paths the runner writes in the rootfs itself for a step (never part of its layer). */
+  readonly stepExcludes = IN_PLACE_EXCLUDES;
+
+  constructor(
+    private readonly workDir: string | undefined,
+    private readonly capBnd: readonly string[] | undefined,
+  ) {}
+
+  async run(spec: RunSpec): Promise<RunResult> {
+    const setpriv = hostTool("setpriv");
+    const chroot = hostTool("chroot");
+    const busybox = staticBusybox();
+    if (!busybox) throw new KilnError(`isolation "plain-chroot" needs a static busybox on the host (Debian package busybox-static)`);
+    const runDir = await createWorkDir(this.workDir ?? join(defaultCacheDir(), "run"), "plain-");
+    const targets = new MountTargets(spec.rootfs);
+    const place = new InPlace(spec.rootfs, targets);
+    try {
+      const user = await resolveUser(spec.rootfs, spec.user);
+      await ensureCwd(spec.rootfs, spec.cwd);
+      const etc = await writeEtcFiles(runDir, spec.hostname ?? newHostname());
+      const stub = await place.stubBusybox(busybox);
+      await place.devNodes();
+      await place.file("/etc/hosts", await readFile(etc.hosts, "utf8"));
+      await place.file("/etc/resolv.conf", await readFile(etc.resolvConf, "utf8"));
+      await place.file("/etc/hostname", await readFile(etc.hostnameFile, "utf8"));
+      for (const m of spec.mounts ?? []) await place.mount(m);
+      for (const n of place.notes) spec.stderr?.(Buffer.from(`kiln: plain-chroot: ${n}\n`));
+
+      const cwd = spec.cwd === "" ? "/" : spec.cwd;
+      const argv = [await resolveCommand(spec.rootfs, spec.argv[0] ?? "", spec.env), ...spec.argv.slice(1)];
+      const hasSh = lstatSync(await resolveInRoot(spec.rootfs, "/bin/sh", { followFinal: true }), { throwIfNoEntry: false }) !== undefined;
+      if (cwd !== "/" && !hasSh) throw new KilnError(`isolation "plain-chroot" needs /bin/sh in the image to enter WORKDIR ${cwd}`);
+      const inner = cwd === "/" ? argv : ["/bin/sh", "-c", 'cd -- "$0" && exec "$@"', cwd, ...argv];
+      const groups = user.additionalGids.length > 0 ? [`--groups=${user.additionalGids.join(",")}`] : [];
+      const args = [
+        ...plainChrootPrelude(setpriv, this.capBnd),
+        chroot, `--userspec=${user.uid}:${user.gid}`, ...groups, spec.rootfs,
+        stub, "setpriv", "--inh-caps", DROPPED_IN_ROOT.map((c) => `-${c}`).join(","), "--",
+        ...inner,
+      ];
+      const env = Object.fromEntries(spec.env.map((e) => [e.slice(0, e.indexOf("=") < 0 ? e.length : e.indexOf("=")), e.slice(e.indexOf("=") + 1)]));
+      const tail = new OutputTail();
+      const code = await runStreaming(
+        { cmd: setpriv, args, env },
+        {
+          stdout: spec.stdout,
+          stderr: spec.stderr,
+          signal: spec.signal,
+          onSpawn: (pid) => void writeFile(join(runDir, CHILD_FILE), String(pid)).catch(() => undefined),
+        },
+        tail,
+      );
+      return { exitCode: code, outputTail: tail.text() };
+    } finally {
+      await place.cleanup();
+      await targets.cleanup();
+      await removeWorkDir(runDir);
+    }
+  }
+}
+
+export function createPlainChrootRunner(options: { workDir?: string; capBnd?: readonly string[] } = {}): Runner {
+  return new PlainChrootRunner(options.workDir, options.capBnd);
+}

@@ -1,0 +1,95 @@
+// proot isolation: ptrace path translation (Debian package proot) for pods where neither
+// namespaces nor chroot(2) are allowed, e.g. a non-root pod. `proot -0` fakes root, `-r` the
+// rootfs; /proc, a few /dev nodes, the generated /etc files and the RUN's mounts are bound by path
+// translation (read-only sources are bound from private copies: proot cannot make a bind
+// read-only). Files a step creates are owned on disk by kiln's uid: idMap maps it back to root.
+// Not a security boundary against the step (ptrace translation can be evaded): the pod is.
+import { existsSync, lstatSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { KilnError } from "../errors.js";
+import { copyTreeNoFollow } from "../fs/copy-tree.js";
+import { CHILD_FILE, createWorkDir, removeWorkDir } from "../fs/workdir.js";
+import { defaultCacheDir } from "../store/blob-store.js";
+import { OutputTail, runStreaming } from "./output.js";
+import { ensureCwd, newHostname, writeEtcFiles } from "./sandbox-files.js";
+import type { IdMap, RunResult, RunSpec, Runner } from "./types.js";
+import { resolveUser } from "./user.js";
+
+const DEV_NODES = ["null", "zero", "full", "random", "urandom", "tty"];
+
+function prootTool(): string {
+  for (const d of ["/usr/bin", "/usr/local/bin", "/bin"]) if (existsSync(`${d}/proot`)) return `${d}/proot`;
+  throw new KilnError(`isolation "proot" needs proot (Debian package proot)`);
+}
+
+class ProotRunner implements Runner {
+  readonly name = "proot";
+  readonly idMap?: IdMap;
+  readonly stepExcludes = ["etc/hosts", "etc/resolv.conf", "etc/hostname"];
+  private readonly uid = process.getuid?.() ?? 0;
+  private readonly gid = process.getgid?.() ?? 0;
+
+  constructor(private readonly workDir: string | undefined) {
+    if (this.uid !== 0) this.idMap = { uid: [{ containerID: 0, hostID: this.uid, size: 1 }], gid: [{ containerID: 0, hostID: this.gid, size: 1 }] };
+  }
+
+  async run(spec: RunSpec): Promise<RunResult> {
+    const proot = prootTool();
+    const runDir = await createWorkDir(this.workDir ?? join(defaultCacheDir(), "run"), "proot-");
+    try {
+      const user = await resolveUser(spec.rootfs, spec.user);
+      if (this.uid !== 0 && (user.uid !== 0 || user.gid !== 0)) {
+        throw new KilnError(`isolation "proot" as non-root kiln cannot run a step as USER ${spec.user}: its files would be recorded with the wrong owner (run kiln as root, or drop USER before this RUN)`);
+      }
+      await ensureCwd(spec.rootfs, spec.cwd);
+      const etc = await writeEtcFiles(runDir, spec.hostname ?? newHostname());
+      const args = [user.uid === 0 ? "-0" : `-i`];
+      if (user.uid !== 0) args.push(`${user.uid}:${user.gid}`);
+      args.push("-r", spec.rootfs, "-w", spec.cwd === "" ? "/" : spec.cwd, "-b", "/proc");
+      for (const n of DEV_NODES) if (existsSync(`/dev/${n}`)) args.push("-b", `/dev/${n}`);
+      args.push("-b", `${etc.hosts}:/etc/hosts`, "-b", `${etc.resolvConf}:/etc/resolv.conf`, "-b", `${etc.hostnameFile}:/etc/hostname`);
+      let i = 0;
+      for (const m of spec.mounts ?? []) {
+        let source = m.source;
+        if (m.type === "tmpfs") {
+          source = join(runDir, `tmpfs-${i++}`);
+          await mkdir(source, { mode: 0o1777 });
+        } else if (m.readonly && source) {
+          // proot cannot make a bind read-only: the step gets a private copy of the source
+          const copy = join(runDir, `ro-${i++}`);
+          if (lstatSync(source).isDirectory()) await copyTreeNoFollow(source, copy);
+          else {
+            const { copyFile } = await import("node:fs/promises");
+            await copyFile(source, copy);
+          }
+          source = copy;
+        }
+        args.push("-b", `${source as string}:${m.target}`);
+      }
+      args.push(...spec.argv);
+      const env: NodeJS.ProcessEnv = Object.fromEntries(spec.env.map((e) => [e.slice(0, e.indexOf("=") < 0 ? e.length : e.indexOf("=")), e.slice(e.indexOf("=") + 1)]));
+      const tmp = join(runDir, "tmp");
+      await mkdir(tmp);
+      env.PROOT_TMP_DIR = tmp;
+      const tail = new OutputTail();
+      const code = await runStreaming(
+        { cmd: proot, args, env },
+        {
+          stdout: spec.stdout,
+          stderr: spec.stderr,
+          signal: spec.signal,
+          onSpawn: (pid) => void writeFile(join(runDir, CHILD_FILE), String(pid)).catch(() => undefined),
+        },
+        tail,
+      );
+      return { exitCode: code, outputTail: tail.text() };
+    } finally {
+      await removeWorkDir(runDir);
+    }
+  }
+}
+
+export function createProotRunner(options: { workDir?: string } = {}): Runner {
+  return new ProotRunner(options.workDir);
+}

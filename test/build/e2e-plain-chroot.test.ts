@@ -1,0 +1,120 @@
+// RUN with --isolation plain-chroot (no namespaces, no mount; issue #12) on this host: the RUN
+// works in a busybox base, its files land in the layer, the /etc files and /dev nodes kiln wrote
+// do not, the double-chroot escape from a static helper gets EPERM with SYS_CHROOT gone from the
+// effective and bounding sets and no_new_privs set, and the layers equal those of the namespaced
+// chroot isolation entry by entry. Under a root without CAP_SYS_ADMIN (unshare refused, as in a
+// pod), auto picks plain-chroot and records it, and an explicit chroot is a one-line error before any work.
+import { execFileSync } from "node:child_process";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeTar } from "../fs/helpers.js";
+import { writeHandLayout, type HandLayout } from "../helpers/hand-layout.js";
+import { KILN_BIN, expectBuilt, run } from "../helpers/kiln.js";
+import { listLayer } from "../helpers/layer-tar.js";
+import { TempDirs } from "../helpers/temp.js";
+
+const temps = new TempDirs();
+afterAll(() => temps.cleanup());
+
+const ESCAPE_C = new URL("../run/fixtures/escape.c", import.meta.url).pathname;
+const APPLETS = ["cat", "ls", "grep", "echo", "mkdir", "touch", "test", "chmod", "rm"];
+let dir: string;
+let base: HandLayout;
+
+async function manifestLayers(layout: string): Promise<string[]> {
+  const blob = (d: string) => join(layout, "blobs", "sha256", d.slice("sha256:".length));
+  const index = JSON.parse(await readFile(join(layout, "index.json"), "utf8")) as { manifests: Array<{ digest: string }> };
+  const m = JSON.parse(await readFile(blob(index.manifests[0]!.digest), "utf8")) as { layers: Array<{ digest: string }> };
+  return m.layers.map((l) => join(layout, "blobs", "sha256", l.digest.slice("sha256:".length)));
+}
+
+beforeAll(async () => {
+  dir = await temps.make("kiln-plain-chroot-");
+  // the helper must exist: no skipping when gcc or a static libc is missing
+  execFileSync("gcc", ["-static", "-O2", "-o", join(dir, "escape"), ESCAPE_C]);
+  base = await writeHandLayout(join(dir, "base"), [
+    makeTar([
+      { name: "bin/", type: "dir" },
+      { name: "bin/busybox", content: await readFile("/bin/busybox"), mode: 0o755 },
+      { name: "bin/sh", type: "symlink", linkname: "busybox" },
+      ...APPLETS.map((a) => ({ name: `bin/${a}`, type: "symlink" as const, linkname: "busybox" })),
+      { name: "etc/", type: "dir" },
+      { name: "etc/hosts", content: "10.9.9.9 from-the-image\n", mode: 0o644 },
+      { name: "dev/", type: "dir" },
+      { name: "tmp/", type: "dir", mode: 0o1777 },
+      { name: "escape", content: await readFile(join(dir, "escape")), mode: 0o755 },
+    ]),
+  ]);
+});
+
+async function build(name: string, dockerfile: string, isolation: string, restrict = false) {
+  const ctx = join(dir, `ctx-${name}`);
+  await mkdir(ctx, { recursive: true });
+  await writeFile(join(ctx, "Dockerfile"), dockerfile);
+  const layout = join(dir, `out-${name}`);
+  const meta = join(dir, `meta-${name}.json`);
+  const args = [KILN_BIN, "build", "--progress", "plain", "--isolation", isolation, "--metadata-file", meta, "--cache-dir", join(dir, `cache-${name}`), "--build-context", `base=${base.ref}`, "-o", `type=oci,dest=${layout}`, "-t", "p:latest", ctx];
+  // a root without CAP_SYS_ADMIN: unshare and mount are refused, as in a pod with default caps
+  const r = restrict
+    ? await run("setpriv", ["--bounding-set", "-sys_admin", "--", process.execPath, ...args], { env: { SOURCE_DATE_EPOCH: "1700000000" } })
+    : await run(process.execPath, args, { env: { SOURCE_DATE_EPOCH: "1700000000" } });
+  return { r, layout, meta };
+}
+
+const STEPS = [
+  "FROM base",
+  "RUN echo hi > /hello && mkdir -p /data && echo x > /dev/null && cat /etc/hosts > /data/hosts-seen",
+  "WORKDIR /work",
+  "RUN /escape > /work/escape.txt && ls -a / > /work/root-listing",
+].join("\n") + "\n";
+
+describe("kiln build --isolation plain-chroot", () => {
+  it("runs the steps, keeps kiln's own files out of the layers, and the chroot escape fails", async () => {
+    const { r, layout, meta } = await build("plain", STEPS, "plain-chroot");
+    expectBuilt(r);
+    expect(r.stderr).toContain("isolation: plain-chroot (requested)");
+    expect(JSON.parse(await readFile(meta, "utf8"))["kiln.isolation"]).toBe("plain-chroot");
+    const layers = await manifestLayers(layout);
+    const first = (await listLayer(layers[1]!)).map((e) => e.name);
+    expect(first).toEqual(["data/", "data/hosts-seen", "hello"]);
+    const second = (await listLayer(layers[3] ?? layers[2]!)).map((e) => e.name);
+    expect(second).toEqual(expect.arrayContaining(["work/escape.txt", "work/root-listing"]));
+    expect(second.some((n) => n.startsWith("dev") || n.startsWith("etc") || n.startsWith(".kiln"))).toBe(false);
+    // read the files back out of the image
+    const unpacked = join(dir, "unpacked");
+    await mkdir(unpacked);
+    for (const l of layers) execFileSync("tar", ["-xzf", l, "-C", unpacked]);
+    expect(await readFile(join(unpacked, "data/hosts-seen"), "utf8")).toContain("localhost");
+    expect(await readFile(join(unpacked, "etc/hosts"), "utf8")).toBe("10.9.9.9 from-the-image\n");
+    const escape = await readFile(join(unpacked, "work/escape.txt"), "utf8");
+    expect(escape).toContain("eff_chroot=0 bnd_chroot=0 eff_mknod=0 nnp=1 uid=0");
+    expect(escape).toContain("chroot: Operation not permitted");
+    const listing = (await readFile(join(unpacked, "work/root-listing"), "utf8")).split("\n");
+    expect(listing).toContain(".kiln-run"); // the stub was there during the step, and is not in any layer
+  });
+
+  it("gives the same layers as the namespaced chroot isolation, entry by entry", async () => {
+    const df = "FROM base\nRUN mkdir -p /a/b && echo one > /a/b/f && chmod 640 /a/b/f && rm /bin/rm && touch /tmp/t\n";
+    const plain = await build("eq-plain", df, "plain-chroot");
+    const chroot = await build("eq-chroot", df, "chroot");
+    expectBuilt(plain.r);
+    expectBuilt(chroot.r);
+    const entries = async (layout: string) => Promise.all((await manifestLayers(layout)).map((l) => listLayer(l)));
+    const a = await entries(plain.layout);
+    expect(a[1]!.map((e) => e.name)).toEqual(["a/", "a/b/", "a/b/f", "bin/", "bin/.wh.rm", "tmp/", "tmp/t"]);
+    expect(a).toEqual(await entries(chroot.layout));
+  });
+
+  it("is what auto picks for a root without CAP_SYS_ADMIN; an explicit chroot fails there before any work", async () => {
+    const ok = await build("auto", "FROM base\nRUN echo hi > /hi\n", "auto", true);
+    expectBuilt(ok.r);
+    expect(ok.r.stderr).toMatch(/isolation: plain-chroot \(oci: unshare of a mount and pid namespace is refused/);
+    expect(JSON.parse(await readFile(ok.meta, "utf8"))["kiln.isolation"]).toBe("plain-chroot");
+    const bad = await build("explicit", "FROM base\nRUN echo hi > /hi\n", "chroot", true);
+    expect(bad.r.code).toBe(1);
+    const lines = bad.r.stderr.trim().split("\n").filter((l) => l.includes("isolation"));
+    expect(lines.at(-1)).toMatch(/isolation "chroot" cannot work here: unshare of a mount and pid namespace is refused \(.*Operation not permitted/);
+    expect(bad.r.stderr).not.toMatch(/base|extract|layer/i);
+  });
+});
