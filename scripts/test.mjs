@@ -22,6 +22,8 @@ const tools = {
   bzip2: "bzip2",
   setfattr: "attr",
   chroot: "coreutils",
+  proot: "proot", // --isolation proot (ptrace path translation, non-root pods)
+  gcc: "gcc", // the static chroot-escape helper of the plain-chroot test (also needs libc6-dev)
   htpasswd: "apache2-utils",
   losetup: "mount", // overlay snapshotter: mounts and the scratch file system's loop device
   "mkfs.ext4": "e2fsprogs",
