@@ -163,6 +163,8 @@ export function preflight(): Promise<PreflightReport> {
     const dir = await mkdtemp(join(tmpdir(), "kiln-preflight-"));
     try {
       const probes = await runProbes(uid !== 0, dir);
+      // reasons name no temporary path
+      for (const p of Object.values(probes)) p.reason = p.reason.split(dir).join("<probe dir>");
       return { uid, ...status(), probes, modes: modes(uid, probes) };
     } finally {
       await rm(dir, { recursive: true, force: true }).catch(() => undefined);

@@ -117,4 +117,11 @@ describe("kiln build --isolation plain-chroot", () => {
     expect(lines.at(-1)).toMatch(/isolation "chroot" cannot work here: unshare of a mount and pid namespace is refused \(.*Operation not permitted/);
     expect(bad.r.stderr).not.toMatch(/base|extract|layer/i);
   });
+
+  it("runs no preflight for a build without RUN", async () => {
+    const r = await build("copy-only", "FROM scratch\nCOPY Dockerfile /\n", "chroot", true);
+    expectBuilt(r.r);
+    expect(r.r.stderr).not.toContain("isolation");
+    expect(JSON.parse(await readFile(r.meta, "utf8"))["kiln.isolation"]).toBeUndefined();
+  });
 });
