@@ -109,7 +109,7 @@ describe("kiln build --isolation plain-chroot", () => {
   it("is what auto picks for a root without CAP_SYS_ADMIN; an explicit chroot fails there before any work", async () => {
     const ok = await build("auto", "FROM base\nRUN echo hi > /hi\n", "auto", true);
     expectBuilt(ok.r);
-    expect(ok.r.stderr).toMatch(/isolation: plain-chroot \(oci: unshare of a mount and pid namespace is refused/);
+    expect(ok.r.stderr).toMatch(/isolation: plain-chroot \(oci: the OCI runtime cannot start a container \(.*\); chroot: unshare of a mount and pid namespace is refused/);
     expect(JSON.parse(await readFile(ok.meta, "utf8"))["kiln.isolation"]).toBe("plain-chroot");
     const bad = await build("explicit", "FROM base\nRUN echo hi > /hi\n", "chroot", true);
     expect(bad.r.code).toBe(1);
