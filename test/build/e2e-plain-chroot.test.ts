@@ -94,6 +94,20 @@ describe("kiln build --isolation plain-chroot", () => {
     expect(listing).toContain(".kiln-run"); // the stub was there during the step, and is not in any layer
   });
 
+  it("runs a USER step as that user, with no capabilities and the escape refused", async () => {
+    const { r, layout } = await build("user", "FROM base\nUSER 1000:1000\nRUN /escape > /tmp/as-user.txt\n", "plain-chroot");
+    expectBuilt(r);
+    const layers = await manifestLayers(layout);
+    const entries = await listLayer(layers[1]!);
+    expect(entries.map((e) => [e.name, e.uid, e.gid])).toEqual([["tmp/", 0, 0], ["tmp/as-user.txt", 1000, 1000]]);
+    const out = join(dir, "unpacked-user");
+    await mkdir(out);
+    execFileSync("tar", ["-xzf", layers[1]!, "-C", out]);
+    const text = await readFile(join(out, "tmp/as-user.txt"), "utf8");
+    expect(text).toContain("eff_chroot=0 bnd_chroot=0 eff_mknod=0 nnp=1 uid=1000");
+    expect(text).toContain("chroot: Operation not permitted");
+  });
+
   it("gives the same layers as the namespaced chroot isolation, entry by entry", async () => {
     const df = "FROM base\nRUN mkdir -p /a/b && echo one > /a/b/f && chmod 640 /a/b/f && rm /bin/rm && touch /tmp/t\n";
     const plain = await build("eq-plain", df, "plain-chroot");
