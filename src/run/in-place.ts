@@ -4,8 +4,8 @@
 // Everything is undone after the step, and touched then only while it is still the object kiln
 // made or wrote (same dev/ino, resolved again inside the rootfs), so a step cannot steer it.
 import { lstatSync } from "node:fs";
-import { chmod, copyFile, readFile, readdir, rm, stat, unlink, utimes, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { chmod, copyFile, lstat, mkdir, readFile, rm, stat, unlink, utimes, writeFile } from "node:fs/promises";
+import { join, posix } from "node:path";
 import { KilnError } from "../errors.js";
 import { resolveInRoot } from "../fs/confine.js";
 import { copyTreeNoFollow } from "../fs/copy-tree.js";
@@ -103,25 +103,29 @@ export class InPlace {
 
   /**
    * A RUN mount without mount(2): a private copy of its source (or an empty directory for tmpfs)
-   * in its target, which must not exist in the image; removed after the step.
+   * made as its target, which must not exist in the image; removed after the step, and the
+   * parent's times restored.
    */
   async mount(m: RunMount): Promise<void> {
     const label = m.label ?? `the ${m.target} mount`;
-    const host = await resolveInRoot(this.rootfs, m.target, { followFinal: true });
-    if (lstatSync(host, { throwIfNoEntry: false })) {
+    const resolved = await resolveInRoot(this.rootfs, m.target, { followFinal: true });
+    if (lstatSync(resolved, { throwIfNoEntry: false })) {
       throw new KilnError(`${label}: isolation "plain-chroot" cannot mount over ${m.target}, which exists in the image (no mount(2) here); use a target that does not exist`);
     }
     const source = m.type === "bind" ? (m.source as string) : undefined;
-    const isDir = source === undefined || (await stat(source)).isDirectory();
-    const made = await this.targets.ensure(m.target, isDir ? "dir" : "file");
-    if (source !== undefined) {
-      if (isDir) await copyTreeNoFollow(source, made);
-      else await copyFile(source, made);
-    }
-    this.record(made, async () => {
-      // emptied, the stub itself kept for the stub clean-up (which restores the parent's times)
-      if (isDir) for (const name of await readdir(made)) await rm(join(made, name), { recursive: true, force: true });
-      else await writeFile(made, "");
+    // the target's parent, resolved inside the rootfs (created as stubs when missing)
+    const parent = await this.targets.ensure(posix.dirname("/" + posix.relative(this.rootfs, resolved)), "dir");
+    const host = join(parent, posix.basename(resolved));
+    const before = await stat(parent);
+    if (source === undefined) await mkdir(host, { mode: 0o1777 });
+    else if ((await lstat(source)).isDirectory()) await copyTreeNoFollow(source, host);
+    else await copyFile(source, host);
+    if (source === undefined) await chmod(host, 0o1777);
+    const parentId = lstatSync(parent);
+    this.record(host, async () => {
+      await rm(host, { recursive: true, force: true });
+      const now = lstatSync(parent, { throwIfNoEntry: false });
+      if (now && now.dev === parentId.dev && now.ino === parentId.ino) await utimes(parent, before.atime, before.mtime);
     });
   }
 

@@ -33,7 +33,7 @@ export interface Exec {
  */
 export function runStreaming(
   exec: Exec,
-  opts: { stdout?: (b: Buffer) => void; stderr?: (b: Buffer) => void; signal?: AbortSignal; onAbort?: () => void; onSpawn?: (pid: number) => void },
+  opts: { stdout?: (b: Buffer) => void; stderr?: (b: Buffer) => void; signal?: AbortSignal; onAbort?: () => void; onSpawn?: (pid: number) => void; onExit?: () => void },
   tail: OutputTail,
 ): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -55,6 +55,8 @@ export function runStreaming(
     };
     if (opts.signal?.aborted) abort();
     else opts.signal?.addEventListener("abort", abort, { once: true });
+    // called when the process itself ends (its output may stay open in processes it left behind)
+    if (opts.onExit) child.on("exit", opts.onExit);
     child.on("error", (e) => {
       opts.signal?.removeEventListener("abort", abort);
       reject(e);

@@ -110,17 +110,37 @@ class PlainChrootRunner implements Runner {
         ...inner,
       ];
       const env = Object.fromEntries(spec.env.map((e) => [e.slice(0, e.indexOf("=") < 0 ? e.length : e.indexOf("=")), e.slice(e.indexOf("=") + 1)]));
+      // No pid namespace to end the step's processes with it: `setsid` (which execs, keeping
+      // the pid) makes the step a process group, killed whole on abort and after the step.
       const tail = new OutputTail();
-      const code = await runStreaming(
-        { cmd: setpriv, args, env },
-        {
-          stdout: spec.stdout,
-          stderr: spec.stderr,
-          signal: spec.signal,
-          onSpawn: (pid) => void writeFile(join(runDir, CHILD_FILE), String(pid)).catch(() => undefined),
-        },
-        tail,
-      );
+      let group = 0;
+      const killGroup = (): void => {
+        try {
+          if (group > 0) process.kill(-group, "SIGKILL");
+        } catch {
+          /* already gone */
+        }
+      };
+      let code: number;
+      try {
+        code = await runStreaming(
+          { cmd: hostTool("setsid"), args: [setpriv, ...args], env },
+          {
+            stdout: spec.stdout,
+            stderr: spec.stderr,
+            signal: spec.signal,
+            onAbort: killGroup,
+            onExit: killGroup, // what the step left running goes with it, as with a pid namespace
+            onSpawn: (pid) => {
+              group = pid;
+              void writeFile(join(runDir, CHILD_FILE), String(pid)).catch(() => undefined);
+            },
+          },
+          tail,
+        );
+      } finally {
+        killGroup();
+      }
       return { exitCode: code, outputTail: tail.text() };
     } finally {
       await place.cleanup();

@@ -108,6 +108,35 @@ describe("kiln build --isolation plain-chroot", () => {
     expect(text).toContain("chroot: Operation not permitted");
   });
 
+  it("places RUN mounts and heredoc scripts as copies, removed after the step; ends what the step left running", async () => {
+    const df = [
+      "# syntax=docker/dockerfile:1",
+      "FROM base",
+      "RUN --mount=type=bind,source=.,target=/ctx --mount=type=tmpfs,target=/scratch cat /ctx/Dockerfile > /seen && touch /scratch/x && echo changed > /ctx/Dockerfile",
+      "RUN <<EOF",
+      "#!/bin/sh",
+      "echo from-heredoc > /hd",
+      "EOF",
+      "RUN (sleep 30; echo late > /late) > /dev/null 2>&1 &",
+      "RUN --mount=type=bind,source=.,target=/etc echo never",
+    ].join("\n") + "\n";
+    const { r } = await build("mounts", df, "plain-chroot");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('--mount=type=bind,source=.,target=/etc: isolation "plain-chroot" cannot mount over /etc, which exists in the image');
+    const started = Date.now();
+    const ok = await build("mounts-ok", df.replace(/RUN --mount=type=bind,source=\.,target=\/etc echo never\n/, ""), "plain-chroot");
+    expectBuilt(ok.r);
+    expect(Date.now() - started).toBeLessThan(20_000); // the background sleep did not hold the step
+    const layers = await manifestLayers(ok.layout);
+    const names = await Promise.all(layers.slice(1).map(async (l) => (await listLayer(l)).map((e) => e.name)));
+    expect(names).toEqual([["seen"], ["hd"]]); // the third RUN's layer is empty; /late never came
+    expect(await readFile(join(dir, "ctx-mounts-ok", "Dockerfile"), "utf8")).toContain("FROM base"); // the source is untouched
+    const unpacked = join(dir, "unpacked-mounts");
+    await mkdir(unpacked);
+    for (const l of layers) execFileSync("tar", ["-xzf", l, "-C", unpacked]);
+    expect(await readFile(join(unpacked, "hd"), "utf8")).toBe("from-heredoc\n");
+  });
+
   it("gives the same layers as the namespaced chroot isolation, entry by entry", async () => {
     const df = "FROM base\nRUN mkdir -p /a/b && echo one > /a/b/f && chmod 640 /a/b/f && rm /bin/rm && touch /tmp/t\n";
     const plain = await build("eq-plain", df, "plain-chroot");
