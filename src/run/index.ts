@@ -48,7 +48,11 @@ function buildRunner(isolation: ConcreteIsolation, report: PreflightReport, opti
     case "chroot":
       return createChrootRunner(workDir);
     case "plain-chroot":
-      return createPlainChrootRunner({ ...workDir, capBnd: report.capBnd });
+      return createPlainChrootRunner({
+        ...workDir,
+        capBnd: report.capBnd,
+        ...(report.modes.proot.ok ? { procFallback: createProotRunner(workDir) } : {}),
+      });
     case "proot":
       return createProotRunner(workDir);
   }

@@ -67,6 +67,15 @@ async function resolveCommand(rootfs: string, argv0: string, env: string[]): Pro
   return argv0; // not found: the exec fails with the usual error
 }
 
+/**
+ * True when a step's command names /proc or what lives there (/dev/fd, /dev/stdout...), which
+ * plain-chroot cannot provide: such a step runs under proot instead. A script that reads /proc
+ * without naming it fails with "No such file or directory" under plain-chroot.
+ */
+export function mentionsProc(argv: readonly string[]): boolean {
+  return argv.some((a) => /\/proc\b|\/dev\/(fd|stdin|stdout|stderr)\b/.test(a));
+}
+
 class PlainChrootRunner implements Runner {
   readonly name = "plain-chroot";
   /** Paths the runner writes in the rootfs itself for a step (never part of its layer). */
@@ -75,9 +84,17 @@ class PlainChrootRunner implements Runner {
   constructor(
     private readonly workDir: string | undefined,
     private readonly capBnd: readonly string[] | undefined,
+    private readonly procFallback: Runner | undefined,
   ) {}
 
   async run(spec: RunSpec): Promise<RunResult> {
+    if (mentionsProc(spec.argv)) {
+      if (this.procFallback) {
+        spec.stderr?.(Buffer.from("kiln: plain-chroot has no /proc and this step names it: running it under proot\n"));
+        return this.procFallback.run(spec);
+      }
+      spec.stderr?.(Buffer.from("kiln: plain-chroot has no /proc and this step names it (proot, which could give one, does not work here)\n"));
+    }
     const setpriv = hostTool("setpriv");
     const chroot = hostTool("chroot");
     const busybox = staticBusybox();
@@ -150,6 +167,6 @@ class PlainChrootRunner implements Runner {
   }
 }
 
-export function createPlainChrootRunner(options: { workDir?: string; capBnd?: readonly string[] } = {}): Runner {
-  return new PlainChrootRunner(options.workDir, options.capBnd);
+export function createPlainChrootRunner(options: { workDir?: string; capBnd?: readonly string[]; procFallback?: Runner } = {}): Runner {
+  return new PlainChrootRunner(options.workDir, options.capBnd, options.procFallback);
 }

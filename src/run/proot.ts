@@ -4,8 +4,9 @@
 // translation (read-only sources are bound from private copies: proot cannot make a bind
 // read-only). Files a step creates are owned on disk by kiln's uid: idMap maps it back to root.
 // Not a security boundary against the step (ptrace translation can be evaded): the pod is.
-import { existsSync, lstatSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { existsSync, lstatSync, type Stats } from "node:fs";
+import { mkdir, utimes, writeFile } from "node:fs/promises";
+import { resolveInRoot } from "../fs/confine.js";
 import { join } from "node:path";
 import { KilnError } from "../errors.js";
 import { copyTreeNoFollow } from "../fs/copy-tree.js";
@@ -72,6 +73,14 @@ class ProotRunner implements Runner {
       const tmp = join(runDir, "tmp");
       await mkdir(tmp);
       env.PROOT_TMP_DIR = tmp;
+      // proot makes (and removes) placeholder files for bindings whose parent exists: keep the
+      // parents' times so they do not enter the layer
+      const parents: Array<{ host: string; st: Stats }> = [];
+      for (const d of ["/etc", "/dev"]) {
+        const host = await resolveInRoot(spec.rootfs, d, { followFinal: true });
+        const st = lstatSync(host, { throwIfNoEntry: false });
+        if (st?.isDirectory()) parents.push({ host, st });
+      }
       const tail = new OutputTail();
       const code = await runStreaming(
         { cmd: proot, args, env },
@@ -83,6 +92,10 @@ class ProotRunner implements Runner {
         },
         tail,
       );
+      for (const { host, st } of parents) {
+        const now = lstatSync(host, { throwIfNoEntry: false });
+        if (now && now.dev === st.dev && now.ino === st.ino && now.mtimeMs !== st.mtimeMs) await utimes(host, st.atime, st.mtime).catch(() => undefined);
+      }
       return { exitCode: code, outputTail: tail.text() };
     } finally {
       await removeWorkDir(runDir);

@@ -137,6 +137,18 @@ describe("kiln build --isolation plain-chroot", () => {
     expect(await readFile(join(unpacked, "hd"), "utf8")).toBe("from-heredoc\n");
   });
 
+  it("runs a step that names /proc under proot, with /proc", async () => {
+    const { r, layout } = await build("proc", "FROM base\nRUN grep -c ^Cap /proc/self/status > /cap-lines\n", "plain-chroot");
+    expectBuilt(r);
+    expect(r.stderr).toContain("kiln: plain-chroot has no /proc and this step names it: running it under proot");
+    const layers = await manifestLayers(layout);
+    const out = join(dir, "unpacked-proc");
+    await mkdir(out);
+    for (const l of layers) execFileSync("tar", ["-xzf", l, "-C", out]);
+    expect(await readFile(join(out, "cap-lines"), "utf8")).toBe("5\n");
+    expect((await listLayer(layers[1]!)).map((e) => e.name)).toEqual(["cap-lines"]);
+  });
+
   it("gives the same layers as the namespaced chroot isolation, entry by entry", async () => {
     const df = "FROM base\nRUN mkdir -p /a/b && echo one > /a/b/f && chmod 640 /a/b/f && rm /bin/rm && touch /tmp/t\n";
     const plain = await build("eq-plain", df, "plain-chroot");
