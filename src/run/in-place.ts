@@ -63,7 +63,8 @@ export class InPlace {
   async devNodes(): Promise<void> {
     const dev = await this.targets.ensure("/dev", "dir");
     const before = await stat(dev);
-    let made = false;
+    // recorded first, so it is undone after the nodes are removed
+    this.record(dev, () => utimes(dev, before.atime, before.mtime));
     for (const [name, major, minor] of DEV_NODES) {
       const host = join(dev, name);
       if (lstatSync(host, { throwIfNoEntry: false })) continue;
@@ -73,10 +74,8 @@ export class InPlace {
         continue;
       }
       await chmod(host, 0o666);
-      made = true;
       this.record(host, () => unlink(host));
     }
-    if (made) this.record(dev, () => utimes(dev, before.atime, before.mtime));
   }
 
   /** Write `content` at in-container `path` for the step; afterwards the original comes back. */

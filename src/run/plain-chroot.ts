@@ -12,15 +12,14 @@ import { join, posix } from "node:path";
 import { KilnError } from "../errors.js";
 import { resolveInRoot } from "../fs/confine.js";
 import { CHILD_FILE, createWorkDir, removeWorkDir } from "../fs/workdir.js";
+import { readFile, writeFile } from "node:fs/promises";
 import { defaultCacheDir } from "../store/blob-store.js";
-import { writeFile } from "node:fs/promises";
 import { staticBusybox } from "./chroot.js";
 import { IN_PLACE_EXCLUDES, InPlace } from "./in-place.js";
 import { OutputTail, runStreaming } from "./output.js";
 import { MountTargets, ensureCwd, newHostname, writeEtcFiles } from "./sandbox-files.js";
 import type { RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
-import { readFile } from "node:fs/promises";
 
 /** Dropped before the command (after chroot): no chroot escape, no device nodes of the host. */
 export const DROPPED_IN_ROOT = ["sys_chroot", "mknod"];
