@@ -190,13 +190,7 @@ const commands: Record<string, Command> = {
       const r = await pullImage(ref, { store, platform, pull: "always", ...registryFrom(args) });
       for (const spec of outputs) {
         const { writeOciLayout } = await import("../output/oci-layout.js");
-        const { manifestDescriptor } = r;
-        const manifest = await store.readJSON<{ config: import("../image/oci.js").Descriptor }>(manifestDescriptor.digest);
-        await writeOciLayout(
-          { format: manifestDescriptor.mediaType.includes("docker") ? "docker" : "oci", config: manifest.config, manifest: manifestDescriptor, layers: r.image.layers.map((l) => l.descriptor) },
-          store,
-          { dest: spec.dest, tar: spec.tar, tags: [ref] },
-        );
+        await writeOciLayout(r.source, { dest: spec.dest, tar: spec.tar, tags: [ref] });
       }
       process.stdout.write(`${r.manifestDescriptor.digest}\n`);
       return 0;
