@@ -29,3 +29,11 @@ export { parseReference } from "./image/reference.js";
 export { parsePlatform } from "./image/platform.js";
 export { BlobStore } from "./store/blob-store.js";
 export { pullImage, pushLayout, pushImage, login, logout } from "./registry/index.js";
+export type { PullOptions, PullPolicy, PullResult, PushOptions, PushResult, RegistryOptions, RetryOptions, TransferProgress } from "./registry/index.js";
+
+// The one image value and the writers that take it
+export type { ImageSource, SourceLayer, BlobReader } from "./image/source.js";
+export { imageSource, storeImage, layoutImage, storeBlobs, layoutBlobs } from "./image/source.js";
+export { writeOciLayout, type LayoutWriteOptions } from "./output/oci-layout.js";
+export { writeDockerArchive } from "./output/docker-archive.js";
+export { writeOutputs, type OutputRegistryOptions } from "./output/write.js";
