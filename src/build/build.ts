@@ -18,7 +18,7 @@ import { formatPlatform, hostPlatform, parsePlatform, platformMatches } from "..
 import { BlobStore, defaultCacheDir } from "../store/blob-store.js";
 import { writeOutputs } from "../output/write.js";
 import { storeImage } from "../image/source.js";
-import { planBuild, type BuildPlan } from "./plan.js";
+import { planBuild, type BuildPlan } from "../dockerfile/plan.js";
 import { DEFAULT_OUTPUT_DIR, parseNamedContext, type BuildOptions, type NamedContext, type OutputSpec } from "./options.js";
 import { BuildSession, cleanupStaleTemp, type StageResult } from "./session.js";
 import { BuildCache } from "./cache.js";

@@ -229,7 +229,7 @@ const commands: Record<string, Command> = {
     options: [],
     async run(args) {
       if (args.positionals.length !== 1) throw new UsageError("kiln verify: expected one LAYOUT directory");
-      const { verifyLayout } = await import("../image/verify.js");
+      const { verifyLayout } = await import("../output/verify.js");
       const r = await verifyLayout(args.positionals[0]!);
       process.stdout.write(`ok: ${r.manifests} manifest(s), ${r.blobs} blob(s) verified\n`);
       return 0;
@@ -240,7 +240,7 @@ const commands: Record<string, Command> = {
     usage: "kiln du [--cache-dir DIR]",
     options: [cacheDirOption()],
     async run(args) {
-      const { diskUsage } = await import("../store/prune.js");
+      const { diskUsage } = await import("../cache/prune.js");
       const { BlobStore, defaultCacheDir } = await import("../store/blob-store.js");
       const u = await diskUsage(new BlobStore(one(args, "cache-dir") ?? defaultCacheDir()));
       process.stdout.write(
@@ -259,7 +259,7 @@ const commands: Record<string, Command> = {
       cacheDirOption(),
     ],
     async run(args) {
-      const { prune, parseSize, parseDuration } = await import("../store/prune.js");
+      const { prune, parseSize, parseDuration } = await import("../cache/prune.js");
       const { BlobStore, defaultCacheDir } = await import("../store/blob-store.js");
       let until: number | undefined;
       for (const f of many(args, "filter")) {

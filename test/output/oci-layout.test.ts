@@ -11,7 +11,7 @@ import { materialize } from "../../src/image/materialize.js";
 import { storeImage } from "../../src/image/source.js";
 import { writeOciLayout, parseTag, tagsFrom } from "../../src/output/oci-layout.js";
 import { writeDockerArchive } from "../../src/output/docker-archive.js";
-import { verifyLayout } from "../../src/image/verify.js";
+import { verifyLayout } from "../../src/output/verify.js";
 import { OciLayout } from "../../src/image/layout.js";
 import type { LayerEntry } from "../../src/layer/entry.js";
 import type { ImageConfig, ImageFormat, Index } from "../../src/image/oci.js";

@@ -12,7 +12,7 @@ import { BlobStore } from "../../src/store/blob-store.js";
 import { materialize } from "../../src/image/materialize.js";
 import { storeImage } from "../../src/image/source.js";
 import { writeOciLayout } from "../../src/output/oci-layout.js";
-import { verifyLayout } from "../../src/image/verify.js";
+import { verifyLayout } from "../../src/output/verify.js";
 import { KilnError } from "../../src/errors.js";
 import type { Descriptor, ImageConfig, Index, Manifest } from "../../src/image/oci.js";
 import type { MaterializedImage } from "../../src/image/image.js";
