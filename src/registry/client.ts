@@ -283,11 +283,6 @@ export class RegistryClient {
     }
   }
 
-  /** The caller's cancellation, when it is why a request failed. */
-  get signal(): AbortSignal | undefined {
-    return this.options.signal;
-  }
-
   networkError(err: unknown, what?: string): Error {
     if (this.options.signal?.aborted) return this.options.signal.reason as Error;
     if (err instanceof KilnError) return err;
