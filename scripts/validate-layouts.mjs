@@ -120,7 +120,7 @@ async function loadKiln(work) {
   writeFileSync(cfg, JSON.stringify({
     extends: join(repo, "tsconfig.json"),
     compilerOptions: { outDir: out, rootDir: join(repo, "src"), declaration: false, sourceMap: false, typeRoots: [join(repo, "node_modules/@types")] },
-    files: ["layer/write-layer.ts", "image/materialize.ts", "output/oci-layout.ts", "image/verify.ts"].map((f) => join(repo, "src", f)),
+    files: ["layer/write-layer.ts", "image/materialize.ts", "output/oci-layout.ts", "output/verify.ts"].map((f) => join(repo, "src", f)),
   }));
   const tsc = spawnSync(join(repo, "node_modules/.bin/tsc"), ["-p", cfg], { encoding: "utf8" });
   if (!existsSync(join(out, "output/oci-layout.js"))) {

@@ -11,8 +11,8 @@ export { typeInstruction } from "./dockerfile/instructions.js";
 export type { TypedInstruction } from "./dockerfile/instructions.js";
 export { lintDockerfile } from "./dockerfile/lint.js";
 export type { Diagnostic } from "./dockerfile/lint.js";
-export { planBuild } from "./build/plan.js";
-export type { BuildPlan, PlannedStage, PlanOptions } from "./build/plan.js";
+export { planBuild } from "./dockerfile/plan.js";
+export type { BuildPlan, PlannedStage, PlanOptions } from "./dockerfile/plan.js";
 
 // Building
 export { build } from "./build/build.js";
@@ -24,8 +24,16 @@ export type { BuildEvent, BuildListener } from "./build/events.js";
 export type { Image, Layer, MaterializedImage } from "./image/image.js";
 export type { Descriptor, Digest, ImageConfig, Manifest, Index, Platform } from "./image/oci.js";
 export { OciLayout } from "./image/layout.js";
-export { verifyLayout } from "./image/verify.js";
+export { verifyLayout } from "./output/verify.js";
 export { parseReference } from "./image/reference.js";
 export { parsePlatform } from "./image/platform.js";
 export { BlobStore } from "./store/blob-store.js";
 export { pullImage, pushLayout, pushImage, login, logout } from "./registry/index.js";
+export type { PullOptions, PullPolicy, PullResult, PushOptions, PushResult, RegistryOptions, RetryOptions, TransferProgress } from "./registry/index.js";
+
+// The one image value and the writers that take it
+export type { ImageSource, SourceLayer, BlobReader } from "./image/source.js";
+export { imageSource, storeImage, layoutImage, storeBlobs, layoutBlobs } from "./image/source.js";
+export { writeOciLayout, type LayoutWriteOptions } from "./output/oci-layout.js";
+export { writeDockerArchive } from "./output/docker-archive.js";
+export { writeOutputs, type OutputRegistryOptions } from "./output/write.js";

@@ -17,7 +17,8 @@ import type { Digest, Platform } from "../image/oci.js";
 import { formatPlatform, hostPlatform, parsePlatform, platformMatches } from "../image/platform.js";
 import { BlobStore, defaultCacheDir } from "../store/blob-store.js";
 import { writeOutputs } from "../output/write.js";
-import { planBuild, type BuildPlan } from "./plan.js";
+import { storeImage } from "../image/source.js";
+import { planBuild, type BuildPlan } from "../dockerfile/plan.js";
 import { DEFAULT_OUTPUT_DIR, parseNamedContext, type BuildOptions, type NamedContext, type OutputSpec } from "./options.js";
 import { BuildSession, cleanupStaleTemp, type StageResult } from "./session.js";
 import { BuildCache } from "./cache.js";
@@ -123,8 +124,8 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, ca
     const materialized = await materialize(image, store, options.format ?? "oci", {
       ...(options.annotations ? { annotations: options.annotations } : {}),
     });
-    await writeOutputs(materialized, store, outputs, options.tags ?? [], {
-      ...registry,
+    await writeOutputs(await storeImage(store, materialized.manifest), outputs, options.tags ?? [], {
+      ...registry, store,
       onPushProgress: (ev) => {
         if (ev.state === "progress") return;
         const what = ev.state === "exists" ? "already in the registry" : ev.state === "mounted" ? "mounted" : `pushed ${formatBytes(ev.total)} at ${formatBytes(ev.rate)}/s`;

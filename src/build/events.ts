@@ -1,5 +1,7 @@
 // Build events: what the build engine reports while it works. The CLI renders them
-// (src/cli/progress.ts); library users may pass their own listener.
+// (src/cli/progress.ts); library users may pass their own listener. Blob transfers report
+// TransferProgress events ("pull-progress" / "push-progress", bytes done/total per blob).
+import type { TransferProgress } from "../registry/options.js";
 
 export type BuildEvent =
   | { type: "step-start"; id: number; stage: string; step: number; steps: number; text: string }
@@ -14,6 +16,7 @@ export type BuildEvent =
     }
   | { type: "step-log"; id: number; stream: "stdout" | "stderr"; data: Buffer }
   | { type: "warning"; message: string }
-  | { type: "info"; message: string };
+  | { type: "info"; message: string }
+  | TransferProgress;
 
 export type BuildListener = (event: BuildEvent) => void;

@@ -8,10 +8,8 @@ import type { ImageFormat } from "../image/oci.js";
 import type { BuildListener } from "./events.js";
 import type { RegistryTimeouts } from "../registry/timeouts.js";
 
-export type OutputSpec =
-  | { type: "oci"; dest: string; tar: boolean }
-  | { type: "docker"; dest: string }
-  | { type: "image"; names: string[]; push: boolean };
+import type { OutputSpec } from "../output/write.js";
+export type { OutputSpec } from "../output/write.js";
 
 export type NamedContext =
   | { kind: "oci-layout"; path: string; selector?: string }

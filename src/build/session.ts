@@ -14,8 +14,8 @@ import { createRootFS, type RootFS } from "../fs/rootfs.js";
 import type { BlobStore } from "../store/blob-store.js";
 import type { BuildEvent } from "./events.js";
 import type { BuildOptions, NamedContext } from "./options.js";
-import type { BuildPlan } from "./plan.js";
-import { resolveStageRef } from "./plan.js";
+import type { BuildPlan } from "../dockerfile/plan.js";
+import { resolveStageRef } from "../dockerfile/plan.js";
 import { suggestName as suggest } from "../dockerfile/flags.js";
 import { chooseRunner, type Runner } from "../run/index.js";
 

@@ -14,7 +14,7 @@ import { parseDockerfile } from "../dockerfile/parse.js";
 import { typeInstruction, type TypedInstruction } from "../dockerfile/instructions.js";
 import { expandInstruction } from "../dockerfile/expand-instruction.js";
 import type { RootFS } from "../fs/rootfs.js";
-import { ArgScope, type PlannedStage } from "./plan.js";
+import { ArgScope, type PlannedStage } from "../dockerfile/plan.js";
 import type { BuildSession, StageResult } from "./session.js";
 import {
   DEFAULT_SHELL,
@@ -28,7 +28,7 @@ import {
 } from "./image-config.js";
 import { copyLayerEntries, prepareCopy } from "./steps/copy.js";
 import { runCreatedBy, runKeyExtra, runStep } from "./steps/run.js";
-import { instructionExtra } from "../cache/step-extra.js";
+import { instructionExtra } from "./step-extra.js";
 import type { Digest } from "../image/oci.js";
 import { formatPlatform } from "../image/platform.js";
 import { resolveUser } from "./steps/user.js";

@@ -12,6 +12,7 @@ import { descriptorJSON } from "../image/materialize.js";
 import { MediaType, isDigest, type Descriptor, type Digest, type Manifest } from "../image/oci.js";
 import { parseReference, referenceTarget, type Reference } from "../image/reference.js";
 import { writeOciLayout } from "../output/oci-layout.js";
+import { imageSource, storeImage } from "../image/source.js";
 import { RegistryClient } from "../registry/client.js";
 import type { RegistryOptions } from "../registry/options.js";
 import { fetchBlob, fetchManifest } from "../registry/pull.js";
@@ -120,7 +121,7 @@ async function doExport(records: CacheRecord[], spec: CacheSpec, options: Export
   if (spec.type === "local") {
     for (const { remote, rec } of lazy.values()) await remote.fetchLayer(rec);
     const m = await writeCacheManifest(keep, spec.mode, store);
-    await writeOciLayout({ format: "oci", config: m.config, manifest: m.manifest, layers: m.layers }, store, {
+    await writeOciLayout(await storeImage(store, m.manifest), {
       dest: spec.dir,
       tags: [`kiln-cache:${spec.tag}`],
     });
@@ -136,7 +137,7 @@ async function doExport(records: CacheRecord[], spec: CacheSpec, options: Export
     if (from.registry === ref.registry) await addOrigin(store, digest as Digest, { registry: from.registry, repository: from.repository });
   }
   const m = await writeCacheManifest(keep, spec.mode, store);
-  await pushImage(lazySource(store, lazy), m.manifest, [ref], { ...(options.registry ?? {}), store });
+  await pushImage(await imageSource(lazySource(store, lazy), m.manifest), [ref], { ...(options.registry ?? {}), store });
 }
 
 /** The store as a BlobSource; blobs it lacks are fetched from their remote cache only when read. */

@@ -191,13 +191,7 @@ const commands: Record<string, Command> = {
       const r = await pullImage(ref, { store, platform, pull: "always", ...registryFrom(args) });
       for (const spec of outputs) {
         const { writeOciLayout } = await import("../output/oci-layout.js");
-        const { manifestDescriptor } = r;
-        const manifest = await store.readJSON<{ config: import("../image/oci.js").Descriptor }>(manifestDescriptor.digest);
-        await writeOciLayout(
-          { format: manifestDescriptor.mediaType.includes("docker") ? "docker" : "oci", config: manifest.config, manifest: manifestDescriptor, layers: r.image.layers.map((l) => l.descriptor) },
-          store,
-          { dest: spec.dest, tar: spec.tar, tags: [ref] },
-        );
+        await writeOciLayout(r.source, { dest: spec.dest, tar: spec.tar, tags: [ref] });
       }
       process.stdout.write(`${r.manifestDescriptor.digest}\n`);
       return 0;
@@ -236,7 +230,7 @@ const commands: Record<string, Command> = {
     options: [],
     async run(args) {
       if (args.positionals.length !== 1) throw new UsageError("kiln verify: expected one LAYOUT directory");
-      const { verifyLayout } = await import("../image/verify.js");
+      const { verifyLayout } = await import("../output/verify.js");
       const r = await verifyLayout(args.positionals[0]!);
       process.stdout.write(`ok: ${r.manifests} manifest(s), ${r.blobs} blob(s) verified\n`);
       return 0;
@@ -247,7 +241,7 @@ const commands: Record<string, Command> = {
     usage: "kiln du [--cache-dir DIR]",
     options: [cacheDirOption()],
     async run(args) {
-      const { diskUsage } = await import("../store/prune.js");
+      const { diskUsage } = await import("../cache/prune.js");
       const { BlobStore, defaultCacheDir } = await import("../store/blob-store.js");
       const u = await diskUsage(new BlobStore(one(args, "cache-dir") ?? defaultCacheDir()));
       process.stdout.write(
@@ -266,7 +260,7 @@ const commands: Record<string, Command> = {
       cacheDirOption(),
     ],
     async run(args) {
-      const { prune, parseSize, parseDuration } = await import("../store/prune.js");
+      const { prune, parseSize, parseDuration } = await import("../cache/prune.js");
       const { BlobStore, defaultCacheDir } = await import("../store/blob-store.js");
       let until: number | undefined;
       for (const f of many(args, "filter")) {

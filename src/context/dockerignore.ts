@@ -175,11 +175,6 @@ function noExceptionBeneath(compiled: CompiledPattern[], dir: string): boolean {
   return true;
 }
 
-/** For callers holding raw patterns: is `dirRel` excluded with nothing beneath it re-included? */
-export function isDirFullyExcluded(patterns: string[], dirRel: string): boolean {
-  return createIgnoreMatcher(patterns).canSkipDir(dirRel);
-}
-
 function normalizeRel(p: string): string {
   let n = posix.normalize(p.replace(/\\/g, "/"));
   n = n.replace(/^(\.\/)+/, "").replace(/^\/+/, "");

@@ -3,20 +3,14 @@
 // BuildKit's where the rule exists there).
 import { DockerfileError, KilnError, UsageError } from "../errors.js";
 import { parseDockerfile } from "./parse.js";
-import { ArgScope, type BuildPlan, planBuildCollecting } from "../build/plan.js";
+import { ArgScope, type BuildPlan, planBuildCollecting } from "./plan.js";
+import type { Diagnostic } from "./diagnostic.js";
 import { expandWordDetailed } from "./expand.js";
 import { expandInstruction } from "./expand-instruction.js";
 import { type FromInstruction, type TypedInstruction, typeInstruction } from "./instructions.js";
 import type { DockerfileAST, Instruction } from "./ast.js";
 
-export interface Diagnostic {
-  file: string;
-  /** 1-based line; 0 when the problem is not tied to a line (e.g. an unused --build-arg). */
-  line: number;
-  severity: "error" | "warning";
-  rule: string;
-  message: string;
-}
+export type { Diagnostic } from "./diagnostic.js";
 
 export interface LintOptions {
   file?: string;

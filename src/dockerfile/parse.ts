@@ -6,7 +6,7 @@
 
 import type { DockerfileAST, Directive, Heredoc, Instruction, ParseWarning } from "./ast.js";
 import { DockerfileError } from "../errors.js";
-import { goQuote } from "./dump.js";
+import { goQuote } from "./quote.js";
 import { suggestInstruction } from "./suggest.js";
 
 export interface ParseOptions {

@@ -103,9 +103,3 @@ export async function resolveParentInRoot(root: string, path: string): Promise<{
   const parent = await resolveInRoot(root, idx < 0 ? "" : clean.slice(0, idx), { followFinal: true });
   return { parent, name, host: posix.join(parent, name) };
 }
-
-/** True when host path `p` is `root` or lies beneath it (lexically). */
-export function isWithin(root: string, p: string): boolean {
-  const rel = posix.relative(root, p);
-  return rel === "" || (!rel.startsWith("../") && rel !== ".." && !posix.isAbsolute(rel));
-}

@@ -1,6 +1,6 @@
 // The overlay snapshotter's root filesystem: layers extracted once per diffID (src/fs/layer-dirs.ts)
 // are stacked as overlayfs lower directories under one upper directory per step, mounted at
-// `<work>/merged`. A step's change is read from its upper alone (src/layer/upper-diff.ts) against
+// `<work>/merged`. A step's change is read from its upper alone (src/fs/diff-upper.ts) against
 // a read-only view of the layers below; afterwards that upper is frozen into the stack as the
 // step's layer, so a RUN's own layer is never extracted. Lower directories are named through short
 // `l/<n>` symlinks in the work directory so that deep stacks fit in the mount options.
@@ -12,13 +12,13 @@
 import { chmod, chown, lstat, mkdir, readdir, rm, symlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import type { LayerEntry } from "../layer/entry.js";
-import { toContainerOwners } from "../layer/owners.js";
-import { diffUpper } from "../layer/upper-diff.js";
+import { toContainerOwners } from "./owners.js";
+import { diffUpper } from "./diff-upper.js";
 import { extractedLayer } from "./layer-dirs.js";
 import { isSnapshotLayer, type RootFSLayer } from "./layer-source.js";
 import { mountOverlay, unmount } from "./overlay.js";
 import { mountScratch } from "./scratch.js";
-import type { DirRootFSOptions, RootFS, StepOptions, StepSnapshot } from "./rootfs.js";
+import type { DirRootFSOptions, RootFS, StepOptions, StepSnapshot } from "./rootfs-types.js";
 import { createWorkDir, mountsUnder, removeTree, removeWorkDir } from "./workdir.js";
 
 class OverlayRootFS implements RootFS {

@@ -1,5 +1,6 @@
-// The image value a build produces and every output consumes: a config plus ordered layers
-// whose blobs live in the BlobStore. Outputs never know where an image came from.
+// The image a build assembles: a config plus ordered layers whose blobs live in the BlobStore,
+// and its serialized form (materialize.ts). Writers take an ImageSource (source.ts) instead, so
+// they never know where an image came from.
 import type { Descriptor, Digest, ImageConfig, ImageFormat } from "./oci.js";
 
 export interface Layer {

@@ -1,8 +1,8 @@
 // OCI (and Docker schema2) image types and media types: the values every output, the store and
 // the registry code exchange. Parse at the edge into these; pass them inward.
 
-/** "sha256:<64 hex>" */
-export type Digest = `sha256:${string}`;
+import type { Digest } from "../store/digest.js";
+export { isDigest, type Digest } from "../store/digest.js";
 
 export const MediaType = {
   ociManifest: "application/vnd.oci.image.manifest.v1+json",
@@ -106,6 +106,3 @@ export interface ImageConfig {
 
 export const REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name";
 
-export function isDigest(s: string): s is Digest {
-  return /^sha256:[0-9a-f]{64}$/.test(s);
-}

@@ -336,12 +336,6 @@ function paddingFor(size: number): Buffer | null {
   return rem === 0 ? null : ZERO_BLOCK.subarray(0, BLOCK - rem);
 }
 
-/** The header block(s) for one entry: an optional PAX extended header, then the USTAR header. */
-export function encodeHeaders(entry: LayerEntry, options: TarOptions = {}): Buffer[] {
-  const { pax, fields } = headerFields(entry, options);
-  return [...paxBlocks(entry, pax, fields.mtime), ustarHeader(fields)];
-}
-
 /** Write an entry's header block(s) into the output (the USTAR one straight into the chunk). */
 function writeHeaders(entry: LayerEntry, options: TarOptions, out: ChunkWriter): void {
   const { pax, fields } = headerFields(entry, options);

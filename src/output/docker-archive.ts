@@ -1,24 +1,16 @@
 // The docker-archive destination: a tar `docker load` accepts, written Docker 25+ style (an OCI
 // layout plus manifest.json [{Config, RepoTags, Layers}] and repositories), temp name + rename.
-import { KilnError } from "../errors.js";
-import type { MaterializedImage } from "../image/image.js";
+import type { ImageSource } from "../image/source.js";
 import { MediaType, REF_NAME_ANNOTATION } from "../image/oci.js";
-import type { BlobStore } from "../store/blob-store.js";
-import { layoutTarEntries, tagsFrom, writeTarAtomic } from "./oci-layout.js";
+import { checkBlobs, layoutTarEntries, tagsFrom, writeTarAtomic } from "./oci-layout.js";
 import { descriptorJSON } from "../image/materialize.js";
 
 const blobPath = (digest: string): string => `blobs/sha256/${digest.slice("sha256:".length)}`;
 
 /** Write `img` as a docker-archive tar at `dest`, tagged with `tags` (docker's familiar names). */
-export async function writeDockerArchive(
-  img: MaterializedImage,
-  store: BlobStore,
-  options: { dest: string; tags?: string[] },
-): Promise<void> {
+export async function writeDockerArchive(img: ImageSource, options: { dest: string; tags?: string[]; signal?: AbortSignal }): Promise<void> {
   const tags = tagsFrom(options.tags);
-  for (const d of [...img.layers, img.config, img.manifest]) {
-    if (!(await store.has(d.digest))) throw new KilnError(`blob ${d.digest} is missing from the store`);
-  }
+  await checkBlobs(img);
   const repoTags = [...new Set(tags.map((t) => t.familiar))];
   const manifestJson = JSON.stringify([
     { Config: blobPath(img.config.digest), RepoTags: repoTags, Layers: img.layers.map((l) => blobPath(l.digest)) },
@@ -33,9 +25,9 @@ export async function writeDockerArchive(
       ? [descriptorJSON(entry)]
       : tags.map((t) => descriptorJSON({ ...entry, annotations: { "io.containerd.image.name": t.full, [REF_NAME_ANNOTATION]: t.tag } }));
   const indexText = JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests });
-  const entries = layoutTarEntries(img, store, indexText, {
+  const entries = layoutTarEntries(img, indexText, {
     "manifest.json": manifestJson,
     repositories: JSON.stringify(repositories),
   });
-  await writeTarAtomic(entries, options.dest);
+  await writeTarAtomic(entries, options.dest, options.signal);
 }

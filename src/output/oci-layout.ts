@@ -1,18 +1,17 @@
 // The OCI image layout destination: a directory (blobs hardlinked or copied from the store,
 // index.json replaced atomically, tags merged into an existing layout) or the same layout as a
 // tar file written to a temp name and renamed. Also the tar-of-a-layout helper docker-archive uses.
-import { createReadStream, createWriteStream } from "node:fs";
+import { createWriteStream } from "node:fs";
 import { copyFile, link, mkdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { KilnError } from "../errors.js";
-import type { MaterializedImage } from "../image/image.js";
 import { descriptorJSON } from "../image/materialize.js";
+import type { ImageSource } from "../image/source.js";
 import { MediaType, REF_NAME_ANNOTATION, type Descriptor, type Digest, type Index } from "../image/oci.js";
 import type { LayerEntry } from "../layer/entry.js";
 import { tarStream } from "../layer/tar-writer.js";
-import type { BlobStore } from "../store/blob-store.js";
 import { tempNameFor, writeFileAtomic } from "../store/atomic-file.js";
 
 export const OCI_LAYOUT_FILE = JSON.stringify({ imageLayoutVersion: "1.0.0" });
@@ -76,7 +75,7 @@ export function parseTag(ref: string): ParsedTag {
 }
 
 /** The index.json entry for `img` under one tag (or untagged). */
-function indexEntry(img: MaterializedImage, tag: ParsedTag | undefined): Descriptor {
+function indexEntry(img: ImageSource, tag: ParsedTag | undefined): Descriptor {
   const d: Descriptor = { mediaType: img.manifest.mediaType, digest: img.manifest.digest, size: img.manifest.size };
   if (tag) d.annotations = { [CONTAINERD_NAME_ANNOTATION]: tag.full, [REF_NAME_ANNOTATION]: tag.tag };
   return d;
@@ -87,7 +86,7 @@ function indexJSON(manifests: Descriptor[]): string {
 }
 
 /** Merge `img` into an existing index: tags replace entries with the same ref.name; others are kept. */
-function mergeIndex(existing: Descriptor[], img: MaterializedImage, tags: ParsedTag[]): Descriptor[] {
+function mergeIndex(existing: Descriptor[], img: ImageSource, tags: ParsedTag[]): Descriptor[] {
   if (tags.length === 0) {
     const already = existing.some((d) => d.digest === img.manifest.digest && !d.annotations?.[REF_NAME_ANNOTATION]);
     return already ? existing : [...existing, indexEntry(img, undefined)];
@@ -107,8 +106,8 @@ function mergeIndex(existing: Descriptor[], img: MaterializedImage, tags: Parsed
   return [...kept, ...added];
 }
 
-function blobDigests(img: MaterializedImage): Descriptor[] {
-  const all = [...img.layers, img.config, img.manifest];
+function blobDigests(img: ImageSource): Descriptor[] {
+  const all = [...img.layers.map((l) => l.descriptor), img.config, img.manifest];
   return [...new Map(all.map((d) => [d.digest, d])).values()];
 }
 
@@ -121,14 +120,22 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Hardlink `src` to `dest` when possible (same file system), else copy; via a temp name. */
-async function placeBlob(src: string, dest: string): Promise<void> {
+/**
+ * Put one blob at `dest` via a temp name: hardlinked when the source keeps it in a file on the
+ * same file system, else copied or streamed.
+ */
+async function placeBlob(img: ImageSource, digest: Digest, dest: string, signal: AbortSignal | undefined): Promise<void> {
   const tmp = tempNameFor(dest);
   try {
-    try {
-      await link(src, tmp);
-    } catch {
-      await copyFile(src, tmp);
+    const src = img.path?.(digest);
+    if (src !== undefined) {
+      try {
+        await link(src, tmp);
+      } catch {
+        await copyFile(src, tmp);
+      }
+    } else {
+      await pipeline(img.open(digest), createWriteStream(tmp, { mode: 0o644 }), signal ? { signal } : {});
     }
     await rename(tmp, dest);
   } finally {
@@ -136,11 +143,12 @@ async function placeBlob(src: string, dest: string): Promise<void> {
   }
 }
 
-async function checkStoreHas(img: MaterializedImage, store: BlobStore): Promise<void> {
+/** Every blob of `img` must be there, at its descriptor's size, before anything is written. */
+export async function checkBlobs(img: ImageSource): Promise<void> {
   for (const d of blobDigests(img)) {
     let size: number;
     try {
-      size = await store.size(d.digest);
+      size = await img.size(d.digest);
     } catch {
       throw new KilnError(`blob ${d.digest} is missing from the store`);
     }
@@ -167,7 +175,7 @@ async function readExistingIndex(dest: string): Promise<Descriptor[]> {
   return index.manifests;
 }
 
-async function writeLayoutDir(img: MaterializedImage, store: BlobStore, dest: string, tags: ParsedTag[]): Promise<void> {
+async function writeLayoutDir(img: ImageSource, dest: string, tags: ParsedTag[], signal: AbortSignal | undefined): Promise<void> {
   const destExisted = await exists(dest);
   if (destExisted && !(await stat(dest)).isDirectory()) throw new KilnError(`${dest}: exists and is not a directory`);
   const existing = await readExistingIndex(dest);
@@ -182,7 +190,8 @@ async function writeLayoutDir(img: MaterializedImage, store: BlobStore, dest: st
       } catch {
         // not there yet
       }
-      await placeBlob(store.path(d.digest), target);
+      signal?.throwIfAborted();
+      await placeBlob(img, d.digest, target, signal);
       added.push(target);
     }
     const layoutFile = join(dest, "oci-layout");
@@ -200,8 +209,7 @@ async function writeLayoutDir(img: MaterializedImage, store: BlobStore, dest: st
 
 /** Tar entries for a layout holding `img`: blobs/, oci-layout, index.json plus `extra` files. */
 export function layoutTarEntries(
-  img: MaterializedImage,
-  store: BlobStore,
+  img: ImageSource,
   indexText: string,
   extra: Record<string, string> = {},
 ): LayerEntry[] {
@@ -219,39 +227,46 @@ export function layoutTarEntries(
   for (const [path, data] of Object.entries(extra)) entries.push(text(path, data));
   for (const d of blobDigests(img)) {
     const digest: Digest = d.digest;
-    entries.push({ ...base, path: `blobs/sha256/${digest.slice(7)}`, type: "file", size: d.size, open: () => createReadStream(store.path(digest)) });
+    entries.push({ ...base, path: `blobs/sha256/${digest.slice(7)}`, type: "file", size: d.size, open: () => img.open(digest) });
   }
   return entries;
 }
 
 /** Stream `entries` as a tar to `dest` via a temp name in the same directory; nothing left on failure. */
-export async function writeTarAtomic(entries: LayerEntry[], dest: string): Promise<void> {
+export async function writeTarAtomic(entries: LayerEntry[], dest: string, signal?: AbortSignal): Promise<void> {
   await mkdir(dirname(dest), { recursive: true });
   if (await exists(dest)) {
     if ((await stat(dest)).isDirectory()) throw new KilnError(`${dest}: is a directory, expected a tar file path`);
   }
   const tmp = tempNameFor(dest);
   try {
-    await pipeline(tarStream(entries), createWriteStream(tmp, { mode: 0o644 }));
+    await pipeline(tarStream(entries), createWriteStream(tmp, { mode: 0o644 }), signal ? { signal } : {});
     await rename(tmp, dest);
   } finally {
     await rm(tmp, { force: true });
   }
 }
 
+export interface LayoutWriteOptions {
+  /** The directory (or, with `tar`, the tar file) to write. */
+  dest: string;
+  /** References to record in index.json (tags merge into an existing layout directory). */
+  tags?: string[];
+  tar?: boolean;
+  /** Cancels the write; nothing half-written is left at `dest`. */
+  signal?: AbortSignal;
+}
+
 /** Write `img` as an OCI image layout directory (or, with `tar`, a tar of one) at `dest`. */
-export async function writeOciLayout(
-  img: MaterializedImage,
-  store: BlobStore,
-  options: { dest: string; tags?: string[]; tar?: boolean },
-): Promise<void> {
+export async function writeOciLayout(img: ImageSource, options: LayoutWriteOptions): Promise<void> {
   const tags = tagsFrom(options.tags);
-  await checkStoreHas(img, store);
+  await checkBlobs(img);
+  options.signal?.throwIfAborted();
   if (options.tar) {
     const text = indexJSON(mergeIndex([], img, tags));
-    await writeTarAtomic(layoutTarEntries(img, store, text), options.dest);
+    await writeTarAtomic(layoutTarEntries(img, text), options.dest, options.signal);
     return;
   }
-  await writeLayoutDir(img, store, options.dest, tags);
+  await writeLayoutDir(img, options.dest, tags, options.signal);
 }
 

@@ -1,38 +1,36 @@
-// Hands a built image to every requested destination: OCI layout (directory or tar), docker
-// archive, or a registry push. Each destination writes atomically (temp name, then rename).
-import type { MaterializedImage } from "../image/image.js";
-import type { OutputSpec } from "../build/options.js";
-import type { BlobStore } from "../store/blob-store.js";
+// Hands an image to every requested destination: OCI layout (directory or tar), docker archive,
+// or a registry push. Each destination writes atomically (temp name, then rename). OutputSpec,
+// the description of one destination, lives here (the engine re-exports it).
+import type { ImageSource } from "../image/source.js";
+import type { PushOptions } from "../registry/push.js";
 import { writeOciLayout } from "./oci-layout.js";
 import { writeDockerArchive } from "./docker-archive.js";
-import type { RegistryOptions } from "../registry/options.js";
 
-export async function writeOutputs(
-  img: MaterializedImage,
-  store: BlobStore,
-  outputs: OutputSpec[],
-  tags: string[],
-  registry: { insecureRegistries?: string[]; caFile?: string; timeouts?: RegistryOptions["timeouts"]; onPushProgress?: RegistryOptions["onProgress"] },
-): Promise<void> {
+export type OutputSpec =
+  | { type: "oci"; dest: string; tar: boolean }
+  | { type: "docker"; dest: string }
+  | { type: "image"; names: string[]; push: boolean };
+
+/** Options of a registry destination: PushOptions, with push progress under its older name. */
+export type OutputRegistryOptions = Omit<PushOptions, "onProgress"> & { onPushProgress?: PushOptions["onProgress"] };
+
+export async function writeOutputs(img: ImageSource, outputs: OutputSpec[], tags: string[], registry: OutputRegistryOptions = {}): Promise<void> {
+  const { onPushProgress, ...rest } = registry;
   for (const out of outputs) {
+    registry.signal?.throwIfAborted();
     switch (out.type) {
       case "oci":
-        await writeOciLayout(img, store, { dest: out.dest, tags, tar: out.tar });
+        await writeOciLayout(img, { dest: out.dest, tags, tar: out.tar, ...(registry.signal ? { signal: registry.signal } : {}) });
         break;
       case "docker":
-        await writeDockerArchive(img, store, { dest: out.dest, tags });
+        await writeDockerArchive(img, { dest: out.dest, tags, ...(registry.signal ? { signal: registry.signal } : {}) });
         break;
       case "image": {
         if (!out.push) break; // without push there is no local image store to write to
         const names = out.names.length > 0 ? out.names : tags;
-        const { pushImage, storeSource } = await import("../registry/push.js"); // undici only when pushing
-        await pushImage(storeSource(store), img.manifest, names, {
-          store, // where pulled blobs came from: same-registry base layers are mounted, not uploaded
-          ...(registry.insecureRegistries ? { insecureRegistries: registry.insecureRegistries } : {}),
-          ...(registry.caFile ? { caFile: registry.caFile } : {}),
-          ...(registry.timeouts ? { timeouts: registry.timeouts } : {}),
-          ...(registry.onPushProgress ? { onProgress: registry.onPushProgress } : {}),
-        });
+        const { pushImage } = await import("../registry/push.js"); // undici only when pushing
+        // `store` (where pulled blobs came from) lets same-registry base layers be mounted, not uploaded
+        await pushImage(img, names, { ...rest, ...(onPushProgress ? { onProgress: onPushProgress } : {}) });
         break;
       }
     }

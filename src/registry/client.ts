@@ -135,7 +135,7 @@ export class RegistryClient {
     this.registry = registry;
     this.host = registryHost(registry);
     this.options = options;
-    this.policy = retryPolicy(options.retry);
+    this.policy = { ...retryPolicy(options.retry), ...(options.signal ? { signal: options.signal } : {}) };
     this.timeouts = resolveTimeouts(options.timeouts);
     this.agent = this.newAgent(true);
   }
@@ -155,7 +155,8 @@ export class RegistryClient {
     const ms = this.timeouts.totalMs;
     const timer = setTimeout(() => ac.abort(new RegistryDeadline(`registry ${this.registry}: ${what}: not finished within ${ms / 1000} s (total timeout)`)), ms);
     timer.unref();
-    return { signal: ac.signal, clear: () => clearTimeout(timer) };
+    const signal = this.options.signal ? AbortSignal.any([ac.signal, this.options.signal]) : ac.signal;
+    return { signal, clear: () => clearTimeout(timer) };
   }
 
   /** Keep the deadline until the body is consumed (or destroyed). */
@@ -282,7 +283,8 @@ export class RegistryClient {
     }
   }
 
-  networkError(err: unknown, what?: string): KilnError {
+  networkError(err: unknown, what?: string): Error {
+    if (this.options.signal?.aborted) return this.options.signal.reason as Error;
     if (err instanceof KilnError) return err;
     const limit = timeoutText(err, this.timeouts);
     if (limit !== undefined) return new KilnError(`registry ${this.registry}: ${what ?? "request"}: ${limit}`, { cause: err });
@@ -294,6 +296,7 @@ export class RegistryClient {
    * blob): a time limit hit becomes one line naming the registry; others pass through.
    */
   bodyError(err: unknown, what: string): unknown {
+    if (this.options.signal?.aborted) return this.options.signal.reason;
     const limit = err instanceof RegistryDeadline ? undefined : timeoutText(err, this.timeouts);
     if (limit !== undefined) return new KilnError(`registry ${this.registry}: ${what}: ${limit}`, { cause: err });
     return err;
@@ -438,6 +441,7 @@ export class RegistryClient {
       return this.tokenByGet(realmURL, service, scopes, creds);
     }).catch((err: unknown) => {
       if (err instanceof KilnError) throw err;
+      if (this.options.signal?.aborted) throw this.options.signal.reason;
       throw new KilnError(`token server ${realmURL.host} for registry ${this.registry}: ${errorText(err)}`, { cause: err });
     });
     const token = parsed.token ?? parsed.access_token;

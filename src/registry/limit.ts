@@ -1,4 +1,6 @@
-// A tiny concurrency limiter: run async jobs at most N at a time, failing fast on the first error.
+// A tiny concurrency limiter: run async jobs at most N at a time. After the first error no new
+// job starts; the call rejects with that error once the jobs already running have settled (so a
+// cancelled transfer has cleaned up its temp files when the caller sees the rejection).
 
 export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const results: R[] = new Array<R>(items.length);
@@ -16,6 +18,8 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
     }
   };
   const n = Math.max(1, Math.min(limit, items.length));
-  await Promise.all(Array.from({ length: n }, () => worker()));
+  const settled = await Promise.allSettled(Array.from({ length: n }, () => worker()));
+  const failure = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
+  if (failure) throw failure.reason;
   return results;
 }

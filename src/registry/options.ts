@@ -2,7 +2,9 @@
 import type { Digest } from "../image/oci.js";
 import type { RegistryTimeouts } from "./timeouts.js";
 
+/** One blob's transfer progress: a structured event (also a BuildEvent member). */
 export interface TransferProgress {
+  type: "pull-progress" | "push-progress";
   kind: "push" | "pull";
   digest: Digest;
   /** Total bytes of the blob. */
@@ -40,5 +42,8 @@ export interface RegistryOptions {
   chunkSize?: number;
   /** Blobs transferred at once (default 4). */
   concurrency?: number;
+  /** Structured per-blob progress (bytes done/total), also reported as pull-progress/push-progress build events. */
   onProgress?: (ev: TransferProgress) => void;
+  /** Cancels the operation, mid-blob too: it rejects with the signal's reason (an AbortError by default). */
+  signal?: AbortSignal;
 }

@@ -38,5 +38,5 @@ export function progressEvent(
   offset = 0,
 ): TransferProgress {
   const secs = Math.max(0.001, (Date.now() - started) / 1000);
-  return { kind, digest, total, bytes: offset + moved, rate: Math.round(moved / secs), state };
+  return { type: kind === "pull" ? "pull-progress" : "push-progress", kind, digest, total, bytes: offset + moved, rate: Math.round(moved / secs), state };
 }

@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { pipeline } from "node:stream/promises";
 import { KilnError } from "../errors.js";
 import type { Image, Layer } from "../image/image.js";
+import { storeImage, type ImageSource } from "../image/source.js";
 import { MediaType, isDigest, type Descriptor, type Digest, type ImageConfig, type Index, type Manifest, type Platform } from "../image/oci.js";
 import { formatPlatform, platformMatches, selectManifest } from "../image/platform.js";
 import { familiarName, referenceTarget, toReference, type Reference } from "../image/reference.js";
@@ -38,6 +39,8 @@ export interface PullResult {
   image: Image;
   manifestDescriptor: Descriptor;
   reference: Reference;
+  /** The pulled image as every writer takes it (its blobs are in the store). */
+  source: ImageSource;
 }
 
 const MANIFEST_LIMIT = 4 * 1024 * 1024;
@@ -137,6 +140,7 @@ export async function fetchBlob(client: RegistryClient, ref: Reference, desc: De
   if (maxSize !== undefined && desc.size > maxSize) {
     throw new KilnError(`registry ${ref.registry}: ${what}: its descriptor gives ${desc.size} bytes, more than the ${maxSize} allowed for it`);
   }
+  options.signal?.throwIfAborted();
   if (await store.has(desc.digest)) {
     options.onProgress?.(progressEvent("pull", desc.digest, desc.size, desc.size, Date.now(), "exists"));
     return;
@@ -214,10 +218,10 @@ async function resolveLocal(store: BlobStore, ref: Reference, platform: Platform
   for (const d of [manifest.config, ...manifest.layers]) {
     if (!(await store.has(d.digest))) return undefined;
   }
-  return { image: await imageFromStore(store, manifest, where), manifestDescriptor: manifestDesc, reference: ref };
+  return { image: await imageFromStore(store, manifest, where), manifestDescriptor: manifestDesc, reference: ref, source: await storeImage(store, manifestDesc) };
 }
 
-/** Pull `ref` for `options.platform` into `options.store`. */
+/** Pull `ref` for `options.platform` into `options.store` (`options.signal` cancels it, mid-blob too). */
 export async function pullImage(refIn: string | Reference, options: PullOptions): Promise<PullResult> {
   const ref = toReference(refIn);
   const { store, platform } = options;
@@ -265,7 +269,7 @@ export async function pullImage(refIn: string | Reference, options: PullOptions)
     for (const d of [manifest.config, ...manifest.layers]) await addOrigin(store, d.digest, origin);
     await writeRefRecord(store, ref, top.descriptor);
     const image = await imageFromStore(store, manifest, where);
-    return { image, manifestDescriptor: manifestFetched.descriptor, reference: ref };
+    return { image, manifestDescriptor: manifestFetched.descriptor, reference: ref, source: await storeImage(store, manifestFetched.descriptor) };
   } finally {
     await client.close();
   }

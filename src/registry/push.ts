@@ -1,11 +1,11 @@
-// Push: an image or index (from an OCI layout or the blob store) to one or more references.
+// Push: an ImageSource, or an index from an OCI layout, to one or more references.
 // Blobs first (4 at a time, HEAD-skip, cross-repo mount from recorded origins), then configs,
 // then manifests, then the index, then every tag; the registry's Docker-Content-Digest must
 // match the digest kiln computed.
 import { createHash } from "node:crypto";
-import { readFile, stat } from "node:fs/promises";
 import { KilnError } from "../errors.js";
 import { OciLayout } from "../image/layout.js";
+import { layoutBlobs, storeBlobs, type ImageSource } from "../image/source.js";
 import { MediaType, isDigest, type Descriptor, type Digest, type Index, type Manifest } from "../image/oci.js";
 import { familiarName, formatReference, toReference, type Reference } from "../image/reference.js";
 import type { BlobStore } from "../store/blob-store.js";
@@ -164,10 +164,12 @@ async function pushOne(pool: ClientPool, source: BlobSource, plan: PushPlan, ref
   const concurrency = options.concurrency ?? 4;
   for (const group of [plan.blobs, plan.configs]) {
     await mapLimit(group, concurrency, async (d) => {
+      options.signal?.throwIfAborted();
       await uploadBlob(target, source, d, mounts.get(d.digest));
       await record(d);
     });
   }
+  options.signal?.throwIfAborted();
   for (const child of plan.children) {
     if (await manifestExists(client, ref, scopes, child.descriptor.digest)) continue;
     await putManifest(client, ref, scopes, child, child.descriptor.digest);
@@ -175,8 +177,17 @@ async function pushOne(pool: ClientPool, source: BlobSource, plan: PushPlan, ref
   await putManifest(client, ref, scopes, plan.root, ref.tag ?? root.digest);
 }
 
+/**
+ * Push `image` to every reference in `refs`: blobs, then the config, then the manifest under
+ * each tag. `options.signal` cancels it, mid-blob too; no manifest is put after a cancellation.
+ */
+export function pushImage(image: ImageSource, refs: Array<string | Reference>, options: PushOptions = {}): Promise<PushResult> {
+  return pushRoot(image, image.manifest, refs, options);
+}
+
 /** Push the manifest or index `root` (whose blobs `source` serves) to every reference in `refs`. */
-export async function pushImage(source: BlobSource, root: Descriptor, refs: Array<string | Reference>, options: PushOptions = {}): Promise<PushResult> {
+export async function pushRoot(source: BlobSource, root: Descriptor, refs: Array<string | Reference>, options: PushOptions = {}): Promise<PushResult> {
+  options.signal?.throwIfAborted();
   if (refs.length === 0) throw new KilnError("push: no destination reference given");
   const targets = refs.map(toReference);
   const plan = await planPush(source, root);
@@ -192,38 +203,14 @@ export async function pushImage(source: BlobSource, root: Descriptor, refs: Arra
 }
 
 /** A BlobSource over an OCI image layout directory. */
-export function layoutSource(layout: OciLayout): BlobSource {
-  return {
-    open: (d) => layout.openBlob(d),
-    size: async (d) => (await stat(layout.blobPath(d))).size,
-    readBytes: async (d) => {
-      try {
-        return await readFile(layout.blobPath(d));
-      } catch {
-        throw new KilnError(`${layout.dir}: blob ${d} is missing`);
-      }
-    },
-  };
-}
+export const layoutSource = layoutBlobs;
 
 /** A BlobSource over the blob store (a build can push without writing a layout). */
-export function storeSource(store: BlobStore): BlobSource {
-  return {
-    open: (d) => store.open(d),
-    size: (d) => store.size(d),
-    readBytes: async (d) => {
-      try {
-        return await store.readBytes(d);
-      } catch {
-        throw new KilnError(`blob ${d} is not in the store ${store.root}`);
-      }
-    },
-  };
-}
+export const storeSource = storeBlobs;
 
 /** Push the image named by `selector` (a tag or digest; optional when the layout holds one image). */
 export async function pushLayout(layoutDir: string, selector: string | undefined, refs: Array<string | Reference>, options: PushOptions = {}): Promise<PushResult> {
   const layout = await OciLayout.open(layoutDir);
   const desc = await layout.resolve(selector);
-  return pushImage(layoutSource(layout), desc, refs, options);
+  return pushRoot(layoutBlobs(layout), desc, refs, options);
 }

@@ -7,6 +7,8 @@ export interface RetryPolicy {
   attempts: number;
   baseDelayMs: number;
   maxDelayMs: number;
+  /** Once aborted, nothing is retried: the signal's reason is thrown. */
+  signal?: AbortSignal;
 }
 
 export function retryPolicy(o: RetryOptions | undefined): RetryPolicy {
@@ -63,20 +65,33 @@ export function backoffDelay(p: RetryPolicy, failures: number, retryAfterMs?: nu
   return Math.round(exp / 2 + Math.random() * (exp / 2));
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
 }
 
 /** Run `fn` until it succeeds, retrying transient failures with backoff. */
 export async function withRetry<T>(p: RetryPolicy, fn: (attempt: number) => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
+    p.signal?.throwIfAborted();
     try {
       return await fn(attempt);
     } catch (err) {
+      if (p.signal?.aborted) throw p.signal.reason;
       const transient = err instanceof RetryableStatus || isTransientNetworkError(err);
       if (!transient || attempt >= p.attempts) throw err;
       const ra = err instanceof RetryableStatus ? err.retryAfterMs : undefined;
-      await sleep(backoffDelay(p, attempt, ra));
+      await sleep(backoffDelay(p, attempt, ra), p.signal);
     }
   }
 }

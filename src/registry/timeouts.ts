@@ -3,7 +3,7 @@
 // one request may take in all (total). Defaults, the `--registry-timeout` syntax, and the one-line
 // text for a request that hit a limit.
 import { KilnError, UsageError } from "../errors.js";
-import { parseDuration } from "../store/prune.js";
+import { parseDuration } from "../units.js";
 
 export interface RegistryTimeouts {
   /** Opening a connection, TLS included (default 30 s). */

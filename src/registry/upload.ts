@@ -5,17 +5,14 @@
 import type { Readable } from "node:stream";
 import { KilnError } from "../errors.js";
 import type { Descriptor, Digest } from "../image/oci.js";
+import type { BlobReader } from "../image/source.js";
 import { RegistryClient, drain, header, type RegistryResponse } from "./client.js";
 import type { RegistryOptions } from "./options.js";
 import { ProgressCounter, progressEvent } from "./progress.js";
 import { withRetry } from "./retry.js";
 
-/** Where blobs to push come from: an OCI layout, the blob store, ... */
-export interface BlobSource {
-  open(digest: Digest): Readable;
-  size(digest: Digest): Promise<number>;
-  readBytes(digest: Digest): Promise<Buffer>;
-}
+/** Where blobs to push come from: an OCI layout, the blob store, ... (every ImageSource is one). */
+export type BlobSource = BlobReader;
 
 export type UploadOutcome = "exists" | "mounted" | "uploaded";
 

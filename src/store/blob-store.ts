@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { Transform, type Readable, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { KilnError } from "../errors.js";
-import type { Digest } from "../image/oci.js";
+import type { Digest } from "./digest.js";
 
 export interface BlobInfo {
   digest: Digest;

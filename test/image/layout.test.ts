@@ -9,6 +9,7 @@ import { Readable } from "node:stream";
 import { writeLayer } from "../../src/layer/write-layer.js";
 import { BlobStore } from "../../src/store/blob-store.js";
 import { materialize } from "../../src/image/materialize.js";
+import { storeImage } from "../../src/image/source.js";
 import { writeOciLayout } from "../../src/output/oci-layout.js";
 import { OciLayout, importImage } from "../../src/image/layout.js";
 import { KilnError } from "../../src/errors.js";
@@ -53,10 +54,10 @@ describe("OciLayout.open / resolve", () => {
     const a = await makeImage(store, "amd64");
     const b = await makeImage(store, "arm64");
     const dest = join(tmp, "l");
-    await writeOciLayout(a, store, { dest, tags: ["app:one", "app:uno"] });
+    await writeOciLayout(await storeImage(store, a.manifest), { dest, tags: ["app:one", "app:uno"] });
     const single = await OciLayout.open(dest);
     expect((await single.resolve()).digest).toBe(a.manifest.digest);
-    await writeOciLayout(b, store, { dest, tags: ["app:two"] });
+    await writeOciLayout(await storeImage(store, b.manifest), { dest, tags: ["app:two"] });
     const layout = await OciLayout.open(dest);
     expect((await layout.resolve("one")).digest).toBe(a.manifest.digest);
     expect((await layout.resolve("app:two")).digest).toBe(b.manifest.digest);
@@ -69,7 +70,7 @@ describe("OciLayout.open / resolve", () => {
 
   it("reads layouts written by skopeo", async () => {
     const a = await makeImage(store, "amd64");
-    await writeOciLayout(a, store, { dest: join(tmp, "src"), tags: ["x:1"] });
+    await writeOciLayout(await storeImage(store, a.manifest), { dest: join(tmp, "src"), tags: ["x:1"] });
     const copied = join(tmp, "copied");
     execFileSync("skopeo", ["copy", `oci:${join(tmp, "src")}:1`, `oci:${copied}:v9`], { stdio: "pipe" });
     const layout = await OciLayout.open(copied);
@@ -84,8 +85,8 @@ describe("OciLayout.readImage", () => {
     const amd = await makeImage(store, "amd64");
     const arm = await makeImage(store, "arm64", "v8");
     const dest = join(tmp, "l");
-    await writeOciLayout(amd, store, { dest });
-    await writeOciLayout(arm, store, { dest });
+    await writeOciLayout(await storeImage(store, amd.manifest), { dest });
+    await writeOciLayout(await storeImage(store, arm.manifest), { dest });
     const index = {
       schemaVersion: 2,
       mediaType: MediaType.ociIndex,
@@ -112,7 +113,7 @@ describe("OciLayout.readImage", () => {
   it("detects a blob whose content does not match its digest", async () => {
     const a = await makeImage(store);
     const dest = join(tmp, "l");
-    await writeOciLayout(a, store, { dest, tags: ["x:1"] });
+    await writeOciLayout(await storeImage(store, a.manifest), { dest, tags: ["x:1"] });
     const cfgPath = join(dest, "blobs/sha256", a.config.digest.slice(7));
     rmSync(cfgPath); // break the hardlink so the store keeps the good copy
     writeFileSync(cfgPath, JSON.stringify({ architecture: "evil", os: "linux", rootfs: { type: "layers", diff_ids: [] } }));
@@ -125,7 +126,7 @@ describe("importImage", () => {
   it("links verified blobs into another store and returns the image", async () => {
     const a = await makeImage(store);
     const dest = join(tmp, "l");
-    await writeOciLayout(a, new BlobStore(join(tmp, "store")), { dest, tags: ["x:1"] });
+    await writeOciLayout(await storeImage(new BlobStore(join(tmp, "store")), a.manifest), { dest, tags: ["x:1"] });
     const other = new BlobStore(join(tmp, "other"));
     const layout = await OciLayout.open(dest);
     const { image, manifestDescriptor } = await importImage(layout, await layout.resolve("1"), other);
@@ -144,7 +145,7 @@ describe("importImage", () => {
   it("refuses a corrupt layer and stores nothing for it", async () => {
     const a = await makeImage(store);
     const dest = join(tmp, "l");
-    await writeOciLayout(a, store, { dest, tags: ["x:1"] });
+    await writeOciLayout(await storeImage(store, a.manifest), { dest, tags: ["x:1"] });
     const layerPath = join(dest, "blobs/sha256", a.layers[0]!.digest.slice(7));
     const bytes = readFileSync(layerPath);
     rmSync(layerPath);
@@ -159,7 +160,7 @@ describe("importImage", () => {
   it("reports mismatched diff_ids and layers", async () => {
     const a = await makeImage(store);
     const dest = join(tmp, "l");
-    await writeOciLayout(a, store, { dest, tags: ["x:1"] });
+    await writeOciLayout(await storeImage(store, a.manifest), { dest, tags: ["x:1"] });
     const index = JSON.parse(readFileSync(join(dest, "index.json"), "utf8")) as Index;
     expect(index.manifests).toHaveLength(1);
     const manifest = JSON.parse(readFileSync(join(dest, "blobs/sha256", a.manifest.digest.slice(7)), "utf8")) as { layers: Descriptor[] };

@@ -8,9 +8,10 @@ import { Readable } from "node:stream";
 import { writeLayer } from "../../src/layer/write-layer.js";
 import { BlobStore } from "../../src/store/blob-store.js";
 import { materialize } from "../../src/image/materialize.js";
+import { storeImage } from "../../src/image/source.js";
 import { writeOciLayout, parseTag, tagsFrom } from "../../src/output/oci-layout.js";
 import { writeDockerArchive } from "../../src/output/docker-archive.js";
-import { verifyLayout } from "../../src/image/verify.js";
+import { verifyLayout } from "../../src/output/verify.js";
 import { OciLayout } from "../../src/image/layout.js";
 import type { LayerEntry } from "../../src/layer/entry.js";
 import type { ImageConfig, ImageFormat, Index } from "../../src/image/oci.js";
@@ -71,7 +72,7 @@ describe("writeOciLayout (directory)", () => {
   it("writes a layout skopeo, umoci and verify accept", async () => {
     const img = await makeImage(store);
     const dest = join(tmp, "layout");
-    await writeOciLayout(img, store, { dest, tags: ["hello:v1"] });
+    await writeOciLayout(await storeImage(store, img.manifest), { dest, tags: ["hello:v1"] });
     expect(JSON.parse(readFileSync(join(dest, "oci-layout"), "utf8"))).toEqual({ imageLayoutVersion: "1.0.0" });
     const index = JSON.parse(readFileSync(join(dest, "index.json"), "utf8")) as Index;
     expect(index.manifests).toHaveLength(1);
@@ -106,8 +107,8 @@ describe("writeOciLayout (directory)", () => {
     const dest = join(tmp, "layout");
     const one = await makeImage(store, "oci", "1");
     const two = await makeImage(store, "oci", "2");
-    await writeOciLayout(one, store, { dest, tags: ["app:a", "app:b"] });
-    await writeOciLayout(two, store, { dest, tags: ["app:b", "app:c"] });
+    await writeOciLayout(await storeImage(store, one.manifest), { dest, tags: ["app:a", "app:b"] });
+    await writeOciLayout(await storeImage(store, two.manifest), { dest, tags: ["app:b", "app:c"] });
     const names = (): Record<string, string> => {
       const index = JSON.parse(readFileSync(join(dest, "index.json"), "utf8")) as Index;
       return Object.fromEntries(index.manifests.map((m) => [m.annotations?.["org.opencontainers.image.ref.name"] ?? "", m.digest]));
@@ -116,8 +117,8 @@ describe("writeOciLayout (directory)", () => {
     expect(skopeoInspect(`oci:${dest}:a`).Env).toContain("MARK=1");
     expect(skopeoInspect(`oci:${dest}:b`).Env).toContain("MARK=2");
     // untagged write adds an entry once, replacing nothing
-    await writeOciLayout(one, store, { dest });
-    await writeOciLayout(one, store, { dest });
+    await writeOciLayout(await storeImage(store, one.manifest), { dest });
+    await writeOciLayout(await storeImage(store, one.manifest), { dest });
     const index = JSON.parse(readFileSync(join(dest, "index.json"), "utf8")) as Index;
     expect(index.manifests).toHaveLength(4);
     expect(index.manifests.filter((m) => !m.annotations)).toHaveLength(1);
@@ -128,14 +129,14 @@ describe("writeOciLayout (directory)", () => {
     const img = await makeImage(store);
     rmSync(store.path(img.layers[1]!.digest));
     const dest = join(tmp, "layout");
-    await expect(writeOciLayout(img, store, { dest, tags: ["x:1"] })).rejects.toThrow(KilnError);
+    await expect(writeOciLayout(await storeImage(store, img.manifest), { dest, tags: ["x:1"] })).rejects.toThrow(KilnError);
     expect(existsSync(dest)).toBe(false);
     // into an existing layout: its index and blobs are left as they were
     const good = await makeImage(new BlobStore(join(tmp, "store2")), "oci", "9");
-    await writeOciLayout(good, new BlobStore(join(tmp, "store2")), { dest, tags: ["x:1"] });
+    await writeOciLayout(await storeImage(new BlobStore(join(tmp, "store2")), good.manifest), { dest, tags: ["x:1"] });
     const before = readFileSync(join(dest, "index.json"), "utf8");
     const blobsBefore = readdirSync(join(dest, "blobs/sha256")).sort();
-    await expect(writeOciLayout(img, store, { dest, tags: ["x:2"] })).rejects.toThrow(KilnError);
+    await expect(writeOciLayout(await storeImage(store, img.manifest), { dest, tags: ["x:2"] })).rejects.toThrow(KilnError);
     expect(readFileSync(join(dest, "index.json"), "utf8")).toBe(before);
     expect(readdirSync(join(dest, "blobs/sha256")).sort()).toEqual(blobsBefore);
     expect(readdirSync(dest).sort()).toEqual(["blobs", "index.json", "oci-layout"]);
@@ -146,7 +147,7 @@ describe("writeOciLayout (directory)", () => {
     const dest = join(tmp, "layout");
     mkdirSync(dest);
     writeFileSync(join(dest, "index.json"), "not json");
-    await expect(writeOciLayout(img, store, { dest })).rejects.toThrow(/not valid JSON/);
+    await expect(writeOciLayout(await storeImage(store, img.manifest), { dest })).rejects.toThrow(/not valid JSON/);
     expect(readFileSync(join(dest, "index.json"), "utf8")).toBe("not json");
   });
 });
@@ -165,7 +166,7 @@ describe("writeOciLayout (tricky layers, other file systems)", () => {
     const config: ImageConfig = { architecture: "amd64", os: "linux", rootfs: { type: "layers", diff_ids: [layer.diffID] } };
     const img = await materialize({ config, layers: [{ descriptor: layer.descriptor, diffID: layer.diffID }] }, store, "oci");
     const dest = join(tmp, "layout");
-    await writeOciLayout(img, store, { dest, tags: ["t:1"] });
+    await writeOciLayout(await storeImage(store, img.manifest), { dest, tags: ["t:1"] });
     const bundle = join(tmp, "bundle");
     execFileSync("umoci", ["unpack", "--rootless", "--image", `${dest}:1`, bundle], { stdio: "pipe" });
     const root = join(bundle, "rootfs");
@@ -184,7 +185,7 @@ describe("writeOciLayout (tricky layers, other file systems)", () => {
     const other = mkdtempSync(join("/dev/shm", "kiln-out-"));
     try {
       const dest = join(other, "layout");
-      await writeOciLayout(img, store, { dest, tags: ["x:1"] });
+      await writeOciLayout(await storeImage(store, img.manifest), { dest, tags: ["x:1"] });
       const a = join(dest, "blobs/sha256", img.layers[0]!.digest.slice(7));
       const sameFs = statSync(other).dev === statSync(store.root).dev;
       expect(statSync(a).ino === statSync(store.path(img.layers[0]!.digest)).ino).toBe(sameFs);
@@ -201,7 +202,7 @@ describe("writeOciLayout (tar)", () => {
   it("writes a tar of the layout, atomically", async () => {
     const img = await makeImage(store);
     const dest = join(tmp, "out", "image.tar");
-    await writeOciLayout(img, store, { dest, tags: ["hello:latest"], tar: true });
+    await writeOciLayout(await storeImage(store, img.manifest), { dest, tags: ["hello:latest"], tar: true });
     expect(readdirSync(join(tmp, "out"))).toEqual(["image.tar"]);
     const names = execFileSync("tar", ["-tf", dest], { encoding: "utf8" }).trim().split("\n");
     expect(names).toContain("oci-layout");
@@ -213,9 +214,10 @@ describe("writeOciLayout (tar)", () => {
     execFileSync("tar", ["-xf", dest, "-C", x]);
     expect(await verifyLayout(x)).toEqual({ manifests: 1, blobs: 4 });
     // failure leaves neither the tar nor a temp file
+    const source = await storeImage(store, img.manifest);
     rmSync(store.path(img.config.digest));
     const dest2 = join(tmp, "out", "second.tar");
-    await expect(writeOciLayout(img, store, { dest: dest2, tar: true })).rejects.toThrow(KilnError);
+    await expect(writeOciLayout(source, { dest: dest2, tar: true })).rejects.toThrow(KilnError);
     expect(readdirSync(join(tmp, "out"))).toEqual(["image.tar"]);
   });
 });
@@ -224,7 +226,7 @@ describe("writeDockerArchive", () => {
   it("writes an archive skopeo reads as docker-archive", async () => {
     const img = await makeImage(store, "docker");
     const dest = join(tmp, "docker.tar");
-    await writeDockerArchive(img, store, { dest, tags: ["hello:v2", "docker.io/library/hello:v3"] });
+    await writeDockerArchive(await storeImage(store, img.manifest), { dest, tags: ["hello:v2", "docker.io/library/hello:v3"] });
     const inspect = skopeoInspect(`docker-archive:${dest}`);
     expect(inspect).toMatchObject({ Architecture: "amd64", Os: "linux" });
     expect(inspect.Env).toContain("MARK=1");

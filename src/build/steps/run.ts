@@ -11,7 +11,7 @@ import type { RunMount } from "../../dockerfile/mounts.js";
 import { KilnError } from "../../errors.js";
 import type { LayerEntry } from "../../layer/entry.js";
 import type { RunSpec } from "../../run/index.js";
-import { PREDEFINED_ARGS } from "../plan.js";
+import { PREDEFINED_ARGS } from "../../dockerfile/plan.js";
 import { copyTreeNoFollow } from "../../fs/copy-tree.js";
 import { bindSourceDigest, resolveBindSource } from "./bind-source.js";
 import { envMap } from "../image-config.js";

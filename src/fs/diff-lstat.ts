@@ -8,10 +8,10 @@
 // xattrs are read by batched getfattr runs in the background while the walk goes on.
 import { lstatSync, readdirSync, readlinkSync, type BigIntStats } from "node:fs";
 import { posix } from "node:path";
-import { XattrReader } from "../fs/xattr.js";
-import { OPAQUE_MARKER, WHITEOUT_PREFIX, type EntryType, type LayerEntry } from "./entry.js";
-import { compareNames } from "./order.js";
-import { hostFileOpener } from "./file-content.js";
+import { XattrReader } from "./xattr.js";
+import { OPAQUE_MARKER, WHITEOUT_PREFIX, type EntryType, type LayerEntry } from "../layer/entry.js";
+import { compareNames } from "../layer/order.js";
+import { hostFileOpener } from "../layer/file-content.js";
 
 /** Paths kiln mounts or injects during a RUN: never part of a layer (relative to the root). */
 export const DEFAULT_EXCLUDES = ["proc", "sys", "dev", "etc/hosts", "etc/resolv.conf", "etc/hostname"];

@@ -5,7 +5,7 @@
 import { KilnError } from "../errors.js";
 import type { IdMap } from "../run/types.js";
 import type { IdMapping } from "../run/userns.js";
-import { WHITEOUT_PREFIX, type LayerEntry } from "./entry.js";
+import { WHITEOUT_PREFIX, type LayerEntry } from "../layer/entry.js";
 
 /** The container id for host id `id` under `maps`, or undefined when none maps it. */
 export function containerID(maps: readonly IdMapping[], id: number): number | undefined {

@@ -7,10 +7,11 @@
 // snapshotter go when unused for the grace period (or `until`) and no live build stacks them.
 import { lstat, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { UsageError } from "../errors.js";
-import { isDigest, type Digest } from "../image/oci.js";
-import type { BlobStore } from "./blob-store.js";
+import { isDigest, type Digest } from "../store/digest.js";
+import type { BlobStore } from "../store/blob-store.js";
 import { listExtractedLayers, removeExtractedLayers, treeBytes } from "../fs/layer-dirs.js";
+
+export { parseDuration, parseSize } from "../units.js";
 
 /** Temp files older than this are left-overs of dead processes. */
 const STALE_TMP_MS = 60 * 60 * 1000;
@@ -228,42 +229,4 @@ export async function prune(store: BlobStore, options: PruneOptions = {}): Promi
   const idle = Math.max(options.until ?? 0, options.graceMs ?? DEFAULT_PRUNE_GRACE_MS);
   const layers = await removeExtractedLayers(store.root, now - idle);
   return { removed: plan.records.length + plan.blobs.length + layers.removed, freed: freed + layers.freed };
-}
-
-const SIZE_UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
-
-/**
- * "10GB", "512MiB", "1g", "1.5 t", "4096" -> bytes. Units are binary whether or not they carry
- * an "i" (as Docker's --keep-storage reads them).
- */
-export function parseSize(s: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$/i.exec(s);
-  if (!m) throw new UsageError(`invalid size "${s}" (examples: 512MiB, 10GB, 1g)`);
-  const unit = m[2]!.toLowerCase();
-  if (unit === "" && m[3]!.toLowerCase().startsWith("i")) throw new UsageError(`invalid size "${s}" (examples: 512MiB, 10GB, 1g)`);
-  return Math.floor(Number(m[1]) * SIZE_UNITS[unit]!);
-}
-
-const DURATION_UNITS: Record<string, number> = {
-  ms: 1,
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000,
-  d: 86_400_000,
-  w: 7 * 86_400_000,
-};
-
-/** "24h", "7d", "90m", "1h30m", "1.5h", "500ms" -> milliseconds. */
-export function parseDuration(s: string): number {
-  const text = s.trim();
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/gy;
-  let total = 0;
-  let matched = 0;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(text)) !== null) {
-    total += Number(m[1]) * DURATION_UNITS[m[2]!]!;
-    matched = re.lastIndex;
-  }
-  if (text === "" || matched !== text.length) throw new UsageError(`invalid duration "${s}" (examples: 90m, 24h, 7d)`);
-  return Math.round(total);
 }

@@ -9,7 +9,7 @@ import { pipeline } from "node:stream/promises";
 import { KilnError } from "../errors.js";
 import { decompressStream } from "../layer/compress.js";
 import { HashCounter } from "../store/blob-store.js";
-import { MediaType, isDigest, type Descriptor, type Digest, type ImageConfig, type Index, type Manifest } from "./oci.js";
+import { MediaType, isDigest, type Descriptor, type Digest, type ImageConfig, type Index, type Manifest } from "../image/oci.js";
 
 const OCI_LAYER_PREFIX = "application/vnd.oci.image.layer.";
 const DOCKER_LAYER_PREFIX = "application/vnd.docker.image.rootfs.";

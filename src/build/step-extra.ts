@@ -4,7 +4,7 @@
 // mount specs (never secret or cache contents: those are not in the instruction), --network and
 // --security — but not where it sits in the Dockerfile (line numbers) nor its original text.
 import type { TypedInstruction } from "../dockerfile/instructions.js";
-import { canonicalJSON } from "./key.js";
+import { canonicalJSON } from "../cache/key.js";
 
 export function instructionExtra(t: TypedInstruction): Record<string, string> {
   const out: Record<string, string> = {};

@@ -3,19 +3,19 @@
 // earlier stage, named context, image), stage dependencies (FROM, COPY --from, RUN --mount from=)
 // and --target pruning with a dependency-first build order. Also exports ArgScope, which the
 // build engine uses to track a stage's ARG values while it walks the stage's instructions.
-import type { DockerfileAST } from "../dockerfile/ast.js";
+import type { DockerfileAST } from "./ast.js";
 import type { Platform } from "../image/oci.js";
 import { formatPlatform, hostPlatform } from "../image/platform.js";
 import { DockerfileError, KilnError, UsageError } from "../errors.js";
-import { expandWord } from "../dockerfile/expand.js";
-import { expandInstruction, type ExpandEnv } from "../dockerfile/expand-instruction.js";
+import { expandWord } from "./expand.js";
+import { expandInstruction, type ExpandEnv } from "./expand-instruction.js";
 import {
   type ArgDeclaration,
   type FromInstruction,
   type TypedInstruction,
   typeInstruction,
-} from "../dockerfile/instructions.js";
-import type { Diagnostic } from "../dockerfile/lint.js";
+} from "./instructions.js";
+import type { Diagnostic } from "./diagnostic.js";
 
 export interface PlanOptions {
   file?: string;

@@ -1,7 +1,7 @@
 // instructionExtra: the flags and bodies of a parsed instruction go into the cache key; its
 // position in the Dockerfile does not.
 import { describe, it, expect } from "vitest";
-import { instructionExtra } from "../../src/cache/step-extra.js";
+import { instructionExtra } from "../../src/build/step-extra.js";
 import { typeInstruction } from "../../src/dockerfile/instructions.js";
 import { parseDockerfile } from "../../src/dockerfile/parse.js";
 

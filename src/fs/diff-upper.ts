@@ -7,10 +7,10 @@
 // unless something below them changed. Entries come out in tar order with their parents, the
 // same entries the plain-directory differ produces for the same change.
 import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, type BigIntStats } from "node:fs";
-import { readXattrs, XattrReader } from "../fs/xattr.js";
-import { childRel, entryFromStat, pruneConditional, snapshotExcludes, whiteoutEntry } from "./diff.js";
-import { compareNames } from "./order.js";
-import { OPAQUE_MARKER, WHITEOUT_PREFIX, type LayerEntry } from "./entry.js";
+import { readXattrs, XattrReader } from "./xattr.js";
+import { childRel, entryFromStat, pruneConditional, snapshotExcludes, whiteoutEntry } from "./diff-lstat.js";
+import { compareNames } from "../layer/order.js";
+import { OPAQUE_MARKER, WHITEOUT_PREFIX, type LayerEntry } from "../layer/entry.js";
 
 export interface UpperDiffInput {
   /** Absolute host path of the step's upper directory. */

@@ -12,7 +12,7 @@ import { BlobStore } from "../../src/store/blob-store.js";
 import { StatCache, hashSources } from "../../src/cache/sources.js";
 import { DirContext } from "../../src/context/build-context.js";
 import { selectSources } from "../../src/context/select.js";
-import { diskUsage, parseDuration, parseSize, prune } from "../../src/store/prune.js";
+import { diskUsage, parseDuration, parseSize, prune } from "../../src/cache/prune.js";
 
 const temps: string[] = [];
 afterAll(async () => {

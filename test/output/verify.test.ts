@@ -10,8 +10,9 @@ import { gzipSync } from "node:zlib";
 import { writeLayer } from "../../src/layer/write-layer.js";
 import { BlobStore } from "../../src/store/blob-store.js";
 import { materialize } from "../../src/image/materialize.js";
+import { storeImage } from "../../src/image/source.js";
 import { writeOciLayout } from "../../src/output/oci-layout.js";
-import { verifyLayout } from "../../src/image/verify.js";
+import { verifyLayout } from "../../src/output/verify.js";
 import { KilnError } from "../../src/errors.js";
 import type { Descriptor, ImageConfig, Index, Manifest } from "../../src/image/oci.js";
 import type { MaterializedImage } from "../../src/image/image.js";
@@ -38,7 +39,7 @@ beforeEach(async () => {
   };
   img = await materialize({ config, layers: layers.map((l) => ({ descriptor: l.descriptor, diffID: l.diffID })) }, store, "oci");
   dest = join(tmp, "layout");
-  await writeOciLayout(img, store, { dest, tags: ["t:1"] });
+  await writeOciLayout(await storeImage(store, img.manifest), { dest, tags: ["t:1"] });
 });
 afterEach(() => { rmSync(tmp, { recursive: true, force: true }); });
 

@@ -10,10 +10,10 @@ import { join } from "node:path";
 import { createGunzip } from "node:zlib";
 import { applyLayer } from "../../src/fs/apply-layer.js";
 import { readXattrs } from "../../src/fs/xattr.js";
-import { diffSnapshot, takeBaseline } from "../../src/layer/diff.js";
+import { diffSnapshot, takeBaseline } from "../../src/fs/diff-lstat.js";
 import { writeLayer } from "../../src/layer/write-layer.js";
 import { BlobStore } from "../../src/store/blob-store.js";
-import { tempDir } from "../fs/helpers.js";
+import { tempDir } from "./helpers.js";
 
 let t: { dir: string; cleanup: () => void };
 beforeEach(() => {

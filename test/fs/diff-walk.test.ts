@@ -5,10 +5,10 @@ import { describe, it, expect, beforeEach, afterEach } from "vitest";
 import { execFileSync } from "node:child_process";
 import { lstatSync, mkdirSync, rmSync, unlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { diffSnapshot, takeBaseline } from "../../src/layer/diff.js";
+import { diffSnapshot, takeBaseline } from "../../src/fs/diff-lstat.js";
 import type { LayerEntry } from "../../src/layer/entry.js";
 import { compareLayerPaths } from "../../src/layer/tar-writer.js";
-import { tempDir } from "../fs/helpers.js";
+import { tempDir } from "./helpers.js";
 
 let t: { dir: string; cleanup: () => void };
 let root: string;

@@ -3,9 +3,9 @@ import { execFileSync } from "node:child_process";
 import { chmodSync, chownSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { text } from "node:stream/consumers";
-import { diffSnapshot, takeBaseline } from "../../src/layer/diff.js";
+import { diffSnapshot, takeBaseline } from "../../src/fs/diff-lstat.js";
 import type { LayerEntry } from "../../src/layer/entry.js";
-import { tempDir } from "../fs/helpers.js";
+import { tempDir } from "./helpers.js";
 
 let t: { dir: string; cleanup: () => void };
 let root: string;

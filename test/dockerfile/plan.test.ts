@@ -7,7 +7,7 @@ import {
   resolveStageRef,
   type BuildPlan,
   type PlanOptions,
-} from "../../src/build/plan.js";
+} from "../../src/dockerfile/plan.js";
 import { hostPlatform } from "../../src/image/platform.js";
 import { expandInstruction } from "../../src/dockerfile/expand-instruction.js";
 import { DockerfileError, UsageError } from "../../src/errors.js";

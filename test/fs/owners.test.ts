@@ -3,7 +3,7 @@
 import { describe, it, expect } from "vitest";
 import { KilnError } from "../../src/errors.js";
 import type { LayerEntry } from "../../src/layer/entry.js";
-import { containerID, toContainerOwners } from "../../src/layer/owners.js";
+import { containerID, toContainerOwners } from "../../src/fs/owners.js";
 
 const map = {
   uid: [{ containerID: 0, hostID: 1001, size: 1 }, { containerID: 1, hostID: 100_000, size: 65_536 }],
