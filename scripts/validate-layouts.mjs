@@ -133,6 +133,7 @@ async function loadKiln(work) {
     ...(await imp("image/materialize.js")),
     ...(await imp("output/oci-layout.js")),
     ...(await imp("store/blob-store.js")),
+    ...(await imp("image/source.js")),
   };
 }
 
@@ -162,11 +163,12 @@ async function buildSamples(work) {
   const image = { config, layers: [l1, l2].map((l) => ({ descriptor: l.descriptor, diffID: l.diffID })) };
   const dirs = [];
   const oci = join(work, "oci");
-  await kiln.writeOciLayout(await kiln.materialize(image, store, "oci", { annotations: { "org.opencontainers.image.source": "https://example.com/kiln" } }), store, { dest: oci, tags: ["sample:latest", "sample:v1"] });
-  await kiln.writeOciLayout(await kiln.materialize(image, store, "oci"), store, { dest: oci });
+  const source = async (format, options) => kiln.storeImage(store, (await kiln.materialize(image, store, format, options)).manifest);
+  await kiln.writeOciLayout(await source("oci", { annotations: { "org.opencontainers.image.source": "https://example.com/kiln" } }), { dest: oci, tags: ["sample:latest", "sample:v1"] });
+  await kiln.writeOciLayout(await source("oci"), { dest: oci });
   dirs.push(oci);
   const docker = join(work, "docker");
-  await kiln.writeOciLayout(await kiln.materialize(image, store, "docker"), store, { dest: docker, tags: ["sample:docker"] });
+  await kiln.writeOciLayout(await source("docker"), { dest: docker, tags: ["sample:docker"] });
   dirs.push(docker);
   return dirs;
 }
