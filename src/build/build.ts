@@ -18,6 +18,8 @@ import { formatPlatform, hostPlatform, parsePlatform, platformMatches } from "..
 import { BlobStore, defaultCacheDir } from "../store/blob-store.js";
 import { writeOutputs } from "../output/write.js";
 import { storeImage } from "../image/source.js";
+import { normalizeName } from "../images/name.js";
+import { setName } from "../store/names.js";
 import { planBuild, type BuildPlan } from "../dockerfile/plan.js";
 import { DEFAULT_OUTPUT_DIR, parseNamedContext, type BuildOptions, type NamedContext, type OutputSpec } from "./options.js";
 import { BuildSession, cleanupStaleTemp, type StageResult } from "./session.js";
@@ -80,12 +82,18 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, ca
 
   const outputs = options.outputs && options.outputs.length > 0
     ? options.outputs
-    : [{ type: "oci", dest: resolve(DEFAULT_OUTPUT_DIR), tar: false } as OutputSpec];
+    : options.load ? [] : [{ type: "oci", dest: resolve(DEFAULT_OUTPUT_DIR), tar: false } as OutputSpec];
   for (const o of outputs) {
     if (o.type === "image" && o.names.length === 0 && (options.tags ?? []).length === 0) {
       throw new UsageError("--output type=image needs name=REF (or -t REF)");
     }
   }
+  if (options.load && (options.tags ?? []).length === 0) throw new UsageError("--load needs a name: give -t NAME");
+  // -t names (and type=image names not pushed) go into the local image store; checked before any work
+  const storeNames = [
+    ...(options.tags ?? []).map((t) => normalizeName(t, "-t")),
+    ...outputs.flatMap((o) => (o.type === "image" && !o.push ? o.names.map((n) => normalizeName(n, "--output name")) : [])),
+  ];
 
   const sde = sourceDateEpoch(options, buildArgs);
   const created = rfc3339(sde !== undefined ? new Date(sde * 1000) : new Date());
@@ -132,6 +140,7 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, ca
         options.onEvent?.({ type: "info", message: `push ${ev.digest.slice(0, 19)}: ${what}` });
       },
     });
+    for (const name of new Set(storeNames)) await setName(cacheDir, name, materialized.manifest);
     await cache.finish(plan.target);
     const result: BuildResult = {
       image,

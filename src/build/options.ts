@@ -26,7 +26,10 @@ export interface BuildOptions {
   /** Dockerfile path (default `<context>/Dockerfile`); "-" = `dockerfileText` (or stdin). */
   dockerfile?: string;
   dockerfileText?: string;
+  /** Names for the image, recorded in the local image store (and written into layouts and archives). */
   tags?: string[];
+  /** Store the image by its -t names only: no default ./kiln-out layout when no output is given. */
+  load?: boolean;
   buildArgs?: Record<string, string>;
   target?: string;
   /** One platform, e.g. "linux/amd64" (default: the host's). */

@@ -5,11 +5,14 @@
 // period (base images a running build just pulled) are kept; stale temp files and the stat
 // caches of build contexts that no longer exist are cleared. Layers extracted for the overlay
 // snapshotter go when unused for the grace period (or `until`) and no live build stacks them.
+// Blobs a local image name reaches (its manifest or index, their configs and layers) are kept
+// whatever their age: `kiln rmi` removes the name, the next prune its blobs.
 import { lstat, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { isDigest, type Digest } from "../store/digest.js";
 import type { BlobStore } from "../store/blob-store.js";
 import { listExtractedLayers, removeExtractedLayers, treeBytes } from "../fs/layer-dirs.js";
+import { listNames } from "../store/names.js";
 
 export { parseDuration, parseSize } from "../units.js";
 
@@ -120,6 +123,7 @@ async function planPrune(store: BlobStore, options: PruneOptions): Promise<{ pla
 
   const refs = new Map<string, number>();
   for (const r of records) if (r.layer) refs.set(r.layer, (refs.get(r.layer) ?? 0) + 1);
+  const named = await namedBlobs(store);
 
   const oldEnough = (t: number, minAge: number): boolean => now - t >= minAge;
   const candidates = records
@@ -138,7 +142,7 @@ async function planPrune(store: BlobStore, options: PruneOptions): Promise<{ pla
   };
 
   // 1. Blobs no record references (oldest first), past the grace period.
-  const unreferenced = [...blobs.values()].filter((b) => !refs.has(b.digest) && oldEnough(b.mtime, blobMinAge)).sort((a, b) => a.mtime - b.mtime);
+  const unreferenced = [...blobs.values()].filter((b) => !refs.has(b.digest) && !named.has(b.digest) && oldEnough(b.mtime, blobMinAge)).sort((a, b) => a.mtime - b.mtime);
   for (const b of unreferenced) {
     if (fits()) break;
     dropBlob(b);
@@ -151,9 +155,31 @@ async function planPrune(store: BlobStore, options: PruneOptions): Promise<{ pla
     const n = (refs.get(r.layer) ?? 1) - 1;
     refs.set(r.layer, n);
     const b = blobs.get(r.layer);
-    if (n === 0 && b) dropBlob(b);
+    if (n === 0 && b && !named.has(b.digest)) dropBlob(b);
   }
   return { plan, total };
+}
+
+/** Every blob a stored name reaches: its target, an index's manifests, each manifest's config and layers. */
+async function namedBlobs(store: BlobStore): Promise<Set<string>> {
+  const out = new Set<string>();
+  const visit = async (digest: string, depth: number): Promise<void> => {
+    if (out.has(digest) || !isDigest(digest)) return;
+    out.add(digest);
+    if (depth > 2) return;
+    let doc: { manifests?: Array<{ digest?: unknown }>; config?: { digest?: unknown }; layers?: Array<{ digest?: unknown }> };
+    try {
+      doc = await store.readJSON(digest);
+    } catch {
+      return; // missing or not JSON: nothing below it to keep
+    }
+    if (!doc || typeof doc !== "object") return;
+    for (const d of doc.manifests ?? []) if (typeof d?.digest === "string") await visit(d.digest, depth + 1);
+    if (typeof doc.config?.digest === "string" && isDigest(doc.config.digest)) out.add(doc.config.digest);
+    for (const l of doc.layers ?? []) if (typeof l?.digest === "string" && isDigest(l.digest)) out.add(l.digest);
+  };
+  for (const n of await listNames(store.root)) await visit(n.target.digest, 0);
+  return out;
 }
 
 async function clearStaleTemp(store: BlobStore, now: number): Promise<void> {

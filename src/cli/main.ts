@@ -1,4 +1,5 @@
-// kiln's command line: dispatches `kiln build|push|pull|lint|verify|du|prune|doctor|login|logout|help`,
+// kiln's command line: dispatches `kiln build|push|pull|lint|verify|du|prune|doctor|login|logout|help` and
+// the local store's images|tag|rmi (image-commands.ts),
 // turns flags into library calls, renders progress, and maps failures to exit codes
 // (0 success, 1 build or input error, 2 usage error). Errors print as one line.
 import type { Snapshotter } from "../fs/rootfs.js";
@@ -10,31 +11,15 @@ import { VERSION } from "../version.js";
 import { formatOptionHelp, keyValues, many, one, parseArgs, parseCsv, type OptionSpec, type ParsedArgs } from "./args.js";
 import { createProgress, type ProgressMode } from "./progress.js";
 import { formatBytes } from "../units.js";
-import { parseRegistryTimeout, type RegistryTimeouts } from "../registry/timeouts.js";
+import { imageCommands, pushStored } from "./image-commands.js";
+import { cacheDirOption, intOption, registryFrom, registryOptions, type Command } from "./command.js";
 import { parseOutput, parseSecret, type Isolation, type OutputSpec } from "../build/options.js";
 import { ISOLATIONS } from "../run/index.js";
 
-interface Command {
-  summary: string;
-  usage: string;
-  options: OptionSpec[];
-  run(args: ParsedArgs): Promise<number>;
-}
-
-/** `--cache-dir`: the blob store (and, for build, the work directory). */
-function cacheDirOption(what = "blob store"): OptionSpec {
-  return { name: "cache-dir", type: "string", valueName: "DIR", help: `${what} (default $XDG_CACHE_HOME/kiln)` };
-}
-
-const registryOptions: OptionSpec[] = [
-  { name: "insecure-registry", type: "string", repeatable: true, valueName: "HOST", help: "use plain HTTP for this registry host[:port]" },
-  { name: "registry-ca", type: "string", valueName: "FILE", help: "extra CA bundle (PEM) for registry TLS" },
-  { name: "registry-timeout", type: "string", valueName: "SPEC", help: "registry time limits: idle DURATION, or connect=D,idle=D,total=D (default 30s/30s/1h)" },
-];
-
 const buildOptions: OptionSpec[] = [
   { name: "file", short: "f", type: "string", valueName: "PATH", help: "Dockerfile (default CONTEXT/Dockerfile; - reads stdin)" },
-  { name: "tag", short: "t", type: "string", repeatable: true, valueName: "NAME", help: "tag the image (repeatable)" },
+  { name: "tag", short: "t", type: "string", repeatable: true, valueName: "NAME", help: "name the image in the local store (repeatable; also its tag in layouts)" },
+  { name: "load", type: "boolean", help: "only store the image by its -t names (no default ./kiln-out layout)" },
   { name: "build-arg", type: "string", repeatable: true, valueName: "K=V", help: "set a build argument (K alone takes it from the environment)" },
   { name: "target", type: "string", valueName: "STAGE", help: "build this stage (and what it needs)" },
   { name: "platform", type: "string", valueName: "OS/ARCH", help: "target platform (one), e.g. linux/amd64" },
@@ -98,6 +83,7 @@ const commands: Record<string, Command> = {
           context,
           ...(dockerfile !== undefined ? { dockerfile } : {}),
           tags: many(args, "tag"),
+          ...(args.flags.has("load") ? { load: true } : {}),
           buildArgs: keyValues(many(args, "build-arg"), "build-arg", (k) => process.env[k]),
           ...(one(args, "target") ? { target: one(args, "target")! } : {}),
           ...(one(args, "platform") ? { platform: one(args, "platform")! } : {}),
@@ -126,7 +112,7 @@ const commands: Record<string, Command> = {
           onEvent: listener,
           signal: controller.signal,
         });
-        const where = result.outputs.map((o) => (o.type === "image" ? o.names.join(",") || many(args, "tag").join(",") : o.dest)).join(", ");
+        const where = [...result.outputs.map((o) => (o.type === "image" ? o.names.join(",") || many(args, "tag").join(",") : o.dest)), ...(many(args, "tag").length > 0 ? ["local store"] : [])].join(", ");
         if (progress !== "quiet") process.stderr.write(`built ${result.digest} -> ${where}\n`);
         process.stdout.write(`${result.digest}\n`);
         return 0;
@@ -137,38 +123,46 @@ const commands: Record<string, Command> = {
     },
   },
   push: {
-    summary: "Push an OCI image layout to a registry",
-    usage: "kiln push [OPTIONS] LAYOUT[:TAG|@DIGEST] REF [REF...]",
+    summary: "Push a stored image or an OCI image layout to a registry",
+    usage: "kiln push [OPTIONS] NAME [REF...] | LAYOUT[:TAG|@DIGEST] REF [REF...]   (LAYOUT: a directory or oci-layout://DIR)",
     options: [
       { name: "chunk-size", type: "string", valueName: "BYTES", help: "upload blobs in PATCH chunks of this size" },
       { name: "digest-file", type: "string", valueName: "FILE", help: "write the pushed digest to FILE" },
       { name: "metadata-file", type: "string", valueName: "FILE", help: "write push metadata JSON to FILE" },
       { name: "quiet", short: "q", type: "boolean", help: "no progress output" },
-      cacheDirOption("blob store whose pull records enable cross-repo mounts"),
+      cacheDirOption("local image store (and pull records for cross-repo mounts)"),
       ...registryOptions,
     ],
     async run(args) {
-      if (args.positionals.length < 2) throw new UsageError("kiln push: expected LAYOUT[:TAG] and at least one REF (see: kiln help push)");
+      if (args.positionals.length < 1) throw new UsageError("kiln push: expected NAME or LAYOUT[:TAG] (see: kiln help push)");
       const [src, ...refs] = args.positionals as [string, ...string[]];
-      const { dir, selector } = splitLayoutArg(src);
-      const { pushLayout } = await import("../registry/push.js");
       const chunk = intOption(args, "chunk-size", 1, Number.MAX_SAFE_INTEGER);
       const quiet = args.flags.has("quiet");
       const { BlobStore, defaultCacheDir } = await import("../store/blob-store.js");
-      const result = await pushLayout(dir, selector, refs, {
-        store: new BlobStore(one(args, "cache-dir") ?? defaultCacheDir()),
+      const pushOptions = {
         ...registryFrom(args),
         ...(chunk !== undefined ? { chunkSize: chunk } : {}),
         ...(quiet ? {} : { onProgress: pushProgress() }),
-      });
-      await writeDigestFiles(args, result.digest, refs);
-      process.stdout.write(`${result.digest}\n`);
+      };
+      const { isLayoutArgument, splitLayoutArgument } = await import("../images/resolve.js");
+      const layoutDir = isLayoutArgument(src) ? splitLayoutArgument(src) : await isLayoutDir(splitLayoutArg(src).dir) ? splitLayoutArg(src) : undefined;
+      let digest: string;
+      let to = refs;
+      if (layoutDir) {
+        if (refs.length === 0) throw new UsageError("kiln push: pushing a layout needs at least one REF");
+        const { pushLayout } = await import("../registry/push.js");
+        digest = (await pushLayout(layoutDir.dir, layoutDir.selector, refs, { store: new BlobStore(one(args, "cache-dir") ?? defaultCacheDir()), ...pushOptions })).digest;
+      } else {
+        ({ digest, refs: to } = await pushStored(args, src, refs, pushOptions));
+      }
+      await writeDigestFiles(args, digest, to);
+      process.stdout.write(`${digest}\n`);
       return 0;
     },
   },
   pull: {
-    summary: "Pull an image from a registry into an OCI layout",
-    usage: "kiln pull [OPTIONS] REF --output type=oci,dest=DIR",
+    summary: "Pull an image from a registry into the local store (or an OCI layout)",
+    usage: "kiln pull [OPTIONS] REF [--output type=oci,dest=DIR]",
     options: [
       { name: "output", short: "o", type: "string", valueName: "SPEC", help: "type=oci,dest=DIR[,tar=true] (default: store only)" },
       { name: "platform", type: "string", valueName: "OS/ARCH", help: "platform to pick from an index (default: host)" },
@@ -189,6 +183,13 @@ const commands: Record<string, Command> = {
         return spec;
       });
       const r = await pullImage(ref, { store, platform, pull: "always", ...registryFrom(args) });
+      if (outputs.length === 0 && !r.reference.digest) {
+        // no --output: the image is kept in the local store under its name (kiln images, kiln run)
+        const { setName } = await import("../store/names.js");
+        const { familiarName } = await import("../image/reference.js");
+        const { resolve } = await import("node:path");
+        await setName(resolve(store.root), familiarName(r.reference), r.manifestDescriptor);
+      }
       for (const spec of outputs) {
         const { writeOciLayout } = await import("../output/oci-layout.js");
         await writeOciLayout(r.source, { dest: spec.dest, tar: spec.tar, tags: [ref] });
@@ -328,18 +329,12 @@ const commands: Record<string, Command> = {
   },
 };
 
-function intOption(args: ParsedArgs, name: string, min: number, max: number): number | undefined {
-  const v = one(args, name);
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`--${name} must be a whole number from ${min} to ${max}`);
-  return Number(v);
-}
+// the local image store's commands, listed after the built-in ones
+Object.assign(commands, imageCommands);
 
-/** `--insecure-registry`, `--registry-ca` and `--registry-timeout`, as registry options. */
-function registryFrom(args: ParsedArgs): { insecureRegistries: string[]; caFile?: string; timeouts?: RegistryTimeouts } {
-  const ca = one(args, "registry-ca");
-  const timeout = one(args, "registry-timeout");
-  return { insecureRegistries: many(args, "insecure-registry"), ...(ca ? { caFile: ca } : {}), ...(timeout !== undefined ? { timeouts: parseRegistryTimeout(timeout) } : {}) };
+async function isLayoutDir(dir: string): Promise<boolean> {
+  const { stat } = await import("node:fs/promises");
+  return stat(`${dir}/oci-layout`).then((st) => st.isFile(), () => false);
 }
 
 function splitLayoutArg(s: string): { dir: string; selector?: string } {

@@ -1,0 +1,125 @@
+// The one resolver from an image argument to an ImageSource, for every command that takes an
+// image (run, push, inspect, history, tag): `oci-layout://DIR[:TAG|@DIGEST]`, a name in the local
+// store (`app:1`, `app` = `app:latest`, `NAME@sha256:...` by digest), or a registry reference
+// pulled on demand as the pull policy says (and then stored under its name, as docker does).
+import { resolve as resolvePath } from "node:path";
+import { KilnError } from "../errors.js";
+import type { Descriptor, Index, Platform } from "../image/oci.js";
+import { MediaType } from "../image/oci.js";
+import { hostPlatform, selectManifest } from "../image/platform.js";
+import { familiarName, parseReference, type Reference } from "../image/reference.js";
+import { layoutImage, storeImage, type ImageSource } from "../image/source.js";
+import type { RegistryOptions } from "../registry/options.js";
+import { BlobStore } from "../store/blob-store.js";
+import { getName, listNames, setName, type NamedTarget } from "../store/names.js";
+
+export type PullPolicy = "always" | "missing" | "never";
+
+export interface ResolveOptions extends RegistryOptions {
+  cacheDir: string;
+  /** For an index and for pulls (default: the host's). */
+  platform?: Platform;
+  /** Registry references: "missing" (default) uses the stored image when there is one. */
+  pull?: PullPolicy;
+}
+
+export interface ResolvedImage {
+  source: ImageSource;
+  /** How messages name it: the stored name, the layout argument, or the reference. */
+  name: string;
+  from: "layout" | "store" | "registry";
+}
+
+const LAYOUT_PREFIX = "oci-layout://";
+
+/** `oci-layout://DIR[:TAG|@sha256:...]` split into the directory and the selector. */
+export function splitLayoutArgument(arg: string): { dir: string; selector?: string } {
+  let rest = arg.startsWith(LAYOUT_PREFIX) ? arg.slice(LAYOUT_PREFIX.length) : arg;
+  let selector: string | undefined;
+  const at = rest.lastIndexOf("@sha256:");
+  if (at >= 0) {
+    selector = rest.slice(at + 1);
+    rest = rest.slice(0, at);
+  } else {
+    const colon = rest.lastIndexOf(":");
+    if (colon > 0 && colon > rest.lastIndexOf("/")) {
+      selector = rest.slice(colon + 1);
+      rest = rest.slice(0, colon);
+    }
+  }
+  if (rest === "") throw new KilnError(`${arg}: missing layout directory`);
+  return { dir: resolvePath(rest), ...(selector ? { selector } : {}) };
+}
+
+export function isLayoutArgument(arg: string): boolean {
+  return arg.startsWith(LAYOUT_PREFIX);
+}
+
+/** The single-platform manifest a stored target names (following an index to `platform`). */
+async function storedManifest(store: BlobStore, target: NamedTarget, platform: Platform, name: string): Promise<Descriptor> {
+  if (!(await store.has(target.digest))) throw new KilnError(`image ${name}: its manifest ${target.digest} is no longer in the store (pull or build it again)`);
+  if (target.mediaType === MediaType.ociIndex || target.mediaType === MediaType.dockerManifestList) {
+    const index = await store.readJSON<Index>(target.digest);
+    try {
+      return selectManifest(index, platform);
+    } catch (err) {
+      throw new KilnError(`image ${name}: ${(err as Error).message}`);
+    }
+  }
+  return target;
+}
+
+async function fromStore(store: BlobStore, target: NamedTarget, platform: Platform, name: string): Promise<ImageSource> {
+  const manifest = await storedManifest(store, target, platform, name);
+  try {
+    const source = await storeImage(store, manifest);
+    for (const d of [source.config, ...source.layers]) {
+      if (!(await store.has(d.digest))) throw new KilnError(`blob ${d.digest} is no longer in the store (pull or build it again)`);
+    }
+    return source;
+  } catch (err) {
+    throw new KilnError(`image ${name}: ${(err as Error).message}`);
+  }
+}
+
+/** The stored image whose manifest (or index) digest is `digest`, when a name reaches it. */
+async function byDigest(cacheDir: string, ref: Reference): Promise<NamedTarget | undefined> {
+  const repo = familiarName({ registry: ref.registry, repository: ref.repository });
+  const names = await listNames(cacheDir);
+  const hit = names.find((n) => n.target.digest === ref.digest && n.name.startsWith(`${repo}:`)) ?? names.find((n) => n.target.digest === ref.digest);
+  return hit?.target;
+}
+
+/** Resolve `arg` (see the header) to an image; a one-line KilnError naming `arg` when it is none. */
+export async function resolveImage(arg: string, options: ResolveOptions): Promise<ResolvedImage> {
+  const platform = options.platform ?? hostPlatform();
+  if (isLayoutArgument(arg)) {
+    const { dir, selector } = splitLayoutArgument(arg);
+    return { source: await layoutImage(dir, selector, platform), name: arg, from: "layout" };
+  }
+  let ref: Reference;
+  try {
+    ref = parseReference(arg);
+  } catch (err) {
+    throw new KilnError(`${arg}: not an image name, reference or oci-layout:// path (${(err as Error).message})`);
+  }
+  const store = new BlobStore(options.cacheDir);
+  const policy = options.pull ?? "missing";
+  const name = familiarName(ref);
+  if (policy !== "always") {
+    const target = ref.digest ? await byDigest(options.cacheDir, ref) : (await getName(options.cacheDir, name))?.target;
+    if (target) return { source: await fromStore(store, target, platform, name), name, from: "store" };
+    if (policy === "never") throw new KilnError(`image ${name} is not in the local store (pull policy "never")`);
+  }
+  const { pullImage } = await import("../registry/pull.js"); // undici only when pulling
+  let pulled;
+  try {
+    pulled = await pullImage(ref, { ...options, store, platform, pull: policy === "always" ? "always" : "missing" });
+  } catch (err) {
+    if (options.signal?.aborted) throw err;
+    const msg = (err as Error).message;
+    throw new KilnError(msg.includes(name) ? msg : `image ${name}: not in the local store, and pulling it failed: ${msg}`);
+  }
+  if (!ref.digest) await setName(options.cacheDir, name, pulled.manifestDescriptor);
+  return { source: pulled.source, name, from: "registry" };
+}
