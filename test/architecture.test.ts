@@ -23,6 +23,7 @@ const LEVEL: Record<string, number> = {
   context: 2,
   cache: 2,
   images: 2,
+  container: 1,
   layer: 3,
   image: 3,
   registry: 3,

@@ -21,7 +21,11 @@ export interface ParsedArgs {
   positionals: string[];
 }
 
-export function parseArgs(argv: string[], specs: OptionSpec[], command: string): ParsedArgs {
+/**
+ * `stopAtPositional`: everything from the first positional on is positional (`kiln run IMAGE
+ * sh -c ...`, as docker's run stops reading its own flags at the image).
+ */
+export function parseArgs(argv: string[], specs: OptionSpec[], command: string, mode: { stopAtPositional?: boolean } = {}): ParsedArgs {
   const byLong = new Map(specs.map((s) => [s.name, s]));
   const byShort = new Map(specs.filter((s) => s.short).map((s) => [s.short as string, s]));
   const options = new Map<string, string[]>();
@@ -46,8 +50,18 @@ export function parseArgs(argv: string[], specs: OptionSpec[], command: string):
       const name = arg.slice(1, 2);
       spec = byShort.get(name);
       if (!spec) throw new UsageError(`kiln ${command}: unknown option ${arg} (see: kiln help ${command})`);
+      // grouped switches: `-it` is `-i -t`
+      const group = arg.slice(1).split("").map((c) => byShort.get(c));
+      if (arg.length > 2 && group.every((g) => g?.type === "boolean")) {
+        for (const g of group) flags.add(g!.name);
+        continue;
+      }
       if (arg.length > 2) inline = arg.slice(2).replace(/^=/, "");
     } else {
+      if (mode.stopAtPositional) {
+        positionals.push(arg, ...argv.slice(i));
+        break;
+      }
       positionals.push(arg);
       continue;
     }

@@ -8,6 +8,10 @@ export interface Command {
   summary: string;
   usage: string;
   options: OptionSpec[];
+  /** false: options end at the first positional (the rest belongs to the command run, as with docker run). */
+  interspersed?: boolean;
+  /** The exit status of kiln's own failures in this command (default: the error's; docker run uses 125). */
+  errorExit?: number;
   run(args: ParsedArgs): Promise<number>;
 }
 

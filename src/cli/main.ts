@@ -1,5 +1,5 @@
 // kiln's command line: dispatches `kiln build|push|pull|lint|verify|du|prune|doctor|login|logout|help` and
-// the local store's images|tag|rmi (image-commands.ts),
+// the local store's images|tag|rmi (image-commands.ts) and run (run-command.ts),
 // turns flags into library calls, renders progress, and maps failures to exit codes
 // (0 success, 1 build or input error, 2 usage error). Errors print as one line.
 import type { Snapshotter } from "../fs/rootfs.js";
@@ -12,6 +12,7 @@ import { formatOptionHelp, keyValues, many, one, parseArgs, parseCsv, type Optio
 import { createProgress, type ProgressMode } from "./progress.js";
 import { formatBytes } from "../units.js";
 import { imageCommands, pushStored } from "./image-commands.js";
+import { runCommand } from "./run-command.js";
 import { cacheDirOption, intOption, registryFrom, registryOptions, type Command } from "./command.js";
 import { parseOutput, parseSecret, type Isolation, type OutputSpec } from "../build/options.js";
 import { ISOLATIONS } from "../run/index.js";
@@ -330,7 +331,7 @@ const commands: Record<string, Command> = {
 };
 
 // the local image store's commands, listed after the built-in ones
-Object.assign(commands, imageCommands);
+Object.assign(commands, imageCommands, { run: runCommand });
 
 async function isLayoutDir(dir: string): Promise<boolean> {
   const { stat } = await import("node:fs/promises");
@@ -371,6 +372,7 @@ function help(name?: string): string {
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
+  let errorExit: number | undefined;
   try {
     if (name === undefined || name === "help" || name === "--help" || name === "-h") {
       const topic = name === "help" ? rest[0] : undefined;
@@ -384,19 +386,25 @@ export async function main(argv: string[]): Promise<number> {
     }
     const cmd = commands[name];
     if (!cmd) throw new UsageError(`kiln: unknown command "${name}" (see: kiln help)`);
-    if (rest.includes("--help") || rest.includes("-h")) {
+    errorExit = cmd.errorExit;
+    if (cmd.interspersed !== false && (rest.includes("--help") || rest.includes("-h"))) {
       process.stdout.write(help(name));
       return 0;
     }
-    return await cmd.run(parseArgs(rest, cmd.options, name));
+    const args = parseArgs(rest, cmd.options, name, { stopAtPositional: cmd.interspersed === false });
+    if (cmd.interspersed === false && args.flags.has("help")) {
+      process.stdout.write(help(name));
+      return 0;
+    }
+    return await cmd.run(args);
   } catch (err) {
     if (err instanceof KilnError) {
       process.stderr.write(`error: ${err.message}\n`);
-      return err.exitCode;
+      return errorExit ?? err.exitCode;
     }
     const e = err as Error;
     process.stderr.write(`error: ${e?.message ?? String(err)}\n`);
     if (process.env.KILN_DEBUG) process.stderr.write(`${e?.stack ?? ""}\n`);
-    return 1;
+    return errorExit ?? 1;
   }
 }

@@ -2,7 +2,8 @@
 // its config and layers straight into the BlobStore, verified while streaming and cut at their
 // descriptor's size whatever the server claims or sends (manifests and configs also have size
 // caps). Blobs already in the store are not fetched again; each blob's origin is recorded for
-// later cross-repo mounts.
+// later cross-repo mounts. With pull policy "missing"/"never", a name in the local image store
+// (src/store/names.ts) or a reference pulled before is used without asking the registry.
 import { createHash } from "node:crypto";
 import { pipeline } from "node:stream/promises";
 import { KilnError } from "../errors.js";
@@ -12,6 +13,7 @@ import { MediaType, isDigest, type Descriptor, type Digest, type ImageConfig, ty
 import { formatPlatform, platformMatches, selectManifest } from "../image/platform.js";
 import { familiarName, referenceTarget, toReference, type Reference } from "../image/reference.js";
 import type { BlobStore } from "../store/blob-store.js";
+import { getName } from "../store/names.js";
 import { RegistryClient, header, pullScope, readBody, type RegistryResponse } from "./client.js";
 import { ExactLength } from "./exact-length.js";
 import { mapLimit } from "./limit.js";
@@ -204,7 +206,8 @@ async function resolveLocal(store: BlobStore, ref: Reference, platform: Platform
       top = { mediaType: manifestMediaType(doc, undefined) ?? MediaType.ociManifest, digest: ref.digest, size: await store.size(ref.digest) };
     }
   } else {
-    top = await readRefRecord(store, ref);
+    // a name in the local image store (kiln build -t, kiln tag) wins over what a pull recorded
+    top = (await getName(store.root, familiarName(ref)))?.target ?? (await readRefRecord(store, ref));
   }
   if (!top || !(await store.has(top.digest))) return undefined;
   let manifestDesc = top;

@@ -9,7 +9,7 @@ import { chooseIsolation, pickRuntime, preflight, type ConcreteIsolation, type P
 import { createProotRunner } from "./proot.js";
 import type { Isolation, Runner } from "./types.js";
 
-export type { IdMap, Isolation, RunMount, RunResult, RunSpec, Runner } from "./types.js";
+export type { IdMap, Isolation, RunControl, RunFeature, RunMount, RunResult, RunSpec, Runner } from "./types.js";
 export { resolveUser, type ResolvedUser } from "./user.js";
 export { ISOLATIONS, preflight, type PreflightReport } from "./preflight.js";
 

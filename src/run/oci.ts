@@ -10,7 +10,7 @@ import { defaultCacheDir } from "../store/blob-store.js";
 import { createWorkDir, removeWorkDir } from "../fs/workdir.js";
 import { OutputTail, runQuiet, runStreaming, shq, type Exec } from "./output.js";
 import { MountTargets, ensureCwd, newHostname, placeMounts, writeEtcFiles, type PlacedMounts } from "./sandbox-files.js";
-import type { IdMap, RunResult, RunSpec, Runner } from "./types.js";
+import type { IdMap, RunFeature, RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
 import { hostIdMappings } from "./userns.js";
 
@@ -55,6 +55,7 @@ class OciRunner implements Runner {
   private readonly rootless = process.getuid?.() !== 0;
   private readonly hybrid: boolean;
   readonly idMap?: IdMap;
+  readonly features: ReadonlySet<RunFeature> = new Set<RunFeature>(["stdio", "readonly-rootfs", "signals"]);
 
   constructor(private readonly opts: OciOptions) {
     this.name = `oci:${opts.runtime}${this.rootless ? " (rootless)" : ""}`;
@@ -95,12 +96,18 @@ class OciRunner implements Runner {
       const tail = new OutputTail();
       let aborted = false;
       created = true;
+      let exited = false;
       const code = await runStreaming(
         this.runtimeExec(stateDir, ["run", "--bundle", runDir, id]),
         {
           stdout: spec.stdout,
           stderr: spec.stderr,
           signal: spec.signal,
+          ...(spec.stdio ? { inherit: { stdin: spec.stdio.stdin || spec.stdio.tty } } : {}),
+          ...(spec.onStart ? { onSpawn: () => spec.onStart?.({ kill: (sig) => this.kill(stateDir, id, sig, () => exited) }) } : {}),
+          onExit: () => {
+            exited = true;
+          },
           onAbort: () => {
             aborted = true;
             void runQuiet(this.runtimeExec(stateDir, ["kill", id, "KILL"]).cmd, this.runtimeExec(stateDir, ["kill", id, "KILL"]).args);
@@ -116,6 +123,15 @@ class OciRunner implements Runner {
       }
       await targets.cleanup();
       await removeWorkDir(runDir);
+    }
+  }
+
+  /** `runtime kill ID SIG`, retried while the container is still being created (kiln run's forwarding). */
+  private async kill(stateDir: string, id: string, sig: NodeJS.Signals, exited: () => boolean): Promise<void> {
+    for (let i = 0; i < 100 && !exited(); i++) {
+      const k = this.runtimeExec(stateDir, ["kill", id, sig]);
+      if ((await runQuiet(k.cmd, k.args)).code === 0) return;
+      await new Promise((r) => setTimeout(r, 20));
     }
   }
 
@@ -164,7 +180,7 @@ class OciRunner implements Runner {
     return {
       ociVersion: "1.0.2",
       process: {
-        terminal: false,
+        terminal: spec.stdio?.tty ?? false,
         user: {
           uid: user.uid,
           gid: user.gid,
@@ -177,7 +193,7 @@ class OciRunner implements Runner {
         capabilities: { bounding: DEFAULT_CAPS, effective: DEFAULT_CAPS, permitted: DEFAULT_CAPS },
         noNewPrivileges: false,
       },
-      root: { path: spec.rootfs, readonly: false },
+      root: { path: spec.rootfs, readonly: spec.readonlyRootfs ?? false },
       hostname,
       mounts,
       linux,

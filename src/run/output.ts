@@ -33,11 +33,21 @@ export interface Exec {
  */
 export function runStreaming(
   exec: Exec,
-  opts: { stdout?: (b: Buffer) => void; stderr?: (b: Buffer) => void; signal?: AbortSignal; onAbort?: () => void; onSpawn?: (pid: number) => void; onExit?: () => void },
+  opts: {
+    stdout?: (b: Buffer) => void;
+    stderr?: (b: Buffer) => void;
+    signal?: AbortSignal;
+    onAbort?: () => void;
+    onSpawn?: (pid: number) => void;
+    onExit?: () => void;
+    /** The child uses kiln's own stdout/stderr (and stdin when `stdin`) instead of pipes. */
+    inherit?: { stdin: boolean };
+  },
   tail: OutputTail,
 ): Promise<number> {
   return new Promise((resolve, reject) => {
-    const so: SpawnOptions = { stdio: ["ignore", "pipe", "pipe"], env: exec.env ?? process.env };
+    const stdio: SpawnOptions["stdio"] = opts.inherit ? [opts.inherit.stdin ? "inherit" : "ignore", "inherit", "inherit"] : ["ignore", "pipe", "pipe"];
+    const so: SpawnOptions = { stdio, env: exec.env ?? process.env };
     if (exec.cwd) so.cwd = exec.cwd;
     const child = spawn(exec.cmd, exec.args, so);
     if (child.pid !== undefined) opts.onSpawn?.(child.pid);

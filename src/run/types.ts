@@ -1,5 +1,6 @@
 // The isolation contract for RUN steps: what to run (RunSpec), what comes back (RunResult) and
-// the Runner interface every backend (OCI runtime, chroot) implements.
+// the Runner interface every backend (OCI runtime, chroot) implements. `kiln run` adds the
+// optional stdio/readonlyRootfs/onStart parts; RUN steps use none of them.
 import type { IdMapping } from "./userns.js";
 
 export type Isolation = "auto" | "oci" | "chroot" | "plain-chroot" | "proot";
@@ -31,6 +32,21 @@ export interface RunSpec {
   stdout?: (b: Buffer) => void;
   stderr?: (b: Buffer) => void;
   signal?: AbortSignal;
+  /**
+   * `kiln run`: the process's stdin (when `stdin`), stdout and stderr are kiln's own (the
+   * `stdout`/`stderr` callbacks are then not called); `tty` gives it a pseudo-terminal on them.
+   * Runners that cannot do a part refuse it with a one-line KilnError before starting.
+   */
+  stdio?: { stdin: boolean; tty: boolean };
+  /** `kiln run --read-only`: the root file system is mounted read-only. */
+  readonlyRootfs?: boolean;
+  /** Called once the process is starting, with a way to signal it (kiln run forwards SIGINT/SIGTERM). */
+  onStart?: (control: RunControl) => void;
+}
+
+/** Signals the running process (its pid 1), as `docker kill -s` does. */
+export interface RunControl {
+  kill(signal: NodeJS.Signals): Promise<void>;
 }
 
 export interface RunResult {
@@ -58,5 +74,9 @@ export interface Runner {
    * files, /dev nodes, a stub directory) where it cannot mount them: kept out of the step's layer.
    */
   readonly stepExcludes?: readonly string[];
+  /** The optional RunSpec parts (kiln run's) this runner honours; unlisted ones it ignores. */
+  readonly features?: ReadonlySet<RunFeature>;
   run(spec: RunSpec): Promise<RunResult>;
 }
+
+export type RunFeature = "stdio" | "readonly-rootfs" | "signals";

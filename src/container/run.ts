@@ -1,0 +1,237 @@
+// `kiln run` as a library call: resolve the image (store, layout or registry), choose the isolation
+// as RUN does (preflight included), assemble its root filesystem the way RUN's is (the overlay
+// snapshotter stacks the layers extracted once per diffID under <cache>/layers, so a second run
+// extracts nothing; the writable upper is removed with the container), check what Docker checks
+// before starting (user, working directory, the command), start the process with the image's
+// ENV/WORKDIR/USER and Docker's ENTRYPOINT/CMD rules, forward signals (then SIGKILL after the stop
+// timeout) and hand back its exit status. Nothing is kept afterwards: no mount, directory or process.
+import { mkdir, stat } from "node:fs/promises";
+import { join, posix, resolve } from "node:path";
+import { KilnError } from "../errors.js";
+import { resolveInRoot } from "../fs/confine.js";
+import { createDirRootFS } from "../fs/dir-rootfs.js";
+import { createOverlayRootFS } from "../fs/overlay-rootfs.js";
+import { cleanupStale, resolveSnapshotter, type RootFS, type RootFSLayer, type Snapshotter } from "../fs/rootfs.js";
+import type { ImageConfig } from "../image/oci.js";
+import { formatPlatform, hostPlatform, parsePlatform, platformMatches } from "../image/platform.js";
+import type { RegistryOptions } from "../registry/options.js";
+import { resolveImage, type PullPolicy } from "../images/resolve.js";
+import { chooseRunner, resolveUser, type Isolation, type RunControl, type RunMount, type RunSpec } from "../run/index.js";
+import { newHostname } from "../run/sandbox-files.js";
+import { containerArgv } from "./command.js";
+import { envEntry, parseMount, parseVolume, readEnvFile } from "./flags.js";
+
+export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+export interface ContainerOptions {
+  /** A stored name, `oci-layout://DIR[:TAG]` or a registry reference. */
+  image: string;
+  /** Arguments after the image (replace CMD). */
+  args?: string[];
+  /** `--entrypoint` ("" clears the image's). */
+  entrypoint?: string;
+  /** `-e K=V` / `-e K`, in order (after the env files). */
+  env?: string[];
+  envFiles?: string[];
+  workdir?: string;
+  user?: string;
+  /** `-v HOST:CTR[:ro]` and `--mount type=bind|tmpfs,...` specs, as given. */
+  volumes?: string[];
+  mounts?: string[];
+  network?: "host" | "none";
+  hostname?: string;
+  readOnly?: boolean;
+  /** `-i`: the process reads kiln's stdin. */
+  interactive?: boolean;
+  /** `-t`: a pseudo-terminal. */
+  tty?: boolean;
+  isolation?: Isolation;
+  snapshotter?: Snapshotter;
+  pull?: PullPolicy;
+  platform?: string;
+  cacheDir: string;
+  registry?: RegistryOptions;
+  /** Seconds between a forwarded SIGTERM/SIGINT and SIGKILL (default 10, as docker stop). */
+  stopTimeout?: number;
+  /** Where the process's output goes when the runner cannot give it kiln's own (default: kiln's). */
+  stdout?: (b: Buffer) => void;
+  stderr?: (b: Buffer) => void;
+  onWarning?: (message: string) => void;
+  /** Aborts preparation, or kills the process (SIGKILL). */
+  signal?: AbortSignal;
+}
+
+export interface ContainerHandle {
+  /** The process's exit status (128+N when a signal N ended it); rejects with kiln's own errors. */
+  readonly exit: Promise<number>;
+  /** Forward a signal to the process; SIGTERM/SIGINT start the stop timeout, then SIGKILL. */
+  signal(sig: NodeJS.Signals): void;
+}
+
+/** Start a container (see the header); the handle's `exit` settles when it is gone and cleaned up. */
+export function runContainer(options: ContainerOptions): ContainerHandle {
+  const kill = new AbortController();
+  const outer = options.signal;
+  const onOuter = (): void => kill.abort(outer?.reason);
+  if (outer?.aborted) onOuter();
+  else outer?.addEventListener("abort", onOuter, { once: true });
+  let control: RunControl | undefined;
+  let stopTimer: NodeJS.Timeout | undefined;
+  const exit = start(options, kill.signal, (c) => (control = c)).finally(() => {
+    outer?.removeEventListener("abort", onOuter);
+    if (stopTimer) clearTimeout(stopTimer);
+  });
+  return {
+    exit,
+    signal(sig) {
+      // before the process runs (or without a runner that can signal it) there is nothing to ask
+      if (!control) {
+        kill.abort(new KilnError(`interrupted by ${sig}`));
+        return;
+      }
+      void control.kill(sig);
+      if ((sig === "SIGTERM" || sig === "SIGINT") && !stopTimer) {
+        stopTimer = setTimeout(() => kill.abort(new KilnError(`stop timeout after ${sig}`)), (options.stopTimeout ?? 10) * 1000);
+        stopTimer.unref();
+      }
+    },
+  };
+}
+
+async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: RunControl) => void): Promise<number> {
+  const cacheDir = resolve(o.cacheDir);
+  await cleanupStale(cacheDir).catch(() => undefined);
+  const host = hostPlatform();
+  const platform = o.platform ? parsePlatform(o.platform) : host;
+  if (!platformMatches(platform, host) && !platformMatches(host, platform)) {
+    throw new KilnError(`--platform ${formatPlatform(platform)}: running a ${formatPlatform(platform)} image on a ${formatPlatform(host)} machine needs emulation, which kiln run does not support`);
+  }
+  const img = await resolveImage(o.image, { ...(o.registry ?? {}), cacheDir, platform, pull: o.pull ?? "missing", signal });
+  const name = img.name;
+  const fail = (msg: string): never => {
+    throw new KilnError(`${name}: ${msg}`);
+  };
+  const config = JSON.parse((await img.source.readBytes(img.source.config.digest)).toString("utf8")) as ImageConfig;
+  if (config.os && config.architecture && !platformMatches(host, { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) })) {
+    fail(`the image is for ${config.os}/${config.architecture}; running it on ${formatPlatform(host)} needs emulation, which kiln run does not support`);
+  }
+  const cc = config.config ?? {};
+  const argv = containerArgv(cc, { args: o.args ?? [], ...(o.entrypoint !== undefined ? { entrypoint: o.entrypoint } : {}) }, name);
+  const cwd = o.workdir ?? (cc.WorkingDir || "/");
+  if (!cwd.startsWith("/")) fail(`the working directory ${JSON.stringify(cwd)} must be an absolute path`);
+  const user = o.user ?? cc.User ?? "";
+  const mounts: RunMount[] = [...(o.volumes ?? []).map(parseVolume), ...(o.mounts ?? []).map(parseMount)];
+  for (const m of mounts) {
+    if (m.type !== "bind") continue;
+    const exists = await stat(m.source!).then(() => true, () => false);
+    if (exists) continue;
+    // as docker: -v creates a missing host directory, --mount refuses it
+    if (m.label?.startsWith("-v ")) await mkdir(m.source!, { recursive: true });
+    else fail(`${m.label}: the source ${m.source} does not exist`);
+  }
+
+  const chosen = await chooseRunner(o.isolation ?? "auto", { workDir: join(cacheDir, "run") });
+  const runner = chosen.runner;
+  const has = (f: "stdio" | "readonly-rootfs" | "signals"): boolean => runner.features?.has(f) ?? false;
+  if ((o.interactive || o.tty) && !has("stdio")) throw new KilnError(`-i and -t need a runner that hands kiln's terminal over (--isolation oci); ${chosen.isolation} cannot`);
+  if (o.readOnly && !has("readonly-rootfs")) throw new KilnError(`--read-only needs --isolation oci; ${chosen.isolation} cannot mount the root read-only`);
+  signal.throwIfAborted();
+
+  const rootfs = await assembleRootfs(cacheDir, chosen.isolation, o, img.source.layers.map((l): RootFSLayer => {
+    if (!l.diffID) fail(`layer ${l.digest} has no diff_id in the image config`);
+    return { diffID: l.diffID!, digest: l.digest, origin: `image ${name}`, mediaType: l.mediaType, open: () => img.source.open(l.digest) };
+  }));
+  try {
+    signal.throwIfAborted();
+    let resolvedUser;
+    try {
+      resolvedUser = await resolveUser(rootfs.dir, user);
+    } catch (err) {
+      const m = /^unable to find (user|group) (.*): no matching entries in (passwd|group) file$/.exec((err as Error).message);
+      fail(m ? `${m[1]} ${JSON.stringify(m[2])} not found in /etc/${m[3]}` : (err as Error).message);
+    }
+    const hostname = o.hostname ?? newHostname();
+    const env = await environment(o, cc.Env ?? [], hostname, resolvedUser!.home);
+    await checkCommand(rootfs.dir, argv[0]!, cwd, env.get("PATH") ?? DEFAULT_PATH, mounts, fail);
+    const spec: RunSpec = {
+      rootfs: rootfs.dir,
+      argv,
+      env: [...env].map(([k, v]) => `${k}=${v}`),
+      cwd,
+      user,
+      network: o.network ?? "host",
+      hostname,
+      mounts,
+      signal,
+      ...(o.readOnly ? { readonlyRootfs: true } : {}),
+      ...(has("signals") ? { onStart: onControl } : {}),
+    };
+    if (has("stdio") && !o.stdout) spec.stdio = { stdin: !!o.interactive, tty: !!o.tty };
+    else {
+      spec.stdout = o.stdout ?? ((b) => process.stdout.write(b));
+      spec.stderr = o.stderr ?? ((b) => process.stderr.write(b));
+    }
+    return (await runner.run(spec)).exitCode;
+  } finally {
+    await rootfs.dispose();
+  }
+}
+
+/** The root filesystem: overlay of the extracted layers with a throw-away upper (dir where overlay cannot be used). */
+async function assembleRootfs(cacheDir: string, isolation: string, o: ContainerOptions, layers: RootFSLayer[]): Promise<RootFS> {
+  const noMounts = isolation === "plain-chroot" || isolation === "proot";
+  const wanted = o.snapshotter ?? "auto";
+  const { snapshotter } = await resolveSnapshotter(cacheDir, noMounts && wanted === "auto" ? "dir" : wanted);
+  const common = { ...(noMounts ? { deviceNodes: "skip" as const } : {}), ...(o.onWarning ? { onWarning: o.onWarning } : {}) };
+  // no scratch file system: a container's writes are few, and the upper goes with the work directory
+  const rootfs = snapshotter === "overlay" ? await createOverlayRootFS(cacheDir, { ...common, scratch: false }) : await createDirRootFS(cacheDir, common);
+  try {
+    await rootfs.applyLayers(layers);
+  } catch (err) {
+    await rootfs.dispose();
+    throw err;
+  }
+  return rootfs;
+}
+
+/** Docker's environment: HOSTNAME, TERM with -t, the image's Env, PATH and HOME when missing, then --env-file and -e. */
+async function environment(o: ContainerOptions, imageEnv: string[], hostname: string, home: string | undefined): Promise<Map<string, string>> {
+  const env = new Map<string, string>();
+  env.set("HOSTNAME", hostname);
+  if (o.tty) env.set("TERM", "xterm");
+  for (const e of imageEnv) {
+    const eq = e.indexOf("=");
+    if (eq > 0) env.set(e.slice(0, eq), e.slice(eq + 1));
+  }
+  if (!env.has("PATH")) env.set("PATH", DEFAULT_PATH);
+  for (const f of o.envFiles ?? []) for (const [k, v] of await readEnvFile(f, process.env)) env.set(k, v);
+  for (const item of o.env ?? []) {
+    const e = envEntry(item, process.env, "-e");
+    if (e) env.set(e[0], e[1]);
+  }
+  if (!env.has("HOME")) env.set("HOME", home || "/");
+  return env;
+}
+
+/** The command must exist in the image (as a path, or on PATH) unless a mount provides it. */
+async function checkCommand(root: string, cmd: string, cwd: string, path: string, mounts: RunMount[], fail: (m: string) => never): Promise<void> {
+  const onMount = (p: string): boolean => mounts.some((m) => p === m.target || p.startsWith(`${m.target}/`));
+  const executable = async (p: string): Promise<boolean> => {
+    if (onMount(p)) return true;
+    try {
+      const st = await stat(await resolveInRoot(root, p, { followFinal: true }));
+      return st.isFile() && (st.mode & 0o111) !== 0;
+    } catch {
+      return false;
+    }
+  };
+  if (cmd.includes("/")) {
+    const p = posix.resolve(cwd, cmd);
+    if (!(await executable(p))) fail(`${JSON.stringify(cmd)}: no such executable file in the image`);
+    return;
+  }
+  for (const dir of path.split(":")) {
+    if (dir.startsWith("/") && (await executable(posix.join(dir, cmd)))) return;
+  }
+  fail(`executable ${JSON.stringify(cmd)} not found in $PATH (${path})`);
+}
