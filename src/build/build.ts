@@ -140,6 +140,14 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, ca
         options.onEvent?.({ type: "info", message: `push ${ev.digest.slice(0, 19)}: ${what}` });
       },
     });
+    for (const o of outputs) {
+      if (o.type !== "local" && o.type !== "tar") continue;
+      const { exportToDirectory, exportToTar } = await import("../container/export.js");
+      const img = await storeImage(store, materialized.manifest);
+      const exportOptions = { onWarning: (message: string) => options.onEvent?.({ type: "warning", message }), ...(options.signal ? { signal: options.signal } : {}) };
+      if (o.type === "local") await exportToDirectory(img, o.dest, exportOptions);
+      else await exportToTar(img, o.dest, join(cacheDir, "tmp"), exportOptions);
+    }
     for (const name of new Set(storeNames)) await setName(cacheDir, name, materialized.manifest);
     await cache.finish(plan.target);
     const result: BuildResult = {

@@ -97,8 +97,13 @@ export function parseOutput(fields: Record<string, string>, raw: string): Output
       const names = (fields.name ?? "").split(",").filter((n) => n !== "");
       return { type: "image", names, push: type === "registry" ? true : bool(fields.push, "push") };
     }
+    case "local":
+    case "tar": {
+      if (!fields.dest || fields.dest === "-") throw new UsageError(`--output ${raw}: type=${type} needs dest=${type === "local" ? "DIR" : "FILE"}`);
+      return { type, dest: resolve(fields.dest) };
+    }
     default:
-      throw new UsageError(`--output ${raw}: unsupported type "${type ?? ""}" (kiln supports type=oci, type=docker, type=image)`);
+      throw new UsageError(`--output ${raw}: unsupported type "${type ?? ""}" (kiln supports type=oci, type=docker, type=image, type=local, type=tar)`);
   }
 }
 

@@ -27,7 +27,7 @@ const buildOptions: OptionSpec[] = [
   { name: "label", type: "string", repeatable: true, valueName: "K=V", help: "add a label to the image config" },
   { name: "annotation", type: "string", repeatable: true, valueName: "K=V", help: "add an annotation to the manifest" },
   { name: "build-context", type: "string", repeatable: true, valueName: "NAME=VALUE", help: "named context: DIR, oci-layout:///path[:tag|@digest], docker-image://REF" },
-  { name: "output", short: "o", type: "string", repeatable: true, valueName: "SPEC", help: "type=oci,dest=DIR[,tar=true] | type=docker,dest=FILE | type=image,name=REF,push=true" },
+  { name: "output", short: "o", type: "string", repeatable: true, valueName: "SPEC", help: "type=oci,dest=DIR[,tar=true] | type=docker,dest=FILE | type=image,name=REF,push=true | type=local,dest=DIR | type=tar,dest=FILE" },
   { name: "push", type: "boolean", help: "push the image to the -t references (same as --output type=image,push=true)" },
   { name: "format", type: "string", valueName: "oci|docker", help: "media types of the image (default oci)" },
   { name: "iidfile", type: "string", valueName: "FILE", help: "write the image (manifest) digest to FILE" },

@@ -9,7 +9,10 @@ import { writeDockerArchive } from "./docker-archive.js";
 export type OutputSpec =
   | { type: "oci"; dest: string; tar: boolean }
   | { type: "docker"; dest: string }
-  | { type: "image"; names: string[]; push: boolean };
+  | { type: "image"; names: string[]; push: boolean }
+  /** The image's file system as a directory / one tar (buildx's local exporters: src/container/export.ts, called by the engine). */
+  | { type: "local"; dest: string }
+  | { type: "tar"; dest: string };
 
 /** Options of a registry destination: PushOptions, with push progress under its older name. */
 export type OutputRegistryOptions = Omit<PushOptions, "onProgress"> & { onPushProgress?: PushOptions["onProgress"] };
@@ -25,6 +28,9 @@ export async function writeOutputs(img: ImageSource, outputs: OutputSpec[], tags
       case "docker":
         await writeDockerArchive(img, { dest: out.dest, tags, ...(registry.signal ? { signal: registry.signal } : {}) });
         break;
+      case "local":
+      case "tar":
+        break; // file system outputs need the layers applied: the engine writes them
       case "image": {
         if (!out.push) break; // without push there is no local image store to write to
         const names = out.names.length > 0 ? out.names : tags;
