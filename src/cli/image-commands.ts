@@ -1,11 +1,11 @@
-// The local image store's commands: `kiln images`, `kiln tag`, `kiln rmi`, and the store side of
-// `kiln push` (a stored name as the source). Names are normalized as src/images/name.ts does;
+// The local image store's commands: `kiln images`, `kiln tag`, `kiln rmi`, `kiln inspect`,
+// `kiln history` (any image argument), and the store side of `kiln push` (a stored name as the source). Names are normalized as src/images/name.ts does;
 // removing a name leaves its blobs to the next `kiln prune`.
 import { KilnError, UsageError } from "../errors.js";
 import { normalizeName } from "../images/name.js";
 import { formatBytes } from "../units.js";
 import { one, type ParsedArgs } from "./args.js";
-import { cacheDirOption, type Command } from "./command.js";
+import { cacheDirOption, pullOption, pullPolicy, registryFrom, registryOptions, type Command } from "./command.js";
 
 async function cacheDir(args: ParsedArgs): Promise<string> {
   const { defaultCacheDir } = await import("../store/blob-store.js");
@@ -17,6 +17,7 @@ function age(created: string | undefined, now: number): string {
   if (!created) return "-";
   const s = Math.max(0, Math.round((now - Date.parse(created)) / 1000));
   if (!Number.isFinite(s)) return "-";
+  if (s < 2) return "1 second ago";
   if (s < 60) return `${s} seconds ago`;
   if (s < 3600) return `${Math.round(s / 60)} minutes ago`;
   if (s < 86400 * 2) return `${Math.round(s / 3600)} hours ago`;
@@ -109,3 +110,63 @@ export async function pushStored(args: ParsedArgs, src: string, refs: string[], 
   const r = await pushRoot(storeSource(store), rec.target, to, { store, ...options });
   return { digest: r.digest, refs: to };
 }
+
+const imageArgOptions = [
+  { name: "platform", type: "string" as const, valueName: "OS/ARCH", help: "the platform to pick from an index (default: host)" },
+  pullOption,
+  cacheDirOption(),
+  ...registryOptions,
+];
+
+async function resolveArg(args: ParsedArgs, what: string): Promise<import("../images/resolve.js").ResolvedImage> {
+  if (args.positionals.length !== 1) throw new UsageError(`kiln ${what}: expected one IMAGE`);
+  const { resolveImage } = await import("../images/resolve.js");
+  const platform = one(args, "platform");
+  const { parsePlatform } = await import("../image/platform.js");
+  return resolveImage(args.positionals[0]!, { ...registryFrom(args), cacheDir: await cacheDir(args), pull: pullPolicy(args), ...(platform ? { platform: parsePlatform(platform) } : {}) });
+}
+
+imageCommands.inspect = {
+  summary: "Print an image's manifest and config (JSON)",
+  usage: "kiln inspect [OPTIONS] IMAGE   (a stored name, oci-layout://DIR[:TAG] or a registry reference)",
+  options: imageArgOptions,
+  async run(args) {
+    const img = await resolveArg(args, "inspect");
+    const { inspectImage } = await import("../images/inspect.js");
+    process.stdout.write(`${JSON.stringify({ name: img.name, ...(await inspectImage(img.source)) }, null, 2)}\n`);
+    return 0;
+  },
+};
+
+imageCommands.history = {
+  summary: "Show an image's layers with what created them and their size",
+  usage: "kiln history [OPTIONS] IMAGE",
+  options: [
+    { name: "format", type: "string", valueName: "FORMAT", help: "table (default) or json" },
+    { name: "no-trunc", type: "boolean", help: "do not truncate CREATED BY" },
+    ...imageArgOptions,
+  ],
+  async run(args) {
+    const format = one(args, "format") ?? "table";
+    if (format !== "table" && format !== "json") throw new UsageError("--format must be table or json");
+    const img = await resolveArg(args, "history");
+    const { imageHistory } = await import("../images/inspect.js");
+    const rows = await imageHistory(img.source);
+    if (format === "json") {
+      process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+      return 0;
+    }
+    const now = Date.now();
+    const trunc = (s: string): string => (args.flags.has("no-trunc") || s.length <= 60 ? s : `${s.slice(0, 59)}…`);
+    const table = [["LAYER", "CREATED", "CREATED BY", "SIZE", "COMMENT"], ...rows.map((r) => [
+      r.layer ? r.layer.slice(7, 19) : "-",
+      age(r.created, now),
+      trunc(r.createdBy.replace(/\s+/g, " ")),
+      formatBytes(r.size),
+      r.comment ?? "",
+    ])];
+    const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+    for (const row of table) process.stdout.write(`${row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join("   ").trimEnd()}\n`);
+    return 0;
+  },
+};
