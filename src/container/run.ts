@@ -106,6 +106,9 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
   if (!platformMatches(platform, host) && !platformMatches(host, platform)) {
     throw new KilnError(`--platform ${formatPlatform(platform)}: running a ${formatPlatform(platform)} image on a ${formatPlatform(host)} machine needs emulation, which kiln run does not support`);
   }
+  // the preflight (a few probe processes) runs while the image is resolved and its rootfs assembled
+  const choosing = chooseRunner(o.isolation ?? "auto", { workDir: join(cacheDir, "run") });
+  choosing.catch(() => undefined); // observed below
   const img = await resolveImage(o.image, { ...(o.registry ?? {}), cacheDir, platform, pull: o.pull ?? "missing", signal });
   const name = img.name;
   const fail = (msg: string): never => {
@@ -130,18 +133,29 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
     else fail(`${m.label}: the source ${m.source} does not exist`);
   }
 
-  const chosen = await chooseRunner(o.isolation ?? "auto", { workDir: join(cacheDir, "run") });
-  const runner = chosen.runner;
-  const has = (f: "stdio" | "readonly-rootfs" | "signals"): boolean => runner.features?.has(f) ?? false;
-  if ((o.interactive || o.tty) && !has("stdio")) throw new KilnError(`-i and -t need a runner that hands kiln's terminal over (--isolation oci); ${chosen.isolation} cannot`);
-  if (o.readOnly && !has("readonly-rootfs")) throw new KilnError(`--read-only needs --isolation oci; ${chosen.isolation} cannot mount the root read-only`);
-  signal.throwIfAborted();
-
-  const rootfs = await assembleRootfs(cacheDir, chosen.isolation, o, img.source.layers.map((l): RootFSLayer => {
+  const layers = img.source.layers.map((l): RootFSLayer => {
     if (!l.diffID) fail(`layer ${l.digest} has no diff_id in the image config`);
     return { diffID: l.diffID!, digest: l.digest, origin: `image ${name}`, mediaType: l.mediaType, open: () => img.source.open(l.digest) };
-  }));
+  });
+  // Without namespaces (plain-chroot, proot) the rootfs must be a plain tree: assume the mode
+  // asked for, or one with mounts for auto, and assemble again in the rare case auto picks otherwise.
+  let rootfs = await assembleRootfs(cacheDir, o.isolation ?? "auto", o, layers);
+  let chosen;
   try {
+    chosen = await choosing;
+    if (needsPlainTree(chosen.isolation) !== needsPlainTree(o.isolation ?? "auto")) {
+      await rootfs.dispose();
+      rootfs = await assembleRootfs(cacheDir, chosen.isolation, o, layers);
+    }
+  } catch (err) {
+    await rootfs.dispose();
+    throw err;
+  }
+  const runner = chosen.runner;
+  const has = (f: "stdio" | "readonly-rootfs" | "signals"): boolean => runner.features?.has(f) ?? false;
+  try {
+    if ((o.interactive || o.tty) && !has("stdio")) throw new KilnError(`-i and -t need a runner that hands kiln's terminal over (--isolation oci); ${chosen.isolation} cannot`);
+    if (o.readOnly && !has("readonly-rootfs")) throw new KilnError(`--read-only needs --isolation oci; ${chosen.isolation} cannot mount the root read-only`);
     signal.throwIfAborted();
     let resolvedUser;
     try {
@@ -177,9 +191,12 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
   }
 }
 
+/** Isolation modes without mount namespaces: their rootfs is a plain tree (no overlay, no device nodes). */
+const needsPlainTree = (isolation: string): boolean => isolation === "plain-chroot" || isolation === "proot";
+
 /** The root filesystem: overlay of the extracted layers with a throw-away upper (dir where overlay cannot be used). */
 async function assembleRootfs(cacheDir: string, isolation: string, o: ContainerOptions, layers: RootFSLayer[]): Promise<RootFS> {
-  const noMounts = isolation === "plain-chroot" || isolation === "proot";
+  const noMounts = needsPlainTree(isolation);
   const wanted = o.snapshotter ?? "auto";
   const { snapshotter } = await resolveSnapshotter(cacheDir, noMounts && wanted === "auto" ? "dir" : wanted);
   const common = { ...(noMounts ? { deviceNodes: "skip" as const } : {}), ...(o.onWarning ? { onWarning: o.onWarning } : {}) };
