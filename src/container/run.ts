@@ -1,5 +1,5 @@
 // `kiln run` as a library call: resolve the image (store, layout or registry), choose the isolation
-// as RUN does (preflight included), assemble its root filesystem the way RUN's is (the overlay
+// as RUN does (the preflight's report kept for minutes in the cache dir: run/preflight-cache.ts), assemble its root filesystem the way RUN's is (the overlay
 // snapshotter stacks the layers extracted once per diffID under <cache>/layers, so a second run
 // extracts nothing; the writable upper is removed with the container), check what Docker checks
 // before starting (user, working directory, the command), start the process with the image's
@@ -17,6 +17,7 @@ import { formatPlatform, hostPlatform, parsePlatform, platformMatches } from "..
 import type { RegistryOptions } from "../registry/options.js";
 import { resolveImage, type PullPolicy } from "../images/resolve.js";
 import { chooseRunner, resolveUser, type Isolation, type RunControl, type RunMount, type RunSpec } from "../run/index.js";
+import { cachedPreflight } from "../run/preflight-cache.js";
 import { newHostname } from "../run/sandbox-files.js";
 import { containerArgv } from "./command.js";
 import { envEntry, parseMount, parseVolume, readEnvFile } from "./flags.js";
@@ -107,7 +108,7 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
     throw new KilnError(`--platform ${formatPlatform(platform)}: running a ${formatPlatform(platform)} image on a ${formatPlatform(host)} machine needs emulation, which kiln run does not support`);
   }
   // the preflight (a few probe processes) runs while the image is resolved and its rootfs assembled
-  const choosing = chooseRunner(o.isolation ?? "auto", { workDir: join(cacheDir, "run") });
+  const choosing = cachedPreflight(cacheDir).then((report) => chooseRunner(o.isolation ?? "auto", { workDir: join(cacheDir, "run"), report }));
   choosing.catch(() => undefined); // observed below
   const img = await resolveImage(o.image, { ...(o.registry ?? {}), cacheDir, platform, pull: o.pull ?? "missing", signal });
   const name = img.name;

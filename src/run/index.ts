@@ -16,6 +16,8 @@ export { ISOLATIONS, preflight, type PreflightReport } from "./preflight.js";
 export interface RunnerOptions {
   runtime?: "crun" | "runc";
   workDir?: string;
+  /** A report already at hand (e.g. from preflight-cache.ts); default: probe (once per process). */
+  report?: PreflightReport;
 }
 
 /** A runner plus the isolation the preflight chose and why (for progress and metadata). */
@@ -28,7 +30,7 @@ export interface ChosenRunner {
 
 /** Probe (cached), choose, and build the runner; a mode that cannot work is a one-line KilnError. */
 export async function chooseRunner(isolation: Isolation, options: RunnerOptions = {}): Promise<ChosenRunner> {
-  const report = await preflight();
+  const report = options.report ?? (await preflight());
   const choice = chooseIsolation(isolation, report);
   return { runner: buildRunner(choice.isolation, report, options), isolation: choice.isolation, why: choice.why, report };
 }

@@ -156,6 +156,15 @@ describe("kiln run", () => {
     expect(await leftovers()).toEqual([]);
   });
 
+  it.each(["chroot", "plain-chroot", "proot"])("runs under --isolation %s too (output through kiln, exit status passed through)", async (isolation) => {
+    const r = await krun(["--isolation", isolation, "-u", "1000:1000", "-e", "X=y", "-w", "/etc", "bb:1", "sh", "-c", "id -u; echo $X; pwd; exit 3"]);
+    expect(r).toEqual({ code: 3, stdout: "1000\ny\n/etc\n", stderr: "" });
+    const ro = await krun(["--isolation", isolation, "--read-only", "bb:1", "true"]);
+    expect(ro.code).toBe(125);
+    expect(ro.stderr).toBe(`error: kiln run: --read-only needs --isolation oci; ${isolation} cannot mount the root read-only\n`);
+    expect(await leftovers()).toEqual([]);
+  });
+
   it("kiln's own errors are one line naming the image and the value, exit 125", async () => {
     const cases: Array<[string[], string]> = [
       [["--pull", "never", "nosuch:1"], `kiln run: image nosuch:1 is not in the local store (pull policy "never")`],
