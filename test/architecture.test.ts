@@ -1,6 +1,6 @@
 // The shape of src/: the import graph (static, type-only, re-exports and dynamic imports alike,
 // read with a small regex walk) has no cycle, and no folder imports a folder above it in the
-// flow frontend (dockerfile) → engine (build) → (fs, run, context, cache, images) → (layer, image,
+// flow frontend (dockerfile) → engine (build, container) → (fs, run, context, cache, images) → (layer, image,
 // registry, output) → store. The frontend comes first in the data flow but the engine calls it
 // (build imports parse and plan; the frontend imports no engine code), so for imports it sits
 // on the level below the engine, beside fs/run/context/cache. Folders on one level may import
