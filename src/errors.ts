@@ -31,3 +31,24 @@ export class UsageError extends KilnError {
     this.name = "UsageError";
   }
 }
+
+/**
+ * An operation was cancelled through its AbortSignal. `cause` is the signal's reason; the
+ * message is the reason's message when it is an Error (e.g. "build interrupted").
+ */
+export class AbortError extends KilnError {
+  constructor(reason?: unknown) {
+    super(reason instanceof Error && reason.message ? reason.message : "operation aborted", { cause: reason });
+    this.name = "AbortError";
+  }
+}
+
+/** The AbortError for a signal that has fired (its reason kept as the cause; an AbortError reason is returned as it is). */
+export function abortError(signal: AbortSignal): AbortError {
+  return signal.reason instanceof AbortError ? signal.reason : new AbortError(signal.reason);
+}
+
+/** Throw an AbortError when the signal has fired. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw abortError(signal);
+}
