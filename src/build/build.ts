@@ -45,7 +45,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   // An absolute context path: it keys the stat cache, which `kiln build ctx` and `/abs/ctx` share.
   if (options.context !== "-") return buildFrom({ ...options, context: resolve(options.context) }, cacheDir);
   // `kiln build -`: the context is a tar on stdin; as with docker, -f names a file inside it.
-  if (options.dockerfile === "-") throw new UsageError("the Dockerfile and the context cannot both come from stdin");
+  if (options.dockerfile === "-") throw new UsageError("OPTION_INVALID", "the Dockerfile and the context cannot both come from stdin");
   await mkdir(join(cacheDir, "tmp"), { recursive: true });
   const dir = await mkdtemp(join(cacheDir, "tmp", `build-${process.pid}-context-`));
   try {
@@ -83,7 +83,7 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, ca
     : [{ type: "oci", dest: resolve(DEFAULT_OUTPUT_DIR), tar: false } as OutputSpec];
   for (const o of outputs) {
     if (o.type === "image" && o.names.length === 0 && (options.tags ?? []).length === 0) {
-      throw new UsageError("--output type=image needs name=REF (or -t REF)");
+      throw new UsageError("OPTION_INVALID", "--output type=image needs name=REF (or -t REF)");
     }
   }
 
@@ -210,7 +210,7 @@ function checkSupported(plan: BuildPlan): void {
 
 function checkInstruction(inst: TypedInstruction, file: string): void {
   const fail = (msg: string): never => {
-    throw new DockerfileError(msg, inst.line, file);
+    throw new DockerfileError("FEATURE_UNSUPPORTED", msg, inst.line, file);
   };
   switch (inst.kind) {
     case "run":
@@ -240,7 +240,7 @@ function checkRunPlatform(plan: BuildPlan, platform: Platform): void {
   for (const i of plan.order) {
     const run = plan.stages[i]!.instructions.find((t) => t.kind === "run");
     if (run) {
-      throw new DockerfileError(
+      throw new DockerfileError("FEATURE_UNSUPPORTED", 
         `RUN for platform ${formatPlatform(platform)} on a ${formatPlatform(host)} machine needs emulation, which kiln does not support yet`,
         run.line,
         plan.file,
@@ -263,7 +263,7 @@ async function readDockerfile(options: BuildOptions & { dockerfileName?: string 
   try {
     return { text: await readFile(path, "utf8"), file, path };
   } catch (err) {
-    throw new KilnError(`cannot read Dockerfile ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new KilnError("DOCKERFILE_READ", `cannot read Dockerfile ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
 }
 
@@ -271,7 +271,7 @@ function sourceDateEpoch(options: BuildOptions, buildArgs: Record<string, string
   if (options.sourceDateEpoch !== undefined) return options.sourceDateEpoch;
   const raw = buildArgs.SOURCE_DATE_EPOCH ?? process.env.SOURCE_DATE_EPOCH;
   if (raw === undefined || raw === "") return undefined;
-  if (!/^\d+$/.test(raw)) throw new UsageError(`SOURCE_DATE_EPOCH must be a number of seconds, not "${raw}"`);
+  if (!/^\d+$/.test(raw)) throw new UsageError("OPTION_INVALID", `SOURCE_DATE_EPOCH must be a number of seconds, not "${raw}"`);
   return Number(raw);
 }
 

@@ -128,7 +128,7 @@ export class StatCache {
       if (st.size <= SMALL_FILE) hash.update(readFileSync(abs));
       else await pipeline(createReadStream(abs), hash);
     } catch (err) {
-      throw new KilnError(`cannot read context file ${abs}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new KilnError("CONTEXT_READ", `cannot read context file ${abs}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
     this.reads++;
     const digest: Digest = `sha256:${hash.digest("hex")}`;
@@ -222,7 +222,7 @@ function namesOf(scope: WalkScope, dir: string): string[] {
   try {
     names = readdirSync(dir === "" ? join(scope.ctx.root) : scope.prefix + dir);
   } catch (err) {
-    throw new KilnError(`cannot read context directory "${dir || "."}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new KilnError("CONTEXT_READ", `cannot read context directory "${dir || "."}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   return names.sort(compareNames);
 }
@@ -356,10 +356,10 @@ export async function hashSources(sources: SelectedSource[], options: { statCach
     try {
       topSt = lstatSync(top.abs, { bigint: true });
     } catch (err) {
-      throw new KilnError(`cannot stat context path "${top.path}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new KilnError("CONTEXT_READ", `cannot stat context path "${top.path}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
     const topType = topSt.isDirectory() ? "dir" : topSt.isSymbolicLink() ? "symlink" : topSt.isFile() ? "file" : undefined;
-    if (topType !== top.type) throw new KilnError(`context path "${top.path}" changed while the build read it`);
+    if (topType !== top.type) throw new KilnError("CONTEXT_CHANGED", `context path "${top.path}" changed while the build read it`);
     if (top.type === "file") {
       const digest = cache.lookup(top.abs, topSt) ?? (await cache.hashFile(top.abs, topSt));
       add(line("", "file", topSt, ` ${topSt.size} ${digest}${linkNote(topSt, `${src.source}:`)}`));

@@ -82,7 +82,7 @@ function gzipTrailer(crc: number, isize: number): Buffer {
 }
 
 function checkLevel(level: number): number {
-  if (!Number.isInteger(level) || level < 0 || level > 9) throw new KilnError(`gzip: invalid compression level ${level} (0-9)`);
+  if (!Number.isInteger(level) || level < 0 || level > 9) throw new KilnError("OPTION_INVALID", `gzip: invalid compression level ${level} (0-9)`);
   return level;
 }
 
@@ -226,10 +226,10 @@ export function decompressStream(mediaType: string): Transform {
   if (mt.endsWith("+zstd") || mt.endsWith(".zstd")) {
     const z = zlib as unknown as { createZstdDecompress?: () => Transform };
     if (typeof z.createZstdDecompress !== "function") {
-      throw new KilnError(`zstd layers need Node.js >= 22.15 (this is ${process.version}): cannot decompress ${mediaType}`);
+      throw new KilnError("FORMAT_UNSUPPORTED", `zstd layers need Node.js >= 22.15 (this is ${process.version}): cannot decompress ${mediaType}`);
     }
     return z.createZstdDecompress();
   }
   if (mt.endsWith(".tar") || mt.endsWith(".rootfs.diff.tar")) return new PassThrough();
-  throw new KilnError(`unsupported layer media type ${mediaType}`);
+  throw new KilnError("FORMAT_UNSUPPORTED", `unsupported layer media type ${mediaType}`);
 }

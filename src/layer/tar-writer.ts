@@ -141,7 +141,7 @@ async function collectAndOrder(entries: Iterable<LayerEntry> | AsyncIterable<Lay
   let sorted = true;
   for await (const entry of entries as AsyncIterable<LayerEntry>) {
     checkPath(entry.path, "path");
-    if (byPath.has(entry.path)) throw new KilnError(`layer: duplicate path "${entry.path}"`);
+    if (byPath.has(entry.path)) throw new KilnError("LAYER_ENTRY_INVALID", `layer: duplicate path "${entry.path}"`);
     byPath.set(entry.path, entry);
     // producers such as the snapshot differs already emit tar order: then there is nothing to sort
     if (sorted && ordered.length > 0 && compareLayerPaths((ordered[ordered.length - 1] as LayerEntry).path, entry.path) > 0) sorted = false;
@@ -155,10 +155,10 @@ async function collectAndOrder(entries: Iterable<LayerEntry> | AsyncIterable<Lay
 
 function checkPath(path: string, what: string): void {
   if (path.length === 0 || path.startsWith("/") || path.endsWith("/") || path.includes("\0")) {
-    throw new KilnError(`layer: invalid ${what} "${path}"`);
+    throw new KilnError("LAYER_ENTRY_INVALID", `layer: invalid ${what} "${path}"`);
   }
   for (const part of path.split("/")) {
-    if (part === "" || part === "." || part === "..") throw new KilnError(`layer: invalid ${what} "${path}"`);
+    if (part === "" || part === "." || part === "..") throw new KilnError("LAYER_ENTRY_INVALID", `layer: invalid ${what} "${path}"`);
   }
 }
 
@@ -171,16 +171,16 @@ function fixHardlinks(ordered: LayerEntry[], byPath: Map<string, LayerEntry>, po
     let cur = entry;
     const seen = new Set<string>();
     while (cur.type === "hardlink") {
-      if (seen.has(cur.path)) throw new KilnError(`layer: hardlink cycle at "${entry.path}"`);
+      if (seen.has(cur.path)) throw new KilnError("LAYER_ENTRY_INVALID", `layer: hardlink cycle at "${entry.path}"`);
       seen.add(cur.path);
       const link = cur.linkname;
-      if (link === undefined) throw new KilnError(`layer: hardlink "${cur.path}" has no target`);
+      if (link === undefined) throw new KilnError("LAYER_ENTRY_INVALID", `layer: hardlink "${cur.path}" has no target`);
       checkPath(link, "hardlink target");
       const next = byPath.get(link);
-      if (!next) throw new KilnError(`layer: hardlink "${cur.path}" points to "${link}", which is not in the layer`);
+      if (!next) throw new KilnError("LAYER_ENTRY_INVALID", `layer: hardlink "${cur.path}" points to "${link}", which is not in the layer`);
       cur = next;
     }
-    if (cur.type === "dir") throw new KilnError(`layer: hardlink "${entry.path}" points to a directory`);
+    if (cur.type === "dir") throw new KilnError("LAYER_ENTRY_INVALID", `layer: hardlink "${entry.path}" points to a directory`);
     return cur;
   };
   const groups = new Map<LayerEntry, LayerEntry[]>();
@@ -361,7 +361,7 @@ function headerFields(entry: LayerEntry, options: TarOptions): { pax: Map<string
   let linkname = "";
   if (entry.type === "symlink" || entry.type === "hardlink") {
     if (entry.linkname === undefined || entry.linkname === "") {
-      throw new KilnError(`layer: ${entry.type} "${entry.path}" has no target`);
+      throw new KilnError("LAYER_ENTRY_INVALID", `layer: ${entry.type} "${entry.path}" has no target`);
     }
     linkname = entry.linkname;
     if (!isAscii(linkname) || Buffer.byteLength(linkname) > 100) {
@@ -370,7 +370,7 @@ function headerFields(entry: LayerEntry, options: TarOptions): { pax: Map<string
     }
   }
   const numeric = (key: string, value: number, max: number, what: string): number => {
-    if (!Number.isInteger(value) || value < 0) throw new KilnError(`layer: "${entry.path}": invalid ${what} ${value}`);
+    if (!Number.isInteger(value) || value < 0) throw new KilnError("LAYER_ENTRY_INVALID", `layer: "${entry.path}": invalid ${what} ${value}`);
     if (value > max) {
       pax.set(key, Buffer.from(String(value), "ascii"));
       return 0;
@@ -382,7 +382,7 @@ function headerFields(entry: LayerEntry, options: TarOptions): { pax: Map<string
   const size = entry.type === "file" ? entry.size : 0;
   const sizeField = numeric("size", size, MAX_OCTAL_11, "size");
   let mtime = Math.floor(entry.mtime);
-  if (!Number.isFinite(mtime)) throw new KilnError(`layer: "${entry.path}": invalid mtime ${entry.mtime}`);
+  if (!Number.isFinite(mtime)) throw new KilnError("LAYER_ENTRY_INVALID", `layer: "${entry.path}": invalid mtime ${entry.mtime}`);
   if (options.clampMtime !== undefined) mtime = Math.min(mtime, Math.floor(options.clampMtime));
   let mtimeField = mtime;
   if (mtime < 0 || mtime > MAX_OCTAL_11) {
@@ -403,18 +403,18 @@ function headerFields(entry: LayerEntry, options: TarOptions): { pax: Map<string
   const devmajor = isDevice ? entry.devmajor ?? 0 : 0;
   const devminor = isDevice ? entry.devminor ?? 0 : 0;
   if (devmajor > MAX_OCTAL_7 || devminor > MAX_OCTAL_7 || devmajor < 0 || devminor < 0) {
-    throw new KilnError(`layer: "${entry.path}": device numbers out of range`);
+    throw new KilnError("LAYER_ENTRY_INVALID", `layer: "${entry.path}": device numbers out of range`);
   }
   if (entry.xattrs) {
     for (const [name, value] of Object.entries(entry.xattrs)) {
       if (name.length === 0 || name.includes("=") || name.includes("\0")) {
-        throw new KilnError(`layer: "${entry.path}": invalid xattr name "${name}"`);
+        throw new KilnError("LAYER_ENTRY_INVALID", `layer: "${entry.path}": invalid xattr name "${name}"`);
       }
       pax.set(`SCHILY.xattr.${name}`, Buffer.from(value));
     }
   }
   if (!Number.isInteger(entry.mode) || entry.mode < 0 || entry.mode > 0o7777) {
-    throw new KilnError(`layer: "${entry.path}": invalid mode ${entry.mode}`);
+    throw new KilnError("LAYER_ENTRY_INVALID", `layer: "${entry.path}": invalid mode ${entry.mode}`);
   }
   return {
     pax,
@@ -489,7 +489,7 @@ function writeEntrySync(entry: LayerEntry, options: TarOptions, out: ChunkWriter
 }
 
 async function* writeEntry(entry: LayerEntry, options: TarOptions, out: ChunkWriter): AsyncGenerator<Buffer> {
-  if (!(entry.type in TYPEFLAG)) throw new KilnError(`layer: "${entry.path}": unknown entry type "${String(entry.type)}"`);
+  if (!(entry.type in TYPEFLAG)) throw new KilnError("LAYER_ENTRY_INVALID", `layer: "${entry.path}": unknown entry type "${String(entry.type)}"`);
   writeHeaders(entry, options, out);
   if (entry.type !== "file" || entry.size === 0) {
     if (entry.type === "file" && entry.open) {
@@ -498,14 +498,14 @@ async function* writeEntry(entry: LayerEntry, options: TarOptions, out: ChunkWri
       if (hostPath !== undefined) readHostFile(entry, hostPath, out);
       else {
         for await (const chunk of entry.open() as AsyncIterable<Buffer>) {
-          if (chunk.length > 0) throw new KilnError(`layer: "${entry.path}": content is longer than its size 0`);
+          if (chunk.length > 0) throw new KilnError("LAYER_CONTENT_MISMATCH", `layer: "${entry.path}": content is longer than its size 0`);
         }
       }
     }
     yield* out.takeFull();
     return;
   }
-  if (!entry.open) throw new KilnError(`layer: "${entry.path}": file of ${entry.size} bytes has no content`);
+  if (!entry.open) throw new KilnError("LAYER_CONTENT_MISMATCH", `layer: "${entry.path}": file of ${entry.size} bytes has no content`);
   const hostPath = hostPathOf(entry.open);
   if (hostPath !== undefined) {
     // Read in slices so a large file never holds more than a few chunks before they are handed on.
@@ -522,7 +522,7 @@ async function* writeEntry(entry: LayerEntry, options: TarOptions, out: ChunkWri
         const buf = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
         written += buf.length;
         if (written > entry.size) {
-          throw new KilnError(`layer: "${entry.path}": content is longer than its size ${entry.size}`);
+          throw new KilnError("LAYER_CONTENT_MISMATCH", `layer: "${entry.path}": content is longer than its size ${entry.size}`);
         }
         if (buf.length > 0) {
           out.write(buf);
@@ -533,7 +533,7 @@ async function* writeEntry(entry: LayerEntry, options: TarOptions, out: ChunkWri
       throw contentError(entry, err);
     }
     if (written !== entry.size) {
-      throw new KilnError(`layer: "${entry.path}": content is ${written} bytes, expected ${entry.size}`);
+      throw new KilnError("LAYER_CONTENT_MISMATCH", `layer: "${entry.path}": content is ${written} bytes, expected ${entry.size}`);
     }
   }
   const rem = entry.size % BLOCK;
@@ -543,7 +543,7 @@ async function* writeEntry(entry: LayerEntry, options: TarOptions, out: ChunkWri
 
 function contentError(entry: LayerEntry, err: unknown): KilnError {
   if (err instanceof KilnError) return err;
-  return new KilnError(`layer: "${entry.path}": cannot read content: ${(err as Error).message}`, { cause: err });
+  return new KilnError("LAYER_READ_FAILED", `layer: "${entry.path}": cannot read content: ${(err as Error).message}`, { cause: err });
 }
 
 const OPEN_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NOFOLLOW ?? 0);
@@ -573,14 +573,14 @@ function readHostFile(entry: LayerEntry, path: string, out: ChunkWriter, from = 
       // proves the end (a regular file), sparing the extra read that would otherwise check it.
       const ask = pos + want === entry.size && t.length > want ? want + 1 : want;
       const n = readSync(fd, t.buf, t.offset, ask, pos);
-      if (n === 0) throw new KilnError(`layer: "${entry.path}": content is ${pos} bytes, expected ${entry.size}`);
-      if (n > want) throw new KilnError(`layer: "${entry.path}": content is longer than its size ${entry.size}`);
+      if (n === 0) throw new KilnError("LAYER_CONTENT_MISMATCH", `layer: "${entry.path}": content is ${pos} bytes, expected ${entry.size}`);
+      if (n > want) throw new KilnError("LAYER_CONTENT_MISMATCH", `layer: "${entry.path}": content is longer than its size ${entry.size}`);
       out.advance(n);
       pos += n;
       if (ask > want && n === want) atEof = true;
     }
     if (pos >= entry.size && !atEof && readSync(fd, probe, 0, 1, pos) > 0) {
-      throw new KilnError(`layer: "${entry.path}": content is longer than its size ${entry.size}`);
+      throw new KilnError("LAYER_CONTENT_MISMATCH", `layer: "${entry.path}": content is longer than its size ${entry.size}`);
     }
     return pos;
   } catch (err) {

@@ -6,7 +6,8 @@ import { readFileSync } from "node:fs";
 import { rootCertificates } from "node:tls";
 import type { Readable } from "node:stream";
 import { Agent, request, type Dispatcher } from "undici";
-import { KilnError } from "../errors.js";
+import { KilnError, RegistryError } from "../errors.js";
+import { errorDetail, registryErrorCodes, repositoryOf, statusError } from "./http-error.js";
 import { registryHost } from "../image/reference.js";
 import { parseChallenges, type Challenge } from "./challenge.js";
 import { resolveCredentials, type Credentials } from "./credentials.js";
@@ -51,7 +52,7 @@ export async function readBody(res: RegistryResponse, limit = 8 * 1024 * 1024): 
     n += b.length;
     if (n > limit) {
       res.body.destroy();
-      throw new KilnError(`response from ${res.url.host} larger than ${limit} bytes`);
+      throw new KilnError("REGISTRY_TIMEOUT", `response from ${res.url.host} larger than ${limit} bytes`);
     }
     chunks.push(b);
   }
@@ -68,20 +69,6 @@ export async function drain(res: RegistryResponse): Promise<void> {
 }
 
 /** Turn a registry error body ({"errors":[{code,message}]}) into one line. */
-export function errorDetail(status: number, body: Buffer): string {
-  const text = body.toString("utf8");
-  try {
-    const parsed = JSON.parse(text) as { errors?: Array<{ code?: string; message?: string }> };
-    if (Array.isArray(parsed.errors) && parsed.errors.length > 0) {
-      return `${status} ${parsed.errors.map((e) => [e.code, e.message].filter(Boolean).join(": ")).join("; ")}`;
-    }
-  } catch {
-    // not JSON
-  }
-  const first = text.trim().split("\n")[0]?.slice(0, 200) ?? "";
-  return first ? `${status} ${first}` : `${status}`;
-}
-
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const CERT_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME|UNABLE_TO_GET_ISSUER/;
 
@@ -173,7 +160,7 @@ export class RegistryClient {
       try {
         pem = readFileSync(caFile, "utf8");
       } catch (err) {
-        throw new KilnError(`cannot read CA file ${caFile}: ${(err as Error).message}`);
+        throw new KilnError("REGISTRY_CA_INVALID", `cannot read CA file ${caFile}: ${(err as Error).message}`);
       }
       out.ca = [...rootCertificates, pem];
     }
@@ -228,7 +215,7 @@ export class RegistryClient {
         this.holdUntilConsumed(r.body, dl.clear);
         if (RETRYABLE_STATUS.has(r.statusCode)) {
           await r.body.dump();
-          throw new RetryableStatus(r.statusCode, parseRetryAfter(r.headers["retry-after"]), `registry ${this.registry}: GET /v2/: ${r.statusCode}`);
+          throw new RetryableStatus(r.statusCode, parseRetryAfter(r.headers["retry-after"]), `registry ${this.registry}: GET /v2/: ${r.statusCode}`, { registry: this.registry, repository: "", codes: [] });
         }
         return r;
       } catch (err) {
@@ -243,7 +230,7 @@ export class RegistryClient {
       this.base = base;
       return;
     }
-    throw new KilnError(`registry ${this.registry} does not speak the registry v2 API (GET /v2/: ${res.statusCode})`);
+    throw new RegistryError("REGISTRY_PROTOCOL", `registry ${this.registry} does not speak the registry v2 API (GET /v2/: ${res.statusCode})`, { status: res.statusCode, registry: this.registry, repository: "", codes: [] });
   }
 
   private async doPing(): Promise<void> {
@@ -269,7 +256,7 @@ export class RegistryClient {
             throw this.networkError(err2);
           }
         }
-        throw new KilnError(
+        throw new KilnError("REGISTRY_UNREACHABLE", 
           `registry ${this.registry}: TLS certificate not trusted (${errorText(err)}); pass a CA file or mark it insecure`,
           { cause: err },
         );
@@ -287,8 +274,8 @@ export class RegistryClient {
     if (this.options.signal?.aborted) return this.options.signal.reason as Error;
     if (err instanceof KilnError) return err;
     const limit = timeoutText(err, this.timeouts);
-    if (limit !== undefined) return new KilnError(`registry ${this.registry}: ${what ?? "request"}: ${limit}`, { cause: err });
-    return new KilnError(`cannot reach registry ${this.registry}: ${errorText(err)}`, { cause: err });
+    if (limit !== undefined) return new KilnError("REGISTRY_TIMEOUT", `registry ${this.registry}: ${what ?? "request"}: ${limit}`, { cause: err });
+    return new KilnError("REGISTRY_UNREACHABLE", `cannot reach registry ${this.registry}: ${errorText(err)}`, { cause: err });
   }
 
   /**
@@ -298,7 +285,7 @@ export class RegistryClient {
   bodyError(err: unknown, what: string): unknown {
     if (this.options.signal?.aborted) return this.options.signal.reason;
     const limit = err instanceof RegistryDeadline ? undefined : timeoutText(err, this.timeouts);
-    if (limit !== undefined) return new KilnError(`registry ${this.registry}: ${what}: ${limit}`, { cause: err });
+    if (limit !== undefined) return new KilnError("REGISTRY_TIMEOUT", `registry ${this.registry}: ${what}: ${limit}`, { cause: err });
     return err;
   }
 
@@ -341,7 +328,7 @@ export class RegistryClient {
       const location = header(response, "location");
       if (REDIRECTS.has(res.statusCode) && location) {
         await res.body.dump();
-        if (hops >= 10) throw new KilnError(`registry ${this.registry}: too many redirects for ${req.method} ${url.pathname}`);
+        if (hops >= 10) throw new KilnError("REGISTRY_PROTOCOL", `registry ${this.registry}: too many redirects for ${req.method} ${url.pathname}`);
         url = new URL(location, url);
         if (res.statusCode === 303 || ((res.statusCode === 301 || res.statusCode === 302) && method === "POST")) {
           method = "GET";
@@ -369,29 +356,33 @@ export class RegistryClient {
         return this.attempt(req, false, [...extraScopes, ...more]);
       }
       if (RETRYABLE_STATUS.has(res.statusCode)) {
-        const detail = errorDetail(res.statusCode, await readBody(response, 64 * 1024).catch(() => Buffer.alloc(0)));
+        const body = await readBody(response, 64 * 1024).catch(() => Buffer.alloc(0));
         throw new RetryableStatus(
           res.statusCode,
           parseRetryAfter(res.headers["retry-after"]),
-          `registry ${this.registry}: ${method} ${url.pathname}: ${detail}`,
+          `registry ${this.registry}: ${method} ${url.pathname}: ${errorDetail(res.statusCode, body)}`,
+          { registry: this.registry, repository: repositoryOf(url), codes: registryErrorCodes(body) },
         );
       }
       return response;
     }
   }
 
-  /** Throw a one-line KilnError unless the response has one of the `ok` statuses. */
+  /**
+   * Throw a RegistryError unless the response has one of the `ok` statuses: the status, the
+   * repository and the registry's error codes as fields, one line naming the request.
+   */
   async expect(res: RegistryResponse, ok: number[], what: string): Promise<void> {
     if (ok.includes(res.status)) return;
     const body = await readBody(res, 64 * 1024).catch(() => Buffer.alloc(0));
     const detail = errorDetail(res.status, body);
+    const where = { registry: this.registry, url: res.url };
     if (res.status === 401 || res.status === 403) {
       const hasCreds = (await this.creds()) !== undefined;
-      throw new KilnError(
-        `registry ${this.registry}: ${what}: ${hasCreds ? "access denied with the configured credentials" : "authentication required (no credentials found; run kiln login)"} (${detail})`,
-      );
+      const why = hasCreds ? "access denied with the configured credentials" : "authentication required (no credentials found)";
+      throw statusError(`registry ${this.registry}: ${what}: ${why} (${detail})`, res.status, body, where, hasCreds ? "REGISTRY_DENIED" : "REGISTRY_AUTH");
     }
-    throw new KilnError(`registry ${this.registry}: ${what}: ${detail}`);
+    throw statusError(`registry ${this.registry}: ${what}: ${detail}`, res.status, body, where);
   }
 
   private tokenKey(scopes: string[]): string {
@@ -420,15 +411,15 @@ export class RegistryClient {
 
   private async fetchToken(ch: Challenge, scopes: string[]): Promise<CachedToken> {
     const realm = ch.params.realm;
-    if (!realm) throw new KilnError(`registry ${this.registry}: Bearer challenge without a realm`);
+    if (!realm) throw new KilnError("REGISTRY_PROTOCOL", `registry ${this.registry}: Bearer challenge without a realm`);
     let realmURL: URL;
     try {
       realmURL = new URL(realm);
     } catch {
-      throw new KilnError(`registry ${this.registry}: invalid token realm "${realm}"`);
+      throw new KilnError("REGISTRY_TOKEN_FAILED", `registry ${this.registry}: invalid token realm "${realm}"`);
     }
     if (realmURL.protocol !== "https:" && realmURL.protocol !== "http:") {
-      throw new KilnError(`registry ${this.registry}: unsupported token realm "${realm}"`);
+      throw new KilnError("REGISTRY_TOKEN_FAILED", `registry ${this.registry}: unsupported token realm "${realm}"`);
     }
     const service = ch.params.service;
     const creds = await this.creds();
@@ -442,11 +433,11 @@ export class RegistryClient {
     }).catch((err: unknown) => {
       if (err instanceof KilnError) throw err;
       if (this.options.signal?.aborted) throw this.options.signal.reason;
-      throw new KilnError(`token server ${realmURL.host} for registry ${this.registry}: ${errorText(err)}`, { cause: err });
+      throw new KilnError("REGISTRY_TOKEN_FAILED", `token server ${realmURL.host} for registry ${this.registry}: ${errorText(err)}`, { cause: err });
     });
     const token = parsed.token ?? parsed.access_token;
     if (typeof token !== "string" || token.length === 0) {
-      throw new KilnError(`token server ${realmURL.host} for registry ${this.registry} returned no token`);
+      throw new KilnError("REGISTRY_TOKEN_FAILED", `token server ${realmURL.host} for registry ${this.registry} returned no token`);
     }
     const ttl = typeof parsed.expires_in === "number" && parsed.expires_in > 0 ? parsed.expires_in : 60;
     return { token, expiresAt: started + Math.max(1, ttl - 10) * 1000 };
@@ -459,24 +450,26 @@ export class RegistryClient {
       n += (c as Buffer).length;
       if (n > 1024 * 1024) {
         res.body.destroy();
-        throw new KilnError(`token server ${realm.host} sent more than 1 MiB`);
+        throw new KilnError("REGISTRY_TOKEN_FAILED", `token server ${realm.host} sent more than 1 MiB`);
       }
       chunks.push(c as Buffer);
     }
     const body = Buffer.concat(chunks);
     if (RETRYABLE_STATUS.has(res.statusCode)) {
-      throw new RetryableStatus(res.statusCode, parseRetryAfter(res.headers["retry-after"]), `token server ${realm.host}: ${errorDetail(res.statusCode, body)}`);
+      throw new RetryableStatus(res.statusCode, parseRetryAfter(res.headers["retry-after"]), `token server ${realm.host}: ${errorDetail(res.statusCode, body)}`, { registry: this.registry, repository: "", codes: registryErrorCodes(body) });
     }
+    const where = { registry: this.registry, url: "" };
     if (res.statusCode === 401 || res.statusCode === 403) {
-      throw new KilnError(`registry ${this.registry}: authentication failed at token server ${realm.host} (${errorDetail(res.statusCode, body)})`);
+      const code = (await this.creds()) !== undefined ? "REGISTRY_DENIED" : "REGISTRY_AUTH";
+      throw statusError(`registry ${this.registry}: authentication failed at token server ${realm.host} (${errorDetail(res.statusCode, body)})`, res.statusCode, body, where, code);
     }
     if (res.statusCode !== 200) {
-      throw new KilnError(`token server ${realm.host} for registry ${this.registry}: ${errorDetail(res.statusCode, body)}`);
+      throw statusError(`token server ${realm.host} for registry ${this.registry}: ${errorDetail(res.statusCode, body)}`, res.statusCode, body, where, "REGISTRY_TOKEN_FAILED");
     }
     try {
       return JSON.parse(body.toString("utf8")) as TokenResponse;
     } catch {
-      throw new KilnError(`token server ${realm.host} for registry ${this.registry} returned invalid JSON`);
+      throw new KilnError("REGISTRY_TOKEN_FAILED", `token server ${realm.host} for registry ${this.registry} returned invalid JSON`);
     }
   }
 

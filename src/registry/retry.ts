@@ -1,6 +1,6 @@
 // Retry policy for registry traffic: which failures are transient, and exponential backoff with
 // jitter that honours Retry-After.
-import { KilnError } from "../errors.js";
+import { RegistryError, type RegistryErrorDetails } from "../errors.js";
 import type { RetryOptions } from "./options.js";
 
 export interface RetryPolicy {
@@ -22,9 +22,9 @@ export function retryPolicy(o: RetryOptions | undefined): RetryPolicy {
 export const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
 
 /** Thrown for a transient HTTP status so callers' retry loops can back off and try again. */
-export class RetryableStatus extends KilnError {
-  constructor(readonly status: number, readonly retryAfterMs: number | undefined, message: string) {
-    super(message);
+export class RetryableStatus extends RegistryError {
+  constructor(status: number, readonly retryAfterMs: number | undefined, message: string, where: Omit<RegistryErrorDetails, "status">) {
+    super("REGISTRY_RETRYABLE", message, { status, ...where });
     this.name = "RetryableStatus";
   }
 }

@@ -38,7 +38,7 @@ export async function resolveBindSource(sb: StageBuilder, m: RunMount): Promise<
   const entry = await tree.stat(rel);
   if (!entry) {
     const where = m.from !== undefined ? ` in ${m.from}` : "";
-    throw new KilnError(`--mount=${m.spec}: source "${m.source ?? "."}" not found${where}`);
+    throw new KilnError("RUN_MOUNT_INVALID", `--mount=${m.spec}: source "${m.source ?? "."}" not found${where}`);
   }
   return { tree, rel, host };
 }
