@@ -4,11 +4,10 @@
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { contextFromTar } from "../context/build-context.js";
 import { writeFileAtomic } from "../store/atomic-file.js";
-import { formatBytes } from "../units.js";
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { buffer } from "node:stream/consumers";
-import { DockerfileError, KilnError, UsageError } from "../errors.js";
+import { DockerfileError, KilnError, UsageError, abortError, throwIfAborted } from "../errors.js";
 import { parseDockerfile } from "../dockerfile/parse.js";
 import type { TypedInstruction } from "../dockerfile/instructions.js";
 import type { Image, MaterializedImage } from "../image/image.js";
@@ -37,7 +36,23 @@ export interface BuildResult {
   plan: BuildPlan;
 }
 
+/**
+ * Build one Dockerfile. With `options.signal`, cancellation reaches every long operation (base
+ * pulls, context hashing, RUN, ADD <url>, cache import/export, outputs and pushes) and the
+ * promise rejects with an AbortError (cause: the signal's reason); outputs are written
+ * atomically, so nothing half-written is left.
+ */
 export async function build(options: BuildOptions): Promise<BuildResult> {
+  throwIfAborted(options.signal);
+  try {
+    return await buildAll(options);
+  } catch (err) {
+    if (options.signal?.aborted) throw abortError(options.signal);
+    throw err;
+  }
+}
+
+async function buildAll(options: BuildOptions): Promise<BuildResult> {
   const cacheDir = resolve(options.cacheDir ?? defaultCacheDir());
   // Root filesystems, mounts and run directories a killed build left behind.
   await cleanupStale(cacheDir).catch(() => undefined);
@@ -49,7 +64,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   await mkdir(join(cacheDir, "tmp"), { recursive: true });
   const dir = await mkdtemp(join(cacheDir, "tmp", `build-${process.pid}-context-`));
   try {
-    const ctx = await contextFromTar(options.contextStream ?? process.stdin, dir);
+    const ctx = await contextFromTar(options.contextStream ?? process.stdin, dir, undefined, options.signal);
     const inTar = options.dockerfileText === undefined ? { dockerfile: join(ctx.root, options.dockerfile ?? "Dockerfile"), dockerfileName: options.dockerfile ?? "Dockerfile" } : {};
     return await buildFrom({ ...options, context: ctx.root, ...inTar }, cacheDir);
   } finally {
@@ -93,6 +108,9 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, ca
     ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
     ...(options.registryCa ? { caFile: options.registryCa } : {}),
     ...(options.registryTimeouts ? { timeouts: options.registryTimeouts } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+    // pulls and pushes (base images, outputs, cache import/export) report pull-progress/push-progress events
+    ...(options.onEvent ? { onProgress: options.onEvent } : {}),
   };
   const cache = new BuildCache(
     store,
@@ -124,14 +142,7 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, ca
     const materialized = await materialize(image, store, options.format ?? "oci", {
       ...(options.annotations ? { annotations: options.annotations } : {}),
     });
-    await writeOutputs(await storeImage(store, materialized.manifest), outputs, options.tags ?? [], {
-      ...registry, store,
-      onPushProgress: (ev) => {
-        if (ev.state === "progress") return;
-        const what = ev.state === "exists" ? "already in the registry" : ev.state === "mounted" ? "mounted" : `pushed ${formatBytes(ev.total)} at ${formatBytes(ev.rate)}/s`;
-        options.onEvent?.({ type: "info", message: `push ${ev.digest.slice(0, 19)}: ${what}` });
-      },
-    });
+    await writeOutputs(await storeImage(store, materialized.manifest), outputs, options.tags ?? [], { ...registry, store });
     await cache.finish(plan.target);
     const result: BuildResult = {
       image,

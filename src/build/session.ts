@@ -134,6 +134,8 @@ export class BuildSession {
         ...(this.options.insecureRegistries ? { insecureRegistries: this.options.insecureRegistries } : {}),
         ...(this.options.registryCa ? { caFile: this.options.registryCa } : {}),
         ...(this.options.registryTimeouts ? { timeouts: this.options.registryTimeouts } : {}),
+        ...(this.options.signal ? { signal: this.options.signal } : {}),
+        ...(this.options.onEvent ? { onProgress: this.options.onEvent } : {}),
       })).then((r) => ({ image: r.image, id: r.manifestDescriptor.digest }));
       this.pulls.set(ref, p);
     }

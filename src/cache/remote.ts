@@ -5,8 +5,8 @@
 // records' layer blobs, deduplicated. Export reuses the registry push code (HEAD before upload,
 // cross-repo mounts) or the OCI layout writer; import fetches the manifest and config only, and
 // each layer blob later, when a build actually needs it.
-import { PassThrough, type Readable } from "node:stream";
-import { KilnError } from "../errors.js";
+import { PassThrough, addAbortSignal, type Readable } from "node:stream";
+import { KilnError, abortError, throwIfAborted } from "../errors.js";
 import { OciLayout } from "../image/layout.js";
 import { descriptorJSON } from "../image/materialize.js";
 import { MediaType, isDigest, type Descriptor, type Digest, type Manifest } from "../image/oci.js";
@@ -106,9 +106,13 @@ async function exportable(records: CacheRecord[], options: ExportOptions): Promi
 
 /** Export `records` to the cache `spec` names (an OCI image manifest; see the header). */
 export async function exportCache(records: CacheRecord[], spec: CacheSpec, options: ExportOptions): Promise<void> {
+  const signal = options.registry?.signal;
   try {
+    throwIfAborted(signal);
     await doExport(records, spec, options);
   } catch (err) {
+    // cancelled: never a warning, whatever ignore-error says
+    if (signal?.aborted) throw abortError(signal);
     const e = err instanceof KilnError ? err : new KilnError("CACHE_EXPORT_FAILED", `cache export to ${describeSpec(spec)}: ${(err as Error).message}`);
     if (!spec.ignoreError) throw e;
     options.onWarning?.(e.message);
@@ -124,6 +128,7 @@ async function doExport(records: CacheRecord[], spec: CacheSpec, options: Export
     await writeOciLayout(await storeImage(store, m.manifest), {
       dest: spec.dir,
       tags: [`kiln-cache:${spec.tag}`],
+      ...(options.registry?.signal ? { signal: options.registry.signal } : {}),
     });
     return;
   }
@@ -233,9 +238,12 @@ export interface ImportOptions {
 
 /** Import the cache `spec` names: its manifest and config now, layer blobs on fetchLayer. */
 export async function importCache(spec: CacheSpec, options: ImportOptions): Promise<RemoteCache> {
+  const signal = options.registry?.signal;
   try {
+    throwIfAborted(signal);
     return spec.type === "registry" ? await importRegistry(spec, options) : await importLocal(spec, options);
   } catch (err) {
+    if (signal?.aborted) throw abortError(signal);
     const msg = err instanceof KilnError ? err.message : `cache import from ${describeSpec(spec)}: ${(err as Error).message}`;
     if (spec.ignoreError) return emptyCache(spec, msg);
     throw err instanceof KilnError ? err : new KilnError("CACHE_IMPORT_FAILED", msg);
@@ -253,7 +261,7 @@ async function importRegistry(spec: RegistryCacheSpec, options: ImportOptions): 
     try {
       fetched = await fetchManifest(client, ref, referenceTarget(ref), options.store);
     } catch (err) {
-      if (err instanceof KilnError && /not found in registry/.test(err.message)) {
+      if (err instanceof KilnError && err.code === "REGISTRY_MANIFEST_UNKNOWN") {
         await close();
         return emptyCache(spec, `cache ${spec.ref} not found; building without it`);
       }
@@ -294,8 +302,10 @@ async function importLocal(spec: LocalCacheSpec, options: ImportOptions): Promis
       throw new KilnError("CACHE_IMPORT_FAILED", `${where}: ${(err as Error).message}`);
     }
     try {
-      await store.ingest(stream, { digest: d.digest, size: d.size });
+      const signal = options.registry?.signal;
+      await store.ingest(signal ? addAbortSignal(signal, stream) : stream, { digest: d.digest, size: d.size });
     } catch (err) {
+      if (options.registry?.signal?.aborted) throw abortError(options.registry.signal);
       const code = (err as NodeJS.ErrnoException).code;
       throw new KilnError("CACHE_IMPORT_FAILED", `${where}: layer ${d.digest}: ${code === "ENOENT" ? "blob is missing" : (err as Error).message}`);
     }

@@ -8,7 +8,7 @@ import { createReadStream, lstatSync, readFileSync, readdirSync, readlinkSync, t
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
-import { KilnError } from "../errors.js";
+import { KilnError, throwIfAborted } from "../errors.js";
 import type { ContextEntry, DirContext, IgnoreFn } from "../context/build-context.js";
 import type { SelectedSource } from "../context/select.js";
 import type { Digest } from "../image/oci.js";
@@ -299,7 +299,7 @@ const YIELD_EVERY = 4096;
  * relative path, type, mode, size, content hash, link target (and owner when the tree's owners
  * are kept, as for COPY --from). Modification times are left out, as in BuildKit's content keys.
  */
-export async function hashSources(sources: SelectedSource[], options: { statCache: StatCache }): Promise<Digest> {
+export async function hashSources(sources: SelectedSource[], options: { statCache: StatCache; signal?: AbortSignal }): Promise<Digest> {
   const hash = createHash("sha256");
   // Text waiting to be hashed: concatenating whole lines and hashing them later feeds sha256
   // exactly the bytes a call per line would.
@@ -326,6 +326,7 @@ export async function hashSources(sources: SelectedSource[], options: { statCach
     return ` =${JSON.stringify(first)}`;
   };
   for (const src of sources) {
+    throwIfAborted(options.signal);
     const head: Record<string, unknown> = { source: src.source, name: src.name, wildcard: src.wildcard };
     if (src.parentsPath !== undefined) head.parentsPath = src.parentsPath;
     if (src.pivot !== undefined) head.pivot = src.pivot;
@@ -382,7 +383,10 @@ export async function hashSources(sources: SelectedSource[], options: { statCach
       } else {
         add(line(rel, e.type, e.st, ""));
       }
-      if (++n % YIELD_EVERY === 0) await new Promise((res) => setImmediate(res));
+      if (++n % YIELD_EVERY === 0) {
+        await new Promise((res) => setImmediate(res));
+        throwIfAborted(options.signal);
+      }
     }
   }
   hash.update(pending);

@@ -9,7 +9,7 @@ import { AbortError, KilnError, UsageError } from "../errors.js";
 import { VERSION } from "../version.js";
 import { describeError, exitCodeFor } from "./exit.js";
 import { formatOptionHelp, keyValues, many, one, parseArgs, parseCsv, type OptionSpec, type ParsedArgs } from "./args.js";
-import { createProgress, type ProgressMode } from "./progress.js";
+import { createProgress, createTransferProgress, type ProgressMode } from "./progress.js";
 import { formatBytes } from "../units.js";
 import { parseRegistryTimeout, type RegistryTimeouts } from "../registry/timeouts.js";
 import { parseOutput, parseSecret, type Isolation, type OutputSpec } from "../build/options.js";
@@ -160,7 +160,7 @@ const commands: Record<string, Command> = {
         store: new BlobStore(one(args, "cache-dir") ?? defaultCacheDir()),
         ...registryFrom(args),
         ...(chunk !== undefined ? { chunkSize: chunk } : {}),
-        ...(quiet ? {} : { onProgress: pushProgress() }),
+        ...(quiet ? {} : { onProgress: createTransferProgress() }),
       });
       await writeDigestFiles(args, result.digest, refs);
       process.stdout.write(`${result.digest}\n`);
@@ -173,6 +173,7 @@ const commands: Record<string, Command> = {
     options: [
       { name: "output", short: "o", type: "string", valueName: "SPEC", help: "type=oci,dest=DIR[,tar=true] (default: store only)" },
       { name: "platform", type: "string", valueName: "OS/ARCH", help: "platform to pick from an index (default: host)" },
+      { name: "quiet", short: "q", type: "boolean", help: "no progress output" },
       cacheDirOption(),
       ...registryOptions,
     ],
@@ -189,7 +190,7 @@ const commands: Record<string, Command> = {
         if (spec.type !== "oci") throw new UsageError("USAGE", "kiln pull: only --output type=oci is supported");
         return spec;
       });
-      const r = await pullImage(ref, { store, platform, pull: "always", ...registryFrom(args) });
+      const r = await pullImage(ref, { store, platform, pull: "always", ...registryFrom(args), ...(args.flags.has("quiet") ? {} : { onProgress: createTransferProgress() }) });
       for (const spec of outputs) {
         const { writeOciLayout } = await import("../output/oci-layout.js");
         await writeOciLayout(r.source, { dest: spec.dest, tar: spec.tar, tags: [ref] });
@@ -332,14 +333,6 @@ function splitLayoutArg(s: string): { dir: string; selector?: string } {
   const colon = s.lastIndexOf(":");
   if (colon > s.lastIndexOf("/") && colon > 0) return { dir: s.slice(0, colon), selector: s.slice(colon + 1) };
   return { dir: s };
-}
-
-function pushProgress(): (ev: import("../registry/options.js").TransferProgress) => void {
-  return (ev) => {
-    if (ev.state === "progress") return;
-    const what = ev.state === "exists" ? "exists" : ev.state === "mounted" ? "mounted" : `pushed ${formatBytes(ev.total)} at ${formatBytes(ev.rate)}/s`;
-    process.stderr.write(`${ev.digest.slice(0, 19)}  ${what}\n`);
-  };
 }
 
 async function writeDigestFiles(args: ParsedArgs, digest: string, refs: string[]): Promise<void> {

@@ -5,11 +5,11 @@ import { createReadStream, lstatSync, readdirSync, readlinkSync, type Stats } fr
 import { lstat, mkdir, mkdtemp, readlink, symlink, link, utimes, chmod, rm } from "node:fs/promises";
 import { createWriteStream } from "node:fs";
 import { join, posix } from "node:path";
-import { PassThrough, type Readable } from "node:stream";
+import { PassThrough, addAbortSignal, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import * as tar from "tar-stream";
-import { KilnError } from "../errors.js";
+import { KilnError, abortError, throwIfAborted } from "../errors.js";
 import { hostFileOpener } from "../layer/file-content.js";
 
 export interface ContextEntry {
@@ -275,13 +275,16 @@ export async function contextFromTar(
   stream: Readable,
   workDir: string,
   ignore?: IgnoreFn,
+  signal?: AbortSignal,
 ): Promise<DirContext> {
+  throwIfAborted(signal);
   await mkdir(workDir, { recursive: true });
   const root = await mkdtemp(join(workDir, "context-"));
   try {
-    await extractContextTar(stream, root);
+    await extractContextTar(signal ? addAbortSignal(signal, stream) : stream, root);
   } catch (err) {
     await rm(root, { recursive: true, force: true });
+    if (signal?.aborted) throw abortError(signal);
     if (err instanceof KilnError) throw err;
     throw new KilnError("CONTEXT_TAR_INVALID", `cannot read the build context tar: ${(err as Error).message}`);
   }

@@ -73,7 +73,7 @@ export async function prepareCopy(sb: StageBuilder, t: CopyInstruction | AddInst
   }
   const ctx = from !== undefined ? await session.sourceTree(from, sb.stage.index) : await session.context();
   prepared.selected = await selectSources(ctx, local, { exclude: t.exclude, parents: t.kind === "copy" && t.parents });
-  prepared.sourcesDigest = await hashSources(prepared.selected, { statCache: await session.cache.statCache(ctx.root) });
+  prepared.sourcesDigest = await hashSources(prepared.selected, { statCache: await session.cache.statCache(ctx.root), ...(session.options.signal ? { signal: session.options.signal } : {}) });
   return prepared;
 }
 
