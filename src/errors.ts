@@ -207,6 +207,17 @@ export function abortError(signal: AbortSignal): AbortError {
   return signal.reason instanceof AbortError ? signal.reason : new AbortError(signal.reason);
 }
 
+/** `work`'s result; once `signal` has fired, any rejection becomes the signal's AbortError. */
+export async function abortable<T>(signal: AbortSignal | undefined, work: () => Promise<T>): Promise<T> {
+  throwIfAborted(signal);
+  try {
+    return await work();
+  } catch (err) {
+    if (signal?.aborted) throw abortError(signal);
+    throw err;
+  }
+}
+
 /** Throw an AbortError when the signal has fired. */
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw abortError(signal);

@@ -7,7 +7,7 @@ import { writeFileAtomic } from "../store/atomic-file.js";
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { buffer } from "node:stream/consumers";
-import { DockerfileError, KilnError, UsageError, abortError, throwIfAborted } from "../errors.js";
+import { DockerfileError, KilnError, UsageError, abortable } from "../errors.js";
 import { parseDockerfile } from "../dockerfile/parse.js";
 import type { TypedInstruction } from "../dockerfile/instructions.js";
 import type { Image, MaterializedImage } from "../image/image.js";
@@ -43,13 +43,7 @@ export interface BuildResult {
  * atomically, so nothing half-written is left.
  */
 export async function build(options: BuildOptions): Promise<BuildResult> {
-  throwIfAborted(options.signal);
-  try {
-    return await buildAll(options);
-  } catch (err) {
-    if (options.signal?.aborted) throw abortError(options.signal);
-    throw err;
-  }
+  return abortable(options.signal, () => buildAll(options));
 }
 
 async function buildAll(options: BuildOptions): Promise<BuildResult> {

@@ -6,7 +6,7 @@ import { copyFile, link, mkdir, readFile, rename, rm, stat } from "node:fs/promi
 import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { KilnError, UsageError } from "../errors.js";
+import { KilnError, UsageError, abortable, throwIfAborted } from "../errors.js";
 import { descriptorJSON } from "../image/materialize.js";
 import type { ImageSource } from "../image/source.js";
 import { MediaType, REF_NAME_ANNOTATION, type Descriptor, type Digest, type Index } from "../image/oci.js";
@@ -190,7 +190,7 @@ async function writeLayoutDir(img: ImageSource, dest: string, tags: ParsedTag[],
       } catch {
         // not there yet
       }
-      signal?.throwIfAborted();
+      throwIfAborted(signal);
       await placeBlob(img, d.digest, target, signal);
       added.push(target);
     }
@@ -258,10 +258,14 @@ export interface LayoutWriteOptions {
 }
 
 /** Write `img` as an OCI image layout directory (or, with `tar`, a tar of one) at `dest`. */
-export async function writeOciLayout(img: ImageSource, options: LayoutWriteOptions): Promise<void> {
+export function writeOciLayout(img: ImageSource, options: LayoutWriteOptions): Promise<void> {
+  return abortable(options.signal, () => writeLayout(img, options));
+}
+
+async function writeLayout(img: ImageSource, options: LayoutWriteOptions): Promise<void> {
   const tags = tagsFrom(options.tags);
   await checkBlobs(img);
-  options.signal?.throwIfAborted();
+  throwIfAborted(options.signal);
   if (options.tar) {
     const text = indexJSON(mergeIndex([], img, tags));
     await writeTarAtomic(layoutTarEntries(img, text), options.dest, options.signal);

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { rootCertificates } from "node:tls";
 import type { Readable } from "node:stream";
 import { Agent, request, type Dispatcher } from "undici";
-import { KilnError, RegistryError } from "../errors.js";
+import { KilnError, RegistryError, abortError } from "../errors.js";
 import { errorDetail, registryErrorCodes, repositoryOf, statusError } from "./http-error.js";
 import { registryHost } from "../image/reference.js";
 import { parseChallenges, type Challenge } from "./challenge.js";
@@ -271,7 +271,7 @@ export class RegistryClient {
   }
 
   networkError(err: unknown, what?: string): Error {
-    if (this.options.signal?.aborted) return this.options.signal.reason as Error;
+    if (this.options.signal?.aborted) return abortError(this.options.signal);
     if (err instanceof KilnError) return err;
     const limit = timeoutText(err, this.timeouts);
     if (limit !== undefined) return new KilnError("REGISTRY_TIMEOUT", `registry ${this.registry}: ${what ?? "request"}: ${limit}`, { cause: err });
@@ -283,7 +283,7 @@ export class RegistryClient {
    * blob): a time limit hit becomes one line naming the registry; others pass through.
    */
   bodyError(err: unknown, what: string): unknown {
-    if (this.options.signal?.aborted) return this.options.signal.reason;
+    if (this.options.signal?.aborted) return abortError(this.options.signal);
     const limit = err instanceof RegistryDeadline ? undefined : timeoutText(err, this.timeouts);
     if (limit !== undefined) return new KilnError("REGISTRY_TIMEOUT", `registry ${this.registry}: ${what}: ${limit}`, { cause: err });
     return err;
@@ -432,7 +432,7 @@ export class RegistryClient {
       return this.tokenByGet(realmURL, service, scopes, creds);
     }).catch((err: unknown) => {
       if (err instanceof KilnError) throw err;
-      if (this.options.signal?.aborted) throw this.options.signal.reason;
+      if (this.options.signal?.aborted) throw abortError(this.options.signal);
       throw new KilnError("REGISTRY_TOKEN_FAILED", `token server ${realmURL.host} for registry ${this.registry}: ${errorText(err)}`, { cause: err });
     });
     const token = parsed.token ?? parsed.access_token;

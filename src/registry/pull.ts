@@ -5,7 +5,7 @@
 // later cross-repo mounts.
 import { createHash } from "node:crypto";
 import { pipeline } from "node:stream/promises";
-import { KilnError } from "../errors.js";
+import { KilnError, abortable, throwIfAborted } from "../errors.js";
 import { statusError } from "./http-error.js";
 import type { Image, Layer } from "../image/image.js";
 import { storeImage, type ImageSource } from "../image/source.js";
@@ -141,7 +141,7 @@ export async function fetchBlob(client: RegistryClient, ref: Reference, desc: De
   if (maxSize !== undefined && desc.size > maxSize) {
     throw new KilnError("BLOB_TOO_LARGE", `registry ${ref.registry}: ${what}: its descriptor gives ${desc.size} bytes, more than the ${maxSize} allowed for it`);
   }
-  options.signal?.throwIfAborted();
+  throwIfAborted(options.signal);
   if (await store.has(desc.digest)) {
     options.onProgress?.(progressEvent("pull", desc.digest, desc.size, desc.size, Date.now(), "exists"));
     return;
@@ -223,7 +223,11 @@ async function resolveLocal(store: BlobStore, ref: Reference, platform: Platform
 }
 
 /** Pull `ref` for `options.platform` into `options.store` (`options.signal` cancels it, mid-blob too). */
-export async function pullImage(refIn: string | Reference, options: PullOptions): Promise<PullResult> {
+export function pullImage(refIn: string | Reference, options: PullOptions): Promise<PullResult> {
+  return abortable(options.signal, () => pull(refIn, options));
+}
+
+async function pull(refIn: string | Reference, options: PullOptions): Promise<PullResult> {
   const ref = toReference(refIn);
   const { store, platform } = options;
   const policy = options.pull ?? "always";

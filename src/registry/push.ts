@@ -3,7 +3,7 @@
 // then manifests, then the index, then every tag; the registry's Docker-Content-Digest must
 // match the digest kiln computed.
 import { createHash } from "node:crypto";
-import { KilnError } from "../errors.js";
+import { KilnError, abortable, throwIfAborted } from "../errors.js";
 import { OciLayout } from "../image/layout.js";
 import { layoutBlobs, storeBlobs, type ImageSource } from "../image/source.js";
 import { MediaType, isDigest, type Descriptor, type Digest, type Index, type Manifest } from "../image/oci.js";
@@ -164,12 +164,12 @@ async function pushOne(pool: ClientPool, source: BlobSource, plan: PushPlan, ref
   const concurrency = options.concurrency ?? 4;
   for (const group of [plan.blobs, plan.configs]) {
     await mapLimit(group, concurrency, async (d) => {
-      options.signal?.throwIfAborted();
+      throwIfAborted(options.signal);
       await uploadBlob(target, source, d, mounts.get(d.digest));
       await record(d);
     });
   }
-  options.signal?.throwIfAborted();
+  throwIfAborted(options.signal);
   for (const child of plan.children) {
     if (await manifestExists(client, ref, scopes, child.descriptor.digest)) continue;
     await putManifest(client, ref, scopes, child, child.descriptor.digest);
@@ -186,8 +186,11 @@ export function pushImage(image: ImageSource, refs: Array<string | Reference>, o
 }
 
 /** Push the manifest or index `root` (whose blobs `source` serves) to every reference in `refs`. */
-export async function pushRoot(source: BlobSource, root: Descriptor, refs: Array<string | Reference>, options: PushOptions = {}): Promise<PushResult> {
-  options.signal?.throwIfAborted();
+export function pushRoot(source: BlobSource, root: Descriptor, refs: Array<string | Reference>, options: PushOptions = {}): Promise<PushResult> {
+  return abortable(options.signal, () => pushAll(source, root, refs, options));
+}
+
+async function pushAll(source: BlobSource, root: Descriptor, refs: Array<string | Reference>, options: PushOptions): Promise<PushResult> {
   if (refs.length === 0) throw new KilnError("OPTION_INVALID", "push: no destination reference given");
   const targets = refs.map(toReference);
   const plan = await planPush(source, root);
