@@ -3,7 +3,8 @@
 // credential helper), and remove them again.
 import { KilnError } from "../errors.js";
 import { writeFileAtomic } from "../store/atomic-file.js";
-import { RegistryClient, drain } from "./client.js";
+import { RegistryClient } from "./client.js";
+import { drain } from "./response.js";
 import { authKey, dockerConfigPath, normalizeAuthKey, readDockerConfig, runCredentialHelper, type DockerConfigFile } from "./credentials.js";
 import type { RegistryOptions } from "./options.js";
 

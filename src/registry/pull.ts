@@ -13,7 +13,8 @@ import { MediaType, isDigest, type Descriptor, type Digest, type ImageConfig, ty
 import { formatPlatform, platformMatches, selectManifest } from "../image/platform.js";
 import { familiarName, referenceTarget, toReference, type Reference } from "../image/reference.js";
 import type { BlobStore } from "../store/blob-store.js";
-import { RegistryClient, header, pullScope, readBody, type RegistryResponse } from "./client.js";
+import { RegistryClient, pullScope } from "./client.js";
+import { header, readBody, type RegistryResponse } from "./response.js";
 import { ExactLength } from "./exact-length.js";
 import { mapLimit } from "./limit.js";
 import type { RegistryOptions } from "./options.js";
