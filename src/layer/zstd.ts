@@ -38,7 +38,7 @@ class ZstdCommand extends Duplex {
       const msg = err.code === "ENOENT"
         ? `${what}: zstd layers need Node.js >= 22.15 or the zstd command (apt-get install zstd); this is Node.js ${process.version}`
         : `${what}: cannot start zstd: ${err.message}`;
-      this.destroy(new KilnError(msg, { cause: err }));
+      this.destroy(new KilnError(err.code === "ENOENT" ? "HOST_TOOL_MISSING" : "LAYER_READ_FAILED", msg, { cause: err }));
     });
     this.child.stderr.on("data", (b: Buffer) => {
       if (this.stderr.length < 4096) this.stderr += b.toString("utf8");
@@ -49,7 +49,7 @@ class ZstdCommand extends Duplex {
     this.child.stdout.on("end", () => {
       void this.exited.then((code) => {
         if (code === 0) this.push(null);
-        else this.destroy(new KilnError(`${this.what}: zstd data is invalid: ${this.stderr.trim().split("\n").pop() || `exit code ${code}`}`));
+        else this.destroy(new KilnError("LAYER_READ_FAILED", `${this.what}: zstd data is invalid: ${this.stderr.trim().split("\n").pop() || `exit code ${code}`}`));
       });
     });
     // EPIPE when zstd stops reading (bad data): its exit status tells the story

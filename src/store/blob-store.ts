@@ -94,10 +94,10 @@ export class BlobStore {
       await pipeline(source, counter, createWriteStream(tmp));
       const digest = counter.digest();
       if (expected && expected.digest !== digest) {
-        throw new KilnError(`digest mismatch: expected ${expected.digest}, got ${digest}`);
+        throw new KilnError("BLOB_DIGEST_MISMATCH", `digest mismatch: expected ${expected.digest}, got ${digest}`);
       }
       if (expected?.size !== undefined && expected.size !== counter.size) {
-        throw new KilnError(`size mismatch for ${expected.digest}: expected ${expected.size} bytes, got ${counter.size}`);
+        throw new KilnError("BLOB_SIZE_MISMATCH", `size mismatch for ${expected.digest}: expected ${expected.size} bytes, got ${counter.size}`);
       }
       await this.commit(tmp, digest);
       return { digest, size: counter.size };
