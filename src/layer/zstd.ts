@@ -35,10 +35,9 @@ class ZstdCommand extends Duplex {
     this.child = spawn(command, ["-d", "-c", "-q"], { stdio: ["pipe", "pipe", "pipe"] });
     this.exited = new Promise((resolve) => this.child.on("close", (code) => resolve(code)));
     this.child.on("error", (err: NodeJS.ErrnoException) => {
-      const msg = err.code === "ENOENT"
-        ? `${what}: zstd layers need Node.js >= 22.15 or the zstd command (apt-get install zstd); this is Node.js ${process.version}`
-        : `${what}: cannot start zstd: ${err.message}`;
-      this.destroy(new KilnError(err.code === "ENOENT" ? "HOST_TOOL_MISSING" : "LAYER_READ_FAILED", msg, { cause: err }));
+      this.destroy(err.code === "ENOENT"
+        ? new KilnError("HOST_TOOL_MISSING", `${what}: zstd layers need Node.js >= 22.15 or the zstd command (apt-get install zstd); this is Node.js ${process.version}`, { cause: err })
+        : new KilnError("LAYER_READ_FAILED", `${what}: cannot start zstd: ${err.message}`, { cause: err }));
     });
     this.child.stderr.on("data", (b: Buffer) => {
       if (this.stderr.length < 4096) this.stderr += b.toString("utf8");
