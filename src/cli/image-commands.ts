@@ -31,8 +31,8 @@ export const imageCommands: Record<string, Command> = {
     options: [{ name: "format", type: "string", valueName: "FORMAT", help: "table (default) or json (one array)" }, cacheDirOption()],
     async run(args) {
       const format = one(args, "format") ?? "table";
-      if (format !== "table" && format !== "json") throw new UsageError("--format must be table or json");
-      if (args.positionals.length > 0) throw new UsageError("kiln images: takes no arguments");
+      if (format !== "table" && format !== "json") throw new UsageError("OPTION_INVALID", "--format must be table or json");
+      if (args.positionals.length > 0) throw new UsageError("USAGE", "kiln images: takes no arguments");
       const { listImages } = await import("../images/list.js");
       const rows = await listImages(await cacheDir(args));
       if (format === "json") {
@@ -57,7 +57,7 @@ export const imageCommands: Record<string, Command> = {
     usage: "kiln tag SOURCE TARGET   (SOURCE: a stored name, NAME@sha256:... or oci-layout://DIR[:TAG])",
     options: [cacheDirOption()],
     async run(args) {
-      if (args.positionals.length !== 2) throw new UsageError("kiln tag: expected SOURCE and TARGET");
+      if (args.positionals.length !== 2) throw new UsageError("USAGE", "kiln tag: expected SOURCE and TARGET");
       const [src, dst] = args.positionals as [string, string];
       const target = normalizeName(dst, "kiln tag: target");
       const dir = await cacheDir(args);
@@ -81,7 +81,7 @@ export const imageCommands: Record<string, Command> = {
     usage: "kiln rmi NAME [NAME...]",
     options: [cacheDirOption()],
     async run(args) {
-      if (args.positionals.length === 0) throw new UsageError("kiln rmi: expected at least one NAME");
+      if (args.positionals.length === 0) throw new UsageError("USAGE", "kiln rmi: expected at least one NAME");
       const dir = await cacheDir(args);
       const { removeName } = await import("../store/names.js");
       const missing: string[] = [];
@@ -90,7 +90,7 @@ export const imageCommands: Record<string, Command> = {
         if (await removeName(dir, name)) process.stdout.write(`Untagged: ${name}\n`);
         else missing.push(name);
       }
-      if (missing.length > 0) throw new KilnError(`kiln rmi: no such image: ${missing.join(", ")}`);
+      if (missing.length > 0) throw new KilnError("IMAGE_NOT_LOCAL", `kiln rmi: no such image: ${missing.join(", ")}`);
       return 0;
     },
   },
@@ -102,7 +102,7 @@ export async function pushStored(args: ParsedArgs, src: string, refs: string[], 
   const name = normalizeName(src, "kiln push:");
   const { getName } = await import("../store/names.js");
   const rec = await getName(dir, name);
-  if (!rec) throw new KilnError(`kiln push: ${src} is neither a stored image (see kiln images) nor an OCI layout directory`);
+  if (!rec) throw new KilnError("IMAGE_NOT_LOCAL", `kiln push: ${src} is neither a stored image (see kiln images) nor an OCI layout directory`);
   const { BlobStore } = await import("../store/blob-store.js");
   const { pushRoot, storeSource } = await import("../registry/push.js");
   const store = new BlobStore(dir);
@@ -119,7 +119,7 @@ const imageArgOptions = [
 ];
 
 async function resolveArg(args: ParsedArgs, what: string): Promise<import("../images/resolve.js").ResolvedImage> {
-  if (args.positionals.length !== 1) throw new UsageError(`kiln ${what}: expected one IMAGE`);
+  if (args.positionals.length !== 1) throw new UsageError("USAGE", `kiln ${what}: expected one IMAGE`);
   const { resolveImage } = await import("../images/resolve.js");
   const platform = one(args, "platform");
   const { parsePlatform } = await import("../image/platform.js");
@@ -148,7 +148,7 @@ imageCommands.history = {
   ],
   async run(args) {
     const format = one(args, "format") ?? "table";
-    if (format !== "table" && format !== "json") throw new UsageError("--format must be table or json");
+    if (format !== "table" && format !== "json") throw new UsageError("OPTION_INVALID", "--format must be table or json");
     const img = await resolveArg(args, "history");
     const { imageHistory } = await import("../images/inspect.js");
     const rows = await imageHistory(img.source);

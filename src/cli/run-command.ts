@@ -43,7 +43,7 @@ export const runCommand: Command = {
       return await runIt(args);
     } catch (err) {
       // one line naming the command, as the issue's `kiln run: app:1: user "x" not found ...`
-      if (err instanceof KilnError && !err.message.startsWith("kiln run")) throw new KilnError(`kiln run: ${err.message}`, { exitCode: err.exitCode, cause: err });
+      if (err instanceof KilnError && !err.message.startsWith("kiln run")) throw new KilnError(err.code, `kiln run: ${err.message}`, { cause: err });
       throw err;
     }
   },
@@ -51,17 +51,17 @@ export const runCommand: Command = {
 
 async function runIt(args: ParsedArgs): Promise<number> {
   const [image, ...command] = args.positionals;
-  if (image === undefined) throw new UsageError("kiln run: expected IMAGE [COMMAND [ARG...]] (see: kiln help run)");
-  if (one(args, "name") !== undefined) throw new UsageError("kiln run: --name is not supported (kiln keeps no container state; every container is removed when it exits)");
+  if (image === undefined) throw new UsageError("USAGE", "kiln run: expected IMAGE [COMMAND [ARG...]] (see: kiln help run)");
+  if (one(args, "name") !== undefined) throw new UsageError("FEATURE_UNSUPPORTED", "kiln run: --name is not supported (kiln keeps no container state; every container is removed when it exits)");
   const network = one(args, "network") ?? "host";
-  if (network !== "host" && network !== "none") throw new UsageError("--network must be host or none");
+  if (network !== "host" && network !== "none") throw new UsageError("OPTION_INVALID", "--network must be host or none");
   const isolation = (one(args, "isolation") ?? "auto") as Isolation;
-  if (!ISOLATIONS.includes(isolation)) throw new UsageError(`--isolation must be one of ${ISOLATIONS.join(", ")}`);
+  if (!ISOLATIONS.includes(isolation)) throw new UsageError("OPTION_INVALID", `--isolation must be one of ${ISOLATIONS.join(", ")}`);
   const snapshotter = one(args, "snapshotter") ?? "auto";
-  if (!["auto", "overlay", "dir"].includes(snapshotter)) throw new UsageError("--snapshotter must be auto, overlay or dir");
+  if (!["auto", "overlay", "dir"].includes(snapshotter)) throw new UsageError("OPTION_INVALID", "--snapshotter must be auto, overlay or dir");
   const stopTimeout = intOption(args, "stop-timeout", 0, 86400);
   const tty = args.flags.has("tty");
-  if (tty && !process.stdin.isTTY) throw new UsageError("kiln run: -t needs stdin to be a terminal (the input device is not a TTY)");
+  if (tty && !process.stdin.isTTY) throw new UsageError("OPTION_INVALID", "kiln run: -t needs stdin to be a terminal (the input device is not a TTY)");
   const { defaultCacheDir } = await import("../store/blob-store.js");
   const { runContainer } = await import("../container/run.js");
   const workdir = one(args, "workdir");

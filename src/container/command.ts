@@ -20,6 +20,6 @@ export function containerArgv(config: ContainerConfig | undefined, o: CommandOve
   }
   if (o.args.length > 0) cmd = o.args;
   const argv = [...(entrypoint ?? []), ...(cmd ?? [])];
-  if (argv.length === 0) throw new KilnError(`${image}: no command specified (the image has no ENTRYPOINT or CMD; give one after the image name)`);
+  if (argv.length === 0) throw new KilnError("CONTAINER_COMMAND_NOT_FOUND", `${image}: no command specified (the image has no ENTRYPOINT or CMD; give one after the image name)`);
   return argv;
 }

@@ -34,7 +34,7 @@ async function applyAll(img: ImageSource, dir: string, options: ExportOptions): 
   const root = process.getuid?.() === 0;
   for (const l of img.layers) {
     options.signal?.throwIfAborted();
-    if (!l.diffID) throw new KilnError(`layer ${l.digest}: no diff_id in the image config`);
+    if (!l.diffID) throw new KilnError("MANIFEST_INVALID", `layer ${l.digest}: no diff_id in the image config`);
     const layer: RootFSLayer = { diffID: l.diffID, digest: l.digest, mediaType: l.mediaType, open: () => img.open(l.digest) };
     const { stream, done, abort } = openVerified(layer);
     try {
@@ -55,7 +55,7 @@ export async function exportToDirectory(img: ImageSource, dest: string, options:
   try {
     await applyAll(img, tmp, options);
     const old = await lstat(dest).then((st) => st, () => null);
-    if (old && !old.isDirectory()) throw new KilnError(`--output type=local,dest=${dest}: ${dest} exists and is not a directory`);
+    if (old && !old.isDirectory()) throw new KilnError("OUTPUT_DEST_INVALID", `--output type=local,dest=${dest}: ${dest} exists and is not a directory`);
     if (old) {
       const trash = sibling(dest, "old");
       await rename(dest, trash);

@@ -7,7 +7,7 @@
 // timeout) and hand back its exit status. Nothing is kept afterwards: no mount, directory or process.
 import { mkdir, stat } from "node:fs/promises";
 import { join, posix, resolve } from "node:path";
-import { KilnError } from "../errors.js";
+import { KilnError, type KilnErrorCode } from "../errors.js";
 import { resolveInRoot } from "../fs/confine.js";
 import { createDirRootFS } from "../fs/dir-rootfs.js";
 import { createOverlayRootFS } from "../fs/overlay-rootfs.js";
@@ -87,12 +87,12 @@ export function runContainer(options: ContainerOptions): ContainerHandle {
     signal(sig) {
       // before the process runs (or without a runner that can signal it) there is nothing to ask
       if (!control) {
-        kill.abort(new KilnError(`interrupted by ${sig}`));
+        kill.abort(new KilnError("ABORTED", `interrupted by ${sig}`));
         return;
       }
       void control.kill(sig);
       if ((sig === "SIGTERM" || sig === "SIGINT") && !stopTimer) {
-        stopTimer = setTimeout(() => kill.abort(new KilnError(`stop timeout after ${sig}`)), (options.stopTimeout ?? 10) * 1000);
+        stopTimer = setTimeout(() => kill.abort(new KilnError("ABORTED", `stop timeout after ${sig}`)), (options.stopTimeout ?? 10) * 1000);
         stopTimer.unref();
       }
     },
@@ -105,24 +105,24 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
   const host = hostPlatform();
   const platform = o.platform ? parsePlatform(o.platform) : host;
   if (!platformMatches(platform, host) && !platformMatches(host, platform)) {
-    throw new KilnError(`--platform ${formatPlatform(platform)}: running a ${formatPlatform(platform)} image on a ${formatPlatform(host)} machine needs emulation, which kiln run does not support`);
+    throw new KilnError("FEATURE_UNSUPPORTED", `--platform ${formatPlatform(platform)}: running a ${formatPlatform(platform)} image on a ${formatPlatform(host)} machine needs emulation, which kiln run does not support`);
   }
   // the preflight (a few probe processes) runs while the image is resolved and its rootfs assembled
   const choosing = cachedPreflight(cacheDir).then((report) => chooseRunner(o.isolation ?? "auto", { workDir: join(cacheDir, "run"), report }));
   choosing.catch(() => undefined); // observed below
   const img = await resolveImage(o.image, { ...(o.registry ?? {}), cacheDir, platform, pull: o.pull ?? "missing", signal });
   const name = img.name;
-  const fail = (msg: string): never => {
-    throw new KilnError(`${name}: ${msg}`);
+  const fail = (code: KilnErrorCode, msg: string): never => {
+    throw new KilnError(code, `${name}: ${msg}`);
   };
   const config = JSON.parse((await img.source.readBytes(img.source.config.digest)).toString("utf8")) as ImageConfig;
   if (config.os && config.architecture && !platformMatches(host, { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) })) {
-    fail(`the image is for ${config.os}/${config.architecture}; running it on ${formatPlatform(host)} needs emulation, which kiln run does not support`);
+    fail("FEATURE_UNSUPPORTED", `the image is for ${config.os}/${config.architecture}; running it on ${formatPlatform(host)} needs emulation, which kiln run does not support`);
   }
   const cc = config.config ?? {};
   const argv = containerArgv(cc, { args: o.args ?? [], ...(o.entrypoint !== undefined ? { entrypoint: o.entrypoint } : {}) }, name);
   const cwd = o.workdir ?? (cc.WorkingDir || "/");
-  if (!cwd.startsWith("/")) fail(`the working directory ${JSON.stringify(cwd)} must be an absolute path`);
+  if (!cwd.startsWith("/")) fail("OPTION_INVALID", `the working directory ${JSON.stringify(cwd)} must be an absolute path`);
   const user = o.user ?? cc.User ?? "";
   const mounts: RunMount[] = [...(o.volumes ?? []).map(parseVolume), ...(o.mounts ?? []).map(parseMount)];
   for (const m of mounts) {
@@ -131,11 +131,11 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
     if (exists) continue;
     // as docker: -v creates a missing host directory, --mount refuses it
     if (m.label?.startsWith("-v ")) await mkdir(m.source!, { recursive: true });
-    else fail(`${m.label}: the source ${m.source} does not exist`);
+    else fail("CONTAINER_MOUNT_INVALID", `${m.label}: the source ${m.source} does not exist`);
   }
 
   const layers = img.source.layers.map((l): RootFSLayer => {
-    if (!l.diffID) fail(`layer ${l.digest} has no diff_id in the image config`);
+    if (!l.diffID) fail("MANIFEST_INVALID", `layer ${l.digest} has no diff_id in the image config`);
     return { diffID: l.diffID!, digest: l.digest, origin: `image ${name}`, mediaType: l.mediaType, open: () => img.source.open(l.digest) };
   });
   // Without namespaces (plain-chroot, proot) the rootfs must be a plain tree: assume the mode
@@ -155,15 +155,15 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
   const runner = chosen.runner;
   const has = (f: "stdio" | "readonly-rootfs" | "signals"): boolean => runner.features?.has(f) ?? false;
   try {
-    if ((o.interactive || o.tty) && !has("stdio")) throw new KilnError(`-i and -t need a runner that hands kiln's terminal over (--isolation oci); ${chosen.isolation} cannot`);
-    if (o.readOnly && !has("readonly-rootfs")) throw new KilnError(`--read-only needs --isolation oci; ${chosen.isolation} cannot mount the root read-only`);
+    if ((o.interactive || o.tty) && !has("stdio")) throw new KilnError("FEATURE_UNSUPPORTED", `-i and -t need a runner that hands kiln's terminal over (--isolation oci); ${chosen.isolation} cannot`);
+    if (o.readOnly && !has("readonly-rootfs")) throw new KilnError("FEATURE_UNSUPPORTED", `--read-only needs --isolation oci; ${chosen.isolation} cannot mount the root read-only`);
     signal.throwIfAborted();
     let resolvedUser;
     try {
       resolvedUser = await resolveUser(rootfs.dir, user);
     } catch (err) {
       const m = /^unable to find (user|group) (.*): no matching entries in (passwd|group) file$/.exec((err as Error).message);
-      fail(m ? `${m[1]} ${JSON.stringify(m[2])} not found in /etc/${m[3]}` : (err as Error).message);
+      fail("USER_UNKNOWN", m ? `${m[1]} ${JSON.stringify(m[2])} not found in /etc/${m[3]}` : (err as Error).message);
     }
     const hostname = o.hostname ?? newHostname();
     const env = await environment(o, cc.Env ?? [], hostname, resolvedUser!.home);
@@ -232,7 +232,7 @@ async function environment(o: ContainerOptions, imageEnv: string[], hostname: st
 }
 
 /** The command must exist in the image (as a path, or on PATH) unless a mount provides it. */
-async function checkCommand(root: string, cmd: string, cwd: string, path: string, mounts: RunMount[], fail: (m: string) => never): Promise<void> {
+async function checkCommand(root: string, cmd: string, cwd: string, path: string, mounts: RunMount[], fail: (code: KilnErrorCode, m: string) => never): Promise<void> {
   const onMount = (p: string): boolean => mounts.some((m) => p === m.target || p.startsWith(`${m.target}/`));
   const executable = async (p: string): Promise<boolean> => {
     if (onMount(p)) return true;
@@ -245,11 +245,11 @@ async function checkCommand(root: string, cmd: string, cwd: string, path: string
   };
   if (cmd.includes("/")) {
     const p = posix.resolve(cwd, cmd);
-    if (!(await executable(p))) fail(`${JSON.stringify(cmd)}: no such executable file in the image`);
+    if (!(await executable(p))) fail("CONTAINER_COMMAND_NOT_FOUND", `${JSON.stringify(cmd)}: no such executable file in the image`);
     return;
   }
   for (const dir of path.split(":")) {
     if (dir.startsWith("/") && (await executable(posix.join(dir, cmd)))) return;
   }
-  fail(`executable ${JSON.stringify(cmd)} not found in $PATH (${path})`);
+  fail("CONTAINER_COMMAND_NOT_FOUND", `executable ${JSON.stringify(cmd)} not found in $PATH (${path})`);
 }

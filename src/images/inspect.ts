@@ -17,7 +17,7 @@ async function json<T>(img: ImageSource, digest: string, what: string): Promise<
     return JSON.parse((await img.readBytes(digest as `sha256:${string}`)).toString("utf8")) as T;
   } catch (err) {
     if (err instanceof KilnError) throw err;
-    throw new KilnError(`${what} ${digest} is not valid JSON`);
+    throw new KilnError("MANIFEST_INVALID", `${what} ${digest} is not valid JSON`);
   }
 }
 

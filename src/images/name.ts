@@ -10,8 +10,8 @@ export function normalizeName(input: string, what = "image name"): string {
   try {
     ref = parseReference(input);
   } catch (err) {
-    throw new KilnError(`${what} ${JSON.stringify(input)}: ${(err as Error).message.replace(/^invalid reference "[^"]*": /, "")}`);
+    throw new KilnError("TAG_INVALID", `${what} ${JSON.stringify(input)}: ${(err as Error).message.replace(/^invalid reference "[^"]*": /, "")}`);
   }
-  if (ref.digest !== undefined) throw new KilnError(`${what} ${JSON.stringify(input)}: a name cannot hold a digest (tag it as NAME:TAG)`);
+  if (ref.digest !== undefined) throw new KilnError("TAG_INVALID", `${what} ${JSON.stringify(input)}: a name cannot hold a digest (tag it as NAME:TAG)`);
   return familiarName(ref);
 }

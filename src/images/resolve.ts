@@ -47,7 +47,7 @@ export function splitLayoutArgument(arg: string): { dir: string; selector?: stri
       rest = rest.slice(0, colon);
     }
   }
-  if (rest === "") throw new KilnError(`${arg}: missing layout directory`);
+  if (rest === "") throw new KilnError("OPTION_INVALID", `${arg}: missing layout directory`);
   return { dir: resolvePath(rest), ...(selector ? { selector } : {}) };
 }
 
@@ -57,13 +57,13 @@ export function isLayoutArgument(arg: string): boolean {
 
 /** The single-platform manifest a stored target names (following an index to `platform`). */
 async function storedManifest(store: BlobStore, target: NamedTarget, platform: Platform, name: string): Promise<Descriptor> {
-  if (!(await store.has(target.digest))) throw new KilnError(`image ${name}: its manifest ${target.digest} is no longer in the store (pull or build it again)`);
+  if (!(await store.has(target.digest))) throw new KilnError("BLOB_MISSING", `image ${name}: its manifest ${target.digest} is no longer in the store (pull or build it again)`);
   if (target.mediaType === MediaType.ociIndex || target.mediaType === MediaType.dockerManifestList) {
     const index = await store.readJSON<Index>(target.digest);
     try {
       return selectManifest(index, platform);
     } catch (err) {
-      throw new KilnError(`image ${name}: ${(err as Error).message}`);
+      throw new KilnError("PLATFORM_MISMATCH", `image ${name}: ${(err as Error).message}`);
     }
   }
   return target;
@@ -74,11 +74,12 @@ async function fromStore(store: BlobStore, target: NamedTarget, platform: Platfo
   try {
     const source = await storeImage(store, manifest);
     for (const d of [source.config, ...source.layers]) {
-      if (!(await store.has(d.digest))) throw new KilnError(`blob ${d.digest} is no longer in the store (pull or build it again)`);
+      if (!(await store.has(d.digest))) throw new KilnError("BLOB_MISSING", `blob ${d.digest} is no longer in the store (pull or build it again)`);
     }
     return source;
   } catch (err) {
-    throw new KilnError(`image ${name}: ${(err as Error).message}`);
+    const code = err instanceof KilnError ? err.code : "MANIFEST_INVALID";
+    throw new KilnError(code, `image ${name}: ${(err as Error).message}`);
   }
 }
 
@@ -101,7 +102,7 @@ export async function resolveImage(arg: string, options: ResolveOptions): Promis
   try {
     ref = parseReference(arg);
   } catch (err) {
-    throw new KilnError(`${arg}: not an image name, reference or oci-layout:// path (${(err as Error).message})`);
+    throw new KilnError("REFERENCE_INVALID", `${arg}: not an image name, reference or oci-layout:// path (${(err as Error).message})`);
   }
   const store = new BlobStore(options.cacheDir);
   const policy = options.pull ?? "missing";
@@ -109,7 +110,7 @@ export async function resolveImage(arg: string, options: ResolveOptions): Promis
   if (policy !== "always") {
     const target = ref.digest ? await byDigest(options.cacheDir, ref) : (await getName(options.cacheDir, name))?.target;
     if (target) return { source: await fromStore(store, target, platform, name), name, from: "store" };
-    if (policy === "never") throw new KilnError(`image ${name} is not in the local store (pull policy "never")`);
+    if (policy === "never") throw new KilnError("IMAGE_NOT_LOCAL", `image ${name} is not in the local store (pull policy "never")`);
   }
   const { pullImage } = await import("../registry/pull.js"); // undici only when pulling
   let pulled;
@@ -118,7 +119,8 @@ export async function resolveImage(arg: string, options: ResolveOptions): Promis
   } catch (err) {
     if (options.signal?.aborted) throw err;
     const msg = (err as Error).message;
-    throw new KilnError(msg.includes(name) ? msg : `image ${name}: not in the local store, and pulling it failed: ${msg}`);
+    const code = err instanceof KilnError ? err.code : "REGISTRY_UNREACHABLE";
+    throw new KilnError(code, msg.includes(name) ? msg : `image ${name}: not in the local store, and pulling it failed: ${msg}`);
   }
   if (!ref.digest) await setName(options.cacheDir, name, pulled.manifestDescriptor);
   return { source: pulled.source, name, from: "registry" };
