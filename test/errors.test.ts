@@ -178,5 +178,9 @@ describe("RegistryError from a real answer, exit codes and hints in the CLI", ()
     expect(exitCodeFor(new UsageError("OPTION_INVALID", "--output x: unsupported type"))).toBe(2);
     expect(exitCodeFor(new KilnError("BLOB_MISSING", "blob gone"))).toBe(1);
     expect(exitCodeFor(new Error("plain"))).toBe(1);
+    // kiln run's own failures (usage ones too) are 125, as docker run's
+    expect(exitCodeFor(new UsageError("USAGE", "kiln run: unknown option --x"), "run")).toBe(125);
+    expect(exitCodeFor(new KilnError("USER_UNKNOWN", "app:1: user \"x\" not found in /etc/passwd"), "run")).toBe(125);
+    expect(exitCodeFor(new UsageError("USAGE", "kiln build: unknown option --x"), "build")).toBe(2);
   });
 });

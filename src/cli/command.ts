@@ -10,8 +10,6 @@ export interface Command {
   options: OptionSpec[];
   /** false: options end at the first positional (the rest belongs to the command run, as with docker run). */
   interspersed?: boolean;
-  /** The exit status of kiln's own failures in this command (default: the error's; docker run uses 125). */
-  errorExit?: number;
   run(args: ParsedArgs): Promise<number>;
 }
 

@@ -1,10 +1,14 @@
 // How a failure looks to a CLI user: the exit code (0 success, 1 build or input error, 2 usage
-// error) and the one line printed, with the hints that
+// error; 125 for kiln run's own failures, as docker run) and the one line printed, with the hints that
 // belong to the command line ("run kiln login ...") added here, never in library errors.
 import { KilnError, RegistryError, UsageError } from "../errors.js";
 
-/** The process exit code for an error that ended a command: 2 for a caller's mistake, else 1. */
-export function exitCodeFor(err: unknown): number {
+/** Commands whose own failures exit 125, as docker's do, so they differ from the process's status. */
+const CONTAINER_COMMANDS = new Set(["run"]);
+
+/** The process exit code for an error that ended `command`: 2 for a caller's mistake, else 1 (kiln run: 125 for both). */
+export function exitCodeFor(err: unknown, command?: string): number {
+  if (command !== undefined && CONTAINER_COMMANDS.has(command)) return 125;
   return err instanceof UsageError ? 2 : 1;
 }
 

@@ -366,7 +366,6 @@ function help(name?: string): string {
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  let errorExit: number | undefined;
   try {
     if (name === undefined || name === "help" || name === "--help" || name === "-h") {
       const topic = name === "help" ? rest[0] : undefined;
@@ -380,7 +379,6 @@ export async function main(argv: string[]): Promise<number> {
     }
     const cmd = commands[name];
     if (!cmd) throw new UsageError("USAGE", `kiln: unknown command "${name}" (see: kiln help)`);
-    errorExit = cmd.errorExit;
     if (cmd.interspersed !== false && (rest.includes("--help") || rest.includes("-h"))) {
       process.stdout.write(help(name));
       return 0;
@@ -394,6 +392,6 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     process.stderr.write(`error: ${describeError(err)}\n`);
     if (!(err instanceof KilnError) && process.env.KILN_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ""}\n`);
-    return errorExit ?? exitCodeFor(err);
+    return exitCodeFor(err, name !== undefined && commands[name] ? name : undefined);
   }
 }

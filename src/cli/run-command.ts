@@ -1,5 +1,5 @@
 // `kiln run [OPTIONS] IMAGE [COMMAND [ARG...]]` with docker's flag names: flags end at the image
-// (the rest is the command), kiln's own failures exit 125 (as docker's do), the process's exit
+// (the rest is the command), kiln's own failures exit 125 (as docker's do: src/cli/exit.ts), the process's exit
 // status is kiln's otherwise, and SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 are forwarded.
 import { KilnError, UsageError } from "../errors.js";
 import type { Snapshotter } from "../fs/rootfs.js";
@@ -13,7 +13,6 @@ export const runCommand: Command = {
   summary: "Run a command in a new container from an image (removed when it exits)",
   usage: "kiln run [OPTIONS] IMAGE [COMMAND [ARG...]]   (IMAGE: a stored name, oci-layout://DIR[:TAG] or a registry reference)",
   interspersed: false,
-  errorExit: 125,
   options: [
     { name: "env", short: "e", type: "string", repeatable: true, valueName: "K=V", help: "set an environment variable (K alone takes kiln's value)" },
     { name: "env-file", type: "string", repeatable: true, valueName: "FILE", help: "read KEY=VALUE lines from FILE" },
