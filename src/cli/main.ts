@@ -147,7 +147,9 @@ const commands: Record<string, Command> = {
         ...(quiet ? {} : { onProgress: createTransferProgress() }),
       };
       const { isLayoutArgument, splitLayoutArgument } = await import("../images/resolve.js");
-      const layoutDir = isLayoutArgument(src) ? splitLayoutArgument(src) : await isLayoutDir(splitLayoutArg(src).dir) ? splitLayoutArg(src) : undefined;
+      // a layout (oci-layout://DIR, or a directory holding one), else a stored name
+      const asLayout = splitLayoutArgument(src);
+      const layoutDir = isLayoutArgument(src) || (await isLayoutDir(asLayout.dir)) ? asLayout : undefined;
       let digest: string;
       let to = refs;
       if (layoutDir) {
@@ -340,13 +342,6 @@ async function isLayoutDir(dir: string): Promise<boolean> {
   return stat(`${dir}/oci-layout`).then((st) => st.isFile(), () => false);
 }
 
-function splitLayoutArg(s: string): { dir: string; selector?: string } {
-  const at = s.lastIndexOf("@sha256:");
-  if (at >= 0) return { dir: s.slice(0, at), selector: s.slice(at + 1) };
-  const colon = s.lastIndexOf(":");
-  if (colon > s.lastIndexOf("/") && colon > 0) return { dir: s.slice(0, colon), selector: s.slice(colon + 1) };
-  return { dir: s };
-}
 
 async function writeDigestFiles(args: ParsedArgs, digest: string, refs: string[]): Promise<void> {
   const df = one(args, "digest-file");
