@@ -9,15 +9,14 @@ import { mkdir, stat } from "node:fs/promises";
 import { join, posix, resolve } from "node:path";
 import { KilnError, type KilnErrorCode } from "../errors.js";
 import { resolveInRoot } from "../fs/confine.js";
-import { createDirRootFS } from "../fs/dir-rootfs.js";
-import { createOverlayRootFS } from "../fs/overlay-rootfs.js";
-import { cleanupStale, resolveSnapshotter, type RootFS, type RootFSLayer, type Snapshotter } from "../fs/rootfs.js";
+import { cleanupStale, createRootFS, resolveSnapshotter, type RootFS, type RootFSLayer, type Snapshotter } from "../fs/rootfs.js";
 import type { ImageConfig } from "../image/oci.js";
 import { formatPlatform, hostPlatform, parsePlatform, platformMatches } from "../image/platform.js";
 import type { RegistryOptions } from "../registry/options.js";
 import { resolveImage, type PullPolicy } from "../images/resolve.js";
 import { chooseRunner, resolveUser, type Isolation, type RunControl, type RunMount, type RunSpec } from "../run/index.js";
-import { cachedPreflight } from "../run/preflight-cache.js";
+import { overlayUnsupported, primeOverlayProbe } from "../fs/overlay.js";
+import { cachedHostFact, cachedPreflight } from "../run/preflight-cache.js";
 import { newHostname } from "../run/sandbox-files.js";
 import { containerArgv } from "./command.js";
 import { envEntry, parseMount, parseVolume, readEnvFile } from "./flags.js";
@@ -199,10 +198,16 @@ const needsPlainTree = (isolation: string): boolean => isolation === "plain-chro
 async function assembleRootfs(cacheDir: string, isolation: string, o: ContainerOptions, layers: RootFSLayer[]): Promise<RootFS> {
   const noMounts = needsPlainTree(isolation);
   const wanted = o.snapshotter ?? "auto";
+  if (wanted !== "dir") {
+    // the overlay probe (a test mount) remembered across runs, as the preflight is
+    const base = join(cacheDir, "rootfs");
+    const answer = await cachedHostFact(cacheDir, `overlay:${base}`, () => overlayUnsupported(base), (v): v is string | null => v === null || typeof v === "string");
+    primeOverlayProbe(base, answer);
+  }
   const { snapshotter } = await resolveSnapshotter(cacheDir, noMounts && wanted === "auto" ? "dir" : wanted);
   const common = { ...(noMounts ? { deviceNodes: "skip" as const } : {}), ...(o.onWarning ? { onWarning: o.onWarning } : {}) };
   // no scratch file system: a container's writes are few, and the upper goes with the work directory
-  const rootfs = snapshotter === "overlay" ? await createOverlayRootFS(cacheDir, { ...common, scratch: false }) : await createDirRootFS(cacheDir, common);
+  const rootfs = await createRootFS(cacheDir, { ...common, snapshotter, ...(snapshotter === "overlay" ? { scratch: false } : {}) });
   try {
     await rootfs.applyLayers(layers);
   } catch (err) {

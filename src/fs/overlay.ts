@@ -70,6 +70,11 @@ const probes = new Map<string, Promise<string | null>>();
  * Whether overlay mounts with an upper directory work under `base` (a directory kiln owns):
  * null when they do, else the reason they do not. Tried once per directory per process.
  */
+/** Take `answer` (e.g. remembered from an earlier process) as the probe's for `base` in this process. */
+export function primeOverlayProbe(base: string, answer: string | null): void {
+  if (!probes.has(base)) probes.set(base, Promise.resolve(answer));
+}
+
 export function overlayUnsupported(base: string): Promise<string | null> {
   let p = probes.get(base);
   if (!p) {

@@ -1,4 +1,5 @@
-// The preflight's report kept for a few minutes in `<cache>/preflight/<key>.json`, so that short
+// The preflight's report (and other probed host facts, such as whether overlay mounts work under
+// the cache dir) kept for a few minutes in `<cache>/preflight/<key>.json`, so that short
 // commands (`kiln run IMAGE true`) do not pay the probes each time. The key is everything the
 // probes depend on: uid/gid, the capability sets, no_new_privs and seccomp mode from
 // /proc/self/status, the cgroup and the boot id, kiln's version, and path, size and mtime of each
@@ -51,16 +52,25 @@ function plausible(r: unknown): r is PreflightReport {
   return !!x && typeof x.uid === "number" && Array.isArray(x.capEff) && Array.isArray(x.capBnd) && typeof x.modes === "object" && typeof x.modes?.oci?.ok === "boolean";
 }
 
-/** The preflight report from `<cacheDir>/preflight/` when fresh, else probed now and kept there. */
-export async function cachedPreflight(cacheDir: string, now = Date.now()): Promise<PreflightReport> {
-  const path = join(cacheDir, "preflight", `${preflightKey()}.json`);
+/**
+ * `compute()`'s answer kept under `name` for MAX_AGE_MS in `<cacheDir>/preflight/` (keyed by
+ * preflightKey() and `name`); `valid` checks what is read back.
+ */
+export async function cachedHostFact<T>(cacheDir: string, name: string, compute: () => Promise<T>, valid: (v: unknown) => v is T, now = Date.now()): Promise<T> {
+  const key = name === "preflight" ? preflightKey() : createHash("sha256").update(`${preflightKey()}\0${name}`).digest("hex");
+  const path = join(cacheDir, "preflight", `${key}.json`);
   try {
     const doc = JSON.parse(await readFile(path, "utf8")) as { at?: unknown; report?: unknown };
-    if (typeof doc.at === "number" && now - doc.at >= 0 && now - doc.at < MAX_AGE_MS && plausible(doc.report)) return doc.report;
+    if (typeof doc.at === "number" && now - doc.at >= 0 && now - doc.at < MAX_AGE_MS && valid(doc.report)) return doc.report;
   } catch {
-    /* none yet, or unreadable: probe */
+    /* none yet, or unreadable: compute */
   }
-  const report = await preflight();
-  await writeFileAtomic(path, JSON.stringify({ at: now, report }), { mkdirMode: 0o700 }).catch(() => undefined);
-  return report;
+  const value = await compute();
+  await writeFileAtomic(path, JSON.stringify({ at: now, report: value }), { mkdirMode: 0o700 }).catch(() => undefined);
+  return value;
+}
+
+/** The preflight report from `<cacheDir>/preflight/` when fresh, else probed now and kept there. */
+export function cachedPreflight(cacheDir: string, now = Date.now()): Promise<PreflightReport> {
+  return cachedHostFact(cacheDir, "preflight", preflight, plausible, now);
 }

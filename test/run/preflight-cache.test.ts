@@ -3,7 +3,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { MAX_AGE_MS, cachedPreflight, preflightKey } from "../../src/run/preflight-cache.js";
+import { MAX_AGE_MS, cachedHostFact, cachedPreflight, preflightKey } from "../../src/run/preflight-cache.js";
 import type { PreflightReport } from "../../src/run/preflight.js";
 import { TempDirs } from "../helpers/temp.js";
 
@@ -39,5 +39,19 @@ describe("cachedPreflight", () => {
     await writeFile(join(cache, "preflight", `${"0".repeat(64)}.json`), JSON.stringify({ at: now, report: fake() }));
     expect((await cachedPreflight(cache, now)).uid).toBe(process.getuid?.());
     expect((await readdir(join(cache, "preflight"))).sort()).toEqual([`${"0".repeat(64)}.json`, `${preflightKey()}.json`].sort());
+  });
+
+  it("keeps any other host fact the same way, under its own name", async () => {
+    const cache = await temps.make("kiln-host-fact-");
+    let calls = 0;
+    const compute = async (): Promise<string | null> => (calls++, calls === 1 ? null : "changed");
+    const valid = (v: unknown): v is string | null => v === null || typeof v === "string";
+    const now = Date.now();
+    expect(await cachedHostFact(cache, "overlay:/x", compute, valid, now)).toBeNull();
+    expect(await cachedHostFact(cache, "overlay:/x", compute, valid, now + 1)).toBeNull();
+    expect(calls).toBe(1);
+    expect(await cachedHostFact(cache, "overlay:/y", compute, valid, now)).toBe("changed");
+    expect(await cachedHostFact(cache, "overlay:/x", compute, valid, now + MAX_AGE_MS)).toBe("changed");
+    expect(calls).toBe(3);
   });
 });
