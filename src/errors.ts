@@ -47,7 +47,7 @@ export const ERROR_CODES = {
   RUN_FAILED: "a RUN command exited with a non-zero code",
   RUN_MOUNT_INVALID: "a RUN --mount is invalid or cannot be set up",
   RUN_SECRET_MISSING: "a required secret was not given",
-  RUN_SECRET_UNREADABLE: "a secret's source cannot be read",
+  RUN_SECRET_UNREADABLE: "a secret's source file cannot be read, or its environment variable is not set",
   ISOLATION_UNAVAILABLE: "the RUN isolation asked for (or any) cannot work on this host",
   OWNER_UNMAPPED: "a RUN step created a file whose owner has no id inside the container",
   // root filesystems

@@ -180,3 +180,11 @@ describe("RegistryError from a real answer, exit codes and hints in the CLI", ()
     expect(exitCodeFor(new Error("plain"))).toBe(1);
   });
 });
+
+describe("CLI hints", () => {
+  it("a missing required secret gets the --secret hint from the CLI; the library message has none", () => {
+    const e = DockerfileError.at(new KilnError("RUN_SECRET_MISSING", 'secret "tok" is required but was not given'), { file: "Dockerfile", line: 3, instruction: "RUN" });
+    expect((e as Error).message).toBe('Dockerfile:3: RUN: secret "tok" is required but was not given');
+    expect(describeError(e)).toBe('Dockerfile:3: RUN: secret "tok" is required but was not given; give it with --secret id=ID,src=FILE (or env=VAR)');
+  });
+});

@@ -191,7 +191,7 @@ async function secretMount(
   if (!id) throw new KilnError("RUN_MOUNT_INVALID", `--mount=${m.spec}: a secret needs id= (or a target)`);
   const given = sb.session.options.secrets?.[id];
   if (!given) {
-    if (m.required) throw new KilnError("RUN_SECRET_MISSING", `secret "${id}" is required but was not given (use --secret id=${id},src=FILE)`);
+    if (m.required) throw new KilnError("RUN_SECRET_MISSING", `secret "${id}" is required but was not given`);
     return undefined;
   }
   let value: Buffer;
@@ -201,7 +201,7 @@ async function secretMount(
     });
   } else {
     const v = process.env[given.env ?? id];
-    if (v === undefined) throw new KilnError("RUN_SECRET_MISSING", `secret "${id}": environment variable ${given.env ?? id} is not set`);
+    if (v === undefined) throw new KilnError("RUN_SECRET_UNREADABLE", `secret "${id}": environment variable ${given.env ?? id} is not set`);
     value = Buffer.from(v, "utf8");
   }
   if (m.env && !m.target) return { env: { name: m.env, value: value.toString("utf8") } };
