@@ -6,8 +6,10 @@ import { KilnError } from "../errors.js";
 import type { LayerEntry } from "./entry.js";
 import type { ChunkWriter } from "./tar-chunks.js";
 
-export function contentError(entry: LayerEntry, err: unknown): KilnError {
+export function contentError(entry: LayerEntry, err: unknown): Error {
   if (err instanceof KilnError) return err;
+  // a cancelled read stays a cancellation, whatever entry it interrupted
+  if (err instanceof Error && err.name === "AbortError") return err;
   return new KilnError("LAYER_READ_FAILED", `layer: "${entry.path}": cannot read content: ${(err as Error).message}`, { cause: err });
 }
 

@@ -40,13 +40,13 @@ async function* generateTar(
   const out = new ChunkWriter(CHUNK_SIZE, options.allocChunk);
   for (const entry of ordered) {
     if (writeEntrySync(entry, options, out)) {
-      if (out.hasFull()) yield* out.takeFull();
+      if (out.hasFull()) yield* each(out.takeFull());
     } else {
       yield* writeEntry(entry, options, out);
     }
   }
   out.zeros(2 * BLOCK);
-  yield* out.takeFull();
+  yield* each(out.takeFull());
   const last = out.takeRest();
   if (last) yield last;
 }
@@ -87,7 +87,7 @@ async function* writeEntry(entry: LayerEntry, options: TarOptions, out: ChunkWri
         }
       }
     }
-    yield* out.takeFull();
+    yield* each(out.takeFull());
     return;
   }
   if (!entry.open) throw new KilnError("LAYER_CONTENT_MISMATCH", `layer: "${entry.path}": file of ${entry.size} bytes has no content`);
@@ -97,7 +97,7 @@ async function* writeEntry(entry: LayerEntry, options: TarOptions, out: ChunkWri
     let done = 0;
     for (;;) {
       done = readHostFile(entry, hostPath, out, done, 4 * CHUNK_SIZE);
-      yield* out.takeFull();
+      yield* each(out.takeFull());
       if (done >= entry.size) break;
     }
   } else {
@@ -111,7 +111,7 @@ async function* writeEntry(entry: LayerEntry, options: TarOptions, out: ChunkWri
         }
         if (buf.length > 0) {
           out.write(buf);
-          yield* out.takeFull();
+          yield* each(out.takeFull());
         }
       }
     } catch (err) {
@@ -123,5 +123,14 @@ async function* writeEntry(entry: LayerEntry, options: TarOptions, out: ChunkWri
   }
   const rem = entry.size % BLOCK;
   if (rem !== 0) out.zeros(BLOCK - rem);
-  yield* out.takeFull();
+  yield* each(out.takeFull());
+}
+
+/**
+ * The chunks one by one. Not `yield* array`: when the stream reading the tar is destroyed, Node 24's
+ * Readable.from calls the generator's throw(), and delegation to an array iterator (which has no
+ * throw method) would replace the stream's error (an AbortError, say) with a TypeError.
+ */
+function* each(chunks: Buffer[]): Generator<Buffer> {
+  for (const c of chunks) yield c;
 }

@@ -1,7 +1,6 @@
 // The OCI image layout destination: a directory (blobs hardlinked or copied from the store,
 // index.json replaced atomically, tags merged into an existing layout) or the same layout as a
 // tar file written to a temp name and renamed. Also the tar-of-a-layout helper docker-archive uses.
-import { createWriteStream } from "node:fs";
 import { copyFile, link, mkdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
@@ -12,7 +11,7 @@ import type { ImageSource } from "../image/source.js";
 import { MediaType, REF_NAME_ANNOTATION, type Descriptor, type Digest, type Index } from "../image/oci.js";
 import type { LayerEntry } from "../layer/entry.js";
 import { tarStream } from "../layer/tar-writer.js";
-import { tempNameFor, writeFileAtomic } from "../store/atomic-file.js";
+import { createdWriteStream, tempNameFor, writeFileAtomic } from "../store/atomic-file.js";
 
 export const OCI_LAYOUT_FILE = JSON.stringify({ imageLayoutVersion: "1.0.0" });
 const CONTAINERD_NAME_ANNOTATION = "io.containerd.image.name";
@@ -135,7 +134,7 @@ async function placeBlob(img: ImageSource, digest: Digest, dest: string, signal:
         await copyFile(src, tmp);
       }
     } else {
-      await pipeline(img.open(digest), createWriteStream(tmp, { mode: 0o644 }), signal ? { signal } : {});
+      await pipeline(img.open(digest), await createdWriteStream(tmp), signal ? { signal } : {});
     }
     await rename(tmp, dest);
   } finally {
@@ -240,7 +239,7 @@ export async function writeTarAtomic(entries: LayerEntry[], dest: string, signal
   }
   const tmp = tempNameFor(dest);
   try {
-    await pipeline(tarStream(entries), createWriteStream(tmp, { mode: 0o644 }), signal ? { signal } : {});
+    await pipeline(tarStream(entries), await createdWriteStream(tmp), signal ? { signal } : {});
     await rename(tmp, dest);
   } finally {
     await rm(tmp, { force: true });
