@@ -268,7 +268,7 @@ async function readDockerfile(options: BuildOptions & { dockerfileName?: string 
   try {
     return { text: await readFile(path, "utf8"), file, path };
   } catch (err) {
-    throw new KilnError("DOCKERFILE_READ", `cannot read Dockerfile ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new KilnError("DOCKERFILE_READ", `cannot read Dockerfile ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
   }
 }
 

@@ -68,7 +68,7 @@ async function readJSONFile<T>(path: string): Promise<T | undefined> {
     text = await readFile(path, "utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw new KilnError("CREDENTIALS_INVALID", `cannot read ${path}: ${(err as Error).message}`);
+    throw new KilnError("CREDENTIALS_INVALID", `cannot read ${path}: ${(err as Error).message}`, { cause: err });
   }
   try {
     return JSON.parse(text) as T;
