@@ -188,3 +188,33 @@ describe("CLI hints", () => {
     expect(describeError(e)).toBe('Dockerfile:3: RUN: secret "tok" is required but was not given; give it with --secret id=ID,src=FILE (or env=VAR)');
   });
 });
+
+describe("errors from build(), in process", () => {
+  const dirs: string[] = [];
+  afterEach(async () => {
+    while (dirs.length > 0) await rm(dirs.pop()!, { recursive: true, force: true });
+  });
+  const temp = (): string => {
+    const d = mkdtempSync(join(tmpdir(), "kiln-errs-build-"));
+    dirs.push(d);
+    return d;
+  };
+
+  it("a step's failure is a DockerfileError at its line, with the step's code and the original error as cause", async () => {
+    const ctx = temp();
+    await writeFile(join(ctx, "Dockerfile"), "FROM scratch\nCOPY missing.txt /x\n");
+    const err = await api.build({ context: ctx, cacheDir: temp(), outputs: [{ type: "oci", dest: join(ctx, "out"), tar: false }] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DockerfileError);
+    expect(err).toMatchObject({ code: "CONTEXT_SOURCE_NOT_FOUND", file: "Dockerfile", line: 2, instruction: "COPY", problem: 'source "missing.txt" not found in build context' });
+    expect((err as Error).message).toBe('Dockerfile:2: COPY: source "missing.txt" not found in build context');
+    expect((err as Error).cause).toBeInstanceOf(KilnError);
+    expect(exitCodeFor(err)).toBe(1);
+  });
+
+  it("an unreadable Dockerfile: DOCKERFILE_READ with the system error as cause", async () => {
+    const ctx = temp();
+    const err = await api.build({ context: ctx, cacheDir: temp() }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "DOCKERFILE_READ" });
+    expect(((err as Error).cause as NodeJS.ErrnoException).code).toBe("ENOENT");
+  });
+});
