@@ -97,6 +97,7 @@ export const ERROR_CODES = {
   REGISTRY_PROTOCOL: "the registry broke the distribution protocol (no v2 API, redirects, missing headers, oversized answers)",
   CREDENTIALS_INVALID: "Docker's config.json cannot be read or has a malformed entry",
   CREDENTIAL_HELPER_FAILED: "a docker-credential helper failed",
+  CREDENTIALS_NOT_FOUND: "a docker-credential helper holds no credentials for the registry",
 } as const;
 
 export type KilnErrorCode = keyof typeof ERROR_CODES;

@@ -68,7 +68,7 @@ export async function logout(registry: string, options: RegistryOptions = {}): P
     try {
       await runCredentialHelper(helper, "erase", authKey(name));
     } catch (err) {
-      if (!(err instanceof KilnError && /not found/i.test(err.message))) throw err;
+      if (!(err instanceof KilnError && err.code === "CREDENTIALS_NOT_FOUND")) throw err;
     }
   }
   if (cfg.auths) {
