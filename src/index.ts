@@ -1,6 +1,6 @@
 // kiln's public library API: `import { build, parseDockerfile, ... } from "kiln"`.
 export { VERSION } from "./version.js";
-export { KilnError, DockerfileError, UsageError } from "./errors.js";
+export { KilnError, DockerfileError, UsageError, AbortError, IsolationError, ISOLATION_FAILED } from "./errors.js";
 
 // Dockerfile language
 export { parseDockerfile } from "./dockerfile/parse.js";

@@ -8,7 +8,7 @@ import { formatBytes } from "../units.js";
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { buffer } from "node:stream/consumers";
-import { DockerfileError, KilnError, UsageError } from "../errors.js";
+import { DockerfileError, KilnError, UsageError, abortError } from "../errors.js";
 import { parseDockerfile } from "../dockerfile/parse.js";
 import type { TypedInstruction } from "../dockerfile/instructions.js";
 import type { Image, MaterializedImage } from "../image/image.js";
@@ -37,7 +37,22 @@ export interface BuildResult {
   plan: BuildPlan;
 }
 
+/**
+ * Build one Dockerfile. When `options.signal` aborts (during a pull, a COPY, a RUN, an output),
+ * the work stops, temporary trees and mounts are removed, and the promise rejects with an
+ * `AbortError` whose cause is the signal's reason — whatever error the interrupted work raised.
+ */
 export async function build(options: BuildOptions): Promise<BuildResult> {
+  try {
+    return await buildOnce(options);
+  } catch (err) {
+    if (options.signal?.aborted) throw abortError(options.signal);
+    throw err;
+  }
+}
+
+async function buildOnce(options: BuildOptions): Promise<BuildResult> {
+  options.signal?.throwIfAborted();
   const cacheDir = resolve(options.cacheDir ?? defaultCacheDir());
   // Root filesystems, mounts and run directories a killed build left behind.
   await cleanupStale(cacheDir).catch(() => undefined);

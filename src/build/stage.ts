@@ -4,7 +4,7 @@
 // stage's root filesystem and snapshots the change. Every step records a history entry.
 // Layer steps are keyed for the cache; a hit reuses the recorded layer without running anything.
 import { posix } from "node:path";
-import { DockerfileError, KilnError } from "../errors.js";
+import { AbortError, DockerfileError, KilnError, throwIfAborted } from "../errors.js";
 import type { Image, Layer } from "../image/image.js";
 import type { ImageConfig } from "../image/oci.js";
 import type { LayerEntry } from "../layer/entry.js";
@@ -118,7 +118,7 @@ export class StageBuilder {
 
   private async step(inst: TypedInstruction, stepNo: number): Promise<void> {
     const signal = this.session.options.signal;
-    if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new KilnError("build interrupted");
+    throwIfAborted(signal);
     const id = this.session.nextStepId();
     const started = process.hrtime.bigint();
     this.session.emit({ type: "step-start", id, stage: this.label, step: stepNo, steps: this.steps, text: oneLine(inst.original) });
@@ -345,11 +345,12 @@ function oneLine(s: string): string {
 
 /** Give a step's error the Dockerfile line: `Dockerfile:12: COPY: source "x" not found`. */
 export function locate(err: unknown, inst: TypedInstruction, file: string): Error {
-  if (err instanceof DockerfileError) return err;
+  if (err instanceof DockerfileError || err instanceof AbortError) return err;
   const keyword = inst.kind.toUpperCase();
   if (err instanceof KilnError) {
     const msg = err.message.startsWith(`${keyword}:`) ? err.message.slice(keyword.length + 1).trim() : err.message;
-    return new DockerfileError(`${keyword}: ${msg}`, inst.line, file);
+    // the code (e.g. ISOLATION_FAILED) and the original error stay reachable
+    return new DockerfileError(`${keyword}: ${msg}`, inst.line, file, { cause: err, ...(err.code !== undefined ? { code: err.code } : {}) });
   }
   const e = err as NodeJS.ErrnoException;
   if (e && typeof e.code === "string") {

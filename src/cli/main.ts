@@ -1,11 +1,12 @@
 // kiln's command line: dispatches `kiln build|push|pull|lint|verify|login|logout|help`,
 // turns flags into library calls, renders progress, and maps failures to exit codes
-// (0 success, 1 build or input error, 2 usage error). Errors print as one line.
+// (0 success, 1 build or input error, 2 usage error, 130/143 interrupted by SIGINT/SIGTERM).
+// Errors print as one line.
 import type { Snapshotter } from "../fs/rootfs.js";
 import { readFile } from "node:fs/promises";
 import { writeFileAtomic } from "../store/atomic-file.js";
 import { buffer } from "node:stream/consumers";
-import { KilnError, UsageError } from "../errors.js";
+import { AbortError, KilnError, UsageError } from "../errors.js";
 import { VERSION } from "../version.js";
 import { formatOptionHelp, keyValues, many, one, parseArgs, parseCsv, type OptionSpec, type ParsedArgs } from "./args.js";
 import { createProgress, type ProgressMode } from "./progress.js";
@@ -89,8 +90,15 @@ const commands: Record<string, Command> = {
       const dockerfile = one(args, "file");
       const { build } = await import("../build/build.js");
       const listener = createProgress(progress);
+      // SIGINT/SIGTERM abort the build (it cleans up, then rejects with an AbortError): exit
+      // 128+signal with one line, as a shell reports an interrupted command. A second signal
+      // kills kiln at once; the step's processes die with it.
       const controller = new AbortController();
-      const onSignal = (): void => controller.abort(new KilnError("build interrupted"));
+      let interruptedBy: "SIGINT" | "SIGTERM" | undefined;
+      const onSignal = (sig: "SIGINT" | "SIGTERM"): void => {
+        interruptedBy = sig;
+        controller.abort(new KilnError(`interrupted (${sig})`));
+      };
       process.once("SIGINT", onSignal);
       process.once("SIGTERM", onSignal);
       try {
@@ -130,6 +138,12 @@ const commands: Record<string, Command> = {
         if (progress !== "quiet") process.stderr.write(`built ${result.digest} -> ${where}\n`);
         process.stdout.write(`${result.digest}\n`);
         return 0;
+      } catch (err) {
+        if (interruptedBy && err instanceof AbortError) {
+          process.stderr.write(`error: interrupted (${interruptedBy})\n`);
+          return interruptedBy === "SIGINT" ? 130 : 143;
+        }
+        throw err;
       } finally {
         process.off("SIGINT", onSignal);
         process.off("SIGTERM", onSignal);
