@@ -108,6 +108,7 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, ca
     ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
     ...(options.registryCa ? { caFile: options.registryCa } : {}),
     ...(options.registryTimeouts ? { timeouts: options.registryTimeouts } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
   };
   const cache = new BuildCache(
     store,
@@ -129,6 +130,8 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, ca
       await resolveSnapshotter(cacheDir, options.snapshotter ?? "auto");
     }
     const target = await runStages(session, plan, options.jobs);
+    // an abort during the last step (a COPY that does not watch the signal) stops before outputs
+    options.signal?.throwIfAborted();
     const image = target.image;
     const cfg = image.config;
     if (options.labels && Object.keys(options.labels).length > 0) {

@@ -134,6 +134,9 @@ export class BuildSession {
         ...(this.options.insecureRegistries ? { insecureRegistries: this.options.insecureRegistries } : {}),
         ...(this.options.registryCa ? { caFile: this.options.registryCa } : {}),
         ...(this.options.registryTimeouts ? { timeouts: this.options.registryTimeouts } : {}),
+        // an abort of the build cancels its pulls, mid-blob too; progress goes to the listener
+        ...(this.options.signal ? { signal: this.options.signal } : {}),
+        onProgress: (ev) => this.emit(ev),
       })).then((r) => ({ image: r.image, id: r.manifestDescriptor.digest }));
       this.pulls.set(ref, p);
     }

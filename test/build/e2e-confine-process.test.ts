@@ -10,7 +10,7 @@ import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { chmod, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, onTestFinished } from "vitest";
 import { makeTar } from "../fs/helpers.js";
 import { useBusyboxBase } from "../helpers/busybox.js";
 import { writeHandLayout } from "../helpers/hand-layout.js";
@@ -62,7 +62,8 @@ async function waitFor<T>(what: string, ms: number, probe: () => T | undefined):
 async function startBuild(args: string[], env: Record<string, string> = {}): Promise<{ pid: number; exited: Promise<number | null>; output: () => string }> {
   const child = spawn(process.execPath, [KILN_BIN, "build", "--progress", "plain", ...args], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
   let text = "";
-  const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+  // "exit", not "close": processes that outlive kiln would hold its output pipes open
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   await new Promise<void>((resolve, reject) => {
     const onData = (b: Buffer): void => {
       text += b.toString();
@@ -73,6 +74,15 @@ async function startBuild(args: string[], env: Record<string, string> = {}): Pro
     void exited.then(() => reject(new Error(`build ended before its RUN started:\n${text}`)));
   });
   return { pid: child.pid as number, exited, output: () => text };
+}
+
+/** When a test fails before its kill: the build must not outlive it. */
+function killIfRunning(pid: number): void {
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    /* already gone */
+  }
 }
 
 /** Files under `dirs` whose content holds `needle` (devices, fifos and sockets skipped). */
@@ -134,6 +144,7 @@ describe("a RUN's processes die with kiln", () => {
 RUN sh -c 'while :; do date > /tmp/heartbeat; sleep 0.2; done # ${marker}' & echo started; sleep 600; : ${marker}
 `);
       const b = await startBuild(["--isolation", isolation, "--snapshotter", "dir", "--cache-dir", join(dir, "cache"), "--build-context", `base=${base().buildContext}`, "-o", `type=oci,dest=${join(dir, "out")}`, ctx]);
+      onTestFinished(() => killIfRunning(b.pid));
       await waitFor("the RUN's processes", 5000, () => (processesWith(marker).length >= 2 ? true : undefined));
       process.kill(b.pid, "SIGKILL");
       await b.exited;
@@ -162,6 +173,7 @@ describe("secrets vanish with kiln", () => {
 RUN --mount=type=secret,id=s grep -c TOPSECRET /run/secrets/s && echo started && sleep 600
 `);
       const b = await startBuild(["--isolation", isolation, "--snapshotter", "dir", "--cache-dir", cache, "--secret", `id=s,src=${src}`, "--build-context", `base=${base().buildContext}`, "-o", `type=oci,dest=${join(dir, "out")}`, ctx], { TMPDIR: tmp });
+      onTestFinished(() => killIfRunning(b.pid));
       expect(b.output()).toMatch(/#\d+ 1\n/); // the step could read it
       // while the step runs, no host file holds it either (only the source)
       expect(await filesHolding(secret, [cache, tmp, "/dev/shm"])).toEqual([]);
