@@ -1,8 +1,12 @@
-// chroot isolation built only from util-linux `unshare` and coreutils `chroot`: new mount, pid,
-// ipc and uts namespaces (network too for network=none; user namespace when not root), all
-// mounts private so nothing reaches the host, /proc mounted for the new pid namespace, a minimal
-// /dev (tmpfs + bind-mounted host nodes), read-only /sys, the generated /etc files, then
-// `chroot --userspec --groups`. Every mount dies with the namespace when the command exits.
+// chroot isolation built only from util-linux `unshare`/`setpriv` and coreutils `chroot`: new
+// mount, pid, ipc and uts namespaces (network too for network=none; user namespace when not
+// root), all mounts private so nothing reaches the host, the rootfs bound onto itself nodev (as
+// are /dev and every RUN mount: a device node from a layer cannot be opened), /proc mounted for
+// the new pid namespace, a minimal /dev (tmpfs + bind-mounted host nodes), read-only /sys, the
+// generated /etc files, secrets in a tmpfs filled from a pipe, then Docker's default capabilities
+// (setpriv) and `chroot --userspec --groups`. unshare dies with kiln (parent-death signal) and
+// its namespace with it: every mount and process of the step ends when kiln does. A status pipe
+// tells a start failure (IsolationError) from the command's own exit.
 import { closeSync, existsSync, openSync, readSync, realpathSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";

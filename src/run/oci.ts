@@ -1,7 +1,11 @@
 // OCI runtime isolation: writes a runtime bundle (config.json) for one RUN and executes it with
 // `crun run` or `runc run` — pid/mount/ipc/uts namespaces (+ network when network=none, + user
 // when not root), /proc, a minimal /dev, read-only /sys, generated /etc files, Docker's default
-// capabilities. The container is killed and deleted on abort; bundle and state are removed.
+// capabilities and device cgroup, bind mounts nodev. As root the runtime runs as the init of
+// kiln's own pid namespace, in a private mount namespace (rootfs bound nodev, secrets in a tmpfs),
+// tied to kiln's life: the container dies with kiln. A createRuntime hook marks that the container
+// started (else IsolationError). The container is killed and deleted on abort; bundle and state
+// are removed.
 import { existsSync, readFileSync, statfsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";

@@ -3,6 +3,8 @@
 // before it, see mount-view.ts), creates missing targets inside the rootfs and removes the ones
 // kiln created afterwards — re-resolved after the step and touched only while they are still the
 // objects kiln made, restoring the parent directories' times — so none of them enters a layer.
+// Also the secrets: shell lines that fill a tmpfs from a pipe (runners that mount), or 0400 files
+// in the run directory (runners that cannot).
 import { randomBytes } from "node:crypto";
 import { lstatSync, statSync, type Stats } from "node:fs";
 import { chmod, chown, lstat, mkdir, readFile, rmdir, stat, unlink, utimes, writeFile } from "node:fs/promises";
