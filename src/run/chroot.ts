@@ -19,7 +19,7 @@ import { OutputTail, dieWithKiln, runStreaming, shq, startFailure } from "./outp
 import { MountTargets, SECRETS_FD, STATUS_FD, ensureCwd, newHostname, placeMounts, secretLines, writeEtcFiles } from "./sandbox-files.js";
 import type { IdMap, RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
-import { checkUserNamespaces, hostIdMappings } from "./userns.js";
+import { checkUserNamespaces, hostIdMappings, unshareUserArgs } from "./userns.js";
 
 const DEV_NODES = ["null", "zero", "full", "random", "urandom", "tty"];
 
@@ -179,14 +179,7 @@ class ChrootRunner implements Runner {
       // parent-death signal), so nothing of the step outlives kiln, even a SIGKILLed one.
       const args = ["--mount", "--pid", "--fork", "--kill-child", "--ipc", "--uts", "--propagation", "private"];
       if (spec.network === "none") args.push("--net");
-      if (maps) {
-        if (maps.single) args.push("--map-root-user");
-        else {
-          const u = maps.uid[1];
-          const g = maps.gid[1];
-          args.push("--map-user=0", "--map-group=0", `--map-users=${u.hostID},1,${u.size}`, `--map-groups=${g.hostID},1,${g.size}`, "--setgroups", "allow");
-        }
-      }
+      if (maps) args.push(...unshareUserArgs(maps));
       args.push("/bin/sh", script);
       const tail = new OutputTail();
       let status = "";

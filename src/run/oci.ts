@@ -14,11 +14,11 @@ import { defaultCacheDir } from "../store/blob-store.js";
 import { createWorkDir, removeWorkDir } from "../fs/workdir.js";
 import { OutputTail, dieWithKiln, runQuiet, runStreaming, shq, startFailure, type Exec } from "./output.js";
 import {
-  MountTargets, SECRETS_FD, STATUS_FD, ensureCwd, newHostname, placeMounts, secretLines, writeEtcFiles, writeSecretFiles, type PlacedMounts, type PlacedRunMount,
+  MountTargets, SECRETS_FD, STATUS_FD, ensureCwd, newHostname, placeMounts, secretLines, writeEtcFiles, type PlacedMounts, type PlacedRunMount,
 } from "./sandbox-files.js";
 import type { IdMap, RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
-import { hostIdMappings } from "./userns.js";
+import { hostIdMappings, unshareUserArgs } from "./userns.js";
 import { DEFAULT_CAPS } from "./caps.js";
 
 
@@ -93,36 +93,19 @@ class OciRunner implements Runner {
       const placed = await placeMounts(spec, targets, etc);
       const secretDir = join(runDir, "secrets");
       await mkdir(secretDir, { mode: 0o700 });
-      // As root the runtime runs inside kiln's own namespaces (see wrapper()): secrets live in a
-      // tmpfs there. Rootless, they are 0400 files in the run directory, removed with it.
-      const secrets = this.rootless
-        ? { lines: [], data: Buffer.alloc(0), files: await rootlessSecretFiles(placed, secretDir) }
-        : secretLines(placed, secretDir);
+      // the runtime runs inside kiln's own namespaces (see wrapper()): secrets live in a tmpfs there
+      const secrets = secretLines(placed, secretDir);
       const startedFile = join(runDir, "started");
       const config = this.config(spec, user, hostname, placed, secrets.files, startedFile);
       await writeFile(join(runDir, "config.json"), JSON.stringify(config, null, 2));
       const tail = new OutputTail();
       created = true;
-      const code = this.rootless
-        ? await runStreaming(
-            dieWithKiln(this.runtimeExec(stateDir, ["run", "--bundle", runDir, id])),
-            {
-              stdout: spec.stdout,
-              stderr: spec.stderr,
-              signal: spec.signal,
-              onAbort: () => {
-                const kill = this.runtimeExec(stateDir, ["kill", id, "KILL"]);
-                void runQuiet(kill.cmd, kill.args);
-              },
-            },
-            tail,
-          )
-        : // an abort kills unshare (runStreaming's default), which takes the runtime and the container with it
-          await runStreaming(
-            await this.wrapper(spec.rootfs, runDir, stateDir, id, secrets.lines),
-            { stdout: spec.stdout, stderr: spec.stderr, signal: spec.signal, extraFds: [{ read: () => undefined }, { write: secrets.data }] },
-            tail,
-          );
+      // an abort kills unshare (runStreaming's default), which takes the runtime and the container with it
+      const code = await runStreaming(
+        await this.wrapper(spec.rootfs, runDir, stateDir, id, secrets.lines),
+        { stdout: spec.stdout, stderr: spec.stderr, signal: spec.signal, extraFds: [{ read: () => undefined }, { write: secrets.data }] },
+        tail,
+      );
       const aborted = spec.signal?.aborted === true;
       // the runtime ran kiln's createRuntime hook once the container's namespaces, cgroup and
       // mounts were in place: a run that ends without it could not start (not the command failing)
@@ -130,9 +113,9 @@ class OciRunner implements Runner {
       return { exitCode: aborted && code === 0 ? 137 : code, outputTail: tail.text() };
     } finally {
       if (created) {
-        // As root the container was already deleted inside the namespace, or died with it (an
-        // abort): its state's pids are the namespace's, so never --force (which signals) from here.
-        const del = this.runtimeExec(stateDir, ["delete", ...(this.rootless ? ["--force"] : []), id]);
+        // The container was already deleted inside the namespace, or died with it (an abort): its
+        // state's pids are the namespace's, so never --force (which signals) from here.
+        const del = this.runtimeExec(stateDir, ["delete", id]);
         await runQuiet(del.cmd, del.args);
       }
       await targets.cleanup();
@@ -141,14 +124,16 @@ class OciRunner implements Runner {
   }
 
   /**
-   * As root: the runtime runs as the init of kiln's own pid namespace (with its /proc) in a
-   * private mount namespace, under `setpriv --pdeathsig KILL`. When kiln dies, however, unshare
-   * is killed, then the namespace's init, and the kernel kills every process in the namespace —
-   * the container's too (its pid namespace is nested in it). In that mount namespace the rootfs
-   * is bound onto itself nodev (the runtime's rbind keeps it: a device node from a layer cannot
-   * be opened even where the device cgroup would allow its numbers), the secrets' tmpfs is
-   * mounted and filled from fd 4, and crun's hybrid-cgroup tmpfs is placed. The container is
-   * deleted in there after it ends (its state's pids are the namespace's).
+   * The runtime runs as the init of kiln's own pid namespace (with its /proc) in a private mount
+   * namespace — rootless, in kiln's user namespace too (the mapping the container would have got;
+   * the runtime then sees itself as root there, as under rootless podman) — under `setpriv
+   * --pdeathsig KILL`. When kiln dies, however, unshare is killed, then the namespace's init, and
+   * the kernel kills every process in the namespace — the container's too (its pid namespace is
+   * nested in it). In that mount namespace the rootfs is bound onto itself nodev (the runtime's
+   * rbind keeps it: a device node from a layer cannot be opened even where the device cgroup
+   * would allow its numbers), the secrets' tmpfs is mounted and filled from fd 4, and crun's
+   * hybrid-cgroup tmpfs is placed. The container is deleted in there after it ends (its state's
+   * pids are the namespace's).
    */
   private async wrapper(rootfs: string, runDir: string, stateDir: string, id: string, secretSetup: string[]): Promise<Exec> {
     const rt = `${shq(this.opts.runtime)} --root=${shq(stateDir)}`;
@@ -168,9 +153,10 @@ class OciRunner implements Runner {
     ];
     const script = join(runDir, "runtime.sh");
     await writeFile(script, lines.join("\n") + "\n", { mode: 0o700 });
+    const user = this.rootless ? unshareUserArgs(hostIdMappings()) : [];
     return dieWithKiln({
       cmd: findUnshare(),
-      args: ["--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--mount-proc", "/bin/sh", script],
+      args: [...user, "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--mount-proc", "/bin/sh", script],
     });
   }
 
@@ -201,7 +187,9 @@ class OciRunner implements Runner {
       const m = p.mount;
       if (m.type === "tmpfs") mounts.push({ destination: p.target, type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=1777"] });
       else if (m.type === "secret") mounts.push({ destination: p.target, type: "bind", source: secretFiles.get(p), options: ["bind", "rprivate", "ro", "nosuid", "nodev", "noexec"] });
-      else mounts.push({ destination: p.target, type: "bind", source: m.source, options: ["rbind", "rprivate", "nodev", m.readonly ? "ro" : "rw"] });
+      // (rootless: no nodev, whose remount would drop flags the user namespace locks, e.g. nosuid;
+      // no device node can exist there anyway)
+      else mounts.push({ destination: p.target, type: "bind", source: m.source, options: ["rbind", "rprivate", ...(this.rootless ? [] : ["nodev"]), m.readonly ? "ro" : "rw"] });
     }
     const linux: Record<string, unknown> = {
       namespaces,
@@ -209,10 +197,8 @@ class OciRunner implements Runner {
       readonlyPaths: READONLY,
     };
     if (this.rootless) {
-      namespaces.push({ type: "user" });
-      const maps = hostIdMappings();
-      linux.uidMappings = maps.uid;
-      linux.gidMappings = maps.gid;
+      // already inside kiln's user namespace (wrapper()): no user namespace of the container's
+      // own; no device cgroup (a rootless kiln can create no device node, nor can the step)
     } else {
       linux.devices = DEVICES.map(([path, major, minor]) => ({ path, type: "c", major, minor, fileMode: 0o666, uid: 0, gid: 0 }));
       linux.resources = {
@@ -231,8 +217,8 @@ class OciRunner implements Runner {
         user: {
           uid: user.uid,
           gid: user.gid,
-          // runc refuses supplementary groups in rootless containers; crun and root mode keep them
-          ...(this.rootless && this.opts.runtime === "runc" ? {} : { additionalGids: user.additionalGids }),
+          // supplementary groups need setgroups(2), denied in a single-id user namespace
+          ...(this.rootless && hostIdMappings().single ? {} : { additionalGids: user.additionalGids }),
         },
         args: spec.argv,
         env: spec.env,
@@ -250,13 +236,6 @@ class OciRunner implements Runner {
       hooks: { createRuntime: [{ path: "/bin/sh", args: ["sh", "-c", `cat > /dev/null; : > ${shq(startedFile)}`] }] },
     };
   }
-}
-
-/** A rootless runtime cannot be given a tmpfs kiln fills: each secret is a 0400 file in `dir`. */
-async function rootlessSecretFiles(placed: PlacedMounts, dir: string): Promise<Map<PlacedRunMount, string>> {
-  const secrets = placed.mounts.filter((p) => p.mount.type === "secret");
-  const byMount = await writeSecretFiles(secrets.map((p) => p.mount), dir);
-  return new Map(secrets.map((p) => [p, byMount.get(p.mount) as string]));
 }
 
 function findUnshare(): string {
