@@ -2,9 +2,10 @@
 // device nodes from a layer (a loop device attached to a sentinel file, a node the step makes
 // itself) cannot be opened under --isolation chroot or oci, with either snapshotter, while kiln's
 // own /dev nodes work; a RUN's processes die within ~2 s of a kill -9 of kiln (chroot, oci,
-// plain-chroot); after such a kill no file holding a secret's bytes is left under the cache dir
-// or the temporary directory (chroot, oci); an isolation that refuses to start the process is
-// reported as such (ISOLATION_FAILED), not as the command's exit code.
+// plain-chroot; rootless chroot and oci too); after such a kill no file holding a secret's bytes
+// is left under the cache dir or the temporary directory (chroot, oci, as root and rootless); an
+// isolation that refuses to start the process is reported as such (ISOLATION_FAILED), not as the
+// command's exit code.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
@@ -182,6 +183,69 @@ RUN --mount=type=secret,id=s grep -c TOPSECRET /run/secrets/s && echo started &&
       await new Promise((r) => setTimeout(r, 500));
       expect(await filesHolding(secret, [cache, tmp, "/dev/shm"])).toEqual([]);
       expectBuilt(await kiln(["build", "--progress", "quiet", "--cache-dir", cache, "-o", `type=oci,dest=${join(dir, "out2")}`, await context("FROM scratch\nENV A=1\n")]));
+    });
+  }
+});
+
+const ROOTLESS_USER = "kiln-rootless";
+
+/** The unprivileged user of test/run/rootless.test.ts (created here too, with a subordinate id range). */
+async function rootlessUser(): Promise<{ uid: number; gid: number }> {
+  if ((await run("id", [ROOTLESS_USER])).code !== 0) await mustRun("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", ROOTLESS_USER]);
+  for (const f of ["/etc/subuid", "/etc/subgid"]) {
+    const text = await readFile(f, "utf8").catch(() => "");
+    if (!text.split("\n").some((l) => l.startsWith(`${ROOTLESS_USER}:`))) await writeFile(f, `${text}${ROOTLESS_USER}:1300000:65536\n`);
+  }
+  const uid = Number((await mustRun("id", ["-u", ROOTLESS_USER])).stdout.trim());
+  const gid = Number((await mustRun("id", ["-g", ROOTLESS_USER])).stdout.trim());
+  return { uid, gid };
+}
+
+describe("rootless: a RUN's processes and secrets die with kiln", () => {
+  for (const isolation of ["chroot", "oci"] as const) {
+    it(`kill -9 of a rootless kiln during a RUN with a secret: its processes are gone within 2 s, no file holds the secret (${isolation})`, async () => {
+      const { uid, gid } = await rootlessUser();
+      const dir = await temps.make("kiln-rl-");
+      await chmod(dir, 0o755);
+      const home = join(dir, "home");
+      await mkdir(home);
+      await mkdir(join(dir, "tmp"));
+      await mustRun("cp", ["-r", base().layout, join(dir, "base")]);
+      await mustRun("chown", ["-R", `${uid}:${gid}`, home, join(dir, "tmp"), join(dir, "base")]);
+      const marker = `MARK${randomBytes(8).toString("hex")}`;
+      const secret = `TOPSECRET${randomBytes(12).toString("hex")}`;
+      const src = join(dir, "secret.txt");
+      await writeFile(src, secret);
+      await mustRun("chown", [`${uid}:${gid}`, src]);
+      const ctx = await context(`FROM base
+RUN --mount=type=secret,id=s grep -c TOPSECRET /run/secrets/s && sh -c 'sleep 600; : ${marker}' & echo started; sleep 600; : ${marker}
+`);
+      await chmod(ctx, 0o755);
+      await chmod(join(ctx, "Dockerfile"), 0o644);
+      const cache = join(home, "cache");
+      const child = spawn("setpriv", [`--reuid=${uid}`, `--regid=${gid}`, "--clear-groups", "--", process.execPath, KILN_BIN, "build", "--progress", "plain", "--isolation", isolation, "--cache-dir", cache, "--secret", `id=s,src=${src}`, "--build-context", `base=oci-layout://${join(dir, "base")}:latest`, "-o", `type=oci,dest=${join(home, "out")}`, ctx], {
+        cwd: home,
+        stdio: ["ignore", "pipe", "pipe"],
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home, TMPDIR: join(dir, "tmp") },
+      });
+      onTestFinished(() => killIfRunning(child.pid as number));
+      const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
+      let text = "";
+      await new Promise<void>((resolve, reject) => {
+        const onData = (b: Buffer): void => {
+          text += b.toString();
+          if (/^#\d+ started$/m.test(text)) resolve();
+        };
+        child.stdout!.on("data", onData);
+        child.stderr!.on("data", onData);
+        void exited.then(() => reject(new Error(`build ended before its RUN started:\n${text}`)));
+      });
+      await waitFor("the RUN's processes", 5000, () => (processesWith(marker).length >= 2 ? true : undefined));
+      expect(await filesHolding(secret, [home, join(dir, "tmp"), "/dev/shm"])).toEqual([]);
+      process.kill(child.pid as number, "SIGKILL");
+      await exited;
+      await waitFor(`no process with the marker (left: ${processesWith(marker).join("; ")})`, 2000, () => (processesWith(marker).length === 0 ? true : undefined));
+      expect(await filesHolding(secret, [home, join(dir, "tmp"), "/dev/shm"])).toEqual([]);
     });
   }
 });
