@@ -1,11 +1,11 @@
 // OCI runtime isolation: writes a runtime bundle (config.json) for one RUN and executes it with
-// `crun run` or `runc run` — pid/mount/ipc/uts namespaces (+ network when network=none, + user
-// when not root), /proc, a minimal /dev, read-only /sys, generated /etc files, Docker's default
-// capabilities and device cgroup, bind mounts nodev. As root the runtime runs as the init of
-// kiln's own pid namespace, in a private mount namespace (rootfs bound nodev, secrets in a tmpfs),
-// tied to kiln's life: the container dies with kiln. A createRuntime hook marks that the container
-// started (else IsolationError). The container is killed and deleted on abort; bundle and state
-// are removed.
+// `crun run` or `runc run` — pid/mount/ipc/uts namespaces (+ network when network=none), /proc,
+// a minimal /dev, read-only /sys, generated /etc files, Docker's default capabilities and (as
+// root) device cgroup, bind mounts nodev. The runtime runs as the init of kiln's own pid
+// namespace, in a private mount namespace (rootfs bound nodev, secrets in a tmpfs) and, rootless,
+// kiln's user namespace, tied to kiln's life: the container dies with kiln. A createRuntime hook
+// marks that the container started (else IsolationError). An abort kills the namespace; bundle
+// and state are removed.
 import { existsSync, readFileSync, statfsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -124,8 +124,8 @@ class OciRunner implements Runner {
   }
 
   /**
-   * The runtime runs as the init of kiln's own pid namespace (with its /proc) in a private mount
-   * namespace — rootless, in kiln's user namespace too (the mapping the container would have got;
+   * The runtime runs as the init of kiln's own pid namespace (with its /proc) in its own (slave)
+   * mount namespace — rootless, in kiln's user namespace too (the mapping the container would have got;
    * the runtime then sees itself as root there, as under rootless podman) — under `setpriv
    * --pdeathsig KILL`. When kiln dies, however, unshare is killed, then the namespace's init, and
    * the kernel kills every process in the namespace — the container's too (its pid namespace is
@@ -156,7 +156,10 @@ class OciRunner implements Runner {
     const user = this.rootless ? unshareUserArgs(hostIdMappings()) : [];
     return dieWithKiln({
       cmd: findUnshare(),
-      args: [...user, "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--mount-proc", "/bin/sh", script],
+      // slave, not private: the host's unmounts (another build's scratch file system) reach this
+      // namespace, which would otherwise pin them (and their loop devices) while the step runs;
+      // nothing mounted here reaches the host
+      args: [...user, "--mount", "--propagation", "slave", "--pid", "--fork", "--kill-child", "--mount-proc", "/bin/sh", script],
     });
   }
 

@@ -146,11 +146,14 @@ RUN sh -c 'while :; do date > /tmp/heartbeat; sleep 0.2; done # ${marker}' & ech
 `);
       const b = await startBuild(["--isolation", isolation, "--snapshotter", "dir", "--cache-dir", join(dir, "cache"), "--build-context", `base=${base().buildContext}`, "-o", `type=oci,dest=${join(dir, "out")}`, ctx]);
       onTestFinished(() => killIfRunning(b.pid));
-      await waitFor("the RUN's processes", 5000, () => (processesWith(marker).length >= 2 ? true : undefined));
+      await waitFor("the RUN's processes", 5000, () => (processesWith(marker).length >= 2 && processesWith(join(dir, "cache")).length >= 2 ? true : undefined));
       process.kill(b.pid, "SIGKILL");
       await b.exited;
       const t0 = Date.now();
-      await waitFor(`no process with the marker (left: ${processesWith(marker).join("; ")})`, 2000, () => (processesWith(marker).length === 0 ? true : undefined));
+      // neither the step's processes nor kiln's helpers (unshare, the setup shell, the runtime,
+      // timeout: their command lines name the cache dir)
+      const left = (): string[] => [...processesWith(marker), ...processesWith(join(dir, "cache"))];
+      await waitFor(`no process of the step (left: ${left().join("; ")})`, 2000, () => (left().length === 0 ? true : undefined));
       expect(Date.now() - t0).toBeLessThan(2000);
       // the next build cleans up what the killed one left (mounts, run directories)
       expectBuilt(await kiln(["build", "--progress", "quiet", "--cache-dir", join(dir, "cache"), "-o", `type=oci,dest=${join(dir, "out2")}`, await context("FROM scratch\nENV A=1\n")]));
