@@ -243,12 +243,12 @@ class OciRunner implements Runner {
 
 function findUnshare(): string {
   for (const d of ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]) if (existsSync(`${d}/unshare`)) return `${d}/unshare`;
-  throw new KilnError(`isolation "oci" needs util-linux unshare (Debian package util-linux)`);
+  throw new KilnError("HOST_TOOL_MISSING", `isolation "oci" needs util-linux unshare (Debian package util-linux)`);
 }
 
 export function createOciRunner(opts: OciOptions): Runner {
   if (opts.runtime === "crun" && process.getuid?.() !== 0 && crunNeedsHybridWorkaround()) {
-    throw new KilnError("rootless crun cannot run on this host's hybrid cgroup layout (controllers attached to cgroup v2 under /sys/fs/cgroup/unified): use runc or chroot isolation");
+    throw new KilnError("ISOLATION_UNAVAILABLE", "rootless crun cannot run on this host's hybrid cgroup layout (controllers attached to cgroup v2 under /sys/fs/cgroup/unified): use runc or chroot isolation");
   }
   return new OciRunner(opts);
 }

@@ -44,7 +44,7 @@ export type ExtraFd = { write: Buffer } | { read: (b: Buffer) => void };
  */
 export function dieWithKiln(exec: Exec): Exec {
   const setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p));
-  if (!setpriv) throw new KilnError("RUN isolation needs util-linux setpriv (Debian package util-linux) to tie the step's processes to kiln's life");
+  if (!setpriv) throw new KilnError("HOST_TOOL_MISSING", "RUN isolation needs util-linux setpriv (Debian package util-linux) to tie the step's processes to kiln's life");
   return { ...exec, cmd: setpriv, args: ["--pdeathsig", "KILL", "--", exec.cmd, ...exec.args] };
 }
 
@@ -59,7 +59,7 @@ export function dieWithKiln(exec: Exec): Exec {
 export function groupDiesWithKiln(exec: Exec): Exec {
   const tool = (name: string): string => {
     const p = [`/usr/bin/${name}`, `/bin/${name}`].find((x) => existsSync(x));
-    if (!p) throw new KilnError(`RUN isolation needs ${name} (Debian packages util-linux and coreutils) to tie the step's processes to kiln's life`);
+    if (!p) throw new KilnError("HOST_TOOL_MISSING", `RUN isolation needs ${name} (Debian packages util-linux and coreutils) to tie the step's processes to kiln's life`);
     return p;
   };
   return { ...exec, cmd: tool("setpriv"), args: ["--pdeathsig", "TERM", "--", tool("setsid"), "--", tool("timeout"), "-k", "0.5", "0", exec.cmd, ...exec.args] };

@@ -235,8 +235,8 @@ export async function placeMounts(spec: RunSpec, targets: MountTargets, etc: Etc
   const mounts: PlacedRunMount[] = [];
   for (const m of all) {
     const label = m.label ?? `the ${m.target} mount`;
-    if (m.type === "bind" && !m.source) throw new KilnError(`${label}: bind mount has no source`);
-    if (m.type === "secret" && m.data === undefined) throw new KilnError(`${label}: secret mount has no content`);
+    if (m.type === "bind" && !m.source) throw new KilnError("RUN_MOUNT_INVALID", `${label}: bind mount has no source`);
+    if (m.type === "secret" && m.data === undefined) throw new KilnError("RUN_MOUNT_INVALID", `${label}: secret mount has no content`);
     const isDir = m.type === "tmpfs" || (m.type === "bind" && isDirectory(m.source as string));
     const r = view.resolve(m.target, label, { followFinal: true });
     const createInside = !r.exists && r.within !== undefined;
