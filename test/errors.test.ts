@@ -59,6 +59,7 @@ describe("error codes", () => {
       if (rel !== "errors.ts") for (const c of text.matchAll(/"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|USAGE|INTERNAL)"/g)) used.add(c[1]!);
     }
     used.add("ABORTED"); // set by AbortError itself
+    used.add("ISOLATION_FAILED"); // set by IsolationError itself
     expect(bad).toEqual([]);
     expect(sites).toBeGreaterThan(300);
     expect(Object.keys(ERROR_CODES).filter((c) => !used.has(c))).toEqual([]);

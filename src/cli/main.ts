@@ -1,6 +1,7 @@
 // kiln's command line: dispatches `kiln build|push|pull|lint|verify|du|prune|doctor|login|logout|help`,
 // turns flags into library calls and renders progress; failures print as one line with the exit
-// code and hints of src/cli/exit.ts (0 success, 1 build or input error, 2 usage error).
+// code and hints of src/cli/exit.ts (0 success, 1 build or input error, 2 usage error; a build
+// interrupted by SIGINT/SIGTERM prints "interrupted" and exits 130/143).
 import type { Snapshotter } from "../fs/rootfs.js";
 import { readFile } from "node:fs/promises";
 import { writeFileAtomic } from "../store/atomic-file.js";
@@ -90,8 +91,15 @@ const commands: Record<string, Command> = {
       const dockerfile = one(args, "file");
       const { build } = await import("../build/build.js");
       const listener = createProgress(progress);
+      // SIGINT/SIGTERM abort the build (it cleans up, then rejects with an AbortError): exit
+      // 128+signal with one line, as a shell reports an interrupted command. A second signal
+      // kills kiln at once; the step's processes die with it.
       const controller = new AbortController();
-      const onSignal = (): void => controller.abort(new AbortError(new Error("build interrupted")));
+      let interruptedBy: "SIGINT" | "SIGTERM" | undefined;
+      const onSignal = (sig: "SIGINT" | "SIGTERM"): void => {
+        interruptedBy = sig;
+        controller.abort(new AbortError(new Error(`interrupted (${sig})`)));
+      };
       process.once("SIGINT", onSignal);
       process.once("SIGTERM", onSignal);
       try {
@@ -131,6 +139,12 @@ const commands: Record<string, Command> = {
         if (progress !== "quiet") process.stderr.write(`built ${result.digest} -> ${where}\n`);
         process.stdout.write(`${result.digest}\n`);
         return 0;
+      } catch (err) {
+        if (interruptedBy && err instanceof AbortError) {
+          process.stderr.write(`error: interrupted (${interruptedBy})\n`);
+          return interruptedBy === "SIGINT" ? 130 : 143;
+        }
+        throw err;
       } finally {
         process.off("SIGINT", onSignal);
         process.off("SIGTERM", onSignal);

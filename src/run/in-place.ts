@@ -4,7 +4,7 @@
 // Everything is undone after the step, and touched then only while it is still the object kiln
 // made or wrote (same dev/ino, resolved again inside the rootfs), so a step cannot steer it.
 import { lstatSync } from "node:fs";
-import { chmod, copyFile, lstat, mkdir, readFile, rm, stat, unlink, utimes, writeFile } from "node:fs/promises";
+import { chmod, chown, copyFile, lstat, mkdir, readFile, rm, stat, unlink, utimes, writeFile } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { KilnError } from "../errors.js";
 import { resolveInRoot } from "../fs/confine.js";
@@ -116,10 +116,15 @@ export class InPlace {
     const parent = await this.targets.ensure(posix.dirname("/" + posix.relative(this.rootfs, resolved)), "dir");
     const host = join(parent, posix.basename(resolved));
     const before = await stat(parent);
-    if (source === undefined) await mkdir(host, { mode: 0o1777 });
+    if (m.type === "secret") {
+      // no mount(2): the secret is a plain file in the rootfs for the step (see the README)
+      await writeFile(host, m.data ?? Buffer.alloc(0), { mode: 0o600, flag: "wx" });
+      await chown(host, m.uid ?? 0, m.gid ?? 0);
+      await chmod(host, m.mode ?? 0o400);
+    } else if (source === undefined) await mkdir(host, { mode: 0o1777 });
     else if ((await lstat(source)).isDirectory()) await copyTreeNoFollow(source, host);
     else await copyFile(source, host);
-    if (source === undefined) await chmod(host, 0o1777);
+    if (m.type === "tmpfs") await chmod(host, 0o1777);
     const parentId = lstatSync(parent);
     this.record(host, async () => {
       await rm(host, { recursive: true, force: true });

@@ -11,12 +11,12 @@ import { lstatSync } from "node:fs";
 import { join, posix } from "node:path";
 import { KilnError } from "../errors.js";
 import { resolveInRoot } from "../fs/confine.js";
-import { CHILD_FILE, createWorkDir, removeWorkDir } from "../fs/workdir.js";
-import { readFile, writeFile } from "node:fs/promises";
+import { createWorkDir, removeWorkDir } from "../fs/workdir.js";
+import { readFile } from "node:fs/promises";
 import { defaultCacheDir } from "../store/blob-store.js";
 import { staticBusybox } from "./chroot.js";
 import { IN_PLACE_EXCLUDES, InPlace } from "./in-place.js";
-import { OutputTail, runStreaming } from "./output.js";
+import { OutputTail, groupDiesWithKiln, runStreaming } from "./output.js";
 import { MountTargets, ensureCwd, newHostname, writeEtcFiles } from "./sandbox-files.js";
 import type { RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
@@ -126,8 +126,9 @@ class PlainChrootRunner implements Runner {
         ...inner,
       ];
       const env = Object.fromEntries(spec.env.map((e) => [e.slice(0, e.indexOf("=") < 0 ? e.length : e.indexOf("=")), e.slice(e.indexOf("=") + 1)]));
-      // No pid namespace to end the step's processes with it: `setsid` (which execs, keeping
-      // the pid) makes the step a process group, killed whole on abort and after the step.
+      // No pid namespace to end the step's processes with it: the step is its own session and
+      // process group (groupDiesWithKiln: setsid execs, keeping the pid), killed whole on abort,
+      // after the step, and by its supervising `timeout` when kiln dies.
       const tail = new OutputTail();
       let group = 0;
       const killGroup = (): void => {
@@ -140,7 +141,7 @@ class PlainChrootRunner implements Runner {
       let code: number;
       try {
         code = await runStreaming(
-          { cmd: hostTool("setsid"), args: [setpriv, ...args], env },
+          groupDiesWithKiln({ cmd: setpriv, args, env }),
           {
             stdout: spec.stdout,
             stderr: spec.stderr,
@@ -149,7 +150,6 @@ class PlainChrootRunner implements Runner {
             onExit: killGroup, // what the step left running goes with it, as with a pid namespace
             onSpawn: (pid) => {
               group = pid;
-              void writeFile(join(runDir, CHILD_FILE), String(pid)).catch(() => undefined);
             },
           },
           tail,

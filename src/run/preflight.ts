@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { copyFile, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { KilnError } from "../errors.js";
+import { IsolationError, KilnError } from "../errors.js";
 import { runQuiet } from "./output.js";
 import { staticBusybox } from "./chroot.js";
 import { createOciRunner, crunNeedsHybridWorkaround } from "./oci.js";
@@ -117,7 +117,7 @@ async function runProbes(rootless: boolean, dir: string): Promise<PreflightRepor
       const r = await runner.run({ rootfs: root, argv: ["/true"], env: [], cwd: "/", user: "", network: "host" });
       oci = r.exitCode === 0 ? { ok: true, reason: "" } : { ok: false, reason: why(r.outputTail, `exit code ${r.exitCode}`) };
     } catch (err) {
-      oci = { ok: false, reason: why((err as Error).message, "refused") };
+      oci = { ok: false, reason: why(err instanceof IsolationError ? err.reason : (err as Error).message, "refused") };
     }
   }
   const mknod = await probe(tool("mknod"), "coreutils mknod is not installed", [join(dir, "null"), "c", "1", "3"], "refused");

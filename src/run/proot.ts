@@ -5,15 +5,15 @@
 // read-only). Files a step creates are owned on disk by kiln's uid: idMap maps it back to root.
 // Not a security boundary against the step (ptrace translation can be evaded): the pod is.
 import { existsSync, lstatSync, type Stats } from "node:fs";
-import { mkdir, utimes, writeFile } from "node:fs/promises";
+import { mkdir, utimes } from "node:fs/promises";
 import { resolveInRoot } from "../fs/confine.js";
 import { join } from "node:path";
 import { KilnError } from "../errors.js";
 import { copyTreeNoFollow } from "../fs/copy-tree.js";
-import { CHILD_FILE, createWorkDir, removeWorkDir } from "../fs/workdir.js";
+import { createWorkDir, removeWorkDir } from "../fs/workdir.js";
 import { defaultCacheDir } from "../store/blob-store.js";
-import { OutputTail, runStreaming } from "./output.js";
-import { ensureCwd, newHostname, writeEtcFiles } from "./sandbox-files.js";
+import { OutputTail, groupDiesWithKiln, runStreaming } from "./output.js";
+import { ensureCwd, newHostname, writeEtcFiles, writeSecretFiles } from "./sandbox-files.js";
 import type { IdMap, RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
 
@@ -51,9 +51,12 @@ class ProotRunner implements Runner {
       for (const n of DEV_NODES) if (existsSync(`/dev/${n}`)) args.push("-b", `/dev/${n}`);
       args.push("-b", `${etc.hosts}:/etc/hosts`, "-b", `${etc.resolvConf}:/etc/resolv.conf`, "-b", `${etc.hostnameFile}:/etc/hostname`);
       let i = 0;
+      // proot binds host paths only: a secret is a 0400 file in the run directory (removed with it)
+      const secretFiles = await writeSecretFiles(spec.mounts ?? [], join(runDir, "secrets"));
       for (const m of spec.mounts ?? []) {
         let source = m.source;
-        if (m.type === "tmpfs") {
+        if (m.type === "secret") source = secretFiles.get(m);
+        else if (m.type === "tmpfs") {
           source = join(runDir, `tmpfs-${i++}`);
           await mkdir(source, { mode: 0o1777 });
         } else if (m.readonly && source) {
@@ -82,16 +85,26 @@ class ProotRunner implements Runner {
         if (st?.isDirectory()) parents.push({ host, st });
       }
       const tail = new OutputTail();
-      const code = await runStreaming(
-        { cmd: proot, args, env },
-        {
-          stdout: spec.stdout,
-          stderr: spec.stderr,
-          signal: spec.signal,
-          onSpawn: (pid) => void writeFile(join(runDir, CHILD_FILE), String(pid)).catch(() => undefined),
-        },
-        tail,
-      );
+      // proot and its tracees are one process group that dies with kiln (groupDiesWithKiln),
+      // killed whole on abort and once proot has ended
+      let group = 0;
+      const killGroup = (): void => {
+        try {
+          if (group > 0) process.kill(-group, "SIGKILL");
+        } catch {
+          /* already gone */
+        }
+      };
+      let code: number;
+      try {
+        code = await runStreaming(
+          groupDiesWithKiln({ cmd: proot, args, env }),
+          { stdout: spec.stdout, stderr: spec.stderr, signal: spec.signal, onAbort: killGroup, onExit: killGroup, onSpawn: (pid) => (group = pid) },
+          tail,
+        );
+      } finally {
+        killGroup();
+      }
       for (const { host, st } of parents) {
         const now = lstatSync(host, { throwIfNoEntry: false });
         if (now && now.dev === st.dev && now.ino === st.ino && now.mtimeMs !== st.mtimeMs) await utimes(host, st.atime, st.mtime).catch(() => undefined);

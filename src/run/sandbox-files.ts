@@ -3,9 +3,11 @@
 // before it, see mount-view.ts), creates missing targets inside the rootfs and removes the ones
 // kiln created afterwards — re-resolved after the step and touched only while they are still the
 // objects kiln made, restoring the parent directories' times — so none of them enters a layer.
+// Also the secrets: shell lines that fill a tmpfs from a pipe (runners that mount), or 0400 files
+// in the run directory (runners that cannot).
 import { randomBytes } from "node:crypto";
 import { lstatSync, statSync, type Stats } from "node:fs";
-import { chmod, lstat, mkdir, readFile, rmdir, stat, unlink, utimes, writeFile } from "node:fs/promises";
+import { chmod, chown, lstat, mkdir, readFile, rmdir, stat, unlink, utimes, writeFile } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { KilnError } from "../errors.js";
 import { resolveInRoot } from "../fs/confine.js";
@@ -234,7 +236,8 @@ export async function placeMounts(spec: RunSpec, targets: MountTargets, etc: Etc
   for (const m of all) {
     const label = m.label ?? `the ${m.target} mount`;
     if (m.type === "bind" && !m.source) throw new KilnError("RUN_MOUNT_INVALID", `${label}: bind mount has no source`);
-    const isDir = m.type === "tmpfs" || isDirectory(m.source as string);
+    if (m.type === "secret" && m.data === undefined) throw new KilnError("RUN_MOUNT_INVALID", `${label}: secret mount has no content`);
+    const isDir = m.type === "tmpfs" || (m.type === "bind" && isDirectory(m.source as string));
     const r = view.resolve(m.target, label, { followFinal: true });
     const createInside = !r.exists && r.within !== undefined;
     if (!r.exists && !r.within) await targets.ensure(r.path, isDir ? "dir" : "file");
@@ -242,9 +245,56 @@ export async function placeMounts(spec: RunSpec, targets: MountTargets, etc: Etc
     view.add({
       target: r.path,
       kind: m.type === "tmpfs" ? "tmpfs" : isDir ? "bind-dir" : "bind-file",
-      ...(m.source ? { source: m.source } : {}),
-      writable: m.type === "tmpfs" || !m.readonly,
+      ...(m.type === "bind" && m.source ? { source: m.source } : {}),
+      writable: m.type === "tmpfs" || (m.type === "bind" && !m.readonly),
     });
   }
   return { proc, dev, sys, mounts };
+}
+
+/** The fd a setup script reads the secrets' bytes from (see secretLines) and the one it reports on. */
+export const SECRETS_FD = 4;
+export const STATUS_FD = 3;
+
+/**
+ * Shell lines that give a run's secret mounts their files without a host file: a tmpfs mounted at
+ * `dir` (run them inside the step's private mount namespace, so the tmpfs exists only there and
+ * vanishes with it, even when kiln is killed) filled from fd SECRETS_FD, which carries `data` (the
+ * secrets' bytes, in mount order). `files` maps each secret mount to its file in `dir`.
+ */
+export function secretLines(placed: PlacedMounts, dir: string): { lines: string[]; data: Buffer; files: Map<PlacedRunMount, string> } {
+  const secrets = placed.mounts.filter((p) => p.mount.type === "secret");
+  const files = new Map<PlacedRunMount, string>();
+  if (secrets.length === 0) return { lines: [], data: Buffer.alloc(0), files };
+  const data = Buffer.concat(secrets.map((p) => p.mount.data as Buffer));
+  const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+  const lines = [`mount -t tmpfs -o nosuid,nodev,noexec,mode=700,size=${data.length + 65536} kiln-secrets ${q(dir)}`];
+  secrets.forEach((p, i) => {
+    const file = posix.join(dir, String(i));
+    files.set(p, file);
+    const m = p.mount;
+    lines.push(`head -c ${(m.data as Buffer).length} <&${SECRETS_FD} > ${q(file)}`);
+    lines.push(`chown ${m.uid ?? 0}:${m.gid ?? 0} ${q(file)}; chmod ${(m.mode ?? 0o400).toString(8)} ${q(file)}`);
+  });
+  lines.push(`exec ${SECRETS_FD}<&-`);
+  return { lines, data, files };
+}
+
+/**
+ * For runners that cannot mount (plain-chroot, proot, a rootless OCI runtime): each secret as a
+ * file in `dir` (a directory only kiln can enter, removed with the run), with its mode and owner.
+ */
+export async function writeSecretFiles(mounts: readonly RunMount[], dir: string): Promise<Map<RunMount, string>> {
+  const files = new Map<RunMount, string>();
+  let i = 0;
+  for (const m of mounts) {
+    if (m.type !== "secret") continue;
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const file = join(dir, String(i++));
+    await writeFile(file, m.data ?? Buffer.alloc(0), { mode: 0o600, flag: "wx" });
+    if (m.uid !== undefined || m.gid !== undefined) await chown(file, m.uid ?? 0, m.gid ?? 0);
+    await chmod(file, m.mode ?? 0o400);
+    files.set(m, file);
+  }
+  return files;
 }

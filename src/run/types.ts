@@ -5,9 +5,16 @@ import type { IdMapping } from "./userns.js";
 export type Isolation = "auto" | "oci" | "chroot" | "plain-chroot" | "proot";
 
 export interface RunMount {
-  type: "bind" | "tmpfs";
+  /** `secret`: a read-only file holding `data`, kept where it vanishes with the step (see the runners). */
+  type: "bind" | "tmpfs" | "secret";
   /** Host path for bind mounts. */
   source?: string;
+  /** secret: the file's bytes (never written to a host file where the runner can avoid it). */
+  data?: Buffer;
+  /** secret: the file's mode (default 0400) and owner inside the container (default 0:0). */
+  mode?: number;
+  uid?: number;
+  gid?: number;
   /** In-container absolute path. */
   target: string;
   readonly?: boolean;

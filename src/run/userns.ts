@@ -73,3 +73,14 @@ export function checkUserNamespaces(): void {
     throw new KilnError("ISOLATION_UNAVAILABLE", "rootless RUN needs user namespaces, but AppArmor restricts them (kernel.apparmor_restrict_unprivileged_userns=1); run kiln as root or allow it");
   }
 }
+
+/**
+ * `unshare` options for a user namespace with `maps` (hostIdMappings()): the current user as root
+ * and, when there are subordinate ids, those from 1 up (via newuidmap/newgidmap).
+ */
+export function unshareUserArgs(maps: { uid: IdMapping[]; gid: IdMapping[]; single: boolean }): string[] {
+  if (maps.single) return ["--user", "--map-root-user"];
+  const u = maps.uid[1] as IdMapping;
+  const g = maps.gid[1] as IdMapping;
+  return ["--user", "--map-user=0", "--map-group=0", `--map-users=${u.hostID},1,${u.size}`, `--map-groups=${g.hostID},1,${g.size}`, "--setgroups", "allow"];
+}

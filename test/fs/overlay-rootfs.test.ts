@@ -343,6 +343,10 @@ describe("overlay snapshotter", () => {
     await rootfs.dispose();
     expect(mountsUnder(cache)).toEqual([]);
     expect(readdirSync(join(cache, "rootfs"))).toEqual([]);
+    // the loop device autoclears once no mount namespace holds the scratch file system: a RUN of
+    // another test running meanwhile (its namespace copied the host's mounts) may hold it briefly
+    const deadline = Date.now() + 15_000;
+    while (execFileSync("losetup", ["-a"], { encoding: "utf8" }).includes(resolve(cache)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     expect(execFileSync("losetup", ["-a"], { encoding: "utf8" })).not.toContain(resolve(cache));
   });
 

@@ -110,8 +110,9 @@ for (const backend of backends) {
         ),
       );
       expect(r.outputTail).not.toContain("sys-writable");
-      // the mount namespace's root is the rootfs itself: climbing from pid 1's root ends there
-      const top = await runner.run(spec('[ "$(ls -a /proc/1/root/../../..)" = "$(ls -a /)" ] && echo same-root; grep -c oldroot /proc/self/mountinfo'));
+      // the mount namespace's root is the rootfs itself: climbing from the process's root ends
+      // there
+      const top = await runner.run(spec('[ "$(ls -a /proc/self/root/../../..)" = "$(ls -a /)" ] && echo same-root; grep -c oldroot /proc/self/mountinfo'));
       expect(top.outputTail).toBe("same-root\n0");
       expect(readFileSync(sentinel, "utf8")).toBe("host");
       // anything written landed inside the rootfs

@@ -44,7 +44,7 @@ export async function runStep(
   const argv = await commandArgv(sb, t, tmp, mounts);
   for (const m of t.mounts) {
     if (m.type === "secret") {
-      const secret = await secretMount(sb, m, tmp);
+      const secret = await secretMount(sb, m);
       if (secret?.mount) mounts.push(secret.mount);
       if (secret?.env) env.set(secret.env.name, secret.env.value);
       continue;
@@ -177,15 +177,15 @@ async function mountFor(sb: StageBuilder, m: RunMount, tmp: string): Promise<Non
 }
 
 /**
- * `RUN --mount=type=secret`: the secret's bytes (from `--secret id=...,src=FILE|env=VAR`) in a
- * private read-only file bind-mounted at the target (default /run/secrets/<id>), or an
- * environment variable when the mount says `env=`. Never part of a layer, the history, a cache
- * key or a log. A missing secret is an error only when the mount says `required`.
+ * `RUN --mount=type=secret`: the secret's bytes (from `--secret id=...,src=FILE|env=VAR`) as a
+ * read-only file at the target (default /run/secrets/<id>) that the runner keeps in memory only
+ * (a tmpfs inside the step's mount namespace where it can mount), or an environment variable when
+ * the mount says `env=`. Never part of a layer, the history, a cache key or a log. A missing
+ * secret is an error only when the mount says `required`.
  */
 async function secretMount(
   sb: StageBuilder,
   m: RunMount,
-  tmp: string,
 ): Promise<{ mount?: NonNullable<RunSpec["mounts"]>[number]; env?: { name: string; value: string } } | undefined> {
   const id = m.id ?? (m.target ? posix.basename(m.target) : undefined);
   if (!id) throw new KilnError("RUN_MOUNT_INVALID", `--mount=${m.spec}: a secret needs id= (or a target)`);
@@ -205,15 +205,18 @@ async function secretMount(
     value = Buffer.from(v, "utf8");
   }
   if (m.env && !m.target) return { env: { name: m.env, value: value.toString("utf8") } };
-  const dir = join(tmp, "secrets");
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const file = join(dir, createHash("sha256").update(id).digest("hex").slice(0, 16));
-  await writeFile(file, value, { mode: m.mode ?? 0o400 });
-  await chmod(file, m.mode ?? 0o400);
-  if (m.uid !== undefined || m.gid !== undefined) await chown(file, m.uid ?? 0, m.gid ?? 0);
   const target = m.target ? posix.resolve(sb.image.config.config?.WorkingDir || "/", m.target) : `/run/secrets/${id}`;
   return {
-    mount: { type: "bind", source: file, target, readonly: true, label: `--mount=${m.spec}` },
+    // the runner keeps the bytes where they vanish with the step (a tmpfs in its mount namespace)
+    mount: {
+      type: "secret",
+      data: value,
+      target,
+      mode: m.mode ?? 0o400,
+      ...(m.uid !== undefined ? { uid: m.uid } : {}),
+      ...(m.gid !== undefined ? { gid: m.gid } : {}),
+      label: `--mount=${m.spec}`,
+    },
     ...(m.env ? { env: { name: m.env, value: value.toString("utf8") } } : {}),
   };
 }
