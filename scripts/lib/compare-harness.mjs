@@ -147,6 +147,20 @@ export async function manifestOf(layout) {
 }
 
 /**
+ * For a case whose case.json says "expectFailure": "why": both builds must fail (kiln's error
+ * must name a Dockerfile line). Returns { diffs, known: 0 }, or null for a case that expects
+ * success.
+ */
+export function expectedFailure(cfg, kr, or, oracle) {
+  if (!cfg.expectFailure) return null;
+  const diffs = [];
+  if (kr.code === 0) diffs.push(`kiln build succeeded; the case expects a failure (${cfg.expectFailure})`);
+  else if (!/Dockerfile:\d+/.test(kr.stderr)) diffs.push(`kiln's error names no Dockerfile line: ${lastLines(kr.stderr, 2)}`);
+  if (or.code === 0) diffs.push(`${oracle} build succeeded; the case expects a failure (${cfg.expectFailure})`);
+  return { diffs, known: 0 };
+}
+
+/**
  * Applies a case's known differences (`entries`: [{ line, why, snapshotter? }], an entry with
  * "snapshotter" only for that kiln snapshotter) to its difference lines: { diffs, known }, where
  * diffs are the unexpected lines plus one line per known difference no longer seen.

@@ -13,7 +13,7 @@ import { copyTreeNoFollow } from "../fs/copy-tree.js";
 import { CHILD_FILE, createWorkDir, removeWorkDir } from "../fs/workdir.js";
 import { defaultCacheDir } from "../store/blob-store.js";
 import { OutputTail, runStreaming } from "./output.js";
-import { ensureCwd, newHostname, writeEtcFiles } from "./sandbox-files.js";
+import { ensureCwd, newHostname, readOnlyEtcError, readOnlyEtcSnapshot, readOnlyEtcWritten, writeEtcFiles } from "./sandbox-files.js";
 import type { IdMap, RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
 
@@ -45,6 +45,7 @@ class ProotRunner implements Runner {
       }
       await ensureCwd(spec.rootfs, spec.cwd);
       const etc = await writeEtcFiles(runDir, spec.hostname ?? newHostname());
+      const etcBefore = await readOnlyEtcSnapshot(etc);
       const args = [user.uid === 0 ? "-0" : `-i`];
       if (user.uid !== 0) args.push(`${user.uid}:${user.gid}`);
       args.push("-r", spec.rootfs, "-w", spec.cwd === "" ? "/" : spec.cwd, "-b", "/proc");
@@ -96,6 +97,9 @@ class ProotRunner implements Runner {
         const now = lstatSync(host, { throwIfNoEntry: false });
         if (now && now.dev === st.dev && now.ino === st.ino && now.mtimeMs !== st.mtimeMs) await utimes(host, st.atime, st.mtime).catch(() => undefined);
       }
+      // proot cannot bind read-only: a step that wrote /etc/hosts or resolv.conf fails afterwards
+      const written = await readOnlyEtcWritten(etc, etcBefore);
+      if (written.length > 0 && code === 0) throw readOnlyEtcError(written);
       return { exitCode: code, outputTail: tail.text() };
     } finally {
       await removeWorkDir(runDir);

@@ -1,5 +1,5 @@
 // Per-run files and mount points: writes the generated /etc/hosts, /etc/resolv.conf and
-// /etc/hostname into the run directory, places every mount target (resolved through the mounts
+// /etc/hostname into the run directory (hosts and resolv.conf mounted read-only, as BuildKit does), places every mount target (resolved through the mounts
 // before it, see mount-view.ts), creates missing targets inside the rootfs and removes the ones
 // kiln created afterwards — re-resolved after the step and touched only while they are still the
 // objects kiln made, restoring the parent directories' times — so none of them enters a layer.
@@ -45,6 +45,42 @@ export async function writeEtcFiles(runDir: string, hostname: string): Promise<E
   await writeFile(hostnameFile, `${hostname}\n`);
   for (const f of [hosts, resolvConf, hostnameFile]) await chmod(f, 0o644);
   return { hostname, hosts, resolvConf, hostnameFile };
+}
+
+/**
+ * The /etc files a RUN may read but not write: BuildKit bind-mounts /etc/hosts and
+ * /etc/resolv.conf read-only (executor/oci/spec_linux.go withROBind), so a step that writes them
+ * fails under Docker. kiln mounts them read-only too (oci, chroot); where nothing can be mounted
+ * (plain-chroot, proot) a step that changed one fails after it ran (readOnlyEtcError).
+ */
+export const READ_ONLY_ETC = ["/etc/hosts", "/etc/resolv.conf"] as const;
+
+/** The error for a step that changed read-only /etc files (plain-chroot, proot). */
+export function readOnlyEtcError(paths: readonly string[]): KilnError {
+  return new KilnError(
+    `the step wrote ${paths.join(" and ")}, which ${paths.length > 1 ? "are" : "is"} read-only during RUN (BuildKit mounts /etc/hosts and /etc/resolv.conf read-only, so this step fails under Docker too)`,
+  );
+}
+
+/** Contents of the generated read-only files (hosts, resolv.conf), to see afterwards whether a step changed them. */
+export async function readOnlyEtcSnapshot(etc: EtcFiles): Promise<Map<string, Buffer>> {
+  return new Map([
+    ["/etc/hosts", await readFile(etc.hosts)],
+    ["/etc/resolv.conf", await readFile(etc.resolvConf)],
+  ]);
+}
+
+/** Which of the generated read-only files a step changed since `snapshot`. */
+export async function readOnlyEtcWritten(etc: EtcFiles, snapshot: Map<string, Buffer>): Promise<string[]> {
+  const now = new Map([
+    ["/etc/hosts", await readFile(etc.hosts).catch(() => undefined)],
+    ["/etc/resolv.conf", await readFile(etc.resolvConf).catch(() => undefined)],
+  ]);
+  return READ_ONLY_ETC.filter((p) => {
+    const a = now.get(p);
+    const b = snapshot.get(p);
+    return a === undefined || b === undefined || !a.equals(b);
+  });
 }
 
 /** One object kiln created (or, for a parent, found) inside the rootfs, as it was then. */
@@ -225,8 +261,8 @@ export async function placeMounts(spec: RunSpec, targets: MountTargets, etc: Etc
   const sys = await targets.ensure(at.sys, "dir");
   addSystemMounts(view, at);
   const all: RunMount[] = [
-    { type: "bind", source: etc.hosts, target: "/etc/hosts" },
-    { type: "bind", source: etc.resolvConf, target: "/etc/resolv.conf" },
+    { type: "bind", source: etc.hosts, target: "/etc/hosts", readonly: true },
+    { type: "bind", source: etc.resolvConf, target: "/etc/resolv.conf", readonly: true },
     { type: "bind", source: etc.hostnameFile, target: "/etc/hostname" },
     ...(spec.mounts ?? []),
   ];

@@ -92,6 +92,18 @@ for (const backend of backends) {
       expect(existsSync(join(root, "dev"))).toBe(false);
     });
 
+    it("mounts /etc/hosts and /etc/resolv.conf read-only (as BuildKit does); /etc/hostname stays writable", async () => {
+      const r = await runner.run(
+        spec("echo x >> /etc/hosts || echo hosts-refused; echo x >> /etc/resolv.conf || echo resolv-refused; rm -f /etc/hosts 2>/dev/null || echo rm-refused; echo h > /etc/hostname && echo hostname-ok; grep -c '^x$' /etc/hosts"),
+      );
+      expect(r.outputTail).toContain("Read-only file system");
+      expect(r.outputTail).toContain("hosts-refused");
+      expect(r.outputTail).toContain("resolv-refused");
+      expect(r.outputTail).toContain("rm-refused");
+      expect(r.outputTail).toContain("hostname-ok");
+      expect(r.outputTail.split("\n").at(-1)).toBe("0");
+    });
+
     it("has only loopback with network none", async () => {
       const none = await runner.run(spec("ls /sys/class/net", { network: "none" }));
       expect(none.outputTail).toBe("lo");
