@@ -23,16 +23,17 @@
 //   "knownDockerDifferences": [{ "line": "...", "why": "...", "snapshotter": "dir" }]
 // Prints PASS/SKIP/FAIL per case and "N passed, N failed, N skipped"; exits 1 on any difference,
 // 2 on a usage or set-up error.
-import { spawn, spawnSync } from "node:child_process";
-import { closeSync, createReadStream, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import tarStream from "tar-stream";
 import {
-  applyKnown, buildBase, expectedFailure, hasTool, kilnBuild, kilnSnapshotter, lastLines, manifestOf, must, parseCompareArgs, prepareContext, readCase, repo, runAsync, runCases, selectCases,
+  applyKnown, buildBase, expectedFailure, hasTool, kilnBuild, kilnSnapshotter, lastLines, manifestOf, must, parseCompareArgs, prepareContext, readCase, repo, runCases, selectCases,
 } from "./lib/compare-harness.mjs";
 import { ALL_CONFIG_FIELDS, compareConfigs, compareTrees, historyShape, walk } from "./lib/compare-trees.mjs";
+import { ensureDockerPackage, startDockerEngine } from "./lib/docker-engine.mjs";
 
 const t0 = Date.now();
 const opts = parseCompareArgs("compare-docker", process.argv.slice(2),
@@ -43,38 +44,17 @@ function die(msg) {
   process.exit(2);
 }
 
-const DOCKER = "/usr/bin/docker";
-const DOCKERD = "/usr/sbin/dockerd";
-const CONTAINERD = "/usr/bin/containerd";
-
 // ---------------------------------------------------------------- set-up checks
 if (process.getuid?.() !== 0) die("needs root (it starts a private dockerd)");
 if (!existsSync(join(repo, "dist", "cli", "main.js"))) die("kiln is not compiled: run `npm run build` first");
 const cases = selectCases(opts, die);
-ensureDockerPackage();
+try {
+  ensureDockerPackage();
+} catch (e) {
+  die(e.message);
+}
 for (const tool of ["umoci", "skopeo", "getfattr"]) {
   if (!hasTool(tool)) die(`${tool} is not installed (apt-get install ${tool === "getfattr" ? "attr" : tool})`);
-}
-
-/** Installs Debian's docker.io when its client or daemon is missing, without starting the system's service. */
-function ensureDockerPackage() {
-  if (existsSync(DOCKER) && existsSync(DOCKERD) && existsSync(CONTAINERD)) return;
-  console.log("installing Debian's docker.io (apt-get) ...");
-  const policy = "/usr/sbin/policy-rc.d";
-  const ownPolicy = !existsSync(policy);
-  if (ownPolicy) writeFileSync(policy, "#!/bin/sh\n# written by kiln's compare-docker.mjs during apt-get install docker.io\nexit 101\n", { mode: 0o755 });
-  try {
-    const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-    let r = spawnSync("apt-get", ["install", "-y", "--no-install-recommends", "docker.io"], { env, encoding: "utf8" });
-    if (r.status !== 0) {
-      spawnSync("apt-get", ["update"], { env, encoding: "utf8" });
-      r = spawnSync("apt-get", ["install", "-y", "--no-install-recommends", "docker.io"], { env, encoding: "utf8" });
-    }
-    if (r.status !== 0) die(`apt-get install docker.io failed: ${lastLines(r.stderr || r.stdout)}`);
-  } finally {
-    if (ownPolicy) rmSync(policy, { force: true });
-  }
-  if (!existsSync(DOCKER) || !existsSync(DOCKERD)) die("docker.io is installed but /usr/bin/docker or /usr/sbin/dockerd is missing");
 }
 
 // ---------------------------------------------------------------- the private engine
@@ -82,106 +62,13 @@ function ensureDockerPackage() {
 const work = mkdtempSync(join(tmpdir(), "kiln-dk-"));
 const snapshotter = await kilnSnapshotter(work, opts.snapshotter);
 console.log(`kiln snapshotter: ${snapshotter}`);
-const eng = join(work, "engine");
-const paths = {
-  ctdRoot: join(eng, "containerd-root"),
-  ctdState: join(eng, "containerd-state"),
-  ctdSock: join(eng, "containerd.sock"),
-  dataRoot: join(eng, "data"),
-  execRoot: join(eng, "exec"),
-  sock: join(eng, "docker.sock"),
-  clientConfig: join(eng, "client"),
-};
-for (const d of [paths.ctdRoot, paths.ctdState, paths.dataRoot, paths.execRoot, paths.clientConfig]) mkdirSync(d, { recursive: true });
-writeFileSync(join(eng, "containerd.toml"), [
-  "version = 2",
-  `root = ${JSON.stringify(paths.ctdRoot)}`,
-  `state = ${JSON.stringify(paths.ctdState)}`,
-  "[grpc]",
-  `  address = ${JSON.stringify(paths.ctdSock)}`,
-  "[ttrpc]",
-  `  address = ${JSON.stringify(`${paths.ctdSock}.ttrpc`)}`,
-  "[debug]",
-  '  address = ""',
-  "[metrics]",
-  '  address = ""',
-  "",
-].join("\n"));
-writeFileSync(join(eng, "daemon.json"), "{}\n");
-writeFileSync(join(paths.clientConfig, "config.json"), "{}\n");
-const dockerEnv = { DOCKER_HOST: `unix://${paths.sock}`, DOCKER_CONFIG: paths.clientConfig, DOCKER_BUILDKIT: "1" };
 
-/** A daemon child: its output goes to a log file, `exited` resolves when it ends. */
-function startDaemon(cmd, args, log) {
-  const out = join(eng, log);
-  const fd = openLog(out);
-  const child = spawn(cmd, args, { stdio: ["ignore", fd, fd] });
-  closeSync(fd);
-  const exited = new Promise((res) => child.on("exit", (code, signal) => res({ code, signal })));
-  child.on("error", () => {});
-  return { child, exited, log: out, running: true };
-}
-function openLog(path) {
-  writeFileSync(path, "");
-  return openSync(path, "a");
-}
-
-function logTail(d, n = 5) {
-  try {
-    return lastLines(readFileSync(d.log, "utf8"), n);
-  } catch {
-    return "";
-  }
-}
-
-async function waitFor(what, d, probe, seconds) {
-  const until = Date.now() + seconds * 1000;
-  for (;;) {
-    if (await probe()) return;
-    let timer;
-    const gone = await Promise.race([d.exited, new Promise((res) => { timer = setTimeout(() => res(null), 200); })]);
-    clearTimeout(timer);
-    if (gone) throw new Error(`${what} exited (${gone.code ?? gone.signal}): ${logTail(d)}`);
-    if (Date.now() > until) throw new Error(`${what} did not come up in ${seconds}s: ${logTail(d)}`);
-  }
-}
-
-/** Stops a daemon by its PID: SIGTERM, then SIGKILL after `seconds`. */
-async function stopDaemon(d, seconds) {
-  if (!d || !d.running) return;
-  d.running = false;
-  if (d.child.exitCode !== null || d.child.signalCode !== null) return;
-  d.child.kill("SIGTERM");
-  let timer;
-  const ended = await Promise.race([d.exited, new Promise((res) => { timer = setTimeout(() => res(null), seconds * 1000); })]);
-  clearTimeout(timer);
-  if (!ended) {
-    d.child.kill("SIGKILL");
-    await d.exited;
-  }
-}
-
-/** Mount points at or below `dir` (from /proc/self/mountinfo, octal escapes decoded). */
-function mountsBelow(dir) {
-  const text = readFileSync("/proc/self/mountinfo", "utf8");
-  const decode = (s) => s.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
-  return text.split("\n").filter(Boolean).map((l) => decode(l.split(" ")[4])).filter((m) => m === dir || m.startsWith(`${dir}/`));
-}
-
-let containerd = null;
-let dockerd = null;
+let engine = null;
 let cleaned = false;
 async function cleanup() {
   if (cleaned) return [];
   cleaned = true;
-  const problems = [];
-  await stopDaemon(dockerd, 30);
-  await stopDaemon(containerd, 15);
-  const left = mountsBelow(work);
-  if (left.length) {
-    problems.push(`mounts left under ${work} after dockerd stopped: ${left.join(", ")}`);
-    for (const m of left.reverse()) spawnSync("umount", ["-l", m]);
-  }
+  const problems = engine ? await engine.stop() : [];
   if (opts.keep) console.log(`kept work directory ${work}`);
   else spawnSync("rm", ["-rf", work]);
   return problems;
@@ -193,28 +80,14 @@ async function fail(msg) {
   die(msg);
 }
 
-const engineStart = Date.now();
 try {
-  containerd = startDaemon(CONTAINERD, ["--config", join(eng, "containerd.toml")], "containerd.log");
-  await waitFor("containerd", containerd, async () => existsSync(paths.ctdSock), 30);
-  dockerd = startDaemon(DOCKERD, [
-    "--config-file", join(eng, "daemon.json"), "--containerd", paths.ctdSock, "--data-root", paths.dataRoot, "--exec-root", paths.execRoot,
-    "-H", `unix://${paths.sock}`, "--pidfile", join(eng, "docker.pid"), "--iptables=false", "--ip6tables=false", "--bridge=none",
-    "--storage-driver", "overlay2",
-  ], "dockerd.log");
-  await waitFor("dockerd", dockerd, async () => existsSync(paths.sock) && (await runAsync(DOCKER, ["version", "--format", "{{.Server.Version}}"], { env: dockerEnv })).code === 0, 60);
+  engine = await startDockerEngine(join(work, "engine"));
 } catch (e) {
   await fail(e.message);
 }
-const version = (await runAsync(DOCKER, ["version", "--format", "{{.Server.Version}}"], { env: dockerEnv })).stdout.trim();
-console.log(`docker engine ${version} (private, pid ${dockerd.child.pid}; containerd pid ${containerd.child.pid}) up in ${((Date.now() - engineStart) / 1000).toFixed(1)}s`);
-
-const docker = (args) => runAsync(DOCKER, args, { env: dockerEnv });
-async function mustDocker(args, what) {
-  const r = await docker(args);
-  if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code}): ${lastLines(r.stderr || r.stdout)}`);
-  return r;
-}
+console.log(`docker engine ${engine.version} (private, pid ${engine.pids.dockerd}; containerd pid ${engine.pids.containerd}) up in ${engine.startSeconds.toFixed(1)}s`);
+const docker = engine.docker;
+const mustDocker = engine.mustDocker;
 
 // ---------------------------------------------------------------- the base image
 let baseLayout;
