@@ -7,6 +7,7 @@
 //   ensureDockerPackage();                       // apt-get install docker.io when missing
 //   const engine = await startDockerEngine(dir); // { version, env, docker(args), mustDocker(args, what), stop() }
 //   ... await engine.stop();                     // resolves the problems found (left mounts), [] when clean
+//   process.on("exit", engine.stopSync);         // the same without await, for exit paths
 //
 // Needs root. Errors are thrown as Error with a one-line message.
 import { spawn, spawnSync } from "node:child_process";
@@ -182,6 +183,28 @@ export async function startDockerEngine(dir) {
     await stop();
     throw e;
   }
+  // For exit handlers that cannot await: SIGTERM each daemon and wait for it (polling), then
+  // SIGKILL; leftover mounts are unmounted.
+  const stopSync = () => {
+    if (stopped) return;
+    stopped = true;
+    for (const [d, seconds] of [[dockerd, 30], [containerd, 15]]) {
+      if (!d || d.child.exitCode !== null || d.child.signalCode !== null) continue;
+      const alive = () => {
+        try {
+          process.kill(d.child.pid, 0);
+          return !readFileSync(`/proc/${d.child.pid}/stat`, "utf8").includes(") Z ");
+        } catch {
+          return false;
+        }
+      };
+      d.child.kill("SIGTERM");
+      const until = Date.now() + seconds * 1000;
+      while (alive() && Date.now() < until) spawnSync("sleep", ["0.2"]);
+      if (alive()) d.child.kill("SIGKILL");
+    }
+    for (const m of mountsBelow(dir).reverse()) spawnSync("umount", ["-l", m]);
+  };
   const version = (await docker(["version", "--format", "{{.Server.Version}}"])).stdout.trim();
   return {
     version,
@@ -195,5 +218,6 @@ export async function startDockerEngine(dir) {
       return r;
     },
     stop,
+    stopSync,
   };
 }
