@@ -25,6 +25,14 @@ import tarStream from "tar-stream";
 export const MOUNT_STUBS = new Set(["dev", "proc", "sys", "run", "etc/hosts", "etc/resolv.conf", "etc/hostname", "run/.containerenv"]);
 /** Parents an oracle creates for stubs when the base lacks them (only when empty apart from stubs). */
 export const STUB_PARENTS = new Set(["etc"]);
+/** Layer entries that are buildah 1.28's mount stubs (see MOUNT_STUBS). */
+export const BUILDAH_LAYER_STUBS = new Set([...MOUNT_STUBS, ...STUB_PARENTS]);
+/**
+ * Layer entries that are Docker 20.10's mount stubs: the /dev, /proc, /sys directories runc makes
+ * and /etc itself (its times change when runc places the hosts and resolv.conf mounts); never a
+ * file below /etc, which a step may really write (e.g. /etc/hostname, which BuildKit does not mount).
+ */
+export const DOCKER_LAYER_STUBS = new Set(["dev", "proc", "sys", "etc"]);
 
 function runCapture(cmd, args) {
   return new Promise((resolveRun) => {
@@ -57,12 +65,13 @@ export async function layerPaths(file) {
 
 /**
  * One flag per history entry: "empty" (empty_layer, or a layer with nothing in it) or "layer".
- * `layerFiles` are the image's layer blobs in order. With `stubsAreEmpty` (an oracle that leaves
- * mount stubs), a layer holding only mount stubs counts as empty: BuildKit drops stubs, and drops
- * empty layers, marking the history entry empty_layer. kiln's own empty layer tars show as
- * "empty-tar" (kiln should never write one).
+ * `layerFiles` are the image's layer blobs in order. With `stubs` (the layer entries an oracle
+ * leaves as mount stubs), a layer holding only those counts as empty: newer BuildKit drops stubs,
+ * and drops empty layers, marking the history entry empty_layer. kiln's own empty layer tars
+ * show as "empty-tar" (kiln should never write one).
  */
-export async function historyShape(history, layerFiles, { stubsAreEmpty }) {
+export async function historyShape(history, layerFiles, { stubs } = {}) {
+  const stubsAreEmpty = stubs !== undefined;
   const shape = [];
   let li = 0;
   for (const h of history ?? []) {
@@ -76,7 +85,7 @@ export async function historyShape(history, layerFiles, { stubsAreEmpty }) {
       continue;
     }
     let names = await layerPaths(file);
-    if (stubsAreEmpty) names = names.filter((n) => !MOUNT_STUBS.has(n) && !STUB_PARENTS.has(n));
+    if (stubsAreEmpty) names = names.filter((n) => !stubs.has(n));
     shape.push(names.length === 0 ? (stubsAreEmpty ? "empty" : "empty-tar") : "layer");
   }
   if (li !== layerFiles.length) shape.push(`(${layerFiles.length - li} layers without history)`);

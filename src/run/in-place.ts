@@ -17,7 +17,7 @@ import type { RunMount } from "./types.js";
 export const STUB_DIR = "/.kiln-run";
 
 /** Paths (relative, as layer excludes) a plain-chroot step's own files occupy: never in a layer. */
-export const IN_PLACE_EXCLUDES = ["etc/hosts", "etc/resolv.conf", "etc/hostname", "dev", STUB_DIR.slice(1)];
+export const IN_PLACE_EXCLUDES = ["etc/hosts", "etc/resolv.conf", "dev", STUB_DIR.slice(1)];
 
 const DEV_NODES: Array<[string, number, number]> = [["null", 1, 3], ["zero", 1, 5], ["full", 1, 7], ["random", 1, 8], ["urandom", 1, 9], ["tty", 5, 0]];
 

@@ -109,7 +109,6 @@ class PlainChrootRunner implements Runner {
       await place.devNodes();
       await place.file("/etc/hosts", await readFile(etc.hosts, "utf8"), { readonly: true });
       await place.file("/etc/resolv.conf", await readFile(etc.resolvConf, "utf8"), { readonly: true });
-      await place.file("/etc/hostname", await readFile(etc.hostnameFile, "utf8"));
       for (const m of spec.mounts ?? []) await place.mount(m);
       for (const n of place.notes) spec.stderr?.(Buffer.from(`kiln: plain-chroot: ${n}\n`));
 

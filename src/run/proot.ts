@@ -27,7 +27,7 @@ function prootTool(): string {
 class ProotRunner implements Runner {
   readonly name = "proot";
   readonly idMap?: IdMap;
-  readonly stepExcludes = ["etc/hosts", "etc/resolv.conf", "etc/hostname"];
+  readonly stepExcludes = ["etc/hosts", "etc/resolv.conf"];
   private readonly uid = process.getuid?.() ?? 0;
   private readonly gid = process.getgid?.() ?? 0;
 
@@ -50,7 +50,7 @@ class ProotRunner implements Runner {
       if (user.uid !== 0) args.push(`${user.uid}:${user.gid}`);
       args.push("-r", spec.rootfs, "-w", spec.cwd === "" ? "/" : spec.cwd, "-b", "/proc");
       for (const n of DEV_NODES) if (existsSync(`/dev/${n}`)) args.push("-b", `/dev/${n}`);
-      args.push("-b", `${etc.hosts}:/etc/hosts`, "-b", `${etc.resolvConf}:/etc/resolv.conf`, "-b", `${etc.hostnameFile}:/etc/hostname`);
+      args.push("-b", `${etc.hosts}:/etc/hosts`, "-b", `${etc.resolvConf}:/etc/resolv.conf`);
       let i = 0;
       for (const m of spec.mounts ?? []) {
         let source = m.source;

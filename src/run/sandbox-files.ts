@@ -1,5 +1,6 @@
-// Per-run files and mount points: writes the generated /etc/hosts, /etc/resolv.conf and
-// /etc/hostname into the run directory (hosts and resolv.conf mounted read-only, as BuildKit does), places every mount target (resolved through the mounts
+// Per-run files and mount points: writes the generated /etc/hosts and /etc/resolv.conf into the
+// run directory (mounted read-only, as BuildKit does; like BuildKit, no /etc/hostname is provided:
+// the hostname is the UTS namespace's), places every mount target (resolved through the mounts
 // before it, see mount-view.ts), creates missing targets inside the rootfs and removes the ones
 // kiln created afterwards — re-resolved after the step and touched only while they are still the
 // objects kiln made, restoring the parent directories' times — so none of them enters a layer.
@@ -16,7 +17,6 @@ export interface EtcFiles {
   hostname: string;
   hosts: string;
   resolvConf: string;
-  hostnameFile: string;
 }
 
 const DEFAULT_RESOLV = "nameserver 8.8.8.8\nnameserver 8.8.4.4\n";
@@ -25,11 +25,10 @@ export function newHostname(): string {
   return randomBytes(6).toString("hex");
 }
 
-/** Write hosts/resolv.conf/hostname for one run into `runDir`. */
+/** Write hosts and resolv.conf for one run into `runDir` (`hostname` goes into hosts). */
 export async function writeEtcFiles(runDir: string, hostname: string): Promise<EtcFiles> {
   const hosts = join(runDir, "hosts");
   const resolvConf = join(runDir, "resolv.conf");
-  const hostnameFile = join(runDir, "hostname");
   await writeFile(
     hosts,
     `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t${hostname}\n`,
@@ -42,9 +41,8 @@ export async function writeEtcFiles(runDir: string, hostname: string): Promise<E
     /* no host resolv.conf: use the default */
   }
   await writeFile(resolvConf, resolv);
-  await writeFile(hostnameFile, `${hostname}\n`);
-  for (const f of [hosts, resolvConf, hostnameFile]) await chmod(f, 0o644);
-  return { hostname, hosts, resolvConf, hostnameFile };
+  for (const f of [hosts, resolvConf]) await chmod(f, 0o644);
+  return { hostname, hosts, resolvConf };
 }
 
 /**
@@ -263,7 +261,6 @@ export async function placeMounts(spec: RunSpec, targets: MountTargets, etc: Etc
   const all: RunMount[] = [
     { type: "bind", source: etc.hosts, target: "/etc/hosts", readonly: true },
     { type: "bind", source: etc.resolvConf, target: "/etc/resolv.conf", readonly: true },
-    { type: "bind", source: etc.hostnameFile, target: "/etc/hostname" },
     ...(spec.mounts ?? []),
   ];
   const mounts: PlacedRunMount[] = [];
