@@ -379,7 +379,7 @@ if (buildahWarm) {
   console.log(`${pad(`buildah warm --layers, ${buildahDriver} (×${runs})`, 40)}${pad(f2(buildahWarm.median), 10)}${pad(f2(buildahWarm.best), 10)}(cold ${f2(buildahCold.seconds)}; kiln cold ${f2(cold.seconds)})`);
 }
 if (dockerWarm) {
-  console.log(`${pad(`docker warm, BuildKit ${engine.version} (×${runs})`, 40)}${pad(f2(dockerWarm.median), 10)}${pad(f2(dockerWarm.best), 10)}(cold ${f2(dockerCold.seconds)})`);
+  console.log(`${pad(`docker warm, BuildKit (×${runs})`, 40)}${pad(f2(dockerWarm.median), 10)}${pad(f2(dockerWarm.best), 10)}(cold ${f2(dockerCold.seconds)})`);
 }
 console.log(`${pad(`re-hash, unchanged, fresh process (×${runs})`, 40)}${pad(`${rehashMedian.toFixed(3)} s`, 10)}${pad(`${Math.min(...rehash).toFixed(3)} s`, 10)}(JIT warm, one process: median ${rehashWarmJitMedian.toFixed(3)} s)`);
 console.log("");
