@@ -19,7 +19,8 @@
 // "knownBuildahDifferences": [{ "line": "...", "why": "...", "snapshotter": "overlay" }] }
 // (buildahArgs: extra flags buildah needs to do what Docker does by default; "snapshotter", when
 // present, limits a known difference to builds with that kiln snapshotter). compare-docker.mjs
-// reads the same folders (its keys: "docker", "knownDockerDifferences").
+// reads the same folders (its keys: "docker", "knownDockerDifferences"). "expectFailure": "why"
+// (both scripts): both builds must fail, kiln's error naming a Dockerfile line.
 // A known difference is an exact difference line where buildah, not kiln, departs from Docker's
 // behaviour; "why" says so with a reference. A known line that stops appearing is reported too.
 import { spawnSync } from "node:child_process";

@@ -14,13 +14,16 @@
 //   node scripts/compare-docker.mjs [--cases a,b,c] [--cases-dir DIR] [--base LAYOUT] [--jobs N]
 //                                   [--isolation auto|oci|chroot] [--snapshotter auto|overlay|dir] [--keep]
 //
-// Needs root. Installs docker.io with apt-get when /usr/bin/docker or /usr/sbin/dockerd is missing
-// (with a policy-rc.d that keeps the system's docker service from starting). The /usr/bin/docker
-// client is used even when another `docker` comes first on PATH. Same case folders as
-// compare-buildah.mjs; case.json keys read here:
-//   "docker": { "skip": "why" }  — Docker 20.10's built-in frontend cannot build the case
-//                                  (heredocs; `# syntax=` needs Docker Hub): compared with buildah only
+// Needs root. The engine (scripts/lib/docker-engine.mjs) installs docker.io with apt-get when
+// /usr/bin/docker, /usr/sbin/dockerd or containerd is missing (with a policy-rc.d that keeps the
+// system's docker service from starting). The /usr/bin/docker client is used even when another
+// `docker` comes first on PATH. Same case folders as compare-buildah.mjs; case.json keys read here:
+//   "docker": { "skip": "why", "args": [...] } — skip: Docker 20.10's built-in frontend cannot
+//       build the case (heredocs; `# syntax=` needs Docker Hub), compared with buildah only;
+//       args: extra `docker build` flags
 //   "knownDockerDifferences": [{ "line": "...", "why": "...", "snapshotter": "dir" }]
+//   "expectFailure": "why" — both builds must fail (kiln naming a Dockerfile line); shared with
+//       compare-buildah.mjs
 // Prints PASS/SKIP/FAIL per case and "N passed, N failed, N skipped"; exits 1 on any difference,
 // 2 on a usage or set-up error.
 import { spawnSync } from "node:child_process";
