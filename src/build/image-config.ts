@@ -16,7 +16,8 @@ export function scratchConfig(platform: Platform): ImageConfig {
   const cfg: ImageConfig = {
     architecture: platform.architecture,
     os: platform.os,
-    config: { Env: [`PATH=${DEFAULT_PATH}`] },
+    // BuildKit's empty image (dockerfile2llb emptyImage): WorkingDir "/" and the default PATH.
+    config: { Env: [`PATH=${DEFAULT_PATH}`], WorkingDir: "/" },
     rootfs: { type: "layers", diff_ids: [] },
     history: [],
   };
@@ -107,6 +108,8 @@ export function applyMetadata(cfg: ImageConfig, inst: TypedInstruction, ctx: Sta
       return `WORKDIR ${c.WorkingDir}`;
     case "cmd":
       c.Cmd = commandLine(inst.command, inst.shellForm, ctx.shell);
+      // BuildKit's dispatchCmd marks every CMD (either form) as escaped; Linux ignores it.
+      c.ArgsEscaped = true;
       ctx.cmdSet = true;
       return `CMD ${JSON.stringify(c.Cmd)}`;
     case "entrypoint":

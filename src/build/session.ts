@@ -14,7 +14,7 @@ import { createRootFS, type RootFS } from "../fs/rootfs.js";
 import type { BlobStore } from "../store/blob-store.js";
 import type { BuildEvent } from "./events.js";
 import type { BuildOptions, NamedContext } from "./options.js";
-import type { BuildPlan } from "../dockerfile/plan.js";
+import type { BuildPlan, InheritedArgs } from "../dockerfile/plan.js";
 import { resolveStageRef } from "../dockerfile/plan.js";
 import { suggestName as suggest } from "../dockerfile/flags.js";
 import { chooseRunner, type Runner } from "../run/index.js";
@@ -26,6 +26,8 @@ export interface StageResult {
   state: Digest;
   /** The stage's root filesystem when RUN steps built one (reused by COPY --from). */
   rootfs?: RootFS;
+  /** The stage's ARGs after its last step: a stage built FROM it starts with them. */
+  args?: InheritedArgs;
 }
 
 export class BuildSession {
@@ -83,14 +85,14 @@ export class BuildSession {
   }
 
   /** Base image of stage `index` (undefined for scratch) and the identity its cache keys use. */
-  async baseImage(index: number): Promise<{ image?: Image; id: Digest | "scratch" }> {
+  async baseImage(index: number): Promise<{ image?: Image; id: Digest | "scratch"; args?: InheritedArgs }> {
     const stage = this.plan.stages[index]!;
     switch (stage.base.kind) {
       case "scratch":
         return { id: "scratch" };
       case "stage": {
         const r = await this.stageResult(stage.base.index);
-        return { image: r.image, id: r.state };
+        return r.args ? { image: r.image, id: r.state, args: r.args } : { image: r.image, id: r.state };
       }
       case "context":
         return this.contextImage(stage.base.name);

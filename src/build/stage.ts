@@ -14,7 +14,7 @@ import { parseDockerfile } from "../dockerfile/parse.js";
 import { typeInstruction, type TypedInstruction } from "../dockerfile/instructions.js";
 import { expandInstruction } from "../dockerfile/expand-instruction.js";
 import type { RootFS } from "../fs/rootfs.js";
-import { ArgScope, type PlannedStage } from "../dockerfile/plan.js";
+import { ArgScope, type InheritedArgs, type PlannedStage } from "../dockerfile/plan.js";
 import type { BuildSession, StageResult } from "./session.js";
 import {
   DEFAULT_SHELL,
@@ -54,7 +54,7 @@ export class StageBuilder {
     readonly session: BuildSession,
     readonly stage: PlannedStage,
     /** Resolves the base image (undefined for scratch); awaited as the FROM step. */
-    private readonly loadBase: () => Promise<{ image?: Image; id: Digest | "scratch" }>,
+    private readonly loadBase: () => Promise<{ image?: Image; id: Digest | "scratch"; args?: InheritedArgs }>,
   ) {
     this.args = new ArgScope(session.plan);
     this.steps = stage.instructions.length + 1;
@@ -81,7 +81,10 @@ export class StageBuilder {
     let base: Image | undefined;
     let baseId: Digest | "scratch";
     try {
-      ({ image: base, id: baseId } = await this.loadBase());
+      let inherited: InheritedArgs | undefined;
+      ({ image: base, id: baseId, args: inherited } = await this.loadBase());
+      // FROM another stage: its ARGs come along (BuildKit's dispatchState.init)
+      if (inherited) this.args.inherit(inherited);
     } catch (err) {
       throw DockerfileError.at(err, { file: this.file, line: this.stage.from.line, instruction: "FROM" });
     }
@@ -98,7 +101,8 @@ export class StageBuilder {
     }
     if (this.lastCreated === "") this.stamp(this.session.created);
     this.image.config.created = this.lastCreated;
-    return this.rootfs ? { image: this.image, state: this.state, rootfs: this.rootfs } : { image: this.image, state: this.state };
+    const args = this.args.snapshot();
+    return this.rootfs ? { image: this.image, state: this.state, rootfs: this.rootfs, args } : { image: this.image, state: this.state, args };
   }
 
   /** ONBUILD triggers stored in the base image run first, then are cleared (as Docker does). */

@@ -17,7 +17,7 @@ import { defaultCacheDir } from "../store/blob-store.js";
 import { staticBusybox } from "./chroot.js";
 import { IN_PLACE_EXCLUDES, InPlace } from "./in-place.js";
 import { OutputTail, groupDiesWithKiln, runStreaming } from "./output.js";
-import { MountTargets, ensureCwd, newHostname, writeEtcFiles } from "./sandbox-files.js";
+import { MountTargets, ensureCwd, newHostname, readOnlyEtcError, writeEtcFiles } from "./sandbox-files.js";
 import type { RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
 
@@ -107,9 +107,8 @@ class PlainChrootRunner implements Runner {
       const etc = await writeEtcFiles(runDir, spec.hostname ?? newHostname());
       const stub = await place.stubBusybox(busybox);
       await place.devNodes();
-      await place.file("/etc/hosts", await readFile(etc.hosts, "utf8"));
-      await place.file("/etc/resolv.conf", await readFile(etc.resolvConf, "utf8"));
-      await place.file("/etc/hostname", await readFile(etc.hostnameFile, "utf8"));
+      await place.file("/etc/hosts", await readFile(etc.hosts, "utf8"), { readonly: true });
+      await place.file("/etc/resolv.conf", await readFile(etc.resolvConf, "utf8"), { readonly: true });
       for (const m of spec.mounts ?? []) await place.mount(m);
       for (const n of place.notes) spec.stderr?.(Buffer.from(`kiln: plain-chroot: ${n}\n`));
 
@@ -157,6 +156,9 @@ class PlainChrootRunner implements Runner {
       } finally {
         killGroup();
       }
+      // no read-only mount here: a step that wrote /etc/hosts or resolv.conf fails afterwards
+      const written = await place.readOnlyWritten();
+      if (written.length > 0 && code === 0) throw readOnlyEtcError(written);
       return { exitCode: code, outputTail: tail.text() };
     } finally {
       await place.cleanup();

@@ -13,7 +13,7 @@ import { copyTreeNoFollow } from "../fs/copy-tree.js";
 import { createWorkDir, removeWorkDir } from "../fs/workdir.js";
 import { defaultCacheDir } from "../store/blob-store.js";
 import { OutputTail, groupDiesWithKiln, runStreaming } from "./output.js";
-import { ensureCwd, newHostname, writeEtcFiles, writeSecretFiles } from "./sandbox-files.js";
+import { ensureCwd, newHostname, readOnlyEtcError, readOnlyEtcSnapshot, readOnlyEtcWritten, writeEtcFiles, writeSecretFiles } from "./sandbox-files.js";
 import type { IdMap, RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
 
@@ -27,7 +27,7 @@ function prootTool(): string {
 class ProotRunner implements Runner {
   readonly name = "proot";
   readonly idMap?: IdMap;
-  readonly stepExcludes = ["etc/hosts", "etc/resolv.conf", "etc/hostname"];
+  readonly stepExcludes = ["etc/hosts", "etc/resolv.conf"];
   private readonly uid = process.getuid?.() ?? 0;
   private readonly gid = process.getgid?.() ?? 0;
 
@@ -45,11 +45,12 @@ class ProotRunner implements Runner {
       }
       await ensureCwd(spec.rootfs, spec.cwd);
       const etc = await writeEtcFiles(runDir, spec.hostname ?? newHostname());
+      const etcBefore = await readOnlyEtcSnapshot(etc);
       const args = [user.uid === 0 ? "-0" : `-i`];
       if (user.uid !== 0) args.push(`${user.uid}:${user.gid}`);
       args.push("-r", spec.rootfs, "-w", spec.cwd === "" ? "/" : spec.cwd, "-b", "/proc");
       for (const n of DEV_NODES) if (existsSync(`/dev/${n}`)) args.push("-b", `/dev/${n}`);
-      args.push("-b", `${etc.hosts}:/etc/hosts`, "-b", `${etc.resolvConf}:/etc/resolv.conf`, "-b", `${etc.hostnameFile}:/etc/hostname`);
+      args.push("-b", `${etc.hosts}:/etc/hosts`, "-b", `${etc.resolvConf}:/etc/resolv.conf`);
       let i = 0;
       // proot binds host paths only: a secret is a 0400 file in the run directory (removed with it)
       const secretFiles = await writeSecretFiles(spec.mounts ?? [], join(runDir, "secrets"));
@@ -109,6 +110,9 @@ class ProotRunner implements Runner {
         const now = lstatSync(host, { throwIfNoEntry: false });
         if (now && now.dev === st.dev && now.ino === st.ino && now.mtimeMs !== st.mtimeMs) await utimes(host, st.atime, st.mtime).catch(() => undefined);
       }
+      // proot cannot bind read-only: a step that wrote /etc/hosts or resolv.conf fails afterwards
+      const written = await readOnlyEtcWritten(etc, etcBefore);
+      if (written.length > 0 && code === 0) throw readOnlyEtcError(written);
       return { exitCode: code, outputTail: tail.text() };
     } finally {
       await removeWorkDir(runDir);

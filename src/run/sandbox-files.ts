@@ -1,5 +1,6 @@
-// Per-run files and mount points: writes the generated /etc/hosts, /etc/resolv.conf and
-// /etc/hostname into the run directory, places every mount target (resolved through the mounts
+// Per-run files and mount points: writes the generated /etc/hosts and /etc/resolv.conf into the
+// run directory (mounted read-only, as BuildKit does; like BuildKit, no /etc/hostname is provided:
+// the hostname is the UTS namespace's), places every mount target (resolved through the mounts
 // before it, see mount-view.ts), creates missing targets inside the rootfs and removes the ones
 // kiln created afterwards — re-resolved after the step and touched only while they are still the
 // objects kiln made, restoring the parent directories' times — so none of them enters a layer.
@@ -18,7 +19,6 @@ export interface EtcFiles {
   hostname: string;
   hosts: string;
   resolvConf: string;
-  hostnameFile: string;
 }
 
 const DEFAULT_RESOLV = "nameserver 8.8.8.8\nnameserver 8.8.4.4\n";
@@ -27,11 +27,10 @@ export function newHostname(): string {
   return randomBytes(6).toString("hex");
 }
 
-/** Write hosts/resolv.conf/hostname for one run into `runDir`. */
+/** Write hosts and resolv.conf for one run into `runDir` (`hostname` goes into hosts). */
 export async function writeEtcFiles(runDir: string, hostname: string): Promise<EtcFiles> {
   const hosts = join(runDir, "hosts");
   const resolvConf = join(runDir, "resolv.conf");
-  const hostnameFile = join(runDir, "hostname");
   await writeFile(
     hosts,
     `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t${hostname}\n`,
@@ -44,9 +43,45 @@ export async function writeEtcFiles(runDir: string, hostname: string): Promise<E
     /* no host resolv.conf: use the default */
   }
   await writeFile(resolvConf, resolv);
-  await writeFile(hostnameFile, `${hostname}\n`);
-  for (const f of [hosts, resolvConf, hostnameFile]) await chmod(f, 0o644);
-  return { hostname, hosts, resolvConf, hostnameFile };
+  for (const f of [hosts, resolvConf]) await chmod(f, 0o644);
+  return { hostname, hosts, resolvConf };
+}
+
+/**
+ * The /etc files a RUN may read but not write: BuildKit bind-mounts /etc/hosts and
+ * /etc/resolv.conf read-only (executor/oci/spec_linux.go withROBind), so a step that writes them
+ * fails under Docker. kiln mounts them read-only too (oci, chroot); where nothing can be mounted
+ * (plain-chroot, proot) a step that changed one fails after it ran (readOnlyEtcError).
+ */
+export const READ_ONLY_ETC = ["/etc/hosts", "/etc/resolv.conf"] as const;
+
+/** The error for a step that changed read-only /etc files (plain-chroot, proot). */
+export function readOnlyEtcError(paths: readonly string[]): KilnError {
+  return new KilnError(
+    "RUN_FAILED",
+    `the step wrote ${paths.join(" and ")}, which ${paths.length > 1 ? "are" : "is"} read-only during RUN (BuildKit mounts /etc/hosts and /etc/resolv.conf read-only, so this step fails under Docker too)`,
+  );
+}
+
+/** Contents of the generated read-only files (hosts, resolv.conf), to see afterwards whether a step changed them. */
+export async function readOnlyEtcSnapshot(etc: EtcFiles): Promise<Map<string, Buffer>> {
+  return new Map([
+    ["/etc/hosts", await readFile(etc.hosts)],
+    ["/etc/resolv.conf", await readFile(etc.resolvConf)],
+  ]);
+}
+
+/** Which of the generated read-only files a step changed since `snapshot`. */
+export async function readOnlyEtcWritten(etc: EtcFiles, snapshot: Map<string, Buffer>): Promise<string[]> {
+  const now = new Map([
+    ["/etc/hosts", await readFile(etc.hosts).catch(() => undefined)],
+    ["/etc/resolv.conf", await readFile(etc.resolvConf).catch(() => undefined)],
+  ]);
+  return READ_ONLY_ETC.filter((p) => {
+    const a = now.get(p);
+    const b = snapshot.get(p);
+    return a === undefined || b === undefined || !a.equals(b);
+  });
 }
 
 /** One object kiln created (or, for a parent, found) inside the rootfs, as it was then. */
@@ -227,9 +262,8 @@ export async function placeMounts(spec: RunSpec, targets: MountTargets, etc: Etc
   const sys = await targets.ensure(at.sys, "dir");
   addSystemMounts(view, at);
   const all: RunMount[] = [
-    { type: "bind", source: etc.hosts, target: "/etc/hosts" },
-    { type: "bind", source: etc.resolvConf, target: "/etc/resolv.conf" },
-    { type: "bind", source: etc.hostnameFile, target: "/etc/hostname" },
+    { type: "bind", source: etc.hosts, target: "/etc/hosts", readonly: true },
+    { type: "bind", source: etc.resolvConf, target: "/etc/resolv.conf", readonly: true },
     ...(spec.mounts ?? []),
   ];
   const mounts: PlacedRunMount[] = [];

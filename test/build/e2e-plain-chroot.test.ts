@@ -95,6 +95,14 @@ describe("kiln build --isolation plain-chroot", () => {
     expect(listing).toContain(".kiln-run"); // the stub was there during the step, and is not in any layer
   });
 
+  it("fails a step that writes /etc/hosts (read-only under BuildKit); reading the /etc files works", async () => {
+    const { r } = await build("etc-ro", "FROM base\nRUN echo 1.2.3.4 db >> /etc/hosts\n", "plain-chroot");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/Dockerfile:2: .*the step wrote \/etc\/hosts, which is read-only during RUN/);
+    const ok = await build("etc-ro-read", "FROM base\nRUN cat /etc/hosts /etc/resolv.conf > /seen\n", "plain-chroot");
+    expectBuilt(ok.r);
+  });
+
   it("runs a USER step as that user, with no capabilities and the escape refused", async () => {
     const { r, layout } = await build("user", "FROM base\nUSER 1000:1000\nRUN /escape > /tmp/as-user.txt\n", "plain-chroot");
     expectBuilt(r);

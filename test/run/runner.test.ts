@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createRunner, type Runner, type RunSpec } from "../../src/run/index.js";
 import { busyboxRoot, tempDir } from "../fs/helpers.js";
@@ -90,6 +90,21 @@ for (const backend of backends) {
       expect(existsSync(join(root, "etc/hostname"))).toBe(false);
       expect(existsSync(join(root, "proc"))).toBe(false);
       expect(existsSync(join(root, "dev"))).toBe(false);
+    });
+
+    it("mounts /etc/hosts and /etc/resolv.conf read-only and provides no /etc/hostname (as BuildKit does)", async () => {
+      const r = await runner.run(
+        spec("echo x >> /etc/hosts || echo hosts-refused; echo x >> /etc/resolv.conf || echo resolv-refused; rm -f /etc/hosts 2>/dev/null || echo rm-refused; test ! -e /etc/hostname && echo h > /etc/hostname && echo hostname-ok; grep -c '^x$' /etc/hosts"),
+      );
+      expect(r.outputTail).toContain("Read-only file system");
+      expect(r.outputTail).toContain("hosts-refused");
+      expect(r.outputTail).toContain("resolv-refused");
+      expect(r.outputTail).toContain("rm-refused");
+      expect(r.outputTail).toContain("hostname-ok");
+      expect(r.outputTail.split("\n").at(-1)).toBe("0");
+      // the step's own /etc/hostname is an ordinary file of the rootfs (a layer would keep it)
+      expect(readFileSync(join(root, "etc/hostname"), "utf8")).toBe("h\n");
+      rmSync(join(root, "etc/hostname"));
     });
 
     it("has only loopback with network none", async () => {
