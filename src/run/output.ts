@@ -66,6 +66,34 @@ export function groupDiesWithKiln(exec: Exec): Exec {
 }
 
 /**
+ * The process group of a step without a pid namespace (plain-chroot, proot): `kill()` sends
+ * SIGKILL to the whole group (on abort, when its leader exits); `end()` repeats it until no member
+ * is left, so a process that was mid-fork when the first signal went out cannot outlive the step
+ * and write into the root filesystem while it is being diffed.
+ */
+export class StepGroup {
+  private pgid = 0;
+
+  readonly onSpawn = (pid: number): void => {
+    this.pgid = pid;
+  };
+
+  readonly kill = (): boolean => {
+    if (this.pgid <= 0) return false;
+    try {
+      process.kill(-this.pgid, "SIGKILL");
+      return true;
+    } catch {
+      return false; // ESRCH: nobody left
+    }
+  };
+
+  async end(): Promise<void> {
+    for (let i = 0; i < 200 && this.kill(); i++) await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/**
  * Run a command, streaming its output. `onAbort` is called once when `signal` fires (to kill the
  * container the proper way); the promise still waits for the process to exit.
  */

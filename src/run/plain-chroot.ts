@@ -16,7 +16,7 @@ import { readFile } from "node:fs/promises";
 import { defaultCacheDir } from "../store/blob-store.js";
 import { staticBusybox } from "./chroot.js";
 import { IN_PLACE_EXCLUDES, InPlace } from "./in-place.js";
-import { OutputTail, groupDiesWithKiln, runStreaming } from "./output.js";
+import { OutputTail, StepGroup, groupDiesWithKiln, runStreaming } from "./output.js";
 import { MountTargets, ensureCwd, newHostname, readOnlyEtcError, writeEtcFiles } from "./sandbox-files.js";
 import type { RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
@@ -129,14 +129,7 @@ class PlainChrootRunner implements Runner {
       // process group (groupDiesWithKiln: setsid execs, keeping the pid), killed whole on abort,
       // after the step, and by its supervising `timeout` when kiln dies.
       const tail = new OutputTail();
-      let group = 0;
-      const killGroup = (): void => {
-        try {
-          if (group > 0) process.kill(-group, "SIGKILL");
-        } catch {
-          /* already gone */
-        }
-      };
+      const group = new StepGroup();
       let code: number;
       try {
         code = await runStreaming(
@@ -145,16 +138,14 @@ class PlainChrootRunner implements Runner {
             stdout: spec.stdout,
             stderr: spec.stderr,
             signal: spec.signal,
-            onAbort: killGroup,
-            onExit: killGroup, // what the step left running goes with it, as with a pid namespace
-            onSpawn: (pid) => {
-              group = pid;
-            },
+            onAbort: group.kill,
+            onExit: group.kill, // what the step left running goes with it, as with a pid namespace
+            onSpawn: group.onSpawn,
           },
           tail,
         );
       } finally {
-        killGroup();
+        await group.end();
       }
       // no read-only mount here: a step that wrote /etc/hosts or resolv.conf fails afterwards
       const written = await place.readOnlyWritten();

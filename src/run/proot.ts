@@ -12,7 +12,7 @@ import { KilnError } from "../errors.js";
 import { copyTreeNoFollow } from "../fs/copy-tree.js";
 import { createWorkDir, removeWorkDir } from "../fs/workdir.js";
 import { defaultCacheDir } from "../store/blob-store.js";
-import { OutputTail, groupDiesWithKiln, runStreaming } from "./output.js";
+import { OutputTail, StepGroup, groupDiesWithKiln, runStreaming } from "./output.js";
 import { ensureCwd, newHostname, readOnlyEtcError, readOnlyEtcSnapshot, readOnlyEtcWritten, writeEtcFiles, writeSecretFiles } from "./sandbox-files.js";
 import type { IdMap, RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
@@ -88,23 +88,16 @@ class ProotRunner implements Runner {
       const tail = new OutputTail();
       // proot and its tracees are one process group that dies with kiln (groupDiesWithKiln),
       // killed whole on abort and once proot has ended
-      let group = 0;
-      const killGroup = (): void => {
-        try {
-          if (group > 0) process.kill(-group, "SIGKILL");
-        } catch {
-          /* already gone */
-        }
-      };
+      const group = new StepGroup();
       let code: number;
       try {
         code = await runStreaming(
           groupDiesWithKiln({ cmd: proot, args, env }),
-          { stdout: spec.stdout, stderr: spec.stderr, signal: spec.signal, onAbort: killGroup, onExit: killGroup, onSpawn: (pid) => (group = pid) },
+          { stdout: spec.stdout, stderr: spec.stderr, signal: spec.signal, onAbort: group.kill, onExit: group.kill, onSpawn: group.onSpawn },
           tail,
         );
       } finally {
-        killGroup();
+        await group.end();
       }
       for (const { host, st } of parents) {
         const now = lstatSync(host, { throwIfNoEntry: false });

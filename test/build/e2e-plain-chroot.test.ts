@@ -18,7 +18,7 @@ const temps = new TempDirs();
 afterAll(() => temps.cleanup());
 
 const ESCAPE_C = new URL("../run/fixtures/escape.c", import.meta.url).pathname;
-const APPLETS = ["cat", "ls", "grep", "echo", "mkdir", "touch", "test", "chmod", "rm"];
+const APPLETS = ["cat", "ls", "grep", "echo", "mkdir", "touch", "test", "chmod", "rm", "sleep"];
 let dir: string;
 let base: HandLayout;
 
