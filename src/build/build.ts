@@ -5,7 +5,6 @@ import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { contextFromTar } from "../context/build-context.js";
 import { writeFileAtomic } from "../store/atomic-file.js";
 import { formatBytes } from "../units.js";
-import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { buffer } from "node:stream/consumers";
 import { DockerfileError, KilnError, UsageError } from "../errors.js";
@@ -14,16 +13,19 @@ import type { TypedInstruction } from "../dockerfile/instructions.js";
 import type { Image, MaterializedImage } from "../image/image.js";
 import { materialize } from "../image/materialize.js";
 import type { Digest, Platform } from "../image/oci.js";
-import { formatPlatform, hostPlatform, parsePlatform, platformMatches } from "../image/platform.js";
-import { BlobStore, defaultCacheDir } from "../store/blob-store.js";
+import { formatPlatform, hostPlatform, platformMatches } from "../image/platform.js";
+import { BlobStore } from "../store/blob-store.js";
 import { writeOutputs } from "../output/write.js";
 import { storeImage } from "../image/source.js";
 import { planBuild, type BuildPlan } from "../dockerfile/plan.js";
 import { DEFAULT_OUTPUT_DIR, parseNamedContext, type BuildOptions, type NamedContext, type OutputSpec } from "./options.js";
-import { BuildSession, cleanupStaleTemp, type StageResult } from "./session.js";
+import { BuildSession, DEFAULT_BACKENDS, cleanupStaleTemp, type EngineBackends } from "./session.js";
 import { BuildCache } from "./cache.js";
-import { cleanupStale, resolveSnapshotter } from "../fs/rootfs.js";
-import { StageBuilder } from "./stage.js";
+import { resolveConfig, type EngineConfig } from "./config.js";
+import { cleanupStale } from "../fs/rootfs.js";
+import { StageScheduler } from "./scheduler.js";
+import { BuildSources } from "./sources.js";
+import { buildStage, type StageEnvironment } from "./stage.js";
 import { isGitSource } from "./steps/copy.js";
 import { SUPPORTED_MOUNTS } from "./steps/run.js";
 
@@ -38,12 +40,21 @@ export interface BuildResult {
 }
 
 export async function build(options: BuildOptions): Promise<BuildResult> {
-  const cacheDir = resolve(options.cacheDir ?? defaultCacheDir());
+  return buildWith(options, DEFAULT_BACKENDS);
+}
+
+/**
+ * `build()` with the RUN backends and snapshotters given (the engine's seam: an in-process test
+ * passes a fake runner and a fake root filesystem).
+ */
+export async function buildWith(options: BuildOptions, backends: EngineBackends): Promise<BuildResult> {
+  const config = resolveConfig(options);
+  const cacheDir = config.cacheDir;
   // Root filesystems, mounts and run directories a killed build left behind.
   await cleanupStale(cacheDir).catch(() => undefined);
   await cleanupStaleTemp(cacheDir);
   // An absolute context path: it keys the stat cache, which `kiln build ctx` and `/abs/ctx` share.
-  if (options.context !== "-") return buildFrom({ ...options, context: resolve(options.context) }, cacheDir);
+  if (options.context !== "-") return buildFrom({ ...options, context: resolve(options.context) }, config, backends);
   // `kiln build -`: the context is a tar on stdin; as with docker, -f names a file inside it.
   if (options.dockerfile === "-") throw new UsageError("the Dockerfile and the context cannot both come from stdin");
   await mkdir(join(cacheDir, "tmp"), { recursive: true });
@@ -51,17 +62,15 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   try {
     const ctx = await contextFromTar(options.contextStream ?? process.stdin, dir);
     const inTar = options.dockerfileText === undefined ? { dockerfile: join(ctx.root, options.dockerfile ?? "Dockerfile"), dockerfileName: options.dockerfile ?? "Dockerfile" } : {};
-    return await buildFrom({ ...options, context: ctx.root, ...inTar }, cacheDir);
+    return await buildFrom({ ...options, context: ctx.root, ...inTar }, config, backends);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-async function buildFrom(options: BuildOptions & { dockerfileName?: string }, cacheDir: string): Promise<BuildResult> {
-  const store = new BlobStore(cacheDir);
+async function buildFrom(options: BuildOptions & { dockerfileName?: string }, config: EngineConfig, backends: EngineBackends): Promise<BuildResult> {
+  const store = new BlobStore(config.cacheDir);
   const { text, file, path: dockerfilePath } = await readDockerfile(options);
-  const platform: Platform = options.platform ? parsePlatform(options.platform) : hostPlatform();
-  const buildArgs = { ...(options.buildArgs ?? {}) };
 
   const named = new Map<string, NamedContext>();
   for (const [name, value] of Object.entries(options.buildContexts ?? {})) named.set(name, parseNamedContext(name, value));
@@ -69,14 +78,14 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, ca
   const ast = parseDockerfile(text, { file });
   const plan = planBuild(ast, {
     file,
-    buildArgs,
-    targetPlatform: platform,
+    buildArgs: { ...config.buildArgs },
+    targetPlatform: config.platform,
     namedContexts: [...named.keys()],
     ...(options.target ? { target: options.target } : {}),
   });
-  for (const w of plan.warnings) options.onEvent?.({ type: "warning", message: `${w.file}:${w.line}: ${w.message}` });
+  for (const w of plan.warnings) config.emit({ type: "warning", message: `${w.file}:${w.line}: ${w.message}` });
   checkSupported(plan);
-  checkRunPlatform(plan, platform);
+  checkRunPlatform(plan, config.platform);
 
   const outputs = options.outputs && options.outputs.length > 0
     ? options.outputs
@@ -87,33 +96,19 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, ca
     }
   }
 
-  const sde = sourceDateEpoch(options, buildArgs);
-  const created = rfc3339(sde !== undefined ? new Date(sde * 1000) : new Date());
-  const registry = {
-    ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
-    ...(options.registryCa ? { caFile: options.registryCa } : {}),
-    ...(options.registryTimeouts ? { timeouts: options.registryTimeouts } : {}),
-  };
-  const cache = new BuildCache(
-    store,
-    {
-      ...(options.noCache ? { noCache: true } : {}),
-      ...(options.noCacheFilter ? { noCacheFilter: options.noCacheFilter } : {}),
-      ...(options.cacheFrom ? { cacheFrom: options.cacheFrom } : {}),
-      ...(options.cacheTo ? { cacheTo: options.cacheTo } : {}),
-    },
-    registry,
-    (message) => options.onEvent?.({ type: "warning", message }),
-  );
-  const session = new BuildSession(options, plan, store, cacheDir, platform, named, dockerfilePath, created, sde, cache);
+  const cache = new BuildCache(store, config.cache, config.registry, (message) => config.emit({ type: "warning", message }));
+  const session = new BuildSession(config, backends);
+  const scheduler = new StageScheduler(plan, config.jobs);
+  const sources = new BuildSources({
+    config, plan, store, cache, contextDir: options.context, dockerfilePath, namedContexts: named,
+    stageResult: (index) => scheduler.result(index),
+    newRootFS: () => session.newRootFS(),
+  });
+  const env: StageEnvironment = { config, plan, store, cache, session, sources };
   try {
     await cache.open();
-    if (needsRun(plan)) {
-      // isolation and snapshotter problems surface before any work
-      await session.runner();
-      await resolveSnapshotter(cacheDir, options.snapshotter ?? "auto");
-    }
-    const target = await runStages(session, plan, options.jobs);
+    if (needsRun(plan)) await session.preflight();
+    const target = await scheduler.run((index) => buildStage(env, plan.stages[index]!));
     const image = target.image;
     const cfg = image.config;
     if (options.labels && Object.keys(options.labels).length > 0) {
@@ -125,11 +120,11 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, ca
       ...(options.annotations ? { annotations: options.annotations } : {}),
     });
     await writeOutputs(await storeImage(store, materialized.manifest), outputs, options.tags ?? [], {
-      ...registry, store,
+      ...config.registry, store,
       onPushProgress: (ev) => {
         if (ev.state === "progress") return;
         const what = ev.state === "exists" ? "already in the registry" : ev.state === "mounted" ? "mounted" : `pushed ${formatBytes(ev.total)} at ${formatBytes(ev.rate)}/s`;
-        options.onEvent?.({ type: "info", message: `push ${ev.digest.slice(0, 19)}: ${what}` });
+        config.emit({ type: "info", message: `push ${ev.digest.slice(0, 19)}: ${what}` });
       },
     });
     await cache.finish(plan.target);
@@ -158,47 +153,6 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, ca
     await cache.close();
     await session.dispose();
   }
-}
-
-/** Builds the stages in `plan.order`: each after its dependencies, at most `jobs` at once. */
-async function runStages(session: BuildSession, plan: BuildPlan, jobs?: number): Promise<StageResult> {
-  const limit = Math.max(1, jobs ?? availableParallelism());
-  let running = 0;
-  const waiting: Array<() => void> = [];
-  const acquire = async (): Promise<void> => {
-    if (running < limit) {
-      running++;
-      return;
-    }
-    await new Promise<void>((r) => waiting.push(r));
-  };
-  const release = (): void => {
-    const next = waiting.shift();
-    if (next) next();
-    else running--;
-  };
-  const schedule = (index: number): Promise<StageResult> => {
-    const existing = session.stageResults.get(index);
-    if (existing) return existing;
-    const stage = plan.stages[index]!;
-    const p = (async () => {
-      for (const d of stage.dependsOn) await schedule(d);
-      await acquire();
-      try {
-        return await new StageBuilder(session, stage, () => session.baseImage(index)).build();
-      } finally {
-        release();
-      }
-    })();
-    session.stageResults.set(index, p);
-    p.catch(() => undefined); // observed through the target's promise
-    return p;
-  };
-  for (const i of plan.order) schedule(i);
-  const results = await Promise.allSettled(plan.order.map((i) => session.stageResults.get(i)!));
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-  if (failed) throw failed.reason;
-  return session.stageResults.get(plan.target)!;
 }
 
 /** Everything kiln cannot do yet is an error naming the feature and the line, before any work. */
@@ -232,7 +186,6 @@ function checkInstruction(inst: TypedInstruction, file: string): void {
   }
 }
 
-/** Whether the stages to build have RUN steps (ONBUILD RUN triggers of a base surface later). */
 /** RUN executes the image's binaries on this machine: another architecture would need emulation. */
 function checkRunPlatform(plan: BuildPlan, platform: Platform): void {
   const host = hostPlatform();
@@ -249,6 +202,7 @@ function checkRunPlatform(plan: BuildPlan, platform: Platform): void {
   }
 }
 
+/** Whether the stages to build have RUN steps (ONBUILD RUN triggers of a base surface later). */
 function needsRun(plan: BuildPlan): boolean {
   return plan.order.some((i) => plan.stages[i]!.instructions.some((t) => t.kind === "run"));
 }
@@ -265,16 +219,4 @@ async function readDockerfile(options: BuildOptions & { dockerfileName?: string 
   } catch (err) {
     throw new KilnError(`cannot read Dockerfile ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-}
-
-function sourceDateEpoch(options: BuildOptions, buildArgs: Record<string, string>): number | undefined {
-  if (options.sourceDateEpoch !== undefined) return options.sourceDateEpoch;
-  const raw = buildArgs.SOURCE_DATE_EPOCH ?? process.env.SOURCE_DATE_EPOCH;
-  if (raw === undefined || raw === "") return undefined;
-  if (!/^\d+$/.test(raw)) throw new UsageError(`SOURCE_DATE_EPOCH must be a number of seconds, not "${raw}"`);
-  return Number(raw);
-}
-
-function rfc3339(d: Date): string {
-  return d.toISOString().replace(/\.\d{3}Z$/, "Z");
 }
