@@ -1,6 +1,8 @@
-// `build()`: the whole flow for one Dockerfile. Reads and plans it, rejects what kiln cannot do
-// before any work starts, builds the stages the target needs (independent stages concurrently,
-// each at most once), then hands the target's image to the outputs.
+// `build()`: the whole flow for one Dockerfile. Resolves the options into an EngineConfig, reads
+// and plans the Dockerfile, rejects what kiln cannot do before any work starts, has the scheduler
+// build the stages the target needs (independent stages concurrently, each at most once), then
+// hands the target's image to the outputs. `buildWith()` is the same with the RUN backends and
+// snapshotters given (EngineBackends: the seam the in-process engine tests use).
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { contextFromTar } from "../context/build-context.js";
 import { writeFileAtomic } from "../store/atomic-file.js";

@@ -251,7 +251,7 @@ class StageLoop {
 }
 
 /** Give a step's error the Dockerfile line: `Dockerfile:12: COPY: source "x" not found`. */
-export function locate(err: unknown, inst: TypedInstruction, file: string): Error {
+function locate(err: unknown, inst: TypedInstruction, file: string): Error {
   if (err instanceof DockerfileError) return err;
   const keyword = inst.kind.toUpperCase();
   if (err instanceof KilnError) {
