@@ -58,33 +58,50 @@ export function advance(state: StageState, platform: string, result: string): St
   return { ...state, cacheState: cacheKey({ parent: state.cacheState, instruction: `result ${result}`, platform, args: {} }) };
 }
 
+/**
+ * A copy of `config` that may be changed without touching the original: the container config
+ * (what metadata steps edit) deeply unless `containerConfig` is false, the history and diff_ids
+ * lists shallowly (transitions add or replace their entries, never change one in place).
+ */
+export function copyConfig(config: ImageConfig, containerConfig = true): ImageConfig {
+  const copy: ImageConfig = { ...config, rootfs: { ...config.rootfs, diff_ids: [...config.rootfs.diff_ids] } };
+  if (config.history) copy.history = [...config.history];
+  if (containerConfig && config.config) copy.config = structuredClone(config.config);
+  return copy;
+}
+
 /** A copy of the state whose config `edit` may change (the state given stays as it is). */
 export function withConfig(state: StageState, edit: (config: ImageConfig) => void): StageState {
-  const config = structuredClone(state.image.config);
+  const config = copyConfig(state.image.config);
   edit(config);
   return { ...state, image: { config, layers: state.image.layers } };
 }
 
 /** One more history entry (`emptyLayer`: a step that wrote no layer), at the state's time. */
 export function withHistory(state: StageState, createdBy: string, emptyLayer: boolean): StageState {
-  return withConfig(state, (config) => addHistory(config, createdBy, emptyLayer, state.created));
+  const config = copyConfig(state.image.config, false);
+  addHistory(config, createdBy, emptyLayer, state.created);
+  return { ...state, image: { config, layers: state.image.layers } };
 }
 
-/**
- * The stage's time moves on to `created`, given to history entries still waiting for one ("").
- */
+/** History entries still waiting for a time ("") get `created`. */
+function stampHistory(config: ImageConfig, created: string): void {
+  if (config.history) config.history = config.history.map((h) => (h.created === "" ? { ...h, created } : h));
+}
+
+/** The stage's time moves on to `created`, given to history entries still waiting for one (""). */
 export function stamp(state: StageState, created: string): StageState {
-  const next = withConfig(state, (config) => {
-    for (const h of config.history ?? []) if (h.created === "") h.created = created;
-  });
-  return { ...next, created };
+  if (!(state.image.config.history ?? []).some((h) => h.created === "")) return { ...state, created };
+  const config = copyConfig(state.image.config, false);
+  stampHistory(config, created);
+  return { ...state, image: { config, layers: state.image.layers }, created };
 }
 
 /** One more layer (and its diff_id and history entry), created at `created`. */
 export function withLayer(state: StageState, layer: Layer, createdBy: string, created: string): StageState {
-  const stamped = stamp(state, created);
-  const config = stamped.image.config;
+  const config = copyConfig(state.image.config, false);
+  stampHistory(config, created);
   config.rootfs.diff_ids.push(layer.diffID);
   addHistory(config, createdBy, false, created);
-  return { ...stamped, image: { config, layers: [...state.image.layers, layer] } };
+  return { ...state, image: { config, layers: [...state.image.layers, layer] }, created };
 }
