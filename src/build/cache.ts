@@ -12,6 +12,7 @@ import type { Digest } from "../image/oci.js";
 import type { RegistryOptions } from "../registry/options.js";
 import type { BlobStore } from "../store/blob-store.js";
 import { KilnError } from "../errors.js";
+import type { BuildOptions } from "./options.js";
 
 export interface StepCacheInfo {
   stage: string;
@@ -21,14 +22,8 @@ export interface StepCacheInfo {
   cached: boolean;
 }
 
-export interface CacheOptions {
-  /** Never look up (still records results). */
-  noCache?: boolean;
-  /** Stage names (lower-case) whose steps never hit. */
-  noCacheFilter?: string[];
-  cacheFrom?: string[];
-  cacheTo?: string[];
-}
+/** `--no-cache` (never look up; results are still recorded), `--no-cache-filter` (lower-case stage names), `--cache-from`, `--cache-to`. */
+export type CacheOptions = Pick<BuildOptions, "noCache" | "noCacheFilter" | "cacheFrom" | "cacheTo">;
 
 export class BuildCache {
   readonly local: LocalCache;

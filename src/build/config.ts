@@ -15,13 +15,7 @@ import type { Isolation } from "../run/types.js";
 import { defaultCacheDir } from "../store/blob-store.js";
 import type { CacheOptions } from "./cache.js";
 import type { BuildEvent } from "./events.js";
-import type { BuildOptions } from "./options.js";
-
-/** Where a `RUN --mount=type=secret` reads a secret from: a file, or an environment variable. */
-export interface SecretSource {
-  src?: string;
-  env?: string;
-}
+import type { BuildOptions, SecretSource } from "./options.js";
 
 export interface EngineConfig {
   /** Blob store, cache and work directories (absolute). */
