@@ -1,4 +1,4 @@
-// kiln's public library API: `import { build, parseDockerfile, ... } from "kiln"`.
+// kiln's public library API: `import { build, parseDockerfile, ... } from "kiln-build"`.
 export { VERSION } from "./version.js";
 export { KilnError, DockerfileError, UsageError } from "./errors.js";
 

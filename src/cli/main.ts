@@ -1,4 +1,4 @@
-// kiln's command line: dispatches `kiln build|push|pull|lint|verify|login|logout|help`,
+// kiln's command line: dispatches `kiln build|push|pull|lint|verify|du|prune|doctor|login|logout|help`,
 // turns flags into library calls, renders progress, and maps failures to exit codes
 // (0 success, 1 build or input error, 2 usage error). Errors print as one line.
 import type { Snapshotter } from "../fs/rootfs.js";
@@ -295,6 +295,23 @@ const commands: Record<string, Command> = {
       await login(args.positionals[0]!, user, password, registryFrom(args));
       process.stderr.write("Login Succeeded\n");
       return 0;
+    },
+  },
+  doctor: {
+    summary: "Check what this host offers kiln: isolation modes, tools, and how to install what is missing",
+    usage: "kiln doctor [--format text|json] [--cache-dir DIR]",
+    options: [
+      { name: "format", type: "string", valueName: "FORMAT", help: "text (default) or json" },
+      cacheDirOption("where builds would work (the overlay probe runs there)"),
+    ],
+    async run(args) {
+      const format = one(args, "format") ?? "text";
+      if (format !== "text" && format !== "json") throw new UsageError("--format must be text or json");
+      const { doctor, formatDoctor } = await import("../doctor/doctor.js");
+      const { defaultCacheDir } = await import("../store/blob-store.js");
+      const report = await doctor(one(args, "cache-dir") ?? defaultCacheDir());
+      process.stdout.write(format === "json" ? `${JSON.stringify(report, null, 2)}\n` : formatDoctor(report));
+      return report.runIsolation ? 0 : 1;
     },
   },
   logout: {

@@ -44,13 +44,13 @@ async function* generateTar(
   const out = new ChunkWriter(CHUNK_SIZE, options.allocChunk);
   for (const entry of ordered) {
     if (writeEntrySync(entry, options, out)) {
-      if (out.hasFull()) yield* out.takeFull();
+      if (out.hasFull()) yield* each(out.takeFull());
     } else {
       yield* writeEntry(entry, options, out);
     }
   }
   out.zeros(2 * BLOCK);
-  yield* out.takeFull();
+  yield* each(out.takeFull());
   const last = out.takeRest();
   if (last) yield last;
 }
@@ -502,7 +502,7 @@ async function* writeEntry(entry: LayerEntry, options: TarOptions, out: ChunkWri
         }
       }
     }
-    yield* out.takeFull();
+    yield* each(out.takeFull());
     return;
   }
   if (!entry.open) throw new KilnError(`layer: "${entry.path}": file of ${entry.size} bytes has no content`);
@@ -512,7 +512,7 @@ async function* writeEntry(entry: LayerEntry, options: TarOptions, out: ChunkWri
     let done = 0;
     for (;;) {
       done = readHostFile(entry, hostPath, out, done, 4 * CHUNK_SIZE);
-      yield* out.takeFull();
+      yield* each(out.takeFull());
       if (done >= entry.size) break;
     }
   } else {
@@ -526,7 +526,7 @@ async function* writeEntry(entry: LayerEntry, options: TarOptions, out: ChunkWri
         }
         if (buf.length > 0) {
           out.write(buf);
-          yield* out.takeFull();
+          yield* each(out.takeFull());
         }
       }
     } catch (err) {
@@ -538,11 +538,22 @@ async function* writeEntry(entry: LayerEntry, options: TarOptions, out: ChunkWri
   }
   const rem = entry.size % BLOCK;
   if (rem !== 0) out.zeros(BLOCK - rem);
-  yield* out.takeFull();
+  yield* each(out.takeFull());
 }
 
-function contentError(entry: LayerEntry, err: unknown): KilnError {
+/**
+ * The chunks one by one. Not `yield* array`: when the stream reading the tar is destroyed, Node 24's
+ * Readable.from calls the generator's throw(), and delegation to an array iterator (which has no
+ * throw method) would replace the stream's error (an AbortError, say) with a TypeError.
+ */
+function* each(chunks: Buffer[]): Generator<Buffer> {
+  for (const c of chunks) yield c;
+}
+
+function contentError(entry: LayerEntry, err: unknown): Error {
   if (err instanceof KilnError) return err;
+  // a cancelled read stays a cancellation, whatever entry it interrupted
+  if (err instanceof Error && err.name === "AbortError") return err;
   return new KilnError(`layer: "${entry.path}": cannot read content: ${(err as Error).message}`, { cause: err });
 }
 
