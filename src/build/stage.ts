@@ -229,7 +229,6 @@ class StageLoop {
       state,
       config,
       sources: sources.forStage(this.stage.index),
-      stageIndex: this.stage.index,
       stepId,
       store,
       statCache: (root) => cache.statCache(root),

@@ -34,8 +34,7 @@ export interface StepContext {
   readonly state: StageState;
   readonly config: EngineConfig;
   readonly sources: StepSources;
-  /** The stage's index in the plan, and the number its events carry. */
-  readonly stageIndex: number;
+  /** The number this step's events carry (step-log). */
   readonly stepId: number;
   readonly store: BlobStore;
   /** The persistent stat cache of a context root (hashes reused across builds). */
