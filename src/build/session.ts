@@ -32,8 +32,7 @@ export class BuildSession {
   private readonly disposables: Array<() => Promise<void>> = [];
   private runnerPromise?: Promise<Runner>;
   private tmp: Promise<string> | undefined;
-  /** The isolation the preflight chose for RUN (set once runner() resolved). */
-  isolation?: string;
+  private chosen?: string;
 
   constructor(
     private readonly config: EngineConfig,
@@ -46,6 +45,11 @@ export class BuildSession {
       return mkdtemp(join(base, `build-${process.pid}-`));
     })();
     this.tmp.catch(() => undefined); // surfaces on first use
+  }
+
+  /** The isolation the preflight chose for RUN (once runner() resolved). */
+  get isolation(): string | undefined {
+    return this.chosen;
   }
 
   nextStepId(): number {
@@ -67,7 +71,7 @@ export class BuildSession {
   async newRootFS(): Promise<RootFS> {
     // Without namespaces nothing (no nodev mount) would stop a RUN from opening device nodes
     // from layers: keep them in the layer data only, on the dir snapshotter (overlay needs mount).
-    const noMounts = this.isolation === "plain-chroot" || this.isolation === "proot";
+    const noMounts = this.chosen === "plain-chroot" || this.chosen === "proot";
     const snapshotter = this.config.snapshotter;
     const rootfs = await this.backends.createRootFS(this.config.cacheDir, {
       snapshotter: noMounts && snapshotter === "auto" ? "dir" : snapshotter,
@@ -80,7 +84,7 @@ export class BuildSession {
 
   runner(): Promise<Runner> {
     this.runnerPromise ??= this.backends.chooseRunner(this.config.isolation, { workDir: join(this.config.cacheDir, "run") }).then((c) => {
-      this.isolation = c.isolation;
+      this.chosen = c.isolation;
       this.config.emit({ type: "info", message: `isolation: ${c.isolation} (${c.why})` });
       return c.runner;
     });
