@@ -39,7 +39,7 @@ export interface EngineConfig {
   /** Stages built at once. */
   readonly jobs: number;
   readonly pull: PullPolicy;
-  /** Registry access for pulls, cache import/export and pushes (signal included). */
+  /** Registry access for pulls, cache import/export and pushes (the signal, and progress events to the listener). */
   readonly registry: RegistryOptions;
   readonly cache: CacheOptions;
   readonly signal: AbortSignal | undefined;
@@ -82,6 +82,8 @@ export function resolveConfig(options: BuildOptions): EngineConfig {
       ...(options.registryCa ? { caFile: options.registryCa } : {}),
       ...(options.registryTimeouts ? { timeouts: options.registryTimeouts } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
+      // pulls and pushes (base images, outputs, cache import/export) report pull-progress/push-progress events
+      ...(onEvent ? { onProgress: onEvent } : {}),
     },
     cache: {
       noCache: options.noCache === true,
@@ -95,12 +97,12 @@ export function resolveConfig(options: BuildOptions): EngineConfig {
 }
 
 function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
-  if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`${name} must be one of ${allowed.join(", ")}, not "${value}"`);
+  if (!(allowed as readonly string[]).includes(value)) throw new UsageError("OPTION_INVALID", `${name} must be one of ${allowed.join(", ")}, not "${value}"`);
   return value as T;
 }
 
 function integer(name: string, value: number, min: number, max: number): number {
-  if (!Number.isInteger(value) || value < min || value > max) throw new UsageError(`${name} must be a whole number from ${min} to ${max}, not ${value}`);
+  if (!Number.isInteger(value) || value < min || value > max) throw new UsageError("OPTION_INVALID", `${name} must be a whole number from ${min} to ${max}, not ${value}`);
   return value;
 }
 
@@ -108,7 +110,7 @@ function sourceDateEpoch(options: BuildOptions, buildArgs: Record<string, string
   if (options.sourceDateEpoch !== undefined) return options.sourceDateEpoch;
   const raw = buildArgs.SOURCE_DATE_EPOCH ?? process.env.SOURCE_DATE_EPOCH;
   if (raw === undefined || raw === "") return undefined;
-  if (!/^\d+$/.test(raw)) throw new UsageError(`SOURCE_DATE_EPOCH must be a number of seconds, not "${raw}"`);
+  if (!/^\d+$/.test(raw)) throw new UsageError("OPTION_INVALID", `SOURCE_DATE_EPOCH must be a number of seconds, not "${raw}"`);
   return Number(raw);
 }
 

@@ -18,7 +18,7 @@ export class StageScheduler {
   /** A scheduled stage's result (an internal error for a stage the plan does not build). */
   result(index: number): Promise<StageResult> {
     const r = this.results.get(index);
-    if (!r) throw new KilnError(`internal: stage ${index} was not scheduled`);
+    if (!r) throw new KilnError("INTERNAL", `internal: stage ${index} was not scheduled`);
     return r;
   }
 

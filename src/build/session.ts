@@ -58,7 +58,7 @@ export class BuildSession {
 
   /** A fresh directory under the build's temporary root (`<cache>/tmp/build-<pid>-*`). */
   async tmpDir(prefix: string): Promise<string> {
-    if (!this.tmp) throw new KilnError("internal: the build session is disposed");
+    if (!this.tmp) throw new KilnError("INTERNAL", "internal: the build session is disposed");
     return mkdtemp(join(await this.tmp, prefix));
   }
 

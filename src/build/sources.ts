@@ -62,7 +62,7 @@ export class BuildSources {
     this.mainContext ??= (async () => {
       const dir = this.init.contextDir;
       const st = await stat(dir).catch(() => undefined);
-      if (!st?.isDirectory()) throw new KilnError(`build context "${dir}" is not a directory`);
+      if (!st?.isDirectory()) throw new KilnError("CONTEXT_NOT_DIRECTORY", `build context "${dir}" is not a directory`);
       const patterns = await readIgnoreFile(dir, this.init.dockerfilePath);
       return new DirContext(dir, createIgnoreMatcher(patterns));
     })();
@@ -94,7 +94,7 @@ export class BuildSources {
 
   private async contextImage(name: string): Promise<{ image: Image; id: Digest }> {
     const nc = this.named(name);
-    if (!nc) throw new KilnError(`no build context named "${name}"`);
+    if (!nc) throw new KilnError("CONTEXT_NAMED_INVALID", `no build context named "${name}"`);
     switch (nc.kind) {
       case "oci-layout": {
         const layout = await OciLayout.open(nc.path);
@@ -105,7 +105,7 @@ export class BuildSources {
       case "image":
         return this.pull(nc.ref);
       case "dir":
-        throw new KilnError(`build context "${name}" is a local directory and cannot be used as a base image`);
+        throw new KilnError("CONTEXT_NAMED_INVALID", `build context "${name}" is a local directory and cannot be used as a base image`);
     }
   }
 
@@ -148,12 +148,13 @@ export class BuildSources {
             const names = this.init.plan.stages.flatMap((s) => (s.name ? [s.name] : []));
             const hint = suggest(from.toLowerCase(), names);
             throw new KilnError(
+              "DOCKERFILE_STAGE_REFERENCE",
               `--from=${from}: no stage or build context has that name${hint ? ` (did you mean "${hint}"?)` : ""}, and pulling it as an image failed: ${(err as Error).message}`,
             );
           }),
         );
       case "scratch":
-        throw new KilnError(`--from=${from}: scratch has no files`);
+        throw new KilnError("DOCKERFILE_STAGE_REFERENCE", `--from=${from}: scratch has no files`);
     }
   }
 

@@ -5,7 +5,7 @@
 // has the step produce its entries → commits (writes the layer, records it in the cache, moves
 // the state on by its diffID, so a re-run into a byte-identical layer lets later steps hit again).
 // The loop alone holds the stage's state; steps see it read-only through their StepContext.
-import { DockerfileError, KilnError } from "../errors.js";
+import { DockerfileError, KilnError, throwIfAborted } from "../errors.js";
 import { cacheKey } from "../cache/key.js";
 import type { CacheRecord } from "../cache/local.js";
 import type { Image } from "../image/image.js";
@@ -96,7 +96,7 @@ class StageLoop {
     try {
       base = await this.env.sources.baseImage(this.stage.index);
     } catch (err) {
-      throw locate(err, this.stage.from, this.file);
+      throw DockerfileError.at(err, { file: this.file, line: this.stage.from.line, instruction: "FROM" });
     }
     this.state = initialState(base.image, base.id, config);
     config.emit({ type: "step-done", id: fromId, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
@@ -128,8 +128,7 @@ class StageLoop {
 
   private async step(inst: TypedInstruction, stepNo: number): Promise<void> {
     const { config, session } = this.env;
-    const signal = config.signal;
-    if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new KilnError("build interrupted");
+    throwIfAborted(config.signal);
     const id = session.nextStepId();
     const started = process.hrtime.bigint();
     config.emit({ type: "step-start", id, stage: this.label, step: stepNo, steps: this.steps, text: oneLine(inst.original) });
@@ -137,7 +136,7 @@ class StageLoop {
     try {
       outcome = await this.apply(inst, id, stepNo);
     } catch (err) {
-      throw locate(err, inst, this.file);
+      throw DockerfileError.at(err, { file: this.file, line: inst.line, instruction: inst.kind.toUpperCase() });
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     config.emit({ type: "step-done", id, seconds, ...(outcome.layer ? { layer: outcome.layer } : {}), ...(outcome.cached ? { cached: true } : {}), ...(outcome.snapshotSeconds !== undefined ? { snapshotSeconds: outcome.snapshotSeconds } : {}) });
@@ -157,7 +156,7 @@ class StageLoop {
       return {};
     }
     const t = expandInstruction(inst, this.expansionEnv(), { escapeToken: this.env.plan.escapeToken, file: this.file });
-    if (t.kind === "from") throw new KilnError("FROM inside a stage");
+    if (t.kind === "from") throw new KilnError("INTERNAL", "FROM inside a stage");
     const step = pickStep(t);
     if (!step) {
       this.state = metadataStep(this.state, t, platform);
@@ -247,19 +246,4 @@ class StageLoop {
     if (b.kind === "context") return `build context ${b.name}`;
     return `stage ${this.label}`;
   }
-}
-
-/** Give a step's error the Dockerfile line: `Dockerfile:12: COPY: source "x" not found`. */
-function locate(err: unknown, inst: TypedInstruction, file: string): Error {
-  if (err instanceof DockerfileError) return err;
-  const keyword = inst.kind.toUpperCase();
-  if (err instanceof KilnError) {
-    const msg = err.message.startsWith(`${keyword}:`) ? err.message.slice(keyword.length + 1).trim() : err.message;
-    return new DockerfileError(`${keyword}: ${msg}`, inst.line, file);
-  }
-  const e = err as NodeJS.ErrnoException;
-  if (e && typeof e.code === "string") {
-    return new DockerfileError(`${keyword}: ${e.message}`, inst.line, file);
-  }
-  return err instanceof Error ? err : new Error(String(err));
 }

@@ -83,7 +83,7 @@ function gzipTrailer(crc: number, isize: number): Buffer {
 }
 
 function checkLevel(level: number): number {
-  if (!Number.isInteger(level) || level < 0 || level > 9) throw new KilnError(`gzip: invalid compression level ${level} (0-9)`);
+  if (!Number.isInteger(level) || level < 0 || level > 9) throw new KilnError("OPTION_INVALID", `gzip: invalid compression level ${level} (0-9)`);
   return level;
 }
 
@@ -226,5 +226,5 @@ export function decompressStream(mediaType: string, what = `layer of type ${medi
   if (mt.endsWith("+gzip") || mt.endsWith(".tar.gzip") || mt.endsWith(".gzip")) return zlib.createGunzip();
   if (mt.endsWith("+zstd") || mt.endsWith(".zstd")) return zstdDecompressor(what);
   if (mt.endsWith(".tar") || mt.endsWith(".rootfs.diff.tar")) return new PassThrough();
-  throw new KilnError(`unsupported layer media type ${mediaType}`);
+  throw new KilnError("FORMAT_UNSUPPORTED", `unsupported layer media type ${mediaType}`);
 }

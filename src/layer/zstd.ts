@@ -35,10 +35,9 @@ class ZstdCommand extends Duplex {
     this.child = spawn(command, ["-d", "-c", "-q"], { stdio: ["pipe", "pipe", "pipe"] });
     this.exited = new Promise((resolve) => this.child.on("close", (code) => resolve(code)));
     this.child.on("error", (err: NodeJS.ErrnoException) => {
-      const msg = err.code === "ENOENT"
-        ? `${what}: zstd layers need Node.js >= 22.15 or the zstd command (apt-get install zstd); this is Node.js ${process.version}`
-        : `${what}: cannot start zstd: ${err.message}`;
-      this.destroy(new KilnError(msg, { cause: err }));
+      this.destroy(err.code === "ENOENT"
+        ? new KilnError("HOST_TOOL_MISSING", `${what}: zstd layers need Node.js >= 22.15 or the zstd command (apt-get install zstd); this is Node.js ${process.version}`, { cause: err })
+        : new KilnError("LAYER_READ_FAILED", `${what}: cannot start zstd: ${err.message}`, { cause: err }));
     });
     this.child.stderr.on("data", (b: Buffer) => {
       if (this.stderr.length < 4096) this.stderr += b.toString("utf8");
@@ -49,7 +48,7 @@ class ZstdCommand extends Duplex {
     this.child.stdout.on("end", () => {
       void this.exited.then((code) => {
         if (code === 0) this.push(null);
-        else this.destroy(new KilnError(`${this.what}: zstd data is invalid: ${this.stderr.trim().split("\n").pop() || `exit code ${code}`}`));
+        else this.destroy(new KilnError("LAYER_READ_FAILED", `${this.what}: zstd data is invalid: ${this.stderr.trim().split("\n").pop() || `exit code ${code}`}`));
       });
     });
     // EPIPE when zstd stops reading (bad data): its exit status tells the story

@@ -38,7 +38,7 @@ export async function resolveBindSource(ctx: StepContext, m: RunMount): Promise<
   const entry = await tree.stat(rel);
   if (!entry) {
     const where = m.from !== undefined ? ` in ${m.from}` : "";
-    throw new KilnError(`--mount=${m.spec}: source "${m.source ?? "."}" not found${where}`);
+    throw new KilnError("RUN_MOUNT_INVALID", `--mount=${m.spec}: source "${m.source ?? "."}" not found${where}`);
   }
   return { tree, rel, host };
 }
@@ -48,7 +48,7 @@ async function digestOf(ctx: StepContext, m: RunMount, persistStatCache: boolean
   const selected = await selectSources(src.tree, [src.rel === "" ? "." : src.rel], {});
   // A stage's or image's temporary tree gets a throw-away stat cache (nothing to reuse later).
   const statCache = persistStatCache ? await ctx.statCache(src.tree.root) : await StatCache.load(ctx.store, src.tree.root);
-  return hashSources(selected, { statCache });
+  return hashSources(selected, { statCache, ...(ctx.config.signal ? { signal: ctx.config.signal } : {}) });
 }
 
 /** The cache-key part of a bind mount: a digest of the content its source resolves to. */

@@ -53,7 +53,7 @@ export function copyStep(t: CopyInstruction | AddInstruction): LayerStep {
     },
     createdBy: () => `${t.kind.toUpperCase()} ${oneLine(t.original).replace(/^\S+\s+/, "")}`,
     async produce(ctx) {
-      if (!prepared) throw new KilnError("internal: COPY produced before its key");
+      if (!prepared) throw new KilnError("INTERNAL", "internal: COPY produced before its key");
       return { entries: await copyLayerEntries(ctx, t, prepared) };
     },
   };
@@ -66,7 +66,7 @@ async function prepareCopy(ctx: StepContext, t: CopyInstruction | AddInstruction
   const extra: Record<string, string> = {};
   for (const s of t.sources) {
     if (t.kind === "add" && isUrl(s)) {
-      if (isGitSource(s)) throw new KilnError(`git sources are not supported yet ("${s}")`);
+      if (isGitSource(s)) throw new KilnError("FEATURE_UNSUPPORTED", `git sources are not supported yet ("${s}")`);
       const { fetchUrl } = await import("../../context/url.js"); // undici loads only for ADD <url>
       const file = await fetchUrl(s, {
         tmpDir: tmp,
@@ -76,7 +76,7 @@ async function prepareCopy(ctx: StepContext, t: CopyInstruction | AddInstruction
       urls.push({ url: s, file });
       extra[`url:${s}`] = `${file.digest} ${file.mtime} ${file.filename}`;
     } else {
-      if (t.kind === "add" && t.checksum) throw new KilnError(`--checksum can only be used with a URL source ("${s}")`);
+      if (t.kind === "add" && t.checksum) throw new KilnError("DOCKERFILE_INSTRUCTION", `--checksum can only be used with a URL source ("${s}")`);
       local.push(s);
     }
   }
@@ -93,7 +93,7 @@ async function prepareCopy(ctx: StepContext, t: CopyInstruction | AddInstruction
   }
   const tree = from !== undefined ? await ctx.sources.tree(from) : await ctx.sources.context();
   prepared.selected = await selectSources(tree, local, { exclude: t.exclude, parents: t.kind === "copy" && t.parents });
-  prepared.sourcesDigest = await hashSources(prepared.selected, { statCache: await ctx.statCache(tree.root) });
+  prepared.sourcesDigest = await hashSources(prepared.selected, { statCache: await ctx.statCache(tree.root), ...(ctx.config.signal ? { signal: ctx.config.signal } : {}) });
   return prepared;
 }
 

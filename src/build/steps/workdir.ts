@@ -31,7 +31,7 @@ async function workdirEntries(ctx: StepContext, dir: string): Promise<LayerEntry
   const view = await ctx.view();
   const target = view.resolve(dir);
   if (target?.type === "dir") return [];
-  if (target) throw new KilnError(`WORKDIR: ${dir} exists and is not a directory`);
+  if (target) throw new KilnError("WORKDIR_NOT_DIRECTORY", `${dir} exists and is not a directory`);
   const user = ctx.state.image.config.config?.User;
   const owner = user ? resolveChown(user, view.readSmallFile("etc/passwd"), view.readSmallFile("etc/group")) : { uid: 0, gid: 0 };
   const mtime = ctx.config.sourceDateEpoch ?? Math.floor(Date.now() / 1000);
