@@ -61,7 +61,8 @@ export function resolveWorkdir(current: string | undefined, path: string): strin
   return clean.length > 1 && clean.endsWith("/") ? clean.slice(0, -1) : clean;
 }
 
-export interface StageContext {
+/** The part of a StageState that SHELL, CMD and ENTRYPOINT read and change (a copy applyMetadata may edit). */
+export interface ShellState {
   /** The SHELL in force (Docker's default `/bin/sh -c`). */
   shell: string[];
   /** Whether CMD was set in this stage (ENTRYPOINT then keeps it). */
@@ -72,7 +73,7 @@ export interface StageContext {
  * Apply a metadata instruction (already expanded) to the config. Returns the text recorded as
  * `created_by`. WORKDIR only sets WorkingDir here; creating the directory is a layer step.
  */
-export function applyMetadata(cfg: ImageConfig, inst: TypedInstruction, ctx: StageContext): string {
+export function applyMetadata(cfg: ImageConfig, inst: TypedInstruction, ctx: ShellState): string {
   const c: ContainerConfig = (cfg.config ??= {});
   switch (inst.kind) {
     case "env":

@@ -1,6 +1,9 @@
 // The isolation contract for RUN steps: what to run (RunSpec), what comes back (RunResult) and
-// the Runner interface every backend (OCI runtime, chroot) implements.
-import type { IdMapping } from "./userns.js";
+// the Runner interface every backend (OCI runtime, chroot) implements. The id-map types come from
+// src/fs/idmap.ts (re-exported here for the backends).
+import type { IdMap } from "../fs/idmap.js";
+
+export type { IdMap } from "../fs/idmap.js";
 
 export type Isolation = "auto" | "oci" | "chroot" | "plain-chroot" | "proot";
 
@@ -44,12 +47,6 @@ export interface RunResult {
   exitCode: number;
   /** The last ~20 lines of combined output. */
   outputTail: string;
-}
-
-/** How ids inside the container correspond to ids on the host (as in /proc/PID/uid_map). */
-export interface IdMap {
-  uid: IdMapping[];
-  gid: IdMapping[];
 }
 
 export interface Runner {
