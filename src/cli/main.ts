@@ -1,18 +1,17 @@
 // kiln's command line: dispatches `kiln build|push|pull|lint|verify|login|logout|help`,
 // turns flags into library calls, renders progress, and maps failures to exit codes
 // (0 success, 1 build or input error, 2 usage error). Errors print as one line.
-import type { Snapshotter } from "../fs/rootfs.js";
 import { readFile } from "node:fs/promises";
 import { writeFileAtomic } from "../store/atomic-file.js";
 import { buffer } from "node:stream/consumers";
 import { KilnError, UsageError } from "../errors.js";
 import { VERSION } from "../version.js";
-import { formatOptionHelp, keyValues, many, one, parseArgs, parseCsv, type OptionSpec, type ParsedArgs } from "./args.js";
-import { createProgress, type ProgressMode } from "./progress.js";
+import { formatOptionHelp, intOption, keyValues, many, one, parseArgs, parseCsv, type OptionSpec, type ParsedArgs } from "./args.js";
+import { buildRequest } from "./build-args.js";
+import { createProgress } from "./progress.js";
 import { formatBytes } from "../units.js";
 import { parseRegistryTimeout, type RegistryTimeouts } from "../registry/timeouts.js";
-import { parseOutput, parseSecret, type Isolation, type OutputSpec } from "../build/options.js";
-import { ISOLATIONS } from "../run/index.js";
+import { parseOutput } from "../build/options.js";
 
 interface Command {
   summary: string;
@@ -68,25 +67,7 @@ const commands: Record<string, Command> = {
     usage: "kiln build [OPTIONS] CONTEXT   (CONTEXT may be - for a tar on stdin)",
     options: buildOptions,
     async run(args) {
-      if (args.positionals.length !== 1) throw new UsageError("kiln build: expected exactly one CONTEXT argument (see: kiln help build)");
-      const context = args.positionals[0]!;
-      const outputs: OutputSpec[] = many(args, "output").map((o) => parseOutput(parseCsv(o, "output"), o));
-      if (args.flags.has("push")) outputs.push({ type: "image", names: [], push: true });
-      const progress = (one(args, "progress") ?? "auto") as ProgressMode;
-      if (!["auto", "plain", "quiet"].includes(progress)) throw new UsageError(`--progress must be auto, plain or quiet`);
-      const format = one(args, "format") ?? "oci";
-      if (format !== "oci" && format !== "docker") throw new UsageError(`--format must be oci or docker`);
-      const isolation = (one(args, "isolation") ?? "auto") as Isolation;
-      if (!ISOLATIONS.includes(isolation)) throw new UsageError(`--isolation must be one of ${ISOLATIONS.join(", ")}`);
-      const snapshotter = one(args, "snapshotter") ?? "auto";
-      if (!["auto", "overlay", "dir"].includes(snapshotter)) throw new UsageError(`--snapshotter must be auto, overlay or dir`);
-      const network = one(args, "network") ?? "host";
-      if (network !== "host" && network !== "none") throw new UsageError(`--network must be host or none`);
-      const pull = one(args, "pull") ?? "missing";
-      if (!["always", "missing", "never"].includes(pull)) throw new UsageError(`--pull must be always, missing or never`);
-      const jobs = intOption(args, "jobs", 1, 1024);
-      const level = intOption(args, "compression-level", 0, 9);
-      const dockerfile = one(args, "file");
+      const { options, progress } = buildRequest(args);
       const { build } = await import("../build/build.js");
       const listener = createProgress(progress);
       const controller = new AbortController();
@@ -95,34 +76,7 @@ const commands: Record<string, Command> = {
       process.once("SIGTERM", onSignal);
       try {
         const result = await build({
-          context,
-          ...(dockerfile !== undefined ? { dockerfile } : {}),
-          tags: many(args, "tag"),
-          buildArgs: keyValues(many(args, "build-arg"), "build-arg", (k) => process.env[k]),
-          ...(one(args, "target") ? { target: one(args, "target")! } : {}),
-          ...(one(args, "platform") ? { platform: one(args, "platform")! } : {}),
-          labels: keyValues(many(args, "label"), "label"),
-          annotations: keyValues(many(args, "annotation"), "annotation"),
-          buildContexts: keyValues(many(args, "build-context"), "build-context"),
-          outputs,
-          format,
-          ...(one(args, "iidfile") ? { iidfile: one(args, "iidfile")! } : {}),
-          ...(one(args, "metadata-file") ? { metadataFile: one(args, "metadata-file")! } : {}),
-          ...(one(args, "cache-dir") ? { cacheDir: one(args, "cache-dir")! } : {}),
-          isolation,
-          snapshotter: snapshotter as Snapshotter,
-          network,
-          ...(jobs !== undefined ? { jobs } : {}),
-          ...(level !== undefined ? { compressionLevel: level } : {}),
-          pull: pull as "always" | "missing" | "never",
-          secrets: Object.fromEntries(many(args, "secret").map((v) => parseSecret(v, parseCsv(v, "secret")))),
-          noCache: args.flags.has("no-cache"),
-          noCacheFilter: many(args, "no-cache-filter"),
-          cacheFrom: many(args, "cache-from"),
-          cacheTo: many(args, "cache-to"),
-          insecureRegistries: many(args, "insecure-registry"),
-          ...(one(args, "registry-ca") ? { registryCa: one(args, "registry-ca")! } : {}),
-          ...(registryFrom(args).timeouts ? { registryTimeouts: registryFrom(args).timeouts! } : {}),
+          ...options,
           onEvent: listener,
           signal: controller.signal,
         });
@@ -311,13 +265,6 @@ const commands: Record<string, Command> = {
   },
 };
 
-function intOption(args: ParsedArgs, name: string, min: number, max: number): number | undefined {
-  const v = one(args, name);
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`--${name} must be a whole number from ${min} to ${max}`);
-  return Number(v);
-}
-
 /** `--insecure-registry`, `--registry-ca` and `--registry-timeout`, as registry options. */
 function registryFrom(args: ParsedArgs): { insecureRegistries: string[]; caFile?: string; timeouts?: RegistryTimeouts } {
   const ca = one(args, "registry-ca");
@@ -355,6 +302,21 @@ function help(name?: string): string {
   }
   const rows = Object.entries(commands).map(([n, c]) => `  ${n.padEnd(8)} ${c.summary}`);
   return `kiln ${VERSION}: a daemonless container image builder\n\nUsage: kiln COMMAND [OPTIONS]\n\nCommands:\n${rows.join("\n")}\n  help     Show help for a command\n\nRun 'kiln help COMMAND' for a command's options.\n`;
+}
+
+/**
+ * Checks a command line as `main` would read it, without running anything: the command exists,
+ * its options parse, and for `kiln build` every value the command line alone decides (see
+ * build-args.ts). Throws the UsageError `main` would print; used to check example and CI files.
+ */
+export function checkCommandLine(argv: string[]): void {
+  const [name, ...rest] = argv;
+  if (name === undefined) throw new UsageError("kiln: no command (see: kiln help)");
+  if (["help", "--help", "-h", "--version", "version"].includes(name)) return;
+  const cmd = commands[name];
+  if (!cmd) throw new UsageError(`kiln: unknown command "${name}" (see: kiln help)`);
+  const args = parseArgs(rest, cmd.options, name);
+  if (name === "build") buildRequest(args);
 }
 
 export async function main(argv: string[]): Promise<number> {
