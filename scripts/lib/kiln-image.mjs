@@ -159,6 +159,11 @@ export async function buildKilnImage({ workRoot, log = () => {}, force = false }
   const resultFile = join(dir, "result.json");
   if (!force && existsSync(resultFile)) return { ...JSON.parse(readFileSync(resultFile, "utf8")), reused: true };
   rmSync(dir, { recursive: true, force: true });
+  // images of other sources not used for a day go (another checkout may be using a newer one)
+  for (const old of readdirSync(workRoot).filter((n) => n.startsWith("image-") && n !== "image-build-cache")) {
+    const p = join(workRoot, old);
+    if (Date.now() - statSync(p).mtimeMs > 86_400_000) rmSync(p, { recursive: true, force: true });
+  }
   mkdirSync(dir, { recursive: true });
   const base = debianBase({ workRoot, log });
   const node = nodeContext(workRoot);

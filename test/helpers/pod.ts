@@ -19,8 +19,8 @@ import { run, type RunResult } from "./kiln.js";
 import { buildKilnImage, debianBase } from "../../scripts/lib/kiln-image.mjs";
 import { podSeccompProfile } from "../../scripts/lib/pod-seccomp.mjs";
 
-/** Where the image, the Debian rootfs and its layout are kept between runs. */
-export const POD_CACHE = join(tmpdir(), "kiln-pod-cache");
+/** Where the image, the Debian rootfs and its layout are kept between runs ($KILN_POD_CACHE to move it). */
+export const POD_CACHE = process.env.KILN_POD_CACHE ?? join(tmpdir(), "kiln-pod-cache");
 
 /** Docker's default capabilities (moby's oci/caps/defaults.go), as a pod gets them. */
 export const DOCKER_DEFAULT_CAPS = [
@@ -33,7 +33,8 @@ export const DOCKER_DEFAULT_CAPS = [
  * --cap-add to a non-root user as *ambient* (effective) capabilities, which no Kubernetes pod
  * does (a runAsUser pod has an empty effective set); without --cap-add the effective set is empty,
  * as in Kubernetes, and the bounding set is podman's default (Docker's minus MKNOD, NET_RAW,
- * AUDIT_WRITE). The suite checks the sets inside each variant.
+ * AUDIT_WRITE). `user1000-nocaps` is the "restricted" Pod Security Standard's pod: no capabilities
+ * at all and no_new_privs (allowPrivilegeEscalation: false). The suite checks the sets inside.
  */
 export type PodVariant = "root" | "user1000" | "user1000-nocaps";
 
@@ -44,7 +45,7 @@ export function variantArgs(v: PodVariant): string[] {
     case "user1000":
       return ["--user", "1000"];
     case "user1000-nocaps":
-      return ["--cap-drop=ALL", "--user", "1000"];
+      return ["--cap-drop=ALL", "--user", "1000", "--security-opt", "no-new-privileges"];
   }
 }
 

@@ -1,12 +1,13 @@
 // kiln's own image in a simulated pod (issue #12), three pods: root with Docker's default
-// capabilities; --user 1000; --cap-drop=ALL --user 1000; each under Docker's default seccomp
-// profile, runc, no --privileged, no --userns. In each pod: a FROM-scratch COPY build, a busybox
-// base with RUN, and a Debian 12 base with `apt-get update && apt-get install curl`. Each pod's
-// layers are compared with the same build on the host with the normal isolation (oci), entry by
-// entry (timestamps aside): the COPY and busybox builds give the same image digest; the apt build
-// differs only where the step's own record of how it ran differs (logs, caches that hold times),
-// and, under proot (the uid 1000 pods), in the owner of apt's two `partial/` directories, which
-// proot's fake root records as root instead of _apt (the documented limitation).
+// capabilities; --user 1000; --cap-drop=ALL --user 1000 with no_new_privs (a "restricted" pod);
+// each under Docker's default seccomp profile, runc, no --privileged, no --userns. In each pod: a
+// FROM-scratch COPY build, a busybox base with RUN, and a Debian 12 base with `apt-get update &&
+// apt-get install curl`. Each pod's layers are compared with the same build on the host with the
+// normal isolation (oci) and the pods' snapshotter (dir), entry by entry (timestamps aside): the
+// COPY and busybox builds give the same image digest; the apt build differs only where the step's
+// own record of how it ran differs (logs), and, under proot (the uid 1000 pods), in the owners of
+// the four paths apt chowns to _apt / adm, which proot's fake root records as root (the
+// documented limitation). A last test pins how the host's overlay snapshotter differs from dir.
 import { chmod, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

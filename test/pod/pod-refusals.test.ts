@@ -39,21 +39,21 @@ const PROOF = [
   "unshare -m true 2>&1; echo unshare=$?",
   "mount -t proc proc /mnt 2>&1; echo mount=$?",
   "unshare -U true 2>&1; echo userns=$?",
-  "grep -E '^(CapEff|CapBnd|CapAmb|Seccomp):' /proc/self/status",
+  "grep -E '^(CapEff|CapBnd|CapAmb|Seccomp|NoNewPrivs):' /proc/self/status",
   "id -u",
 ].join("; ");
 
 const DOCKER_CAPS = DOCKER_DEFAULT_CAPS.map((c) => c.toLowerCase()).sort();
 // podman's own default set: Docker's without mknod, net_raw, audit_write (see helpers/pod.ts)
 const PODMAN_CAPS = DOCKER_CAPS.filter((c) => !["mknod", "net_raw", "audit_write"].includes(c));
-const EXPECTED: Record<PodVariant, { uid: string; eff: string[]; bnd: string[] }> = {
-  root: { uid: "0", eff: DOCKER_CAPS, bnd: DOCKER_CAPS },
-  user1000: { uid: "1000", eff: [], bnd: PODMAN_CAPS },
-  "user1000-nocaps": { uid: "1000", eff: [], bnd: [] },
+const EXPECTED: Record<PodVariant, { uid: string; eff: string[]; bnd: string[]; nnp: string }> = {
+  root: { uid: "0", eff: DOCKER_CAPS, bnd: DOCKER_CAPS, nnp: "0" },
+  user1000: { uid: "1000", eff: [], bnd: PODMAN_CAPS, nnp: "0" },
+  "user1000-nocaps": { uid: "1000", eff: [], bnd: [], nnp: "1" },
 };
 
 describe.each(["shared", "generated"] as const)("the simulated pod (%s seccomp profile)", (profile) => {
-  it.each(["root", "user1000", "user1000-nocaps"] as const)("%s: no unshare, no mount, seccomp filter on, a pod's capabilities", async (variant) => {
+  it.each(["root", "user1000", "user1000-nocaps"] as const)("%s: no unshare, no mount, seccomp filter on, a pod's capabilities and no_new_privs", async (variant) => {
     const r = await podRun({ variant, seccomp: profiles[profile]!, entrypoint: "sh" }, ["-c", PROOF]);
     expect(r.code, r.stderr).toBe(0);
     const out = r.stdout;
@@ -65,6 +65,7 @@ describe.each(["shared", "generated"] as const)("the simulated pod (%s seccomp p
     const caps = (k: string) => capNames(new RegExp(`^${k}:\\s+([0-9a-f]+)$`, "m").exec(out)![1]!).sort();
     expect(caps("CapEff")).toEqual(EXPECTED[variant].eff);
     expect(caps("CapBnd")).toEqual(EXPECTED[variant].bnd);
+    expect(out).toMatch(new RegExp(`^NoNewPrivs:\\s+${EXPECTED[variant].nnp}$`, "m"));
     expect(out.trim().split("\n").pop()).toBe(EXPECTED[variant].uid);
   }, 120_000);
 });
