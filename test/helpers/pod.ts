@@ -1,13 +1,13 @@
 // The simulated pod for test/pod/: kiln's own image (scripts/lib/kiln-image.mjs, built once per
 // source hash under $TMPDIR/kiln-pod-cache and loaded into podman once), the Debian minbase base
 // layout (made once there too), Docker's default seccomp profile (scripts/lib/pod-seccomp.mjs),
-// and `podman run` with a pod's restrictions: Docker's 14 default capabilities, that profile,
-// runc, no --privileged, no --userns. Builds of more than one test process share the cache
+// and `podman run` with a pod's restrictions (scripts/lib/pod.mjs: Docker's 14 default
+// capabilities or a uid 1000 variant, that profile, runc, no --privileged, no --userns). Builds of more than one test process share the cache
 // directory under a lock. Nothing here skips: when podman cannot run a container, the first
 // caller throws with podman's reason.
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createReadStream, mkdirSync, rmdirSync, statSync, writeFileSync } from "node:fs";
+import { createReadStream, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { chmod, chown, mkdir, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,36 +18,15 @@ import { run, type RunResult } from "./kiln.js";
 // plain JavaScript modules shared with scripts/build-image.mjs and scripts/bench-pod.mjs
 import { buildKilnImage, debianBase } from "../../scripts/lib/kiln-image.mjs";
 import { podSeccompProfile } from "../../scripts/lib/pod-seccomp.mjs";
+import { COMMON_ARGS, DOCKER_DEFAULT_CAPS, loadImage, variantArgs } from "../../scripts/lib/pod.mjs";
 
 /** Where the image, the Debian rootfs and its layout are kept between runs ($KILN_POD_CACHE to move it). */
 export const POD_CACHE = process.env.KILN_POD_CACHE ?? join(tmpdir(), "kiln-pod-cache");
 
-/** Docker's default capabilities (moby's oci/caps/defaults.go), as a pod gets them. */
-export const DOCKER_DEFAULT_CAPS = [
-  "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
-  "NET_BIND_SERVICE", "NET_RAW", "SYS_CHROOT", "MKNOD", "AUDIT_WRITE", "SETFCAP",
-] as const;
+export { DOCKER_DEFAULT_CAPS };
 
-/**
- * The pod variants. `user1000` passes no --cap-add: podman 4 gives capabilities named by
- * --cap-add to a non-root user as *ambient* (effective) capabilities, which no Kubernetes pod
- * does (a runAsUser pod has an empty effective set); without --cap-add the effective set is empty,
- * as in Kubernetes, and the bounding set is podman's default (Docker's minus MKNOD, NET_RAW,
- * AUDIT_WRITE). `user1000-nocaps` is the "restricted" Pod Security Standard's pod: no capabilities
- * at all and no_new_privs (allowPrivilegeEscalation: false). The suite checks the sets inside.
- */
+/** The pod variants (scripts/lib/pod.mjs explains each one's podman flags). */
 export type PodVariant = "root" | "user1000" | "user1000-nocaps";
-
-export function variantArgs(v: PodVariant): string[] {
-  switch (v) {
-    case "root":
-      return ["--cap-drop=ALL", `--cap-add=${DOCKER_DEFAULT_CAPS.join(",")}`];
-    case "user1000":
-      return ["--user", "1000"];
-    case "user1000-nocaps":
-      return ["--cap-drop=ALL", "--user", "1000", "--security-opt", "no-new-privileges"];
-  }
-}
 
 export interface PodImage {
   /** podman image id (the config digest's hex). */
@@ -71,54 +50,53 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** Runs `fn` holding a directory lock in POD_CACHE (another test process waits; a lock older than 30 min is stale). */
-async function locked<T>(name: string, fn: () => Promise<T>): Promise<T> {
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Runs `fn` holding the cache directory's lock (a directory holding the owner's pid): another
+ * test process waits; a lock whose process is gone is taken over.
+ */
+async function locked<T>(fn: () => Promise<T>): Promise<T> {
   mkdirSync(POD_CACHE, { recursive: true });
-  const lock = join(POD_CACHE, `${name}.lock`);
+  const lock = join(POD_CACHE, "cache.lock");
   for (;;) {
     try {
       mkdirSync(lock);
+      writeFileSync(join(lock, "pid"), `${process.pid}\n`);
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      let age = 0;
+      let pid = 0;
       try {
-        age = Date.now() - statSync(lock).mtimeMs;
+        pid = Number(readFileSync(join(lock, "pid"), "utf8").trim());
       } catch {
-        continue;
+        // being created or removed: look again
       }
-      if (age > 30 * 60_000) rmdirSync(lock);
+      if (pid > 0 && !alive(pid)) rmSync(lock, { recursive: true, force: true });
       else await sleep(500);
     }
   }
   try {
     return await fn();
   } finally {
-    rmdirSync(lock);
+    rmSync(lock, { recursive: true, force: true });
   }
-}
-
-function podman(args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync("podman", args, { encoding: "utf8", maxBuffer: 64 << 20 });
-  if (r.error) throw new Error(`podman cannot run here: ${r.error.message} (Debian package podman)`);
-  return { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr };
 }
 
 let image: Promise<PodImage> | undefined;
 
 /** kiln's image, built (or reused by source hash) and loaded into podman. */
 export function podImage(): Promise<PodImage> {
-  image ??= locked("image", async () => {
+  image ??= locked(async () => {
     const img = (await buildKilnImage({ workRoot: POD_CACHE })) as { layout: string; dockerArchive: string; digest: string; compressed: number; uncompressed: number };
-    const blob = (d: string) => join(img.layout, "blobs", "sha256", d.slice("sha256:".length));
-    const manifest = JSON.parse(await readFile(blob(img.digest), "utf8")) as { config: { digest: string } };
-    const id = manifest.config.digest.slice("sha256:".length);
-    if (podman(["image", "exists", id]).code !== 0) {
-      const r = podman(["load", "-q", "-i", img.dockerArchive]);
-      if (r.code !== 0) throw new Error(`podman load -i ${img.dockerArchive} failed: ${r.stderr.trim()}`);
-    }
-    const probe = podman(["run", "--rm", ...COMMON, "--entrypoint", "true", id]);
-    if (probe.code !== 0) throw new Error(`podman cannot run kiln's image here: ${probe.stderr.trim().split("\n").pop()}`);
+    const id = loadImage(img) as string;
     return { id, digest: img.digest, layout: img.layout, dockerArchive: img.dockerArchive, compressed: img.compressed, uncompressed: img.uncompressed };
   });
   return image;
@@ -128,7 +106,7 @@ let debian: Promise<DebianBase> | undefined;
 
 /** The Debian 12 minbase (debootstrap) as a base layout, made once per cache directory. */
 export function podDebianBase(): Promise<DebianBase> {
-  debian ??= locked("debian", async () => {
+  debian ??= locked(async () => {
     const b = debianBase({ workRoot: POD_CACHE }) as { layout: string; ref: string };
     spawnSync("chmod", ["-R", "a+rX", b.layout]);
     return { layout: b.layout, ref: b.ref };
@@ -145,9 +123,6 @@ export async function writeSeccomp(dir: string, opts: { ptrace?: boolean; prefer
   return { path, source: p.source };
 }
 
-// every pod: runc (crun refuses the host's hybrid cgroups), ulimits podman can set here
-const COMMON = ["--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"];
-
 export interface PodRun {
   variant: PodVariant;
   seccomp: string;
@@ -163,7 +138,7 @@ export interface PodRun {
 /** `podman run --rm` of kiln's image as the pod `p` describes, with `args` after the image. */
 export async function podRun(p: PodRun, args: string[]): Promise<RunResult> {
   const img = await podImage();
-  const argv = ["run", "--rm", ...COMMON, "--security-opt", `seccomp=${p.seccomp}`, ...variantArgs(p.variant)];
+  const argv = ["run", "--rm", ...COMMON_ARGS, "--security-opt", `seccomp=${p.seccomp}`, ...(variantArgs(p.variant) as string[])];
   if (p.hostNetwork) argv.push("--network", "host");
   for (const [host, ctr] of Object.entries(p.mounts ?? {})) argv.push("-v", `${host}:${ctr}`);
   for (const [k, v] of Object.entries(p.env ?? {})) argv.push("-e", `${k}=${v}`);
