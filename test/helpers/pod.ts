@@ -143,7 +143,13 @@ export async function podRun(p: PodRun, args: string[]): Promise<RunResult> {
   for (const [host, ctr] of Object.entries(p.mounts ?? {})) argv.push("-v", `${host}:${ctr}`);
   for (const [k, v] of Object.entries(p.env ?? {})) argv.push("-e", `${k}=${v}`);
   if (p.entrypoint) argv.push("--entrypoint", p.entrypoint);
-  return run("podman", [...argv, img.id, ...args]);
+  // podman 4.3 under load sometimes loses the exit code of a `--rm` container it waited for
+  // ("getting exit code of container ... from DB: no such exit code", exit 127) although the
+  // container ended normally: that run says nothing about kiln, so it runs once more
+  for (let attempt = 1; ; attempt++) {
+    const r = await run("podman", [...argv, img.id, ...args]);
+    if (attempt >= 2 || r.code !== 127 || !/getting exit code of container \w+ from DB: no such exit code/.test(r.stderr)) return r;
+  }
 }
 
 /** A directory the pod's user can write (owned by 1000 for the uid 1000 variants). */
