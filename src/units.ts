@@ -22,9 +22,9 @@ const SIZE_UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 10
  */
 export function parseSize(s: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)\s*$/i.exec(s);
-  if (!m) throw new UsageError(`invalid size "${s}" (examples: 512MiB, 10GB, 1g)`);
+  if (!m) throw new UsageError("OPTION_INVALID", `invalid size "${s}" (examples: 512MiB, 10GB, 1g)`);
   const unit = m[2]!.toLowerCase();
-  if (unit === "" && m[3]!.toLowerCase().startsWith("i")) throw new UsageError(`invalid size "${s}" (examples: 512MiB, 10GB, 1g)`);
+  if (unit === "" && m[3]!.toLowerCase().startsWith("i")) throw new UsageError("OPTION_INVALID", `invalid size "${s}" (examples: 512MiB, 10GB, 1g)`);
   return Math.floor(Number(m[1]) * SIZE_UNITS[unit]!);
 }
 
@@ -48,6 +48,6 @@ export function parseDuration(s: string): number {
     total += Number(m[1]) * DURATION_UNITS[m[2]!]!;
     matched = re.lastIndex;
   }
-  if (text === "" || matched !== text.length) throw new UsageError(`invalid duration "${s}" (examples: 90m, 24h, 7d)`);
+  if (text === "" || matched !== text.length) throw new UsageError("OPTION_INVALID", `invalid duration "${s}" (examples: 90m, 24h, 7d)`);
   return Math.round(total);
 }

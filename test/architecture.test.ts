@@ -16,6 +16,7 @@ const LEVEL: Record<string, number> = {
   cli: 0,
   index: 0,
   build: 1,
+  doctor: 1,
   dockerfile: 2,
   fs: 2,
   run: 2,

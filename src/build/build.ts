@@ -4,11 +4,10 @@
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { contextFromTar } from "../context/build-context.js";
 import { writeFileAtomic } from "../store/atomic-file.js";
-import { formatBytes } from "../units.js";
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { buffer } from "node:stream/consumers";
-import { DockerfileError, KilnError, UsageError } from "../errors.js";
+import { DockerfileError, KilnError, UsageError, abortable } from "../errors.js";
 import { parseDockerfile } from "../dockerfile/parse.js";
 import type { TypedInstruction } from "../dockerfile/instructions.js";
 import type { Image, MaterializedImage } from "../image/image.js";
@@ -37,7 +36,17 @@ export interface BuildResult {
   plan: BuildPlan;
 }
 
+/**
+ * Build one Dockerfile. With `options.signal`, cancellation reaches every long operation (base
+ * pulls, context hashing, RUN, ADD <url>, cache import/export, outputs and pushes) and the
+ * promise rejects with an AbortError (cause: the signal's reason); outputs are written
+ * atomically, so nothing half-written is left.
+ */
 export async function build(options: BuildOptions): Promise<BuildResult> {
+  return abortable(options.signal, () => buildAll(options));
+}
+
+async function buildAll(options: BuildOptions): Promise<BuildResult> {
   const cacheDir = resolve(options.cacheDir ?? defaultCacheDir());
   // Root filesystems, mounts and run directories a killed build left behind.
   await cleanupStale(cacheDir).catch(() => undefined);
@@ -45,11 +54,11 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   // An absolute context path: it keys the stat cache, which `kiln build ctx` and `/abs/ctx` share.
   if (options.context !== "-") return buildFrom({ ...options, context: resolve(options.context) }, cacheDir);
   // `kiln build -`: the context is a tar on stdin; as with docker, -f names a file inside it.
-  if (options.dockerfile === "-") throw new UsageError("the Dockerfile and the context cannot both come from stdin");
+  if (options.dockerfile === "-") throw new UsageError("OPTION_INVALID", "the Dockerfile and the context cannot both come from stdin");
   await mkdir(join(cacheDir, "tmp"), { recursive: true });
   const dir = await mkdtemp(join(cacheDir, "tmp", `build-${process.pid}-context-`));
   try {
-    const ctx = await contextFromTar(options.contextStream ?? process.stdin, dir);
+    const ctx = await contextFromTar(options.contextStream ?? process.stdin, dir, undefined, options.signal);
     const inTar = options.dockerfileText === undefined ? { dockerfile: join(ctx.root, options.dockerfile ?? "Dockerfile"), dockerfileName: options.dockerfile ?? "Dockerfile" } : {};
     return await buildFrom({ ...options, context: ctx.root, ...inTar }, cacheDir);
   } finally {
@@ -83,7 +92,7 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, ca
     : [{ type: "oci", dest: resolve(DEFAULT_OUTPUT_DIR), tar: false } as OutputSpec];
   for (const o of outputs) {
     if (o.type === "image" && o.names.length === 0 && (options.tags ?? []).length === 0) {
-      throw new UsageError("--output type=image needs name=REF (or -t REF)");
+      throw new UsageError("OPTION_INVALID", "--output type=image needs name=REF (or -t REF)");
     }
   }
 
@@ -93,6 +102,9 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, ca
     ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
     ...(options.registryCa ? { caFile: options.registryCa } : {}),
     ...(options.registryTimeouts ? { timeouts: options.registryTimeouts } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+    // pulls and pushes (base images, outputs, cache import/export) report pull-progress/push-progress events
+    ...(options.onEvent ? { onProgress: options.onEvent } : {}),
   };
   const cache = new BuildCache(
     store,
@@ -124,14 +136,7 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, ca
     const materialized = await materialize(image, store, options.format ?? "oci", {
       ...(options.annotations ? { annotations: options.annotations } : {}),
     });
-    await writeOutputs(await storeImage(store, materialized.manifest), outputs, options.tags ?? [], {
-      ...registry, store,
-      onPushProgress: (ev) => {
-        if (ev.state === "progress") return;
-        const what = ev.state === "exists" ? "already in the registry" : ev.state === "mounted" ? "mounted" : `pushed ${formatBytes(ev.total)} at ${formatBytes(ev.rate)}/s`;
-        options.onEvent?.({ type: "info", message: `push ${ev.digest.slice(0, 19)}: ${what}` });
-      },
-    });
+    await writeOutputs(await storeImage(store, materialized.manifest), outputs, options.tags ?? [], { ...registry, store });
     await cache.finish(plan.target);
     const result: BuildResult = {
       image,
@@ -210,7 +215,7 @@ function checkSupported(plan: BuildPlan): void {
 
 function checkInstruction(inst: TypedInstruction, file: string): void {
   const fail = (msg: string): never => {
-    throw new DockerfileError(msg, inst.line, file);
+    throw new DockerfileError("FEATURE_UNSUPPORTED", msg, inst.line, file);
   };
   switch (inst.kind) {
     case "run":
@@ -240,7 +245,7 @@ function checkRunPlatform(plan: BuildPlan, platform: Platform): void {
   for (const i of plan.order) {
     const run = plan.stages[i]!.instructions.find((t) => t.kind === "run");
     if (run) {
-      throw new DockerfileError(
+      throw new DockerfileError("FEATURE_UNSUPPORTED", 
         `RUN for platform ${formatPlatform(platform)} on a ${formatPlatform(host)} machine needs emulation, which kiln does not support yet`,
         run.line,
         plan.file,
@@ -263,7 +268,7 @@ async function readDockerfile(options: BuildOptions & { dockerfileName?: string 
   try {
     return { text: await readFile(path, "utf8"), file, path };
   } catch (err) {
-    throw new KilnError(`cannot read Dockerfile ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new KilnError("DOCKERFILE_READ", `cannot read Dockerfile ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
 }
 
@@ -271,7 +276,7 @@ function sourceDateEpoch(options: BuildOptions, buildArgs: Record<string, string
   if (options.sourceDateEpoch !== undefined) return options.sourceDateEpoch;
   const raw = buildArgs.SOURCE_DATE_EPOCH ?? process.env.SOURCE_DATE_EPOCH;
   if (raw === undefined || raw === "") return undefined;
-  if (!/^\d+$/.test(raw)) throw new UsageError(`SOURCE_DATE_EPOCH must be a number of seconds, not "${raw}"`);
+  if (!/^\d+$/.test(raw)) throw new UsageError("OPTION_INVALID", `SOURCE_DATE_EPOCH must be a number of seconds, not "${raw}"`);
   return Number(raw);
 }
 

@@ -107,7 +107,7 @@ export class BuildCache {
     for (const l of layers) {
       if (await this.store.has(l.descriptor.digest)) continue;
       const from = this.remoteLayers.get(l.descriptor.digest);
-      if (!from) throw new KilnError(`layer ${l.descriptor.digest} is neither in the store nor in an imported cache`);
+      if (!from) throw new KilnError("CACHE_LAYER_MISSING", `layer ${l.descriptor.digest} is neither in the store nor in an imported cache`);
       await from.remote.fetchLayer(from.rec);
     }
   }

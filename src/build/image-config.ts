@@ -4,6 +4,7 @@
 import type { ContainerConfig, History, ImageConfig, Platform } from "../image/oci.js";
 import type { TypedInstruction } from "../dockerfile/instructions.js";
 import { posix } from "node:path";
+import { KilnError } from "../errors.js";
 
 /** Docker's default PATH, given to images whose Env lacks one (as Docker and buildah do). */
 export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -139,7 +140,7 @@ export function applyMetadata(cfg: ImageConfig, inst: TypedInstruction, ctx: Sta
     case "arg":
       return `ARG ${inst.args.map((a) => (a.default !== undefined ? `${a.name}=${a.default}` : a.name)).join(" ")}`;
     default:
-      throw new Error(`internal: ${inst.kind} is not a metadata instruction`);
+      throw new KilnError("INTERNAL", `internal: ${inst.kind} is not a metadata instruction`);
   }
 }
 

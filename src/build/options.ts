@@ -78,15 +78,15 @@ export function parseOutput(fields: Record<string, string>, raw: string): Output
     if (v === undefined || v === "" ) return false;
     if (v === "true" || v === "1") return true;
     if (v === "false" || v === "0") return false;
-    throw new UsageError(`--output ${raw}: ${name} must be true or false`);
+    throw new UsageError("OPTION_INVALID", `--output ${raw}: ${name} must be true or false`);
   };
   switch (type) {
     case "oci": {
-      if (!fields.dest) throw new UsageError(`--output ${raw}: type=oci needs dest=DIR (or dest=FILE.tar,tar=true)`);
+      if (!fields.dest) throw new UsageError("OPTION_INVALID", `--output ${raw}: type=oci needs dest=DIR (or dest=FILE.tar,tar=true)`);
       return { type: "oci", dest: resolve(fields.dest), tar: bool(fields.tar, "tar") };
     }
     case "docker": {
-      if (!fields.dest) throw new UsageError(`--output ${raw}: type=docker needs dest=FILE.tar (kiln has no daemon to load into)`);
+      if (!fields.dest) throw new UsageError("OPTION_INVALID", `--output ${raw}: type=docker needs dest=FILE.tar (kiln has no daemon to load into)`);
       return { type: "docker", dest: resolve(fields.dest) };
     }
     case "image":
@@ -95,7 +95,7 @@ export function parseOutput(fields: Record<string, string>, raw: string): Output
       return { type: "image", names, push: type === "registry" ? true : bool(fields.push, "push") };
     }
     default:
-      throw new UsageError(`--output ${raw}: unsupported type "${type ?? ""}" (kiln supports type=oci, type=docker, type=image)`);
+      throw new UsageError("OPTION_INVALID", `--output ${raw}: unsupported type "${type ?? ""}" (kiln supports type=oci, type=docker, type=image)`);
   }
 }
 
@@ -114,12 +114,12 @@ export function parseNamedContext(name: string, value: string): NamedContext {
         rest = rest.slice(0, colon);
       }
     }
-    if (rest === "") throw new UsageError(`--build-context ${name}=${value}: missing layout path`);
+    if (rest === "") throw new UsageError("OPTION_INVALID", `--build-context ${name}=${value}: missing layout path`);
     return { kind: "oci-layout", path: resolve(rest), ...(selector ? { selector } : {}) };
   }
   if (value.startsWith("docker-image://")) return { kind: "image", ref: value.slice("docker-image://".length) };
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value) && !value.startsWith("file://")) {
-    throw new UsageError(`--build-context ${name}=${value}: unsupported source (kiln supports oci-layout://, docker-image:// and local directories)`);
+    throw new UsageError("OPTION_INVALID", `--build-context ${name}=${value}: unsupported source (kiln supports oci-layout://, docker-image:// and local directories)`);
   }
   return { kind: "dir", path: resolve(value.replace(/^file:\/\//, "")) };
 }
@@ -127,7 +127,7 @@ export function parseNamedContext(name: string, value: string): NamedContext {
 /** buildx `--secret id=ID[,src=FILE|,env=VAR][,type=file|env]`. */
 export function parseSecret(value: string, fields: Record<string, string>): [string, { src?: string; env?: string }] {
   const id = fields.id;
-  if (!id) throw new UsageError(`--secret ${value}: id= is required`);
+  if (!id) throw new UsageError("OPTION_INVALID", `--secret ${value}: id= is required`);
   const src = fields.src ?? fields.source;
   if (fields.type === "env" || (fields.env !== undefined && src === undefined)) return [id, { env: fields.env ?? id }];
   if (src === undefined) return [id, { env: id }];

@@ -75,7 +75,7 @@ export class BuildSession {
     this.mainContext ??= (async () => {
       const opts = this.options;
       const st = await stat(opts.context).catch(() => undefined);
-      if (!st?.isDirectory()) throw new KilnError(`build context "${opts.context}" is not a directory`);
+      if (!st?.isDirectory()) throw new KilnError("CONTEXT_NOT_DIRECTORY", `build context "${opts.context}" is not a directory`);
       const patterns = await readIgnoreFile(opts.context, this.dockerfilePath);
       return new DirContext(opts.context, createIgnoreMatcher(patterns));
     })();
@@ -101,13 +101,13 @@ export class BuildSession {
 
   stageResult(index: number): Promise<StageResult> {
     const r = this.stageResults.get(index);
-    if (!r) throw new KilnError(`internal: stage ${index} was not scheduled`);
+    if (!r) throw new KilnError("INTERNAL", `internal: stage ${index} was not scheduled`);
     return r;
   }
 
   private async contextImage(name: string): Promise<{ image: Image; id: Digest }> {
     const nc = this.namedContexts.get(name) ?? this.namedContexts.get(name.toLowerCase());
-    if (!nc) throw new KilnError(`no build context named "${name}"`);
+    if (!nc) throw new KilnError("CONTEXT_NAMED_INVALID", `no build context named "${name}"`);
     switch (nc.kind) {
       case "oci-layout": {
         const layout = await OciLayout.open(nc.path);
@@ -118,7 +118,7 @@ export class BuildSession {
       case "image":
         return this.pull(nc.ref);
       case "dir":
-        throw new KilnError(`build context "${name}" is a local directory and cannot be used as a base image`);
+        throw new KilnError("CONTEXT_NAMED_INVALID", `build context "${name}" is a local directory and cannot be used as a base image`);
     }
   }
 
@@ -134,6 +134,8 @@ export class BuildSession {
         ...(this.options.insecureRegistries ? { insecureRegistries: this.options.insecureRegistries } : {}),
         ...(this.options.registryCa ? { caFile: this.options.registryCa } : {}),
         ...(this.options.registryTimeouts ? { timeouts: this.options.registryTimeouts } : {}),
+        ...(this.options.signal ? { signal: this.options.signal } : {}),
+        ...(this.options.onEvent ? { onProgress: this.options.onEvent } : {}),
       })).then((r) => ({ image: r.image, id: r.manifestDescriptor.digest }));
       this.pulls.set(ref, p);
     }
@@ -165,13 +167,13 @@ export class BuildSession {
           this.pull(target.ref).then((r) => r.image, (err: unknown) => {
             const names = this.plan.stages.flatMap((s) => (s.name ? [s.name] : []));
             const hint = suggest(from.toLowerCase(), names);
-            throw new KilnError(
+            throw new KilnError("DOCKERFILE_STAGE_REFERENCE", 
               `--from=${from}: no stage or build context has that name${hint ? ` (did you mean "${hint}"?)` : ""}, and pulling it as an image failed: ${(err as Error).message}`,
             );
           }),
         );
       case "scratch":
-        throw new KilnError(`--from=${from}: scratch has no files`);
+        throw new KilnError("DOCKERFILE_STAGE_REFERENCE", `--from=${from}: scratch has no files`);
     }
   }
 

@@ -4,7 +4,7 @@
 // stage's root filesystem and snapshots the change. Every step records a history entry.
 // Layer steps are keyed for the cache; a hit reuses the recorded layer without running anything.
 import { posix } from "node:path";
-import { DockerfileError, KilnError } from "../errors.js";
+import { DockerfileError, KilnError, throwIfAborted } from "../errors.js";
 import type { Image, Layer } from "../image/image.js";
 import type { ImageConfig } from "../image/oci.js";
 import type { LayerEntry } from "../layer/entry.js";
@@ -83,7 +83,7 @@ export class StageBuilder {
     try {
       ({ image: base, id: baseId } = await this.loadBase());
     } catch (err) {
-      throw locate(err, this.stage.from, this.file);
+      throw DockerfileError.at(err, { file: this.file, line: this.stage.from.line, instruction: "FROM" });
     }
     this.state = this.session.cache.key({ parent: null, instruction: "FROM", platform: this.platform, args: {}, base: baseId });
     const config: ImageConfig = base ? inheritConfig(base.config) : scratchConfig(this.session.platform);
@@ -118,7 +118,7 @@ export class StageBuilder {
 
   private async step(inst: TypedInstruction, stepNo: number): Promise<void> {
     const signal = this.session.options.signal;
-    if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new KilnError("build interrupted");
+    throwIfAborted(signal);
     const id = this.session.nextStepId();
     const started = process.hrtime.bigint();
     this.session.emit({ type: "step-start", id, stage: this.label, step: stepNo, steps: this.steps, text: oneLine(inst.original) });
@@ -126,7 +126,7 @@ export class StageBuilder {
     try {
       outcome = await this.apply(inst, id, stepNo);
     } catch (err) {
-      throw locate(err, inst, this.file);
+      throw DockerfileError.at(err, { file: this.file, line: inst.line, instruction: inst.kind.toUpperCase() });
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     this.session.emit({ type: "step-done", id, seconds, ...(outcome.layer ? { layer: outcome.layer } : {}), ...(outcome.cached ? { cached: true } : {}), ...(outcome.snapshotSeconds !== undefined ? { snapshotSeconds: outcome.snapshotSeconds } : {}) });
@@ -147,7 +147,7 @@ export class StageBuilder {
     const step = { stepNo, text: oneLine(t.original) };
     switch (t.kind) {
       case "from":
-        throw new KilnError("FROM inside a stage");
+        throw new KilnError("INTERNAL", "FROM inside a stage");
       case "copy":
       case "add": {
         const prepared = await prepareCopy(this, t);
@@ -304,7 +304,7 @@ export class StageBuilder {
     const view = await this.view();
     const target = view.resolve(dir);
     if (target?.type === "dir") return [];
-    if (target) throw new KilnError(`WORKDIR: ${dir} exists and is not a directory`);
+    if (target) throw new KilnError("WORKDIR_NOT_DIRECTORY", `${dir} exists and is not a directory`);
     const user = this.image.config.config?.User;
     const owner = user ? resolveUser(user, view) : { uid: 0, gid: 0 };
     const mtime = this.session.sourceDateEpoch ?? Math.floor(Date.now() / 1000);
@@ -341,19 +341,4 @@ function dedupe(entries: LayerEntry[]): LayerEntry[] {
 function oneLine(s: string): string {
   const first = s.split("\n")[0] ?? "";
   return s.includes("\n") ? `${first} ...` : first;
-}
-
-/** Give a step's error the Dockerfile line: `Dockerfile:12: COPY: source "x" not found`. */
-export function locate(err: unknown, inst: TypedInstruction, file: string): Error {
-  if (err instanceof DockerfileError) return err;
-  const keyword = inst.kind.toUpperCase();
-  if (err instanceof KilnError) {
-    const msg = err.message.startsWith(`${keyword}:`) ? err.message.slice(keyword.length + 1).trim() : err.message;
-    return new DockerfileError(`${keyword}: ${msg}`, inst.line, file);
-  }
-  const e = err as NodeJS.ErrnoException;
-  if (e && typeof e.code === "string") {
-    return new DockerfileError(`${keyword}: ${e.message}`, inst.line, file);
-  }
-  return err instanceof Error ? err : new Error(String(err));
 }

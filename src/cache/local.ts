@@ -25,7 +25,7 @@ export function cacheDir(store: BlobStore): string {
 }
 
 function keyHex(key: Digest): string {
-  if (!isDigest(key)) throw new KilnError(`invalid cache key ${JSON.stringify(key)}`);
+  if (!isDigest(key)) throw new KilnError("CACHE_KEY_INVALID", `invalid cache key ${JSON.stringify(key)}`);
   return key.slice("sha256:".length);
 }
 
@@ -81,7 +81,7 @@ export class LocalCache {
   }
 
   async put(rec: CacheRecord): Promise<void> {
-    if (!isCacheRecord(rec)) throw new KilnError(`invalid cache record for key ${String((rec as { key?: unknown }).key)}`);
+    if (!isCacheRecord(rec)) throw new KilnError("CACHE_KEY_INVALID", `invalid cache record for key ${String((rec as { key?: unknown }).key)}`);
     const path = this.path(rec.key);
     await mkdir(this.dir, { recursive: true });
     const tmp = join(this.dir, `.${keyHex(rec.key)}.${process.pid}-${randomBytes(6).toString("hex")}.tmp`);

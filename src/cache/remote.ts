@@ -5,8 +5,8 @@
 // records' layer blobs, deduplicated. Export reuses the registry push code (HEAD before upload,
 // cross-repo mounts) or the OCI layout writer; import fetches the manifest and config only, and
 // each layer blob later, when a build actually needs it.
-import { PassThrough, type Readable } from "node:stream";
-import { KilnError } from "../errors.js";
+import { PassThrough, addAbortSignal, type Readable } from "node:stream";
+import { KilnError, abortError, throwIfAborted } from "../errors.js";
 import { OciLayout } from "../image/layout.js";
 import { descriptorJSON } from "../image/materialize.js";
 import { MediaType, isDigest, type Descriptor, type Digest, type Manifest } from "../image/oci.js";
@@ -90,7 +90,7 @@ async function exportable(records: CacheRecord[], options: ExportOptions): Promi
   const keep: CacheRecord[] = [];
   const lazy = new Map<string, { remote: RemoteCache; rec: CacheRecord }>();
   for (const rec of records) {
-    if (!isCacheRecord(rec)) throw new KilnError(`cache export: invalid cache record ${String((rec as { key?: unknown }).key)}`);
+    if (!isCacheRecord(rec)) throw new KilnError("CACHE_RECORD_INVALID", `cache export: invalid cache record ${String((rec as { key?: unknown }).key)}`);
     if (!rec.layer || (await options.store.has(rec.layer.descriptor.digest))) {
       keep.push(rec);
       continue;
@@ -106,10 +106,14 @@ async function exportable(records: CacheRecord[], options: ExportOptions): Promi
 
 /** Export `records` to the cache `spec` names (an OCI image manifest; see the header). */
 export async function exportCache(records: CacheRecord[], spec: CacheSpec, options: ExportOptions): Promise<void> {
+  const signal = options.registry?.signal;
   try {
+    throwIfAborted(signal);
     await doExport(records, spec, options);
   } catch (err) {
-    const e = err instanceof KilnError ? err : new KilnError(`cache export to ${describeSpec(spec)}: ${(err as Error).message}`);
+    // cancelled: never a warning, whatever ignore-error says
+    if (signal?.aborted) throw abortError(signal);
+    const e = err instanceof KilnError ? err : new KilnError("CACHE_EXPORT_FAILED", `cache export to ${describeSpec(spec)}: ${(err as Error).message}`);
     if (!spec.ignoreError) throw e;
     options.onWarning?.(e.message);
   }
@@ -124,6 +128,7 @@ async function doExport(records: CacheRecord[], spec: CacheSpec, options: Export
     await writeOciLayout(await storeImage(store, m.manifest), {
       dest: spec.dir,
       tags: [`kiln-cache:${spec.tag}`],
+      ...(options.registry?.signal ? { signal: options.registry.signal } : {}),
     });
     return;
   }
@@ -166,7 +171,7 @@ function lazySource(store: BlobStore, lazy: Map<string, { remote: RemoteCache; r
       try {
         return await store.readBytes(d);
       } catch {
-        throw new KilnError(`blob ${d} is not in the store ${store.root}`);
+        throw new KilnError("BLOB_MISSING", `blob ${d} is not in the store ${store.root}`);
       }
     },
   };
@@ -180,7 +185,7 @@ function describeSpec(spec: CacheSpec): string {
 function readRecords(manifest: Manifest, doc: unknown, where: string): Map<string, CacheRecord> {
   const d = doc as Partial<CacheConfigDoc> | null;
   if (!d || typeof d !== "object" || d.v !== CACHE_CONFIG_VERSION || !Array.isArray(d.records)) {
-    throw new KilnError(`${where}: unsupported cache format (version ${JSON.stringify(d?.v)})`);
+    throw new KilnError("CACHE_FORMAT_INVALID", `${where}: unsupported cache format (version ${JSON.stringify(d?.v)})`);
   }
   const layerDigests = new Set(manifest.layers.map((l) => l.digest));
   const out = new Map<string, CacheRecord>();
@@ -193,14 +198,14 @@ function readRecords(manifest: Manifest, doc: unknown, where: string): Map<strin
 }
 
 function checkCacheManifest(m: Manifest, where: string): Manifest {
-  if (!m || typeof m !== "object" || !m.config || !Array.isArray(m.layers)) throw new KilnError(`${where}: not an image manifest`);
+  if (!m || typeof m !== "object" || !m.config || !Array.isArray(m.layers)) throw new KilnError("CACHE_FORMAT_INVALID", `${where}: not an image manifest`);
   if (m.config.mediaType !== CACHE_CONFIG_MEDIA_TYPE) {
-    throw new KilnError(`${where}: not a kiln build cache (config media type ${m.config.mediaType})`);
+    throw new KilnError("CACHE_FORMAT_INVALID", `${where}: not a kiln build cache (config media type ${m.config.mediaType})`);
   }
   if (!isDigest(m.config.digest) || typeof m.config.size !== "number" || m.config.size > CONFIG_LIMIT) {
-    throw new KilnError(`${where}: invalid cache config descriptor`);
+    throw new KilnError("CACHE_FORMAT_INVALID", `${where}: invalid cache config descriptor`);
   }
-  for (const l of m.layers) if (!l || !isDigest(l.digest) || typeof l.size !== "number") throw new KilnError(`${where}: invalid layer descriptor`);
+  for (const l of m.layers) if (!l || !isDigest(l.digest) || typeof l.size !== "number") throw new KilnError("CACHE_FORMAT_INVALID", `${where}: invalid layer descriptor`);
   return m;
 }
 
@@ -214,7 +219,7 @@ function makeCache(spec: CacheSpec, records: Map<string, CacheRecord>, fetch: (d
       if (!rec.layer) return;
       const known = records.get(rec.key);
       if (!known?.layer || known.layer.descriptor.digest !== rec.layer.descriptor.digest) {
-        throw new KilnError(`cache ${describeSpec(spec)}: no layer ${rec.layer.descriptor.digest} for key ${rec.key}`);
+        throw new KilnError("CACHE_LAYER_MISSING", `cache ${describeSpec(spec)}: no layer ${rec.layer.descriptor.digest} for key ${rec.key}`);
       }
       await fetch(known.layer.descriptor);
     },
@@ -233,12 +238,15 @@ export interface ImportOptions {
 
 /** Import the cache `spec` names: its manifest and config now, layer blobs on fetchLayer. */
 export async function importCache(spec: CacheSpec, options: ImportOptions): Promise<RemoteCache> {
+  const signal = options.registry?.signal;
   try {
+    throwIfAborted(signal);
     return spec.type === "registry" ? await importRegistry(spec, options) : await importLocal(spec, options);
   } catch (err) {
+    if (signal?.aborted) throw abortError(signal);
     const msg = err instanceof KilnError ? err.message : `cache import from ${describeSpec(spec)}: ${(err as Error).message}`;
     if (spec.ignoreError) return emptyCache(spec, msg);
-    throw err instanceof KilnError ? err : new KilnError(msg);
+    throw err instanceof KilnError ? err : new KilnError("CACHE_IMPORT_FAILED", msg);
   }
 }
 
@@ -253,7 +261,7 @@ async function importRegistry(spec: RegistryCacheSpec, options: ImportOptions): 
     try {
       fetched = await fetchManifest(client, ref, referenceTarget(ref), options.store);
     } catch (err) {
-      if (err instanceof KilnError && /not found in registry/.test(err.message)) {
+      if (err instanceof KilnError && err.code === "REGISTRY_MANIFEST_UNKNOWN") {
         await close();
         return emptyCache(spec, `cache ${spec.ref} not found; building without it`);
       }
@@ -291,13 +299,15 @@ async function importLocal(spec: LocalCacheSpec, options: ImportOptions): Promis
     try {
       stream = layout.openBlob(d.digest);
     } catch (err) {
-      throw new KilnError(`${where}: ${(err as Error).message}`);
+      throw new KilnError("CACHE_IMPORT_FAILED", `${where}: ${(err as Error).message}`);
     }
     try {
-      await store.ingest(stream, { digest: d.digest, size: d.size });
+      const signal = options.registry?.signal;
+      await store.ingest(signal ? addAbortSignal(signal, stream) : stream, { digest: d.digest, size: d.size });
     } catch (err) {
+      if (options.registry?.signal?.aborted) throw abortError(options.registry.signal);
       const code = (err as NodeJS.ErrnoException).code;
-      throw new KilnError(`${where}: layer ${d.digest}: ${code === "ENOENT" ? "blob is missing" : (err as Error).message}`);
+      throw new KilnError("CACHE_IMPORT_FAILED", `${where}: layer ${d.digest}: ${code === "ENOENT" ? "blob is missing" : (err as Error).message}`);
     }
   };
   return makeCache(spec, records, fetch, async () => undefined);

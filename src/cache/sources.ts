@@ -8,7 +8,7 @@ import { createReadStream, lstatSync, readFileSync, readdirSync, readlinkSync, t
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
-import { KilnError } from "../errors.js";
+import { KilnError, throwIfAborted } from "../errors.js";
 import type { ContextEntry, DirContext, IgnoreFn } from "../context/build-context.js";
 import type { SelectedSource } from "../context/select.js";
 import type { Digest } from "../image/oci.js";
@@ -128,7 +128,7 @@ export class StatCache {
       if (st.size <= SMALL_FILE) hash.update(readFileSync(abs));
       else await pipeline(createReadStream(abs), hash);
     } catch (err) {
-      throw new KilnError(`cannot read context file ${abs}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new KilnError("CONTEXT_READ", `cannot read context file ${abs}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
     this.reads++;
     const digest: Digest = `sha256:${hash.digest("hex")}`;
@@ -222,7 +222,7 @@ function namesOf(scope: WalkScope, dir: string): string[] {
   try {
     names = readdirSync(dir === "" ? join(scope.ctx.root) : scope.prefix + dir);
   } catch (err) {
-    throw new KilnError(`cannot read context directory "${dir || "."}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new KilnError("CONTEXT_READ", `cannot read context directory "${dir || "."}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   return names.sort(compareNames);
 }
@@ -299,7 +299,7 @@ const YIELD_EVERY = 4096;
  * relative path, type, mode, size, content hash, link target (and owner when the tree's owners
  * are kept, as for COPY --from). Modification times are left out, as in BuildKit's content keys.
  */
-export async function hashSources(sources: SelectedSource[], options: { statCache: StatCache }): Promise<Digest> {
+export async function hashSources(sources: SelectedSource[], options: { statCache: StatCache; signal?: AbortSignal }): Promise<Digest> {
   const hash = createHash("sha256");
   // Text waiting to be hashed: concatenating whole lines and hashing them later feeds sha256
   // exactly the bytes a call per line would.
@@ -326,6 +326,7 @@ export async function hashSources(sources: SelectedSource[], options: { statCach
     return ` =${JSON.stringify(first)}`;
   };
   for (const src of sources) {
+    throwIfAborted(options.signal);
     const head: Record<string, unknown> = { source: src.source, name: src.name, wildcard: src.wildcard };
     if (src.parentsPath !== undefined) head.parentsPath = src.parentsPath;
     if (src.pivot !== undefined) head.pivot = src.pivot;
@@ -356,10 +357,10 @@ export async function hashSources(sources: SelectedSource[], options: { statCach
     try {
       topSt = lstatSync(top.abs, { bigint: true });
     } catch (err) {
-      throw new KilnError(`cannot stat context path "${top.path}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new KilnError("CONTEXT_READ", `cannot stat context path "${top.path}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
     const topType = topSt.isDirectory() ? "dir" : topSt.isSymbolicLink() ? "symlink" : topSt.isFile() ? "file" : undefined;
-    if (topType !== top.type) throw new KilnError(`context path "${top.path}" changed while the build read it`);
+    if (topType !== top.type) throw new KilnError("CONTEXT_CHANGED", `context path "${top.path}" changed while the build read it`);
     if (top.type === "file") {
       const digest = cache.lookup(top.abs, topSt) ?? (await cache.hashFile(top.abs, topSt));
       add(line("", "file", topSt, ` ${topSt.size} ${digest}${linkNote(topSt, `${src.source}:`)}`));
@@ -382,7 +383,10 @@ export async function hashSources(sources: SelectedSource[], options: { statCach
       } else {
         add(line(rel, e.type, e.st, ""));
       }
-      if (++n % YIELD_EVERY === 0) await new Promise((res) => setImmediate(res));
+      if (++n % YIELD_EVERY === 0) {
+        await new Promise((res) => setImmediate(res));
+        throwIfAborted(options.signal);
+      }
     }
   }
   hash.update(pending);

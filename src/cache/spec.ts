@@ -36,50 +36,50 @@ const ALWAYS_TRUE = new Set(["image-manifest", "oci-mediatypes"]);
 export function parseCacheSpec(s: string, direction: "to" | "from"): CacheSpec {
   const flag = `--cache-${direction}`;
   const text = s.trim();
-  if (text === "") throw new UsageError(`${flag}: empty cache spec`);
+  if (text === "") throw new UsageError("OPTION_INVALID", `${flag}: empty cache spec`);
   if (!text.includes("=")) return { type: "registry", ref: checkRef(text, flag), mode: "min", ignoreError: false };
   const fields = new Map<string, string>();
   for (const part of text.split(",")) {
     const eq = part.indexOf("=");
-    if (eq <= 0) throw new UsageError(`${flag}: invalid field "${part}" in "${s}" (expected key=value)`);
+    if (eq <= 0) throw new UsageError("OPTION_INVALID", `${flag}: invalid field "${part}" in "${s}" (expected key=value)`);
     const k = part.slice(0, eq).trim().toLowerCase();
-    if (fields.has(k)) throw new UsageError(`${flag}: "${k}" given twice in "${s}"`);
+    if (fields.has(k)) throw new UsageError("OPTION_INVALID", `${flag}: "${k}" given twice in "${s}"`);
     fields.set(k, part.slice(eq + 1).trim());
   }
   const type = fields.get("type") ?? (fields.has("ref") ? "registry" : undefined);
-  if (type === undefined) throw new UsageError(`${flag}: missing type= in "${s}" (registry or local)`);
+  if (type === undefined) throw new UsageError("OPTION_INVALID", `${flag}: missing type= in "${s}" (registry or local)`);
   fields.delete("type");
   const mode = (fields.get("mode") ?? "min").toLowerCase();
-  if (mode !== "min" && mode !== "max") throw new UsageError(`${flag}: mode must be min or max, not "${mode}"`);
+  if (mode !== "min" && mode !== "max") throw new UsageError("OPTION_INVALID", `${flag}: mode must be min or max, not "${mode}"`);
   fields.delete("mode");
   const ignoreError = parseBool(fields.get("ignore-error") ?? "false", "ignore-error", flag);
   fields.delete("ignore-error");
   for (const k of ALWAYS_TRUE) {
     const v = fields.get(k);
     if (v === undefined) continue;
-    if (!parseBool(v, k, flag)) throw new UsageError(`${flag}: ${k}=false is not supported (kiln always writes an OCI image manifest)`);
+    if (!parseBool(v, k, flag)) throw new UsageError("OPTION_INVALID", `${flag}: ${k}=false is not supported (kiln always writes an OCI image manifest)`);
     fields.delete(k);
   }
   let spec: CacheSpec;
   if (type === "registry") {
     const ref = fields.get("ref");
-    if (!ref) throw new UsageError(`${flag}: type=registry needs ref=REFERENCE`);
+    if (!ref) throw new UsageError("OPTION_INVALID", `${flag}: type=registry needs ref=REFERENCE`);
     fields.delete("ref");
     spec = { type: "registry", ref: checkRef(ref, flag), mode, ignoreError };
   } else if (type === "local") {
     const key = direction === "to" ? "dest" : "src";
     const dir = fields.get(key);
-    if (!dir) throw new UsageError(`${flag}: type=local needs ${key}=DIR`);
+    if (!dir) throw new UsageError("OPTION_INVALID", `${flag}: type=local needs ${key}=DIR`);
     fields.delete(key);
     const tag = fields.get("tag") ?? DEFAULT_LOCAL_CACHE_TAG;
-    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(tag)) throw new UsageError(`${flag}: invalid tag "${tag}"`);
+    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(tag)) throw new UsageError("OPTION_INVALID", `${flag}: invalid tag "${tag}"`);
     fields.delete("tag");
     spec = { type: "local", dir, tag, mode, ignoreError };
   } else {
-    throw new UsageError(`${flag}: unsupported cache type "${type}" (supported: registry, local)`);
+    throw new UsageError("OPTION_INVALID", `${flag}: unsupported cache type "${type}" (supported: registry, local)`);
   }
   const unknown = [...fields.keys()];
-  if (unknown.length > 0) throw new UsageError(`${flag}: unknown option "${unknown[0]}" for type=${type}`);
+  if (unknown.length > 0) throw new UsageError("OPTION_INVALID", `${flag}: unknown option "${unknown[0]}" for type=${type}`);
   return spec;
 }
 
@@ -87,14 +87,14 @@ function parseBool(v: string, key: string, flag: string): boolean {
   const l = v.toLowerCase();
   if (l === "true" || l === "1" || l === "") return true;
   if (l === "false" || l === "0") return false;
-  throw new UsageError(`${flag}: ${key} must be true or false, not "${v}"`);
+  throw new UsageError("OPTION_INVALID", `${flag}: ${key} must be true or false, not "${v}"`);
 }
 
 function checkRef(ref: string, flag: string): string {
   try {
     parseReference(ref);
   } catch (err) {
-    throw new UsageError(`${flag}: ${(err as Error).message}`);
+    throw new UsageError("OPTION_INVALID", `${flag}: ${(err as Error).message}`);
   }
   return ref;
 }

@@ -41,11 +41,11 @@ export function parseArgs(argv: string[], specs: OptionSpec[], command: string):
       const name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
       inline = eq >= 0 ? arg.slice(eq + 1) : undefined;
       spec = byLong.get(name);
-      if (!spec) throw new UsageError(`kiln ${command}: unknown option --${name} (see: kiln help ${command})`);
+      if (!spec) throw new UsageError("USAGE", `kiln ${command}: unknown option --${name} (see: kiln help ${command})`);
     } else if (arg.startsWith("-") && arg.length > 1) {
       const name = arg.slice(1, 2);
       spec = byShort.get(name);
-      if (!spec) throw new UsageError(`kiln ${command}: unknown option ${arg} (see: kiln help ${command})`);
+      if (!spec) throw new UsageError("USAGE", `kiln ${command}: unknown option ${arg} (see: kiln help ${command})`);
       if (arg.length > 2) inline = arg.slice(2).replace(/^=/, "");
     } else {
       positionals.push(arg);
@@ -53,19 +53,19 @@ export function parseArgs(argv: string[], specs: OptionSpec[], command: string):
     }
     if (spec.type === "boolean") {
       const v = inline ?? "true";
-      if (v !== "true" && v !== "false") throw new UsageError(`kiln ${command}: --${spec.name} takes true or false, not "${v}"`);
+      if (v !== "true" && v !== "false") throw new UsageError("USAGE", `kiln ${command}: --${spec.name} takes true or false, not "${v}"`);
       if (v === "true") flags.add(spec.name);
       else flags.delete(spec.name);
       continue;
     }
     let value = inline;
     if (value === undefined) {
-      if (i >= argv.length) throw new UsageError(`kiln ${command}: option --${spec.name} needs a value`);
+      if (i >= argv.length) throw new UsageError("USAGE", `kiln ${command}: option --${spec.name} needs a value`);
       value = argv[i++] as string;
     }
     const list = options.get(spec.name) ?? [];
     if (!spec.repeatable && list.length > 0) {
-      throw new UsageError(`kiln ${command}: option --${spec.name} given more than once`);
+      throw new UsageError("USAGE", `kiln ${command}: option --${spec.name} given more than once`);
     }
     list.push(value);
     options.set(spec.name, list);
@@ -90,9 +90,9 @@ export function keyValues(
   const out: Record<string, string> = {};
   for (const item of list) {
     const eq = item.indexOf("=");
-    if (eq === 0) throw new UsageError(`--${option}: missing name in "${item}"`);
+    if (eq === 0) throw new UsageError("USAGE", `--${option}: missing name in "${item}"`);
     if (eq < 0) {
-      if (!fromEnv) throw new UsageError(`--${option}: expected KEY=VALUE, got "${item}"`);
+      if (!fromEnv) throw new UsageError("USAGE", `--${option}: expected KEY=VALUE, got "${item}"`);
       const v = fromEnv(item);
       if (v !== undefined) out[item] = v;
       continue;
@@ -108,7 +108,7 @@ export function parseCsv(value: string, option: string): Record<string, string> 
   for (const field of splitCsv(value)) {
     if (field === "") continue;
     const eq = field.indexOf("=");
-    if (eq <= 0) throw new UsageError(`--${option}: expected key=value in "${field}"`);
+    if (eq <= 0) throw new UsageError("USAGE", `--${option}: expected key=value in "${field}"`);
     out[field.slice(0, eq).trim().toLowerCase()] = field.slice(eq + 1);
   }
   return out;
@@ -141,6 +141,6 @@ export function formatOptionHelp(specs: OptionSpec[]): string {
 export function intOption(args: ParsedArgs, name: string, min: number, max: number): number | undefined {
   const v = one(args, name);
   if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`--${name} must be a whole number from ${min} to ${max}`);
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError("USAGE", `--${name} must be a whole number from ${min} to ${max}`);
   return Number(v);
 }

@@ -19,20 +19,20 @@ export interface BuildRequest {
 
 function choice<T extends string>(args: ParsedArgs, name: string, allowed: readonly T[], dflt: T): T {
   const v = (one(args, name) ?? dflt) as T;
-  if (!allowed.includes(v)) throw new UsageError(`--${name} must be ${allowed.length > 3 ? "one of " : ""}${allowed.slice(0, -1).join(", ")} or ${allowed[allowed.length - 1]}`);
+  if (!allowed.includes(v)) throw new UsageError("USAGE", `--${name} must be ${allowed.length > 3 ? "one of " : ""}${allowed.slice(0, -1).join(", ")} or ${allowed[allowed.length - 1]}`);
   return v;
 }
 
 /** The build `kiln build ARGS` asks for; throws a UsageError for anything misspelt. */
 export function buildRequest(args: ParsedArgs): BuildRequest {
-  if (args.positionals.length !== 1) throw new UsageError("kiln build: expected exactly one CONTEXT argument (see: kiln help build)");
+  if (args.positionals.length !== 1) throw new UsageError("USAGE", "kiln build: expected exactly one CONTEXT argument (see: kiln help build)");
   const context = args.positionals[0]!;
   const outputs: OutputSpec[] = many(args, "output").map((o) => parseOutput(parseCsv(o, "output"), o));
   if (args.flags.has("push")) outputs.push({ type: "image", names: [], push: true });
   const progress = choice(args, "progress", ["auto", "plain", "quiet"] as const, "auto");
   const format = choice(args, "format", ["oci", "docker"] as const, "oci");
   const isolation = (one(args, "isolation") ?? "auto") as Isolation;
-  if (!ISOLATIONS.includes(isolation)) throw new UsageError(`--isolation must be one of ${ISOLATIONS.join(", ")}`);
+  if (!ISOLATIONS.includes(isolation)) throw new UsageError("USAGE", `--isolation must be one of ${ISOLATIONS.join(", ")}`);
   const snapshotter = choice(args, "snapshotter", ["auto", "overlay", "dir"] as const, "auto") as Snapshotter;
   const network = choice(args, "network", ["host", "none"] as const, "host");
   const pull = choice(args, "pull", ["always", "missing", "never"] as const, "missing");

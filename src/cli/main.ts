@@ -1,14 +1,15 @@
-// kiln's command line: dispatches `kiln build|push|pull|lint|verify|login|logout|help`,
-// turns flags into library calls, renders progress, and maps failures to exit codes
-// (0 success, 1 build or input error, 2 usage error). Errors print as one line.
+// kiln's command line: dispatches `kiln build|push|pull|lint|verify|du|prune|doctor|login|logout|help`,
+// turns flags into library calls and renders progress; failures print as one line with the exit
+// code and hints of src/cli/exit.ts (0 success, 1 build or input error, 2 usage error).
 import { readFile } from "node:fs/promises";
 import { writeFileAtomic } from "../store/atomic-file.js";
 import { buffer } from "node:stream/consumers";
-import { KilnError, UsageError } from "../errors.js";
+import { AbortError, KilnError, UsageError } from "../errors.js";
 import { VERSION } from "../version.js";
+import { describeError, exitCodeFor } from "./exit.js";
 import { formatOptionHelp, intOption, keyValues, many, one, parseArgs, parseCsv, type OptionSpec, type ParsedArgs } from "./args.js";
 import { buildRequest } from "./build-args.js";
-import { createProgress } from "./progress.js";
+import { createProgress, createTransferProgress } from "./progress.js";
 import { formatBytes } from "../units.js";
 import { parseRegistryTimeout, type RegistryTimeouts } from "../registry/timeouts.js";
 import { parseOutput } from "../build/options.js";
@@ -71,7 +72,7 @@ const commands: Record<string, Command> = {
       const { build } = await import("../build/build.js");
       const listener = createProgress(progress);
       const controller = new AbortController();
-      const onSignal = (): void => controller.abort(new KilnError("build interrupted"));
+      const onSignal = (): void => controller.abort(new AbortError(new Error("build interrupted")));
       process.once("SIGINT", onSignal);
       process.once("SIGTERM", onSignal);
       try {
@@ -102,7 +103,7 @@ const commands: Record<string, Command> = {
       ...registryOptions,
     ],
     async run(args) {
-      if (args.positionals.length < 2) throw new UsageError("kiln push: expected LAYOUT[:TAG] and at least one REF (see: kiln help push)");
+      if (args.positionals.length < 2) throw new UsageError("USAGE", "kiln push: expected LAYOUT[:TAG] and at least one REF (see: kiln help push)");
       const [src, ...refs] = args.positionals as [string, ...string[]];
       const { dir, selector } = splitLayoutArg(src);
       const { pushLayout } = await import("../registry/push.js");
@@ -113,7 +114,7 @@ const commands: Record<string, Command> = {
         store: new BlobStore(one(args, "cache-dir") ?? defaultCacheDir()),
         ...registryFrom(args),
         ...(chunk !== undefined ? { chunkSize: chunk } : {}),
-        ...(quiet ? {} : { onProgress: pushProgress() }),
+        ...(quiet ? {} : { onProgress: createTransferProgress() }),
       });
       await writeDigestFiles(args, result.digest, refs);
       process.stdout.write(`${result.digest}\n`);
@@ -126,11 +127,12 @@ const commands: Record<string, Command> = {
     options: [
       { name: "output", short: "o", type: "string", valueName: "SPEC", help: "type=oci,dest=DIR[,tar=true] (default: store only)" },
       { name: "platform", type: "string", valueName: "OS/ARCH", help: "platform to pick from an index (default: host)" },
+      { name: "quiet", short: "q", type: "boolean", help: "no progress output" },
       cacheDirOption(),
       ...registryOptions,
     ],
     async run(args) {
-      if (args.positionals.length !== 1) throw new UsageError("kiln pull: expected one REF");
+      if (args.positionals.length !== 1) throw new UsageError("USAGE", "kiln pull: expected one REF");
       const ref = args.positionals[0]!;
       const { pullImage } = await import("../registry/pull.js");
       const { BlobStore, defaultCacheDir } = await import("../store/blob-store.js");
@@ -139,10 +141,10 @@ const commands: Record<string, Command> = {
       const platform = one(args, "platform") ? parsePlatform(one(args, "platform")!) : hostPlatform();
       const outputs = many(args, "output").map((o) => {
         const spec = parseOutput(parseCsv(o, "output"), o);
-        if (spec.type !== "oci") throw new UsageError("kiln pull: only --output type=oci is supported");
+        if (spec.type !== "oci") throw new UsageError("USAGE", "kiln pull: only --output type=oci is supported");
         return spec;
       });
-      const r = await pullImage(ref, { store, platform, pull: "always", ...registryFrom(args) });
+      const r = await pullImage(ref, { store, platform, pull: "always", ...registryFrom(args), ...(args.flags.has("quiet") ? {} : { onProgress: createTransferProgress() }) });
       for (const spec of outputs) {
         const { writeOciLayout } = await import("../output/oci-layout.js");
         await writeOciLayout(r.source, { dest: spec.dest, tar: spec.tar, tags: [ref] });
@@ -162,7 +164,7 @@ const commands: Record<string, Command> = {
     async run(args) {
       const path = one(args, "file") ?? args.positionals[0] ?? "Dockerfile";
       const text = path === "-" ? (await buffer(process.stdin)).toString("utf8") : await readFile(path, "utf8").catch((e: NodeJS.ErrnoException) => {
-        throw new KilnError(`cannot read ${path}: ${e.code ?? e.message}`);
+        throw new KilnError("DOCKERFILE_READ", `cannot read ${path}: ${e.code ?? e.message}`);
       });
       const { lintDockerfile } = await import("../dockerfile/lint.js");
       const diags = lintDockerfile(text, {
@@ -183,7 +185,7 @@ const commands: Record<string, Command> = {
     usage: "kiln verify LAYOUT",
     options: [],
     async run(args) {
-      if (args.positionals.length !== 1) throw new UsageError("kiln verify: expected one LAYOUT directory");
+      if (args.positionals.length !== 1) throw new UsageError("USAGE", "kiln verify: expected one LAYOUT directory");
       const { verifyLayout } = await import("../output/verify.js");
       const r = await verifyLayout(args.positionals[0]!);
       process.stdout.write(`ok: ${r.manifests} manifest(s), ${r.blobs} blob(s) verified\n`);
@@ -219,7 +221,7 @@ const commands: Record<string, Command> = {
       let until: number | undefined;
       for (const f of many(args, "filter")) {
         const m = /^until=(.+)$/.exec(f);
-        if (!m) throw new UsageError(`--filter ${f}: kiln prune supports until=DURATION`);
+        if (!m) throw new UsageError("USAGE", `--filter ${f}: kiln prune supports until=DURATION`);
         until = parseDuration(m[1]!);
       }
       const keep = one(args, "keep-storage");
@@ -240,10 +242,10 @@ const commands: Record<string, Command> = {
       ...registryOptions,
     ],
     async run(args) {
-      if (args.positionals.length !== 1) throw new UsageError("kiln login: expected one REGISTRY");
+      if (args.positionals.length !== 1) throw new UsageError("USAGE", "kiln login: expected one REGISTRY");
       const user = one(args, "username");
-      if (!user) throw new UsageError("kiln login: -u USER is required");
-      if (!args.flags.has("password-stdin")) throw new UsageError("kiln login: give the password with --password-stdin");
+      if (!user) throw new UsageError("USAGE", "kiln login: -u USER is required");
+      if (!args.flags.has("password-stdin")) throw new UsageError("USAGE", "kiln login: give the password with --password-stdin");
       const password = (await buffer(process.stdin)).toString("utf8").replace(/\r?\n$/, "");
       const { login } = await import("../registry/login.js");
       await login(args.positionals[0]!, user, password, registryFrom(args));
@@ -251,12 +253,29 @@ const commands: Record<string, Command> = {
       return 0;
     },
   },
+  doctor: {
+    summary: "Check what this host offers kiln: isolation modes, tools, and how to install what is missing",
+    usage: "kiln doctor [--format text|json] [--cache-dir DIR]",
+    options: [
+      { name: "format", type: "string", valueName: "FORMAT", help: "text (default) or json" },
+      cacheDirOption("where builds would work (the overlay probe runs there)"),
+    ],
+    async run(args) {
+      const format = one(args, "format") ?? "text";
+      if (format !== "text" && format !== "json") throw new UsageError("USAGE", "--format must be text or json");
+      const { doctor, formatDoctor } = await import("../doctor/doctor.js");
+      const { defaultCacheDir } = await import("../store/blob-store.js");
+      const report = await doctor(one(args, "cache-dir") ?? defaultCacheDir());
+      process.stdout.write(format === "json" ? `${JSON.stringify(report, null, 2)}\n` : formatDoctor(report));
+      return report.runIsolation ? 0 : 1;
+    },
+  },
   logout: {
     summary: "Remove a registry's credentials from Docker's config.json",
     usage: "kiln logout REGISTRY",
     options: [],
     async run(args) {
-      if (args.positionals.length !== 1) throw new UsageError("kiln logout: expected one REGISTRY");
+      if (args.positionals.length !== 1) throw new UsageError("USAGE", "kiln logout: expected one REGISTRY");
       const { logout } = await import("../registry/login.js");
       await logout(args.positionals[0]!);
       process.stderr.write(`Removed login credentials for ${args.positionals[0]}\n`);
@@ -278,14 +297,6 @@ function splitLayoutArg(s: string): { dir: string; selector?: string } {
   const colon = s.lastIndexOf(":");
   if (colon > s.lastIndexOf("/") && colon > 0) return { dir: s.slice(0, colon), selector: s.slice(colon + 1) };
   return { dir: s };
-}
-
-function pushProgress(): (ev: import("../registry/options.js").TransferProgress) => void {
-  return (ev) => {
-    if (ev.state === "progress") return;
-    const what = ev.state === "exists" ? "exists" : ev.state === "mounted" ? "mounted" : `pushed ${formatBytes(ev.total)} at ${formatBytes(ev.rate)}/s`;
-    process.stderr.write(`${ev.digest.slice(0, 19)}  ${what}\n`);
-  };
 }
 
 async function writeDigestFiles(args: ParsedArgs, digest: string, refs: string[]): Promise<void> {
@@ -311,10 +322,10 @@ function help(name?: string): string {
  */
 export function checkCommandLine(argv: string[]): void {
   const [name, ...rest] = argv;
-  if (name === undefined) throw new UsageError("kiln: no command (see: kiln help)");
+  if (name === undefined) throw new UsageError("USAGE", "kiln: no command (see: kiln help)");
   if (["help", "--help", "-h", "--version", "version"].includes(name)) return;
   const cmd = commands[name];
-  if (!cmd) throw new UsageError(`kiln: unknown command "${name}" (see: kiln help)`);
+  if (!cmd) throw new UsageError("USAGE", `kiln: unknown command "${name}" (see: kiln help)`);
   const args = parseArgs(rest, cmd.options, name);
   if (name === "build") buildRequest(args);
 }
@@ -324,7 +335,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     if (name === undefined || name === "help" || name === "--help" || name === "-h") {
       const topic = name === "help" ? rest[0] : undefined;
-      if (topic && !commands[topic]) throw new UsageError(`kiln help: unknown command "${topic}"`);
+      if (topic && !commands[topic]) throw new UsageError("USAGE", `kiln help: unknown command "${topic}"`);
       process.stdout.write(help(topic));
       return name === undefined ? 2 : 0;
     }
@@ -333,20 +344,15 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     const cmd = commands[name];
-    if (!cmd) throw new UsageError(`kiln: unknown command "${name}" (see: kiln help)`);
+    if (!cmd) throw new UsageError("USAGE", `kiln: unknown command "${name}" (see: kiln help)`);
     if (rest.includes("--help") || rest.includes("-h")) {
       process.stdout.write(help(name));
       return 0;
     }
     return await cmd.run(parseArgs(rest, cmd.options, name));
   } catch (err) {
-    if (err instanceof KilnError) {
-      process.stderr.write(`error: ${err.message}\n`);
-      return err.exitCode;
-    }
-    const e = err as Error;
-    process.stderr.write(`error: ${e?.message ?? String(err)}\n`);
-    if (process.env.KILN_DEBUG) process.stderr.write(`${e?.stack ?? ""}\n`);
-    return 1;
+    process.stderr.write(`error: ${describeError(err)}\n`);
+    if (!(err instanceof KilnError) && process.env.KILN_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ""}\n`);
+    return exitCodeFor(err);
   }
 }

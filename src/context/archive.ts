@@ -62,7 +62,7 @@ export function decompress(kind: ArchiveKind, input: Readable): Readable {
     if (stderr.length < 2000) stderr += d.toString("utf8");
   });
   child.on("error", (err: NodeJS.ErrnoException) => {
-    out.destroy(new KilnError(err.code === "ENOENT" ? `ADD: the "${cmd}" command is needed to unpack ${kind} archives (Debian package ${kind === "xz" ? "xz-utils" : "bzip2"})` : `ADD: ${cmd}: ${err.message}`));
+    out.destroy(new KilnError("HOST_TOOL_MISSING", err.code === "ENOENT" ? `the "${cmd}" command is needed to unpack ${kind} archives (Debian package ${kind === "xz" ? "xz-utils" : "bzip2"})` : `${cmd}: ${err.message}`));
   });
   child.stdin.on("error", () => undefined); // EPIPE when the reader stops early
   input.on("error", (e) => out.destroy(e));
@@ -70,7 +70,7 @@ export function decompress(kind: ArchiveKind, input: Readable): Readable {
   child.stdout.pipe(out, { end: false });
   child.on("close", (code, signal) => {
     if (code === 0) out.end();
-    else if (!out.destroyed && signal === null) out.destroy(new KilnError(`ADD: ${cmd} -dc failed: ${stderr.trim().split("\n")[0] ?? `exit ${code}`}`));
+    else if (!out.destroyed && signal === null) out.destroy(new KilnError("ADD_ARCHIVE_INVALID", `${cmd} -dc failed: ${stderr.trim().split("\n")[0] ?? `exit ${code}`}`));
     else out.end();
   });
   out.on("close", () => {
@@ -117,7 +117,7 @@ export async function* archiveEntries(
       const parts = rel.split("/");
       for (let i = 1; i < parts.length; i++) {
         if (symlinks.has(parts.slice(0, i).join("/"))) {
-          throw new KilnError(`ADD: archive member "${h.name}" is written through a symlink`);
+          throw new KilnError("ADD_ARCHIVE_INVALID", `archive member "${h.name}" is written through a symlink`);
         }
       }
       const path = dest === "" ? rel : `${dest}/${rel}`;
@@ -163,7 +163,7 @@ export async function* archiveEntries(
     extract.destroy();
     await done.catch(() => undefined);
     if (err instanceof KilnError) throw err;
-    throw new KilnError(`ADD: cannot unpack ${kind} archive: ${(err as Error).message}`);
+    throw new KilnError("ADD_ARCHIVE_INVALID", `cannot unpack ${kind} archive: ${(err as Error).message}`);
   }
 }
 
@@ -172,7 +172,7 @@ function memberPath(name: string): string {
   for (const p of name.split("/")) {
     if (p === "" || p === ".") continue;
     if (p === "..") {
-      if (parts.length === 0) throw new KilnError(`ADD: archive member "${name}" would be written outside the destination`);
+      if (parts.length === 0) throw new KilnError("ADD_ARCHIVE_INVALID", `archive member "${name}" would be written outside the destination`);
       parts.pop();
       continue;
     }

@@ -5,11 +5,11 @@ import { createReadStream, lstatSync, readdirSync, readlinkSync, type Stats } fr
 import { lstat, mkdir, mkdtemp, readlink, symlink, link, utimes, chmod, rm } from "node:fs/promises";
 import { createWriteStream } from "node:fs";
 import { join, posix } from "node:path";
-import { PassThrough, type Readable } from "node:stream";
+import { PassThrough, addAbortSignal, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import * as tar from "tar-stream";
-import { KilnError } from "../errors.js";
+import { KilnError, abortError, throwIfAborted } from "../errors.js";
 import { hostFileOpener } from "../layer/file-content.js";
 
 export interface ContextEntry {
@@ -93,7 +93,7 @@ export class DirContext {
       if (part === "..") {
         if (done.length === 0) {
           if (this.scopeLinks) continue;
-          throw new KilnError(`source "${source}" is outside the build context`);
+          throw new KilnError("CONTEXT_SOURCE_OUTSIDE", `source "${source}" is outside the build context`);
         }
         done.pop();
         continue;
@@ -106,11 +106,11 @@ export class DirContext {
         return undefined;
       }
       if (st.isSymbolicLink()) {
-        if (++hops > MAX_LINK_HOPS) throw new KilnError(`source "${source}": too many levels of symbolic links`);
+        if (++hops > MAX_LINK_HOPS) throw new KilnError("PATH_UNRESOLVABLE", `source "${source}": too many levels of symbolic links`);
         const target = await readlink(join(this.root, cur));
         if (target.startsWith("/")) {
           if (!this.scopeLinks) {
-            throw new KilnError(`source "${source}" is outside the build context (symlink to ${target})`);
+            throw new KilnError("CONTEXT_SOURCE_OUTSIDE", `source "${source}" is outside the build context (symlink to ${target})`);
           }
           done.length = 0;
         }
@@ -121,7 +121,7 @@ export class DirContext {
           for (const t of targetParts) {
             depth += t === ".." ? -1 : 1;
             if (depth < 0) {
-              throw new KilnError(`source "${source}" is outside the build context (symlink to ${target})`);
+              throw new KilnError("CONTEXT_SOURCE_OUTSIDE", `source "${source}" is outside the build context (symlink to ${target})`);
             }
           }
         }
@@ -171,7 +171,7 @@ export class DirContext {
     try {
       names = readdirSync(join(this.root, dir));
     } catch (err) {
-      throw new KilnError(`cannot read context directory "${dir || "."}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new KilnError("CONTEXT_READ", `cannot read context directory "${dir || "."}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
     names.sort(compareNames);
     for (const name of names) {
@@ -275,15 +275,18 @@ export async function contextFromTar(
   stream: Readable,
   workDir: string,
   ignore?: IgnoreFn,
+  signal?: AbortSignal,
 ): Promise<DirContext> {
+  throwIfAborted(signal);
   await mkdir(workDir, { recursive: true });
   const root = await mkdtemp(join(workDir, "context-"));
   try {
-    await extractContextTar(stream, root);
+    await extractContextTar(signal ? addAbortSignal(signal, stream) : stream, root);
   } catch (err) {
     await rm(root, { recursive: true, force: true });
+    if (signal?.aborted) throw abortError(signal);
     if (err instanceof KilnError) throw err;
-    throw new KilnError(`cannot read the build context tar: ${(err as Error).message}`);
+    throw new KilnError("CONTEXT_TAR_INVALID", `cannot read the build context tar: ${(err as Error).message}`);
   }
   return new DirContext(root, ignore);
 }
@@ -328,7 +331,7 @@ async function extractContextTar(stream: Readable, root: string): Promise<void> 
         const target = safeTarPath(h.linkname ?? "");
         await ensureRealParents(root, target);
         const tst = await lstat(join(root, target)).catch(() => undefined);
-        if (!tst || !tst.isFile()) throw new KilnError(`context tar: hard link "${h.name}" points to a missing file "${h.linkname}"`);
+        if (!tst || !tst.isFile()) throw new KilnError("CONTEXT_TAR_INVALID", `context tar: hard link "${h.name}" points to a missing file "${h.linkname}"`);
         await rm(abs, { recursive: true, force: true });
         await link(join(root, target), abs);
         entry.resume();
@@ -352,7 +355,7 @@ function safeTarPath(name: string): string {
   for (const p of name.split("/")) {
     if (p === "" || p === ".") continue;
     if (p === "..") {
-      if (parts.length === 0) throw new KilnError(`context tar: entry "${name}" points outside the context`);
+      if (parts.length === 0) throw new KilnError("CONTEXT_TAR_INVALID", `context tar: entry "${name}" points outside the context`);
       parts.pop();
       continue;
     }
@@ -372,8 +375,8 @@ async function ensureRealParents(root: string, rel: string): Promise<void> {
       await mkdir(cur);
       continue;
     }
-    if (st.isSymbolicLink()) throw new KilnError(`context tar: entry "${rel}" is written through a symlink`);
-    if (!st.isDirectory()) throw new KilnError(`context tar: entry "${rel}" is below a non-directory`);
+    if (st.isSymbolicLink()) throw new KilnError("CONTEXT_TAR_INVALID", `context tar: entry "${rel}" is written through a symlink`);
+    if (!st.isDirectory()) throw new KilnError("CONTEXT_TAR_INVALID", `context tar: entry "${rel}" is below a non-directory`);
   }
 }
 

@@ -14,7 +14,7 @@ interface Clause {
 
 export function parseChmod(spec: string): ChmodFn {
   const s = spec.trim();
-  const invalid = () => new KilnError(`invalid --chmod "${spec}"`);
+  const invalid = () => new KilnError("COPY_CHMOD_INVALID", `invalid --chmod "${spec}"`);
   if (/^[0-9]+$/.test(s)) {
     if (!/^[0-7]{1,4}$/.test(s)) throw invalid();
     const mode = parseInt(s, 8);

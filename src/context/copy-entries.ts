@@ -75,10 +75,10 @@ export async function copyEntries(spec: CopySpec): Promise<LayerEntry[]> {
 
   const written = spec.sourceCount ?? countWritten(spec.sources);
   if ((written > 1 || spec.sources.length > 1) && !trailingSlash && !spec.parents) {
-    throw new KilnError(`When using ${spec.kind} with more than one source file, the destination must be a directory and end with a /`);
+    throw new KilnError("COPY_DESTINATION_INVALID", `When using ${spec.kind} with more than one source file, the destination must be a directory and end with a /`);
   }
   if (existing && existing.type !== "dir" && destIsDir && destReal !== "") {
-    throw new KilnError(`${spec.kind}: cannot copy into "/${destReal}": not a directory`);
+    throw new KilnError("COPY_DESTINATION_INVALID", `cannot copy into "/${destReal}": not a directory`);
   }
 
   const put = (e: LayerEntry): void => {
@@ -185,7 +185,7 @@ export async function copyEntries(spec: CopySpec): Promise<LayerEntry[]> {
     while (parent !== "." && parent !== "" && !resolved.has(parent)) {
       const v = view.lookup(parent);
       if (v && v.type !== "dir") {
-        throw new KilnError(`${spec.kind}: cannot copy to "/${path}": "/${parent}" is not a directory`);
+        throw new KilnError("COPY_DESTINATION_INVALID", `cannot copy to "/${path}": "/${parent}" is not a directory`);
       }
       resolved.set(
         parent,
@@ -254,7 +254,7 @@ async function addContextSource(
   // existing one keeps its own (BuildKit does not overwrite the top directory's metadata).
   const atTarget = targetDir === "" ? undefined : view.resolve(targetDir);
   if (atTarget && atTarget.type !== "dir") {
-    throw new KilnError(`${spec.kind}: cannot copy directory "${src.source}" to "/${targetDir}": not a directory`);
+    throw new KilnError("COPY_DESTINATION_INVALID", `cannot copy directory "${src.source}" to "/${targetDir}": not a directory`);
   }
   const existingDir = targetDir === "" || atTarget !== undefined;
   if (!existingDir) {
@@ -297,7 +297,7 @@ function fileEntry(
 }
 
 function archiveOptions(spec: CopySpec): { spoolDir: string; chown?: { uid: number; gid: number } } {
-  if (!spec.spoolDir) throw new KilnError(`${spec.kind}: internal error: a spool directory is needed to unpack archives`);
+  if (!spec.spoolDir) throw new KilnError("INTERNAL", `internal error: a spool directory is needed to unpack archives`);
   return spec.chown ? { spoolDir: spec.spoolDir, chown: spec.chown } : { spoolDir: spec.spoolDir };
 }
 

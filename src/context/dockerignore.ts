@@ -18,7 +18,7 @@ export async function readIgnoreFile(contextDir: string | undefined, dockerfileP
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === "ENOENT" || code === "ENOTDIR") continue;
-      throw new KilnError(`cannot read ${file}: ${(err as Error).message}`);
+      throw new KilnError("CONTEXT_READ", `cannot read ${file}: ${(err as Error).message}`);
     }
     return parseIgnoreFile(text);
   }
@@ -105,7 +105,7 @@ export function patternToRegExp(pattern: string): RegExp {
   try {
     return new RegExp(`${re}$`);
   } catch {
-    throw new KilnError(`invalid ignore pattern "${pattern}"`);
+    throw new KilnError("DOCKERIGNORE_INVALID", `invalid ignore pattern "${pattern}"`);
   }
 }
 

@@ -7,11 +7,11 @@ const MAX_ID = 0xffffffff;
 
 export function resolveChown(spec: string, passwd?: Buffer, group?: Buffer): { uid: number; gid: number } {
   const s = spec.trim();
-  if (s === "") throw new KilnError(`invalid --chown ""`);
+  if (s === "") throw new KilnError("COPY_CHOWN_INVALID", `invalid --chown ""`);
   const colon = s.indexOf(":");
   const userPart = colon < 0 ? s : s.slice(0, colon);
   const groupPart = colon < 0 ? undefined : s.slice(colon + 1);
-  if (groupPart !== undefined && groupPart.includes(":")) throw new KilnError(`invalid --chown "${spec}"`);
+  if (groupPart !== undefined && groupPart.includes(":")) throw new KilnError("COPY_CHOWN_INVALID", `invalid --chown "${spec}"`);
 
   let uid = 0;
   let gid = 0;
@@ -22,18 +22,18 @@ export function resolveChown(spec: string, passwd?: Buffer, group?: Buffer): { u
       gid = id;
     } else {
       const row = findRow(passwd, userPart);
-      if (!row) throw new KilnError(`unable to find user "${userPart}": no matching entries in passwd file`);
+      if (!row) throw new KilnError("USER_UNKNOWN", `unable to find user "${userPart}": no matching entries in passwd file`);
       uid = parseId(row[2] ?? "", spec) ?? 0;
       gid = parseId(row[3] ?? "", spec) ?? 0;
     }
   }
   if (groupPart !== undefined) {
-    if (groupPart === "") throw new KilnError(`invalid --chown "${spec}"`);
+    if (groupPart === "") throw new KilnError("COPY_CHOWN_INVALID", `invalid --chown "${spec}"`);
     const id = parseId(groupPart, spec);
     if (id !== undefined) gid = id;
     else {
       const row = findRow(group, groupPart);
-      if (!row) throw new KilnError(`unable to find group "${groupPart}": no matching entries in group file`);
+      if (!row) throw new KilnError("USER_UNKNOWN", `unable to find group "${groupPart}": no matching entries in group file`);
       gid = parseId(row[2] ?? "", spec) ?? 0;
     }
   }
@@ -43,7 +43,7 @@ export function resolveChown(spec: string, passwd?: Buffer, group?: Buffer): { u
 function parseId(s: string, spec: string): number | undefined {
   if (!/^[0-9]+$/.test(s)) return undefined;
   const n = Number(s);
-  if (!Number.isSafeInteger(n) || n > MAX_ID) throw new KilnError(`invalid --chown "${spec}": id out of range`);
+  if (!Number.isSafeInteger(n) || n > MAX_ID) throw new KilnError("COPY_CHOWN_INVALID", `invalid --chown "${spec}": id out of range`);
   return n;
 }
 

@@ -51,20 +51,20 @@ export async function selectSources(ctx: DirContext, sources: string[], options:
     const wildcard = hasWildcard(clean);
     const matches = wildcard ? await expandWildcards(ctx, clean, source) : [clean];
     if (wildcard && matches.length === 0 && options.allowEmptyWildcard === false) {
-      throw new KilnError(`source "${source}": no source files were specified`);
+      throw new KilnError("CONTEXT_SOURCE_INVALID", `source "${source}": no source files were specified`);
     }
     for (const m of matches) {
       const real = await ctx.resolve(m, source);
       const entry = real === undefined ? undefined : await ctx.stat(real);
       if (!entry) {
         if (wildcard) continue; // a dangling symlink matched by a wildcard
-        throw new KilnError(`source "${source}" not found in build context`);
+        throw new KilnError("CONTEXT_SOURCE_NOT_FOUND", `source "${source}" not found in build context`);
       }
       const sel: SelectedSource = { kind: "context", ctx, source, entry, name: posix.basename(m), wildcard };
       if (m === "") sel.name = "";
       if (options.parents) {
         if (pivot !== "" && !(m === pivot || m.startsWith(`${pivot}/`))) {
-          throw new KilnError(`source "${source}": path is not under its pivot "${pivot}"`);
+          throw new KilnError("CONTEXT_SOURCE_INVALID", `source "${source}": path is not under its pivot "${pivot}"`);
         }
         sel.parentsPath = pivot === "" ? m : m.slice(pivot.length + 1);
         sel.pivot = pivot;
@@ -82,7 +82,7 @@ function cleanSource(p: string, source: string): string {
   for (const seg of p.split("/")) {
     if (seg === "" || seg === ".") continue;
     if (seg === "..") {
-      if (parts.length === 0) throw new KilnError(`source "${source}" is outside the build context`);
+      if (parts.length === 0) throw new KilnError("CONTEXT_SOURCE_OUTSIDE", `source "${source}" is outside the build context`);
       parts.pop();
       continue;
     }
@@ -131,7 +131,7 @@ export function segmentPattern(seg: string): RegExp {
         }
         cls += c === "-" ? "-" : escapeRe(c);
       }
-      if (!closed) throw new KilnError(`invalid source pattern "${seg}": syntax error in pattern`);
+      if (!closed) throw new KilnError("CONTEXT_SOURCE_INVALID", `invalid source pattern "${seg}": syntax error in pattern`);
       re += `[${cls}]`;
       i = j;
     } else re += escapeRe(ch);

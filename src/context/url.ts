@@ -41,35 +41,35 @@ export function urlFilename(url: string): string {
 
 export async function fetchUrl(url: string, options: FetchOptions): Promise<DownloadedFile> {
   if (options.checksum !== undefined && !/^sha256:[0-9a-f]{64}$/.test(options.checksum)) {
-    throw new KilnError(`ADD: invalid checksum "${options.checksum}" (expected sha256:<64 hex digits>)`);
+    throw new KilnError("ADD_URL_INVALID", `invalid checksum "${options.checksum}" (expected sha256:<64 hex digits>)`);
   }
   let current: URL;
   try {
     current = new URL(url);
   } catch {
-    throw new KilnError(`ADD: invalid URL "${url}"`);
+    throw new KilnError("ADD_URL_INVALID", `invalid URL "${url}"`);
   }
   const maxRedirects = options.maxRedirects ?? 10;
   for (let hop = 0; ; hop++) {
     if (current.protocol !== "http:" && current.protocol !== "https:") {
-      throw new KilnError(`ADD: unsupported URL scheme in "${current.href}"`);
+      throw new KilnError("ADD_URL_INVALID", `unsupported URL scheme in "${current.href}"`);
     }
     let res;
     try {
       res = await request(current, { method: "GET", signal: options.signal, headers: { "user-agent": "kiln" } });
     } catch (err) {
-      throw new KilnError(`ADD: failed to download ${url}: ${(err as Error).message}`);
+      throw new KilnError("ADD_DOWNLOAD_FAILED", `failed to download ${url}: ${(err as Error).message}`);
     }
     if (res.statusCode >= 300 && res.statusCode < 400 && res.headers.location !== undefined) {
       await res.body.dump();
-      if (hop >= maxRedirects) throw new KilnError(`ADD: failed to download ${url}: too many redirects`);
+      if (hop >= maxRedirects) throw new KilnError("ADD_DOWNLOAD_FAILED", `failed to download ${url}: too many redirects`);
       const loc = Array.isArray(res.headers.location) ? res.headers.location[0]! : res.headers.location;
       current = new URL(loc, current);
       continue;
     }
     if (res.statusCode < 200 || res.statusCode >= 300) {
       await res.body.dump();
-      throw new KilnError(`ADD: failed to download ${url}: HTTP ${res.statusCode}`);
+      throw new KilnError("ADD_DOWNLOAD_FAILED", `failed to download ${url}: HTTP ${res.statusCode}`);
     }
     await mkdir(options.tmpDir, { recursive: true });
     const path = join(options.tmpDir, `url-${randomBytes(8).toString("hex")}`);
@@ -86,12 +86,12 @@ export async function fetchUrl(url: string, options: FetchOptions): Promise<Down
       await pipeline(res.body as Readable, counter, createWriteStream(path, { mode: 0o600 }));
     } catch (err) {
       await rm(path, { force: true });
-      throw new KilnError(`ADD: failed to download ${url}: ${(err as Error).message}`);
+      throw new KilnError("ADD_DOWNLOAD_FAILED", `failed to download ${url}: ${(err as Error).message}`);
     }
     const digest: Digest = `sha256:${hash.digest("hex")}`;
     if (options.checksum !== undefined && options.checksum !== digest) {
       await rm(path, { force: true });
-      throw new KilnError(`ADD: checksum mismatch for ${url}: expected ${options.checksum}, got ${digest}`);
+      throw new KilnError("ADD_CHECKSUM_MISMATCH", `checksum mismatch for ${url}: expected ${options.checksum}, got ${digest}`);
     }
     const lm = res.headers["last-modified"];
     const lmText = Array.isArray(lm) ? lm[0] : lm;

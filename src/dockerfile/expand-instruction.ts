@@ -32,7 +32,7 @@ const PLAIN_WORD_SPECIALS = /[$'"\\`]/;
 export function expandInstruction(t: TypedInstruction, env: ExpandEnv, opts: ExpandInstructionOptions): TypedInstruction {
   const file = opts.file ?? "Dockerfile";
   const KEY = t.kind.toUpperCase();
-  const fail = (detail: string): DockerfileError => new DockerfileError(`${KEY}: ${detail}`, t.line, file);
+  const fail = (detail: string): DockerfileError => new DockerfileError("DOCKERFILE_EXPANSION", detail, t.line, file, { instruction: KEY });
   const word = (w: string): string => {
     // Fast path: nothing to substitute, unquote or unescape.
     if (!PLAIN_WORD_SPECIALS.test(w)) return w;

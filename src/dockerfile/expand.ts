@@ -27,7 +27,7 @@ export class ExpansionError extends KilnError {
   /** The problem alone, without the `failed to process "word":` prefix. */
   readonly detail: string;
   constructor(message: string, detail?: string) {
-    super(message);
+    super("DOCKERFILE_EXPANSION", message);
     this.name = "ExpansionError";
     this.detail = detail ?? message;
   }

@@ -244,10 +244,10 @@ const HEREDOC_WORD_RE = /^<<(-?)(["']?)([^"'\s]+)\2$/;
 export function typeInstruction(node: Instruction, file = "Dockerfile"): TypedInstruction {
   const keyword = node.keyword.toLowerCase();
   const KEY = keyword.toUpperCase();
-  const fail = (detail: string): DockerfileError => new DockerfileError(`${KEY}: ${detail}`, node.startLine, file);
+  const fail = (detail: string): DockerfileError => new DockerfileError("DOCKERFILE_INSTRUCTION", detail, node.startLine, file, { instruction: KEY });
   if (!(INSTRUCTION_KINDS as readonly string[]).includes(keyword)) {
     const hint = suggestInstruction(node.keyword.toUpperCase());
-    throw new DockerfileError(
+    throw new DockerfileError("DOCKERFILE_INSTRUCTION", 
       `unknown instruction: ${node.keyword.toUpperCase()}${hint ? ` (did you mean ${hint}?)` : ""}`,
       node.startLine,
       file,

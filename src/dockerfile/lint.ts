@@ -1,7 +1,7 @@
 // `kiln lint`: parses, types and plans a Dockerfile, collecting every error it can (continuing
 // past a bad instruction) plus warnings modelled on BuildKit's build checks (rule names match
 // BuildKit's where the rule exists there).
-import { DockerfileError, KilnError, UsageError } from "../errors.js";
+import { DockerfileError, KilnError } from "../errors.js";
 import { parseDockerfile } from "./parse.js";
 import { ArgScope, type BuildPlan, planBuildCollecting } from "./plan.js";
 import type { Diagnostic } from "./diagnostic.js";
@@ -32,7 +32,7 @@ export function lintDockerfile(text: string, options: LintOptions = {}): Diagnos
   };
   const error = (e: unknown, rule: string): void => {
     if (e instanceof DockerfileError) out.push({ file: e.file, line: e.line, severity: "error", rule, message: e.detail });
-    else if (e instanceof UsageError) out.push({ file, line: 0, severity: "error", rule: "TargetNotFound", message: e.message });
+    else if (e instanceof KilnError && e.code === "DOCKERFILE_TARGET_UNKNOWN") out.push({ file, line: 0, severity: "error", rule: "TargetNotFound", message: e.message });
     else if (e instanceof KilnError) out.push({ file, line: 0, severity: "error", rule, message: e.message });
     else out.push({ file, line: 0, severity: "error", rule, message: e instanceof Error ? e.message : String(e) });
   };

@@ -683,7 +683,7 @@ class LineCursor {
     this.lineNo++;
     const chars = nl - this.start;
     if (chars > MAX_LINE_BYTES / 3 && Buffer.byteLength(text.slice(this.start, nl)) > MAX_LINE_BYTES) {
-      throw new DockerfileError(`line is longer than the maximum of ${MAX_LINE_BYTES} bytes`, this.lineNo, this.file);
+      throw new DockerfileError("DOCKERFILE_SYNTAX", `line is longer than the maximum of ${MAX_LINE_BYTES} bytes`, this.lineNo, this.file);
     }
     return true;
   }
@@ -732,7 +732,7 @@ export function parseDockerfile(text: string, options?: ParseOptions): Dockerfil
   const warnings: ParseWarning[] = [];
 
   const fail = (err: unknown, line: number): never => {
-    if (err instanceof LineError) throw new DockerfileError(err.message, line, file);
+    if (err instanceof LineError) throw new DockerfileError("DOCKERFILE_SYNTAX", err.message, line, file);
     throw err;
   };
 
@@ -798,7 +798,7 @@ export function parseDockerfile(text: string, options?: ParseOptions): Dockerfil
         return true;
       });
       if (unterminated !== undefined) {
-        throw new DockerfileError(`unterminated heredoc ${quoteForMessage(unterminated.name)} (started here)`, startLine, file);
+        throw new DockerfileError("DOCKERFILE_SYNTAX", `unterminated heredoc ${quoteForMessage(unterminated.name)} (started here)`, startLine, file);
       }
       if (ins.inner !== undefined) ins.inner.heredocs = [...ins.heredocs];
     }
@@ -810,7 +810,7 @@ export function parseDockerfile(text: string, options?: ParseOptions): Dockerfil
     instructions.push(ins);
   }
 
-  if (instructions.length === 0) throw new DockerfileError("file with no instructions", 0, file);
+  if (instructions.length === 0) throw new DockerfileError("DOCKERFILE_SYNTAX", "file with no instructions", 0, file);
 
   return {
     directives: directives.found,

@@ -6,7 +6,7 @@
 import type { DockerfileAST } from "./ast.js";
 import type { Platform } from "../image/oci.js";
 import { formatPlatform, hostPlatform } from "../image/platform.js";
-import { DockerfileError, KilnError, UsageError } from "../errors.js";
+import { codeOf, DockerfileError, KilnError, UsageError } from "../errors.js";
 import { expandWord } from "./expand.js";
 import { expandInstruction, type ExpandEnv } from "./expand-instruction.js";
 import {
@@ -148,7 +148,7 @@ export class ArgScope {
         value = expandWord(arg.default, env ?? this.vals, { escapeToken: this.plan.escapeToken });
       } catch (e) {
         const msg = e instanceof Error ? e.message : String(e);
-        throw new DockerfileError(`ARG: ${msg}`, line, this.plan.file);
+        throw new DockerfileError("DOCKERFILE_EXPANSION", msg, line, this.plan.file, { instruction: "ARG" });
       }
     } else if (Object.prototype.hasOwnProperty.call(this.plan.globalValues, arg.name)) {
       value = this.plan.globalValues[arg.name];
@@ -188,15 +188,15 @@ export function resolveStageRef(
   if (/^\d+$/.test(ref)) {
     const n = Number(ref);
     if (n >= plan.stages.length) {
-      throw new KilnError(`--from=${ref}: there is no stage ${n} (stages are numbered 0-${plan.stages.length - 1})`);
+      throw new KilnError("DOCKERFILE_STAGE_REFERENCE", `--from=${ref}: there is no stage ${n} (stages are numbered 0-${plan.stages.length - 1})`);
     }
-    if (n === fromStage) throw new KilnError(`--from=${ref} refers to the stage it is used in`);
+    if (n === fromStage) throw new KilnError("DOCKERFILE_STAGE_REFERENCE", `--from=${ref} refers to the stage it is used in`);
     return { kind: "stage", index: n };
   }
   const lower = ref.toLowerCase();
   const stage = plan.stages.find((s) => s.name === lower);
   if (stage) {
-    if (stage.index === fromStage) throw new KilnError(`--from=${ref} refers to the stage it is used in`);
+    if (stage.index === fromStage) throw new KilnError("DOCKERFILE_STAGE_REFERENCE", `--from=${ref} refers to the stage it is used in`);
     return { kind: "stage", index: stage.index };
   }
   if (plan.namedContexts.includes(ref) || plan.namedContexts.includes(lower)) return { kind: "context", name: ref };
@@ -211,7 +211,7 @@ export type ErrorSink = (error: DockerfileError | KilnError) => void;
 export function planBuild(ast: DockerfileAST, options: PlanOptions = {}): BuildPlan {
   const plan = planWith(ast, options, undefined);
   // Without a sink every problem throws, so a plan always comes back.
-  if (!plan) throw new DockerfileError("no FROM instruction: the Dockerfile has no build stage", 0, options.file ?? "Dockerfile");
+  if (!plan) throw new DockerfileError("DOCKERFILE_PLAN", "no FROM instruction: the Dockerfile has no build stage", 0, options.file ?? "Dockerfile");
   return plan;
 }
 
@@ -263,14 +263,14 @@ function planWith(ast: DockerfileAST, options: PlanOptions, sink: ErrorSink | un
           globalArgLines.push(t.line);
         }
       } else {
-        report(new DockerfileError(`${t.kind.toUpperCase()}: only ARG may come before the first FROM`, t.line, file));
+        report(new DockerfileError("DOCKERFILE_PLAN", "only ARG may come before the first FROM", t.line, file, { instruction: t.kind.toUpperCase() }));
       }
     } else {
       rawStages[rawStages.length - 1].body.push(t);
     }
   }
   if (rawStages.length === 0) {
-    report(new DockerfileError("no FROM instruction: the Dockerfile has no build stage", 0, file));
+    report(new DockerfileError("DOCKERFILE_PLAN", "no FROM instruction: the Dockerfile has no build stage", 0, file));
     return undefined;
   }
 
@@ -284,7 +284,7 @@ function planWith(ast: DockerfileAST, options: PlanOptions, sink: ErrorSink | un
       try {
         value = expandWord(a.default, globalEnv, { escapeToken });
       } catch (e) {
-        report(new DockerfileError(`ARG: ${e instanceof Error ? e.message : String(e)}`, globalArgLines[i], file));
+        report(new DockerfileError(codeOf(e, "DOCKERFILE_EXPANSION"), e instanceof Error ? e.message : String(e), globalArgLines[i], file, { instruction: "ARG", cause: e }));
         value = undefined;
       }
     } else if (Object.prototype.hasOwnProperty.call(automaticArgs, a.name)) value = automaticArgs[a.name];
@@ -318,7 +318,7 @@ function planWith(ast: DockerfileAST, options: PlanOptions, sink: ErrorSink | un
       const lower = raw.from.stageName.toLowerCase();
       const first = nameLines.get(lower);
       if (first !== undefined) {
-        report(new DockerfileError(`FROM: duplicate stage name ${JSON.stringify(raw.from.stageName)} (first defined on line ${first})`, raw.from.line, file));
+        report(new DockerfileError("DOCKERFILE_PLAN", `duplicate stage name ${JSON.stringify(raw.from.stageName)} (first defined on line ${first})`, raw.from.line, file, { instruction: "FROM" }));
       } else {
         nameLines.set(lower, raw.from.line);
         stage.name = lower;
@@ -379,7 +379,7 @@ function planWith(ast: DockerfileAST, options: PlanOptions, sink: ErrorSink | un
         try {
           ref = expandWord(ref, scope.env(envVals), { escapeToken });
         } catch (e) {
-          report(new DockerfileError(`${what}: ${e instanceof Error ? e.message : String(e)}`, line, file));
+          report(new DockerfileError(codeOf(e, "DOCKERFILE_PLAN"), e instanceof Error ? e.message : String(e), line, file, { instruction: what, cause: e }));
           return;
         }
       }
@@ -388,7 +388,7 @@ function planWith(ast: DockerfileAST, options: PlanOptions, sink: ErrorSink | un
         const target = resolveStageRef(plan, ref, stage.index);
         if (target.kind === "stage") deps.add(target.index);
       } catch (e) {
-        report(new DockerfileError(`${what}: ${e instanceof Error ? e.message : String(e)}`, line, file));
+        report(new DockerfileError(codeOf(e, "DOCKERFILE_PLAN"), e instanceof Error ? e.message : String(e), line, file, { instruction: what, cause: e }));
       }
     };
     const needsEnv = envNeeded[stage.index];
@@ -419,7 +419,7 @@ function planWith(ast: DockerfileAST, options: PlanOptions, sink: ErrorSink | un
     const found = stages.find((s) => s.name === lower);
     if (!found) {
       const names = stages.filter((s) => s.name !== undefined).map((s) => s.originalName ?? s.name);
-      const err = new UsageError(
+      const err = new UsageError("DOCKERFILE_TARGET_UNKNOWN", 
         `target stage ${JSON.stringify(options.target)} could not be found in ${file}` +
           (names.length > 0 ? ` (stages: ${names.join(", ")})` : " (it has no named stages)"),
       );
@@ -436,7 +436,7 @@ function planWith(ast: DockerfileAST, options: PlanOptions, sink: ErrorSink | un
     if (st === "done") return;
     if (st === "visiting") {
       const cycle = [...path.slice(path.indexOf(i)), i].map((j) => stageLabel(stages[j])).join(" -> ");
-      throw new DockerfileError(`circular dependency between stages: ${cycle}`, stages[i].line, file);
+      throw new DockerfileError("DOCKERFILE_PLAN", `circular dependency between stages: ${cycle}`, stages[i].line, file);
     }
     state.set(i, "visiting");
     for (const d of stages[i].dependsOn) visit(d, [...path, i]);

@@ -137,7 +137,7 @@ export async function applyLayer(rootDir: string, tarStream: Readable, options: 
   /** Overlay mode: host paths of whiteouts to create once the tar is read (unless re-added). */
   const whiteouts = new Set<string>();
   const fail = (msg: string): never => {
-    throw new KilnError(`layer ${options.layerName}: ${msg}`);
+    throw new KilnError("LAYER_APPLY_FAILED", `layer ${options.layerName}: ${msg}`);
   };
 
   const extract = tar.extract();
@@ -332,14 +332,14 @@ export async function applyLayer(rootDir: string, tarStream: Readable, options: 
   if (firstError !== null) {
     if (firstError instanceof KilnError) throw firstError;
     const e = firstError as Error;
-    throw new KilnError(`layer ${options.layerName}: ${String(e.message).split("\n")[0]}`, { cause: firstError });
+    throw new KilnError("LAYER_APPLY_FAILED", `layer ${options.layerName}: ${String(e.message).split("\n")[0]}`, { cause: firstError });
   }
   await writeXattrs(xattrItems).catch((err: unknown) => {
-    throw new KilnError(`layer ${options.layerName}: ${(err as Error).message}`, { cause: err });
+    throw new KilnError("LAYER_APPLY_FAILED", `layer ${options.layerName}: ${(err as Error).message}`, { cause: err });
   });
   if (whiteouts.size > 0) {
     await makeWhiteouts([...whiteouts]).catch((err: unknown) => {
-      throw new KilnError(`layer ${options.layerName}: ${(err as Error).message}`, { cause: err });
+      throw new KilnError("LAYER_APPLY_FAILED", `layer ${options.layerName}: ${(err as Error).message}`, { cause: err });
     });
   }
   dirTimes.sort((a, b) => b.depth - a.depth);

@@ -76,7 +76,7 @@ export async function resolveInRoot(root: string, path: string, options: Resolve
     }
     if (st.isSymbolicLink() && (!isFinal || options.followFinal)) {
       if (++links > MAX_SYMLINKS) {
-        throw new KilnError(`path "${path}": too many levels of symbolic links`);
+        throw new KilnError("PATH_UNRESOLVABLE", `path "${path}": too many levels of symbolic links`);
       }
       const target = readlinkSync(host);
       if (target.startsWith("/")) resolved.length = 0;
@@ -96,7 +96,7 @@ export async function resolveInRoot(root: string, path: string, options: Resolve
 export async function resolveParentInRoot(root: string, path: string): Promise<{ parent: string; name: string; host: string }> {
   const clean = cleanImagePath(path);
   if (clean === null || clean === "") {
-    throw new KilnError(`path "${path}" does not name an object inside the root`);
+    throw new KilnError("PATH_UNRESOLVABLE", `path "${path}" does not name an object inside the root`);
   }
   const idx = clean.lastIndexOf("/");
   const name = idx < 0 ? clean : clean.slice(idx + 1);

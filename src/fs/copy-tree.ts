@@ -13,7 +13,7 @@ import { KilnError } from "../errors.js";
  */
 export async function copyTreeNoFollow(src: string, dest: string): Promise<void> {
   const st = await lstat(src);
-  if (st.isSymbolicLink()) throw new KilnError(`internal: copy source ${src} is a symlink (resolve it first)`);
+  if (st.isSymbolicLink()) throw new KilnError("INTERNAL", `internal: copy source ${src} is a symlink (resolve it first)`);
   await copyEntry(src, dest, st);
 }
 

@@ -13,6 +13,7 @@ import type { Digest } from "../image/oci.js";
 import { applyLayer } from "./apply-layer.js";
 import { openVerified, type RootFSLayer } from "./layer-source.js";
 import { createWorkDir, ownerAlive, removeTree, removeWorkDir } from "./workdir.js";
+import { KilnError } from "../errors.js";
 
 /** The directory holding extracted layers under a cache directory. */
 export const layerDirsRoot = (cacheDir: string): string => join(cacheDir, "layers");
@@ -25,7 +26,7 @@ const inFlight = new Map<string, Promise<string>>();
  */
 export function extractedLayer(cacheDir: string, layer: RootFSLayer, onWarning?: (msg: string) => void): Promise<string> {
   const hex = layer.diffID.replace(/^sha256:/, "");
-  if (!/^[0-9a-f]{64}$/.test(hex)) throw new Error(`extractedLayer: unexpected diffID ${layer.diffID}`);
+  if (!/^[0-9a-f]{64}$/.test(hex)) throw new KilnError("INTERNAL", `extractedLayer: unexpected diffID ${layer.diffID}`);
   const dest = join(layerDirsRoot(cacheDir), hex);
   let p = inFlight.get(dest);
   if (!p) {

@@ -2,7 +2,7 @@
 // uncompressed stream every extraction reads (hashed against the claimed diff_id as it passes),
 // and the check that a layer is exactly the snapshot a step just took (header by header, content
 // not read), so a RUN's own layer is not extracted again onto the tree that produced it.
-import type { Readable, Transform } from "node:stream";
+import type { Duplex, Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip, type ZlibOptions } from "node:zlib";
 import { decompressStream } from "../layer/compress.js";
@@ -24,7 +24,7 @@ const GUNZIP_CHUNK = 1024 * 1024;
 const GUNZIP_AHEAD = 8 * 1024 * 1024;
 
 // (ZlibOptions does not declare the Transform options zlib streams pass on, such as readableHighWaterMark)
-export function decompressor(mediaType: string): Transform {
+export function decompressor(mediaType: string): Duplex {
   return /[+.]gzip$/i.test(mediaType) ? createGunzip({ chunkSize: GUNZIP_CHUNK, readableHighWaterMark: GUNZIP_AHEAD } as ZlibOptions) : decompressStream(mediaType);
 }
 

@@ -38,7 +38,7 @@ function run(cmd: string, args: string[], cwd?: string): Promise<{ code: number;
 }
 
 export async function mountOverlay(m: OverlayMount): Promise<void> {
-  if (m.lowers.length === 0) throw new Error("mountOverlay: no lower directory");
+  if (m.lowers.length === 0) throw new KilnError("INTERNAL", "mountOverlay: no lower directory");
   const rw = m.upper !== undefined && m.work !== undefined;
   const options = (withVolatile: boolean): string => {
     const opts = [`lowerdir=${m.lowers.join(":")}`];
@@ -53,7 +53,7 @@ export async function mountOverlay(m: OverlayMount): Promise<void> {
     if (again.code === 0) volatileWorks = false;
     r = again.code === 0 ? again : r;
   }
-  if (r.code !== 0) throw new KilnError(`overlay mount on ${m.target} failed: ${r.stderr.trim().split("\n")[0] ?? `exit ${r.code}`}`);
+  if (r.code !== 0) throw new KilnError("SNAPSHOT_MOUNT_FAILED", `overlay mount on ${m.target} failed: ${r.stderr.trim().split("\n")[0] ?? `exit ${r.code}`}`);
 }
 
 /** Unmount `target`; a busy mount is detached lazily instead. */
@@ -61,7 +61,7 @@ export async function unmount(target: string): Promise<void> {
   const r = await run("umount", [target]);
   if (r.code === 0) return;
   const lazy = await run("umount", ["-l", target]);
-  if (lazy.code !== 0) throw new KilnError(`unmounting ${target} failed: ${r.stderr.trim().split("\n")[0] ?? `exit ${r.code}`}`);
+  if (lazy.code !== 0) throw new KilnError("SNAPSHOT_MOUNT_FAILED", `unmounting ${target} failed: ${r.stderr.trim().split("\n")[0] ?? `exit ${r.code}`}`);
 }
 
 const probes = new Map<string, Promise<string | null>>();

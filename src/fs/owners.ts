@@ -23,9 +23,9 @@ export function toContainerOwners(entries: LayerEntry[], idMap: IdMap | undefine
   return entries.map((e) => {
     if (e.path.slice(e.path.lastIndexOf("/") + 1).startsWith(WHITEOUT_PREFIX)) return e;
     const uid = containerID(idMap.uid, e.uid);
-    if (uid === undefined) throw new KilnError(`${step} created /${e.path} owned by host uid ${e.uid}, which has no id inside the container`);
+    if (uid === undefined) throw new KilnError("OWNER_UNMAPPED", `${step} created /${e.path} owned by host uid ${e.uid}, which has no id inside the container`);
     const gid = containerID(idMap.gid, e.gid);
-    if (gid === undefined) throw new KilnError(`${step} created /${e.path} owned by host gid ${e.gid}, which has no id inside the container`);
+    if (gid === undefined) throw new KilnError("OWNER_UNMAPPED", `${step} created /${e.path} owned by host gid ${e.gid}, which has no id inside the container`);
     return uid === e.uid && gid === e.gid ? e : { ...e, uid, gid };
   });
 }

@@ -20,7 +20,7 @@ export async function resolveSnapshotter(cacheDir: string, wanted: Snapshotter =
   if (wanted === "dir") return { snapshotter: "dir" };
   const why = await overlayUnsupported(join(cacheDir, "rootfs"));
   if (why === null) return { snapshotter: "overlay" };
-  if (wanted === "overlay") throw new KilnError(`--snapshotter overlay: ${why}`);
+  if (wanted === "overlay") throw new KilnError("SNAPSHOTTER_UNAVAILABLE", `--snapshotter overlay: ${why}`);
   return { snapshotter: "dir", reason: why };
 }
 

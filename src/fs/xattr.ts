@@ -44,7 +44,7 @@ function runTool(cmd: string, args: string[], input?: string): Promise<{ code: n
     child.stdout.on("data", (b: Buffer) => out.push(b));
     child.stderr.on("data", (b: Buffer) => err.push(b));
     child.on("error", (e: NodeJS.ErrnoException) => {
-      if (e.code === "ENOENT") reject(new KilnError(`${cmd} not found: install Debian package "attr" to handle extended attributes`));
+      if (e.code === "ENOENT") reject(new KilnError("HOST_TOOL_MISSING", `${cmd} not found: install Debian package "attr" to handle extended attributes`));
       else reject(e);
     });
     child.on("close", (code) => resolve({ code: code ?? 1, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") }));
@@ -160,6 +160,6 @@ export async function writeXattrs(items: Array<{ path: string; xattrs: Record<st
   const r = await runTool("setfattr", ["-h", "--restore=-"], dump);
   if (r.code !== 0) {
     const msg = r.stderr.trim().split("\n")[0] ?? "";
-    throw new KilnError(`setting extended attributes failed: ${msg}`);
+    throw new KilnError("XATTR_FAILED", `setting extended attributes failed: ${msg}`);
   }
 }

@@ -54,11 +54,11 @@ export class OciLayout {
     try {
       marker = JSON.parse(await readFile(join(dir, "oci-layout"), "utf8"));
     } catch (err) {
-      throw new KilnError(`${dir}: not an OCI layout (oci-layout file missing or unreadable)`, { cause: err });
+      throw new KilnError("LAYOUT_INVALID", `${dir}: not an OCI layout (oci-layout file missing or unreadable)`, { cause: err });
     }
     const version = (marker as { imageLayoutVersion?: unknown } | null)?.imageLayoutVersion;
     if (typeof version !== "string" || !version.startsWith("1.")) {
-      throw new KilnError(`${dir}: unsupported oci-layout imageLayoutVersion ${JSON.stringify(version)}`);
+      throw new KilnError("LAYOUT_INVALID", `${dir}: unsupported oci-layout imageLayoutVersion ${JSON.stringify(version)}`);
     }
     const layout = new OciLayout(dir);
     await layout.readIndex();
@@ -66,7 +66,7 @@ export class OciLayout {
   }
 
   blobPath(digest: Digest): string {
-    if (!isDigest(digest)) throw new KilnError(`invalid digest ${JSON.stringify(digest)}`);
+    if (!isDigest(digest)) throw new KilnError("DIGEST_INVALID", `invalid digest ${JSON.stringify(digest)}`);
     return join(this.dir, "blobs", "sha256", digest.slice("sha256:".length));
   }
 
@@ -80,14 +80,14 @@ export class OciLayout {
     try {
       bytes = await readFile(this.blobPath(digest));
     } catch (err) {
-      throw new KilnError(`${this.dir}: blob ${digest} is missing`, { cause: err });
+      throw new KilnError("BLOB_MISSING", `${this.dir}: blob ${digest} is missing`, { cause: err });
     }
     const actual = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
-    if (actual !== digest) throw new KilnError(`${this.dir}: blob ${digest} is corrupt (its content hashes to ${actual})`);
+    if (actual !== digest) throw new KilnError("BLOB_DIGEST_MISMATCH", `${this.dir}: blob ${digest} is corrupt (its content hashes to ${actual})`);
     try {
       return JSON.parse(bytes.toString("utf8")) as T;
     } catch {
-      throw new KilnError(`${this.dir}: blob ${digest} is not valid JSON`);
+      throw new KilnError("MANIFEST_INVALID", `${this.dir}: blob ${digest} is not valid JSON`);
     }
   }
 
@@ -96,14 +96,14 @@ export class OciLayout {
     try {
       index = JSON.parse(await readFile(join(this.dir, "index.json"), "utf8")) as Index;
     } catch (err) {
-      throw new KilnError(`${this.dir}: index.json missing or not valid JSON`, { cause: err });
+      throw new KilnError("LAYOUT_INVALID", `${this.dir}: index.json missing or not valid JSON`, { cause: err });
     }
     if (index === null || typeof index !== "object" || index.schemaVersion !== 2 || !Array.isArray(index.manifests)) {
-      throw new KilnError(`${this.dir}: index.json is not an OCI image index`);
+      throw new KilnError("LAYOUT_INVALID", `${this.dir}: index.json is not an OCI image index`);
     }
     for (const d of index.manifests) {
       if (!d || typeof d !== "object" || !isDigest(d.digest) || typeof d.mediaType !== "string" || !Number.isInteger(d.size)) {
-        throw new KilnError(`${this.dir}: index.json has a malformed descriptor`);
+        throw new KilnError("LAYOUT_INVALID", `${this.dir}: index.json has a malformed descriptor`);
       }
     }
     return index;
@@ -121,13 +121,13 @@ export class OciLayout {
     if (selector === undefined || selector === "") {
       const distinct = new Set(entries.map((d) => d.digest));
       if (distinct.size === 1) return entries[0]!; // one image, possibly under several tags
-      if (entries.length === 0) throw new KilnError(`${this.dir}: the layout's index.json lists no images`);
-      throw new KilnError(`${this.dir}: the layout holds ${distinct.size} images; name one (${listing})`);
+      if (entries.length === 0) throw new KilnError("LAYOUT_INVALID", `${this.dir}: the layout's index.json lists no images`);
+      throw new KilnError("LAYOUT_IMAGE_NOT_FOUND", `${this.dir}: the layout holds ${distinct.size} images; name one (${listing})`);
     }
     if (selector.startsWith("sha256:")) {
-      if (!isDigest(selector)) throw new KilnError(`invalid digest ${selector}`);
+      if (!isDigest(selector)) throw new KilnError("DIGEST_INVALID", `invalid digest ${selector}`);
       const found = entries.find((d) => d.digest === selector);
-      if (!found) throw new KilnError(`${this.dir}: no image with digest ${selector}`);
+      if (!found) throw new KilnError("LAYOUT_IMAGE_NOT_FOUND", `${this.dir}: no image with digest ${selector}`);
       return found;
     }
     const exact = entries.filter((d) => d.annotations?.[REF_NAME_ANNOTATION] === selector);
@@ -146,8 +146,8 @@ export class OciLayout {
     }
     const unique = [...new Map(matches.map((d) => [d.digest, d])).values()];
     if (unique.length === 1) return unique[0]!;
-    if (unique.length === 0) throw new KilnError(`${this.dir}: no image tagged "${selector}" (${listing})`);
-    throw new KilnError(`${this.dir}: tag "${selector}" is ambiguous (${unique.length} images)`);
+    if (unique.length === 0) throw new KilnError("LAYOUT_IMAGE_NOT_FOUND", `${this.dir}: no image tagged "${selector}" (${listing})`);
+    throw new KilnError("LAYOUT_IMAGE_NOT_FOUND", `${this.dir}: tag "${selector}" is ambiguous (${unique.length} images)`);
   }
 
   /** Read the image a descriptor names, following an index to the platform wanted. */
@@ -157,7 +157,7 @@ export class OciLayout {
   ): Promise<{ manifestDescriptor: Descriptor; manifest: Manifest; config: ImageConfig; configDescriptor: Descriptor }> {
     let current = desc;
     for (let depth = 0; ; depth++) {
-      if (depth > 4) throw new KilnError(`${this.dir}: image indexes nested too deeply`);
+      if (depth > 4) throw new KilnError("MANIFEST_INVALID", `${this.dir}: image indexes nested too deeply`);
       const doc = await this.readJSON<Index & Manifest>(current.digest);
       const mt = doc.mediaType ?? current.mediaType;
       if (INDEX_TYPES.has(mt) || (Array.isArray(doc.manifests) && !doc.config)) {
@@ -165,18 +165,18 @@ export class OciLayout {
         continue;
       }
       if (!MANIFEST_TYPES.has(mt) && !(doc.config && Array.isArray(doc.layers))) {
-        throw new KilnError(`${this.dir}: ${current.digest} has unsupported media type ${mt}`);
+        throw new KilnError("MANIFEST_INVALID", `${this.dir}: ${current.digest} has unsupported media type ${mt}`);
       }
       const manifest = doc as Manifest;
       if (!manifest.config || !isDigest(manifest.config.digest) || !Array.isArray(manifest.layers)) {
-        throw new KilnError(`${this.dir}: manifest ${current.digest} is malformed`);
+        throw new KilnError("MANIFEST_INVALID", `${this.dir}: manifest ${current.digest} is malformed`);
       }
       const config = await this.readJSON<ImageConfig>(manifest.config.digest);
       if (!config || typeof config !== "object" || !config.rootfs || !Array.isArray(config.rootfs.diff_ids)) {
-        throw new KilnError(`${this.dir}: config ${manifest.config.digest} is not an image config`);
+        throw new KilnError("MANIFEST_INVALID", `${this.dir}: config ${manifest.config.digest} is not an image config`);
       }
       if (platform && config.os && config.architecture && !platformMatches(platform, config)) {
-        throw new KilnError(`${this.dir}: image is ${platformString(config)}, not ${platformString(platform)}`);
+        throw new KilnError("PLATFORM_MISMATCH", `${this.dir}: image is ${platformString(config)}, not ${platformString(platform)}`);
       }
       return { manifestDescriptor: current, manifest, config, configDescriptor: manifest.config };
     }
@@ -192,7 +192,7 @@ export class OciLayout {
     const found = candidates.find((d) => d.platform !== undefined && platformMatches(want, d.platform));
     if (found) return found;
     const have = candidates.map((d) => platformString(d.platform)).join(", ");
-    throw new KilnError(`${this.dir}: no image for platform ${platformString(want)} (index has: ${have || "none"})`);
+    throw new KilnError("PLATFORM_MISMATCH", `${this.dir}: no image for platform ${platformString(want)} (index has: ${have || "none"})`);
   }
 }
 
@@ -210,7 +210,7 @@ async function importBlob(layout: OciLayout, desc: Descriptor, store: BlobStore)
   try {
     await stat(src);
   } catch {
-    throw new KilnError(`${layout.dir}: blob ${desc.digest} is missing`);
+    throw new KilnError("BLOB_MISSING", `${layout.dir}: blob ${desc.digest} is missing`);
   }
   const tmp = await store.tempPath();
   try {
@@ -220,8 +220,8 @@ async function importBlob(layout: OciLayout, desc: Descriptor, store: BlobStore)
       await copyFile(src, tmp);
     }
     const got = await hashFile(tmp);
-    if (got.digest !== desc.digest) throw new KilnError(`${layout.dir}: blob ${desc.digest} is corrupt (its content hashes to ${got.digest})`);
-    if (got.size !== desc.size) throw new KilnError(`${layout.dir}: blob ${desc.digest} is ${got.size} bytes, its descriptor says ${desc.size}`);
+    if (got.digest !== desc.digest) throw new KilnError("BLOB_DIGEST_MISMATCH", `${layout.dir}: blob ${desc.digest} is corrupt (its content hashes to ${got.digest})`);
+    if (got.size !== desc.size) throw new KilnError("BLOB_SIZE_MISMATCH", `${layout.dir}: blob ${desc.digest} is ${got.size} bytes, its descriptor says ${desc.size}`);
     await store.commit(tmp, desc.digest);
   } finally {
     await rm(tmp, { force: true });
@@ -238,7 +238,7 @@ export async function importImage(
   const read = await layout.readImage(desc, platform);
   const diffIDs = read.config.rootfs.diff_ids;
   if (diffIDs.length !== read.manifest.layers.length) {
-    throw new KilnError(`${layout.dir}: manifest ${read.manifestDescriptor.digest} has ${read.manifest.layers.length} layers but its config lists ${diffIDs.length} diff_ids`);
+    throw new KilnError("MANIFEST_INVALID", `${layout.dir}: manifest ${read.manifestDescriptor.digest} has ${read.manifest.layers.length} layers but its config lists ${diffIDs.length} diff_ids`);
   }
   await importBlob(layout, read.configDescriptor, store);
   const layers: Layer[] = [];

@@ -21,7 +21,7 @@ export function layerMediaType(mediaType: string, format: ImageFormat): string {
     if (mediaType === oci || mediaType === docker) return format === "oci" ? oci : docker;
   }
   if (format === "oci" && mediaType.startsWith("application/vnd.oci.image.layer.")) return mediaType;
-  throw new KilnError(`cannot express layer media type ${mediaType} in ${format} format`);
+  throw new KilnError("FORMAT_UNSUPPORTED", `cannot express layer media type ${mediaType} in ${format} format`);
 }
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -96,12 +96,12 @@ export function manifestJSON(manifest: Manifest): string {
 
 function checkImage(image: Image): void {
   const diffIDs = image.config.rootfs?.diff_ids;
-  if (!Array.isArray(diffIDs)) throw new KilnError("image config has no rootfs.diff_ids");
+  if (!Array.isArray(diffIDs)) throw new KilnError("LAYER_DIGEST_MISMATCH", "image config has no rootfs.diff_ids");
   if (diffIDs.length !== image.layers.length) {
-    throw new KilnError(`image has ${image.layers.length} layers but its config lists ${diffIDs.length} diff_ids`);
+    throw new KilnError("LAYER_DIGEST_MISMATCH", `image has ${image.layers.length} layers but its config lists ${diffIDs.length} diff_ids`);
   }
   image.layers.forEach((l, i) => {
-    if (l.diffID !== diffIDs[i]) throw new KilnError(`layer ${i}: diffID ${l.diffID} does not match config diff_id ${diffIDs[i]}`);
+    if (l.diffID !== diffIDs[i]) throw new KilnError("LAYER_DIGEST_MISMATCH", `layer ${i}: diffID ${l.diffID} does not match config diff_id ${diffIDs[i]}`);
   });
 }
 

@@ -7,7 +7,7 @@ import type { Descriptor, Index, Platform } from "./oci.js";
 export function parsePlatform(s: string): Platform {
   const parts = s.trim().split("/");
   if (parts.length < 2 || parts.length > 3 || parts.some((p) => p.length === 0 || !/^[A-Za-z0-9._-]+$/.test(p))) {
-    throw new KilnError(`invalid platform "${s}": expected os/arch[/variant], e.g. linux/amd64`);
+    throw new KilnError("PLATFORM_INVALID", `invalid platform "${s}": expected os/arch[/variant], e.g. linux/amd64`);
   }
   const p: Platform = { os: parts[0], architecture: parts[1] };
   if (parts[2] !== undefined) p.variant = parts[2];
@@ -120,7 +120,7 @@ export function selectManifest(index: Index, want: Platform): Descriptor {
   // An index with a single platform-less manifest (as some layouts write) is taken as-is.
   if (candidates.length === 1 && candidates[0].platform === undefined) return candidates[0];
   const available = withPlatform.map((d) => formatPlatform(normalizePlatform(d.platform as Platform)));
-  throw new KilnError(
+  throw new KilnError("PLATFORM_MISMATCH", 
     `no image for platform ${formatPlatform(w)} (available: ${available.length > 0 ? [...new Set(available)].join(", ") : "none"})`,
   );
 }

@@ -23,7 +23,7 @@ const DIGEST_RE = /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$/;
 const NAME_MAX = 255;
 
 function invalid(s: string, why: string): KilnError {
-  return new KilnError(`invalid reference "${s}": ${why}`);
+  return new KilnError("REFERENCE_INVALID", `invalid reference "${s}": ${why}`);
 }
 
 /** Split "host/path" the way Docker does: the first component is a host only if it looks like one. */

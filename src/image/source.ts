@@ -43,7 +43,7 @@ export interface ImageSource extends BlobReader {
 export function manifestFormat(mediaType: string, where: string): ImageFormat {
   if (mediaType === MediaType.ociManifest) return "oci";
   if (mediaType === MediaType.dockerManifest) return "docker";
-  throw new KilnError(`${where}: ${mediaType || "(no media type)"} is not an image manifest`);
+  throw new KilnError("MANIFEST_INVALID", `${where}: ${mediaType || "(no media type)"} is not an image manifest`);
 }
 
 const IMAGE_CONFIG_TYPES = new Set<string>([MediaType.ociConfig, MediaType.dockerConfig]);
@@ -58,10 +58,10 @@ export async function imageSource(blobs: BlobReader, manifestDesc: Descriptor, w
     manifest = JSON.parse((await blobs.readBytes(manifestDesc.digest)).toString("utf8")) as Manifest;
   } catch (err) {
     if (err instanceof KilnError) throw err;
-    throw new KilnError(`${where}: manifest ${manifestDesc.digest} is not valid JSON`);
+    throw new KilnError("MANIFEST_INVALID", `${where}: manifest ${manifestDesc.digest} is not valid JSON`);
   }
   if (!manifest || typeof manifest !== "object" || !manifest.config || !Array.isArray(manifest.layers)) {
-    throw new KilnError(`${where}: manifest ${manifestDesc.digest} is malformed`);
+    throw new KilnError("MANIFEST_INVALID", `${where}: manifest ${manifestDesc.digest} is malformed`);
   }
   const mediaType = manifest.mediaType ?? manifestDesc.mediaType;
   const format = manifestFormat(mediaType, where);
@@ -70,7 +70,7 @@ export async function imageSource(blobs: BlobReader, manifestDesc: Descriptor, w
     const config = JSON.parse((await blobs.readBytes(manifest.config.digest)).toString("utf8")) as ImageConfig;
     diffIDs = config.rootfs?.diff_ids;
     if (!Array.isArray(diffIDs) || diffIDs.length !== manifest.layers.length) {
-      throw new KilnError(`${where}: config lists ${Array.isArray(diffIDs) ? diffIDs.length : 0} layers but the manifest has ${manifest.layers.length}`);
+      throw new KilnError("MANIFEST_INVALID", `${where}: config lists ${Array.isArray(diffIDs) ? diffIDs.length : 0} layers but the manifest has ${manifest.layers.length}`);
     }
   }
   const layers = manifest.layers.map((d, i): SourceLayer => {
@@ -100,7 +100,7 @@ export function storeBlobs(store: BlobStore): BlobReader {
       try {
         return await store.readBytes(d);
       } catch {
-        throw new KilnError(`blob ${d} is not in the store ${store.root}`);
+        throw new KilnError("BLOB_MISSING", `blob ${d} is not in the store ${store.root}`);
       }
     },
     path: (d) => store.path(d),
@@ -116,7 +116,7 @@ export function layoutBlobs(layout: OciLayout): BlobReader {
       try {
         return await readFile(layout.blobPath(d));
       } catch {
-        throw new KilnError(`${layout.dir}: blob ${d} is missing`);
+        throw new KilnError("BLOB_MISSING", `${layout.dir}: blob ${d} is missing`);
       }
     },
     path: (d) => layout.blobPath(d),

@@ -1,9 +1,10 @@
 // Layer compression: a deterministic gzip writer (fixed header like Go's compress/gzip, optional
 // pigz-style parallel deflate on the libuv thread pool with bounded memory) and the decompressor
-// chosen by a layer's media type.
-import { PassThrough, Transform, type TransformCallback } from "node:stream";
+// chosen by a layer's media type (zstd through ./zstd.ts).
+import { PassThrough, Transform, type Duplex, type TransformCallback } from "node:stream";
 import * as zlib from "node:zlib";
 import { KilnError } from "../errors.js";
+import { zstdDecompressor } from "./zstd.js";
 
 /** Input block size for parallel compression. Part of the output format: changing it changes digests. */
 export const GZIP_BLOCK_SIZE = 1024 * 1024;
@@ -82,7 +83,7 @@ function gzipTrailer(crc: number, isize: number): Buffer {
 }
 
 function checkLevel(level: number): number {
-  if (!Number.isInteger(level) || level < 0 || level > 9) throw new KilnError(`gzip: invalid compression level ${level} (0-9)`);
+  if (!Number.isInteger(level) || level < 0 || level > 9) throw new KilnError("OPTION_INVALID", `gzip: invalid compression level ${level} (0-9)`);
   return level;
 }
 
@@ -219,17 +220,11 @@ class ParallelGzip extends Transform {
   }
 }
 
-/** A decompressor for a layer blob of the given media type (gzip, zstd when available, or plain tar). */
-export function decompressStream(mediaType: string): Transform {
+/** A decompressor for a layer blob of the given media type (gzip, zstd, or plain tar). */
+export function decompressStream(mediaType: string, what = `layer of type ${mediaType}`): Duplex {
   const mt = mediaType.toLowerCase();
   if (mt.endsWith("+gzip") || mt.endsWith(".tar.gzip") || mt.endsWith(".gzip")) return zlib.createGunzip();
-  if (mt.endsWith("+zstd") || mt.endsWith(".zstd")) {
-    const z = zlib as unknown as { createZstdDecompress?: () => Transform };
-    if (typeof z.createZstdDecompress !== "function") {
-      throw new KilnError(`zstd layers need Node.js >= 22.15 (this is ${process.version}): cannot decompress ${mediaType}`);
-    }
-    return z.createZstdDecompress();
-  }
+  if (mt.endsWith("+zstd") || mt.endsWith(".zstd")) return zstdDecompressor(what);
   if (mt.endsWith(".tar") || mt.endsWith(".rootfs.diff.tar")) return new PassThrough();
-  throw new KilnError(`unsupported layer media type ${mediaType}`);
+  throw new KilnError("FORMAT_UNSUPPORTED", `unsupported layer media type ${mediaType}`);
 }

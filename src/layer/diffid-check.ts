@@ -20,7 +20,7 @@ export interface LayerOrigin {
 /** The one-line error for a layer whose content does not hash to its diff_id. */
 export function diffIDMismatch(layer: LayerOrigin, got: Digest): KilnError {
   const name = `layer ${layer.digest ?? layer.diffID}${layer.origin ? ` of ${layer.origin}` : ""}`;
-  return new KilnError(`${name}: content does not match its diff_id (claimed ${layer.diffID}, got ${got})`);
+  return new KilnError("LAYER_DIGEST_MISMATCH", `${name}: content does not match its diff_id (claimed ${layer.diffID}, got ${got})`);
 }
 
 export class DiffIDCheck extends Transform {

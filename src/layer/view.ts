@@ -94,7 +94,7 @@ export class LayerView {
       const entry = this.node(cur)?.entry;
       const isLast = pending.length === 0;
       if (entry?.type === "symlink" && (!isLast || followLast)) {
-        if (++hops > MAX_LINK_HOPS) throw new KilnError(`/${cleanPath(path)}: too many levels of symbolic links`);
+        if (++hops > MAX_LINK_HOPS) throw new KilnError("PATH_UNRESOLVABLE", `/${cleanPath(path)}: too many levels of symbolic links`);
         const target = entry.linkname ?? "";
         if (target.startsWith("/")) done.length = 0;
         pending = [...target.split("/").filter((s) => s !== ""), ...pending];
@@ -292,7 +292,7 @@ async function scanLayer(store: BlobStore, layer: Layer): Promise<LayerIndex> {
     extract.destroy();
     await done.catch(() => undefined);
     if (err instanceof KilnError) throw err;
-    throw new KilnError(`cannot read layer ${layer.descriptor.digest}: ${(err as Error).message}`);
+    throw new KilnError("LAYER_READ_FAILED", `cannot read layer ${layer.descriptor.digest}: ${(err as Error).message}`);
   }
   return index;
 }

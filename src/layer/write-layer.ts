@@ -1,6 +1,6 @@
 // Writing a layer blob: one streaming pass tar -> sha256 (diffID) -> gzip -> sha256 (digest,
 // size) -> temp file in the blob store -> renamed to its digest. Memory stays flat.
-import { createWriteStream } from "node:fs";
+import { createdWriteStream } from "../store/atomic-file.js";
 import { rm } from "node:fs/promises";
 import { pipeline } from "node:stream/promises";
 import type { Layer } from "../image/image.js";
@@ -38,7 +38,7 @@ export async function writeLayer(
       tarHash,
       gzipStream({ pool, ...(options?.level !== undefined ? { level: options.level } : {}) }),
       blobHash,
-      createWriteStream(tmp),
+      await createdWriteStream(tmp),
     );
     const digest = blobHash.digest();
     await store.commit(tmp, digest);

@@ -1,5 +1,6 @@
 // The docker-archive destination: a tar `docker load` accepts, written Docker 25+ style (an OCI
 // layout plus manifest.json [{Config, RepoTags, Layers}] and repositories), temp name + rename.
+import { abortable } from "../errors.js";
 import type { ImageSource } from "../image/source.js";
 import { MediaType, REF_NAME_ANNOTATION } from "../image/oci.js";
 import { checkBlobs, layoutTarEntries, tagsFrom, writeTarAtomic } from "./oci-layout.js";
@@ -8,7 +9,11 @@ import { descriptorJSON } from "../image/materialize.js";
 const blobPath = (digest: string): string => `blobs/sha256/${digest.slice("sha256:".length)}`;
 
 /** Write `img` as a docker-archive tar at `dest`, tagged with `tags` (docker's familiar names). */
-export async function writeDockerArchive(img: ImageSource, options: { dest: string; tags?: string[]; signal?: AbortSignal }): Promise<void> {
+export function writeDockerArchive(img: ImageSource, options: { dest: string; tags?: string[]; signal?: AbortSignal }): Promise<void> {
+  return abortable(options.signal, () => writeArchive(img, options));
+}
+
+async function writeArchive(img: ImageSource, options: { dest: string; tags?: string[]; signal?: AbortSignal }): Promise<void> {
   const tags = tagsFrom(options.tags);
   await checkBlobs(img);
   const repoTags = [...new Set(tags.map((t) => t.familiar))];

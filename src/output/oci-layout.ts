@@ -1,18 +1,17 @@
 // The OCI image layout destination: a directory (blobs hardlinked or copied from the store,
 // index.json replaced atomically, tags merged into an existing layout) or the same layout as a
 // tar file written to a temp name and renamed. Also the tar-of-a-layout helper docker-archive uses.
-import { createWriteStream } from "node:fs";
 import { copyFile, link, mkdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { KilnError } from "../errors.js";
+import { KilnError, UsageError, abortable, throwIfAborted } from "../errors.js";
 import { descriptorJSON } from "../image/materialize.js";
 import type { ImageSource } from "../image/source.js";
 import { MediaType, REF_NAME_ANNOTATION, type Descriptor, type Digest, type Index } from "../image/oci.js";
 import type { LayerEntry } from "../layer/entry.js";
 import { tarStream } from "../layer/tar-writer.js";
-import { tempNameFor, writeFileAtomic } from "../store/atomic-file.js";
+import { createdWriteStream, tempNameFor, writeFileAtomic } from "../store/atomic-file.js";
 
 export const OCI_LAYOUT_FILE = JSON.stringify({ imageLayoutVersion: "1.0.0" });
 const CONTAINERD_NAME_ANNOTATION = "io.containerd.image.name";
@@ -48,7 +47,7 @@ export function tagsFrom(refs: string[] | undefined): ParsedTag[] {
 
 /** Parse "name[:tag]" (default tag latest) into the forms layouts and archives record. */
 export function parseTag(ref: string): ParsedTag {
-  if (ref.includes("@")) throw new KilnError(`invalid tag "${ref}": digests cannot be used as tags`, { exitCode: 2 });
+  if (ref.includes("@")) throw new UsageError("TAG_INVALID", `invalid tag "${ref}": digests cannot be used as tags`);
   const slash = ref.lastIndexOf("/");
   const colon = ref.lastIndexOf(":");
   let name = ref;
@@ -57,16 +56,16 @@ export function parseTag(ref: string): ParsedTag {
     name = ref.slice(0, colon);
     tag = ref.slice(colon + 1);
   }
-  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(tag)) throw new KilnError(`invalid tag "${ref}"`, { exitCode: 2 });
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(tag)) throw new UsageError("TAG_INVALID", `invalid tag "${ref}"`);
   const parts = name.split("/");
-  if (name === "" || parts.some((p) => p === "")) throw new KilnError(`invalid tag "${ref}"`, { exitCode: 2 });
+  if (name === "" || parts.some((p) => p === "")) throw new UsageError("TAG_INVALID", `invalid tag "${ref}"`);
   const first = parts[0]!;
   const hasHost = parts.length > 1 && (first.includes(".") || first.includes(":") || first === "localhost");
   let host = hasHost ? first : "docker.io";
   let path = hasHost ? parts.slice(1).join("/") : name;
   if (host === "index.docker.io") host = "docker.io";
   if (!/^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/.test(path)) {
-    throw new KilnError(`invalid tag "${ref}": repository names must be lowercase`, { exitCode: 2 });
+    throw new UsageError("TAG_INVALID", `invalid tag "${ref}": repository names must be lowercase`);
   }
   if (host === "docker.io" && !path.includes("/")) path = `library/${path}`;
   let repository = `${host}/${path}`;
@@ -135,7 +134,7 @@ async function placeBlob(img: ImageSource, digest: Digest, dest: string, signal:
         await copyFile(src, tmp);
       }
     } else {
-      await pipeline(img.open(digest), createWriteStream(tmp, { mode: 0o644 }), signal ? { signal } : {});
+      await pipeline(img.open(digest), await createdWriteStream(tmp), signal ? { signal } : {});
     }
     await rename(tmp, dest);
   } finally {
@@ -150,9 +149,9 @@ export async function checkBlobs(img: ImageSource): Promise<void> {
     try {
       size = await img.size(d.digest);
     } catch {
-      throw new KilnError(`blob ${d.digest} is missing from the store`);
+      throw new KilnError("BLOB_MISSING", `blob ${d.digest} is missing from the store`);
     }
-    if (size !== d.size) throw new KilnError(`blob ${d.digest} in the store is ${size} bytes, expected ${d.size}`);
+    if (size !== d.size) throw new KilnError("BLOB_SIZE_MISMATCH", `blob ${d.digest} in the store is ${size} bytes, expected ${d.size}`);
   }
 }
 
@@ -160,24 +159,24 @@ async function readExistingIndex(dest: string): Promise<Descriptor[]> {
   const layoutFile = join(dest, "oci-layout");
   const indexFile = join(dest, "index.json");
   if (!(await exists(indexFile))) {
-    if (await exists(layoutFile)) throw new KilnError(`${dest}: has an oci-layout file but no index.json`);
+    if (await exists(layoutFile)) throw new KilnError("OUTPUT_DEST_INVALID", `${dest}: has an oci-layout file but no index.json`);
     return [];
   }
   let index: Index;
   try {
     index = JSON.parse(await readFile(indexFile, "utf8")) as Index;
   } catch {
-    throw new KilnError(`${dest}: existing index.json is not valid JSON; refusing to overwrite it`);
+    throw new KilnError("OUTPUT_DEST_INVALID", `${dest}: existing index.json is not valid JSON; refusing to overwrite it`);
   }
   if (!index || index.schemaVersion !== 2 || !Array.isArray(index.manifests)) {
-    throw new KilnError(`${dest}: existing index.json is not an OCI image index; refusing to overwrite it`);
+    throw new KilnError("OUTPUT_DEST_INVALID", `${dest}: existing index.json is not an OCI image index; refusing to overwrite it`);
   }
   return index.manifests;
 }
 
 async function writeLayoutDir(img: ImageSource, dest: string, tags: ParsedTag[], signal: AbortSignal | undefined): Promise<void> {
   const destExisted = await exists(dest);
-  if (destExisted && !(await stat(dest)).isDirectory()) throw new KilnError(`${dest}: exists and is not a directory`);
+  if (destExisted && !(await stat(dest)).isDirectory()) throw new KilnError("OUTPUT_DEST_INVALID", `${dest}: exists and is not a directory`);
   const existing = await readExistingIndex(dest);
   const blobDir = join(dest, "blobs", "sha256");
   const added: string[] = [];
@@ -190,7 +189,7 @@ async function writeLayoutDir(img: ImageSource, dest: string, tags: ParsedTag[],
       } catch {
         // not there yet
       }
-      signal?.throwIfAborted();
+      throwIfAborted(signal);
       await placeBlob(img, d.digest, target, signal);
       added.push(target);
     }
@@ -236,11 +235,11 @@ export function layoutTarEntries(
 export async function writeTarAtomic(entries: LayerEntry[], dest: string, signal?: AbortSignal): Promise<void> {
   await mkdir(dirname(dest), { recursive: true });
   if (await exists(dest)) {
-    if ((await stat(dest)).isDirectory()) throw new KilnError(`${dest}: is a directory, expected a tar file path`);
+    if ((await stat(dest)).isDirectory()) throw new KilnError("OUTPUT_DEST_INVALID", `${dest}: is a directory, expected a tar file path`);
   }
   const tmp = tempNameFor(dest);
   try {
-    await pipeline(tarStream(entries), createWriteStream(tmp, { mode: 0o644 }), signal ? { signal } : {});
+    await pipeline(tarStream(entries), await createdWriteStream(tmp), signal ? { signal } : {});
     await rename(tmp, dest);
   } finally {
     await rm(tmp, { force: true });
@@ -258,10 +257,14 @@ export interface LayoutWriteOptions {
 }
 
 /** Write `img` as an OCI image layout directory (or, with `tar`, a tar of one) at `dest`. */
-export async function writeOciLayout(img: ImageSource, options: LayoutWriteOptions): Promise<void> {
+export function writeOciLayout(img: ImageSource, options: LayoutWriteOptions): Promise<void> {
+  return abortable(options.signal, () => writeLayout(img, options));
+}
+
+async function writeLayout(img: ImageSource, options: LayoutWriteOptions): Promise<void> {
   const tags = tagsFrom(options.tags);
   await checkBlobs(img);
-  options.signal?.throwIfAborted();
+  throwIfAborted(options.signal);
   if (options.tar) {
     const text = indexJSON(mergeIndex([], img, tags));
     await writeTarAtomic(layoutTarEntries(img, text), options.dest, options.signal);

@@ -25,7 +25,7 @@ class LayoutVerifier {
   constructor(private readonly dir: string) {}
 
   private fail(msg: string): never {
-    throw new KilnError(`${this.dir}: ${msg}`);
+    throw new KilnError("VERIFY_FAILED", `${this.dir}: ${msg}`);
   }
 
   private path(digest: Digest): string {

@@ -3,6 +3,7 @@
 // the description of one destination, lives here (the engine re-exports it).
 import type { ImageSource } from "../image/source.js";
 import type { PushOptions } from "../registry/push.js";
+import { throwIfAborted } from "../errors.js";
 import { writeOciLayout } from "./oci-layout.js";
 import { writeDockerArchive } from "./docker-archive.js";
 
@@ -17,7 +18,7 @@ export type OutputRegistryOptions = Omit<PushOptions, "onProgress"> & { onPushPr
 export async function writeOutputs(img: ImageSource, outputs: OutputSpec[], tags: string[], registry: OutputRegistryOptions = {}): Promise<void> {
   const { onPushProgress, ...rest } = registry;
   for (const out of outputs) {
-    registry.signal?.throwIfAborted();
+    throwIfAborted(registry.signal);
     switch (out.type) {
       case "oci":
         await writeOciLayout(img, { dest: out.dest, tags, tar: out.tar, ...(registry.signal ? { signal: registry.signal } : {}) });

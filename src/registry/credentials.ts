@@ -68,12 +68,12 @@ async function readJSONFile<T>(path: string): Promise<T | undefined> {
     text = await readFile(path, "utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw new KilnError(`cannot read ${path}: ${(err as Error).message}`);
+    throw new KilnError("CREDENTIALS_INVALID", `cannot read ${path}: ${(err as Error).message}`);
   }
   try {
     return JSON.parse(text) as T;
   } catch {
-    throw new KilnError(`invalid JSON in ${path}`);
+    throw new KilnError("CREDENTIALS_INVALID", `invalid JSON in ${path}`);
   }
 }
 
@@ -86,7 +86,7 @@ function entryToCredentials(e: AuthEntry, where: string): Credentials | undefine
   if (e.auth) {
     const decoded = Buffer.from(e.auth, "base64").toString("utf8");
     const colon = decoded.indexOf(":");
-    if (colon === -1) throw new KilnError(`invalid "auth" value in ${where}: expected base64 of user:password`);
+    if (colon === -1) throw new KilnError("CREDENTIALS_INVALID", `invalid "auth" value in ${where}: expected base64 of user:password`);
     c.username = decoded.slice(0, colon);
     c.password = decoded.slice(colon + 1);
   } else if (e.username !== undefined || e.password !== undefined) {
@@ -120,7 +120,7 @@ function findEntry(auths: Record<string, AuthEntry> | undefined, registry: strin
 
 /** Run `docker-credential-NAME <action>` with `input` on stdin. */
 export function runCredentialHelper(helper: string, action: "get" | "store" | "erase", input: string): Promise<string> {
-  if (!/^[A-Za-z0-9._-]+$/.test(helper)) return Promise.reject(new KilnError(`invalid credential helper name "${helper}"`));
+  if (!/^[A-Za-z0-9._-]+$/.test(helper)) return Promise.reject(new KilnError("CREDENTIAL_HELPER_FAILED", `invalid credential helper name "${helper}"`));
   const bin = `docker-credential-${helper}`;
   return new Promise((resolve, reject) => {
     const child = spawn(bin, [action], { stdio: ["pipe", "pipe", "pipe"] });
@@ -128,13 +128,13 @@ export function runCredentialHelper(helper: string, action: "get" | "store" | "e
     const errOut: Buffer[] = [];
     child.stdout.on("data", (b: Buffer) => out.push(b));
     child.stderr.on("data", (b: Buffer) => errOut.push(b));
-    child.on("error", (err) => reject(new KilnError(`credential helper ${bin} failed to start: ${err.message}`)));
+    child.on("error", (err) => reject(new KilnError("CREDENTIAL_HELPER_FAILED", `credential helper ${bin} failed to start: ${err.message}`)));
     child.on("close", (code) => {
       const stdout = Buffer.concat(out).toString("utf8");
       if (code === 0) resolve(stdout);
       else {
         const msg = (stdout.trim() || Buffer.concat(errOut).toString("utf8").trim()).split("\n")[0];
-        reject(new KilnError(`credential helper ${bin} ${action}: ${msg || `exit code ${code}`}`));
+        reject(new KilnError("CREDENTIAL_HELPER_FAILED", `credential helper ${bin} ${action}: ${msg || `exit code ${code}`}`));
       }
     });
     child.stdin.on("error", () => undefined);
@@ -155,7 +155,7 @@ async function fromHelper(helper: string, registry: string): Promise<Credentials
   try {
     parsed = JSON.parse(out) as { Username?: string; Secret?: string };
   } catch {
-    throw new KilnError(`credential helper docker-credential-${helper} returned invalid JSON`);
+    throw new KilnError("CREDENTIAL_HELPER_FAILED", `credential helper docker-credential-${helper} returned invalid JSON`);
   }
   if (!parsed.Secret) return undefined;
   if (parsed.Username === "<token>") return { identityToken: parsed.Secret };

@@ -16,13 +16,13 @@ export class ExactLength extends Transform {
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.seen += chunk.length;
     if (this.seen > this.size) {
-      cb(new KilnError(`${this.what}: the server sent more than the ${this.size} bytes the descriptor gives`));
+      cb(new KilnError("BLOB_SIZE_MISMATCH", `${this.what}: the server sent more than the ${this.size} bytes the descriptor gives`));
       return;
     }
     cb(null, chunk);
   }
 
   override _flush(cb: TransformCallback): void {
-    cb(this.seen === this.size ? null : new KilnError(`${this.what}: the server sent ${this.seen} of the ${this.size} bytes the descriptor gives`));
+    cb(this.seen === this.size ? null : new KilnError("BLOB_SIZE_MISMATCH", `${this.what}: the server sent ${this.seen} of the ${this.size} bytes the descriptor gives`));
   }
 }

@@ -3,14 +3,15 @@
 // credential helper), and remove them again.
 import { KilnError } from "../errors.js";
 import { writeFileAtomic } from "../store/atomic-file.js";
-import { RegistryClient, drain } from "./client.js";
+import { RegistryClient } from "./client.js";
+import { drain } from "./response.js";
 import { authKey, dockerConfigPath, normalizeAuthKey, readDockerConfig, runCredentialHelper, type DockerConfigFile } from "./credentials.js";
 import type { RegistryOptions } from "./options.js";
 
 /** "https://index.docker.io/v1/", "docker.io", "host:5000" -> the registry name used in references. */
 function registryName(s: string): string {
   const n = normalizeAuthKey(s);
-  if (n.length === 0 || n.includes("/")) throw new KilnError(`invalid registry "${s}"`);
+  if (n.length === 0 || n.includes("/")) throw new KilnError("REFERENCE_INVALID", `invalid registry "${s}"`);
   return n;
 }
 
@@ -26,14 +27,14 @@ function helperFor(cfg: DockerConfigFile | undefined, registry: string): string 
 /** Check `username`/`password` against `registry`, then save them. */
 export async function login(registry: string, username: string, password: string, options: RegistryOptions = {}): Promise<void> {
   const name = registryName(registry);
-  if (username.length === 0) throw new KilnError("login: username is empty");
+  if (username.length === 0) throw new KilnError("OPTION_INVALID", "login: username is empty");
   const client = new RegistryClient(name, options);
   client.setCredentials({ username, password });
   try {
     const res = await client.request({ method: "GET", url: "/v2/", scopes: [] });
     if (res.status === 401) {
       await drain(res);
-      throw new KilnError(`login to ${name} failed: invalid username or password`);
+      throw new KilnError("REGISTRY_AUTH", `login to ${name} failed: invalid username or password`);
     }
     await client.expect(res, [200], "login");
     await drain(res);

@@ -44,6 +44,6 @@ export interface RegistryOptions {
   concurrency?: number;
   /** Structured per-blob progress (bytes done/total), also reported as pull-progress/push-progress build events. */
   onProgress?: (ev: TransferProgress) => void;
-  /** Cancels the operation, mid-blob too: it rejects with the signal's reason (an AbortError by default). */
+  /** Cancels the operation, mid-blob too: it rejects with an AbortError whose cause is the signal's reason. */
   signal?: AbortSignal;
 }

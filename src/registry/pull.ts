@@ -5,14 +5,16 @@
 // later cross-repo mounts.
 import { createHash } from "node:crypto";
 import { pipeline } from "node:stream/promises";
-import { KilnError } from "../errors.js";
+import { KilnError, abortable, throwIfAborted } from "../errors.js";
+import { statusError } from "./http-error.js";
 import type { Image, Layer } from "../image/image.js";
 import { storeImage, type ImageSource } from "../image/source.js";
 import { MediaType, isDigest, type Descriptor, type Digest, type ImageConfig, type Index, type Manifest, type Platform } from "../image/oci.js";
 import { formatPlatform, platformMatches, selectManifest } from "../image/platform.js";
 import { familiarName, referenceTarget, toReference, type Reference } from "../image/reference.js";
 import type { BlobStore } from "../store/blob-store.js";
-import { RegistryClient, header, pullScope, readBody, type RegistryResponse } from "./client.js";
+import { RegistryClient, pullScope } from "./client.js";
+import { header, readBody, type RegistryResponse } from "./response.js";
 import { ExactLength } from "./exact-length.js";
 import { mapLimit } from "./limit.js";
 import type { RegistryOptions } from "./options.js";
@@ -73,7 +75,7 @@ export function manifestMediaType(doc: unknown, contentType: string | undefined)
 
 function checkDescriptor(d: Descriptor | undefined, what: string, where: string): Descriptor {
   if (!d || typeof d !== "object" || !isDigest(String(d.digest)) || typeof d.size !== "number" || d.size < 0 || !Number.isSafeInteger(d.size)) {
-    throw new KilnError(`${where}: invalid ${what} descriptor`);
+    throw new KilnError("MANIFEST_INVALID", `${where}: invalid ${what} descriptor`);
   }
   return d;
 }
@@ -100,31 +102,31 @@ export async function fetchManifest(
     headers: { accept: MANIFEST_ACCEPT },
   });
   if (res.status === 404) {
-    await readBody(res, 64 * 1024).catch(() => undefined);
-    throw new KilnError(`image ${name} not found in registry ${ref.registry}: manifest unknown`);
+    const body = await readBody(res, 64 * 1024).catch(() => Buffer.alloc(0));
+    throw statusError(`image ${name} not found in registry ${ref.registry}: manifest unknown`, 404, body, { registry: ref.registry, url: res.url }, "REGISTRY_MANIFEST_UNKNOWN");
   }
   await client.expect(res, [200], `GET manifest ${name}`);
   const bytes = await readBody(res, MANIFEST_LIMIT);
   const digest = sha256(bytes);
   if (isDigest(target) && digest !== target) {
-    throw new KilnError(`registry ${ref.registry}: manifest digest mismatch for ${name}: got ${digest}`);
+    throw new KilnError("BLOB_DIGEST_MISMATCH", `registry ${ref.registry}: manifest digest mismatch for ${name}: got ${digest}`);
   }
   if (expected && expected.size !== bytes.length) {
-    throw new KilnError(`registry ${ref.registry}: manifest size mismatch for ${name}: expected ${expected.size} bytes, got ${bytes.length}`);
+    throw new KilnError("BLOB_SIZE_MISMATCH", `registry ${ref.registry}: manifest size mismatch for ${name}: expected ${expected.size} bytes, got ${bytes.length}`);
   }
   const claimed = header(res, "docker-content-digest");
   if (claimed !== undefined && claimed !== digest && claimed.startsWith("sha256:")) {
-    throw new KilnError(`registry ${ref.registry}: Docker-Content-Digest ${claimed} does not match the manifest it sent (${digest})`);
+    throw new KilnError("BLOB_DIGEST_MISMATCH", `registry ${ref.registry}: Docker-Content-Digest ${claimed} does not match the manifest it sent (${digest})`);
   }
   let doc: Manifest | Index;
   try {
     doc = JSON.parse(bytes.toString("utf8")) as Manifest | Index;
   } catch {
-    throw new KilnError(`registry ${ref.registry}: manifest for ${name} is not valid JSON`);
+    throw new KilnError("MANIFEST_INVALID", `registry ${ref.registry}: manifest for ${name} is not valid JSON`);
   }
   const mediaType = manifestMediaType(doc, header(res, "content-type"));
   if (!isIndexType(mediaType) && !isManifestType(mediaType)) {
-    throw new KilnError(`registry ${ref.registry}: unsupported manifest type "${mediaType ?? "unknown"}" for ${name}`);
+    throw new KilnError("MANIFEST_INVALID", `registry ${ref.registry}: unsupported manifest type "${mediaType ?? "unknown"}" for ${name}`);
   }
   await store.putBytes(bytes);
   return { descriptor: { mediaType: mediaType as string, digest, size: bytes.length }, bytes, doc };
@@ -138,9 +140,9 @@ export async function fetchManifest(
 export async function fetchBlob(client: RegistryClient, ref: Reference, desc: Descriptor, store: BlobStore, options: RegistryOptions, maxSize?: number): Promise<void> {
   const what = `blob ${desc.digest} of ${ref.repository}`;
   if (maxSize !== undefined && desc.size > maxSize) {
-    throw new KilnError(`registry ${ref.registry}: ${what}: its descriptor gives ${desc.size} bytes, more than the ${maxSize} allowed for it`);
+    throw new KilnError("BLOB_TOO_LARGE", `registry ${ref.registry}: ${what}: its descriptor gives ${desc.size} bytes, more than the ${maxSize} allowed for it`);
   }
-  options.signal?.throwIfAborted();
+  throwIfAborted(options.signal);
   if (await store.has(desc.digest)) {
     options.onProgress?.(progressEvent("pull", desc.digest, desc.size, desc.size, Date.now(), "exists"));
     return;
@@ -157,7 +159,7 @@ export async function fetchBlob(client: RegistryClient, ref: Reference, desc: De
     const announced = header(res, "content-length");
     if (announced !== undefined && Number(announced) !== desc.size) {
       res.body.destroy();
-      throw new KilnError(`registry ${ref.registry}: ${what}: the server announces ${announced} bytes, the descriptor gives ${desc.size}`);
+      throw new KilnError("BLOB_SIZE_MISMATCH", `registry ${ref.registry}: ${what}: the server announces ${announced} bytes, the descriptor gives ${desc.size}`);
     }
     const counter = new ProgressCounter("pull", desc.digest, desc.size, options.onProgress);
     // (owns the error handling of all three from the start: a body can fail before the store reads it)
@@ -169,7 +171,7 @@ export async function fetchBlob(client: RegistryClient, ref: Reference, desc: De
     } catch (caught) {
       const err = await feeding.then(() => caught, (first: unknown) => first);
       if (err instanceof KilnError && /mismatch/.test(err.message)) {
-        throw new KilnError(`registry ${ref.registry}: ${what}: ${err.message}`);
+        throw new KilnError("MANIFEST_INVALID", `registry ${ref.registry}: ${what}: ${err.message}`);
       }
       throw client.bodyError(err, `GET ${what}`);
     }
@@ -182,14 +184,14 @@ async function imageFromStore(store: BlobStore, manifest: Manifest, where: strin
   const config = await store.readJSON<ImageConfig>(manifest.config.digest);
   const diffIDs = config.rootfs?.diff_ids ?? [];
   if (!Array.isArray(diffIDs) || diffIDs.length !== manifest.layers.length) {
-    throw new KilnError(`${where}: config lists ${Array.isArray(diffIDs) ? diffIDs.length : 0} layers but the manifest has ${manifest.layers.length}`);
+    throw new KilnError("MANIFEST_INVALID", `${where}: config lists ${Array.isArray(diffIDs) ? diffIDs.length : 0} layers but the manifest has ${manifest.layers.length}`);
   }
   const layers: Layer[] = manifest.layers.map((d, i) => ({ descriptor: d, diffID: diffIDs[i] }));
   return { config, layers };
 }
 
 function validateManifest(m: Manifest, where: string): Manifest {
-  if (!m || typeof m !== "object" || !Array.isArray(m.layers)) throw new KilnError(`${where}: manifest has no layers list`);
+  if (!m || typeof m !== "object" || !Array.isArray(m.layers)) throw new KilnError("MANIFEST_INVALID", `${where}: manifest has no layers list`);
   checkDescriptor(m.config, "config", where);
   m.layers.forEach((l) => checkDescriptor(l, "layer", where));
   return m;
@@ -222,7 +224,11 @@ async function resolveLocal(store: BlobStore, ref: Reference, platform: Platform
 }
 
 /** Pull `ref` for `options.platform` into `options.store` (`options.signal` cancels it, mid-blob too). */
-export async function pullImage(refIn: string | Reference, options: PullOptions): Promise<PullResult> {
+export function pullImage(refIn: string | Reference, options: PullOptions): Promise<PullResult> {
+  return abortable(options.signal, () => pull(refIn, options));
+}
+
+async function pull(refIn: string | Reference, options: PullOptions): Promise<PullResult> {
   const ref = toReference(refIn);
   const { store, platform } = options;
   const policy = options.pull ?? "always";
@@ -230,7 +236,7 @@ export async function pullImage(refIn: string | Reference, options: PullOptions)
     const local = await resolveLocal(store, ref, platform);
     if (local) return local;
     if (policy === "never") {
-      throw new KilnError(`image ${familiarName(ref)} is not in the local store and pull policy is "never"`);
+      throw new KilnError("IMAGE_NOT_LOCAL", `image ${familiarName(ref)} is not in the local store and pull policy is "never"`);
     }
   }
   const client = new RegistryClient(ref.registry, options);
@@ -240,17 +246,17 @@ export async function pullImage(refIn: string | Reference, options: PullOptions)
     let manifestFetched = top;
     if (isIndexType(top.descriptor.mediaType)) {
       const index = top.doc as Index;
-      if (!Array.isArray(index.manifests)) throw new KilnError(`registry ${ref.registry}: index for ${familiarName(ref)} has no manifests`);
+      if (!Array.isArray(index.manifests)) throw new KilnError("MANIFEST_INVALID", `registry ${ref.registry}: index for ${familiarName(ref)} has no manifests`);
       let chosen: Descriptor;
       try {
         chosen = checkDescriptor(selectManifest(index, platform), "manifest", `index of ${familiarName(ref)}`);
       } catch (err) {
-        if (err instanceof KilnError) throw new KilnError(`image ${familiarName(ref)}: ${err.message}`);
+        if (err instanceof KilnError) throw new KilnError("MANIFEST_INVALID", `image ${familiarName(ref)}: ${err.message}`);
         throw err;
       }
       manifestFetched = await fetchManifest(client, ref, chosen.digest, store, chosen);
       if (!isManifestType(manifestFetched.descriptor.mediaType)) {
-        throw new KilnError(`registry ${ref.registry}: ${chosen.digest} in the index of ${familiarName(ref)} is not an image manifest`);
+        throw new KilnError("MANIFEST_INVALID", `registry ${ref.registry}: ${chosen.digest} in the index of ${familiarName(ref)} is not an image manifest`);
       }
     }
     const where = `image ${familiarName(ref)}`;
@@ -262,7 +268,7 @@ export async function pullImage(refIn: string | Reference, options: PullOptions)
       // a single-platform image must still be for the platform asked for
       const have: Platform = { os: config.os, architecture: config.architecture, variant: config.variant };
       if (!platformMatches(platform, have)) {
-        throw new KilnError(`image ${familiarName(ref)} is for ${formatPlatform(have)}, not ${formatPlatform(platform)}`);
+        throw new KilnError("PLATFORM_MISMATCH", `image ${familiarName(ref)} is for ${formatPlatform(have)}, not ${formatPlatform(platform)}`);
       }
     }
     await mapLimit(manifest.layers, options.concurrency ?? 4, (l) => fetchBlob(client, ref, l, store, options));

@@ -3,13 +3,14 @@
 // then manifests, then the index, then every tag; the registry's Docker-Content-Digest must
 // match the digest kiln computed.
 import { createHash } from "node:crypto";
-import { KilnError } from "../errors.js";
+import { KilnError, abortable, throwIfAborted } from "../errors.js";
 import { OciLayout } from "../image/layout.js";
 import { layoutBlobs, storeBlobs, type ImageSource } from "../image/source.js";
 import { MediaType, isDigest, type Descriptor, type Digest, type Index, type Manifest } from "../image/oci.js";
 import { familiarName, formatReference, toReference, type Reference } from "../image/reference.js";
 import type { BlobStore } from "../store/blob-store.js";
-import { ClientPool, RegistryClient, drain, header, pullScope, pushScope } from "./client.js";
+import { ClientPool, RegistryClient, pullScope, pushScope } from "./client.js";
+import { drain, header } from "./response.js";
 import { mapLimit } from "./limit.js";
 import type { RegistryOptions } from "./options.js";
 import { isIndexType, isManifestType, manifestMediaType } from "./pull.js";
@@ -50,11 +51,11 @@ interface PushPlan {
 const NON_DISTRIBUTABLE = /(foreign|nondistributable)/;
 
 async function readVerified(source: BlobSource, d: Descriptor, what: string): Promise<Buffer> {
-  if (!isDigest(d.digest)) throw new KilnError(`invalid ${what} digest ${JSON.stringify(d.digest)}`);
+  if (!isDigest(d.digest)) throw new KilnError("DIGEST_INVALID", `invalid ${what} digest ${JSON.stringify(d.digest)}`);
   const bytes = await source.readBytes(d.digest);
   const got = sha256(bytes);
-  if (got !== d.digest) throw new KilnError(`${what} ${d.digest} is corrupt (its content hashes to ${got})`);
-  if (d.size !== bytes.length) throw new KilnError(`${what} ${d.digest} is ${bytes.length} bytes, its descriptor says ${d.size}`);
+  if (got !== d.digest) throw new KilnError("BLOB_DIGEST_MISMATCH", `${what} ${d.digest} is corrupt (its content hashes to ${got})`);
+  if (d.size !== bytes.length) throw new KilnError("BLOB_SIZE_MISMATCH", `${what} ${d.digest} is ${bytes.length} bytes, its descriptor says ${d.size}`);
   return bytes;
 }
 
@@ -66,19 +67,19 @@ async function planPush(source: BlobSource, root: Descriptor): Promise<PushPlan>
   const seen = new Set<string>();
 
   const visit = async (d: Descriptor, depth: number): Promise<ManifestDoc> => {
-    if (depth > 4) throw new KilnError(`image indexes nested too deeply`);
+    if (depth > 4) throw new KilnError("MANIFEST_INVALID", `image indexes nested too deeply`);
     const bytes = await readVerified(source, d, "manifest");
     let doc: Manifest | Index;
     try {
       doc = JSON.parse(bytes.toString("utf8")) as Manifest | Index;
     } catch {
-      throw new KilnError(`manifest ${d.digest} is not valid JSON`);
+      throw new KilnError("MANIFEST_INVALID", `manifest ${d.digest} is not valid JSON`);
     }
     const mediaType = manifestMediaType(doc, d.mediaType) ?? d.mediaType;
     const md: ManifestDoc = { descriptor: { mediaType, digest: d.digest, size: d.size }, bytes };
     if (isIndexType(mediaType)) {
       const idx = doc as Index;
-      if (!Array.isArray(idx.manifests)) throw new KilnError(`index ${d.digest} has no manifests list`);
+      if (!Array.isArray(idx.manifests)) throw new KilnError("MANIFEST_INVALID", `index ${d.digest} has no manifests list`);
       for (const child of idx.manifests) {
         if (seen.has(child.digest)) continue;
         seen.add(child.digest);
@@ -87,16 +88,16 @@ async function planPush(source: BlobSource, root: Descriptor): Promise<PushPlan>
       }
     } else if (isManifestType(mediaType) || (doc as Manifest).config !== undefined) {
       const m = doc as Manifest;
-      if (!m.config || !Array.isArray(m.layers)) throw new KilnError(`manifest ${d.digest} is malformed`);
-      if (!isDigest(m.config.digest)) throw new KilnError(`manifest ${d.digest} has an invalid config digest`);
+      if (!m.config || !Array.isArray(m.layers)) throw new KilnError("MANIFEST_INVALID", `manifest ${d.digest} is malformed`);
+      if (!isDigest(m.config.digest)) throw new KilnError("MANIFEST_INVALID", `manifest ${d.digest} has an invalid config digest`);
       configs.set(m.config.digest, m.config);
       for (const l of m.layers) {
-        if (!isDigest(l.digest)) throw new KilnError(`manifest ${d.digest} has an invalid layer digest`);
+        if (!isDigest(l.digest)) throw new KilnError("MANIFEST_INVALID", `manifest ${d.digest} has an invalid layer digest`);
         if (l.urls && l.urls.length > 0 && NON_DISTRIBUTABLE.test(l.mediaType)) continue;
         blobs.set(l.digest, l);
       }
     } else {
-      throw new KilnError(`${d.digest}: unsupported manifest media type ${mediaType}`);
+      throw new KilnError("MANIFEST_INVALID", `${d.digest}: unsupported manifest media type ${mediaType}`);
     }
     return md;
   };
@@ -125,7 +126,7 @@ async function putManifest(client: RegistryClient, ref: Reference, scopes: strin
   const got = header(res, "docker-content-digest");
   await drain(res);
   if (got !== undefined && got !== "" && got !== doc.descriptor.digest) {
-    throw new KilnError(`registry ${ref.registry}: stored manifest as ${got}, but kiln computed ${doc.descriptor.digest}`);
+    throw new KilnError("BLOB_DIGEST_MISMATCH", `registry ${ref.registry}: stored manifest as ${got}, but kiln computed ${doc.descriptor.digest}`);
   }
 }
 
@@ -145,7 +146,7 @@ async function pushOne(pool: ClientPool, source: BlobSource, plan: PushPlan, ref
   client.useRepository(ref.repository);
   const root = plan.root.descriptor;
   if (ref.digest && ref.digest !== root.digest) {
-    throw new KilnError(`cannot push to ${formatReference(ref)}: the image's digest is ${root.digest}`);
+    throw new KilnError("REFERENCE_INVALID", `cannot push to ${formatReference(ref)}: the image's digest is ${root.digest}`);
   }
   const all = [...plan.blobs, ...plan.configs];
   const mounts = new Map<string, string>();
@@ -164,12 +165,12 @@ async function pushOne(pool: ClientPool, source: BlobSource, plan: PushPlan, ref
   const concurrency = options.concurrency ?? 4;
   for (const group of [plan.blobs, plan.configs]) {
     await mapLimit(group, concurrency, async (d) => {
-      options.signal?.throwIfAborted();
+      throwIfAborted(options.signal);
       await uploadBlob(target, source, d, mounts.get(d.digest));
       await record(d);
     });
   }
-  options.signal?.throwIfAborted();
+  throwIfAborted(options.signal);
   for (const child of plan.children) {
     if (await manifestExists(client, ref, scopes, child.descriptor.digest)) continue;
     await putManifest(client, ref, scopes, child, child.descriptor.digest);
@@ -186,9 +187,12 @@ export function pushImage(image: ImageSource, refs: Array<string | Reference>, o
 }
 
 /** Push the manifest or index `root` (whose blobs `source` serves) to every reference in `refs`. */
-export async function pushRoot(source: BlobSource, root: Descriptor, refs: Array<string | Reference>, options: PushOptions = {}): Promise<PushResult> {
-  options.signal?.throwIfAborted();
-  if (refs.length === 0) throw new KilnError("push: no destination reference given");
+export function pushRoot(source: BlobSource, root: Descriptor, refs: Array<string | Reference>, options: PushOptions = {}): Promise<PushResult> {
+  return abortable(options.signal, () => pushAll(source, root, refs, options));
+}
+
+async function pushAll(source: BlobSource, root: Descriptor, refs: Array<string | Reference>, options: PushOptions): Promise<PushResult> {
+  if (refs.length === 0) throw new KilnError("OPTION_INVALID", "push: no destination reference given");
   const targets = refs.map(toReference);
   const plan = await planPush(source, root);
   const pool = new ClientPool(options);

@@ -8,6 +8,7 @@ import { isDigest, type Descriptor, type Digest } from "../image/oci.js";
 import { formatReference, type Reference } from "../image/reference.js";
 import type { BlobStore } from "../store/blob-store.js";
 import { writeFileAtomic } from "../store/atomic-file.js";
+import { KilnError } from "../errors.js";
 
 export interface BlobOrigin {
   registry: string;
@@ -17,7 +18,7 @@ export interface BlobOrigin {
 const MAX_ORIGINS = 8;
 
 function hexOf(d: Digest): string {
-  if (!isDigest(d)) throw new Error(`not a sha256 digest: ${d}`);
+  if (!isDigest(d)) throw new KilnError("DIGEST_INVALID", `not a sha256 digest: ${d}`);
   return d.slice("sha256:".length);
 }
 

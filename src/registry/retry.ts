@@ -1,13 +1,13 @@
 // Retry policy for registry traffic: which failures are transient, and exponential backoff with
 // jitter that honours Retry-After.
-import { KilnError } from "../errors.js";
+import { AbortError, RegistryError, abortError, throwIfAborted, type RegistryErrorDetails } from "../errors.js";
 import type { RetryOptions } from "./options.js";
 
 export interface RetryPolicy {
   attempts: number;
   baseDelayMs: number;
   maxDelayMs: number;
-  /** Once aborted, nothing is retried: the signal's reason is thrown. */
+  /** Once aborted, nothing is retried: an AbortError (cause: the signal's reason) is thrown. */
   signal?: AbortSignal;
 }
 
@@ -22,9 +22,9 @@ export function retryPolicy(o: RetryOptions | undefined): RetryPolicy {
 export const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
 
 /** Thrown for a transient HTTP status so callers' retry loops can back off and try again. */
-export class RetryableStatus extends KilnError {
-  constructor(readonly status: number, readonly retryAfterMs: number | undefined, message: string) {
-    super(message);
+export class RetryableStatus extends RegistryError {
+  constructor(status: number, readonly retryAfterMs: number | undefined, message: string, where: Omit<RegistryErrorDetails, "status">) {
+    super("REGISTRY_RETRYABLE", message, { status, ...where });
     this.name = "RetryableStatus";
   }
 }
@@ -67,10 +67,10 @@ export function backoffDelay(p: RetryPolicy, failures: number, retryAfterMs?: nu
 
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
+    if (signal?.aborted) return reject(abortError(signal));
     const onAbort = (): void => {
       clearTimeout(timer);
-      reject(signal?.reason);
+      reject(signal ? abortError(signal) : new AbortError());
     };
     const timer = setTimeout(() => {
       signal?.removeEventListener("abort", onAbort);
@@ -83,11 +83,11 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 /** Run `fn` until it succeeds, retrying transient failures with backoff. */
 export async function withRetry<T>(p: RetryPolicy, fn: (attempt: number) => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
-    p.signal?.throwIfAborted();
+    throwIfAborted(p.signal);
     try {
       return await fn(attempt);
     } catch (err) {
-      if (p.signal?.aborted) throw p.signal.reason;
+      if (p.signal?.aborted) throw abortError(p.signal);
       const transient = err instanceof RetryableStatus || isTransientNetworkError(err);
       if (!transient || attempt >= p.attempts) throw err;
       const ra = err instanceof RetryableStatus ? err.retryAfterMs : undefined;

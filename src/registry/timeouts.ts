@@ -23,7 +23,7 @@ export function resolveTimeouts(t: RegistryTimeouts | undefined): Required<Regis
 /** A request that ran past the total limit (not retried: the limit is the caller's budget). */
 export class RegistryDeadline extends KilnError {
   constructor(message: string) {
-    super(message);
+    super("REGISTRY_TIMEOUT", message);
     this.name = "RegistryDeadline";
   }
 }
@@ -62,11 +62,11 @@ export function parseRegistryTimeout(spec: string): RegistryTimeouts {
     const key = eq < 0 ? "idle" : part.slice(0, eq).trim();
     const value = eq < 0 ? part : part.slice(eq + 1);
     const ms = parseDuration(value);
-    if (ms <= 0) throw new UsageError(`--registry-timeout: ${key} must be longer than 0`);
+    if (ms <= 0) throw new UsageError("OPTION_INVALID", `--registry-timeout: ${key} must be longer than 0`);
     if (key === "connect") out.connectMs = ms;
     else if (key === "idle") out.idleMs = ms;
     else if (key === "total") out.totalMs = ms;
-    else throw new UsageError(`--registry-timeout: unknown limit "${key}" (connect, idle, total)`);
+    else throw new UsageError("OPTION_INVALID", `--registry-timeout: unknown limit "${key}" (connect, idle, total)`);
   }
   return out;
 }

@@ -6,7 +6,8 @@ import type { Readable } from "node:stream";
 import { KilnError } from "../errors.js";
 import type { Descriptor, Digest } from "../image/oci.js";
 import type { BlobReader } from "../image/source.js";
-import { RegistryClient, drain, header, type RegistryResponse } from "./client.js";
+import { RegistryClient } from "./client.js";
+import { drain, header, type RegistryResponse } from "./response.js";
 import type { RegistryOptions } from "./options.js";
 import { ProgressCounter, progressEvent } from "./progress.js";
 import { withRetry } from "./retry.js";
@@ -26,7 +27,7 @@ export interface UploadTarget {
 
 function location(res: RegistryResponse, what: string, registry: string): URL {
   const loc = header(res, "location");
-  if (!loc) throw new KilnError(`registry ${registry}: ${what}: ${res.status} response without a Location header`);
+  if (!loc) throw new KilnError("REGISTRY_PROTOCOL", `registry ${registry}: ${what}: ${res.status} response without a Location header`);
   // resolved against the URL that answered, keeping the Location's own query (upload state)
   return new URL(loc, res.url);
 }
@@ -34,7 +35,7 @@ function location(res: RegistryResponse, what: string, registry: string): URL {
 function checkDigestHeader(res: RegistryResponse, want: Digest, registry: string): void {
   const got = header(res, "docker-content-digest");
   if (got !== undefined && got !== "" && got !== want) {
-    throw new KilnError(`registry ${registry}: stored blob as ${got}, but kiln computed ${want}`);
+    throw new KilnError("BLOB_DIGEST_MISMATCH", `registry ${registry}: stored blob as ${got}, but kiln computed ${want}`);
   }
 }
 
@@ -76,14 +77,14 @@ class ChunkReader {
       this.pos += this.pending.length;
       this.pending = Buffer.alloc(0);
       const n = await iter.next();
-      if (n.done) throw new KilnError(`blob ${this.digest} is shorter than its descriptor says`);
+      if (n.done) throw new KilnError("BLOB_SIZE_MISMATCH", `blob ${this.digest} is shorter than its descriptor says`);
       this.pending = n.value;
     }
     const parts: Buffer[] = [this.pending];
     let have = this.pending.length;
     while (have < length) {
       const n = await iter.next();
-      if (n.done) throw new KilnError(`blob ${this.digest} is shorter than its descriptor says`);
+      if (n.done) throw new KilnError("BLOB_SIZE_MISMATCH", `blob ${this.digest} is shorter than its descriptor says`);
       parts.push(n.value);
       have += n.value.length;
     }
@@ -148,7 +149,7 @@ async function putChunked(t: UploadTarget, source: BlobSource, desc: Descriptor,
       if (res.status === 416) {
         // the registry has a different idea of how much it holds: ask, then resume there
         await drain(res);
-        if (++recoveries > 5) throw new KilnError(`registry ${t.client.registry}: upload of ${desc.digest} keeps failing with 416`);
+        if (++recoveries > 5) throw new KilnError("REGISTRY_PROTOCOL", `registry ${t.client.registry}: upload of ${desc.digest} keeps failing with 416`);
         const status = await t.client.request({ method: "GET", url, scopes: t.scopes });
         await t.client.expect(status, [204, 200], `upload status of ${desc.digest}`);
         await drain(status);
@@ -161,7 +162,7 @@ async function putChunked(t: UploadTarget, source: BlobSource, desc: Descriptor,
         checkDigestHeader(res, desc.digest, t.client.registry);
         await drain(res);
         if (offset + len >= desc.size) completed = true;
-        else throw new KilnError(`registry ${t.client.registry}: closed the upload of ${desc.digest} before the last chunk`);
+        else throw new KilnError("REGISTRY_PROTOCOL", `registry ${t.client.registry}: closed the upload of ${desc.digest} before the last chunk`);
         offset += len;
         break;
       }

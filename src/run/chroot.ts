@@ -49,7 +49,7 @@ export function staticBusybox(): string | null {
 
 function findTool(name: string): string {
   for (const d of ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]) if (existsSync(`${d}/${name}`)) return `${d}/${name}`;
-  throw new KilnError(`chroot isolation needs "${name}" (Debian packages util-linux and coreutils)`);
+  throw new KilnError("ISOLATION_UNAVAILABLE", `chroot isolation needs "${name}" (Debian packages util-linux and coreutils)`);
 }
 
 class ChrootRunner implements Runner {
@@ -72,7 +72,7 @@ class ChrootRunner implements Runner {
       const user = await resolveUser(spec.rootfs, spec.user);
       const maps = this.rootless ? hostIdMappings() : null;
       if (maps?.single && (user.uid !== 0 || user.gid !== 0)) {
-        throw new KilnError(
+        throw new KilnError("ISOLATION_UNAVAILABLE", 
           `rootless RUN as USER ${spec.user} needs subordinate ids: add a range for this user to /etc/subuid and /etc/subgid (and install uidmap), or run as root`,
         );
       }

@@ -109,7 +109,7 @@ export class InPlace {
     const label = m.label ?? `the ${m.target} mount`;
     const resolved = await resolveInRoot(this.rootfs, m.target, { followFinal: true });
     if (lstatSync(resolved, { throwIfNoEntry: false })) {
-      throw new KilnError(`${label}: isolation "plain-chroot" cannot mount over ${m.target}, which exists in the image (no mount(2) here); use a target that does not exist`);
+      throw new KilnError("RUN_MOUNT_INVALID", `${label}: isolation "plain-chroot" cannot mount over ${m.target}, which exists in the image (no mount(2) here); use a target that does not exist`);
     }
     const source = m.type === "bind" ? (m.source as string) : undefined;
     // the target's parent, resolved inside the rootfs (created as stubs when missing)

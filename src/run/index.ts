@@ -42,7 +42,7 @@ function buildRunner(isolation: ConcreteIsolation, report: PreflightReport, opti
   switch (isolation) {
     case "oci": {
       const runtime = pickRuntime(options.runtime);
-      if (!runtime) throw new KilnError(`isolation "oci" needs an OCI runtime: install ${options.runtime ?? "crun or runc"} (Debian packages crun / runc)`);
+      if (!runtime) throw new KilnError("ISOLATION_UNAVAILABLE", `isolation "oci" needs an OCI runtime: install ${options.runtime ?? "crun or runc"} (Debian packages crun / runc)`);
       return createOciRunner({ runtime, ...workDir });
     }
     case "chroot":

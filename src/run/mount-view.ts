@@ -63,7 +63,7 @@ export class MountView {
    */
   resolve(target: string, label: string, options: { followFinal?: boolean } = {}): ResolvedTarget {
     const refuse = (why: string): never => {
-      throw new KilnError(`${label}: target ${target} ${why}`);
+      throw new KilnError("RUN_MOUNT_INVALID", `${label}: target ${target} ${why}`);
     };
     const resolved: string[] = [];
     const pending = components(target).reverse();

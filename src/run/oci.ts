@@ -187,7 +187,7 @@ class OciRunner implements Runner {
 
 export function createOciRunner(opts: OciOptions): Runner {
   if (opts.runtime === "crun" && process.getuid?.() !== 0 && crunNeedsHybridWorkaround()) {
-    throw new KilnError("rootless crun cannot run on this host's hybrid cgroup layout (controllers attached to cgroup v2 under /sys/fs/cgroup/unified): use runc or chroot isolation");
+    throw new KilnError("ISOLATION_UNAVAILABLE", "rootless crun cannot run on this host's hybrid cgroup layout (controllers attached to cgroup v2 under /sys/fs/cgroup/unified): use runc or chroot isolation");
   }
   return new OciRunner(opts);
 }

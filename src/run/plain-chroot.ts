@@ -49,7 +49,7 @@ export function plainChrootPrelude(setpriv: string, capBnd?: readonly string[]):
 
 function hostTool(name: string): string {
   for (const d of ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]) if (lstatSync(`${d}/${name}`, { throwIfNoEntry: false })) return `${d}/${name}`;
-  throw new KilnError(`isolation "plain-chroot" needs "${name}" (Debian packages util-linux and coreutils)`);
+  throw new KilnError("ISOLATION_UNAVAILABLE", `isolation "plain-chroot" needs "${name}" (Debian packages util-linux and coreutils)`);
 }
 
 /** argv[0] looked up in the image's PATH (as Docker does), so nothing on the way can pick a busybox applet. */
@@ -97,7 +97,7 @@ class PlainChrootRunner implements Runner {
     const setpriv = hostTool("setpriv");
     const chroot = hostTool("chroot");
     const busybox = staticBusybox();
-    if (!busybox) throw new KilnError(`isolation "plain-chroot" needs a static busybox on the host (Debian package busybox-static)`);
+    if (!busybox) throw new KilnError("ISOLATION_UNAVAILABLE", `isolation "plain-chroot" needs a static busybox on the host (Debian package busybox-static)`);
     const runDir = await createWorkDir(this.workDir ?? join(defaultCacheDir(), "run"), "plain-");
     const targets = new MountTargets(spec.rootfs);
     const place = new InPlace(spec.rootfs, targets);
@@ -116,7 +116,7 @@ class PlainChrootRunner implements Runner {
       const cwd = spec.cwd === "" ? "/" : spec.cwd;
       const argv = [await resolveCommand(spec.rootfs, spec.argv[0] ?? "", spec.env), ...spec.argv.slice(1)];
       const hasSh = lstatSync(await resolveInRoot(spec.rootfs, "/bin/sh", { followFinal: true }), { throwIfNoEntry: false }) !== undefined;
-      if (cwd !== "/" && !hasSh) throw new KilnError(`isolation "plain-chroot" needs /bin/sh in the image to enter WORKDIR ${cwd}`);
+      if (cwd !== "/" && !hasSh) throw new KilnError("ISOLATION_UNAVAILABLE", `isolation "plain-chroot" needs /bin/sh in the image to enter WORKDIR ${cwd}`);
       const inner = cwd === "/" ? argv : ["/bin/sh", "-c", 'cd -- "$0" && exec "$@"', cwd, ...argv];
       const groups = user.additionalGids.length > 0 ? [`--groups=${user.additionalGids.join(",")}`] : [];
       const args = [

@@ -193,8 +193,8 @@ export interface IsolationChoice {
 export function chooseIsolation(requested: Isolation, report: PreflightReport): IsolationChoice {
   if (requested !== "auto") {
     const m = report.modes[requested];
-    if (!m) throw new KilnError(`unknown isolation "${String(requested)}" (use ${ISOLATIONS.join(", ")})`);
-    if (!m.ok) throw new KilnError(`isolation "${requested}" cannot work here: ${m.reason}`);
+    if (!m) throw new KilnError("OPTION_INVALID", `unknown isolation "${String(requested)}" (use ${ISOLATIONS.join(", ")})`);
+    if (!m.ok) throw new KilnError("ISOLATION_UNAVAILABLE", `isolation "${requested}" cannot work here: ${m.reason}`);
     return { isolation: requested, why: "requested" };
   }
   const failed: string[] = [];
@@ -203,7 +203,7 @@ export function chooseIsolation(requested: Isolation, report: PreflightReport): 
     if (m.ok) return { isolation: mode, why: failed.length === 0 ? "strongest available" : `${failed.join("; ")}` };
     failed.push(`${mode}: ${m.reason}`);
   }
-  throw new KilnError(
+  throw new KilnError("ISOLATION_UNAVAILABLE", 
     `no RUN isolation works here (uid ${report.uid}): ${failed.join("; ")}. ` +
       "oci and chroot need unshare and mount (CAP_SYS_ADMIN or user namespaces, unconfined seccomp); plain-chroot needs root with CAP_SYS_CHROOT and CAP_SETPCAP; proot needs ptrace",
   );

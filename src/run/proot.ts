@@ -21,7 +21,7 @@ const DEV_NODES = ["null", "zero", "full", "random", "urandom", "tty"];
 
 function prootTool(): string {
   for (const d of ["/usr/bin", "/usr/local/bin", "/bin"]) if (existsSync(`${d}/proot`)) return `${d}/proot`;
-  throw new KilnError(`isolation "proot" needs proot (Debian package proot)`);
+  throw new KilnError("ISOLATION_UNAVAILABLE", `isolation "proot" needs proot (Debian package proot)`);
 }
 
 class ProotRunner implements Runner {
@@ -41,7 +41,7 @@ class ProotRunner implements Runner {
     try {
       const user = await resolveUser(spec.rootfs, spec.user);
       if (this.uid !== 0 && (user.uid !== 0 || user.gid !== 0)) {
-        throw new KilnError(`isolation "proot" as non-root kiln cannot run a step as USER ${spec.user}: its files would be recorded with the wrong owner (run kiln as root, or drop USER before this RUN)`);
+        throw new KilnError("ISOLATION_UNAVAILABLE", `isolation "proot" as non-root kiln cannot run a step as USER ${spec.user}: its files would be recorded with the wrong owner (run kiln as root, or drop USER before this RUN)`);
       }
       await ensureCwd(spec.rootfs, spec.cwd);
       const etc = await writeEtcFiles(runDir, spec.hostname ?? newHostname());

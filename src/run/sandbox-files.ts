@@ -233,7 +233,7 @@ export async function placeMounts(spec: RunSpec, targets: MountTargets, etc: Etc
   const mounts: PlacedRunMount[] = [];
   for (const m of all) {
     const label = m.label ?? `the ${m.target} mount`;
-    if (m.type === "bind" && !m.source) throw new KilnError(`${label}: bind mount has no source`);
+    if (m.type === "bind" && !m.source) throw new KilnError("RUN_MOUNT_INVALID", `${label}: bind mount has no source`);
     const isDir = m.type === "tmpfs" || isDirectory(m.source as string);
     const r = view.resolve(m.target, label, { followFinal: true });
     const createInside = !r.exists && r.within !== undefined;

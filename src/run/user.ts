@@ -59,7 +59,7 @@ export async function resolveUser(rootfs: string, user: string): Promise<Resolve
   } else if (userPart === "root") {
     uid = 0;
   } else {
-    throw new KilnError(`unable to find user ${userPart}: no matching entries in passwd file`);
+    throw new KilnError("USER_UNKNOWN", `unable to find user ${userPart}: no matching entries in passwd file`);
   }
 
   let additionalGids: number[] = [];
@@ -67,7 +67,7 @@ export async function resolveUser(rootfs: string, user: string): Promise<Resolve
     if (isNumeric(groupPart)) gid = Number(groupPart);
     else {
       const g = groups.find((x) => x.name === groupPart);
-      if (!g) throw new KilnError(`unable to find group ${groupPart}: no matching entries in group file`);
+      if (!g) throw new KilnError("USER_UNKNOWN", `unable to find group ${groupPart}: no matching entries in group file`);
       gid = g.gid;
     }
     additionalGids = [gid];

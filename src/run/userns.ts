@@ -64,12 +64,12 @@ export function checkUserNamespaces(): void {
     }
   };
   if (read("/proc/sys/user/max_user_namespaces") === "0") {
-    throw new KilnError("rootless RUN needs user namespaces, but /proc/sys/user/max_user_namespaces is 0 (ask an administrator to raise it, or run kiln as root)");
+    throw new KilnError("ISOLATION_UNAVAILABLE", "rootless RUN needs user namespaces, but /proc/sys/user/max_user_namespaces is 0 (ask an administrator to raise it, or run kiln as root)");
   }
   if (read("/proc/sys/kernel/unprivileged_userns_clone") === "0") {
-    throw new KilnError("rootless RUN needs user namespaces, but kernel.unprivileged_userns_clone is 0 (sysctl -w kernel.unprivileged_userns_clone=1, or run kiln as root)");
+    throw new KilnError("ISOLATION_UNAVAILABLE", "rootless RUN needs user namespaces, but kernel.unprivileged_userns_clone is 0 (sysctl -w kernel.unprivileged_userns_clone=1, or run kiln as root)");
   }
   if (read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") === "1") {
-    throw new KilnError("rootless RUN needs user namespaces, but AppArmor restricts them (kernel.apparmor_restrict_unprivileged_userns=1); run kiln as root or allow it");
+    throw new KilnError("ISOLATION_UNAVAILABLE", "rootless RUN needs user namespaces, but AppArmor restricts them (kernel.apparmor_restrict_unprivileged_userns=1); run kiln as root or allow it");
   }
 }

@@ -1,7 +1,9 @@
 // Writing a small file so that readers see either the old content or the new, never a part:
-// write a temp name in the same directory, then rename over the target.
+// write a temp name in the same directory, then rename over the target. Also the write stream
+// for such temp files (created before the stream exists, so a clean-up never races its open).
 import { randomBytes } from "node:crypto";
-import { chmod, mkdir, rename, rm, writeFile } from "node:fs/promises";
+import type { WriteStream } from "node:fs";
+import { chmod, mkdir, open, rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
 export interface AtomicWriteOptions {
@@ -26,4 +28,14 @@ export async function writeFileAtomic(path: string, data: string | Buffer, optio
   } finally {
     await rm(tmp, { force: true });
   }
+}
+
+/**
+ * A write stream on `path`, created (exclusively) before it is returned. A stream from
+ * fs.createWriteStream opens its file later: when the pipeline feeding it fails at once, a
+ * `finally { rm(tmp) }` could run before that open and leave an empty temp file behind.
+ */
+export async function createdWriteStream(path: string, mode = 0o644): Promise<WriteStream> {
+  const fh = await open(path, "wx", mode);
+  return fh.createWriteStream();
 }

@@ -2,7 +2,8 @@
 // Every write goes to a temp file that is hashed while it streams and renamed to its digest only
 // when complete, so a crash never leaves a blob whose name is not its hash.
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, createWriteStream } from "node:fs";
+import { createReadStream } from "node:fs";
+import { createdWriteStream } from "./atomic-file.js";
 import { mkdir, rename, rm, stat, readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
@@ -91,13 +92,13 @@ export class BlobStore {
     const tmp = await this.tempPath();
     const counter = new HashCounter();
     try {
-      await pipeline(source, counter, createWriteStream(tmp));
+      await pipeline(source, counter, await createdWriteStream(tmp));
       const digest = counter.digest();
       if (expected && expected.digest !== digest) {
-        throw new KilnError(`digest mismatch: expected ${expected.digest}, got ${digest}`);
+        throw new KilnError("BLOB_DIGEST_MISMATCH", `digest mismatch: expected ${expected.digest}, got ${digest}`);
       }
       if (expected?.size !== undefined && expected.size !== counter.size) {
-        throw new KilnError(`size mismatch for ${expected.digest}: expected ${expected.size} bytes, got ${counter.size}`);
+        throw new KilnError("BLOB_SIZE_MISMATCH", `size mismatch for ${expected.digest}: expected ${expected.size} bytes, got ${counter.size}`);
       }
       await this.commit(tmp, digest);
       return { digest, size: counter.size };
@@ -113,7 +114,7 @@ export class BlobStore {
     if (await this.has(digest)) return { digest, size: buf.length };
     const tmp = await this.tempPath();
     try {
-      const ws: Writable = createWriteStream(tmp);
+      const ws: Writable = await createdWriteStream(tmp);
       await new Promise<void>((resolve, reject) => {
         ws.on("error", reject);
         ws.end(buf, () => resolve());

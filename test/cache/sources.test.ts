@@ -10,6 +10,7 @@ import { createIgnoreMatcher } from "../../src/context/dockerignore.js";
 import { selectSources } from "../../src/context/select.js";
 import { StatCache, hashSources, listForHash } from "../../src/cache/sources.js";
 import { BlobStore } from "../../src/store/blob-store.js";
+import { AbortError } from "../../src/errors.js";
 import { TempDirs } from "../helpers/temp.js";
 
 const temps = new TempDirs();
@@ -246,5 +247,25 @@ describe("hashSources and hard links", () => {
     const copied = (await digestOf(copiedRoot, store, ["."])).digest;
     expect(linked).not.toBe(copied);
     expect((await digestOf(linkedRoot, store, ["."])).digest).toBe(linked);
+  });
+});
+
+describe("hashSources cancellation", () => {
+  it("an AbortSignal stops a walk in the middle with an AbortError", async () => {
+    const root = await temp("kiln-srcabort-");
+    await mkdir(join(root, "many"));
+    await Promise.all(Array.from({ length: 5000 }, (_, i) => writeFile(join(root, "many", `f${i}`), `${i}\n`)));
+    const store = new BlobStore(await temp("kiln-srcstore-"));
+    const sel = await selectSources(new DirContext(root), ["many"]);
+    const cache = await StatCache.load(store, root);
+    const ac = new AbortController();
+    const reason = new Error("stop");
+    const hashing = hashSources(sel, { statCache: cache, signal: ac.signal });
+    setImmediate(() => ac.abort(reason));
+    const err = await hashing.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AbortError);
+    expect((err as AbortError).cause).toBe(reason);
+    // not aborted: the same walk completes
+    expect(await hashSources(sel, { statCache: cache })).toMatch(/^sha256:/);
   });
 });

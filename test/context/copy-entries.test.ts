@@ -187,7 +187,7 @@ describe("copyEntries: destination rules", () => {
 
   it("a directory source onto an existing file is an error", async () => {
     const { ctx, view } = await setup({ "d/x": "" }, [{ name: "etc/hosts", content: "h" }]);
-    await expect(copy(ctx, view, ["d"], "/etc/hosts")).rejects.toThrow('COPY: cannot copy directory "d" to "/etc/hosts": not a directory');
+    await expect(copy(ctx, view, ["d"], "/etc/hosts")).rejects.toThrow(/^cannot copy directory "d" to "\/etc\/hosts": not a directory$/);
   });
 
   it("content is streamed from the context file", async () => {

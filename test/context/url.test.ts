@@ -76,7 +76,8 @@ describe("fetchUrl", () => {
     const wrong = `sha256:${"0".repeat(64)}`;
     const err = await fetchUrl(`${base}/files/tool.sh`, { tmpDir: dir, checksum: wrong }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(KilnError);
-    expect((err as Error).message).toBe(`ADD: checksum mismatch for ${base}/files/tool.sh: expected ${wrong}, got ${sha}`);
+    expect((err as KilnError).code).toBe("ADD_CHECKSUM_MISMATCH");
+    expect((err as Error).message).toBe(`checksum mismatch for ${base}/files/tool.sh: expected ${wrong}, got ${sha}`);
     expect(await readdir(dir)).toEqual([]);
     await expect(fetchUrl(`${base}/missing`, { tmpDir: dir })).rejects.toThrow(/HTTP 404/);
     await expect(fetchUrl(`${base}/x`, { tmpDir: dir, checksum: "md5:abc" })).rejects.toThrow(/invalid checksum/);

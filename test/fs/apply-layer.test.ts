@@ -54,7 +54,7 @@ describe("applyLayer", () => {
 
   it("refuses entries that climb out with ..", async () => {
     await expect(apply([{ name: "../../outside/x", content: "bad" }])).rejects.toThrow(
-      new KilnError('layer L1: entry "../../outside/x" escapes the root'),
+      new KilnError("LAYER_APPLY_FAILED", 'layer L1: entry "../../outside/x" escapes the root'),
     );
     await expect(apply([{ name: "a/../../x", content: "bad" }])).rejects.toThrow(/escapes the root/);
     sentinelIntact();

@@ -29,7 +29,7 @@ describe("toContainerOwners", () => {
   });
 
   it("an owner with no id inside the container is a step error", () => {
-    expect(() => toContainerOwners([e("etc/x", 0, 1002)], map)).toThrow(new KilnError("RUN created /etc/x owned by host uid 0, which has no id inside the container"));
+    expect(() => toContainerOwners([e("etc/x", 0, 1002)], map)).toThrow(new KilnError("OWNER_UNMAPPED", "RUN created /etc/x owned by host uid 0, which has no id inside the container"));
     expect(() => toContainerOwners([e("etc/y", 1001, 5)], map)).toThrow(/^RUN created \/etc\/y owned by host gid 5, which has no id inside the container$/);
   });
 });

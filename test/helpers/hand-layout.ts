@@ -1,6 +1,7 @@
 // Hand-made OCI image layouts for end-to-end tests: given uncompressed layer tars, writes a
 // layout (tag v1) with gzipped layer blobs, a config and a manifest, optionally with config
 // diff_ids that lie about the layers (hostile images).
+import { execFileSync } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -22,11 +23,15 @@ async function putBlob(dir: string, data: Buffer): Promise<{ digest: string; siz
   return { digest, size: data.length };
 }
 
-/** Writes the layout into `dir`; `claim[i]`, when given, replaces layer i's diff_id in the config. */
-export async function writeHandLayout(dir: string, tars: Buffer[], claim: Array<string | undefined> = []): Promise<HandLayout> {
+/**
+ * Writes the layout into `dir`; `claim[i]`, when given, replaces layer i's diff_id in the config.
+ * Layers are gzipped, or zstd-compressed (Debian's zstd command) with `compression: "zstd"`.
+ */
+export async function writeHandLayout(dir: string, tars: Buffer[], claim: Array<string | undefined> = [], options: { compression?: "gzip" | "zstd" } = {}): Promise<HandLayout> {
   const diffIDs = tars.map((t) => `sha256:${sha256Text(t)}`);
+  const zstd = options.compression === "zstd";
   const blobs = [];
-  for (const t of tars) blobs.push(await putBlob(dir, gzipSync(t)));
+  for (const t of tars) blobs.push(await putBlob(dir, zstd ? execFileSync("zstd", ["-q", "-c", "-19"], { input: t, maxBuffer: 1 << 30 }) : gzipSync(t)));
   const config = await putBlob(dir, Buffer.from(JSON.stringify({
     architecture: "amd64",
     os: "linux",
@@ -38,7 +43,7 @@ export async function writeHandLayout(dir: string, tars: Buffer[], claim: Array<
     schemaVersion: 2,
     mediaType: "application/vnd.oci.image.manifest.v1+json",
     config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config },
-    layers: blobs.map((b) => ({ mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", ...b })),
+    layers: blobs.map((b) => ({ mediaType: `application/vnd.oci.image.layer.v1.tar+${zstd ? "zstd" : "gzip"}`, ...b })),
   })));
   await writeFile(join(dir, "oci-layout"), '{"imageLayoutVersion":"1.0.0"}');
   await writeFile(join(dir, "index.json"), JSON.stringify({

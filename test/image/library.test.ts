@@ -9,6 +9,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import {
+  AbortError,
   BlobStore,
   parsePlatform,
   pullImage,
@@ -42,8 +43,9 @@ afterAll(async () => {
 
 const bigLayer = (): string => layout.images[0].layers[0]!.digest;
 
+/** kiln's AbortError (cause: the signal's reason), whatever was in flight when the signal fired. */
 function isAbortError(err: unknown): boolean {
-  return err instanceof Error && err.name === "AbortError";
+  return err instanceof AbortError && err.name === "AbortError" && err.code === "ABORTED";
 }
 
 async function status(registry: LocalRegistry, path: string): Promise<number> {

@@ -28,7 +28,7 @@ describe("parseReference", () => {
   });
 
   it("rejects invalid names with one clear line", () => {
-    expect(() => parseReference("Foo")).toThrow(new KilnError('invalid reference "Foo": repository name must be lowercase'));
+    expect(() => parseReference("Foo")).toThrow(new KilnError("REFERENCE_INVALID", 'invalid reference "Foo": repository name must be lowercase'));
     expect(() => parseReference("ghcr.io/Org/app")).toThrow(/repository name must be lowercase/);
     for (const bad of ["", "a:b:c", "a@sha256:xyz", "a/", "-a", "a//b", "a:tag with space", "a:" + "t".repeat(129), "ghcr.io/", ":tag"]) {
       expect(() => parseReference(bad)).toThrow(KilnError);

@@ -38,7 +38,7 @@ export async function resolveBindSource(sb: StageBuilder, m: RunMount): Promise<
   const entry = await tree.stat(rel);
   if (!entry) {
     const where = m.from !== undefined ? ` in ${m.from}` : "";
-    throw new KilnError(`--mount=${m.spec}: source "${m.source ?? "."}" not found${where}`);
+    throw new KilnError("RUN_MOUNT_INVALID", `--mount=${m.spec}: source "${m.source ?? "."}" not found${where}`);
   }
   return { tree, rel, host };
 }
@@ -48,7 +48,7 @@ async function digestOf(sb: StageBuilder, m: RunMount, persistStatCache: boolean
   const selected = await selectSources(src.tree, [src.rel === "" ? "." : src.rel], {});
   // A stage's or image's temporary tree gets a throw-away stat cache (nothing to reuse later).
   const statCache = persistStatCache ? await sb.session.cache.statCache(src.tree.root) : await StatCache.load(sb.session.store, src.tree.root);
-  return hashSources(selected, { statCache });
+  return hashSources(selected, { statCache, ...(sb.session.options.signal ? { signal: sb.session.options.signal } : {}) });
 }
 
 /** The cache-key part of a bind mount: a digest of the content its source resolves to. */

@@ -46,7 +46,7 @@ export async function prepareCopy(sb: StageBuilder, t: CopyInstruction | AddInst
   const extra: Record<string, string> = {};
   for (const s of t.sources) {
     if (t.kind === "add" && isUrl(s)) {
-      if (isGitSource(s)) throw new KilnError(`git sources are not supported yet ("${s}")`);
+      if (isGitSource(s)) throw new KilnError("FEATURE_UNSUPPORTED", `git sources are not supported yet ("${s}")`);
       const { fetchUrl } = await import("../../context/url.js"); // undici loads only for ADD <url>
       const file = await fetchUrl(s, {
         tmpDir: tmp,
@@ -56,7 +56,7 @@ export async function prepareCopy(sb: StageBuilder, t: CopyInstruction | AddInst
       urls.push({ url: s, file });
       extra[`url:${s}`] = `${file.digest} ${file.mtime} ${file.filename}`;
     } else {
-      if (t.kind === "add" && t.checksum) throw new KilnError(`--checksum can only be used with a URL source ("${s}")`);
+      if (t.kind === "add" && t.checksum) throw new KilnError("DOCKERFILE_INSTRUCTION", `--checksum can only be used with a URL source ("${s}")`);
       local.push(s);
     }
   }
@@ -73,7 +73,7 @@ export async function prepareCopy(sb: StageBuilder, t: CopyInstruction | AddInst
   }
   const ctx = from !== undefined ? await session.sourceTree(from, sb.stage.index) : await session.context();
   prepared.selected = await selectSources(ctx, local, { exclude: t.exclude, parents: t.kind === "copy" && t.parents });
-  prepared.sourcesDigest = await hashSources(prepared.selected, { statCache: await session.cache.statCache(ctx.root) });
+  prepared.sourcesDigest = await hashSources(prepared.selected, { statCache: await session.cache.statCache(ctx.root), ...(session.options.signal ? { signal: session.options.signal } : {}) });
   return prepared;
 }
 

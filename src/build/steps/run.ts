@@ -71,8 +71,8 @@ export async function runStep(
   const result = await runner.run(spec);
   if (result.exitCode !== 0) {
     const tail = result.outputTail.trimEnd();
-    throw new KilnError(
-      `RUN: process ${JSON.stringify(argv.join(" "))} did not complete successfully: exit code: ${result.exitCode}` +
+    throw new KilnError("RUN_FAILED", 
+      `process ${JSON.stringify(argv.join(" "))} did not complete successfully: exit code: ${result.exitCode}` +
         (tail ? `\n${tail.split("\n").map((l) => `  ${l}`).join("\n")}` : ""),
     );
   }
@@ -143,7 +143,7 @@ async function commandArgv(
 /** BuildKit's rule: a relative or missing target is taken from the working directory; "/" is refused. */
 function mountTarget(sb: StageBuilder, m: RunMount): string {
   const target = posix.resolve(sb.image.config.config?.WorkingDir || "/", m.target ?? "");
-  if (target === "/") throw new KilnError(`--mount=${m.spec}: invalid mount target "/"${m.target ? "" : " (no target, and the working directory is /)"}`);
+  if (target === "/") throw new KilnError("RUN_MOUNT_INVALID", `--mount=${m.spec}: invalid mount target "/"${m.target ? "" : " (no target, and the working directory is /)"}`);
   return target;
 }
 
@@ -172,7 +172,7 @@ async function mountFor(sb: StageBuilder, m: RunMount, tmp: string): Promise<Non
       return { type: "bind", source: dir, target, readonly: m.readOnly, label };
     }
     default:
-      throw new KilnError(`--mount=type=${m.type} is not supported yet`);
+      throw new KilnError("FEATURE_UNSUPPORTED", `--mount=type=${m.type} is not supported yet`);
   }
 }
 
@@ -188,20 +188,20 @@ async function secretMount(
   tmp: string,
 ): Promise<{ mount?: NonNullable<RunSpec["mounts"]>[number]; env?: { name: string; value: string } } | undefined> {
   const id = m.id ?? (m.target ? posix.basename(m.target) : undefined);
-  if (!id) throw new KilnError(`--mount=${m.spec}: a secret needs id= (or a target)`);
+  if (!id) throw new KilnError("RUN_MOUNT_INVALID", `--mount=${m.spec}: a secret needs id= (or a target)`);
   const given = sb.session.options.secrets?.[id];
   if (!given) {
-    if (m.required) throw new KilnError(`secret "${id}" is required but was not given (use --secret id=${id},src=FILE)`);
+    if (m.required) throw new KilnError("RUN_SECRET_MISSING", `secret "${id}" is required but was not given (use --secret id=${id},src=FILE)`);
     return undefined;
   }
   let value: Buffer;
   if (given.src !== undefined) {
     value = await readFile(given.src).catch((e: NodeJS.ErrnoException) => {
-      throw new KilnError(`secret "${id}": cannot read its source file (${e.code ?? e.message})`);
+      throw new KilnError("RUN_SECRET_UNREADABLE", `secret "${id}": cannot read its source file (${e.code ?? e.message})`);
     });
   } else {
     const v = process.env[given.env ?? id];
-    if (v === undefined) throw new KilnError(`secret "${id}": environment variable ${given.env ?? id} is not set`);
+    if (v === undefined) throw new KilnError("RUN_SECRET_MISSING", `secret "${id}": environment variable ${given.env ?? id} is not set`);
     value = Buffer.from(v, "utf8");
   }
   if (m.env && !m.target) return { env: { name: m.env, value: value.toString("utf8") } };

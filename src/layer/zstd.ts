@@ -1,0 +1,75 @@
+// zstd decompression of layer blobs on every supported Node.js: zlib's own decoder where the
+// runtime has it (Node 22.15+, 23.8+), else the `zstd` command (Debian package zstd) as a
+// streaming filter (stdin → stdout, nothing buffered whole; killed when the stream is destroyed).
+import { spawn } from "node:child_process";
+import { Duplex, type Transform } from "node:stream";
+import * as zlib from "node:zlib";
+import { KilnError } from "../errors.js";
+
+type ZstdZlib = { createZstdDecompress?: () => Transform };
+
+/** True when this Node.js decodes zstd itself. */
+export function nativeZstd(): boolean {
+  return typeof (zlib as unknown as ZstdZlib).createZstdDecompress === "function";
+}
+
+/** A stream that turns a zstd frame sequence into its bytes; `what` names the blob in errors. */
+export function zstdDecompressor(what: string): Duplex {
+  if (nativeZstd()) return (zlib as unknown as Required<ZstdZlib>).createZstdDecompress();
+  return zstdCommand(what);
+}
+
+/** The decoder as a `zstd -dc` child process (what runtimes without zlib zstd use). */
+export function zstdCommand(what: string, command = "zstd"): Duplex {
+  return new ZstdCommand(what, command);
+}
+
+/** `zstd -dc` as a Duplex: writes go to its stdin, reads come from its stdout. */
+class ZstdCommand extends Duplex {
+  private readonly child;
+  private stderr = "";
+  private exited: Promise<number | null>;
+
+  constructor(private readonly what: string, command: string) {
+    super();
+    this.child = spawn(command, ["-d", "-c", "-q"], { stdio: ["pipe", "pipe", "pipe"] });
+    this.exited = new Promise((resolve) => this.child.on("close", (code) => resolve(code)));
+    this.child.on("error", (err: NodeJS.ErrnoException) => {
+      this.destroy(err.code === "ENOENT"
+        ? new KilnError("HOST_TOOL_MISSING", `${what}: zstd layers need Node.js >= 22.15 or the zstd command (apt-get install zstd); this is Node.js ${process.version}`, { cause: err })
+        : new KilnError("LAYER_READ_FAILED", `${what}: cannot start zstd: ${err.message}`, { cause: err }));
+    });
+    this.child.stderr.on("data", (b: Buffer) => {
+      if (this.stderr.length < 4096) this.stderr += b.toString("utf8");
+    });
+    this.child.stdout.on("data", (b: Buffer) => {
+      if (!this.push(b)) this.child.stdout.pause();
+    });
+    this.child.stdout.on("end", () => {
+      void this.exited.then((code) => {
+        if (code === 0) this.push(null);
+        else this.destroy(new KilnError("LAYER_READ_FAILED", `${this.what}: zstd data is invalid: ${this.stderr.trim().split("\n").pop() || `exit code ${code}`}`));
+      });
+    });
+    // EPIPE when zstd stops reading (bad data): its exit status tells the story
+    this.child.stdin.on("error", () => undefined);
+  }
+
+  override _read(): void {
+    this.child.stdout.resume();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.child.stdin.write(chunk)) cb();
+    else this.child.stdin.once("drain", () => cb());
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.child.stdin.end(cb);
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
+    cb(err);
+  }
+}
