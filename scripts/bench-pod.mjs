@@ -25,7 +25,7 @@ import { chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildKilnImage, debianBase, REPO } from "./lib/kiln-image.mjs";
-import { COMMON_ARGS, loadImage, variantArgs } from "./lib/pod.mjs";
+import { COMMON_ARGS, loadImage, lostExitCode, variantArgs } from "./lib/pod.mjs";
 import { podSeccompProfile } from "./lib/pod-seccomp.mjs";
 
 const argv = process.argv.slice(2);
@@ -98,7 +98,7 @@ const MODES = [
   { name: "user1000", label: "pod uid 1000" },
 ];
 
-async function buildOnce(mode, caseName, n) {
+async function buildOnce(mode, caseName, n, retried = false) {
   const ctx = join(work, `ctx-${caseName}`);
   mkdirSync(ctx, { recursive: true });
   writeFileSync(join(ctx, "Dockerfile"), `FROM base\n${CASES[caseName]}\n`);
@@ -113,9 +113,15 @@ async function buildOnce(mode, caseName, n) {
     const snap = mode === "host-dir" ? ["--snapshotter", "dir"] : [];
     r = await timed(process.execPath, ["--input-type=module", "-e", wrapper(join(REPO, "dist")), ...kilnArgs(join(dir, "cache"), join(dir, "out", "layout"), base.ref, ctx), ...snap]);
   } else {
-    r = await timed("podman", ["run", "--rm", ...COMMON_ARGS, "--security-opt", `seccomp=${seccomp}`, ...variantArgs(mode), "--network", "host",
+    const podArgs = ["run", "--rm", ...COMMON_ARGS, "--security-opt", `seccomp=${seccomp}`, ...variantArgs(mode), "--network", "host",
       "-v", `${ctx}:/workspace/ctx:ro`, "-v", `${join(dir, "cache")}:/cache`, "-v", `${join(dir, "out")}:/out`, "-v", `${base.layout}:/bases/base:ro`,
-      "--entrypoint", "node", id, "--input-type=module", "-e", wrapper("/opt/kiln/dist"), ...kilnArgs("/cache", "/out/layout", "oci-layout:///bases/base:latest", "ctx")]);
+      "--entrypoint", "node", id, "--input-type=module", "-e", wrapper("/opt/kiln/dist"), ...kilnArgs("/cache", "/out/layout", "oci-layout:///bases/base:latest", "ctx")];
+    r = await timed("podman", podArgs);
+    if (!retried && lostExitCode(r.code, r.stderr)) {
+      // podman lost the exit code (pod.mjs): build again from an empty cache
+      rmSync(dir, { recursive: true, force: true });
+      return buildOnce(mode, caseName, n, true);
+    }
   }
   rmSync(dir, { recursive: true, force: true });
   if (r.code !== 0) die(`${mode} ${caseName} build failed (exit ${r.code}): ${r.stderr.trim().split("\n").slice(-3).join(" | ")}`);

@@ -61,3 +61,12 @@ export function loadImage(img) {
   if (probe.code !== 0) throw new Error(`podman cannot run kiln's image here: ${probe.stderr.trim().split("\n").pop()}`);
   return id;
 }
+
+/**
+ * True when podman lost the exit code of a `--rm` container it waited for (podman 4.3 under load:
+ * "getting exit code of container ... from DB: no such exit code", exit 127) although the
+ * container ended normally: such a run says nothing about kiln and is run once more.
+ */
+export function lostExitCode(code, stderr) {
+  return code === 127 && /getting exit code of container \w+ from DB: no such exit code/.test(stderr);
+}

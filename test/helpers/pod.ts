@@ -18,7 +18,7 @@ import { run, type RunResult } from "./kiln.js";
 // plain JavaScript modules shared with scripts/build-image.mjs and scripts/bench-pod.mjs
 import { buildKilnImage, debianBase } from "../../scripts/lib/kiln-image.mjs";
 import { podSeccompProfile } from "../../scripts/lib/pod-seccomp.mjs";
-import { COMMON_ARGS, DOCKER_DEFAULT_CAPS, loadImage, variantArgs } from "../../scripts/lib/pod.mjs";
+import { COMMON_ARGS, DOCKER_DEFAULT_CAPS, loadImage, lostExitCode, variantArgs } from "../../scripts/lib/pod.mjs";
 
 /** Where the image, the Debian rootfs and its layout are kept between runs ($KILN_POD_CACHE to move it). */
 export const POD_CACHE = process.env.KILN_POD_CACHE ?? join(tmpdir(), "kiln-pod-cache");
@@ -143,12 +143,10 @@ export async function podRun(p: PodRun, args: string[]): Promise<RunResult> {
   for (const [host, ctr] of Object.entries(p.mounts ?? {})) argv.push("-v", `${host}:${ctr}`);
   for (const [k, v] of Object.entries(p.env ?? {})) argv.push("-e", `${k}=${v}`);
   if (p.entrypoint) argv.push("--entrypoint", p.entrypoint);
-  // podman 4.3 under load sometimes loses the exit code of a `--rm` container it waited for
-  // ("getting exit code of container ... from DB: no such exit code", exit 127) although the
-  // container ended normally: that run says nothing about kiln, so it runs once more
+  // podman 4.3 under load sometimes loses a --rm container's exit code: run once more (pod.mjs)
   for (let attempt = 1; ; attempt++) {
     const r = await run("podman", [...argv, img.id, ...args]);
-    if (attempt >= 2 || r.code !== 127 || !/getting exit code of container \w+ from DB: no such exit code/.test(r.stderr)) return r;
+    if (attempt >= 2 || !lostExitCode(r.code, r.stderr)) return r;
   }
 }
 
