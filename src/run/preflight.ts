@@ -70,10 +70,19 @@ function tool(name: string): string | null {
   return null;
 }
 
-/** First line of a failed probe's stderr, without the tool's "name: " prefix. */
-function why(stderr: string, fallback: string): string {
-  const line = stderr.split("\n").map((l) => l.trim()).find((l) => l !== "") ?? "";
-  return line.replace(/^[\w./-]+: /, "") || fallback;
+// lines a tool prints besides its error: runc's logrus warnings, proot's warnings and infos
+const NOISE = /^time="[^"]*" level=(?:warning|info|debug)\b|^[\w./-]+ (?:warning|info):/;
+
+/**
+ * The first error line of a failed probe's stderr (warnings and infos skipped), without the
+ * tool's "name: " / "name error: " prefix; runc's `time=... level=error msg="..."` gives its msg.
+ */
+export function why(stderr: string, fallback: string): string {
+  const lines = stderr.split("\n").map((l) => l.trim()).filter((l) => l !== "");
+  const line = lines.find((l) => !NOISE.test(l)) ?? lines[0] ?? "";
+  const logrus = /^time="[^"]*" level=\w+ msg="((?:[^"\\]|\\.)*)"/.exec(line);
+  const text = logrus ? logrus[1]!.replace(/\\(.)/g, "$1") : line;
+  return text.replace(/^[\w./-]+(?: error)?: /, "") || fallback;
 }
 
 /** The OCI runtime to use: `preferred` when installed, else crun (where it can run) or runc. */
@@ -133,7 +142,7 @@ async function runProbes(rootless: boolean, dir: string): Promise<PreflightRepor
   }
   const prootTool = tool("proot");
   const proot = prootTool
-    ? await probe(prootTool, "", ["-0", "-r", busybox ? root : "/", busybox ? "/true" : "true"], "ptrace is refused")
+    ? await probe(prootTool, "", ["-0", "-w", "/", "-r", busybox ? root : "/", busybox ? "/true" : "true"], "ptrace is refused")
     : { ok: false, reason: "proot is not installed (Debian package proot)" };
   return { unshare, mount, oci, mknod, chroot, plainChroot, proot };
 }
