@@ -13,11 +13,15 @@
 //   - extra rows: rebuild after an mtime-only touch of every file (content keys: still cached),
 //     fresh stores fed by `--cache-from` type=local and (with /usr/bin/docker-registry) a registry
 //     on 127.0.0.1, and a rebuild after one file's content changed.
-// Targets: kiln warm ≤ 1 s, kiln warm / buildah warm ≤ 0.25, re-hash ≤ 0.3 s.
+//   - with Debian's docker.io installed, Docker's BuildKit on a private engine
+//     (lib/docker-engine.mjs; the base loaded with `docker load` beforehand), cold then warm N
+//     times (median), printed beside buildah;
+// Targets: kiln warm ≤ 1 s, kiln warm / buildah warm ≤ 0.25, kiln warm / Docker warm ≤ 0.4,
+// re-hash ≤ 0.3 s.
 //
 //   node scripts/bench-cache.mjs [--files N] [--runs N] [--rootfs DIR] [--mirror URL]
 //                                [--suite bookworm] [--isolation auto|oci|chroot]
-//                                [--buildah-driver vfs|overlay] [--no-buildah] [--no-registry] [--keep]
+//                                [--buildah-driver vfs|overlay] [--no-buildah] [--no-docker] [--no-registry] [--keep]
 //
 // --rootfs DIR: reuse the debootstrap tree in DIR (made there, and kept, when missing); without
 // it the tree is made in the temp dir and removed. --buildah-driver: buildah's storage driver
@@ -33,6 +37,7 @@ import { dirname, join, resolve } from "node:path";
 import { makeTimer } from "./lib/timed.mjs";
 import { fileURLToPath } from "node:url";
 import { aptMirror, countEntries, ensureDebianRootfs, importDebianBase } from "./lib/debian-base.mjs";
+import { DOCKER, dockerInstalled, startDockerEngine } from "./lib/docker-engine.mjs";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const kilnBin = join(repo, "bin", "kiln");
@@ -57,6 +62,7 @@ const buildahDriver = opt("--buildah-driver", "vfs");
 if (!["vfs", "overlay"].includes(buildahDriver)) die("--buildah-driver is vfs or overlay");
 const keep = argv.includes("--keep");
 const useBuildah = !argv.includes("--no-buildah");
+const useDocker = !argv.includes("--no-docker") && dockerInstalled();
 const useRegistry = !argv.includes("--no-registry") && existsSync("/usr/bin/docker-registry");
 
 if (!existsSync(join(repo, "dist", "cli", "main.js"))) die("kiln is not compiled: run `npm run build` first");
@@ -128,6 +134,23 @@ if (useBuildah) {
   mkdirSync(bTmp, { recursive: true });
   const r = await timed("skopeo", ["copy", "--quiet", `oci:${baseLayout}:${base.tag}`, `containers-storage:[${buildahDriver}@${bRoot}+${bRunroot}]localhost/base:latest`], buildahEnv);
   if (r.code !== 0) die(`skopeo copy of the base into buildah's store failed: ${lastLines(r.stderr || r.stdout)}`);
+}
+// Docker: a private engine with the same base loaded (untimed, as buildah's copy is).
+let engine = null;
+if (useDocker) {
+  try {
+    engine = await startDockerEngine(join(work, "docker"));
+  } catch (e) {
+    die(e.message);
+  }
+  process.prependListener("exit", engine.stopSync); // before the work dir is removed
+  const archive = join(work, "base-docker.tar");
+  const r = await timed("skopeo", ["copy", "--quiet", `oci:${baseLayout}:${base.tag}`, `docker-archive:${archive}:base:latest`]);
+  if (r.code !== 0) die(`skopeo copy of the base to a docker-archive failed: ${lastLines(r.stderr || r.stdout)}`);
+  const l = await timed(DOCKER, ["load", "-q", "-i", archive], engine.env);
+  if (l.code !== 0) die(`docker load of the base failed: ${lastLines(l.stderr || l.stdout)}`);
+  spawnSync("rm", ["-f", archive]);
+  console.log(`docker: ${engine.version} (private engine, BuildKit, overlay2)`);
 }
 
 // ---------------------------------------------------------------- the context
@@ -278,6 +301,22 @@ if (useBuildah) {
 }
 const buildahWarm = buildahWarms.length ? { median: median(buildahWarms.map((b) => b.seconds)), best: Math.min(...buildahWarms.map((b) => b.seconds)) } : undefined;
 
+// ---------------------------------------------------------------- Docker
+let dockerCold;
+const dockerWarms = [];
+if (engine) {
+  const build = async (name) => {
+    const r = await timed(DOCKER, ["build", "--network", "host", "--progress", "plain", "-t", "bench:latest", ctx], engine.env);
+    if (r.code !== 0) die(`${name}: docker build failed (exit ${r.code}): ${lastLines(r.stderr || r.stdout)}`);
+    const cachedSteps = (r.stdout + r.stderr).split("\n").filter((l) => /^#\d+ CACHED$/.test(l.trim())).length;
+    console.log(`${name.padEnd(38)} ${r.seconds.toFixed(2).padStart(7)} s  CACHED ×${cachedSteps} (its daemon's RSS is not measured)`);
+    return r;
+  };
+  dockerCold = await build("docker cold");
+  for (let i = 0; i < runs; i++) dockerWarms.push(await build(`docker warm rebuild ${i + 1}/${runs}`));
+}
+const dockerWarm = dockerWarms.length ? { median: median(dockerWarms.map((b) => b.seconds)), best: Math.min(...dockerWarms.map((b) => b.seconds)) } : undefined;
+
 // ---------------------------------------------------------------- extra kiln rows
 const later = new Date(Date.now() + 60_000);
 for (const f of files) utimesSync(f, later, later);
@@ -339,6 +378,9 @@ console.log(`${pad(`kiln warm rebuild (×${runs})`, 40)}${pad(f2(kilnWarm.median
 if (buildahWarm) {
   console.log(`${pad(`buildah warm --layers, ${buildahDriver} (×${runs})`, 40)}${pad(f2(buildahWarm.median), 10)}${pad(f2(buildahWarm.best), 10)}(cold ${f2(buildahCold.seconds)}; kiln cold ${f2(cold.seconds)})`);
 }
+if (dockerWarm) {
+  console.log(`${pad(`docker warm, BuildKit (×${runs})`, 40)}${pad(f2(dockerWarm.median), 10)}${pad(f2(dockerWarm.best), 10)}(cold ${f2(dockerCold.seconds)})`);
+}
 console.log(`${pad(`re-hash, unchanged, fresh process (×${runs})`, 40)}${pad(`${rehashMedian.toFixed(3)} s`, 10)}${pad(`${Math.min(...rehash).toFixed(3)} s`, 10)}(JIT warm, one process: median ${rehashWarmJitMedian.toFixed(3)} s)`);
 console.log("");
 const verdicts = [
@@ -349,6 +391,10 @@ if (buildahWarm) {
   const ratio = kilnWarm.median / buildahWarm.median;
   verdicts.push([`kiln warm / buildah (${buildahDriver}) warm ≤ 0.25 (medians)`, ratio <= 0.25, ratio.toFixed(2)]);
 }
+if (dockerWarm) {
+  const ratio = kilnWarm.median / dockerWarm.median;
+  verdicts.push(["kiln warm / Docker warm ≤ 0.4 (medians)", ratio <= 0.4, ratio.toFixed(2)]);
+}
 verdicts.push(["unchanged-context re-hash ≤ 0.3 s (median, fresh process each)", rehashMedian <= 0.3, `${rehashMedian.toFixed(3)} s`]);
 for (const [what, ok, value] of verdicts) console.log(`${ok ? "PASS" : "FAIL"}  ${what}: ${value}`);
 const expectSame = rows.filter((r) => r !== changed);
@@ -357,3 +403,4 @@ console.log(`\n${same.length}/${expectSame.length} builds with unchanged content
   (same.length < expectSame.length ? `; differing: ${expectSame.filter((r) => r.digest !== cold.digest).map((r) => r.name).join(", ")}` : ""));
 console.log(`after changing one file: digest ${changed.digest === cold.digest ? "UNCHANGED (wrong)" : "changed"}; re-ran: ${changed.uncached.join("; ") || "nothing"}`);
 process.exitCode = verdicts.every(([, ok]) => ok) ? 0 : 1;
+if (engine) for (const p of await engine.stop()) console.error(`bench-cache: ${p}`);

@@ -4,8 +4,12 @@
 // OCI layout and reports wall time, MB/s and peak RSS; where buildah is installed, builds the same
 // with `buildah bud --storage-driver vfs --isolation chroot` + `buildah push` to an `oci:` layout
 // in the same run and prints the ratio kiln/buildah (targets: <= 0.4, kiln peak RSS < 300 MB).
+// As root with Debian's docker.io installed, also builds it with Docker's BuildKit on a private
+// engine (scripts/lib/docker-engine.mjs; build cache pruned before each run) and prints two ratios:
+// against `docker build` alone (Docker keeps layers uncompressed in its store, no export) and
+// against `docker build` + `docker save` (export included, as kiln's layout is; target <= 0.6).
 //
-//   node scripts/bench-copy.mjs [--files N] [--total-mb M] [--level 0-9] [--no-buildah] [--keep]
+//   node scripts/bench-copy.mjs [--files N] [--total-mb M] [--level 0-9] [--no-buildah] [--no-docker] [--keep]
 //                               [--dist DIR] [--context DIR] [--runs N]
 //
 // Needs the compiled CLI (npm run build), or --dist pointing at another compiled tree (e.g.
@@ -20,6 +24,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, 
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { DOCKER, dockerInstalled, startDockerEngine } from "./lib/docker-engine.mjs";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const argv = process.argv.slice(2);
@@ -54,6 +59,8 @@ if (!existsSync(join(distDir, "cli", "main.js"))) {
 const which = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`], { encoding: "utf8" }).status === 0;
 const haveTime = existsSync("/usr/bin/time");
 const haveBuildah = useBuildah && which("buildah");
+const useDocker = !argv.includes("--no-docker");
+const haveDocker = useDocker && process.getuid?.() === 0 && dockerInstalled();
 
 const work = mkdtempSync(join(tmpdir(), "kiln-bench-copy-"));
 const cleanup = () => {
@@ -176,6 +183,7 @@ function warm(dir) {
 const mb = (bytes) => bytes / 1e6;
 const fmt = (n, d = 2) => n.toFixed(d);
 
+let engine;
 try {
   const ctx = givenContext ?? join(work, "context");
   let bytes;
@@ -224,6 +232,22 @@ try {
       peakKiB: Math.max(bud.peakKiB, push.peakKiB),
     };
   };
+  // Docker: a private engine, its build cache and image removed before each run.
+  const saveFile = join(work, "docker-save.tar");
+  if (haveDocker) {
+    engine = await startDockerEngine(join(work, "docker"));
+    console.log(`docker: ${engine.version} (private engine, BuildKit)`);
+  }
+  const runDocker = async () => {
+    await engine.docker(["image", "rm", "-f", "bench:latest"]);
+    await engine.docker(["builder", "prune", "-af"]);
+    rmSync(saveFile, { force: true });
+    warm(ctx);
+    const env = { ...process.env, ...engine.env };
+    const build = await measure(DOCKER, ["build", "--network", "host", "--progress", "plain", "-t", "bench:latest", "-f", dockerfile, ctx], { env });
+    const save = await measure(DOCKER, ["save", "-o", saveFile, "bench:latest"], { env });
+    return { seconds: build.seconds + save.seconds, build: build.seconds, save: save.seconds };
+  };
   const median = (xs) => {
     const v = [...xs].sort((a, b) => a - b);
     return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
@@ -236,15 +260,20 @@ try {
   const kilnRuns = [];
   const buildahRuns = [];
   const ratios = [];
+  const dockerRuns = [];
+  const dockerRatios = [];
   for (let r = 0; r < runs; r++) {
     let k;
     let b;
-    if (haveBuildah && r % 2 === 1) {
-      b = await runBuildah();
+    let d;
+    if (r % 2 === 1) {
+      if (haveDocker) d = await runDocker();
+      if (haveBuildah) b = await runBuildah();
       k = await runKiln();
     } else {
       k = await runKiln();
       if (haveBuildah) b = await runBuildah();
+      if (haveDocker) d = await runDocker();
     }
     kilnRuns.push(k);
     let line = `run ${r + 1}: kiln ${fmt(k.seconds)} s (cpu ${fmt(k.cpu, 1)} s, peak RSS ${fmt(k.peakKiB / 1024, 1)} MiB)`;
@@ -252,6 +281,11 @@ try {
       buildahRuns.push(b);
       ratios.push(k.seconds / b.seconds);
       line += `, buildah ${fmt(b.seconds)} s (bud ${fmt(b.bud)} s + push ${fmt(b.push)} s, cpu ${fmt(b.cpu, 1)} s), ratio ${fmt(k.seconds / b.seconds, 3)}`;
+    }
+    if (d) {
+      dockerRuns.push(d);
+      dockerRatios.push({ build: k.seconds / d.build, total: k.seconds / d.seconds });
+      line += `, docker ${fmt(d.seconds)} s (build ${fmt(d.build)} s + save ${fmt(d.save)} s), ratio ${fmt(k.seconds / d.build, 3)} / ${fmt(k.seconds / d.seconds, 3)}`;
     }
     console.log(line);
   }
@@ -276,12 +310,25 @@ try {
   } else {
     console.log(useBuildah ? "buildah: not installed, no comparison" : "buildah: skipped (--no-buildah)");
   }
+  if (haveDocker) {
+    const build = median(dockerRuns.map((d) => d.build));
+    const save = median(dockerRuns.map((d) => d.save));
+    console.log(`docker:  build ${fmt(build)} s + save ${fmt(save)} s${of} (its daemon's CPU and RSS are not measured)`);
+    const rb = median(dockerRatios.map((x) => x.build));
+    const rt = median(dockerRatios.map((x) => x.total));
+    console.log(`ratio kiln/docker build only: ${fmt(rb, 3)} (Docker keeps the layer uncompressed in its store and exports nothing)`);
+    console.log(`ratio kiln/docker build + save: ${fmt(rt, 3)}${runs > 1 ? " (median of per-run ratios)" : ""} (target <= 0.6: ${rt <= 0.6 ? "met" : "NOT met"})`);
+  } else {
+    console.log(useDocker ? "docker: not available (needs root and Debian's docker.io), no comparison" : "docker: skipped (--no-docker)");
+  }
   console.log(`load average after: ${load()}`);
   console.log(`kiln peak RSS target < 300 MiB: ${kilnRssOk ? "met" : "NOT met"}`);
 } catch (err) {
   console.error(`bench-copy failed: ${err.message}`);
   process.exitCode = 1;
 } finally {
+  const problems = engine ? await engine.stop() : [];
+  for (const p of problems) console.error(`bench-copy: ${p}`);
   cleanup();
   if (keep) console.log(`kept ${work}`);
 }

@@ -7,6 +7,9 @@
 // and kiln's snapshot time measured at the library level (beginStep + changes() of the
 // snapshotter kiln uses, around the same command run with chroot, then the layer write), against
 // the targets: (a) snapshot < 0.3 s; (b), (c) kiln ≤ 0.5 × buildah; kiln peak RSS < 300 MB.
+// With Debian's docker.io installed, each build also runs on Docker's BuildKit (a private engine,
+// scripts/lib/docker-engine.mjs; the base loaded with `docker load` beforehand, as buildah's is
+// copied in) and the ratio kiln/Docker is printed beside buildah's (target (b): ≤ 0.5 × Docker).
 //
 // Like for like: buildah's base is unpacked into its storage before the timed builds (the untimed
 // `skopeo copy` into containers-storage), so kiln's is too: an untimed `FROM base` + `RUN true`
@@ -16,7 +19,7 @@
 //
 //   node scripts/bench-run.mjs [--rootfs DIR] [--mirror URL] [--suite bookworm] [--only a,b,c]
 //                              [--isolation auto|oci|chroot] [--snapshotter auto|overlay|dir]
-//                              [--keep] [--scale F] [--dist DIR]
+//                              [--keep] [--scale F] [--dist DIR] [--no-docker]
 //
 // --rootfs DIR: reuse the debootstrap tree in DIR (made there, and kept, when DIR is missing).
 // --mirror: default is the first deb.debian.org-style URI in apt's sources.
@@ -29,6 +32,7 @@ import { dirname, join, resolve } from "node:path";
 import { makeTimer } from "./lib/timed.mjs";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { aptMirror, countEntries, ensureDebianRootfs, importDebianBase } from "./lib/debian-base.mjs";
+import { DOCKER, dockerInstalled, startDockerEngine } from "./lib/docker-engine.mjs";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const argv = process.argv.slice(2);
@@ -110,6 +114,20 @@ mkdirSync(bTmp, { recursive: true });
 const store = ["--root", bRoot, "--runroot", bRunroot, "--storage-driver", "vfs"];
 mustOk(await timed("skopeo", ["copy", "--quiet", `oci:${baseLayout}:latest`, `containers-storage:[vfs@${bRoot}+${bRunroot}]localhost/base:latest`], { TMPDIR: bTmp }), "skopeo copy of the base");
 
+// Docker: a private engine with the same base loaded (untimed, as buildah's copy is).
+let engine = null;
+if (!argv.includes("--no-docker") && dockerInstalled()) {
+  engine = await startDockerEngine(join(work, "docker"));
+  process.prependListener("exit", engine.stopSync); // before the work dir is removed
+  const archive = join(work, "base-docker.tar");
+  mustOk(await timed("skopeo", ["copy", "--quiet", `oci:${baseLayout}:latest`, `docker-archive:${archive}:base:latest`]), "skopeo copy of the base to a docker-archive");
+  mustOk(await timed(DOCKER, ["load", "-q", "-i", archive], engine.env), "docker load of the base");
+  spawnSync("rm", ["-f", archive]);
+  console.log(`docker: ${engine.version} (private engine, BuildKit, overlay2)`);
+} else {
+  console.log(argv.includes("--no-docker") ? "docker: skipped (--no-docker)" : "docker: not installed (Debian docker.io), no comparison");
+}
+
 // ---------------------------------------------------------------- library-level snapshot timing
 const lib = (p) => import(pathToFileURL(join(dist, p)).href);
 const { createRootFS, resolveSnapshotter } = await lib("fs/rootfs.js");
@@ -189,25 +207,29 @@ for (const sc of scenarios) {
   const stepLine = k.stderr.split("\n").find((l) => /^#2 DONE /.test(l)) ?? "";
   const step = Number(stepLine.match(/DONE ([0-9.]+)s/)?.[1] ?? NaN);
   const b = mustOk(await timed("buildah", [...store, "bud", "--isolation", "chroot", "--layers", "--pull=never", "-t", `localhost/bench-${sc.id}:latest`, ctx], { TMPDIR: bTmp }), `buildah bud (${sc.id})`);
+  const d = engine ? mustOk(await timed(DOCKER, ["build", "--network", "host", "--progress", "plain", "-t", `bench-${sc.id}:latest`, ctx], engine.env), `docker build (${sc.id})`) : null;
   const snap = await snapshotTiming(sc.cmd);
-  rows.push({ sc, k, cold, step, b, snap });
+  rows.push({ sc, k, cold, step, b, d, snap });
   spawnSync("rm", ["-rf", cache, join(work, `kiln-${sc.id}`), join(work, `kiln-warm-${sc.id}`), join(work, `kiln-cold-cache-${sc.id}`), join(work, `kiln-cold-${sc.id}`)]);
-  console.log(`(${sc.id}) ${sc.what}: kiln ${k.seconds.toFixed(2)} s (RUN step ${step.toFixed(2)} s, ${k.rssMB.toFixed(0)} MB; cold ${cold.seconds.toFixed(2)} s), buildah ${b.seconds.toFixed(2)} s (${b.rssMB.toFixed(0)} MB), ratio ${(k.seconds / b.seconds).toFixed(2)}; snapshot ${(snap.baseline + snap.diff).toFixed(3)} s (baseline ${snap.baseline.toFixed(3)} + diff ${snap.diff.toFixed(3)}), layer write ${snap.write.toFixed(3)} s, ${snap.entries} entries`);
+  console.log(`(${sc.id}) ${sc.what}: kiln ${k.seconds.toFixed(2)} s (RUN step ${step.toFixed(2)} s, ${k.rssMB.toFixed(0)} MB; cold ${cold.seconds.toFixed(2)} s), buildah ${b.seconds.toFixed(2)} s (${b.rssMB.toFixed(0)} MB), ratio ${(k.seconds / b.seconds).toFixed(2)}${d ? `, docker ${d.seconds.toFixed(2)} s, ratio ${(k.seconds / d.seconds).toFixed(2)}` : ""}; snapshot ${(snap.baseline + snap.diff).toFixed(3)} s (baseline ${snap.baseline.toFixed(3)} + diff ${snap.diff.toFixed(3)}), layer write ${snap.write.toFixed(3)} s, ${snap.entries} entries`);
 }
 
 // ---------------------------------------------------------------- report
 const pad = (s, n) => String(s).padEnd(n);
 console.log("");
-console.log(`${pad("case", 32)}${pad("kiln build", 12)}${pad("kiln cold", 11)}${pad("kiln RUN", 10)}${pad("buildah", 10)}${pad("ratio", 7)}${pad("snapshot", 10)}${pad("layer", 9)}${pad("kiln RSS", 10)}${pad("buildah RSS", 12)}`);
+console.log(`${pad("case", 32)}${pad("kiln build", 12)}${pad("kiln cold", 11)}${pad("kiln RUN", 10)}${pad("buildah", 10)}${pad("ratio", 7)}${pad("docker", 10)}${pad("ratio", 7)}${pad("snapshot", 10)}${pad("layer", 9)}${pad("kiln RSS", 10)}${pad("buildah RSS", 12)}`);
 const verdicts = [];
-for (const { sc, k, cold, step, b, snap } of rows) {
+for (const { sc, k, cold, step, b, d, snap } of rows) {
   const ratio = k.seconds / b.seconds;
+  const dRatio = d ? k.seconds / d.seconds : NaN;
   const snapS = snap.baseline + snap.diff;
-  console.log(`${pad(`(${sc.id}) ${sc.what}`, 32)}${pad(`${k.seconds.toFixed(2)} s`, 12)}${pad(`${cold.seconds.toFixed(2)} s`, 11)}${pad(`${step.toFixed(2)} s`, 10)}${pad(`${b.seconds.toFixed(2)} s`, 10)}${pad(ratio.toFixed(2), 7)}${pad(`${snapS.toFixed(3)} s`, 10)}${pad(`${snap.write.toFixed(2)} s`, 9)}${pad(`${k.rssMB.toFixed(0)} MB`, 10)}${pad(`${b.rssMB.toFixed(0)} MB`, 12)}`);
+  console.log(`${pad(`(${sc.id}) ${sc.what}`, 32)}${pad(`${k.seconds.toFixed(2)} s`, 12)}${pad(`${cold.seconds.toFixed(2)} s`, 11)}${pad(`${step.toFixed(2)} s`, 10)}${pad(`${b.seconds.toFixed(2)} s`, 10)}${pad(ratio.toFixed(2), 7)}${pad(d ? `${d.seconds.toFixed(2)} s` : "-", 10)}${pad(d ? dRatio.toFixed(2) : "-", 7)}${pad(`${snapS.toFixed(3)} s`, 10)}${pad(`${snap.write.toFixed(2)} s`, 9)}${pad(`${k.rssMB.toFixed(0)} MB`, 10)}${pad(`${b.rssMB.toFixed(0)} MB`, 12)}`);
   if (sc.id === "a") verdicts.push([`(a) snapshot < 0.3 s`, snapS < 0.3, `${snapS.toFixed(3)} s`]);
   else verdicts.push([`(${sc.id}) kiln ≤ 0.5 × buildah`, ratio <= 0.5, `${ratio.toFixed(2)} ×`]);
+  if (d && sc.id === "b") verdicts.push([`(b) kiln ≤ 0.5 × Docker`, dRatio <= 0.5, `${dRatio.toFixed(2)} ×`]);
   verdicts.push([`(${sc.id}) kiln peak RSS < 300 MB`, k.rssMB < 300 && cold.rssMB < 300 && snap.rssMB < 300, `CLI ${k.rssMB.toFixed(0)} MB (cold ${cold.rssMB.toFixed(0)} MB), snapshot library ${snap.rssMB.toFixed(0)} MB`]);
 }
 console.log("");
 for (const [what, ok, value] of verdicts) console.log(`${ok ? "met   " : "MISSED"} ${what}: ${value}`);
 console.log(`(build times are wall-clock for the whole \`FROM base\` + RUN build, kiln with the base already extracted as buildah's is; "kiln cold" starts from an empty cache; snapshot = beginStep + changes() of the ${snapshotter} snapshotter, measured through kiln's library)`);
+if (engine) for (const p of await engine.stop()) console.error(`bench-run: ${p}`);

@@ -27,8 +27,9 @@ const tools = {
   htpasswd: "apache2-utils",
   losetup: "mount", // overlay snapshotter: mounts and the scratch file system's loop device
   "mkfs.ext4": "e2fsprogs",
-  debootstrap: "debootstrap", // the Debian base of scripts/bench-*.mjs
+  debootstrap: "debootstrap", // the Debian base of scripts/bench-*.mjs and of test/pod/
   zstd: "zstd", // zstd layers on Node.js without zlib zstd, and the tests' zstd bases
+  podman: "podman", // test/pod/: kiln's own image run as a pod
 };
 
 const missing = [];

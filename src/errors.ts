@@ -2,7 +2,8 @@
 // what each code means live here, in ERROR_CODES) and a one-line message naming where the problem
 // came from. Subclasses add structure: `DockerfileError` (file, line, instruction), `UsageError`
 // (a caller's option value is wrong), `RegistryError` (HTTP status, registry, repository and the
-// registry's own error codes), `AbortError` (cancelled through an AbortSignal). Exit codes and
+// registry's own error codes), `IsolationError` (a RUN's isolation refused to start the process),
+// `AbortError` (cancelled through an AbortSignal). Exit codes and
 // hints such as "run kiln login" are the CLI's business (src/cli/exit.ts), never carried here.
 
 /** Every code a KilnError can carry, grouped by domain, with what it means. */
@@ -47,8 +48,9 @@ export const ERROR_CODES = {
   RUN_FAILED: "a RUN command exited with a non-zero code",
   RUN_MOUNT_INVALID: "a RUN --mount is invalid or cannot be set up",
   RUN_SECRET_MISSING: "a required secret was not given",
-  RUN_SECRET_UNREADABLE: "a secret's source cannot be read",
+  RUN_SECRET_UNREADABLE: "a secret's source file cannot be read, or its environment variable is not set",
   ISOLATION_UNAVAILABLE: "the RUN isolation asked for (or any) cannot work on this host",
+  ISOLATION_FAILED: "the RUN isolation (unshare, chroot, the OCI runtime) refused to start the process: not the command's own failure",
   OWNER_UNMAPPED: "a RUN step created a file whose owner has no id inside the container",
   // root filesystems
   SNAPSHOTTER_UNAVAILABLE: "the snapshotter asked for cannot work here",
@@ -101,6 +103,7 @@ export const ERROR_CODES = {
   REGISTRY_PROTOCOL: "the registry broke the distribution protocol (no v2 API, redirects, missing headers, oversized answers)",
   CREDENTIALS_INVALID: "Docker's config.json cannot be read or has a malformed entry",
   CREDENTIAL_HELPER_FAILED: "a docker-credential helper failed",
+  CREDENTIALS_NOT_FOUND: "a docker-credential helper holds no credentials for the registry",
 } as const;
 
 export type KilnErrorCode = keyof typeof ERROR_CODES;
@@ -158,6 +161,19 @@ export class DockerfileError extends KilnError {
     const errno = err as NodeJS.ErrnoException;
     if (errno instanceof Error && typeof errno.code === "string") return new DockerfileError("IO_FAILED", errno.message, location.line, location.file, where);
     return err instanceof Error ? err : new Error(String(err));
+  }
+}
+
+/**
+ * The isolation could not start a RUN's process (not the command's own failure): `reason` is the
+ * refusal as the tool said it (e.g. "unshare: unshare failed: Operation not permitted").
+ */
+export class IsolationError extends KilnError {
+  readonly reason: string;
+  constructor(reason: string) {
+    super("ISOLATION_FAILED", `cannot start the isolated process: ${reason}`);
+    this.name = "IsolationError";
+    this.reason = reason;
   }
 }
 

@@ -1,6 +1,6 @@
 // kiln's public library API: `import { build, parseDockerfile, ... } from "kiln-build"`.
 export { VERSION } from "./version.js";
-export { KilnError, DockerfileError, UsageError, RegistryError, AbortError, ERROR_CODES } from "./errors.js";
+export { KilnError, DockerfileError, UsageError, RegistryError, AbortError, IsolationError, ERROR_CODES } from "./errors.js";
 export type { KilnErrorCode, DockerfileLocation, RegistryErrorDetails } from "./errors.js";
 
 // Dockerfile language

@@ -35,23 +35,6 @@ const LEVEL: Record<string, number> = {
   version: 5,
 };
 
-/**
- * Edges that still close a cycle and can only be cut inside files being reshaped elsewhere
- * (src/build/stage.ts and steps/*, src/run/*). Remove an entry once its edge is gone: the last
- * test fails while a listed edge no longer exists, so this list only shrinks.
- *  - steps receive the whole StageBuilder (stage.ts imports the steps): the StepContext reshaping.
- *  - the id-map types live in src/run/ while fs/ (owners, the RootFS step options) needs them and
- *    run/ uses fs/confine and fs/workdir: move IdMap/IdMapping below both (e.g. src/fs/idmap.ts).
- */
-const KNOWN_CYCLE_EDGES = new Set([
-  "build/steps/bind-source.ts -> build/stage.ts",
-  "build/steps/copy.ts -> build/stage.ts",
-  "build/steps/run.ts -> build/stage.ts",
-  "fs/owners.ts -> run/types.ts",
-  "fs/owners.ts -> run/userns.ts",
-  "fs/rootfs-types.ts -> run/types.ts",
-]);
-
 function sourceFiles(dir: string): string[] {
   const out: string[] = [];
   for (const name of readdirSync(dir)) {
@@ -114,10 +97,6 @@ function cycles(graph: Map<string, string[]>): string[][] {
   return found;
 }
 
-function withoutKnown(graph: Map<string, string[]>): Map<string, string[]> {
-  return new Map([...graph].map(([from, to]) => [from, to.filter((t) => !KNOWN_CYCLE_EDGES.has(`${from} -> ${t}`))]));
-}
-
 function folderGraph(graph: Map<string, string[]>): Map<string, string[]> {
   const out = new Map<string, Set<string>>();
   for (const [from, to] of graph) {
@@ -143,8 +122,8 @@ describe("architecture", () => {
     expect(unplaced, "add new folders to LEVEL").toEqual([]);
   });
 
-  it("has no import cycle between modules (beyond the known edges)", () => {
-    expect(cycles(withoutKnown(graph))).toEqual([]);
+  it("has no import cycle between modules", () => {
+    expect(cycles(graph)).toEqual([]);
   });
 
   it("has no folder importing a folder above it in the flow", () => {
@@ -157,12 +136,7 @@ describe("architecture", () => {
     expect(upward).toEqual([]);
   });
 
-  it("has no cycle between folders (beyond the known edges)", () => {
-    expect(cycles(folderGraph(withoutKnown(graph)))).toEqual([]);
-  });
-
-  it("lists only known edges that still exist", () => {
-    const edges = new Set([...graph].flatMap(([from, to]) => to.map((t) => `${from} -> ${t}`)));
-    expect([...KNOWN_CYCLE_EDGES].filter((e) => !edges.has(e))).toEqual([]);
+  it("has no cycle between folders", () => {
+    expect(cycles(folderGraph(graph))).toEqual([]);
   });
 });

@@ -59,6 +59,7 @@ describe("error codes", () => {
       if (rel !== "errors.ts") for (const c of text.matchAll(/"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|USAGE|INTERNAL)"/g)) used.add(c[1]!);
     }
     used.add("ABORTED"); // set by AbortError itself
+    used.add("ISOLATION_FAILED"); // set by IsolationError itself
     expect(bad).toEqual([]);
     expect(sites).toBeGreaterThan(300);
     expect(Object.keys(ERROR_CODES).filter((c) => !used.has(c))).toEqual([]);
@@ -182,5 +183,43 @@ describe("RegistryError from a real answer, exit codes and hints in the CLI", ()
     expect(exitCodeFor(new UsageError("USAGE", "kiln run: unknown option --x"), "run")).toBe(125);
     expect(exitCodeFor(new KilnError("USER_UNKNOWN", "app:1: user \"x\" not found in /etc/passwd"), "run")).toBe(125);
     expect(exitCodeFor(new UsageError("USAGE", "kiln build: unknown option --x"), "build")).toBe(2);
+  });
+});
+
+describe("CLI hints", () => {
+  it("a missing required secret gets the --secret hint from the CLI; the library message has none", () => {
+    const e = DockerfileError.at(new KilnError("RUN_SECRET_MISSING", 'secret "tok" is required but was not given'), { file: "Dockerfile", line: 3, instruction: "RUN" });
+    expect((e as Error).message).toBe('Dockerfile:3: RUN: secret "tok" is required but was not given');
+    expect(describeError(e)).toBe('Dockerfile:3: RUN: secret "tok" is required but was not given; give it with --secret id=ID,src=FILE (or env=VAR)');
+  });
+});
+
+describe("errors from build(), in process", () => {
+  const dirs: string[] = [];
+  afterEach(async () => {
+    while (dirs.length > 0) await rm(dirs.pop()!, { recursive: true, force: true });
+  });
+  const temp = (): string => {
+    const d = mkdtempSync(join(tmpdir(), "kiln-errs-build-"));
+    dirs.push(d);
+    return d;
+  };
+
+  it("a step's failure is a DockerfileError at its line, with the step's code and the original error as cause", async () => {
+    const ctx = temp();
+    await writeFile(join(ctx, "Dockerfile"), "FROM scratch\nCOPY missing.txt /x\n");
+    const err = await api.build({ context: ctx, cacheDir: temp(), outputs: [{ type: "oci", dest: join(ctx, "out"), tar: false }] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DockerfileError);
+    expect(err).toMatchObject({ code: "CONTEXT_SOURCE_NOT_FOUND", file: "Dockerfile", line: 2, instruction: "COPY", problem: 'source "missing.txt" not found in build context' });
+    expect((err as Error).message).toBe('Dockerfile:2: COPY: source "missing.txt" not found in build context');
+    expect((err as Error).cause).toBeInstanceOf(KilnError);
+    expect(exitCodeFor(err)).toBe(1);
+  });
+
+  it("an unreadable Dockerfile: DOCKERFILE_READ with the system error as cause", async () => {
+    const ctx = temp();
+    const err = await api.build({ context: ctx, cacheDir: temp() }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "DOCKERFILE_READ" });
+    expect(((err as Error).cause as NodeJS.ErrnoException).code).toBe("ENOENT");
   });
 });

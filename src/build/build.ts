@@ -1,10 +1,11 @@
-// `build()`: the whole flow for one Dockerfile. Reads and plans it, rejects what kiln cannot do
-// before any work starts, builds the stages the target needs (independent stages concurrently,
-// each at most once), then hands the target's image to the outputs.
+// `build()`: the whole flow for one Dockerfile. Resolves the options into an EngineConfig, reads
+// and plans the Dockerfile, rejects what kiln cannot do before any work starts, has the scheduler
+// build the stages the target needs (independent stages concurrently, each at most once), then
+// hands the target's image to the outputs. `buildWith()` is the same with the RUN backends and
+// snapshotters given (EngineBackends: the seam the in-process engine tests use).
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { contextFromTar } from "../context/build-context.js";
 import { writeFileAtomic } from "../store/atomic-file.js";
-import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { buffer } from "node:stream/consumers";
 import { DockerfileError, KilnError, UsageError, abortable } from "../errors.js";
@@ -13,18 +14,21 @@ import type { TypedInstruction } from "../dockerfile/instructions.js";
 import type { Image, MaterializedImage } from "../image/image.js";
 import { materialize } from "../image/materialize.js";
 import type { Digest, Platform } from "../image/oci.js";
-import { formatPlatform, hostPlatform, parsePlatform, platformMatches } from "../image/platform.js";
-import { BlobStore, defaultCacheDir } from "../store/blob-store.js";
+import { formatPlatform, hostPlatform, platformMatches } from "../image/platform.js";
+import { BlobStore } from "../store/blob-store.js";
 import { writeOutputs } from "../output/write.js";
 import { storeImage } from "../image/source.js";
 import { normalizeName } from "../images/name.js";
 import { setName } from "../store/names.js";
 import { planBuild, type BuildPlan } from "../dockerfile/plan.js";
 import { DEFAULT_OUTPUT_DIR, parseNamedContext, type BuildOptions, type NamedContext, type OutputSpec } from "./options.js";
-import { BuildSession, cleanupStaleTemp, type StageResult } from "./session.js";
+import { BuildSession, DEFAULT_BACKENDS, cleanupStaleTemp, type EngineBackends } from "./session.js";
 import { BuildCache } from "./cache.js";
-import { cleanupStale, resolveSnapshotter } from "../fs/rootfs.js";
-import { StageBuilder } from "./stage.js";
+import { resolveConfig, type EngineConfig } from "./config.js";
+import { cleanupStale } from "../fs/rootfs.js";
+import { StageScheduler } from "./scheduler.js";
+import { BuildSources } from "./sources.js";
+import { buildStage, type StageEnvironment } from "./stage.js";
 import { isGitSource } from "./steps/copy.js";
 import { SUPPORTED_MOUNTS } from "./steps/run.js";
 
@@ -45,34 +49,41 @@ export interface BuildResult {
  * atomically, so nothing half-written is left.
  */
 export async function build(options: BuildOptions): Promise<BuildResult> {
-  return abortable(options.signal, () => buildAll(options));
+  return buildWith(options, DEFAULT_BACKENDS);
 }
 
-async function buildAll(options: BuildOptions): Promise<BuildResult> {
-  const cacheDir = resolve(options.cacheDir ?? defaultCacheDir());
+/**
+ * `build()` with the RUN backends and snapshotters given (the engine's seam: an in-process test
+ * passes a fake runner and a fake root filesystem).
+ */
+export async function buildWith(options: BuildOptions, backends: EngineBackends): Promise<BuildResult> {
+  return abortable(options.signal, () => buildAll(options, backends));
+}
+
+async function buildAll(options: BuildOptions, backends: EngineBackends): Promise<BuildResult> {
+  const config = resolveConfig(options);
+  const cacheDir = config.cacheDir;
   // Root filesystems, mounts and run directories a killed build left behind.
   await cleanupStale(cacheDir).catch(() => undefined);
   await cleanupStaleTemp(cacheDir);
   // An absolute context path: it keys the stat cache, which `kiln build ctx` and `/abs/ctx` share.
-  if (options.context !== "-") return buildFrom({ ...options, context: resolve(options.context) }, cacheDir);
+  if (options.context !== "-") return buildFrom({ ...options, context: resolve(options.context) }, config, backends);
   // `kiln build -`: the context is a tar on stdin; as with docker, -f names a file inside it.
   if (options.dockerfile === "-") throw new UsageError("OPTION_INVALID", "the Dockerfile and the context cannot both come from stdin");
   await mkdir(join(cacheDir, "tmp"), { recursive: true });
   const dir = await mkdtemp(join(cacheDir, "tmp", `build-${process.pid}-context-`));
   try {
-    const ctx = await contextFromTar(options.contextStream ?? process.stdin, dir, undefined, options.signal);
+    const ctx = await contextFromTar(options.contextStream ?? process.stdin, dir, undefined, config.signal);
     const inTar = options.dockerfileText === undefined ? { dockerfile: join(ctx.root, options.dockerfile ?? "Dockerfile"), dockerfileName: options.dockerfile ?? "Dockerfile" } : {};
-    return await buildFrom({ ...options, context: ctx.root, ...inTar }, cacheDir);
+    return await buildFrom({ ...options, context: ctx.root, ...inTar }, config, backends);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-async function buildFrom(options: BuildOptions & { dockerfileName?: string }, cacheDir: string): Promise<BuildResult> {
-  const store = new BlobStore(cacheDir);
+async function buildFrom(options: BuildOptions & { dockerfileName?: string }, config: EngineConfig, backends: EngineBackends): Promise<BuildResult> {
+  const store = new BlobStore(config.cacheDir);
   const { text, file, path: dockerfilePath } = await readDockerfile(options);
-  const platform: Platform = options.platform ? parsePlatform(options.platform) : hostPlatform();
-  const buildArgs = { ...(options.buildArgs ?? {}) };
 
   const named = new Map<string, NamedContext>();
   for (const [name, value] of Object.entries(options.buildContexts ?? {})) named.set(name, parseNamedContext(name, value));
@@ -80,14 +91,14 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, ca
   const ast = parseDockerfile(text, { file });
   const plan = planBuild(ast, {
     file,
-    buildArgs,
-    targetPlatform: platform,
+    buildArgs: { ...config.buildArgs },
+    targetPlatform: config.platform,
     namedContexts: [...named.keys()],
     ...(options.target ? { target: options.target } : {}),
   });
-  for (const w of plan.warnings) options.onEvent?.({ type: "warning", message: `${w.file}:${w.line}: ${w.message}` });
+  for (const w of plan.warnings) config.emit({ type: "warning", message: `${w.file}:${w.line}: ${w.message}` });
   checkSupported(plan);
-  checkRunPlatform(plan, platform);
+  checkRunPlatform(plan, config.platform);
 
   const outputs = options.outputs && options.outputs.length > 0
     ? options.outputs
@@ -104,36 +115,19 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, ca
     ...outputs.flatMap((o) => (o.type === "image" && !o.push ? o.names.map((n) => normalizeName(n, "--output name")) : [])),
   ];
 
-  const sde = sourceDateEpoch(options, buildArgs);
-  const created = rfc3339(sde !== undefined ? new Date(sde * 1000) : new Date());
-  const registry = {
-    ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
-    ...(options.registryCa ? { caFile: options.registryCa } : {}),
-    ...(options.registryTimeouts ? { timeouts: options.registryTimeouts } : {}),
-    ...(options.signal ? { signal: options.signal } : {}),
-    // pulls and pushes (base images, outputs, cache import/export) report pull-progress/push-progress events
-    ...(options.onEvent ? { onProgress: options.onEvent } : {}),
-  };
-  const cache = new BuildCache(
-    store,
-    {
-      ...(options.noCache ? { noCache: true } : {}),
-      ...(options.noCacheFilter ? { noCacheFilter: options.noCacheFilter } : {}),
-      ...(options.cacheFrom ? { cacheFrom: options.cacheFrom } : {}),
-      ...(options.cacheTo ? { cacheTo: options.cacheTo } : {}),
-    },
-    registry,
-    (message) => options.onEvent?.({ type: "warning", message }),
-  );
-  const session = new BuildSession(options, plan, store, cacheDir, platform, named, dockerfilePath, created, sde, cache);
+  const cache = new BuildCache(store, config.cache, config.registry, (message) => config.emit({ type: "warning", message }));
+  const session = new BuildSession(config, backends);
+  const scheduler = new StageScheduler(plan, config.jobs);
+  const sources = new BuildSources({
+    config, plan, store, cache, contextDir: options.context, dockerfilePath, namedContexts: named,
+    stageResult: (index) => scheduler.result(index),
+    newRootFS: () => session.newRootFS(),
+  });
+  const env: StageEnvironment = { config, plan, store, cache, session, sources };
   try {
     await cache.open();
-    if (needsRun(plan)) {
-      // isolation and snapshotter problems surface before any work
-      await session.runner();
-      await resolveSnapshotter(cacheDir, options.snapshotter ?? "auto");
-    }
-    const target = await runStages(session, plan, options.jobs);
+    if (needsRun(plan)) await session.preflight();
+    const target = await scheduler.run((index) => buildStage(env, plan.stages[index]!));
     const image = target.image;
     const cfg = image.config;
     if (options.labels && Object.keys(options.labels).length > 0) {
@@ -144,16 +138,16 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, ca
     const materialized = await materialize(image, store, options.format ?? "oci", {
       ...(options.annotations ? { annotations: options.annotations } : {}),
     });
-    await writeOutputs(await storeImage(store, materialized.manifest), outputs, options.tags ?? [], { ...registry, store });
+    await writeOutputs(await storeImage(store, materialized.manifest), outputs, options.tags ?? [], { ...config.registry, store });
     for (const o of outputs) {
       if (o.type !== "local" && o.type !== "tar") continue;
       const { exportToDirectory, exportToTar } = await import("../container/export.js");
       const img = await storeImage(store, materialized.manifest);
-      const exportOptions = { onWarning: (message: string) => options.onEvent?.({ type: "warning", message }), ...(options.signal ? { signal: options.signal } : {}) };
+      const exportOptions = { onWarning: (message: string) => config.emit({ type: "warning", message }), ...(options.signal ? { signal: options.signal } : {}) };
       if (o.type === "local") await exportToDirectory(img, o.dest, exportOptions);
-      else await exportToTar(img, o.dest, join(cacheDir, "tmp"), exportOptions);
+      else await exportToTar(img, o.dest, join(config.cacheDir, "tmp"), exportOptions);
     }
-    for (const name of new Set(storeNames)) await setName(cacheDir, name, materialized.manifest);
+    for (const name of new Set(storeNames)) await setName(config.cacheDir, name, materialized.manifest);
     await cache.finish(plan.target);
     const result: BuildResult = {
       image,
@@ -180,47 +174,6 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, ca
     await cache.close();
     await session.dispose();
   }
-}
-
-/** Builds the stages in `plan.order`: each after its dependencies, at most `jobs` at once. */
-async function runStages(session: BuildSession, plan: BuildPlan, jobs?: number): Promise<StageResult> {
-  const limit = Math.max(1, jobs ?? availableParallelism());
-  let running = 0;
-  const waiting: Array<() => void> = [];
-  const acquire = async (): Promise<void> => {
-    if (running < limit) {
-      running++;
-      return;
-    }
-    await new Promise<void>((r) => waiting.push(r));
-  };
-  const release = (): void => {
-    const next = waiting.shift();
-    if (next) next();
-    else running--;
-  };
-  const schedule = (index: number): Promise<StageResult> => {
-    const existing = session.stageResults.get(index);
-    if (existing) return existing;
-    const stage = plan.stages[index]!;
-    const p = (async () => {
-      for (const d of stage.dependsOn) await schedule(d);
-      await acquire();
-      try {
-        return await new StageBuilder(session, stage, () => session.baseImage(index)).build();
-      } finally {
-        release();
-      }
-    })();
-    session.stageResults.set(index, p);
-    p.catch(() => undefined); // observed through the target's promise
-    return p;
-  };
-  for (const i of plan.order) schedule(i);
-  const results = await Promise.allSettled(plan.order.map((i) => session.stageResults.get(i)!));
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-  if (failed) throw failed.reason;
-  return session.stageResults.get(plan.target)!;
 }
 
 /** Everything kiln cannot do yet is an error naming the feature and the line, before any work. */
@@ -254,7 +207,6 @@ function checkInstruction(inst: TypedInstruction, file: string): void {
   }
 }
 
-/** Whether the stages to build have RUN steps (ONBUILD RUN triggers of a base surface later). */
 /** RUN executes the image's binaries on this machine: another architecture would need emulation. */
 function checkRunPlatform(plan: BuildPlan, platform: Platform): void {
   const host = hostPlatform();
@@ -262,7 +214,8 @@ function checkRunPlatform(plan: BuildPlan, platform: Platform): void {
   for (const i of plan.order) {
     const run = plan.stages[i]!.instructions.find((t) => t.kind === "run");
     if (run) {
-      throw new DockerfileError("FEATURE_UNSUPPORTED", 
+      throw new DockerfileError(
+        "FEATURE_UNSUPPORTED",
         `RUN for platform ${formatPlatform(platform)} on a ${formatPlatform(host)} machine needs emulation, which kiln does not support yet`,
         run.line,
         plan.file,
@@ -271,6 +224,7 @@ function checkRunPlatform(plan: BuildPlan, platform: Platform): void {
   }
 }
 
+/** Whether the stages to build have RUN steps (ONBUILD RUN triggers of a base surface later). */
 function needsRun(plan: BuildPlan): boolean {
   return plan.order.some((i) => plan.stages[i]!.instructions.some((t) => t.kind === "run"));
 }
@@ -285,18 +239,6 @@ async function readDockerfile(options: BuildOptions & { dockerfileName?: string 
   try {
     return { text: await readFile(path, "utf8"), file, path };
   } catch (err) {
-    throw new KilnError("DOCKERFILE_READ", `cannot read Dockerfile ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new KilnError("DOCKERFILE_READ", `cannot read Dockerfile ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
   }
-}
-
-function sourceDateEpoch(options: BuildOptions, buildArgs: Record<string, string>): number | undefined {
-  if (options.sourceDateEpoch !== undefined) return options.sourceDateEpoch;
-  const raw = buildArgs.SOURCE_DATE_EPOCH ?? process.env.SOURCE_DATE_EPOCH;
-  if (raw === undefined || raw === "") return undefined;
-  if (!/^\d+$/.test(raw)) throw new UsageError("OPTION_INVALID", `SOURCE_DATE_EPOCH must be a number of seconds, not "${raw}"`);
-  return Number(raw);
-}
-
-function rfc3339(d: Date): string {
-  return d.toISOString().replace(/\.\d{3}Z$/, "Z");
 }

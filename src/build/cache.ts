@@ -1,8 +1,8 @@
-// The build's view of the cache: where step keys come from (a chain of result digests, so a
-// step that re-runs into a byte-identical layer lets later steps hit again), lookups in the local
-// cache and in imported `--cache-from` caches, lazy download of layers that hits point at, the
-// records that `--cache-to` exports, and the per-step key/hit list for `--metadata-file`.
-import { cacheKey, type CacheKeyParts } from "../cache/key.js";
+// The build's view of the cache: lookups of step keys (each step assembles its own key parts,
+// src/build/step.ts; the state chain is in state.ts) in the local cache and in imported
+// `--cache-from` caches, lazy download of layers that hits point at, the records that
+// `--cache-to` exports, the stat caches of context roots, and the per-step key/hit list for
+// `--metadata-file`.
 import { LocalCache, type CacheRecord } from "../cache/local.js";
 import type { RemoteCache } from "../cache/remote.js";
 import { parseCacheSpec, type CacheSpec } from "../cache/spec.js";
@@ -12,6 +12,7 @@ import type { Digest } from "../image/oci.js";
 import type { RegistryOptions } from "../registry/options.js";
 import type { BlobStore } from "../store/blob-store.js";
 import { KilnError } from "../errors.js";
+import type { BuildOptions } from "./options.js";
 
 export interface StepCacheInfo {
   stage: string;
@@ -21,14 +22,8 @@ export interface StepCacheInfo {
   cached: boolean;
 }
 
-export interface CacheOptions {
-  /** Never look up (still records results). */
-  noCache?: boolean;
-  /** Stage names (lower-case) whose steps never hit. */
-  noCacheFilter?: string[];
-  cacheFrom?: string[];
-  cacheTo?: string[];
-}
+/** `--no-cache` (never look up; results are still recorded), `--no-cache-filter` (lower-case stage names), `--cache-from`, `--cache-to`. */
+export type CacheOptions = Pick<BuildOptions, "noCache" | "noCacheFilter" | "cacheFrom" | "cacheTo">;
 
 export class BuildCache {
   readonly local: LocalCache;
@@ -62,15 +57,6 @@ export class BuildCache {
       if (remote.warning) this.warn(`cache import: ${remote.warning}`);
       this.remotes.push(remote);
     }
-  }
-
-  key(parts: CacheKeyParts): Digest {
-    return cacheKey(parts);
-  }
-
-  /** The state after a step: the state before plus what the step produced. */
-  next(state: Digest, platform: string, result: string): Digest {
-    return cacheKey({ parent: state, instruction: `result ${result}`, platform, args: {} });
   }
 
   async lookup(key: Digest, stageName: string | undefined): Promise<CacheRecord | undefined> {

@@ -16,7 +16,8 @@ export function scratchConfig(platform: Platform): ImageConfig {
   const cfg: ImageConfig = {
     architecture: platform.architecture,
     os: platform.os,
-    config: { Env: [`PATH=${DEFAULT_PATH}`] },
+    // BuildKit's empty image (dockerfile2llb emptyImage): WorkingDir "/" and the default PATH.
+    config: { Env: [`PATH=${DEFAULT_PATH}`], WorkingDir: "/" },
     rootfs: { type: "layers", diff_ids: [] },
     history: [],
   };
@@ -60,7 +61,8 @@ export function resolveWorkdir(current: string | undefined, path: string): strin
   return clean.length > 1 && clean.endsWith("/") ? clean.slice(0, -1) : clean;
 }
 
-export interface StageContext {
+/** The part of a StageState that SHELL, CMD and ENTRYPOINT read and change (a copy applyMetadata may edit). */
+export interface ShellState {
   /** The SHELL in force (Docker's default `/bin/sh -c`). */
   shell: string[];
   /** Whether CMD was set in this stage (ENTRYPOINT then keeps it). */
@@ -71,7 +73,7 @@ export interface StageContext {
  * Apply a metadata instruction (already expanded) to the config. Returns the text recorded as
  * `created_by`. WORKDIR only sets WorkingDir here; creating the directory is a layer step.
  */
-export function applyMetadata(cfg: ImageConfig, inst: TypedInstruction, ctx: StageContext): string {
+export function applyMetadata(cfg: ImageConfig, inst: TypedInstruction, ctx: ShellState): string {
   const c: ContainerConfig = (cfg.config ??= {});
   switch (inst.kind) {
     case "env":
@@ -107,6 +109,8 @@ export function applyMetadata(cfg: ImageConfig, inst: TypedInstruction, ctx: Sta
       return `WORKDIR ${c.WorkingDir}`;
     case "cmd":
       c.Cmd = commandLine(inst.command, inst.shellForm, ctx.shell);
+      // BuildKit's dispatchCmd marks every CMD (either form) as escaped; Linux ignores it.
+      c.ArgsEscaped = true;
       ctx.cmdSet = true;
       return `CMD ${JSON.stringify(c.Cmd)}`;
     case "entrypoint":

@@ -19,6 +19,12 @@ export type NamedContext =
 export type { Isolation } from "../run/types.js";
 import type { Isolation } from "../run/types.js";
 
+/** Where a `RUN --mount=type=secret` reads a secret from: a file, or an environment variable. */
+export interface SecretSource {
+  src?: string;
+  env?: string;
+}
+
 export interface BuildOptions {
   /** Build context directory; "-" = a tar read from `contextStream` (default: stdin). */
   context: string;
@@ -61,7 +67,7 @@ export interface BuildOptions {
   registryTimeouts?: RegistryTimeouts;
   pull?: "always" | "missing" | "never";
   /** `RUN --mount=type=secret` sources by id: a file, or an environment variable. */
-  secrets?: Record<string, { src?: string; env?: string }>;
+  secrets?: Record<string, SecretSource>;
   /** Run every step (results are still recorded in the cache). */
   noCache?: boolean;
   /** Stages whose steps never reuse the cache. */
@@ -133,7 +139,7 @@ export function parseNamedContext(name: string, value: string): NamedContext {
 }
 
 /** buildx `--secret id=ID[,src=FILE|,env=VAR][,type=file|env]`. */
-export function parseSecret(value: string, fields: Record<string, string>): [string, { src?: string; env?: string }] {
+export function parseSecret(value: string, fields: Record<string, string>): [string, SecretSource] {
   const id = fields.id;
   if (!id) throw new UsageError("OPTION_INVALID", `--secret ${value}: id= is required`);
   const src = fields.src ?? fields.source;

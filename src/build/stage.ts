@@ -1,111 +1,125 @@
-// Building one stage: walks its instructions in order (ONBUILD triggers of the base first),
-// expands each with the stage's ARG and ENV values, and applies it: metadata steps edit the
-// config, COPY/ADD/WORKDIR write layers straight from their sources, RUN runs isolated in the
-// stage's root filesystem and snapshots the change. Every step records a history entry.
-// Layer steps are keyed for the cache; a hit reuses the recorded layer without running anything.
-import { posix } from "node:path";
+// The stage loop: FROM (the base's state), the base's ONBUILD triggers, then each instruction in
+// order, expanded with the stage's ARG and ENV values. For each it picks the step: ARG and the
+// metadata instructions give a new state directly (steps/metadata.ts); a layer step (COPY, ADD,
+// RUN, WORKDIR) gives its key parts → the loop looks the key up → reuses the recorded layer or
+// has the step produce its entries → commits (writes the layer, records it in the cache, moves
+// the state on by its diffID, so a re-run into a byte-identical layer lets later steps hit again).
+// The loop alone holds the stage's state; steps see it read-only through their StepContext.
 import { DockerfileError, KilnError, throwIfAborted } from "../errors.js";
-import type { Image, Layer } from "../image/image.js";
-import type { ImageConfig } from "../image/oci.js";
-import type { LayerEntry } from "../layer/entry.js";
-import { LayerView } from "../layer/view.js";
+import { cacheKey } from "../cache/key.js";
+import type { CacheRecord } from "../cache/local.js";
+import type { Image } from "../image/image.js";
+import type { Digest } from "../image/oci.js";
 import { writeLayer } from "../layer/write-layer.js";
 import { parseDockerfile } from "../dockerfile/parse.js";
 import { typeInstruction, type TypedInstruction } from "../dockerfile/instructions.js";
 import { expandInstruction } from "../dockerfile/expand-instruction.js";
-import type { RootFS } from "../fs/rootfs.js";
-import { ArgScope, type PlannedStage } from "../dockerfile/plan.js";
-import type { BuildSession, StageResult } from "./session.js";
-import {
-  DEFAULT_SHELL,
-  addHistory,
-  applyMetadata,
-  envMap,
-  inheritConfig,
-  resolveWorkdir,
-  scratchConfig,
-  type StageContext,
-} from "./image-config.js";
-import { copyLayerEntries, prepareCopy } from "./steps/copy.js";
-import { runCreatedBy, runKeyExtra, runStep } from "./steps/run.js";
-import { instructionExtra } from "./step-extra.js";
-import type { Digest } from "../image/oci.js";
-import { formatPlatform } from "../image/platform.js";
-import { resolveUser } from "./steps/user.js";
+import { ArgScope, type BuildPlan, type PlannedStage } from "../dockerfile/plan.js";
+import type { BlobStore } from "../store/blob-store.js";
+import type { BuildCache } from "./cache.js";
+import type { EngineConfig } from "./config.js";
+import type { BuildSession } from "./session.js";
+import type { BaseImage, BuildSources } from "./sources.js";
+import { StageFiles } from "./stage-files.js";
+import { envMap } from "./image-config.js";
+import { advance, initialState, stamp, withConfig, withHistory, withLayer, type StageResult, type StageState } from "./state.js";
+import { oneLine, type LayerStep, type StepContext } from "./step.js";
+import { copyStep } from "./steps/copy.js";
+import { argStep, metadataStep } from "./steps/metadata.js";
+import { runStep } from "./steps/run.js";
+import { workdirStep } from "./steps/workdir.js";
 
-export class StageBuilder {
-  image!: Image;
-  readonly args: ArgScope;
-  ctx!: StageContext;
-  rootfs?: RootFS;
-  /** Cache state: a digest of everything that determines the stage's result so far. */
-  state!: Digest;
-  /**
-   * The time history entries get: a new layer's is the build's time, a cache hit's is the time
-   * it was first built, and a metadata step takes the time of the layer before it. So a fully
-   * cached rebuild reproduces the same config (and digest) even without SOURCE_DATE_EPOCH.
-   */
-  lastCreated!: string;
+/** What the stage loop works with: the build's settings, plan, services and sources. */
+export interface StageEnvironment {
+  config: EngineConfig;
+  plan: BuildPlan;
+  store: BlobStore;
+  cache: BuildCache;
+  session: BuildSession;
+  sources: BuildSources;
+}
+
+interface StepOutcome {
+  layer?: { digest: string; size: number };
+  cached?: boolean;
+  snapshotSeconds?: number;
+}
+
+/** Build one stage of the plan. */
+export function buildStage(env: StageEnvironment, stage: PlannedStage): Promise<StageResult> {
+  return new StageLoop(env, stage).build();
+}
+
+/** The step for a layer instruction; undefined for metadata instructions. */
+function pickStep(t: TypedInstruction): LayerStep | undefined {
+  switch (t.kind) {
+    case "copy":
+    case "add":
+      return copyStep(t);
+    case "run":
+      return runStep(t);
+    case "workdir":
+      return workdirStep(t);
+    default:
+      return undefined;
+  }
+}
+
+class StageLoop {
+  private state!: StageState;
+  private readonly args: ArgScope;
+  private readonly files: StageFiles;
   private stepNo = 1;
   private readonly steps: number;
-  readonly label: string;
+  private readonly label: string;
 
   constructor(
-    readonly session: BuildSession,
-    readonly stage: PlannedStage,
-    /** Resolves the base image (undefined for scratch); awaited as the FROM step. */
-    private readonly loadBase: () => Promise<{ image?: Image; id: Digest | "scratch" }>,
+    private readonly env: StageEnvironment,
+    private readonly stage: PlannedStage,
   ) {
-    this.args = new ArgScope(session.plan);
+    this.args = new ArgScope(env.plan);
     this.steps = stage.instructions.length + 1;
     this.label = stage.originalName ?? `stage-${stage.index}`;
+    this.files = new StageFiles(env.store, env.cache, () => env.session.newRootFS(), this.origin());
   }
 
-  get platform(): string {
-    return formatPlatform(this.session.platform);
-  }
-
-  get file(): string {
-    return this.session.plan.file;
-  }
-
-  /** Expansion environment: the stage's ARG values overlaid with its ENV. */
-  env(): Map<string, string> {
-    return this.args.env(envMap(this.image.config));
+  private get file(): string {
+    return this.env.plan.file;
   }
 
   async build(): Promise<StageResult> {
-    const fromId = this.session.nextStepId();
+    const { config, session } = this.env;
+    const fromId = session.nextStepId();
     const started = process.hrtime.bigint();
-    this.session.emit({ type: "step-start", id: fromId, stage: this.label, step: 1, steps: this.steps, text: this.stage.from.original });
-    let base: Image | undefined;
-    let baseId: Digest | "scratch";
+    config.emit({ type: "step-start", id: fromId, stage: this.label, step: 1, steps: this.steps, text: this.stage.from.original });
+    let base: BaseImage;
     try {
-      ({ image: base, id: baseId } = await this.loadBase());
+      base = await this.env.sources.baseImage(this.stage.index);
+      // FROM another stage: its ARGs come along (BuildKit's dispatchState.init)
+      if (base.args) this.args.inherit(base.args);
     } catch (err) {
       throw DockerfileError.at(err, { file: this.file, line: this.stage.from.line, instruction: "FROM" });
     }
-    this.state = this.session.cache.key({ parent: null, instruction: "FROM", platform: this.platform, args: {}, base: baseId });
-    const config: ImageConfig = base ? inheritConfig(base.config) : scratchConfig(this.session.platform);
-    // Without a base time, metadata steps wait for the first layer's time ("" until then).
-    this.lastCreated = this.session.sourceDateEpoch !== undefined ? this.session.created : (base?.config.created ?? "");
-    this.image = { config, layers: base ? [...base.layers] : [] };
-    this.ctx = { shell: config.config?.Shell ? [...config.config.Shell] : [...DEFAULT_SHELL], cmdSet: false };
-    this.session.emit({ type: "step-done", id: fromId, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
+    this.state = initialState(base.image, base.id, config);
+    if (base.args) this.state = { ...this.state, args: this.args.values() };
+    config.emit({ type: "step-done", id: fromId, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
     await this.runTriggers();
     for (const inst of this.stage.instructions) {
       await this.step(inst, ++this.stepNo);
     }
-    if (this.lastCreated === "") this.stamp(this.session.created);
-    this.image.config.created = this.lastCreated;
-    return this.rootfs ? { image: this.image, state: this.state, rootfs: this.rootfs } : { image: this.image, state: this.state };
+    if (this.state.created === "") this.state = stamp(this.state, config.created);
+    const created = this.state.created;
+    const image: Image = withConfig(this.state, (c) => (c.created = created)).image;
+    const rootfs = this.files.rootfs;
+    const args = this.args.snapshot();
+    return rootfs ? { image, state: this.state.cacheState, rootfs, args } : { image, state: this.state.cacheState, args };
   }
 
   /** ONBUILD triggers stored in the base image run first, then are cleared (as Docker does). */
   private async runTriggers(): Promise<void> {
-    const triggers = this.image.config.config?.OnBuild ?? [];
+    const triggers = this.state.image.config.config?.OnBuild ?? [];
     if (triggers.length === 0) return;
-    delete this.image.config.config!.OnBuild;
+    this.state = withConfig(this.state, (c) => delete c.config!.OnBuild);
     for (const text of triggers) {
       const ast = parseDockerfile(text, { file: `${this.file} (ONBUILD of the base image)` });
       for (const node of ast.instructions) {
@@ -117,11 +131,11 @@ export class StageBuilder {
   }
 
   private async step(inst: TypedInstruction, stepNo: number): Promise<void> {
-    const signal = this.session.options.signal;
-    throwIfAborted(signal);
-    const id = this.session.nextStepId();
+    const { config, session } = this.env;
+    throwIfAborted(config.signal);
+    const id = session.nextStepId();
     const started = process.hrtime.bigint();
-    this.session.emit({ type: "step-start", id, stage: this.label, step: stepNo, steps: this.steps, text: oneLine(inst.original) });
+    config.emit({ type: "step-start", id, stage: this.label, step: stepNo, steps: this.steps, text: oneLine(inst.original) });
     let outcome: StepOutcome;
     try {
       outcome = await this.apply(inst, id, stepNo);
@@ -129,158 +143,104 @@ export class StageBuilder {
       throw DockerfileError.at(err, { file: this.file, line: inst.line, instruction: inst.kind.toUpperCase() });
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    this.session.emit({ type: "step-done", id, seconds, ...(outcome.layer ? { layer: outcome.layer } : {}), ...(outcome.cached ? { cached: true } : {}), ...(outcome.snapshotSeconds !== undefined ? { snapshotSeconds: outcome.snapshotSeconds } : {}) });
+    config.emit({ type: "step-done", id, seconds, ...(outcome.layer ? { layer: outcome.layer } : {}), ...(outcome.cached ? { cached: true } : {}), ...(outcome.snapshotSeconds !== undefined ? { snapshotSeconds: outcome.snapshotSeconds } : {}) });
   }
 
+  /** Expansion environment: the stage's ARG values overlaid with its ENV. */
+  private expansionEnv(): Map<string, string> {
+    return this.args.env(envMap(this.state.image.config));
+  }
+
+  /** Pick the step → key → look up → reuse or produce → commit. */
   private async apply(inst: TypedInstruction, id: number, stepNo: number): Promise<StepOutcome> {
-    const created = this.lastCreated;
-    const cfg = this.image.config;
-    const cache = this.session.cache;
+    const platform = this.env.config.platformText;
     if (inst.kind === "arg") {
-      for (const a of inst.args) this.args.declare(a, this.env(), inst.line);
-      addHistory(cfg, applyMetadata(cfg, inst, this.ctx), true, created);
-      // Values reach the key of each step that sees them (RUN env, expanded words), not the state.
-      this.state = cache.next(this.state, this.platform, `ARG ${inst.args.map((a) => a.name).join(" ")}`);
+      for (const a of inst.args) this.args.declare(a, this.expansionEnv(), inst.line);
+      this.state = argStep(this.state, inst, this.args.values(), platform);
       return {};
     }
-    const t = expandInstruction(inst, this.env(), { escapeToken: this.session.plan.escapeToken, file: this.file });
-    const step = { stepNo, text: oneLine(t.original) };
-    switch (t.kind) {
-      case "from":
-        throw new KilnError("INTERNAL", "FROM inside a stage");
-      case "copy":
-      case "add": {
-        const prepared = await prepareCopy(this, t);
-        const key = cache.key({
-          parent: this.state,
-          instruction: t.kind,
-          platform: this.platform,
-          args: {},
-          ...(prepared.sourcesDigest ? { sources: prepared.sourcesDigest } : {}),
-          ...(prepared.fromIdentity ? { fromStage: prepared.fromIdentity } : {}),
-          extra: { ...instructionExtra(t), ...prepared.extra, workdir: cfg.config?.WorkingDir ?? "" },
-        });
-        const createdBy = `${t.kind.toUpperCase()} ${oneLine(t.original).replace(/^\S+\s+/, "")}`;
-        return this.layerStep(key, step, async () => ({ entries: await copyLayerEntries(this, t, prepared), createdBy }));
-      }
-      case "workdir": {
-        const createdBy = applyMetadata(cfg, t, this.ctx);
-        const key = cache.key({ parent: this.state, instruction: createdBy, platform: this.platform, args: {}, extra: { user: cfg.config?.User ?? "" } });
-        return this.layerStep(key, step, async () => ({ entries: await this.workdirEntries(cfg.config?.WorkingDir ?? "/"), createdBy }));
-      }
-      case "run": {
-        const key = cache.key({
-          parent: this.state,
-          instruction: runCreatedBy(this, t),
-          platform: this.platform,
-          args: Object.fromEntries(this.args.values()),
-          extra: { ...instructionExtra(t), ...(await runKeyExtra(this, t)) },
-        });
-        return this.layerStep(key, step, () => runStep(this, t, id));
-      }
-      default: {
-        const createdBy = applyMetadata(cfg, t, this.ctx);
-        addHistory(cfg, createdBy, true, created);
-        this.state = cache.next(this.state, this.platform, createdBy);
-        return {};
-      }
+    const t = expandInstruction(inst, this.expansionEnv(), { escapeToken: this.env.plan.escapeToken, file: this.file });
+    if (t.kind === "from") throw new KilnError("INTERNAL", "FROM inside a stage");
+    const step = pickStep(t);
+    if (!step) {
+      this.state = metadataStep(this.state, t, platform);
+      return {};
     }
-  }
-
-  /**
-   * A step that may write a layer: reuse the cached result for `key`, or produce the entries,
-   * write the layer and record it. Either way the stage's state moves on by the layer's diffID,
-   * so a re-run that yields a byte-identical layer lets the following steps hit again.
-   */
-  private async layerStep(
-    key: Digest,
-    step: { stepNo: number; text: string },
-    produce: () => Promise<{ entries: LayerEntry[]; createdBy: string; snapshotSeconds?: number }>,
-  ): Promise<StepOutcome> {
-    const cache = this.session.cache;
-    const cfg = this.image.config;
-    const hit = await cache.lookup(key, this.stage.name);
-    let outcome: StepOutcome;
-    if (hit) {
-      if (hit.layer) {
-        const layer = { descriptor: hit.layer.descriptor, diffID: hit.layer.diffID };
-        this.image.layers.push(layer);
-        cfg.rootfs.diff_ids.push(layer.diffID);
-        this.stamp(this.session.sourceDateEpoch !== undefined ? this.session.created : hit.created);
-        addHistory(cfg, hit.createdBy, false, this.lastCreated);
-        if (this.rootfs) await this.applyToRootfs([layer]);
-        outcome = { layer: { digest: layer.descriptor.digest, size: layer.descriptor.size }, cached: true };
-      } else {
-        addHistory(cfg, hit.createdBy, true, this.lastCreated);
-        outcome = { cached: true };
-      }
-      cache.remember(this.stage.index, hit);
-    } else {
-      const { entries, createdBy, snapshotSeconds } = await produce();
-      const layer = await this.commitLayer(entries, createdBy);
-      outcome = { ...(layer ? { layer } : {}), ...(snapshotSeconds !== undefined ? { snapshotSeconds } : {}) };
-      const last = this.image.layers[this.image.layers.length - 1];
-      await cache.save(this.stage.index, {
-        key,
-        ...(layer && last ? { layer: { descriptor: last.descriptor, diffID: last.diffID } } : {}),
-        config: structuredClone(cfg),
-        createdBy,
-        emptyLayer: !layer,
-        created: this.session.created,
-      });
-    }
-    const diffID = outcome.layer ? this.image.layers[this.image.layers.length - 1]!.diffID : "empty";
-    this.state = cache.next(this.state, this.platform, diffID);
-    cache.steps.push({ stage: this.label, step: step.stepNo, instruction: step.text, key, cached: outcome.cached === true });
+    if (step.prepare) this.state = step.prepare(this.state);
+    const ctx = this.context(id);
+    const key = cacheKey(await step.keyParts(ctx));
+    const hit = await this.env.cache.lookup(key, this.stage.name);
+    const outcome = hit ? await this.reuse(hit) : await this.produce(step, ctx, key);
+    this.state = advance(this.state, platform, outcome.layer ? this.state.image.layers[this.state.image.layers.length - 1]!.diffID : "empty");
+    this.env.cache.steps.push({ stage: this.label, step: stepNo, instruction: oneLine(t.original), key, cached: outcome.cached === true });
     return outcome;
   }
 
-  /** Move the stage's time on, giving it to history entries still waiting for one. */
-  private stamp(created: string): void {
-    this.lastCreated = created;
-    for (const h of this.image.config.history ?? []) if (h.created === "") h.created = created;
-  }
-
-  /** Write a layer (or an empty-layer history entry when nothing changed) and keep the rootfs in step. */
-  async commitLayer(entries: LayerEntry[], createdBy: string): Promise<{ digest: string; size: number } | undefined> {
-    const cfg = this.image.config;
-    if (entries.length === 0) {
-      addHistory(cfg, createdBy, true, this.lastCreated);
-      return undefined;
+  /** A cache hit: its layer (or empty-layer entry) and history text, at the time it was first built. */
+  private async reuse(hit: CacheRecord): Promise<StepOutcome> {
+    const { config, cache } = this.env;
+    let outcome: StepOutcome;
+    if (hit.layer) {
+      const layer = { descriptor: hit.layer.descriptor, diffID: hit.layer.diffID };
+      this.state = withLayer(this.state, layer, hit.createdBy, config.sourceDateEpoch !== undefined ? config.created : hit.created);
+      await this.files.commit(layer);
+      outcome = { layer: { digest: layer.descriptor.digest, size: layer.descriptor.size }, cached: true };
+    } else {
+      this.state = withHistory(this.state, hit.createdBy, true);
+      outcome = { cached: true };
     }
-    const layer = await writeLayer(entries, this.session.store, {
-      ...(this.session.options.compressionLevel !== undefined ? { level: this.session.options.compressionLevel } : {}),
-      ...(this.session.sourceDateEpoch !== undefined ? { clampMtime: this.session.sourceDateEpoch } : {}),
+    cache.remember(this.stage.index, hit);
+    return outcome;
+  }
+
+  /** A miss: the step produces its entries; the loop writes the layer and records it under `key`. */
+  private async produce(step: LayerStep, ctx: StepContext, key: Digest): Promise<StepOutcome> {
+    const { config, cache, store } = this.env;
+    const { entries, snapshotSeconds } = await step.produce(ctx);
+    const createdBy = step.createdBy(ctx);
+    let written: { digest: string; size: number } | undefined;
+    if (entries.length === 0) {
+      this.state = withHistory(this.state, createdBy, true);
+    } else {
+      const layer = await writeLayer(entries, store, {
+        ...(config.compressionLevel !== undefined ? { level: config.compressionLevel } : {}),
+        ...(config.sourceDateEpoch !== undefined ? { clampMtime: config.sourceDateEpoch } : {}),
+      });
+      const committed = { descriptor: layer.descriptor, diffID: layer.diffID };
+      this.state = withLayer(this.state, committed, createdBy, config.created);
+      await this.files.commit(committed, entries);
+      written = { digest: layer.descriptor.digest, size: layer.descriptor.size };
+    }
+    const last = this.state.image.layers[this.state.image.layers.length - 1];
+    await cache.save(this.stage.index, {
+      key,
+      ...(written && last ? { layer: { descriptor: last.descriptor, diffID: last.diffID } } : {}),
+      config: structuredClone(this.state.image.config),
+      createdBy,
+      emptyLayer: !written,
+      created: config.created,
     });
-    this.image.layers.push({ descriptor: layer.descriptor, diffID: layer.diffID });
-    cfg.rootfs.diff_ids.push(layer.diffID);
-    this.stamp(this.session.created);
-    addHistory(cfg, createdBy, false, this.lastCreated);
-    if (this.rootfs) await this.applyToRootfs([{ descriptor: layer.descriptor, diffID: layer.diffID }], entries);
-    return { digest: layer.descriptor.digest, size: layer.descriptor.size };
+    return { ...(written ? { layer: written } : {}), ...(snapshotSeconds !== undefined ? { snapshotSeconds } : {}) };
   }
 
-  /** The stage's files as a merged view of its layers (metadata, /etc/passwd and /etc/group). */
-  async view(): Promise<LayerView> {
-    await this.session.cache.ensureLayers(this.image.layers);
-    return LayerView.load(this.session.store, this.image.layers);
-  }
-
-  /** Apply layers to the rootfs; `snapshot`: the entries the (single) layer was written from. */
-  private async applyToRootfs(layers: Layer[], snapshot?: LayerEntry[]): Promise<void> {
-    const rootfs = this.rootfs!;
-    const store = this.session.store;
-    await this.session.cache.ensureLayers(layers);
-    await rootfs.applyLayers(
-      layers.map((l) => ({
-        diffID: l.diffID,
-        digest: l.descriptor.digest,
-        origin: this.origin(),
-        mediaType: l.descriptor.mediaType,
-        open: () => store.open(l.descriptor.digest),
-        ...(snapshot ? { snapshot } : {}),
-      })),
-    );
+  /** What a step of this stage sees: the state as it is now, read-only. */
+  private context(stepId: number): StepContext {
+    const { config, store, cache, session, sources } = this.env;
+    const state = this.state;
+    const files = this.files;
+    return {
+      state,
+      config,
+      sources: sources.forStage(this.stage.index),
+      stepId,
+      store,
+      statCache: (root) => cache.statCache(root),
+      tmpDir: (prefix) => session.tmpDir(prefix),
+      rootfs: () => files.ensureRootfs(state.image.layers),
+      view: () => files.view(state.image.layers),
+      runner: () => session.runner(),
+      emit: (event) => config.emit(event),
+    };
   }
 
   /** What this stage's layers come from, for error messages: its base image, or the stage itself. */
@@ -290,55 +250,4 @@ export class StageBuilder {
     if (b.kind === "context") return `build context ${b.name}`;
     return `stage ${this.label}`;
   }
-
-  /** The root filesystem for RUN steps, assembled from the layers on first use. */
-  async ensureRootfs(): Promise<RootFS> {
-    if (this.rootfs) return this.rootfs;
-    this.rootfs = await this.session.newRootFS();
-    await this.applyToRootfs(this.image.layers);
-    return this.rootfs;
-  }
-
-  /** WORKDIR creates its directory (and missing parents) in a layer, owned by the current USER. */
-  private async workdirEntries(dir: string): Promise<LayerEntry[]> {
-    const view = await this.view();
-    const target = view.resolve(dir);
-    if (target?.type === "dir") return [];
-    if (target) throw new KilnError("WORKDIR_NOT_DIRECTORY", `${dir} exists and is not a directory`);
-    const user = this.image.config.config?.User;
-    const owner = user ? resolveUser(user, view) : { uid: 0, gid: 0 };
-    const mtime = this.session.sourceDateEpoch ?? Math.floor(Date.now() / 1000);
-    const entries: LayerEntry[] = [];
-    let cur = "/";
-    for (const part of resolveWorkdir("/", dir).split("/").filter(Boolean)) {
-      const next = posix.join(cur, part);
-      const real = view.resolvePath(next, true);
-      const existing = view.lookup(real);
-      if (existing?.type === "dir") {
-        if (real !== "") entries.push({ path: real, type: "dir", mode: existing.mode, uid: existing.uid, gid: existing.gid, mtime: existing.mtime, size: 0 });
-        cur = "/" + real;
-        continue;
-      }
-      entries.push({ path: real, type: "dir", mode: 0o755, uid: owner.uid, gid: owner.gid, mtime, size: 0 });
-      cur = "/" + real;
-    }
-    return dedupe(entries);
-  }
-}
-
-interface StepOutcome {
-  layer?: { digest: string; size: number };
-  cached?: boolean;
-  snapshotSeconds?: number;
-}
-
-function dedupe(entries: LayerEntry[]): LayerEntry[] {
-  const m = new Map<string, LayerEntry>();
-  for (const e of entries) m.set(e.path, e);
-  return [...m.values()];
-}
-
-function oneLine(s: string): string {
-  const first = s.split("\n")[0] ?? "";
-  return s.includes("\n") ? `${first} ...` : first;
 }

@@ -113,7 +113,7 @@ export async function exportCache(records: CacheRecord[], spec: CacheSpec, optio
   } catch (err) {
     // cancelled: never a warning, whatever ignore-error says
     if (signal?.aborted) throw abortError(signal);
-    const e = err instanceof KilnError ? err : new KilnError("CACHE_EXPORT_FAILED", `cache export to ${describeSpec(spec)}: ${(err as Error).message}`);
+    const e = err instanceof KilnError ? err : new KilnError("CACHE_EXPORT_FAILED", `cache export to ${describeSpec(spec)}: ${(err as Error).message}`, { cause: err });
     if (!spec.ignoreError) throw e;
     options.onWarning?.(e.message);
   }
@@ -299,7 +299,7 @@ async function importLocal(spec: LocalCacheSpec, options: ImportOptions): Promis
     try {
       stream = layout.openBlob(d.digest);
     } catch (err) {
-      throw new KilnError("CACHE_IMPORT_FAILED", `${where}: ${(err as Error).message}`);
+      throw new KilnError("CACHE_IMPORT_FAILED", `${where}: ${(err as Error).message}`, { cause: err });
     }
     try {
       const signal = options.registry?.signal;
@@ -307,7 +307,7 @@ async function importLocal(spec: LocalCacheSpec, options: ImportOptions): Promis
     } catch (err) {
       if (options.registry?.signal?.aborted) throw abortError(options.registry.signal);
       const code = (err as NodeJS.ErrnoException).code;
-      throw new KilnError("CACHE_IMPORT_FAILED", `${where}: layer ${d.digest}: ${code === "ENOENT" ? "blob is missing" : (err as Error).message}`);
+      throw new KilnError("CACHE_IMPORT_FAILED", `${where}: layer ${d.digest}: ${code === "ENOENT" ? "blob is missing" : (err as Error).message}`, { cause: err });
     }
   };
   return makeCache(spec, records, fetch, async () => undefined);

@@ -128,7 +128,7 @@ export class StatCache {
       if (st.size <= SMALL_FILE) hash.update(readFileSync(abs));
       else await pipeline(createReadStream(abs), hash);
     } catch (err) {
-      throw new KilnError("CONTEXT_READ", `cannot read context file ${abs}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new KilnError("CONTEXT_READ", `cannot read context file ${abs}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
     }
     this.reads++;
     const digest: Digest = `sha256:${hash.digest("hex")}`;
@@ -222,7 +222,7 @@ function namesOf(scope: WalkScope, dir: string): string[] {
   try {
     names = readdirSync(dir === "" ? join(scope.ctx.root) : scope.prefix + dir);
   } catch (err) {
-    throw new KilnError("CONTEXT_READ", `cannot read context directory "${dir || "."}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new KilnError("CONTEXT_READ", `cannot read context directory "${dir || "."}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
   }
   return names.sort(compareNames);
 }
@@ -357,7 +357,7 @@ export async function hashSources(sources: SelectedSource[], options: { statCach
     try {
       topSt = lstatSync(top.abs, { bigint: true });
     } catch (err) {
-      throw new KilnError("CONTEXT_READ", `cannot stat context path "${top.path}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new KilnError("CONTEXT_READ", `cannot stat context path "${top.path}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
     }
     const topType = topSt.isDirectory() ? "dir" : topSt.isSymbolicLink() ? "symlink" : topSt.isFile() ? "file" : undefined;
     if (topType !== top.type) throw new KilnError("CONTEXT_CHANGED", `context path "${top.path}" changed while the build read it`);

@@ -150,3 +150,11 @@ export function formatOptionHelp(specs: OptionSpec[]): string {
   });
   return rows.join("\n");
 }
+
+/** `--NAME N`: a whole number from min to max, or undefined when absent. */
+export function intOption(args: ParsedArgs, name: string, min: number, max: number): number | undefined {
+  const v = one(args, name);
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError("USAGE", `--${name} must be a whole number from ${min} to ${max}`);
+  return Number(v);
+}

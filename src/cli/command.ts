@@ -38,10 +38,3 @@ export function pullPolicy(args: ParsedArgs): "always" | "missing" | "never" {
   if (pull !== "always" && pull !== "missing" && pull !== "never") throw new UsageError("OPTION_INVALID", "--pull must be always, missing or never");
   return pull;
 }
-
-export function intOption(args: ParsedArgs, name: string, min: number, max: number): number | undefined {
-  const v = one(args, name);
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError("USAGE", `--${name} must be a whole number from ${min} to ${max}`);
-  return Number(v);
-}

@@ -25,6 +25,7 @@ export function describeError(err: unknown): string {
 function hintFor(err: KilnError): string | undefined {
   const registry = findRegistryError(err);
   if (registry?.code === "REGISTRY_AUTH") return `run kiln login ${registry.registry}`;
+  if (err.code === "RUN_SECRET_MISSING") return "give it with --secret id=ID,src=FILE (or env=VAR)";
   return undefined;
 }
 

@@ -1,22 +1,22 @@
 // kiln's command line: dispatches `kiln build|push|pull|lint|verify|du|prune|doctor|login|logout|help` and
 // the local store's images|tag|rmi|inspect|history (image-commands.ts) and run (run-command.ts),
 // turns flags into library calls and renders progress; failures print as one line with the exit
-// code and hints of src/cli/exit.ts (0 success, 1 build or input error, 2 usage error; kiln run: 125).
-import type { Snapshotter } from "../fs/rootfs.js";
+// code and hints of src/cli/exit.ts (0 success, 1 build or input error, 2 usage error; a build
+// interrupted by SIGINT/SIGTERM prints "interrupted" and exits 130/143; kiln run: 125).
 import { readFile } from "node:fs/promises";
 import { writeFileAtomic } from "../store/atomic-file.js";
 import { buffer } from "node:stream/consumers";
 import { AbortError, KilnError, UsageError } from "../errors.js";
 import { VERSION } from "../version.js";
 import { describeError, exitCodeFor } from "./exit.js";
-import { formatOptionHelp, keyValues, many, one, parseArgs, parseCsv, type OptionSpec, type ParsedArgs } from "./args.js";
-import { createProgress, createTransferProgress, type ProgressMode } from "./progress.js";
+import { formatOptionHelp, intOption, keyValues, many, one, parseArgs, parseCsv, type OptionSpec, type ParsedArgs } from "./args.js";
+import { buildRequest } from "./build-args.js";
+import { createProgress, createTransferProgress } from "./progress.js";
 import { formatBytes } from "../units.js";
 import { imageCommands, pushStored } from "./image-commands.js";
 import { runCommand } from "./run-command.js";
-import { cacheDirOption, intOption, registryFrom, registryOptions, type Command } from "./command.js";
-import { parseOutput, parseSecret, type Isolation, type OutputSpec } from "../build/options.js";
-import { ISOLATIONS } from "../run/index.js";
+import { cacheDirOption, registryFrom, registryOptions, type Command } from "./command.js";
+import { parseOutput } from "../build/options.js";
 
 const buildOptions: OptionSpec[] = [
   { name: "file", short: "f", type: "string", valueName: "PATH", help: "Dockerfile (default CONTEXT/Dockerfile; - reads stdin)" },
@@ -55,62 +55,23 @@ const commands: Record<string, Command> = {
     usage: "kiln build [OPTIONS] CONTEXT   (CONTEXT may be - for a tar on stdin)",
     options: buildOptions,
     async run(args) {
-      if (args.positionals.length !== 1) throw new UsageError("USAGE", "kiln build: expected exactly one CONTEXT argument (see: kiln help build)");
-      const context = args.positionals[0]!;
-      const outputs: OutputSpec[] = many(args, "output").map((o) => parseOutput(parseCsv(o, "output"), o));
-      if (args.flags.has("push")) outputs.push({ type: "image", names: [], push: true });
-      const progress = (one(args, "progress") ?? "auto") as ProgressMode;
-      if (!["auto", "plain", "quiet"].includes(progress)) throw new UsageError("USAGE", `--progress must be auto, plain or quiet`);
-      const format = one(args, "format") ?? "oci";
-      if (format !== "oci" && format !== "docker") throw new UsageError("USAGE", `--format must be oci or docker`);
-      const isolation = (one(args, "isolation") ?? "auto") as Isolation;
-      if (!ISOLATIONS.includes(isolation)) throw new UsageError("USAGE", `--isolation must be one of ${ISOLATIONS.join(", ")}`);
-      const snapshotter = one(args, "snapshotter") ?? "auto";
-      if (!["auto", "overlay", "dir"].includes(snapshotter)) throw new UsageError("USAGE", `--snapshotter must be auto, overlay or dir`);
-      const network = one(args, "network") ?? "host";
-      if (network !== "host" && network !== "none") throw new UsageError("USAGE", `--network must be host or none`);
-      const pull = one(args, "pull") ?? "missing";
-      if (!["always", "missing", "never"].includes(pull)) throw new UsageError("USAGE", `--pull must be always, missing or never`);
-      const jobs = intOption(args, "jobs", 1, 1024);
-      const level = intOption(args, "compression-level", 0, 9);
-      const dockerfile = one(args, "file");
+      const { options, progress } = buildRequest(args);
       const { build } = await import("../build/build.js");
       const listener = createProgress(progress);
+      // SIGINT/SIGTERM abort the build (it cleans up, then rejects with an AbortError): exit
+      // 128+signal with one line, as a shell reports an interrupted command. A second signal
+      // kills kiln at once; the step's processes die with it.
       const controller = new AbortController();
-      const onSignal = (): void => controller.abort(new AbortError(new Error("build interrupted")));
+      let interruptedBy: "SIGINT" | "SIGTERM" | undefined;
+      const onSignal = (sig: "SIGINT" | "SIGTERM"): void => {
+        interruptedBy = sig;
+        controller.abort(new AbortError(new Error(`interrupted (${sig})`)));
+      };
       process.once("SIGINT", onSignal);
       process.once("SIGTERM", onSignal);
       try {
         const result = await build({
-          context,
-          ...(dockerfile !== undefined ? { dockerfile } : {}),
-          tags: many(args, "tag"),
-          ...(args.flags.has("load") ? { load: true } : {}),
-          buildArgs: keyValues(many(args, "build-arg"), "build-arg", (k) => process.env[k]),
-          ...(one(args, "target") ? { target: one(args, "target")! } : {}),
-          ...(one(args, "platform") ? { platform: one(args, "platform")! } : {}),
-          labels: keyValues(many(args, "label"), "label"),
-          annotations: keyValues(many(args, "annotation"), "annotation"),
-          buildContexts: keyValues(many(args, "build-context"), "build-context"),
-          outputs,
-          format,
-          ...(one(args, "iidfile") ? { iidfile: one(args, "iidfile")! } : {}),
-          ...(one(args, "metadata-file") ? { metadataFile: one(args, "metadata-file")! } : {}),
-          ...(one(args, "cache-dir") ? { cacheDir: one(args, "cache-dir")! } : {}),
-          isolation,
-          snapshotter: snapshotter as Snapshotter,
-          network,
-          ...(jobs !== undefined ? { jobs } : {}),
-          ...(level !== undefined ? { compressionLevel: level } : {}),
-          pull: pull as "always" | "missing" | "never",
-          secrets: Object.fromEntries(many(args, "secret").map((v) => parseSecret(v, parseCsv(v, "secret")))),
-          noCache: args.flags.has("no-cache"),
-          noCacheFilter: many(args, "no-cache-filter"),
-          cacheFrom: many(args, "cache-from"),
-          cacheTo: many(args, "cache-to"),
-          insecureRegistries: many(args, "insecure-registry"),
-          ...(one(args, "registry-ca") ? { registryCa: one(args, "registry-ca")! } : {}),
-          ...(registryFrom(args).timeouts ? { registryTimeouts: registryFrom(args).timeouts! } : {}),
+          ...options,
           onEvent: listener,
           signal: controller.signal,
         });
@@ -118,6 +79,12 @@ const commands: Record<string, Command> = {
         if (progress !== "quiet") process.stderr.write(`built ${result.digest} -> ${where}\n`);
         process.stdout.write(`${result.digest}\n`);
         return 0;
+      } catch (err) {
+        if (interruptedBy && err instanceof AbortError) {
+          process.stderr.write(`error: interrupted (${interruptedBy})\n`);
+          return interruptedBy === "SIGINT" ? 130 : 143;
+        }
+        throw err;
       } finally {
         process.off("SIGINT", onSignal);
         process.off("SIGTERM", onSignal);
@@ -357,6 +324,21 @@ function help(name?: string): string {
   }
   const rows = Object.entries(commands).map(([n, c]) => `  ${n.padEnd(8)} ${c.summary}`);
   return `kiln ${VERSION}: a daemonless container image builder\n\nUsage: kiln COMMAND [OPTIONS]\n\nCommands:\n${rows.join("\n")}\n  help     Show help for a command\n\nRun 'kiln help COMMAND' for a command's options.\n`;
+}
+
+/**
+ * Checks a command line as `main` would read it, without running anything: the command exists,
+ * its options parse, and for `kiln build` every value the command line alone decides (see
+ * build-args.ts). Throws the UsageError `main` would print; used to check example and CI files.
+ */
+export function checkCommandLine(argv: string[]): void {
+  const [name, ...rest] = argv;
+  if (name === undefined) throw new UsageError("USAGE", "kiln: no command (see: kiln help)");
+  if (["help", "--help", "-h", "--version", "version"].includes(name)) return;
+  const cmd = commands[name];
+  if (!cmd) throw new UsageError("USAGE", `kiln: unknown command "${name}" (see: kiln help)`);
+  const args = parseArgs(rest, cmd.options, name);
+  if (name === "build") buildRequest(args);
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -4,8 +4,8 @@
 import { KilnError, UsageError } from "../errors.js";
 import type { Snapshotter } from "../fs/rootfs.js";
 import { ISOLATIONS, type Isolation } from "../run/index.js";
-import { many, one, type ParsedArgs } from "./args.js";
-import { cacheDirOption, intOption, pullOption, pullPolicy, registryFrom, registryOptions, type Command } from "./command.js";
+import { intOption, many, one, type ParsedArgs } from "./args.js";
+import { cacheDirOption, pullOption, pullPolicy, registryFrom, registryOptions, type Command } from "./command.js";
 
 const FORWARDED: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"];
 

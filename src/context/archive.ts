@@ -163,7 +163,7 @@ export async function* archiveEntries(
     extract.destroy();
     await done.catch(() => undefined);
     if (err instanceof KilnError) throw err;
-    throw new KilnError("ADD_ARCHIVE_INVALID", `cannot unpack ${kind} archive: ${(err as Error).message}`);
+    throw new KilnError("ADD_ARCHIVE_INVALID", `cannot unpack ${kind} archive: ${(err as Error).message}`, { cause: err });
   }
 }
 

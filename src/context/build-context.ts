@@ -171,7 +171,7 @@ export class DirContext {
     try {
       names = readdirSync(join(this.root, dir));
     } catch (err) {
-      throw new KilnError("CONTEXT_READ", `cannot read context directory "${dir || "."}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new KilnError("CONTEXT_READ", `cannot read context directory "${dir || "."}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
     }
     names.sort(compareNames);
     for (const name of names) {
@@ -286,7 +286,7 @@ export async function contextFromTar(
     await rm(root, { recursive: true, force: true });
     if (signal?.aborted) throw abortError(signal);
     if (err instanceof KilnError) throw err;
-    throw new KilnError("CONTEXT_TAR_INVALID", `cannot read the build context tar: ${(err as Error).message}`);
+    throw new KilnError("CONTEXT_TAR_INVALID", `cannot read the build context tar: ${(err as Error).message}`, { cause: err });
   }
   return new DirContext(root, ignore);
 }

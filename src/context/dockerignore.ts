@@ -18,7 +18,7 @@ export async function readIgnoreFile(contextDir: string | undefined, dockerfileP
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === "ENOENT" || code === "ENOTDIR") continue;
-      throw new KilnError("CONTEXT_READ", `cannot read ${file}: ${(err as Error).message}`);
+      throw new KilnError("CONTEXT_READ", `cannot read ${file}: ${(err as Error).message}`, { cause: err });
     }
     return parseIgnoreFile(text);
   }

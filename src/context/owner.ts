@@ -1,7 +1,9 @@
-// `COPY/ADD --chown`: `uid`, `uid:gid`, `name`, `name:group`, `:group`. Names are looked up in
-// the destination image's /etc/passwd and /etc/group. As in BuildKit: a numeric user alone gets
-// gid = uid; a named user alone gets that user's primary group.
+// `COPY/ADD --chown` (and the owner of WORKDIR's directories): `uid`, `uid:gid`, `name`,
+// `name:group`, `:group`. Names are looked up in the destination image's /etc/passwd and
+// /etc/group (parsed by src/image/passwd.ts). As in BuildKit: a numeric user alone gets gid = uid;
+// a named user alone gets that user's primary group.
 import { KilnError } from "../errors.js";
+import { parseGroup, parsePasswd } from "../image/passwd.js";
 
 const MAX_ID = 0xffffffff;
 
@@ -21,10 +23,10 @@ export function resolveChown(spec: string, passwd?: Buffer, group?: Buffer): { u
       uid = id;
       gid = id;
     } else {
-      const row = findRow(passwd, userPart);
+      const row = parsePasswd(passwd).find((r) => r.name === userPart);
       if (!row) throw new KilnError("USER_UNKNOWN", `unable to find user "${userPart}": no matching entries in passwd file`);
-      uid = parseId(row[2] ?? "", spec) ?? 0;
-      gid = parseId(row[3] ?? "", spec) ?? 0;
+      uid = parseId(row.uid, spec) ?? 0;
+      gid = parseId(row.gid, spec) ?? 0;
     }
   }
   if (groupPart !== undefined) {
@@ -32,9 +34,9 @@ export function resolveChown(spec: string, passwd?: Buffer, group?: Buffer): { u
     const id = parseId(groupPart, spec);
     if (id !== undefined) gid = id;
     else {
-      const row = findRow(group, groupPart);
+      const row = parseGroup(group).find((r) => r.name === groupPart);
       if (!row) throw new KilnError("USER_UNKNOWN", `unable to find group "${groupPart}": no matching entries in group file`);
-      gid = parseId(row[2] ?? "", spec) ?? 0;
+      gid = parseId(row.gid, spec) ?? 0;
     }
   }
   return { uid, gid };
@@ -45,16 +47,4 @@ function parseId(s: string, spec: string): number | undefined {
   const n = Number(s);
   if (!Number.isSafeInteger(n) || n > MAX_ID) throw new KilnError("COPY_CHOWN_INVALID", `invalid --chown "${spec}": id out of range`);
   return n;
-}
-
-/** The first `name:...` row of a passwd/group file, split on ":". */
-function findRow(file: Buffer | undefined, name: string): string[] | undefined {
-  if (!file) return undefined;
-  for (const line of file.toString("utf8").split("\n")) {
-    const t = line.trim();
-    if (t === "" || t.startsWith("#")) continue;
-    const cols = t.split(":");
-    if (cols[0] === name && cols.length >= 3) return cols;
-  }
-  return undefined;
 }

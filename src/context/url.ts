@@ -58,7 +58,7 @@ export async function fetchUrl(url: string, options: FetchOptions): Promise<Down
     try {
       res = await request(current, { method: "GET", signal: options.signal, headers: { "user-agent": "kiln" } });
     } catch (err) {
-      throw new KilnError("ADD_DOWNLOAD_FAILED", `failed to download ${url}: ${(err as Error).message}`);
+      throw new KilnError("ADD_DOWNLOAD_FAILED", `failed to download ${url}: ${(err as Error).message}`, { cause: err });
     }
     if (res.statusCode >= 300 && res.statusCode < 400 && res.headers.location !== undefined) {
       await res.body.dump();
@@ -86,7 +86,7 @@ export async function fetchUrl(url: string, options: FetchOptions): Promise<Down
       await pipeline(res.body as Readable, counter, createWriteStream(path, { mode: 0o600 }));
     } catch (err) {
       await rm(path, { force: true });
-      throw new KilnError("ADD_DOWNLOAD_FAILED", `failed to download ${url}: ${(err as Error).message}`);
+      throw new KilnError("ADD_DOWNLOAD_FAILED", `failed to download ${url}: ${(err as Error).message}`, { cause: err });
     }
     const digest: Digest = `sha256:${hash.digest("hex")}`;
     if (options.checksum !== undefined && options.checksum !== digest) {

@@ -3,7 +3,7 @@
 // BuildKit's where the rule exists there).
 import { DockerfileError, KilnError } from "../errors.js";
 import { parseDockerfile } from "./parse.js";
-import { ArgScope, type BuildPlan, planBuildCollecting } from "./plan.js";
+import { ArgScope, type BuildPlan, type InheritedArgs, planBuildCollecting } from "./plan.js";
 import type { Diagnostic } from "./diagnostic.js";
 import { expandWordDetailed } from "./expand.js";
 import { expandInstruction } from "./expand-instruction.js";
@@ -179,6 +179,7 @@ function stageChecks(
   const envKnown: boolean[] = [];
   const stageEnvs: Map<string, string>[] = [];
   const stageNames: Set<string>[] = [];
+  const stageArgs: InheritedArgs[] = [];
   const stageWorkdirSet: boolean[] = [];
 
   for (const stage of plan.stages) {
@@ -214,6 +215,7 @@ function stageChecks(
       names = new Set();
     }
     const scope = new ArgScope(plan, plan.buildArgs);
+    if (stage.base.kind === "stage") scope.inherit(stageArgs[stage.base.index]!);
     const seen = new Map<string, number>();
     let absoluteWorkdir = stage.base.kind === "stage" ? stageWorkdirSet[stage.base.index] : false;
 
@@ -267,6 +269,7 @@ function stageChecks(
     envKnown.push(known);
     stageEnvs.push(env);
     stageNames.push(names);
+    stageArgs.push(scope.snapshot());
   }
 }
 

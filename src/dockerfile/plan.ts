@@ -115,9 +115,18 @@ export function automaticPlatformArgs(target: Platform, build: Platform): Record
  *   stage's own default (expanded against `env`); the global ARG's resolved value; the automatic
  *   platform value; otherwise the ARG is declared but unset (expansions give "").
  * - Re-declaring `ARG NAME` without a default keeps the value it already had.
+ * - A stage built `FROM` another stage starts with that stage's ARGs (names and values as they
+ *   were after its last instruction), as BuildKit's dispatchState.init does: the child's state is
+ *   the parent's, whose environment holds the ARG values (see inherit()).
  *
  * ENV values shadow ARG values of the same name in expansions; callers merge them (see env()).
  */
+/** The ARGs a stage hands to the stages built FROM it. */
+export interface InheritedArgs {
+  readonly names: readonly string[];
+  readonly values: ReadonlyMap<string, string>;
+}
+
 export class ArgScope {
   private readonly vals = new Map<string, string>();
   private readonly names = new Set<string>();
@@ -159,6 +168,21 @@ export class ArgScope {
     }
     if (value !== undefined) this.vals.set(arg.name, value);
     return value;
+  }
+
+  /**
+   * Start from the ARGs of the stage this one is built FROM (call before any instruction).
+   * Their values then behave as if declared here: RUN sees them, expansions use them, and a
+   * re-declaration without a default keeps them.
+   */
+  inherit(parent: InheritedArgs): void {
+    for (const n of parent.names) this.names.add(n);
+    for (const [k, v] of parent.values) this.vals.set(k, v);
+  }
+
+  /** The names and values a stage built FROM this one inherits (a copy). */
+  snapshot(): InheritedArgs {
+    return { names: [...this.names], values: new Map(this.vals) };
   }
 
   /** The declared ARGs that have a value (a copy). */
@@ -357,6 +381,7 @@ function planWith(ast: DockerfileAST, options: PlanOptions, sink: ErrorSink | un
   // 4. Dependencies: FROM <stage>, COPY --from, RUN --mount from=. Values holding "$" are expanded
   //    with what the plan knows at that point (stage ARGs, build args, ENV set in the file).
   const stageEnv: Map<string, string>[] = [];
+  const stageArgs: InheritedArgs[] = [];
   // Tracking ARG/ENV values costs map copies; only do it for stages where a --from value needs
   // expanding, and for the stages they inherit ENV from.
   const envNeeded = stages.map((s) =>
@@ -372,6 +397,7 @@ function planWith(ast: DockerfileAST, options: PlanOptions, sink: ErrorSink | un
     const deps = new Set<number>();
     if (stage.base.kind === "stage") deps.add(stage.base.index);
     const scope = new ArgScope(plan, buildArgs);
+    if (stage.base.kind === "stage") scope.inherit(stageArgs[stage.base.index]!);
     const envVals = new Map<string, string>(stage.base.kind === "stage" ? stageEnv[stage.base.index] : []);
     const resolveRef = (value: string, line: number, what: string): void => {
       let ref = value;
@@ -410,6 +436,7 @@ function planWith(ast: DockerfileAST, options: PlanOptions, sink: ErrorSink | un
       }
     }
     stageEnv.push(envVals);
+    stageArgs.push(scope.snapshot());
     stage.dependsOn = [...deps].sort((a, b) => a - b);
   }
 

@@ -14,7 +14,7 @@ import { compareNames } from "../layer/order.js";
 import { hostFileOpener } from "../layer/file-content.js";
 
 /** Paths kiln mounts or injects during a RUN: never part of a layer (relative to the root). */
-export const DEFAULT_EXCLUDES = ["proc", "sys", "dev", "etc/hosts", "etc/resolv.conf", "etc/hostname"];
+export const DEFAULT_EXCLUDES = ["proc", "sys", "dev", "etc/hosts", "etc/resolv.conf"];
 
 // Per-child numbers kept in the baseline (all exact as doubles: times split into whole
 // milliseconds plus the nanoseconds below them; inode and device numbers below 2^53).

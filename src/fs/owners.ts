@@ -3,8 +3,7 @@
 // container. Maps a snapshot's entries back through the runner's id map, and refuses an owner
 // the map cannot express (a layer must never record a host id).
 import { KilnError } from "../errors.js";
-import type { IdMap } from "../run/types.js";
-import type { IdMapping } from "../run/userns.js";
+import type { IdMap, IdMapping } from "./idmap.js";
 import { WHITEOUT_PREFIX, type LayerEntry } from "../layer/entry.js";
 
 /** The container id for host id `id` under `maps`, or undefined when none maps it. */

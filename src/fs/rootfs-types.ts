@@ -2,7 +2,7 @@
 // snapshotters take); the implementations are src/fs/dir-rootfs.ts and src/fs/overlay-rootfs.ts,
 // the factory src/fs/rootfs.ts.
 import type { LayerEntry } from "../layer/entry.js";
-import type { IdMap } from "../run/types.js";
+import type { IdMap } from "./idmap.js";
 import type { RootFSLayer } from "./layer-source.js";
 
 export type { RootFSLayer } from "./layer-source.js";

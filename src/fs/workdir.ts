@@ -1,5 +1,6 @@
 // Kiln-owned work directories (root filesystems, run bundles) with an owner file, and removal of
-// the ones a killed build left behind: mounts under them are detached first, then the tree goes.
+// the ones a killed build left behind: containers its runtime still lists are deleted, mounts
+// under them are detached, then the tree goes. No process is signalled by a pid read from a file.
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
@@ -65,23 +66,19 @@ export function mountsUnder(dir: string): string[] {
   return out.sort((a, b) => b.length - a.length);
 }
 
-/** The file naming a helper process (e.g. unshare) that must die with its work directory. */
-export const CHILD_FILE = "kiln.child";
-
-/** Kill a leftover helper process and delete containers an OCI runtime still tracks in `<dir>/state`. */
+/**
+ * Delete containers an OCI runtime still tracks in `<dir>/state` (through the runtime's own state,
+ * which checks the process's identity, never a pid kiln read from a file). A dead build's step
+ * processes are already gone: they die with kiln (see run/output.ts, dieWithKiln).
+ */
 function stopLeftovers(dir: string): void {
-  try {
-    const pid = Number(readFileSync(join(dir, CHILD_FILE), "utf8").trim());
-    if (Number.isInteger(pid) && pid > 1) process.kill(pid, "SIGKILL");
-  } catch {
-    /* no helper or already gone */
-  }
   const state = join(dir, "state");
   for (const rt of ["crun", "runc"]) {
     const list = spawnSync(rt, [`--root=${state}`, "list", "-q"], { encoding: "utf8" });
     if (list.status !== 0 || typeof list.stdout !== "string") continue;
     for (const id of list.stdout.split("\n").map((l) => l.trim()).filter((l) => l !== "")) {
-      spawnSync(rt, [`--root=${state}`, "delete", "--force", id], { stdio: "ignore" });
+      // without --force: a stopped container is removed, nothing is ever signalled
+      spawnSync(rt, [`--root=${state}`, "delete", id], { stdio: "ignore" });
     }
   }
 }

@@ -292,7 +292,7 @@ async function scanLayer(store: BlobStore, layer: Layer): Promise<LayerIndex> {
     extract.destroy();
     await done.catch(() => undefined);
     if (err instanceof KilnError) throw err;
-    throw new KilnError("LAYER_READ_FAILED", `cannot read layer ${layer.descriptor.digest}: ${(err as Error).message}`);
+    throw new KilnError("LAYER_READ_FAILED", `cannot read layer ${layer.descriptor.digest}: ${(err as Error).message}`, { cause: err });
   }
   return index;
 }

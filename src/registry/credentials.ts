@@ -68,7 +68,7 @@ async function readJSONFile<T>(path: string): Promise<T | undefined> {
     text = await readFile(path, "utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw new KilnError("CREDENTIALS_INVALID", `cannot read ${path}: ${(err as Error).message}`);
+    throw new KilnError("CREDENTIALS_INVALID", `cannot read ${path}: ${(err as Error).message}`, { cause: err });
   }
   try {
     return JSON.parse(text) as T;
@@ -134,7 +134,9 @@ export function runCredentialHelper(helper: string, action: "get" | "store" | "e
       if (code === 0) resolve(stdout);
       else {
         const msg = (stdout.trim() || Buffer.concat(errOut).toString("utf8").trim()).split("\n")[0];
-        reject(new KilnError("CREDENTIAL_HELPER_FAILED", `credential helper ${bin} ${action}: ${msg || `exit code ${code}`}`));
+        // the helper protocol's answer for a server it holds nothing for ("credentials not found in native keychain")
+        const code = msg !== undefined && /credentials not found/i.test(msg) ? "CREDENTIALS_NOT_FOUND" : "CREDENTIAL_HELPER_FAILED";
+        reject(new KilnError(code, `credential helper ${bin} ${action}: ${msg || `exit code ${code}`}`));
       }
     });
     child.stdin.on("error", () => undefined);
@@ -148,7 +150,7 @@ async function fromHelper(helper: string, registry: string): Promise<Credentials
   try {
     out = await runCredentialHelper(helper, "get", serverURL);
   } catch (err) {
-    if (err instanceof KilnError && /credentials not found/i.test(err.message)) return undefined;
+    if (err instanceof KilnError && err.code === "CREDENTIALS_NOT_FOUND") return undefined;
     throw err;
   }
   let parsed: { Username?: string; Secret?: string };

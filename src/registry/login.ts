@@ -1,7 +1,7 @@
 // kiln login / logout: verify credentials against the registry, then store them the way Docker
 // does (config.json `auths` entry written atomically with mode 0600, or the configured
 // credential helper), and remove them again.
-import { KilnError } from "../errors.js";
+import { KilnError, RegistryError } from "../errors.js";
 import { writeFileAtomic } from "../store/atomic-file.js";
 import { RegistryClient } from "./client.js";
 import { drain } from "./response.js";
@@ -34,7 +34,7 @@ export async function login(registry: string, username: string, password: string
     const res = await client.request({ method: "GET", url: "/v2/", scopes: [] });
     if (res.status === 401) {
       await drain(res);
-      throw new KilnError("REGISTRY_AUTH", `login to ${name} failed: invalid username or password`);
+      throw new RegistryError("REGISTRY_DENIED", `login to ${name} failed: invalid username or password`, { status: 401, registry: name, repository: "", codes: [] });
     }
     await client.expect(res, [200], "login");
     await drain(res);
@@ -68,7 +68,7 @@ export async function logout(registry: string, options: RegistryOptions = {}): P
     try {
       await runCredentialHelper(helper, "erase", authKey(name));
     } catch (err) {
-      if (!(err instanceof KilnError && /not found/i.test(err.message))) throw err;
+      if (!(err instanceof KilnError && err.code === "CREDENTIALS_NOT_FOUND")) throw err;
     }
   }
   if (cfg.auths) {

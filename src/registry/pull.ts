@@ -171,9 +171,11 @@ export async function fetchBlob(client: RegistryClient, ref: Reference, desc: De
       await store.ingest(counter, { digest: desc.digest, size: desc.size });
       await feeding;
     } catch (caught) {
-      const err = await feeding.then(() => caught, (first: unknown) => first);
-      if (err instanceof KilnError && /mismatch/.test(err.message)) {
-        throw new KilnError("MANIFEST_INVALID", `registry ${ref.registry}: ${what}: ${err.message}`);
+      let fed = true;
+      const err = await feeding.then(() => caught, (first: unknown) => ((fed = false), first));
+      // the bytes arrived whole but the store refused them: name the registry that sent them
+      if (fed && err instanceof KilnError && (err.code === "BLOB_DIGEST_MISMATCH" || err.code === "BLOB_SIZE_MISMATCH")) {
+        throw new KilnError(err.code, `registry ${ref.registry}: ${what}: ${err.message}`, { cause: err });
       }
       throw client.bodyError(err, `GET ${what}`);
     }
@@ -254,7 +256,7 @@ async function pull(refIn: string | Reference, options: PullOptions): Promise<Pu
       try {
         chosen = checkDescriptor(selectManifest(index, platform), "manifest", `index of ${familiarName(ref)}`);
       } catch (err) {
-        if (err instanceof KilnError) throw new KilnError("MANIFEST_INVALID", `image ${familiarName(ref)}: ${err.message}`);
+        if (err instanceof KilnError) throw new KilnError(err.code, `image ${familiarName(ref)}: ${err.message}`, { cause: err });
         throw err;
       }
       manifestFetched = await fetchManifest(client, ref, chosen.digest, store, chosen);

@@ -56,7 +56,7 @@ function tlsOptions(options: { caFile?: string; verify: boolean; timeouts: Requi
     try {
       pem = readFileSync(caFile, "utf8");
     } catch (err) {
-      throw new KilnError("REGISTRY_CA_INVALID", `cannot read CA file ${caFile}: ${(err as Error).message}`);
+      throw new KilnError("REGISTRY_CA_INVALID", `cannot read CA file ${caFile}: ${(err as Error).message}`, { cause: err });
     }
     out.ca = [...rootCertificates, pem];
   }

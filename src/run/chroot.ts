@@ -1,20 +1,25 @@
-// chroot isolation built only from util-linux `unshare` and coreutils `chroot`: new mount, pid,
-// ipc and uts namespaces (network too for network=none; user namespace when not root), all
-// mounts private so nothing reaches the host, /proc mounted for the new pid namespace, a minimal
-// /dev (tmpfs + bind-mounted host nodes), read-only /sys, the generated /etc files, then
-// `chroot --userspec --groups`. Every mount dies with the namespace when the command exits.
+// chroot isolation built only from util-linux `unshare`/`setpriv` and coreutils `chroot`: new
+// mount, pid, ipc and uts namespaces (network too for network=none; user namespace when not
+// root), all mounts private so nothing reaches the host, the rootfs bound onto itself nodev (as
+// are /dev and every RUN mount: a device node from a layer cannot be opened), /proc mounted for
+// the new pid namespace, a minimal /dev (tmpfs + bind-mounted host nodes), read-only /sys, the
+// generated /etc files, secrets in a tmpfs filled from a pipe, then Docker's default capabilities
+// (setpriv) and `chroot --userspec --groups`. unshare dies with kiln (parent-death signal) and
+// its namespace with it: every mount and process of the step ends when kiln does. A status pipe
+// tells a start failure (IsolationError) from the command's own exit.
 import { closeSync, existsSync, openSync, readSync, realpathSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { KilnError } from "../errors.js";
+import { IsolationError, KilnError } from "../errors.js";
 import { resolveInRoot } from "../fs/confine.js";
-import { CHILD_FILE, createWorkDir, removeWorkDir } from "../fs/workdir.js";
+import { createWorkDir, removeWorkDir } from "../fs/workdir.js";
 import { defaultCacheDir } from "../store/blob-store.js";
-import { OutputTail, runStreaming, shq } from "./output.js";
-import { MountTargets, ensureCwd, newHostname, placeMounts, writeEtcFiles } from "./sandbox-files.js";
+import { DEFAULT_CAPS } from "./caps.js";
+import { OutputTail, dieWithKiln, runStreaming, shq, startFailure } from "./output.js";
+import { MountTargets, SECRETS_FD, STATUS_FD, ensureCwd, newHostname, placeMounts, secretLines, writeEtcFiles } from "./sandbox-files.js";
 import type { IdMap, RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
-import { checkUserNamespaces, hostIdMappings } from "./userns.js";
+import { checkUserNamespaces, hostIdMappings, unshareUserArgs } from "./userns.js";
 
 const DEV_NODES = ["null", "zero", "full", "random", "urandom", "tty"];
 
@@ -65,6 +70,7 @@ class ChrootRunner implements Runner {
   async run(spec: RunSpec): Promise<RunResult> {
     const unshare = findTool("unshare");
     const chroot = findTool("chroot");
+    const setpriv = findTool("setpriv");
     if (this.rootless) checkUserNamespaces();
     const runDir = await createWorkDir(this.workDir ?? join(defaultCacheDir(), "run"), "chroot-");
     const targets = new MountTargets(spec.rootfs);
@@ -82,9 +88,14 @@ class ChrootRunner implements Runner {
       const R = spec.rootfs;
       const placed = await placeMounts(spec, targets, etc);
       const { proc, dev, sys } = placed;
-      const lines: string[] = ["set -e", `R=${shq(R)}`];
+      const secretDir = join(runDir, "secrets");
+      await mkdir(secretDir, { mode: 0o700 });
+      const secrets = secretLines(placed, secretDir);
+      // The rootfs is bound onto itself and made nodev: device nodes from a layer (or made by the
+      // step with CAP_MKNOD) cannot be opened; kiln's own nodes below are binds of the host's.
+      const lines: string[] = ["set -e", `R=${shq(R)}`, `mount --bind "$R" "$R"`, `mount -o remount,bind,nodev "$R"`, ...secrets.lines, `exec ${SECRETS_FD}<&-`];
       lines.push(`mount -t proc -o nosuid,nodev,noexec proc ${shq(proc)}`);
-      lines.push(`mount -t tmpfs -o nosuid,mode=755,size=65536k tmpfs ${shq(dev)}`);
+      lines.push(`mount -t tmpfs -o nosuid,nodev,mode=755,size=65536k tmpfs ${shq(dev)}`);
       for (const n of DEV_NODES) lines.push(`: > ${shq(`${dev}/${n}`)}; mount --bind /dev/${n} ${shq(`${dev}/${n}`)}`);
       lines.push(`mkdir -p ${shq(`${dev}/pts`)} ${shq(`${dev}/shm`)}`);
       lines.push(`mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts ${shq(`${dev}/pts`)}`);
@@ -99,15 +110,18 @@ class ChrootRunner implements Runner {
       }
       // Every target was resolved through the mounts before it (placeMounts), so these host
       // paths hold no symlink once those mounts are in place; a target missing inside an earlier
-      // (writable) mount is created there, never in a mount's host source.
+      // (writable) mount is created there, never in a mount's host source. Every mount is nodev.
       for (const p of placed.mounts) {
         const host = shq(p.host);
         if (p.createInside) lines.push(p.isDir ? `mkdir -p ${host}` : `mkdir -p ${shq(dirname(p.host))}; [ -e ${host} ] || : > ${host}`);
         if (p.mount.type === "tmpfs") {
           lines.push(`mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs ${host}`);
+        } else if (p.mount.type === "secret") {
+          lines.push(`mount --bind ${shq(secrets.files.get(p) as string)} ${host}`);
+          lines.push(`mount -o remount,bind,ro,nosuid,nodev,noexec ${host}`);
         } else {
           lines.push(`mount --rbind ${shq(p.mount.source as string)} ${host}`);
-          if (p.mount.readonly) lines.push(`mount -o remount,bind,ro ${host}`);
+          lines.push(`mount -o remount,bind,nodev${p.mount.readonly ? ",ro" : ""} ${host}`);
         }
       }
       lines.push(`if command -v hostname >/dev/null 2>&1; then hostname ${shq(hostname)}; else printf %s ${shq(hostname)} > /proc/sys/kernel/hostname; fi`);
@@ -117,59 +131,69 @@ class ChrootRunner implements Runner {
       const userspec = `--userspec=${user.uid}:${user.gid}`;
       const groups = user.additionalGids.length > 0 ? [`--groups=${user.additionalGids.join(",")}`] : [];
       const envArgs = spec.env.map(shq).join(" ");
-      const chrootCmd = `/usr/bin/env -i ${envArgs} ${shq(chroot)} ${userspec} ${groups.map(shq).join(" ")} "$R"`;
+      // Docker's default capabilities (bounding and inheritable: root's set after exec): no
+      // CAP_SYS_ADMIN to undo nodev or mount, no raw I/O, no module loading.
+      const caps = `-all,${DEFAULT_CAPS.map((c) => `+${c.slice(4).toLowerCase()}`).join(",")}`;
+      const drop = `${shq(setpriv)} --bounding-set ${caps} --inh-caps -all --`;
+      const chrootCmd = `/usr/bin/env -i ${envArgs} ${drop} ${shq(chroot)} ${userspec} ${groups.map(shq).join(" ")} "$R"`;
       const busybox = hasSh ? staticBusybox() : null;
+      // The status fd tells kiln the isolation is in place and the command is starting: a run
+      // that ends without it failed to start (ISOLATION_FAILED), not the command.
+      const started = `echo started >&${STATUS_FD}; exec ${STATUS_FD}>&-`;
       if (busybox) {
         // Hardened path: the command waits on a gate while the setup shell pivots the mount
         // namespace's root to the rootfs and detaches the host's root, so not even a chroot()
         // escape (CAP_SYS_CHROOT) can reach a host path. Host tools are unusable after the pivot
         // (their libraries are gone), hence the static busybox for the final umount.
         await targets.ensure("/.kiln-oldroot", "dir");
-        const gateCmd = `exec 3>&-; : > /dev/.kiln/ready; read _ < /dev/.kiln/gate; cd -- "$0" && exec "$@"`;
-        lines.splice(2, 0, `mount --bind "$R" "$R"`);
+        const gateCmd = `: > /dev/.kiln/ready; read _ < /dev/.kiln/gate; cd -- "$0" && exec "$@"`;
         lines.push(`mkdir -m 700 ${shq(`${dev}/.kiln`)}; mkfifo -m 600 ${shq(`${dev}/.kiln/gate`)}`);
         lines.push(`chown -R ${user.uid}:${user.gid} ${shq(`${dev}/.kiln`)}`);
-        lines.push(`exec 3<> ${shq(`${dev}/.kiln/gate`)}`);
-        lines.push(`${chrootCmd} /bin/sh -c ${shq(gateCmd)} ${shq(cwd)} ${spec.argv.map(shq).join(" ")} &`);
+        lines.push(`exec 5<> ${shq(`${dev}/.kiln/gate`)}`);
+        lines.push(`${chrootCmd} /bin/sh -c ${shq(gateCmd)} ${shq(cwd)} ${spec.argv.map(shq).join(" ")} ${STATUS_FD}>&- 5>&- &`);
         lines.push("child=$!");
         // wait until the command is inside the rootfs (host binaries are unusable after the pivot)
         lines.push(`while [ ! -e ${shq(`${dev}/.kiln/ready`)} ] && kill -0 "$child" 2>/dev/null; do sleep 0.01; done`);
+        // the chroot (or the privilege drop) failed before the command: a start failure
+        lines.push(`if [ ! -e ${shq(`${dev}/.kiln/ready`)} ]; then set +e; wait "$child"; exit $?; fi`);
         lines.push(`cd "$R"`);
         lines.push("pivot_root . .kiln-oldroot");
         lines.push("cd /");
         lines.push(`/.kiln-oldroot${busybox} umount -l /.kiln-oldroot`);
-        lines.push("echo go >&3");
-        lines.push("exec 3>&-");
+        lines.push(started);
+        lines.push("echo go >&5");
+        lines.push("exec 5>&-");
         lines.push("set +e");
         lines.push('wait "$child"');
         lines.push("exit $?");
       } else {
         const inner = cwd === "/" || !hasSh ? spec.argv : ["/bin/sh", "-c", 'cd -- "$0" && exec "$@"', cwd, ...spec.argv];
+        lines.push(started);
         lines.push(`exec ${chrootCmd} ${inner.map(shq).join(" ")}`);
       }
       const script = join(runDir, "setup.sh");
       await writeFile(script, lines.join("\n") + "\n", { mode: 0o700 });
 
+      // The namespace's init is the setup shell (--fork), killed with unshare (--kill-child); its
+      // death ends every process of the pid namespace. unshare itself dies with kiln (setpriv's
+      // parent-death signal), so nothing of the step outlives kiln, even a SIGKILLed one.
       const args = ["--mount", "--pid", "--fork", "--kill-child", "--ipc", "--uts", "--propagation", "private"];
       if (spec.network === "none") args.push("--net");
-      if (maps) {
-        if (maps.single) args.push("--map-root-user");
-        else {
-          const u = maps.uid[1];
-          const g = maps.gid[1];
-          args.push("--map-user=0", "--map-group=0", `--map-users=${u.hostID},1,${u.size}`, `--map-groups=${g.hostID},1,${g.size}`, "--setgroups", "allow");
-        }
-      }
+      if (maps) args.push(...unshareUserArgs(maps));
       args.push("/bin/sh", script);
       const tail = new OutputTail();
-      const code = await runStreaming({ cmd: unshare, args, env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" } }, {
+      let status = "";
+      const code = await runStreaming(
+        dieWithKiln({ cmd: unshare, args, env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" } }),
+        {
           stdout: spec.stdout,
           stderr: spec.stderr,
           signal: spec.signal,
-          onSpawn: (pid) => void writeFile(join(runDir, CHILD_FILE), String(pid)).catch(() => undefined),
+          extraFds: [{ read: (b) => (status += b.toString()) }, { write: secrets.data }],
         },
         tail,
       );
+      if (!status.includes("started") && !spec.signal?.aborted) throw new IsolationError(startFailure(tail.text(), code));
       return { exitCode: code, outputTail: tail.text() };
     } finally {
       await targets.cleanup();

@@ -1,10 +1,10 @@
 // What a RUN gets when nothing can be mounted (plain-chroot): the /etc files written in place
-// (the original content restored after the step), /dev nodes made with mknod, the RUN's mounts as
+// (the original content restored after the step; a change to the read-only ones is reported), /dev nodes made with mknod, the RUN's mounts as
 // private copies in their (missing) targets, and kiln's static busybox in a hidden stub directory.
 // Everything is undone after the step, and touched then only while it is still the object kiln
 // made or wrote (same dev/ino, resolved again inside the rootfs), so a step cannot steer it.
 import { lstatSync } from "node:fs";
-import { chmod, copyFile, lstat, mkdir, readFile, rm, stat, unlink, utimes, writeFile } from "node:fs/promises";
+import { chmod, chown, copyFile, lstat, mkdir, readFile, rm, stat, unlink, utimes, writeFile } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { KilnError } from "../errors.js";
 import { resolveInRoot } from "../fs/confine.js";
@@ -17,7 +17,7 @@ import type { RunMount } from "./types.js";
 export const STUB_DIR = "/.kiln-run";
 
 /** Paths (relative, as layer excludes) a plain-chroot step's own files occupy: never in a layer. */
-export const IN_PLACE_EXCLUDES = ["etc/hosts", "etc/resolv.conf", "etc/hostname", "dev", STUB_DIR.slice(1)];
+export const IN_PLACE_EXCLUDES = ["etc/hosts", "etc/resolv.conf", "dev", STUB_DIR.slice(1)];
 
 const DEV_NODES: Array<[string, number, number]> = [["null", 1, 3], ["zero", 1, 5], ["full", 1, 7], ["random", 1, 8], ["urandom", 1, 9], ["tty", 5, 0]];
 
@@ -35,6 +35,7 @@ function same(host: string, u: Undo): boolean {
 
 export class InPlace {
   private readonly undo: Undo[] = [];
+  private readonly readonlyFiles: Array<{ path: string; host: string; content: string; dev: number; ino: number }> = [];
   /** What could not be provided (e.g. "mknod refused"), for one warning. */
   readonly notes: string[] = [];
 
@@ -78,21 +79,31 @@ export class InPlace {
     }
   }
 
-  /** Write `content` at in-container `path` for the step; afterwards the original comes back. */
-  async file(path: string, content: string): Promise<void> {
+  /**
+   * Write `content` at in-container `path` for the step; afterwards the original comes back.
+   * `readonly`: the step must not change it (see readOnlyWritten()).
+   */
+  async file(path: string, content: string, options: { readonly?: boolean } = {}): Promise<void> {
     const host = await resolveInRoot(this.rootfs, path, { followFinal: true });
     const st = lstatSync(host, { throwIfNoEntry: false });
     if (st && !st.isFile()) return; // a directory or device there: leave the image's object alone
+    const guard = (): void => {
+      if (!options.readonly) return;
+      const now = lstatSync(host);
+      this.readonlyFiles.push({ path, host, content, dev: now.dev, ino: now.ino });
+    };
     if (!st) {
       await this.targets.ensure(path, "file");
       await writeFile(host, content);
       await chmod(host, 0o644);
+      guard();
       // emptied again afterwards, so the stub clean-up removes it
       this.record(host, () => writeFile(host, ""));
       return;
     }
     const original = await readFile(host);
     await writeFile(host, content);
+    guard();
     this.record(host, async () => {
       await writeFile(host, original);
       await chmod(host, st.mode & 0o7777);
@@ -116,16 +127,32 @@ export class InPlace {
     const parent = await this.targets.ensure(posix.dirname("/" + posix.relative(this.rootfs, resolved)), "dir");
     const host = join(parent, posix.basename(resolved));
     const before = await stat(parent);
-    if (source === undefined) await mkdir(host, { mode: 0o1777 });
+    if (m.type === "secret") {
+      // no mount(2): the secret is a plain file in the rootfs for the step (see the README)
+      await writeFile(host, m.data ?? Buffer.alloc(0), { mode: 0o600, flag: "wx" });
+      await chown(host, m.uid ?? 0, m.gid ?? 0);
+      await chmod(host, m.mode ?? 0o400);
+    } else if (source === undefined) await mkdir(host, { mode: 0o1777 });
     else if ((await lstat(source)).isDirectory()) await copyTreeNoFollow(source, host);
     else await copyFile(source, host);
-    if (source === undefined) await chmod(host, 0o1777);
+    if (m.type === "tmpfs") await chmod(host, 0o1777);
     const parentId = lstatSync(parent);
     this.record(host, async () => {
       await rm(host, { recursive: true, force: true });
       const now = lstatSync(parent, { throwIfNoEntry: false });
       if (now && now.dev === parentId.dev && now.ino === parentId.ino) await utimes(parent, before.atime, before.mtime);
     });
+  }
+
+  /** In-container paths placed with `readonly` that the step replaced, removed or changed. */
+  async readOnlyWritten(): Promise<string[]> {
+    const out: string[] = [];
+    for (const f of this.readonlyFiles) {
+      const st = lstatSync(f.host, { throwIfNoEntry: false });
+      const same = st?.isFile() && st.dev === f.dev && st.ino === f.ino && (await readFile(f.host, "utf8")) === f.content;
+      if (!same) out.push(f.path);
+    }
+    return out;
   }
 
   /** Undo everything, newest first; objects a step replaced are left as the step left them. */

@@ -1,24 +1,26 @@
 // OCI runtime isolation: writes a runtime bundle (config.json) for one RUN and executes it with
-// `crun run` or `runc run` — pid/mount/ipc/uts namespaces (+ network when network=none, + user
-// when not root), /proc, a minimal /dev, read-only /sys, generated /etc files, Docker's default
-// capabilities. The container is killed and deleted on abort; bundle and state are removed.
-import { readFileSync, statfsSync } from "node:fs";
+// `crun run` or `runc run` — pid/mount/ipc/uts namespaces (+ network when network=none), /proc,
+// a minimal /dev, read-only /sys, generated /etc files, Docker's default capabilities and (as
+// root) device cgroup, bind mounts nodev. The runtime runs as the init of kiln's own pid
+// namespace, in a private mount namespace (rootfs bound nodev, secrets in a tmpfs) and, rootless,
+// kiln's user namespace, tied to kiln's life: the container dies with kiln. A createRuntime hook
+// marks that the container started (else IsolationError). An abort kills the namespace; bundle
+// and state are removed.
+import { existsSync, readFileSync, statfsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { KilnError } from "../errors.js";
+import { IsolationError, KilnError } from "../errors.js";
 import { defaultCacheDir } from "../store/blob-store.js";
 import { createWorkDir, removeWorkDir } from "../fs/workdir.js";
-import { OutputTail, runQuiet, runStreaming, shq, type Exec } from "./output.js";
-import { MountTargets, ensureCwd, newHostname, placeMounts, writeEtcFiles, type PlacedMounts } from "./sandbox-files.js";
+import { OutputTail, dieWithKiln, runQuiet, runStreaming, shq, startFailure, type Exec } from "./output.js";
+import {
+  MountTargets, SECRETS_FD, STATUS_FD, ensureCwd, newHostname, placeMounts, secretLines, writeEtcFiles, type PlacedMounts, type PlacedRunMount,
+} from "./sandbox-files.js";
 import type { IdMap, RunFeature, RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
-import { hostIdMappings } from "./userns.js";
+import { hostIdMappings, unshareUserArgs } from "./userns.js";
+import { DEFAULT_CAPS } from "./caps.js";
 
-/** Docker's default capability set for containers (and so for RUN). */
-export const DEFAULT_CAPS = [
-  "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
-  "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-];
 
 const DEVICES: Array<[string, number, number]> = [
   ["/dev/null", 1, 3], ["/dev/zero", 1, 5], ["/dev/full", 1, 7], ["/dev/random", 1, 8], ["/dev/urandom", 1, 9], ["/dev/tty", 5, 0],
@@ -90,35 +92,42 @@ class OciRunner implements Runner {
       // Every destination is given already resolved through the mounts before it (the runtime
       // resolves again inside the root, and finds no symlink on the way).
       const placed = await placeMounts(spec, targets, etc);
-
-      const config = this.config(spec, user, hostname, placed);
+      const secretDir = join(runDir, "secrets");
+      await mkdir(secretDir, { mode: 0o700 });
+      // the runtime runs inside kiln's own namespaces (see wrapper()): secrets live in a tmpfs there
+      const secrets = secretLines(placed, secretDir);
+      const startedFile = join(runDir, "started");
+      const config = this.config(spec, user, hostname, placed, secrets.files, startedFile);
       await writeFile(join(runDir, "config.json"), JSON.stringify(config, null, 2));
       const tail = new OutputTail();
-      let aborted = false;
       created = true;
+      // an abort kills unshare (runStreaming's default), which takes the runtime and the container with it
       let exited = false;
       const code = await runStreaming(
-        this.runtimeExec(stateDir, ["run", "--bundle", runDir, id]),
+        await this.wrapper(spec.rootfs, runDir, stateDir, id, secrets.lines),
         {
           stdout: spec.stdout,
           stderr: spec.stderr,
           signal: spec.signal,
+          extraFds: [{ read: () => undefined }, { write: secrets.data }],
           ...(spec.stdio ? { inherit: { stdin: spec.stdio.stdin || spec.stdio.tty } } : {}),
-          ...(spec.onStart ? { onSpawn: () => spec.onStart?.({ kill: (sig) => this.kill(stateDir, id, sig, () => exited) }) } : {}),
+          ...(spec.onStart ? { onSpawn: (pid: number) => spec.onStart?.({ kill: (sig) => this.kill(pid, stateDir, id, sig, () => exited) }) } : {}),
           onExit: () => {
             exited = true;
-          },
-          onAbort: () => {
-            aborted = true;
-            void runQuiet(this.runtimeExec(stateDir, ["kill", id, "KILL"]).cmd, this.runtimeExec(stateDir, ["kill", id, "KILL"]).args);
           },
         },
         tail,
       );
+      const aborted = spec.signal?.aborted === true;
+      // the runtime ran kiln's createRuntime hook once the container's namespaces, cgroup and
+      // mounts were in place: a run that ends without it could not start (not the command failing)
+      if (!aborted && !existsSync(startedFile)) throw new IsolationError(startFailure(tail.text(), code));
       return { exitCode: aborted && code === 0 ? 137 : code, outputTail: tail.text() };
     } finally {
       if (created) {
-        const del = this.runtimeExec(stateDir, ["delete", "--force", id]);
+        // The container was already deleted inside the namespace, or died with it (an abort): its
+        // state's pids are the namespace's, so never --force (which signals) from here.
+        const del = this.runtimeExec(stateDir, ["delete", id]);
         await runQuiet(del.cmd, del.args);
       }
       await targets.cleanup();
@@ -126,16 +135,76 @@ class OciRunner implements Runner {
     }
   }
 
-  /** `runtime kill ID SIG`, retried while the container is still being created (kiln run's forwarding). */
-  private async kill(stateDir: string, id: string, sig: NodeJS.Signals, exited: () => boolean): Promise<void> {
+  /**
+   * kiln run's forwarding: `runtime kill ID SIG` run inside the wrapper's pid and mount namespaces
+   * (nsenter into its init, the only child of the unshare kiln spawned as `wrapperPid`), where
+   * the runtime's state and the pids it records are valid. Retried while the container is still
+   * being created.
+   */
+  private async kill(wrapperPid: number, stateDir: string, id: string, sig: NodeJS.Signals, exited: () => boolean): Promise<void> {
     for (let i = 0; i < 100 && !exited(); i++) {
-      const k = this.runtimeExec(stateDir, ["kill", id, sig]);
-      if ((await runQuiet(k.cmd, k.args)).code === 0) return;
+      let init = "";
+      try {
+        init = readFileSync(`/proc/${wrapperPid}/task/${wrapperPid}/children`, "utf8").trim().split(/\s+/)[0] ?? "";
+      } catch {
+        /* not started yet, or gone */
+      }
+      if (/^\d+$/.test(init) && !exited()) {
+        const ns = ["--target", init, "--mount", "--pid", ...(this.rootless ? ["--user", "--preserve-credentials"] : [])];
+        if ((await runQuiet("nsenter", [...ns, "--", this.opts.runtime, `--root=${stateDir}`, "kill", id, sig])).code === 0) return;
+      }
       await new Promise((r) => setTimeout(r, 20));
     }
   }
 
-  private config(spec: RunSpec, user: { uid: number; gid: number; additionalGids: number[] }, hostname: string, placed: PlacedMounts): object {
+  /**
+   * The runtime runs as the init of kiln's own pid namespace (with its /proc) in its own (slave)
+   * mount namespace — rootless, in kiln's user namespace too (the mapping the container would have got;
+   * the runtime then sees itself as root there, as under rootless podman) — under `setpriv
+   * --pdeathsig KILL`. When kiln dies, however, unshare is killed, then the namespace's init, and
+   * the kernel kills every process in the namespace — the container's too (its pid namespace is
+   * nested in it). In that mount namespace the rootfs is bound onto itself nodev (the runtime's
+   * rbind keeps it: a device node from a layer cannot be opened even where the device cgroup
+   * would allow its numbers), the secrets' tmpfs is mounted and filled from fd 4, and crun's
+   * hybrid-cgroup tmpfs is placed. The container is deleted in there after it ends (its state's
+   * pids are the namespace's).
+   */
+  private async wrapper(rootfs: string, runDir: string, stateDir: string, id: string, secretSetup: string[]): Promise<Exec> {
+    const rt = `${shq(this.opts.runtime)} --root=${shq(stateDir)}`;
+    const lines = [
+      "set -e",
+      `R=${shq(rootfs)}`,
+      `mount --bind "$R" "$R"`,
+      `mount -o remount,bind,nodev "$R"`,
+      ...(this.hybrid ? ["mount -t tmpfs kiln-nocg /sys/fs/cgroup/unified"] : []),
+      ...secretSetup,
+      `exec ${STATUS_FD}>&- ${SECRETS_FD}<&-`,
+      "set +e",
+      `${rt} run --bundle ${shq(runDir)} ${shq(id)}`,
+      "rc=$?",
+      `${rt} delete --force ${shq(id)} >/dev/null 2>&1`,
+      "exit $rc",
+    ];
+    const script = join(runDir, "runtime.sh");
+    await writeFile(script, lines.join("\n") + "\n", { mode: 0o700 });
+    const user = this.rootless ? unshareUserArgs(hostIdMappings()) : [];
+    return dieWithKiln({
+      cmd: findUnshare(),
+      // slave, not private: the host's unmounts (another build's scratch file system) reach this
+      // namespace, which would otherwise pin them (and their loop devices) while the step runs;
+      // nothing mounted here reaches the host
+      args: [...user, "--mount", "--propagation", "slave", "--pid", "--fork", "--kill-child", "--mount-proc", "/bin/sh", script],
+    });
+  }
+
+  private config(
+    spec: RunSpec,
+    user: { uid: number; gid: number; additionalGids: number[] },
+    hostname: string,
+    placed: PlacedMounts,
+    secretFiles: Map<PlacedRunMount, string>,
+    startedFile: string,
+  ): object {
     const namespaces: Array<{ type: string }> = [{ type: "pid" }, { type: "mount" }, { type: "ipc" }, { type: "uts" }];
     if (spec.network === "none") namespaces.push({ type: "network" });
     const mounts: object[] = [
@@ -154,7 +223,10 @@ class OciRunner implements Runner {
     for (const p of placed.mounts) {
       const m = p.mount;
       if (m.type === "tmpfs") mounts.push({ destination: p.target, type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=1777"] });
-      else mounts.push({ destination: p.target, type: "bind", source: m.source, options: ["rbind", "rprivate", m.readonly ? "ro" : "rw"] });
+      else if (m.type === "secret") mounts.push({ destination: p.target, type: "bind", source: secretFiles.get(p), options: ["bind", "rprivate", "ro", "nosuid", "nodev", "noexec"] });
+      // (rootless: no nodev, whose remount would drop flags the user namespace locks, e.g. nosuid;
+      // no device node can exist there anyway)
+      else mounts.push({ destination: p.target, type: "bind", source: m.source, options: ["rbind", "rprivate", ...(this.rootless ? [] : ["nodev"]), m.readonly ? "ro" : "rw"] });
     }
     const linux: Record<string, unknown> = {
       namespaces,
@@ -162,10 +234,8 @@ class OciRunner implements Runner {
       readonlyPaths: READONLY,
     };
     if (this.rootless) {
-      namespaces.push({ type: "user" });
-      const maps = hostIdMappings();
-      linux.uidMappings = maps.uid;
-      linux.gidMappings = maps.gid;
+      // already inside kiln's user namespace (wrapper()): no user namespace of the container's
+      // own; no device cgroup (a rootless kiln can create no device node, nor can the step)
     } else {
       linux.devices = DEVICES.map(([path, major, minor]) => ({ path, type: "c", major, minor, fileMode: 0o666, uid: 0, gid: 0 }));
       linux.resources = {
@@ -184,8 +254,8 @@ class OciRunner implements Runner {
         user: {
           uid: user.uid,
           gid: user.gid,
-          // runc refuses supplementary groups in rootless containers; crun and root mode keep them
-          ...(this.rootless && this.opts.runtime === "runc" ? {} : { additionalGids: user.additionalGids }),
+          // supplementary groups need setgroups(2), denied in a single-id user namespace
+          ...(this.rootless && hostIdMappings().single ? {} : { additionalGids: user.additionalGids }),
         },
         args: spec.argv,
         env: spec.env,
@@ -197,8 +267,17 @@ class OciRunner implements Runner {
       hostname,
       mounts,
       linux,
+      // run by the runtime once the container's namespaces, cgroup and mounts exist: kiln's sign
+      // that the isolation is in place (a failure before it is ISOLATION_FAILED)
+      // (it reads the state the runtime writes to its stdin: a hook that does not fails with EPIPE)
+      hooks: { createRuntime: [{ path: "/bin/sh", args: ["sh", "-c", `cat > /dev/null; : > ${shq(startedFile)}`] }] },
     };
   }
+}
+
+function findUnshare(): string {
+  for (const d of ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]) if (existsSync(`${d}/unshare`)) return `${d}/unshare`;
+  throw new KilnError("HOST_TOOL_MISSING", `isolation "oci" needs util-linux unshare (Debian package util-linux)`);
 }
 
 export function createOciRunner(opts: OciOptions): Runner {

@@ -1,6 +1,12 @@
 // Child-process plumbing shared by the runners: stream stdout/stderr to the caller, keep the last
-// lines of combined output for error messages, and report the exit status (128+signal when killed).
-import { spawn, type SpawnOptions } from "node:child_process";
+// lines of combined output for error messages, pass extra pipes (fd 3, 4, ...: a status channel
+// from a setup script, secret bytes to it), report the exit status (128+signal when killed), and
+// tie a step's processes to kiln's life (a parent-death signal set with `setpriv --pdeathsig`: the
+// kernel sends it when kiln dies, even by SIGKILL).
+import { spawn, type SpawnOptions, type StdioPipe } from "node:child_process";
+import { existsSync } from "node:fs";
+import type { Readable, Writable } from "node:stream";
+import { KilnError } from "../errors.js";
 
 /** Keeps the last `maxBytes` of output and yields its last `lines` lines. */
 export class OutputTail {
@@ -27,6 +33,66 @@ export interface Exec {
   cwd?: string;
 }
 
+/** An extra pipe for the child (fd 3 onwards, in order): bytes it reads, or a reader of what it writes. */
+export type ExtraFd = { write: Buffer } | { read: (b: Buffer) => void };
+
+/**
+ * `exec` started through util-linux `setpriv --pdeathsig KILL`, which execs it (same process): the
+ * kernel sends it SIGKILL when kiln's thread that spawned it dies, whatever way kiln ends. The
+ * signal survives exec but not fork, so the process must be one whose death takes the rest with it
+ * (`unshare --fork --kill-child`'s namespace init, a supervisor).
+ */
+export function dieWithKiln(exec: Exec): Exec {
+  const setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p));
+  if (!setpriv) throw new KilnError("HOST_TOOL_MISSING", "RUN isolation needs util-linux setpriv (Debian package util-linux) to tie the step's processes to kiln's life");
+  return { ...exec, cmd: setpriv, args: ["--pdeathsig", "KILL", "--", exec.cmd, ...exec.args] };
+}
+
+/**
+ * For runners without a pid namespace (plain-chroot, proot): `exec` as its own session and process
+ * group that dies with kiln. setpriv gives `setsid` (which execs GNU `timeout`, same process) a
+ * parent-death SIGTERM; `timeout` (no time limit: 0) runs the command in that group and, on the
+ * signal, sends TERM to the whole group and KILL half a second later, so the step's children go
+ * too. Kiln kills the group itself (its leader's pid is the group id) when the step ends or is
+ * aborted.
+ */
+export function groupDiesWithKiln(exec: Exec): Exec {
+  const tool = (name: string): string => {
+    const p = [`/usr/bin/${name}`, `/bin/${name}`].find((x) => existsSync(x));
+    if (!p) throw new KilnError("HOST_TOOL_MISSING", `RUN isolation needs ${name} (Debian packages util-linux and coreutils) to tie the step's processes to kiln's life`);
+    return p;
+  };
+  return { ...exec, cmd: tool("setpriv"), args: ["--pdeathsig", "TERM", "--", tool("setsid"), "--", tool("timeout"), "-k", "0.5", "0", exec.cmd, ...exec.args] };
+}
+
+/**
+ * The process group of a step without a pid namespace (plain-chroot, proot): `kill()` sends
+ * SIGKILL to the whole group (on abort, when its leader exits); `end()` repeats it until no member
+ * is left, so a process that was mid-fork when the first signal went out cannot outlive the step
+ * and write into the root filesystem while it is being diffed.
+ */
+export class StepGroup {
+  private pgid = 0;
+
+  readonly onSpawn = (pid: number): void => {
+    this.pgid = pid;
+  };
+
+  readonly kill = (): boolean => {
+    if (this.pgid <= 0) return false;
+    try {
+      process.kill(-this.pgid, "SIGKILL");
+      return true;
+    } catch {
+      return false; // ESRCH: nobody left
+    }
+  };
+
+  async end(): Promise<void> {
+    for (let i = 0; i < 200 && this.kill(); i++) await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 /**
  * Run a command, streaming its output. `onAbort` is called once when `signal` fires (to kill the
  * container the proper way); the promise still waits for the process to exit.
@@ -42,15 +108,25 @@ export function runStreaming(
     onExit?: () => void;
     /** The child uses kiln's own stdout/stderr (and stdin when `stdin`) instead of pipes. */
     inherit?: { stdin: boolean };
+    extraFds?: ExtraFd[];
   },
   tail: OutputTail,
 ): Promise<number> {
   return new Promise((resolve, reject) => {
-    const stdio: SpawnOptions["stdio"] = opts.inherit ? [opts.inherit.stdin ? "inherit" : "ignore", "inherit", "inherit"] : ["ignore", "pipe", "pipe"];
+    const extra = opts.extraFds ?? [];
+    const base: Array<"ignore" | "inherit" | StdioPipe> = opts.inherit ? [opts.inherit.stdin ? "inherit" : "ignore", "inherit", "inherit"] : ["ignore", "pipe", "pipe"];
+    const stdio: Array<"ignore" | "inherit" | StdioPipe> = [...base, ...extra.map((): StdioPipe => "pipe")];
     const so: SpawnOptions = { stdio, env: exec.env ?? process.env };
     if (exec.cwd) so.cwd = exec.cwd;
     const child = spawn(exec.cmd, exec.args, so);
     if (child.pid !== undefined) opts.onSpawn?.(child.pid);
+    extra.forEach((x, i) => {
+      const stream = child.stdio[3 + i];
+      if (!stream) return;
+      stream.on("error", () => undefined); // the child may exit before reading
+      if ("write" in x) (stream as Writable).end(x.write);
+      else (stream as Readable).on("data", x.read);
+    });
     child.stdout?.on("data", (b: Buffer) => {
       tail.push(b);
       opts.stdout?.(b);
@@ -94,4 +170,13 @@ export function runQuiet(cmd: string, args: string[]): Promise<{ code: number; s
 /** Single-quote a string for /bin/sh. */
 export function shq(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Why an isolated process did not start, from the output its setup left (the last line a tool
+ * printed, e.g. "unshare: unshare failed: Operation not permitted"), else its exit status.
+ */
+export function startFailure(tailText: string, code: number): string {
+  const line = tailText.split("\n").map((l) => l.trim()).filter((l) => l !== "").pop();
+  return line ?? `exit code ${code}`;
 }

@@ -11,13 +11,13 @@ import { lstatSync } from "node:fs";
 import { join, posix } from "node:path";
 import { KilnError } from "../errors.js";
 import { resolveInRoot } from "../fs/confine.js";
-import { CHILD_FILE, createWorkDir, removeWorkDir } from "../fs/workdir.js";
-import { readFile, writeFile } from "node:fs/promises";
+import { createWorkDir, removeWorkDir } from "../fs/workdir.js";
+import { readFile } from "node:fs/promises";
 import { defaultCacheDir } from "../store/blob-store.js";
 import { staticBusybox } from "./chroot.js";
 import { IN_PLACE_EXCLUDES, InPlace } from "./in-place.js";
-import { OutputTail, runStreaming } from "./output.js";
-import { MountTargets, ensureCwd, newHostname, writeEtcFiles } from "./sandbox-files.js";
+import { OutputTail, StepGroup, groupDiesWithKiln, runStreaming } from "./output.js";
+import { MountTargets, ensureCwd, newHostname, readOnlyEtcError, writeEtcFiles } from "./sandbox-files.js";
 import type { RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
 
@@ -107,9 +107,8 @@ class PlainChrootRunner implements Runner {
       const etc = await writeEtcFiles(runDir, spec.hostname ?? newHostname());
       const stub = await place.stubBusybox(busybox);
       await place.devNodes();
-      await place.file("/etc/hosts", await readFile(etc.hosts, "utf8"));
-      await place.file("/etc/resolv.conf", await readFile(etc.resolvConf, "utf8"));
-      await place.file("/etc/hostname", await readFile(etc.hostnameFile, "utf8"));
+      await place.file("/etc/hosts", await readFile(etc.hosts, "utf8"), { readonly: true });
+      await place.file("/etc/resolv.conf", await readFile(etc.resolvConf, "utf8"), { readonly: true });
       for (const m of spec.mounts ?? []) await place.mount(m);
       for (const n of place.notes) spec.stderr?.(Buffer.from(`kiln: plain-chroot: ${n}\n`));
 
@@ -126,37 +125,31 @@ class PlainChrootRunner implements Runner {
         ...inner,
       ];
       const env = Object.fromEntries(spec.env.map((e) => [e.slice(0, e.indexOf("=") < 0 ? e.length : e.indexOf("=")), e.slice(e.indexOf("=") + 1)]));
-      // No pid namespace to end the step's processes with it: `setsid` (which execs, keeping
-      // the pid) makes the step a process group, killed whole on abort and after the step.
+      // No pid namespace to end the step's processes with it: the step is its own session and
+      // process group (groupDiesWithKiln: setsid execs, keeping the pid), killed whole on abort,
+      // after the step, and by its supervising `timeout` when kiln dies.
       const tail = new OutputTail();
-      let group = 0;
-      const killGroup = (): void => {
-        try {
-          if (group > 0) process.kill(-group, "SIGKILL");
-        } catch {
-          /* already gone */
-        }
-      };
+      const group = new StepGroup();
       let code: number;
       try {
         code = await runStreaming(
-          { cmd: hostTool("setsid"), args: [setpriv, ...args], env },
+          groupDiesWithKiln({ cmd: setpriv, args, env }),
           {
             stdout: spec.stdout,
             stderr: spec.stderr,
             signal: spec.signal,
-            onAbort: killGroup,
-            onExit: killGroup, // what the step left running goes with it, as with a pid namespace
-            onSpawn: (pid) => {
-              group = pid;
-              void writeFile(join(runDir, CHILD_FILE), String(pid)).catch(() => undefined);
-            },
+            onAbort: group.kill,
+            onExit: group.kill, // what the step left running goes with it, as with a pid namespace
+            onSpawn: group.onSpawn,
           },
           tail,
         );
       } finally {
-        killGroup();
+        await group.end();
       }
+      // no read-only mount here: a step that wrote /etc/hosts or resolv.conf fails afterwards
+      const written = await place.readOnlyWritten();
+      if (written.length > 0 && code === 0) throw readOnlyEtcError(written);
       return { exitCode: code, outputTail: tail.text() };
     } finally {
       await place.cleanup();

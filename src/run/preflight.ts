@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { copyFile, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { KilnError } from "../errors.js";
+import { IsolationError, KilnError } from "../errors.js";
 import { runQuiet } from "./output.js";
 import { staticBusybox } from "./chroot.js";
 import { createOciRunner, crunNeedsHybridWorkaround } from "./oci.js";
@@ -70,10 +70,19 @@ function tool(name: string): string | null {
   return null;
 }
 
-/** First line of a failed probe's stderr, without the tool's "name: " prefix. */
-function why(stderr: string, fallback: string): string {
-  const line = stderr.split("\n").map((l) => l.trim()).find((l) => l !== "") ?? "";
-  return line.replace(/^[\w./-]+: /, "") || fallback;
+// lines a tool prints besides its error: runc's logrus warnings, proot's warnings and infos
+const NOISE = /^time="[^"]*" level=(?:warning|info|debug)\b|^[\w./-]+ (?:warning|info):/;
+
+/**
+ * The first error line of a failed probe's stderr (warnings and infos skipped), without the
+ * tool's "name: " / "name error: " prefix; runc's `time=... level=error msg="..."` gives its msg.
+ */
+export function why(stderr: string, fallback: string): string {
+  const lines = stderr.split("\n").map((l) => l.trim()).filter((l) => l !== "");
+  const line = lines.find((l) => !NOISE.test(l)) ?? lines[0] ?? "";
+  const logrus = /^time="[^"]*" level=\w+ msg="((?:[^"\\]|\\.)*)"/.exec(line);
+  const text = logrus ? logrus[1]!.replace(/\\(.)/g, "$1") : line;
+  return text.replace(/^[\w./-]+(?: error)?: /, "") || fallback;
 }
 
 /** The OCI runtime to use: `preferred` when installed, else crun (where it can run) or runc. */
@@ -117,7 +126,7 @@ async function runProbes(rootless: boolean, dir: string): Promise<PreflightRepor
       const r = await runner.run({ rootfs: root, argv: ["/true"], env: [], cwd: "/", user: "", network: "host" });
       oci = r.exitCode === 0 ? { ok: true, reason: "" } : { ok: false, reason: why(r.outputTail, `exit code ${r.exitCode}`) };
     } catch (err) {
-      oci = { ok: false, reason: why((err as Error).message, "refused") };
+      oci = { ok: false, reason: why(err instanceof IsolationError ? err.reason : (err as Error).message, "refused") };
     }
   }
   const mknod = await probe(tool("mknod"), "coreutils mknod is not installed", [join(dir, "null"), "c", "1", "3"], "refused");
@@ -133,7 +142,7 @@ async function runProbes(rootless: boolean, dir: string): Promise<PreflightRepor
   }
   const prootTool = tool("proot");
   const proot = prootTool
-    ? await probe(prootTool, "", ["-0", "-r", busybox ? root : "/", busybox ? "/true" : "true"], "ptrace is refused")
+    ? await probe(prootTool, "", ["-0", "-w", "/", "-r", busybox ? root : "/", busybox ? "/true" : "true"], "ptrace is refused")
     : { ok: false, reason: "proot is not installed (Debian package proot)" };
   return { unshare, mount, oci, mknod, chroot, plainChroot, proot };
 }

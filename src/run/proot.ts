@@ -5,15 +5,15 @@
 // read-only). Files a step creates are owned on disk by kiln's uid: idMap maps it back to root.
 // Not a security boundary against the step (ptrace translation can be evaded): the pod is.
 import { existsSync, lstatSync, type Stats } from "node:fs";
-import { mkdir, utimes, writeFile } from "node:fs/promises";
+import { mkdir, utimes } from "node:fs/promises";
 import { resolveInRoot } from "../fs/confine.js";
 import { join } from "node:path";
 import { KilnError } from "../errors.js";
 import { copyTreeNoFollow } from "../fs/copy-tree.js";
-import { CHILD_FILE, createWorkDir, removeWorkDir } from "../fs/workdir.js";
+import { createWorkDir, removeWorkDir } from "../fs/workdir.js";
 import { defaultCacheDir } from "../store/blob-store.js";
-import { OutputTail, runStreaming } from "./output.js";
-import { ensureCwd, newHostname, writeEtcFiles } from "./sandbox-files.js";
+import { OutputTail, StepGroup, groupDiesWithKiln, runStreaming } from "./output.js";
+import { ensureCwd, newHostname, readOnlyEtcError, readOnlyEtcSnapshot, readOnlyEtcWritten, writeEtcFiles, writeSecretFiles } from "./sandbox-files.js";
 import type { IdMap, RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
 
@@ -27,7 +27,7 @@ function prootTool(): string {
 class ProotRunner implements Runner {
   readonly name = "proot";
   readonly idMap?: IdMap;
-  readonly stepExcludes = ["etc/hosts", "etc/resolv.conf", "etc/hostname"];
+  readonly stepExcludes = ["etc/hosts", "etc/resolv.conf"];
   private readonly uid = process.getuid?.() ?? 0;
   private readonly gid = process.getgid?.() ?? 0;
 
@@ -45,15 +45,19 @@ class ProotRunner implements Runner {
       }
       await ensureCwd(spec.rootfs, spec.cwd);
       const etc = await writeEtcFiles(runDir, spec.hostname ?? newHostname());
+      const etcBefore = await readOnlyEtcSnapshot(etc);
       const args = [user.uid === 0 ? "-0" : `-i`];
       if (user.uid !== 0) args.push(`${user.uid}:${user.gid}`);
       args.push("-r", spec.rootfs, "-w", spec.cwd === "" ? "/" : spec.cwd, "-b", "/proc");
       for (const n of DEV_NODES) if (existsSync(`/dev/${n}`)) args.push("-b", `/dev/${n}`);
-      args.push("-b", `${etc.hosts}:/etc/hosts`, "-b", `${etc.resolvConf}:/etc/resolv.conf`, "-b", `${etc.hostnameFile}:/etc/hostname`);
+      args.push("-b", `${etc.hosts}:/etc/hosts`, "-b", `${etc.resolvConf}:/etc/resolv.conf`);
       let i = 0;
+      // proot binds host paths only: a secret is a 0400 file in the run directory (removed with it)
+      const secretFiles = await writeSecretFiles(spec.mounts ?? [], join(runDir, "secrets"));
       for (const m of spec.mounts ?? []) {
         let source = m.source;
-        if (m.type === "tmpfs") {
+        if (m.type === "secret") source = secretFiles.get(m);
+        else if (m.type === "tmpfs") {
           source = join(runDir, `tmpfs-${i++}`);
           await mkdir(source, { mode: 0o1777 });
         } else if (m.readonly && source) {
@@ -82,20 +86,26 @@ class ProotRunner implements Runner {
         if (st?.isDirectory()) parents.push({ host, st });
       }
       const tail = new OutputTail();
-      const code = await runStreaming(
-        { cmd: proot, args, env },
-        {
-          stdout: spec.stdout,
-          stderr: spec.stderr,
-          signal: spec.signal,
-          onSpawn: (pid) => void writeFile(join(runDir, CHILD_FILE), String(pid)).catch(() => undefined),
-        },
-        tail,
-      );
+      // proot and its tracees are one process group that dies with kiln (groupDiesWithKiln),
+      // killed whole on abort and once proot has ended
+      const group = new StepGroup();
+      let code: number;
+      try {
+        code = await runStreaming(
+          groupDiesWithKiln({ cmd: proot, args, env }),
+          { stdout: spec.stdout, stderr: spec.stderr, signal: spec.signal, onAbort: group.kill, onExit: group.kill, onSpawn: group.onSpawn },
+          tail,
+        );
+      } finally {
+        await group.end();
+      }
       for (const { host, st } of parents) {
         const now = lstatSync(host, { throwIfNoEntry: false });
         if (now && now.dev === st.dev && now.ino === st.ino && now.mtimeMs !== st.mtimeMs) await utimes(host, st.atime, st.mtime).catch(() => undefined);
       }
+      // proot cannot bind read-only: a step that wrote /etc/hosts or resolv.conf fails afterwards
+      const written = await readOnlyEtcWritten(etc, etcBefore);
+      if (written.length > 0 && code === 0) throw readOnlyEtcError(written);
       return { exitCode: code, outputTail: tail.text() };
     } finally {
       await removeWorkDir(runDir);

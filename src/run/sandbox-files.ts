@@ -1,11 +1,14 @@
-// Per-run files and mount points: writes the generated /etc/hosts, /etc/resolv.conf and
-// /etc/hostname into the run directory, places every mount target (resolved through the mounts
+// Per-run files and mount points: writes the generated /etc/hosts and /etc/resolv.conf into the
+// run directory (mounted read-only, as BuildKit does; like BuildKit, no /etc/hostname is provided:
+// the hostname is the UTS namespace's), places every mount target (resolved through the mounts
 // before it, see mount-view.ts), creates missing targets inside the rootfs and removes the ones
 // kiln created afterwards — re-resolved after the step and touched only while they are still the
 // objects kiln made, restoring the parent directories' times — so none of them enters a layer.
+// Also the secrets: shell lines that fill a tmpfs from a pipe (runners that mount), or 0400 files
+// in the run directory (runners that cannot).
 import { randomBytes } from "node:crypto";
 import { lstatSync, statSync, type Stats } from "node:fs";
-import { chmod, lstat, mkdir, readFile, rmdir, stat, unlink, utimes, writeFile } from "node:fs/promises";
+import { chmod, chown, lstat, mkdir, readFile, rmdir, stat, unlink, utimes, writeFile } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { KilnError } from "../errors.js";
 import { resolveInRoot } from "../fs/confine.js";
@@ -16,7 +19,6 @@ export interface EtcFiles {
   hostname: string;
   hosts: string;
   resolvConf: string;
-  hostnameFile: string;
 }
 
 const DEFAULT_RESOLV = "nameserver 8.8.8.8\nnameserver 8.8.4.4\n";
@@ -25,11 +27,10 @@ export function newHostname(): string {
   return randomBytes(6).toString("hex");
 }
 
-/** Write hosts/resolv.conf/hostname for one run into `runDir`. */
+/** Write hosts and resolv.conf for one run into `runDir` (`hostname` goes into hosts). */
 export async function writeEtcFiles(runDir: string, hostname: string): Promise<EtcFiles> {
   const hosts = join(runDir, "hosts");
   const resolvConf = join(runDir, "resolv.conf");
-  const hostnameFile = join(runDir, "hostname");
   await writeFile(
     hosts,
     `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t${hostname}\n`,
@@ -42,9 +43,45 @@ export async function writeEtcFiles(runDir: string, hostname: string): Promise<E
     /* no host resolv.conf: use the default */
   }
   await writeFile(resolvConf, resolv);
-  await writeFile(hostnameFile, `${hostname}\n`);
-  for (const f of [hosts, resolvConf, hostnameFile]) await chmod(f, 0o644);
-  return { hostname, hosts, resolvConf, hostnameFile };
+  for (const f of [hosts, resolvConf]) await chmod(f, 0o644);
+  return { hostname, hosts, resolvConf };
+}
+
+/**
+ * The /etc files a RUN may read but not write: BuildKit bind-mounts /etc/hosts and
+ * /etc/resolv.conf read-only (executor/oci/spec_linux.go withROBind), so a step that writes them
+ * fails under Docker. kiln mounts them read-only too (oci, chroot); where nothing can be mounted
+ * (plain-chroot, proot) a step that changed one fails after it ran (readOnlyEtcError).
+ */
+export const READ_ONLY_ETC = ["/etc/hosts", "/etc/resolv.conf"] as const;
+
+/** The error for a step that changed read-only /etc files (plain-chroot, proot). */
+export function readOnlyEtcError(paths: readonly string[]): KilnError {
+  return new KilnError(
+    "RUN_FAILED",
+    `the step wrote ${paths.join(" and ")}, which ${paths.length > 1 ? "are" : "is"} read-only during RUN (BuildKit mounts /etc/hosts and /etc/resolv.conf read-only, so this step fails under Docker too)`,
+  );
+}
+
+/** Contents of the generated read-only files (hosts, resolv.conf), to see afterwards whether a step changed them. */
+export async function readOnlyEtcSnapshot(etc: EtcFiles): Promise<Map<string, Buffer>> {
+  return new Map([
+    ["/etc/hosts", await readFile(etc.hosts)],
+    ["/etc/resolv.conf", await readFile(etc.resolvConf)],
+  ]);
+}
+
+/** Which of the generated read-only files a step changed since `snapshot`. */
+export async function readOnlyEtcWritten(etc: EtcFiles, snapshot: Map<string, Buffer>): Promise<string[]> {
+  const now = new Map([
+    ["/etc/hosts", await readFile(etc.hosts).catch(() => undefined)],
+    ["/etc/resolv.conf", await readFile(etc.resolvConf).catch(() => undefined)],
+  ]);
+  return READ_ONLY_ETC.filter((p) => {
+    const a = now.get(p);
+    const b = snapshot.get(p);
+    return a === undefined || b === undefined || !a.equals(b);
+  });
 }
 
 /** One object kiln created (or, for a parent, found) inside the rootfs, as it was then. */
@@ -225,16 +262,16 @@ export async function placeMounts(spec: RunSpec, targets: MountTargets, etc: Etc
   const sys = await targets.ensure(at.sys, "dir");
   addSystemMounts(view, at);
   const all: RunMount[] = [
-    { type: "bind", source: etc.hosts, target: "/etc/hosts" },
-    { type: "bind", source: etc.resolvConf, target: "/etc/resolv.conf" },
-    { type: "bind", source: etc.hostnameFile, target: "/etc/hostname" },
+    { type: "bind", source: etc.hosts, target: "/etc/hosts", readonly: true },
+    { type: "bind", source: etc.resolvConf, target: "/etc/resolv.conf", readonly: true },
     ...(spec.mounts ?? []),
   ];
   const mounts: PlacedRunMount[] = [];
   for (const m of all) {
     const label = m.label ?? `the ${m.target} mount`;
     if (m.type === "bind" && !m.source) throw new KilnError("RUN_MOUNT_INVALID", `${label}: bind mount has no source`);
-    const isDir = m.type === "tmpfs" || isDirectory(m.source as string);
+    if (m.type === "secret" && m.data === undefined) throw new KilnError("RUN_MOUNT_INVALID", `${label}: secret mount has no content`);
+    const isDir = m.type === "tmpfs" || (m.type === "bind" && isDirectory(m.source as string));
     const r = view.resolve(m.target, label, { followFinal: true });
     const createInside = !r.exists && r.within !== undefined;
     if (!r.exists && !r.within) await targets.ensure(r.path, isDir ? "dir" : "file");
@@ -242,9 +279,56 @@ export async function placeMounts(spec: RunSpec, targets: MountTargets, etc: Etc
     view.add({
       target: r.path,
       kind: m.type === "tmpfs" ? "tmpfs" : isDir ? "bind-dir" : "bind-file",
-      ...(m.source ? { source: m.source } : {}),
-      writable: m.type === "tmpfs" || !m.readonly,
+      ...(m.type === "bind" && m.source ? { source: m.source } : {}),
+      writable: m.type === "tmpfs" || (m.type === "bind" && !m.readonly),
     });
   }
   return { proc, dev, sys, mounts };
+}
+
+/** The fd a setup script reads the secrets' bytes from (see secretLines) and the one it reports on. */
+export const SECRETS_FD = 4;
+export const STATUS_FD = 3;
+
+/**
+ * Shell lines that give a run's secret mounts their files without a host file: a tmpfs mounted at
+ * `dir` (run them inside the step's private mount namespace, so the tmpfs exists only there and
+ * vanishes with it, even when kiln is killed) filled from fd SECRETS_FD, which carries `data` (the
+ * secrets' bytes, in mount order). `files` maps each secret mount to its file in `dir`.
+ */
+export function secretLines(placed: PlacedMounts, dir: string): { lines: string[]; data: Buffer; files: Map<PlacedRunMount, string> } {
+  const secrets = placed.mounts.filter((p) => p.mount.type === "secret");
+  const files = new Map<PlacedRunMount, string>();
+  if (secrets.length === 0) return { lines: [], data: Buffer.alloc(0), files };
+  const data = Buffer.concat(secrets.map((p) => p.mount.data as Buffer));
+  const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+  const lines = [`mount -t tmpfs -o nosuid,nodev,noexec,mode=700,size=${data.length + 65536} kiln-secrets ${q(dir)}`];
+  secrets.forEach((p, i) => {
+    const file = posix.join(dir, String(i));
+    files.set(p, file);
+    const m = p.mount;
+    lines.push(`head -c ${(m.data as Buffer).length} <&${SECRETS_FD} > ${q(file)}`);
+    lines.push(`chown ${m.uid ?? 0}:${m.gid ?? 0} ${q(file)}; chmod ${(m.mode ?? 0o400).toString(8)} ${q(file)}`);
+  });
+  lines.push(`exec ${SECRETS_FD}<&-`);
+  return { lines, data, files };
+}
+
+/**
+ * For runners that cannot mount (plain-chroot, proot, a rootless OCI runtime): each secret as a
+ * file in `dir` (a directory only kiln can enter, removed with the run), with its mode and owner.
+ */
+export async function writeSecretFiles(mounts: readonly RunMount[], dir: string): Promise<Map<RunMount, string>> {
+  const files = new Map<RunMount, string>();
+  let i = 0;
+  for (const m of mounts) {
+    if (m.type !== "secret") continue;
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const file = join(dir, String(i++));
+    await writeFile(file, m.data ?? Buffer.alloc(0), { mode: 0o600, flag: "wx" });
+    if (m.uid !== undefined || m.gid !== undefined) await chown(file, m.uid ?? 0, m.gid ?? 0);
+    await chmod(file, m.mode ?? 0o400);
+    files.set(m, file);
+  }
+  return files;
 }

@@ -1,14 +1,24 @@
 // The isolation contract for RUN steps: what to run (RunSpec), what comes back (RunResult) and
 // the Runner interface every backend (OCI runtime, chroot) implements. `kiln run` adds the
-// optional stdio/readonlyRootfs/onStart parts; RUN steps use none of them.
-import type { IdMapping } from "./userns.js";
+// optional stdio/readonlyRootfs/onStart parts; RUN steps use none of them. The id-map types come
+// from src/fs/idmap.ts (re-exported here for the backends).
+import type { IdMap } from "../fs/idmap.js";
+
+export type { IdMap } from "../fs/idmap.js";
 
 export type Isolation = "auto" | "oci" | "chroot" | "plain-chroot" | "proot";
 
 export interface RunMount {
-  type: "bind" | "tmpfs";
+  /** `secret`: a read-only file holding `data`, kept where it vanishes with the step (see the runners). */
+  type: "bind" | "tmpfs" | "secret";
   /** Host path for bind mounts. */
   source?: string;
+  /** secret: the file's bytes (never written to a host file where the runner can avoid it). */
+  data?: Buffer;
+  /** secret: the file's mode (default 0400) and owner inside the container (default 0:0). */
+  mode?: number;
+  uid?: number;
+  gid?: number;
   /** In-container absolute path. */
   target: string;
   readonly?: boolean;
@@ -53,12 +63,6 @@ export interface RunResult {
   exitCode: number;
   /** The last ~20 lines of combined output. */
   outputTail: string;
-}
-
-/** How ids inside the container correspond to ids on the host (as in /proc/PID/uid_map). */
-export interface IdMap {
-  uid: IdMapping[];
-  gid: IdMapping[];
 }
 
 export interface Runner {

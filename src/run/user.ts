@@ -1,9 +1,10 @@
-// USER resolution: turns a Dockerfile USER value (name, uid, name:group, uid:gid) into numeric
-// uid, gid and supplementary groups using the root filesystem's /etc/passwd and /etc/group
-// (read through confined paths). Numeric ids work without those files.
+// USER resolution for RUN: turns a Dockerfile USER value (name, uid, name:group, uid:gid) into
+// numeric uid, gid and supplementary groups using the root filesystem's /etc/passwd and /etc/group
+// (read through confined paths, parsed by src/image/passwd.ts). Numeric ids work without those files.
 import { readFile } from "node:fs/promises";
 import { KilnError } from "../errors.js";
 import { resolveInRoot } from "../fs/confine.js";
+import { parseGroup, parsePasswd } from "../image/passwd.js";
 
 export interface ResolvedUser {
   uid: number;
@@ -17,12 +18,12 @@ export interface ResolvedUser {
 interface PasswdEntry { name: string; uid: number; gid: number; home: string }
 interface GroupEntry { name: string; gid: number; members: string[] }
 
-async function readLines(rootfs: string, path: string): Promise<string[] | null> {
+/** A file of the root filesystem (undefined when it cannot be read). */
+async function readInRoot(rootfs: string, path: string): Promise<string | undefined> {
   try {
-    const host = await resolveInRoot(rootfs, path, { followFinal: true });
-    return (await readFile(host, "utf8")).split("\n").filter((l) => l.trim() !== "" && !l.startsWith("#"));
+    return await readFile(await resolveInRoot(rootfs, path, { followFinal: true }), "utf8");
   } catch {
-    return null;
+    return undefined;
   }
 }
 
@@ -36,14 +37,8 @@ export async function resolveUser(rootfs: string, user: string): Promise<Resolve
   const userPart = colon < 0 ? spec : spec.slice(0, colon);
   const groupPart = colon < 0 ? "" : spec.slice(colon + 1);
 
-  const passwd: PasswdEntry[] = ((await readLines(rootfs, "/etc/passwd")) ?? []).map((l) => {
-    const f = l.split(":");
-    return { name: f[0], uid: Number(f[2]), gid: Number(f[3]), home: f[5] ?? "/" };
-  });
-  const groups: GroupEntry[] = ((await readLines(rootfs, "/etc/group")) ?? []).map((l) => {
-    const f = l.split(":");
-    return { name: f[0], gid: Number(f[2]), members: (f[3] ?? "").split(",").filter((m) => m !== "") };
-  });
+  const passwd: PasswdEntry[] = parsePasswd(await readInRoot(rootfs, "/etc/passwd")).map((r) => ({ name: r.name, uid: Number(r.uid), gid: Number(r.gid), home: r.home ?? "/" }));
+  const groups: GroupEntry[] = parseGroup(await readInRoot(rootfs, "/etc/group")).map((r) => ({ name: r.name, gid: Number(r.gid), members: r.members }));
 
   let uid: number;
   let gid = 0;

@@ -5,12 +5,7 @@
 import { readFileSync, existsSync } from "node:fs";
 import { userInfo } from "node:os";
 import { KilnError } from "../errors.js";
-
-export interface IdMapping {
-  containerID: number;
-  hostID: number;
-  size: number;
-}
+import type { IdMapping } from "../fs/idmap.js";
 
 function which(cmd: string): boolean {
   return (process.env.PATH ?? "/usr/bin:/bin").split(":").some((d) => existsSync(`${d}/${cmd}`));
@@ -72,4 +67,15 @@ export function checkUserNamespaces(): void {
   if (read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") === "1") {
     throw new KilnError("ISOLATION_UNAVAILABLE", "rootless RUN needs user namespaces, but AppArmor restricts them (kernel.apparmor_restrict_unprivileged_userns=1); run kiln as root or allow it");
   }
+}
+
+/**
+ * `unshare` options for a user namespace with `maps` (hostIdMappings()): the current user as root
+ * and, when there are subordinate ids, those from 1 up (via newuidmap/newgidmap).
+ */
+export function unshareUserArgs(maps: { uid: IdMapping[]; gid: IdMapping[]; single: boolean }): string[] {
+  if (maps.single) return ["--user", "--map-root-user"];
+  const u = maps.uid[1] as IdMapping;
+  const g = maps.gid[1] as IdMapping;
+  return ["--user", "--map-user=0", "--map-group=0", `--map-users=${u.hostID},1,${u.size}`, `--map-groups=${g.hostID},1,${g.size}`, "--setgroups", "allow"];
 }

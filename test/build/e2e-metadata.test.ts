@@ -29,6 +29,8 @@ describe("kiln build: FROM scratch", () => {
     expect(config.os).toBe("linux");
     expect(config.architecture).toBe(hostArch);
     expect(config.config?.Env).toEqual([DEFAULT_PATH]);
+    // BuildKit's empty image sets WorkingDir "/" (dockerfile2llb emptyImage)
+    expect(config.config?.WorkingDir).toBe("/");
     expect(config.rootfs.diff_ids).toHaveLength(1);
     expect(image.Layers).toHaveLength(1);
     expect(config.history).toHaveLength(1);
@@ -55,6 +57,8 @@ describe("kiln build: metadata steps", () => {
     expect(c.User).toBe("1000:1000");
     expect(c.WorkingDir).toBe("/srv/app");
     expect(c.Cmd).toEqual(["parent-cmd", "--flag"]);
+    // as BuildKit's dispatchCmd sets it for every CMD
+    expect(c.ArgsEscaped).toBe(true);
     expect(c.Entrypoint ?? null).toBeNull();
     expect(c.StopSignal).toBe("SIGTERM");
     expect(c.Healthcheck).toEqual({

@@ -18,7 +18,7 @@ const temps = new TempDirs();
 afterAll(() => temps.cleanup());
 
 const ESCAPE_C = new URL("../run/fixtures/escape.c", import.meta.url).pathname;
-const APPLETS = ["cat", "ls", "grep", "echo", "mkdir", "touch", "test", "chmod", "rm"];
+const APPLETS = ["cat", "ls", "grep", "echo", "mkdir", "touch", "test", "chmod", "rm", "sleep"];
 let dir: string;
 let base: HandLayout;
 
@@ -93,6 +93,14 @@ describe("kiln build --isolation plain-chroot", () => {
     expect(escape).toContain("chroot: Operation not permitted");
     const listing = (await readFile(join(unpacked, "work/root-listing"), "utf8")).split("\n");
     expect(listing).toContain(".kiln-run"); // the stub was there during the step, and is not in any layer
+  });
+
+  it("fails a step that writes /etc/hosts (read-only under BuildKit); reading the /etc files works", async () => {
+    const { r } = await build("etc-ro", "FROM base\nRUN echo 1.2.3.4 db >> /etc/hosts\n", "plain-chroot");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/Dockerfile:2: .*the step wrote \/etc\/hosts, which is read-only during RUN/);
+    const ok = await build("etc-ro-read", "FROM base\nRUN cat /etc/hosts /etc/resolv.conf > /seen\n", "plain-chroot");
+    expectBuilt(ok.r);
   });
 
   it("runs a USER step as that user, with no capabilities and the escape refused", async () => {

@@ -55,4 +55,21 @@ describe("kiln build --isolation proot as uid 1000", () => {
     const host = await build("host", undefined, "chroot");
     expect(got).toEqual(await layers(host.out));
   });
+
+  it("fails a step that writes /etc/resolv.conf (read-only under BuildKit; proot cannot bind read-only)", async () => {
+    const dir = await temps.make("kiln-proot-ro-");
+    await chmod(dir, 0o755);
+    const ctx = join(dir, "ctx");
+    await mkdir(ctx);
+    execFileSync("cp", ["/bin/busybox", join(ctx, "busybox")]);
+    await writeFile(join(ctx, "Dockerfile"), 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\nRUN echo "nameserver 10.0.0.1" > /etc/resolv.conf\n');
+    execFileSync("chmod", ["-R", "a+rX", ctx]);
+    const home = join(dir, "home");
+    await mkdir(home);
+    await chown(home, 1000, 1000);
+    const args = [KILN_BIN, "build", "--progress", "plain", "--isolation", "proot", "--cache-dir", join(home, "cache"), "-o", `type=oci,dest=${join(home, "out")}`, "-t", "pr:latest", ctx];
+    const r = await run(process.execPath, args, { env: { HOME: home }, asUid: 1000, cwd: home });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/Dockerfile:4: .*the step wrote \/etc\/resolv\.conf, which is read-only during RUN/);
+  });
 });

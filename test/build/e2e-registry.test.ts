@@ -71,6 +71,8 @@ describe("build, push, and build FROM the pushed image", () => {
     const dest = join(await temps.make("kiln-pull-out-"), "layout");
     const r = await kiln(["pull", ref, "--cache-dir", await temps.make("kiln-pull-c2-"), "--output", `type=oci,dest=${dest}`]);
     expect(r.code, r.stderr).toBe(0);
+    // per-blob progress: one line per downloaded blob (config and layers), digest first
+    expect(r.stderr.split("\n").filter((l) => /^sha256:[0-9a-f]{12}  pulled \S+ \S+ at /.test(l)).length, r.stderr).toBeGreaterThanOrEqual(2);
     expect(r.stdout.trim()).toBe(pushed);
     const v = await kiln(["verify", dest]);
     expect(v.code, v.stderr).toBe(0);

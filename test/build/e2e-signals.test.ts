@@ -1,5 +1,6 @@
-// Clean-up under interruption: SIGINT/SIGTERM during a RUN stop the build and remove its root
-// filesystem, mounts and temp files; after a SIGKILL the next build cleans up what was left.
+// Clean-up under interruption: SIGINT/SIGTERM during a RUN stop the build (one line
+// "interrupted", exit 130/143, never the RUN's exit code) and remove its root filesystem, mounts
+// and temp files; after a SIGKILL the next build cleans up what was left.
 import { spawn } from "node:child_process";
 import { readFile, readdir } from "node:fs/promises";
 import { join } from "node:path";
@@ -42,15 +43,19 @@ async function mountsUnder(dir: string): Promise<string[]> {
 }
 
 describe("interrupting a build", () => {
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    it(`${signal} stops the RUN and removes every temporary tree and mount`, async () => {
+  for (const [signal, exitCode] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+    it(`${signal} stops the RUN, reports "interrupted" with exit ${exitCode}, and removes every temporary tree and mount`, async () => {
       const cacheDir = await temps.make("kiln-sig-cache-");
       const out = join(await temps.make("kiln-sig-out-"), "layout");
       const { child, exited } = await startSleepingBuild(cacheDir, out);
       expect(await leftovers(cacheDir)).not.toEqual([]);
+      let stderr = "";
+      child.stderr!.on("data", (b: Buffer) => (stderr += b.toString()));
       child.kill(signal);
       const code = await exited;
-      expect(code).toBe(1);
+      expect(code, stderr).toBe(exitCode);
+      expect(stderr.split("\n").filter((l) => l.startsWith("error:"))).toEqual([`error: interrupted (${signal})`]);
+      expect(stderr).not.toContain("exit code");
       expect(await leftovers(cacheDir)).toEqual([]);
       expect(await mountsUnder(cacheDir)).toEqual([]);
       await expect(readdir(out)).rejects.toThrow();

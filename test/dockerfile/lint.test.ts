@@ -105,6 +105,11 @@ describe("lintDockerfile", () => {
     ]);
   });
 
+  it("knows the ARGs a stage inherits from the stage it is built FROM", () => {
+    const ds = lintDockerfile("FROM scratch AS base\nARG A=1\nFROM base\nWORKDIR /$A/$Z\n");
+    expect(ds.map((d) => `${d.line}:${d.rule}:${d.message}`)).toEqual(["4:UndefinedVar:usage of undefined variable '$Z'"]);
+  });
+
   it("reports expansion errors", () => {
     const ds = lintDockerfile("FROM scratch\nARG P=abc\nEXPOSE $P\n");
     expect(ds).toEqual([

@@ -251,6 +251,22 @@ describe("ARG scoping", () => {
     expect(scope.values().has("UNSET")).toBe(false);
   });
 
+  it("ArgScope.inherit starts a stage with its parent's ARGs; re-declaring keeps or replaces them", () => {
+    const p = plan("ARG G=global\nFROM scratch AS parent\nARG A=1\nFROM parent\n");
+    const parent = new ArgScope(p, { B: "cli" });
+    parent.declare({ name: "A", default: "1" });
+    parent.declare({ name: "B" });
+    const child = new ArgScope(p, { B: "cli" });
+    child.inherit(parent.snapshot());
+    expect(child.isDeclared("A")).toBe(true);
+    expect(child.values()).toEqual(new Map([["A", "1"], ["B", "cli"]]));
+    expect(child.declare({ name: "A" })).toBe("1"); // no default, build arg or global: inherited value
+    expect(child.declare({ name: "A", default: "2" })).toBe("2");
+    expect(child.declare({ name: "G" })).toBe("global");
+    // the snapshot is a copy: the child's changes do not reach the parent
+    expect(parent.values().get("A")).toBe("1");
+  });
+
   it("ENV shadows ARG in ArgScope.env", () => {
     const p = plan("FROM scratch\n");
     const scope = new ArgScope(p, { A: "arg" });

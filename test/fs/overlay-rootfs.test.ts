@@ -309,7 +309,7 @@ describe("overlay snapshotter", () => {
         const step = await rootfs.beginStep();
         const ok = await runner.run({
           rootfs: rootfs.dir,
-          argv: ["/bin/sh", "-c", "echo hi > /etc/greeting && rm /etc/group && echo junk >> /etc/hosts && mkdir -p /home/app/x && chown 1000 /home/app/x"],
+          argv: ["/bin/sh", "-c", "echo hi > /etc/greeting && rm /etc/group && ! { echo junk >> /etc/hosts; } 2>/dev/null && mkdir -p /home/app/x && chown 1000 /home/app/x"],
           env: ["PATH=/bin"],
           cwd: "/",
           user: "root",
@@ -343,6 +343,10 @@ describe("overlay snapshotter", () => {
     await rootfs.dispose();
     expect(mountsUnder(cache)).toEqual([]);
     expect(readdirSync(join(cache, "rootfs"))).toEqual([]);
+    // the loop device autoclears once no mount namespace holds the scratch file system: a RUN of
+    // another test running meanwhile (its namespace copied the host's mounts) may hold it briefly
+    const deadline = Date.now() + 15_000;
+    while (execFileSync("losetup", ["-a"], { encoding: "utf8" }).includes(resolve(cache)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     expect(execFileSync("losetup", ["-a"], { encoding: "utf8" })).not.toContain(resolve(cache));
   });
 

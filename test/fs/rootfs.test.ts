@@ -31,11 +31,12 @@ describe("directory root filesystem", () => {
     expect(readdirSync(join(rootfs.dir, "etc")).sort()).toEqual(["new", "passwd"]);
 
     // a RUN step through a real runner: injected files and mount points never reach the layer
+    // (/etc/hosts is a read-only mount, as under BuildKit: the write is refused)
     const runner = await createRunner("chroot", { workDir: join(t.dir, "run") });
     const step = await rootfs.beginStep();
     const r = await runner.run({
       rootfs: rootfs.dir,
-      argv: ["/bin/sh", "-c", "echo hi > /etc/greeting; rm /etc/new; echo junk >> /etc/hosts"],
+      argv: ["/bin/sh", "-c", "echo hi > /etc/greeting; rm /etc/new; ! { echo junk >> /etc/hosts; } 2>/dev/null"],
       env: ["PATH=/bin"],
       cwd: "/",
       user: "",

@@ -23,6 +23,7 @@ export interface InspectedConfig {
     WorkingDir?: string;
     Labels?: Record<string, string>;
     StopSignal?: string;
+    ArgsEscaped?: boolean;
     Shell?: string[];
     OnBuild?: string[] | null;
     Healthcheck?: { Test: string[]; Interval?: number; Timeout?: number; StartPeriod?: number; StartInterval?: number; Retries?: number };

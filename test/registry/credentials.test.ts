@@ -150,6 +150,7 @@ describe("login with a credential store", () => {
     try {
       const bad = await login(reg.host, "lu", "nope", { dockerConfig: dir }).catch((e: unknown) => e);
       expect((bad as Error).message).toBe(`login to ${reg.host} failed: invalid username or password`);
+      expect(bad).toMatchObject({ name: "RegistryError", code: "REGISTRY_DENIED", status: 401, registry: reg.host });
       await login(reg.host, "lu", "lp", { dockerConfig: dir });
       expect(await readFile(log, "utf8")).toContain(`store {"ServerURL":"${reg.host}","Username":"lu","Secret":"lp"}`);
       const cfg = JSON.parse(await readFile(join(dir, "config.json"), "utf8")) as { auths: Record<string, unknown>; credsStore: string };

@@ -5,7 +5,7 @@
 // chooseIsolation's messages for an explicit mode and for a pod that allows none.
 import { describe, expect, it } from "vitest";
 import { join } from "node:path";
-import { chooseIsolation, type PreflightReport } from "../../src/run/preflight.js";
+import { chooseIsolation, why, type PreflightReport } from "../../src/run/preflight.js";
 import { REPO_ROOT, run } from "../helpers/kiln.js";
 
 const SCRIPT = `const m = await import(${JSON.stringify(join(REPO_ROOT, "dist/run/preflight.js"))});
@@ -94,5 +94,25 @@ describe("chooseIsolation", () => {
     expect(msg).not.toContain("\n");
     expect(msg).toMatch(/^no RUN isolation works here \(uid 1000\): oci: unshare .*; chroot: .*; plain-chroot: it needs root .*; proot: ptrace path translation does not work/);
     expect(msg).toContain("proot needs ptrace");
+  });
+});
+
+describe("why (a probe's reason)", () => {
+  it("skips runc's logrus warnings and gives the error's msg", () => {
+    const stderr = [
+      'time="2026-12-03T05:39:42Z" level=warning msg="unable to get oom kill count" error="openat2 /sys/fs/cgroup/memory/x: no such file or directory"',
+      'time="2026-12-03T05:39:42Z" level=error msg="runc run failed: unable to apply cgroup configuration: mkdir /sys/fs/cgroup/cpuset/x: read-only \\"file\\" system"',
+    ].join("\n");
+    expect(why(stderr, "refused")).toBe('runc run failed: unable to apply cgroup configuration: mkdir /sys/fs/cgroup/cpuset/x: read-only "file" system');
+  });
+
+  it("skips proot's warnings and infos and drops its 'proot error: ' prefix", () => {
+    const stderr = 'proot warning: can\'t chdir("/w/./.") in the guest rootfs: No such file or directory\nproot info: default working directory is now "/"\nproot error: ptrace(TRACEME): Operation not permitted\nproot error: execve("/true"): Operation not permitted\n';
+    expect(why(stderr, "ptrace is refused")).toBe("ptrace(TRACEME): Operation not permitted");
+  });
+
+  it("keeps the first line of other tools, without their name, and falls back when empty", () => {
+    expect(why("unshare: unshare failed: Operation not permitted\n", "refused")).toBe("unshare failed: Operation not permitted");
+    expect(why("\n", "refused")).toBe("refused");
   });
 });

@@ -119,10 +119,10 @@ describe("rootless RUN (unprivileged user)", () => {
   });
 
   it("oci isolation with runc runs rootless", () => {
-    const r = runAsUser("oci", "runc", { ...base("echo $X; id -u; hostname; cat /etc/hostname; ls /sys/class/net"), rootfs: root, hostname: "rl", network: "none" });
+    const r = runAsUser("oci", "runc", { ...base("echo $X; id -u; hostname; ls /sys/class/net"), rootfs: root, hostname: "rl", network: "none" });
     expect(r.error).toBeUndefined();
     expect(r.name).toBe("oci:runc (rootless)");
-    expect(r.outputTail).toBe("rootless\n0\nrl\nrl\nlo");
+    expect(r.outputTail).toBe("rootless\n0\nrl\nlo");
     expect(r.exitCode).toBe(0);
     const app = runAsUser("oci", "runc", { ...base("id -u; id -g"), rootfs: root, user: "app" });
     expect(app.outputTail).toBe("1000\n1000");

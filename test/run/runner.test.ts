@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createRunner, type Runner, type RunSpec } from "../../src/run/index.js";
 import { busyboxRoot, tempDir } from "../fs/helpers.js";
@@ -92,6 +92,22 @@ for (const backend of backends) {
       expect(existsSync(join(root, "dev"))).toBe(false);
     });
 
+    it("mounts /etc/hosts and /etc/resolv.conf read-only and provides no /etc/hostname (as BuildKit does)", async () => {
+      const r = await runner.run(
+        spec("echo x >> /etc/hosts || echo hosts-refused; echo x >> /etc/resolv.conf || echo resolv-refused; rm -f /etc/hosts 2>/dev/null || echo rm-refused; test ! -e /etc/hostname && echo h > /etc/hostname && echo hostname-ok; echo \"appended=$(grep -c '^x$' /etc/hosts)\""),
+      );
+      expect(r.outputTail).toContain("Read-only file system");
+      expect(r.outputTail).toContain("hosts-refused");
+      expect(r.outputTail).toContain("resolv-refused");
+      expect(r.outputTail).toContain("rm-refused");
+      expect(r.outputTail).toContain("hostname-ok");
+      // (stdout and stderr interleave in any order: look for the line, not the last one)
+      expect(r.outputTail).toContain("appended=0");
+      // the step's own /etc/hostname is an ordinary file of the rootfs (a layer would keep it)
+      expect(readFileSync(join(root, "etc/hostname"), "utf8")).toBe("h\n");
+      rmSync(join(root, "etc/hostname"));
+    });
+
     it("has only loopback with network none", async () => {
       const none = await runner.run(spec("ls /sys/class/net", { network: "none" }));
       expect(none.outputTail).toBe("lo");
@@ -110,8 +126,9 @@ for (const backend of backends) {
         ),
       );
       expect(r.outputTail).not.toContain("sys-writable");
-      // the mount namespace's root is the rootfs itself: climbing from pid 1's root ends there
-      const top = await runner.run(spec('[ "$(ls -a /proc/1/root/../../..)" = "$(ls -a /)" ] && echo same-root; grep -c oldroot /proc/self/mountinfo'));
+      // the mount namespace's root is the rootfs itself: climbing from the process's root ends
+      // there
+      const top = await runner.run(spec('[ "$(ls -a /proc/self/root/../../..)" = "$(ls -a /)" ] && echo same-root; grep -c oldroot /proc/self/mountinfo'));
       expect(top.outputTail).toBe("same-root\n0");
       expect(readFileSync(sentinel, "utf8")).toBe("host");
       // anything written landed inside the rootfs

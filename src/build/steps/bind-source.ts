@@ -14,7 +14,7 @@ import type { RunMount } from "../../dockerfile/mounts.js";
 import { KilnError } from "../../errors.js";
 import { resolveInRoot } from "../../fs/confine.js";
 import { writeFileAtomic } from "../../store/atomic-file.js";
-import type { StageBuilder } from "../stage.js";
+import type { StepContext } from "../step.js";
 
 export interface BindSource {
   tree: DirContext;
@@ -25,13 +25,13 @@ export interface BindSource {
 }
 
 /** The tree a bind mount reads: `from=` a stage, image or named context, else the build context. */
-function treeOf(sb: StageBuilder, m: RunMount): Promise<DirContext> {
-  return m.from !== undefined ? sb.session.sourceTree(m.from, sb.stage.index) : sb.session.context();
+function treeOf(ctx: StepContext, m: RunMount): Promise<DirContext> {
+  return m.from !== undefined ? ctx.sources.tree(m.from) : ctx.sources.context();
 }
 
 /** Resolve the mount's `source` inside its tree. Throws a KilnError naming the mount when it is missing. */
-export async function resolveBindSource(sb: StageBuilder, m: RunMount): Promise<BindSource> {
-  const tree = await treeOf(sb, m);
+export async function resolveBindSource(ctx: StepContext, m: RunMount): Promise<BindSource> {
+  const tree = await treeOf(ctx, m);
   const root = await realpath(tree.root);
   const host = await resolveInRoot(root, m.source ?? "/", { followFinal: true });
   const rel = posix.relative(root, host);
@@ -43,25 +43,24 @@ export async function resolveBindSource(sb: StageBuilder, m: RunMount): Promise<
   return { tree, rel, host };
 }
 
-async function digestOf(sb: StageBuilder, m: RunMount, persistStatCache: boolean): Promise<string> {
-  const src = await resolveBindSource(sb, m);
+async function digestOf(ctx: StepContext, m: RunMount, persistStatCache: boolean): Promise<string> {
+  const src = await resolveBindSource(ctx, m);
   const selected = await selectSources(src.tree, [src.rel === "" ? "." : src.rel], {});
   // A stage's or image's temporary tree gets a throw-away stat cache (nothing to reuse later).
-  const statCache = persistStatCache ? await sb.session.cache.statCache(src.tree.root) : await StatCache.load(sb.session.store, src.tree.root);
-  return hashSources(selected, { statCache, ...(sb.session.options.signal ? { signal: sb.session.options.signal } : {}) });
+  const statCache = persistStatCache ? await ctx.statCache(src.tree.root) : await StatCache.load(ctx.store, src.tree.root);
+  return hashSources(selected, { statCache, ...(ctx.config.signal ? { signal: ctx.config.signal } : {}) });
 }
 
 /** The cache-key part of a bind mount: a digest of the content its source resolves to. */
-export async function bindSourceDigest(sb: StageBuilder, m: RunMount): Promise<string> {
-  const session = sb.session;
-  const identity = m.from !== undefined ? await session.sourceIdentity(m.from, sb.stage.index) : undefined;
-  if (identity === undefined) return digestOf(sb, m, true);
+export async function bindSourceDigest(ctx: StepContext, m: RunMount): Promise<string> {
+  const identity = m.from !== undefined ? await ctx.sources.identity(m.from) : undefined;
+  if (identity === undefined) return digestOf(ctx, m, true);
   const source = posix.normalize(`/${m.source ?? ""}`);
   const name = createHash("sha256").update(`kiln-bind-digest/1\n${identity}\n${source}`).digest("hex");
-  const memo = join(session.store.root, "bind-digests", name);
+  const memo = join(ctx.store.root, "bind-digests", name);
   const known = (await readFile(memo, "utf8").catch(() => "")).trim();
   if (/^sha256:[0-9a-f]{64}$/.test(known)) return known;
-  const digest = await digestOf(sb, m, false);
+  const digest = await digestOf(ctx, m, false);
   await writeFileAtomic(memo, `${digest}\n`, { mkdirMode: 0o755 }).catch(() => undefined);
   return digest;
 }

@@ -1,10 +1,7 @@
-// The COPY and ADD steps, in two phases. `prepareCopy` gathers what the step reads (context or
-// stage sources, URL downloads) and the cache-key parts that identify it; `copyLayerEntries`
-// then produces the LayerEntry list of the step's layer — written straight from the sources, no
-// root filesystem involved — resolving --chown/--chmod against the image. A cache hit skips the
-// second phase.
-import { mkdtemp } from "node:fs/promises";
-import { join } from "node:path";
+// The COPY and ADD steps, in two phases. `keyParts` gathers what the step reads (context or
+// stage sources, URL downloads) and the cache-key parts that identify it; `produce` then builds
+// the LayerEntry list of the step's layer — written straight from the sources, no root filesystem
+// involved — resolving --chown/--chmod against the image. A cache hit skips the second phase.
 import { parseChmod } from "../../context/chmod.js";
 import { copyEntries, type CopySource } from "../../context/copy-entries.js";
 import { resolveChown } from "../../context/owner.js";
@@ -16,7 +13,8 @@ import { KilnError } from "../../errors.js";
 import type { Digest } from "../../image/oci.js";
 import type { LayerEntry } from "../../layer/entry.js";
 import { LayerView } from "../../layer/view.js";
-import type { StageBuilder } from "../stage.js";
+import { instructionExtra } from "../step-extra.js";
+import { oneLine, type LayerStep, type StepContext } from "../step.js";
 
 export function isUrl(source: string): boolean {
   return /^https?:\/\//i.test(source);
@@ -27,7 +25,7 @@ export function isGitSource(source: string): boolean {
   return /^git@|^git:\/\/|^ssh:\/\//i.test(source) || (isUrl(source) && /\.git(#.*)?$/i.test(source));
 }
 
-export interface PreparedCopy {
+interface PreparedCopy {
   /** Selected sources for the second phase; undefined until needed when they come from a stage. */
   selected?: SelectedSource[];
   urls: Array<{ url: string; file: DownloadedFile }>;
@@ -38,9 +36,31 @@ export interface PreparedCopy {
   extra: Record<string, string>;
 }
 
-export async function prepareCopy(sb: StageBuilder, t: CopyInstruction | AddInstruction): Promise<PreparedCopy> {
-  const session = sb.session;
-  const tmp = await mkdtemp(join(await session.tmpRoot, "step-"));
+export function copyStep(t: CopyInstruction | AddInstruction): LayerStep {
+  let prepared: PreparedCopy | undefined;
+  return {
+    async keyParts(ctx) {
+      prepared = await prepareCopy(ctx, t);
+      return {
+        parent: ctx.state.cacheState,
+        instruction: t.kind,
+        platform: ctx.config.platformText,
+        args: {},
+        ...(prepared.sourcesDigest ? { sources: prepared.sourcesDigest } : {}),
+        ...(prepared.fromIdentity ? { fromStage: prepared.fromIdentity } : {}),
+        extra: { ...instructionExtra(t), ...prepared.extra, workdir: ctx.state.image.config.config?.WorkingDir ?? "" },
+      };
+    },
+    createdBy: () => `${t.kind.toUpperCase()} ${oneLine(t.original).replace(/^\S+\s+/, "")}`,
+    async produce(ctx) {
+      if (!prepared) throw new KilnError("INTERNAL", "internal: COPY produced before its key");
+      return { entries: await copyLayerEntries(ctx, t, prepared) };
+    },
+  };
+}
+
+async function prepareCopy(ctx: StepContext, t: CopyInstruction | AddInstruction): Promise<PreparedCopy> {
+  const tmp = await ctx.tmpDir("step-");
   const urls: PreparedCopy["urls"] = [];
   const local: string[] = [];
   const extra: Record<string, string> = {};
@@ -51,7 +71,7 @@ export async function prepareCopy(sb: StageBuilder, t: CopyInstruction | AddInst
       const file = await fetchUrl(s, {
         tmpDir: tmp,
         ...(t.checksum ? { checksum: t.checksum } : {}),
-        ...(session.options.signal ? { signal: session.options.signal } : {}),
+        ...(ctx.config.signal ? { signal: ctx.config.signal } : {}),
       });
       urls.push({ url: s, file });
       extra[`url:${s}`] = `${file.digest} ${file.mtime} ${file.filename}`;
@@ -65,32 +85,30 @@ export async function prepareCopy(sb: StageBuilder, t: CopyInstruction | AddInst
   const from = t.kind === "copy" ? t.from : undefined;
   if (from !== undefined) {
     // Another stage's or image's files: its identity keys the step; its tree is only read on a miss.
-    const id = await session.sourceIdentity(from, sb.stage.index);
+    const id = await ctx.sources.identity(from);
     if (id) {
       prepared.fromIdentity = id;
       return prepared;
     }
   }
-  const ctx = from !== undefined ? await session.sourceTree(from, sb.stage.index) : await session.context();
-  prepared.selected = await selectSources(ctx, local, { exclude: t.exclude, parents: t.kind === "copy" && t.parents });
-  prepared.sourcesDigest = await hashSources(prepared.selected, { statCache: await session.cache.statCache(ctx.root), ...(session.options.signal ? { signal: session.options.signal } : {}) });
+  const tree = from !== undefined ? await ctx.sources.tree(from) : await ctx.sources.context();
+  prepared.selected = await selectSources(tree, local, { exclude: t.exclude, parents: t.kind === "copy" && t.parents });
+  prepared.sourcesDigest = await hashSources(prepared.selected, { statCache: await ctx.statCache(tree.root), ...(ctx.config.signal ? { signal: ctx.config.signal } : {}) });
   return prepared;
 }
 
-export async function copyLayerEntries(sb: StageBuilder, t: CopyInstruction | AddInstruction, prepared: PreparedCopy): Promise<LayerEntry[]> {
-  const session = sb.session;
+async function copyLayerEntries(ctx: StepContext, t: CopyInstruction | AddInstruction, prepared: PreparedCopy): Promise<LayerEntry[]> {
   const local = t.sources.filter((s) => !(t.kind === "add" && isUrl(s)));
   let selected = prepared.selected;
   if (!selected && local.length > 0) {
-    const from = (t as CopyInstruction).from!;
-    const ctx = await session.sourceTree(from, sb.stage.index);
-    selected = await selectSources(ctx, local, { exclude: t.exclude, parents: t.kind === "copy" && t.parents });
+    const tree = await ctx.sources.tree((t as CopyInstruction).from!);
+    selected = await selectSources(tree, local, { exclude: t.exclude, parents: t.kind === "copy" && t.parents });
   }
   const sources: CopySource[] = [...(selected ?? [])];
   for (const u of prepared.urls) sources.push({ kind: "url", file: u.file, url: u.url });
   for (const h of t.inline) sources.push({ kind: "heredoc", name: h.path, content: h.data });
 
-  const image = await sb.view();
+  const image = await ctx.view();
   const view = t.link ? LayerView.empty() : image;
   const chown = t.chown
     ? resolveChown(t.chown, image.readSmallFile("etc/passwd"), image.readSmallFile("etc/group"))
@@ -101,7 +119,7 @@ export async function copyLayerEntries(sb: StageBuilder, t: CopyInstruction | Ad
     sources,
     sourceCount: t.sources.length + t.inline.length,
     dest: t.dest,
-    workdir: sb.image.config.config?.WorkingDir || "/",
+    workdir: ctx.state.image.config.config?.WorkingDir || "/",
     ...(chown ? { chown } : {}),
     ...(chmod ? { chmod } : {}),
     view,
@@ -109,6 +127,6 @@ export async function copyLayerEntries(sb: StageBuilder, t: CopyInstruction | Ad
     link: t.link,
     ...(t.kind === "add" && t.unpack !== undefined ? { unpack: t.unpack } : {}),
     spoolDir: prepared.tmp,
-    ...(session.sourceDateEpoch !== undefined ? { timestamp: session.sourceDateEpoch } : {}),
+    ...(ctx.config.sourceDateEpoch !== undefined ? { timestamp: ctx.config.sourceDateEpoch } : {}),
   });
 }

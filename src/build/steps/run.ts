@@ -1,58 +1,71 @@
 // The RUN step: builds the command line (shell form through SHELL, exec form, heredoc scripts),
 // the environment (image Env plus the build args the step can see; build args are not persisted),
-// the mounts (tmpfs, bind from the context or another stage, cache; a missing target is the
-// working directory, as in BuildKit), runs it isolated in the stage's root filesystem and
-// returns the snapshot of what changed.
+// the mounts (tmpfs, bind from the context or another stage, cache, secret; a missing target is
+// the working directory, as in BuildKit), runs it isolated in the stage's root filesystem and
+// returns the snapshot of what changed. Its key: the history text, every ARG value in scope, the
+// instruction's fields, the shell and the content behind bind mounts.
 import { createHash } from "node:crypto";
-import { chmod, chown, mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, posix } from "node:path";
 import type { RunInstruction } from "../../dockerfile/instructions.js";
 import type { RunMount } from "../../dockerfile/mounts.js";
 import { KilnError } from "../../errors.js";
-import type { LayerEntry } from "../../layer/entry.js";
-import type { RunSpec } from "../../run/index.js";
+import type { RunSpec } from "../../run/types.js";
 import { PREDEFINED_ARGS } from "../../dockerfile/plan.js";
 import { copyTreeNoFollow } from "../../fs/copy-tree.js";
 import { bindSourceDigest, resolveBindSource } from "./bind-source.js";
 import { envMap } from "../image-config.js";
-import type { StageBuilder } from "../stage.js";
+import { instructionExtra } from "../step-extra.js";
+import type { LayerStep, Produced, StepContext } from "../step.js";
 
 /** Mount types RUN supports; the others are rejected before the build starts. */
 export const SUPPORTED_MOUNTS = new Set(["bind", "cache", "tmpfs", "secret"]);
 
-export async function runStep(
-  sb: StageBuilder,
-  t: RunInstruction,
-  stepId: number,
-): Promise<{ entries: LayerEntry[]; createdBy: string; snapshotSeconds: number }> {
-  const session = sb.session;
-  const rootfs = await sb.ensureRootfs();
-  const runner = await session.runner();
-  const cfg = sb.image.config.config ?? {};
+export function runStep(t: RunInstruction): LayerStep {
+  return {
+    async keyParts(ctx) {
+      return {
+        parent: ctx.state.cacheState,
+        instruction: runCreatedBy(ctx, t),
+        platform: ctx.config.platformText,
+        args: Object.fromEntries(ctx.state.args),
+        extra: { ...instructionExtra(t), ...(await runKeyExtra(ctx, t)) },
+      };
+    },
+    createdBy: (ctx) => runCreatedBy(ctx, t),
+    produce: (ctx) => run(ctx, t),
+  };
+}
+
+async function run(ctx: StepContext, t: RunInstruction): Promise<Produced> {
+  const { state, config } = ctx;
+  const rootfs = await ctx.rootfs();
+  const runner = await ctx.runner();
+  const cfg = state.image.config.config ?? {};
 
   // Environment: image Env, then the stage's ARG values that ENV does not shadow, then the
   // predefined proxy args when given (never recorded in history or config).
-  const env = envMap(sb.image.config);
-  for (const [k, v] of sb.args.values()) if (!env.has(k)) env.set(k, v);
+  const env = envMap(state.image.config);
+  for (const [k, v] of state.args) if (!env.has(k)) env.set(k, v);
   for (const p of PREDEFINED_ARGS) {
-    const v = session.plan.buildArgs[p];
+    const v = config.buildArgs[p];
     if (v !== undefined && !env.has(p)) env.set(p, v);
   }
 
-  const tmp = await mkdtemp(join(await session.tmpRoot, "run-"));
+  const tmp = await ctx.tmpDir("run-");
   const mounts: NonNullable<RunSpec["mounts"]> = [];
-  const argv = await commandArgv(sb, t, tmp, mounts);
+  const argv = await commandArgv(ctx, t, tmp, mounts);
   for (const m of t.mounts) {
     if (m.type === "secret") {
-      const secret = await secretMount(sb, m, tmp);
+      const secret = await secretMount(ctx, m);
       if (secret?.mount) mounts.push(secret.mount);
       if (secret?.env) env.set(secret.env.name, secret.env.value);
       continue;
     }
-    mounts.push(await mountFor(sb, m, tmp));
+    mounts.push(await mountFor(ctx, m, tmp));
   }
 
-  const network = t.network === "none" ? "none" : t.network === "host" ? "host" : (session.options.network ?? "host");
+  const network = t.network === "none" ? "none" : t.network === "host" ? "host" : config.network;
   const baselineStarted = process.hrtime.bigint();
   const snapshot = await rootfs.beginStep({ exclude: [...mounts.map((m) => m.target.replace(/^\/+/, "")), ...(runner.stepExcludes ?? [])], ...(runner.idMap ? { idMap: runner.idMap } : {}) });
   const baselineNs = process.hrtime.bigint() - baselineStarted;
@@ -64,14 +77,15 @@ export async function runStep(
     user: cfg.User || "root",
     network,
     mounts,
-    stdout: (data) => session.emit({ type: "step-log", id: stepId, stream: "stdout", data }),
-    stderr: (data) => session.emit({ type: "step-log", id: stepId, stream: "stderr", data }),
-    ...(session.options.signal ? { signal: session.options.signal } : {}),
+    stdout: (data) => ctx.emit({ type: "step-log", id: ctx.stepId, stream: "stdout", data }),
+    stderr: (data) => ctx.emit({ type: "step-log", id: ctx.stepId, stream: "stderr", data }),
+    ...(config.signal ? { signal: config.signal } : {}),
   };
   const result = await runner.run(spec);
   if (result.exitCode !== 0) {
     const tail = result.outputTail.trimEnd();
-    throw new KilnError("RUN_FAILED", 
+    throw new KilnError(
+      "RUN_FAILED",
       `process ${JSON.stringify(argv.join(" "))} did not complete successfully: exit code: ${result.exitCode}` +
         (tail ? `\n${tail.split("\n").map((l) => `  ${l}`).join("\n")}` : ""),
     );
@@ -80,17 +94,17 @@ export async function runStep(
   const entries = await snapshot.changes();
   // The snapshot's cost: the baseline walk before the step plus the diff after it.
   const snapshotSeconds = Number(process.hrtime.bigint() - diffStarted + baselineNs) / 1e9;
-  return { entries, createdBy: runCreatedBy(sb, t), snapshotSeconds };
+  return { entries, snapshotSeconds };
 }
 
 /** History text of a RUN: `RUN |N K=V ... /bin/sh -c cmd`, build args first as Docker writes them. */
-export function runCreatedBy(sb: StageBuilder, t: RunInstruction): string {
-  const env = envMap(sb.image.config);
-  const visible = [...sb.args.values()].filter(([k]) => !env.has(k)).map(([k, v]) => `${k}=${v}`);
+function runCreatedBy(ctx: StepContext, t: RunInstruction): string {
+  const env = envMap(ctx.state.image.config);
+  const visible = [...ctx.state.args].filter(([k]) => !env.has(k)).map(([k, v]) => `${k}=${v}`);
   const argPrefix = visible.length > 0 ? `|${visible.length} ${visible.join(" ")} ` : "";
   let cmd = t.command.join(" ");
   for (const h of t.heredocs) cmd += `\n${h.content}${h.name}`;
-  return `RUN ${argPrefix}${t.shellForm ? [...sb.ctx.shell, cmd].join(" ") : cmd}`;
+  return `RUN ${argPrefix}${t.shellForm ? [...ctx.state.shell, cmd].join(" ") : cmd}`;
 }
 
 /**
@@ -99,11 +113,11 @@ export function runCreatedBy(sb: StageBuilder, t: RunInstruction): string {
  * bind-source.ts), whatever tree it comes from. Cache and tmpfs mounts contribute only their
  * spec, never their contents.
  */
-export async function runKeyExtra(sb: StageBuilder, t: RunInstruction): Promise<Record<string, string>> {
-  const out: Record<string, string> = { shell: JSON.stringify(sb.ctx.shell) };
+async function runKeyExtra(ctx: StepContext, t: RunInstruction): Promise<Record<string, string>> {
+  const out: Record<string, string> = { shell: JSON.stringify(ctx.state.shell) };
   for (const [i, m] of t.mounts.entries()) {
     if (m.type !== "bind") continue;
-    out[`mount${i}`] = await bindSourceDigest(sb, m);
+    out[`mount${i}`] = await bindSourceDigest(ctx, m);
   }
   return out;
 }
@@ -113,12 +127,12 @@ export async function runKeyExtra(sb: StageBuilder, t: RunInstruction): Promise<
  * when it has one, else through SHELL); other heredocs are handed to the shell with the command.
  */
 async function commandArgv(
-  sb: StageBuilder,
+  ctx: StepContext,
   t: RunInstruction,
   tmp: string,
   mounts: NonNullable<RunSpec["mounts"]>,
 ): Promise<string[]> {
-  const shell = sb.ctx.shell;
+  const shell = ctx.state.shell;
   if (!t.shellForm) return [...t.command];
   const cmd = t.command.join(" ");
   if (t.heredocs.length === 0) return [...shell, cmd];
@@ -141,21 +155,20 @@ async function commandArgv(
 }
 
 /** BuildKit's rule: a relative or missing target is taken from the working directory; "/" is refused. */
-function mountTarget(sb: StageBuilder, m: RunMount): string {
-  const target = posix.resolve(sb.image.config.config?.WorkingDir || "/", m.target ?? "");
+function mountTarget(ctx: StepContext, m: RunMount): string {
+  const target = posix.resolve(ctx.state.image.config.config?.WorkingDir || "/", m.target ?? "");
   if (target === "/") throw new KilnError("RUN_MOUNT_INVALID", `--mount=${m.spec}: invalid mount target "/"${m.target ? "" : " (no target, and the working directory is /)"}`);
   return target;
 }
 
-async function mountFor(sb: StageBuilder, m: RunMount, tmp: string): Promise<NonNullable<RunSpec["mounts"]>[number]> {
-  const session = sb.session;
-  const target = mountTarget(sb, m);
+async function mountFor(ctx: StepContext, m: RunMount, tmp: string): Promise<NonNullable<RunSpec["mounts"]>[number]> {
+  const target = mountTarget(ctx, m);
   const label = `--mount=${m.spec}`;
   switch (m.type) {
     case "tmpfs":
       return { type: "tmpfs", target, label };
     case "bind": {
-      const src = await resolveBindSource(sb, m);
+      const src = await resolveBindSource(ctx, m);
       if (m.readOnly) return { type: "bind", source: src.host, target, readonly: true, label };
       // A writable bind must not change its source: give the step a private copy of the resolved
       // tree, symlinks copied as they are (never followed, wherever they point).
@@ -165,7 +178,7 @@ async function mountFor(sb: StageBuilder, m: RunMount, tmp: string): Promise<Non
     }
     case "cache": {
       const id = m.id ?? target;
-      const dir = join(session.cacheDir, "cache-mounts", createHash("sha256").update(id).digest("hex"));
+      const dir = join(ctx.config.cacheDir, "cache-mounts", createHash("sha256").update(id).digest("hex"));
       await mkdir(dir, { recursive: true, mode: m.mode ?? 0o755 });
       if (m.uid !== undefined || m.gid !== undefined) await chown(dir, m.uid ?? 0, m.gid ?? 0);
       if (m.mode !== undefined) await chmod(dir, m.mode);
@@ -177,21 +190,21 @@ async function mountFor(sb: StageBuilder, m: RunMount, tmp: string): Promise<Non
 }
 
 /**
- * `RUN --mount=type=secret`: the secret's bytes (from `--secret id=...,src=FILE|env=VAR`) in a
- * private read-only file bind-mounted at the target (default /run/secrets/<id>), or an
- * environment variable when the mount says `env=`. Never part of a layer, the history, a cache
- * key or a log. A missing secret is an error only when the mount says `required`.
+ * `RUN --mount=type=secret`: the secret's bytes (from `--secret id=...,src=FILE|env=VAR`) as a
+ * read-only file at the target (default /run/secrets/<id>) that the runner keeps in memory only
+ * (a tmpfs inside the step's mount namespace where it can mount), or an environment variable when
+ * the mount says `env=`. Never part of a layer, the history, a cache key or a log. A missing
+ * secret is an error only when the mount says `required`.
  */
 async function secretMount(
-  sb: StageBuilder,
+  ctx: StepContext,
   m: RunMount,
-  tmp: string,
 ): Promise<{ mount?: NonNullable<RunSpec["mounts"]>[number]; env?: { name: string; value: string } } | undefined> {
   const id = m.id ?? (m.target ? posix.basename(m.target) : undefined);
   if (!id) throw new KilnError("RUN_MOUNT_INVALID", `--mount=${m.spec}: a secret needs id= (or a target)`);
-  const given = sb.session.options.secrets?.[id];
+  const given = ctx.config.secrets[id];
   if (!given) {
-    if (m.required) throw new KilnError("RUN_SECRET_MISSING", `secret "${id}" is required but was not given (use --secret id=${id},src=FILE)`);
+    if (m.required) throw new KilnError("RUN_SECRET_MISSING", `secret "${id}" is required but was not given`);
     return undefined;
   }
   let value: Buffer;
@@ -201,19 +214,22 @@ async function secretMount(
     });
   } else {
     const v = process.env[given.env ?? id];
-    if (v === undefined) throw new KilnError("RUN_SECRET_MISSING", `secret "${id}": environment variable ${given.env ?? id} is not set`);
+    if (v === undefined) throw new KilnError("RUN_SECRET_UNREADABLE", `secret "${id}": environment variable ${given.env ?? id} is not set`);
     value = Buffer.from(v, "utf8");
   }
   if (m.env && !m.target) return { env: { name: m.env, value: value.toString("utf8") } };
-  const dir = join(tmp, "secrets");
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const file = join(dir, createHash("sha256").update(id).digest("hex").slice(0, 16));
-  await writeFile(file, value, { mode: m.mode ?? 0o400 });
-  await chmod(file, m.mode ?? 0o400);
-  if (m.uid !== undefined || m.gid !== undefined) await chown(file, m.uid ?? 0, m.gid ?? 0);
-  const target = m.target ? posix.resolve(sb.image.config.config?.WorkingDir || "/", m.target) : `/run/secrets/${id}`;
+  const target = m.target ? posix.resolve(ctx.state.image.config.config?.WorkingDir || "/", m.target) : `/run/secrets/${id}`;
   return {
-    mount: { type: "bind", source: file, target, readonly: true, label: `--mount=${m.spec}` },
+    // the runner keeps the bytes where they vanish with the step (a tmpfs in its mount namespace)
+    mount: {
+      type: "secret",
+      data: value,
+      target,
+      mode: m.mode ?? 0o400,
+      ...(m.uid !== undefined ? { uid: m.uid } : {}),
+      ...(m.gid !== undefined ? { gid: m.gid } : {}),
+      label: `--mount=${m.spec}`,
+    },
     ...(m.env ? { env: { name: m.env, value: value.toString("utf8") } } : {}),
   };
 }
