@@ -13,6 +13,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { runAsync } from "./compare-harness.mjs";
 
 export const DOCKER = "/usr/bin/docker";
 export const DOCKERD = "/usr/sbin/dockerd";
@@ -51,20 +52,6 @@ export function ensureDockerPackage(log = (m) => console.log(m)) {
     if (ownPolicy) rmSync(policy, { force: true });
   }
   if (!dockerInstalled()) throw new Error(`docker.io is installed but ${DOCKER}, ${DOCKERD} or ${CONTAINERD} is missing`);
-}
-
-function runAsync(cmd, args, env) {
-  return new Promise((resolveRun) => {
-    const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    const out = [];
-    const err = [];
-    child.stdout.on("data", (b) => out.push(b));
-    child.stderr.on("data", (b) => err.push(b));
-    child.on("error", (e) => resolveRun({ code: 127, stdout: "", stderr: String(e.message) }));
-    child.on("close", (code, signal) =>
-      resolveRun({ code: code ?? (signal ? 128 : 1), stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") }),
-    );
-  });
 }
 
 /** A daemon child writing to a log file; `exited` resolves when it ends. */
@@ -156,7 +143,7 @@ export async function startDockerEngine(dir) {
   writeFileSync(join(dir, "daemon.json"), "{}\n"); // not /etc/docker/daemon.json
   writeFileSync(join(p.client, "config.json"), "{}\n"); // no credentials or contexts of the user
   const env = { DOCKER_HOST: `unix://${p.sock}`, DOCKER_CONFIG: p.client, DOCKER_BUILDKIT: "1" };
-  const docker = (args) => runAsync(DOCKER, args, env);
+  const docker = (args) => runAsync(DOCKER, args, { env });
   const started = Date.now();
   let containerd = null;
   let dockerd = null;

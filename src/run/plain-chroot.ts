@@ -9,14 +9,14 @@
 // Shares kiln's PID and network namespaces and has no /proc: the pod is the boundary.
 import { lstatSync } from "node:fs";
 import { join, posix } from "node:path";
-import { KilnError } from "../errors.js";
+import { IsolationError, KilnError } from "../errors.js";
 import { resolveInRoot } from "../fs/confine.js";
 import { createWorkDir, removeWorkDir } from "../fs/workdir.js";
 import { readFile } from "node:fs/promises";
 import { defaultCacheDir } from "../store/blob-store.js";
 import { staticBusybox } from "./chroot.js";
 import { IN_PLACE_EXCLUDES, InPlace } from "./in-place.js";
-import { OutputTail, StepGroup, groupDiesWithKiln, runStreaming } from "./output.js";
+import { OutputTail, StepGroup, groupDiesWithKiln, runStreaming, startFailure } from "./output.js";
 import { MountTargets, ensureCwd, newHostname, readOnlyEtcError, writeEtcFiles } from "./sandbox-files.js";
 import type { RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
@@ -121,8 +121,11 @@ class PlainChrootRunner implements Runner {
       const args = [
         ...plainChrootPrelude(setpriv, this.capBnd),
         chroot, `--userspec=${user.uid}:${user.gid}`, ...groups, spec.rootfs,
-        stub, "setpriv", "--inh-caps", DROPPED_IN_ROOT.map((c) => `-${c}`).join(","), "--",
-        ...inner,
+        // inside the root, as the step's user: report "started" on fd 3 (and close it), then drop
+        // the inheritable capabilities and exec the command. A run that ends without the report
+        // failed to start (chroot or the privilege drop was refused): an isolation failure.
+        stub, "sh", "-c", 'printf started >&3; exec 3>&-; d=$1; shift; exec "$0" setpriv --inh-caps "$d" -- "$@"', stub,
+        DROPPED_IN_ROOT.map((c) => `-${c}`).join(","), ...inner,
       ];
       const env = Object.fromEntries(spec.env.map((e) => [e.slice(0, e.indexOf("=") < 0 ? e.length : e.indexOf("=")), e.slice(e.indexOf("=") + 1)]));
       // No pid namespace to end the step's processes with it: the step is its own session and
@@ -130,6 +133,7 @@ class PlainChrootRunner implements Runner {
       // after the step, and by its supervising `timeout` when kiln dies.
       const tail = new OutputTail();
       const group = new StepGroup();
+      let status = "";
       let code: number;
       try {
         code = await runStreaming(
@@ -141,12 +145,14 @@ class PlainChrootRunner implements Runner {
             onAbort: group.kill,
             onExit: group.kill, // what the step left running goes with it, as with a pid namespace
             onSpawn: group.onSpawn,
+            extraFds: [{ read: (b) => (status += b.toString()) }],
           },
           tail,
         );
       } finally {
         await group.end();
       }
+      if (!status.includes("started") && !spec.signal?.aborted) throw new IsolationError(startFailure(tail.text(), code));
       // no read-only mount here: a step that wrote /etc/hosts or resolv.conf fails afterwards
       const written = await place.readOnlyWritten();
       if (written.length > 0 && code === 0) throw readOnlyEtcError(written);

@@ -126,7 +126,11 @@ async function runProbes(rootless: boolean, dir: string): Promise<PreflightRepor
       const r = await runner.run({ rootfs: root, argv: ["/true"], env: [], cwd: "/", user: "", network: "host" });
       oci = r.exitCode === 0 ? { ok: true, reason: "" } : { ok: false, reason: why(r.outputTail, `exit code ${r.exitCode}`) };
     } catch (err) {
-      oci = { ok: false, reason: why(err instanceof IsolationError ? err.reason : (err as Error).message, "refused") };
+      const text = err instanceof IsolationError ? err.reason : (err as Error).message;
+      // the runtime runs inside a pid namespace of kiln's (so it dies with kiln): where unshare is
+      // refused, that is the first thing that fails, before the runtime could say anything
+      const wrapper = /^\s*unshare: /.test(text);
+      oci = { ok: false, reason: wrapper ? `its pid namespace is refused: ${why(text, "refused")}` : why(text, "refused") };
     }
   }
   const mknod = await probe(tool("mknod"), "coreutils mknod is not installed", [join(dir, "null"), "c", "1", "3"], "refused");

@@ -8,7 +8,7 @@ import { existsSync, lstatSync, type Stats } from "node:fs";
 import { mkdir, utimes } from "node:fs/promises";
 import { resolveInRoot } from "../fs/confine.js";
 import { join } from "node:path";
-import { KilnError } from "../errors.js";
+import { IsolationError, KilnError } from "../errors.js";
 import { copyTreeNoFollow } from "../fs/copy-tree.js";
 import { createWorkDir, removeWorkDir } from "../fs/workdir.js";
 import { defaultCacheDir } from "../store/blob-store.js";
@@ -103,6 +103,10 @@ class ProotRunner implements Runner {
         const now = lstatSync(host, { throwIfNoEntry: false });
         if (now && now.dev === st.dev && now.ino === st.ino && now.mtimeMs !== st.mtimeMs) await utimes(host, st.atime, st.mtime).catch(() => undefined);
       }
+      // proot's own refusals (ptrace, execve of the command, a bind) are its "proot error:" lines,
+      // printed only when it could not start or trace the command: an isolation failure
+      const refusal = code !== 0 ? /^proot error: (.+)$/m.exec(tail.text()) : null;
+      if (refusal && !spec.signal?.aborted) throw new IsolationError(`proot: ${refusal[1]!.trim()}`);
       // proot cannot bind read-only: a step that wrote /etc/hosts or resolv.conf fails afterwards
       const written = await readOnlyEtcWritten(etc, etcBefore);
       if (written.length > 0 && code === 0) throw readOnlyEtcError(written);
