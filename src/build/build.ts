@@ -1,7 +1,8 @@
 // `build()`: the whole flow for one Dockerfile. Resolves the options into an EngineConfig, reads
-// and plans the Dockerfile, rejects what kiln cannot do before any work starts, has the scheduler
-// build the stages the target needs (independent stages concurrently, each at most once), then
-// hands the target's image to the outputs. `buildWith()` is the same with the RUN backends and
+// and plans the Dockerfile (once per target platform), rejects what kiln cannot do before any
+// work starts, has a scheduler per platform build the stages the target needs (independent stages
+// and platforms concurrently within --jobs, each stage at most once per platform), then hands the
+// target's image (several platforms: an image index over them) to the outputs. `buildWith()` is the same with the RUN backends and
 // snapshotters given (EngineBackends: the seam the in-process engine tests use).
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { contextFromTar } from "../context/build-context.js";
@@ -13,29 +14,36 @@ import { parseDockerfile } from "../dockerfile/parse.js";
 import type { TypedInstruction } from "../dockerfile/instructions.js";
 import type { Image, MaterializedImage } from "../image/image.js";
 import { materialize } from "../image/materialize.js";
-import type { Digest, Platform } from "../image/oci.js";
+import type { Descriptor, Digest, Platform } from "../image/oci.js";
+import { isIndexSource, storeIndex, type OutputImage } from "../image/image-index.js";
 import { formatPlatform, hostPlatform, platformMatches } from "../image/platform.js";
 import { BlobStore } from "../store/blob-store.js";
 import { writeOutputs } from "../output/write.js";
-import { storeImage } from "../image/source.js";
+import { storeImage, type ImageSource } from "../image/source.js";
 import { planBuild, type BuildPlan } from "../dockerfile/plan.js";
 import { DEFAULT_OUTPUT_DIR, parseNamedContext, type BuildOptions, type NamedContext, type OutputSpec } from "./options.js";
 import { BuildSession, DEFAULT_BACKENDS, cleanupStaleTemp, type EngineBackends } from "./session.js";
 import { BuildCache } from "./cache.js";
-import { resolveConfig, type EngineConfig } from "./config.js";
+import { forPlatform, resolveConfig, type EngineConfig } from "./config.js";
 import { cleanupStale } from "../fs/rootfs.js";
-import { StageScheduler } from "./scheduler.js";
+import { JobSlots, StageScheduler } from "./scheduler.js";
 import { BuildSources } from "./sources.js";
 import { buildStage, type StageEnvironment } from "./stage.js";
 import { isGitSource } from "./steps/copy.js";
 import { SUPPORTED_MOUNTS } from "./steps/run.js";
 
 export interface BuildResult {
+  /** The (first) platform's image. */
   image: Image;
   materialized: MaterializedImage;
-  /** Manifest digest (what a registry reports for the image). */
+  /** Manifest digest, or the index digest with several platforms (what a registry reports for the image). */
   digest: Digest;
+  /** The (first) platform's config digest. */
   configDigest: Digest;
+  /** Each target platform's image, in --platform order. */
+  platforms: Array<{ platform: string; digest: Digest; configDigest: Digest }>;
+  /** The image index's descriptor, with several platforms. */
+  index?: Descriptor;
   outputs: OutputSpec[];
   plan: BuildPlan;
 }
@@ -87,16 +95,22 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
   for (const [name, value] of Object.entries(options.buildContexts ?? {})) named.set(name, parseNamedContext(name, value));
 
   const ast = parseDockerfile(text, { file });
-  const plan = planBuild(ast, {
-    file,
-    buildArgs: { ...config.buildArgs },
-    targetPlatform: config.platform,
-    namedContexts: [...named.keys()],
-    ...(options.target ? { target: options.target } : {}),
+  // The plan is made once per target platform (TARGET* args differ); all are checked before any work.
+  const targets = config.platforms.map((platform) => {
+    const pconfig = config.platforms.length === 1 ? config : forPlatform(config, platform);
+    const plan = planBuild(ast, {
+      file,
+      buildArgs: { ...config.buildArgs },
+      targetPlatform: platform,
+      namedContexts: [...named.keys()],
+      ...(options.target ? { target: options.target } : {}),
+    });
+    return { config: pconfig, plan };
   });
+  const plan = targets[0]!.plan;
   for (const w of plan.warnings) config.emit({ type: "warning", message: `${w.file}:${w.line}: ${w.message}` });
   checkSupported(plan);
-  checkRunPlatform(plan, config.platform);
+  for (const t of targets) checkRunPlatform(t.plan, t.config.platform);
 
   const outputs = options.outputs && options.outputs.length > 0
     ? options.outputs
@@ -105,38 +119,57 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
     if (o.type === "image" && o.names.length === 0 && (options.tags ?? []).length === 0) {
       throw new UsageError("OPTION_INVALID", "--output type=image needs name=REF (or -t REF)");
     }
+    if (o.type === "docker" && targets.length > 1) {
+      throw new UsageError("OPTION_INVALID", `--output type=docker takes one platform, not ${targets.length} (${config.platforms.map(formatPlatform).join(",")}); use type=oci for an image index`);
+    }
   }
 
+  const format = options.format ?? "oci";
   const cache = new BuildCache(store, config.cache, config.registry, (message) => config.emit({ type: "warning", message }));
   const session = new BuildSession(config, backends);
-  const scheduler = new StageScheduler(plan, config.jobs);
-  const sources = new BuildSources({
-    config, plan, store, cache, contextDir: options.context, dockerfilePath, namedContexts: named,
-    stageResult: (index) => scheduler.result(index),
-    newRootFS: () => session.newRootFS(),
-  });
-  const env: StageEnvironment = { config, plan, store, cache, session, sources };
+  // Every platform's stages share the --jobs slots: platforms build concurrently within them.
+  const slots = new JobSlots(config.jobs);
   try {
     await cache.open();
-    if (needsRun(plan)) await session.preflight();
-    const target = await scheduler.run((index) => buildStage(env, plan.stages[index]!));
-    const image = target.image;
-    const cfg = image.config;
-    if (options.labels && Object.keys(options.labels).length > 0) {
-      cfg.config ??= {};
-      cfg.config.Labels = { ...(cfg.config.Labels ?? {}), ...options.labels };
-    }
-    await cache.ensureLayers(image.layers);
-    const materialized = await materialize(image, store, options.format ?? "oci", {
-      ...(options.annotations ? { annotations: options.annotations } : {}),
-    });
-    await writeOutputs(await storeImage(store, materialized.manifest), outputs, options.tags ?? [], { ...config.registry, store });
+    if (targets.some((t) => needsRun(t.plan))) await session.preflight();
+    const settled = await Promise.allSettled(targets.map(async (t): Promise<PlatformBuild> => {
+      const scheduler = new StageScheduler(t.plan, slots);
+      const sources = new BuildSources({
+        config: t.config, plan: t.plan, store, cache, contextDir: options.context, dockerfilePath, namedContexts: named,
+        stageResult: (index) => scheduler.result(index),
+        newRootFS: () => session.newRootFS(),
+      });
+      const env: StageEnvironment = { config: t.config, plan: t.plan, store, cache, session, sources };
+      const target = await scheduler.run((index) => buildStage(env, t.plan.stages[index]!));
+      const image = target.image;
+      const cfg = image.config;
+      if (options.labels && Object.keys(options.labels).length > 0) {
+        cfg.config ??= {};
+        cfg.config.Labels = { ...(cfg.config.Labels ?? {}), ...options.labels };
+      }
+      await cache.ensureLayers(image.layers);
+      const materialized = await materialize(image, store, format, {
+        ...(options.annotations ? { annotations: options.annotations } : {}),
+      });
+      return { platform: t.config.platform, image, materialized, source: await storeImage(store, materialized.manifest) };
+    }));
+    // Every platform settles before the session's resources go: the first failure is the build's.
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) throw failed.reason;
+    const built = settled.map((r) => (r as PromiseFulfilledResult<PlatformBuild>).value);
+    const first = built[0]!;
+    const output: OutputImage = built.length === 1
+      ? first.source
+      : await storeIndex(store, built.map((b) => ({ platform: b.platform, image: b.source })), format);
+    await writeOutputs(output, outputs, options.tags ?? [], { ...config.registry, store });
     await cache.finish(plan.target);
     const result: BuildResult = {
-      image,
-      materialized,
-      digest: materialized.manifest.digest,
-      configDigest: materialized.config.digest,
+      image: first.image,
+      materialized: first.materialized,
+      digest: output.manifest.digest,
+      configDigest: first.materialized.config.digest,
+      platforms: built.map((b) => ({ platform: formatPlatform(b.platform), digest: b.materialized.manifest.digest, configDigest: b.materialized.config.digest })),
+      ...(isIndexSource(output) ? { index: output.manifest } : {}),
       outputs,
       plan,
     };
@@ -144,8 +177,10 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
     if (options.metadataFile) {
       const meta = {
         "containerimage.digest": result.digest,
-        "containerimage.config.digest": result.configDigest,
-        "containerimage.descriptor": materialized.manifest,
+        // an index has no config of its own (as buildx writes it)
+        ...(built.length === 1 ? { "containerimage.config.digest": result.configDigest } : {}),
+        "containerimage.descriptor": output.manifest,
+        ...(built.length > 1 ? { "kiln.platforms": result.platforms } : {}),
         "image.name": (options.tags ?? []).join(","),
         "kiln.steps": cache.steps,
         ...(session.isolation ? { "kiln.isolation": session.isolation } : {}),
@@ -157,6 +192,14 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
     await cache.close();
     await session.dispose();
   }
+}
+
+/** One target platform's built image. */
+interface PlatformBuild {
+  platform: Platform;
+  image: Image;
+  materialized: MaterializedImage;
+  source: ImageSource;
 }
 
 /** Everything kiln cannot do yet is an error naming the feature and the line, before any work. */
