@@ -16,7 +16,8 @@ import type { Image, MaterializedImage } from "../image/image.js";
 import { materialize } from "../image/materialize.js";
 import type { Descriptor, Digest, Platform } from "../image/oci.js";
 import { isIndexSource, storeIndex, type OutputImage } from "../image/image-index.js";
-import { formatPlatform, hostPlatform, platformMatches } from "../image/platform.js";
+import { formatPlatform } from "../image/platform.js";
+import { ensureEmulation } from "../run/emulation.js";
 import { BlobStore } from "../store/blob-store.js";
 import { writeOutputs } from "../output/write.js";
 import { storeImage, type ImageSource } from "../image/source.js";
@@ -96,7 +97,7 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
 
   const ast = parseDockerfile(text, { file });
   // The plan is made once per target platform (TARGET* args differ); all are checked before any work.
-  const targets = config.platforms.map((platform) => {
+  const planned = config.platforms.map((platform) => {
     const pconfig = config.platforms.length === 1 ? config : forPlatform(config, platform);
     const plan = planBuild(ast, {
       file,
@@ -107,10 +108,9 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
     });
     return { config: pconfig, plan };
   });
-  const plan = targets[0]!.plan;
+  const plan = planned[0]!.plan;
   for (const w of plan.warnings) config.emit({ type: "warning", message: `${w.file}:${w.line}: ${w.message}` });
   checkSupported(plan);
-  for (const t of targets) checkRunPlatform(t.plan, t.config.platform);
 
   const outputs = options.outputs && options.outputs.length > 0
     ? options.outputs
@@ -119,11 +119,18 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
     if (o.type === "image" && o.names.length === 0 && (options.tags ?? []).length === 0) {
       throw new UsageError("OPTION_INVALID", "--output type=image needs name=REF (or -t REF)");
     }
-    if (o.type === "docker" && targets.length > 1) {
-      throw new UsageError("OPTION_INVALID", `--output type=docker takes one platform, not ${targets.length} (${config.platforms.map(formatPlatform).join(",")}); use type=oci for an image index`);
+    if (o.type === "docker" && planned.length > 1) {
+      throw new UsageError("OPTION_INVALID", `--output type=docker takes one platform, not ${planned.length} (${config.platforms.map(formatPlatform).join(",")}); use type=oci for an image index`);
     }
   }
 
+  // RUN for a foreign platform runs under qemu through binfmt_misc: set up (or refused) before any work.
+  const targets = [];
+  for (const t of planned) {
+    const emulator = needsRun(t.plan) ? await emulationFor(t.plan, t.config) : undefined;
+    if (emulator !== undefined) config.emit({ type: "info", message: `RUN for ${t.config.platformText} is emulated (binfmt_misc handler ${emulator})` });
+    targets.push(emulator === undefined ? t : { ...t, config: { ...t.config, emulator } });
+  }
   const format = options.format ?? "oci";
   const cache = new BuildCache(store, config.cache, config.registry, (message) => config.emit({ type: "warning", message }));
   const session = new BuildSession(config, backends);
@@ -233,20 +240,14 @@ function checkInstruction(inst: TypedInstruction, file: string): void {
   }
 }
 
-/** RUN executes the image's binaries on this machine: another architecture would need emulation. */
-function checkRunPlatform(plan: BuildPlan, platform: Platform): void {
-  const host = hostPlatform();
-  if (platformMatches(platform, host) || platformMatches(host, platform)) return;
-  for (const i of plan.order) {
-    const run = plan.stages[i]!.instructions.find((t) => t.kind === "run");
-    if (run) {
-      throw new DockerfileError(
-        "FEATURE_UNSUPPORTED",
-        `RUN for platform ${formatPlatform(platform)} on a ${formatPlatform(host)} machine needs emulation, which kiln does not support yet`,
-        run.line,
-        plan.file,
-      );
-    }
+/** The emulator RUN steps of `config.platform` need (undefined: native); refused naming the first RUN. */
+async function emulationFor(plan: BuildPlan, config: EngineConfig): Promise<string | undefined> {
+  try {
+    return await ensureEmulation(config.platform);
+  } catch (err) {
+    const run = plan.order.map((i) => plan.stages[i]!.instructions.find((t) => t.kind === "run")).find((t) => t !== undefined);
+    if (!(err instanceof KilnError) || run === undefined) throw err;
+    throw new DockerfileError(err.code, err.message, run.line, plan.file, { cause: err });
   }
 }
 

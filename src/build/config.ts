@@ -26,6 +26,8 @@ export interface EngineConfig {
   readonly platforms: readonly Platform[];
   /** `os/arch[/variant]`, as cache keys and step records name the platform. */
   readonly platformText: string;
+  /** The binfmt_misc handler RUN steps of this platform run through (qemu-aarch64, ...); undefined: native. */
+  readonly emulator: string | undefined;
   /** ISO time written as `created` in config and history (SOURCE_DATE_EPOCH's when given). */
   readonly created: string;
   /** SOURCE_DATE_EPOCH: clamps mtimes in new layers; undefined when not given. */
@@ -72,6 +74,7 @@ export function resolveConfig(options: BuildOptions): EngineConfig {
     platform,
     platforms,
     platformText: formatPlatform(platform),
+    emulator: undefined,
     created: rfc3339(sde !== undefined ? new Date(sde * 1000) : new Date()),
     sourceDateEpoch: sde,
     buildArgs,
@@ -103,7 +106,7 @@ export function resolveConfig(options: BuildOptions): EngineConfig {
 
 /** The same settings for one target platform (what one platform's stages, sources and steps read). */
 export function forPlatform(config: EngineConfig, platform: Platform): EngineConfig {
-  return { ...config, platform, platformText: formatPlatform(platform) };
+  return { ...config, platform, platformText: formatPlatform(platform), emulator: undefined };
 }
 
 function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {

@@ -135,7 +135,8 @@ class StageLoop {
     throwIfAborted(config.signal);
     const id = session.nextStepId();
     const started = process.hrtime.bigint();
-    config.emit({ type: "step-start", id, stage: this.label, step: stepNo, steps: this.steps, text: oneLine(inst.original), ...this.platformField() });
+    const emulated = inst.kind === "run" && config.emulator !== undefined ? { emulated: config.platformText } : {};
+    config.emit({ type: "step-start", id, stage: this.label, step: stepNo, steps: this.steps, text: oneLine(inst.original), ...this.platformField(), ...emulated });
     let outcome: StepOutcome;
     try {
       outcome = await this.apply(inst, id, stepNo);
