@@ -16,7 +16,7 @@ import type { Image, MaterializedImage } from "../image/image.js";
 import { materialize } from "../image/materialize.js";
 import type { Descriptor, Digest, Platform } from "../image/oci.js";
 import { isIndexSource, storeIndex, type OutputImage } from "../image/image-index.js";
-import { formatPlatform } from "../image/platform.js";
+import { formatPlatform, parseTargetPlatforms } from "../image/platform.js";
 import { ensureEmulation } from "../run/emulation.js";
 import { BlobStore } from "../store/blob-store.js";
 import { writeOutputs } from "../output/write.js";
@@ -25,7 +25,7 @@ import { planBuild, type BuildPlan } from "../dockerfile/plan.js";
 import { DEFAULT_OUTPUT_DIR, parseNamedContext, type BuildOptions, type NamedContext, type OutputSpec } from "./options.js";
 import { BuildSession, DEFAULT_BACKENDS, cleanupStaleTemp, type EngineBackends } from "./session.js";
 import { BuildCache } from "./cache.js";
-import { forPlatform, resolveConfig, type EngineConfig } from "./config.js";
+import { forPlatform, forStagePlatform, resolveConfig, type EngineConfig } from "./config.js";
 import { cleanupStale } from "../fs/rootfs.js";
 import { JobSlots, StageScheduler } from "./scheduler.js";
 import { BuildSources } from "./sources.js";
@@ -124,12 +124,33 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
     }
   }
 
-  // RUN for a foreign platform runs under qemu through binfmt_misc: set up (or refused) before any work.
-  const targets = [];
+  // Each stage's settings: the target's, or those of the platform its FROM names
+  // (`FROM --platform=$BUILDPLATFORM`). RUN for a foreign platform runs under qemu through
+  // binfmt_misc: set up (or refused) before any work, once per platform.
+  const emulators = new Map<string, Promise<string | undefined>>();
+  const targets: Array<{ config: EngineConfig; plan: BuildPlan; stageConfigs: Map<number, EngineConfig> }> = [];
   for (const t of planned) {
-    const emulator = needsRun(t.plan) ? await emulationFor(t.plan, t.config) : undefined;
-    if (emulator !== undefined) config.emit({ type: "info", message: `RUN for ${t.config.platformText} is emulated (binfmt_misc handler ${emulator})` });
-    targets.push(emulator === undefined ? t : { ...t, config: { ...t.config, emulator } });
+    const stageConfigs = new Map<number, EngineConfig>();
+    for (const i of t.plan.order) {
+      const stage = t.plan.stages[i]!;
+      let sc = stage.platform === undefined ? t.config : forStagePlatform(t.config, stagePlatform(stage, t.plan.file));
+      const run = stage.instructions.find((x) => x.kind === "run");
+      if (run) {
+        let p = emulators.get(sc.platformText);
+        if (!p) {
+          p = emulationFor(sc.platform, run.line, t.plan.file);
+          emulators.set(sc.platformText, p);
+        }
+        const emulator = await p;
+        if (emulator !== undefined) sc = { ...sc, emulator };
+      }
+      stageConfigs.set(i, sc);
+    }
+    targets.push({ ...t, stageConfigs });
+  }
+  for (const [platform, p] of emulators) {
+    const emulator = await p;
+    if (emulator !== undefined) config.emit({ type: "info", message: `RUN for ${platform} is emulated (binfmt_misc handler ${emulator})` });
   }
   const format = options.format ?? "oci";
   const cache = new BuildCache(store, config.cache, config.registry, (message) => config.emit({ type: "warning", message }));
@@ -145,9 +166,10 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
         config: t.config, plan: t.plan, store, cache, contextDir: options.context, dockerfilePath, namedContexts: named,
         stageResult: (index) => scheduler.result(index),
         newRootFS: () => session.newRootFS(),
+        stagePlatform: (index) => (t.stageConfigs.get(index) ?? t.config).platform,
       });
       const env: StageEnvironment = { config: t.config, plan: t.plan, store, cache, session, sources };
-      const target = await scheduler.run((index) => buildStage(env, t.plan.stages[index]!));
+      const target = await scheduler.run((index) => buildStage({ ...env, config: t.stageConfigs.get(index) ?? t.config }, t.plan.stages[index]!));
       const image = target.image;
       const cfg = image.config;
       if (options.labels && Object.keys(options.labels).length > 0) {
@@ -240,14 +262,24 @@ function checkInstruction(inst: TypedInstruction, file: string): void {
   }
 }
 
-/** The emulator RUN steps of `config.platform` need (undefined: native); refused naming the first RUN. */
-async function emulationFor(plan: BuildPlan, config: EngineConfig): Promise<string | undefined> {
+/** The emulator RUN steps of `platform` need (undefined: native); refused naming the first RUN. */
+async function emulationFor(platform: Platform, line: number, file: string): Promise<string | undefined> {
   try {
-    return await ensureEmulation(config.platform);
+    return await ensureEmulation(platform);
   } catch (err) {
-    const run = plan.order.map((i) => plan.stages[i]!.instructions.find((t) => t.kind === "run")).find((t) => t !== undefined);
-    if (!(err instanceof KilnError) || run === undefined) throw err;
-    throw new DockerfileError(err.code, err.message, run.line, plan.file, { cause: err });
+    if (!(err instanceof KilnError)) throw err;
+    throw new DockerfileError(err.code, err.message, line, file, { cause: err });
+  }
+}
+
+/** The platform a stage's `FROM --platform=...` names (expanded), checked like --platform. */
+function stagePlatform(stage: BuildPlan["stages"][number], file: string): Platform {
+  try {
+    const [p, ...more] = parseTargetPlatforms(stage.platform!);
+    if (p === undefined || more.length > 0) throw new KilnError("PLATFORM_INVALID", `FROM --platform takes one platform, not "${stage.platform}"`);
+    return p;
+  } catch (err) {
+    throw new DockerfileError("PLATFORM_INVALID", `FROM --platform=${stage.platform}: ${(err as Error).message}`, stage.line, file, { cause: err });
   }
 }
 

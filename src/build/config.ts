@@ -26,6 +26,8 @@ export interface EngineConfig {
   readonly platforms: readonly Platform[];
   /** `os/arch[/variant]`, as cache keys and step records name the platform. */
   readonly platformText: string;
+  /** The target platform the stage is built toward (differs from `platformText` in a `FROM --platform=...` stage). */
+  readonly targetText: string;
   /** The binfmt_misc handler RUN steps of this platform run through (qemu-aarch64, ...); undefined: native. */
   readonly emulator: string | undefined;
   /** ISO time written as `created` in config and history (SOURCE_DATE_EPOCH's when given). */
@@ -74,6 +76,7 @@ export function resolveConfig(options: BuildOptions): EngineConfig {
     platform,
     platforms,
     platformText: formatPlatform(platform),
+    targetText: formatPlatform(platform),
     emulator: undefined,
     created: rfc3339(sde !== undefined ? new Date(sde * 1000) : new Date()),
     sourceDateEpoch: sde,
@@ -106,6 +109,11 @@ export function resolveConfig(options: BuildOptions): EngineConfig {
 
 /** The same settings for one target platform (what one platform's stages, sources and steps read). */
 export function forPlatform(config: EngineConfig, platform: Platform): EngineConfig {
+  return { ...config, platform, platformText: formatPlatform(platform), targetText: formatPlatform(platform), emulator: undefined };
+}
+
+/** A stage's settings when its FROM names a platform (`FROM --platform=$BUILDPLATFORM`): built for that one, toward the target. */
+export function forStagePlatform(config: EngineConfig, platform: Platform): EngineConfig {
   return { ...config, platform, platformText: formatPlatform(platform), emulator: undefined };
 }
 

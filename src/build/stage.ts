@@ -244,9 +244,11 @@ class StageLoop {
     };
   }
 
-  /** `{ platform }` in a build for several platforms (events and step records name it), else nothing. */
+  /** `{ platform }` in a build for several platforms or a stage for another one (events and step records name it: "linux/amd64->linux/arm64" for a `FROM --platform` stage), else nothing. */
   private platformField(): { platform?: string } {
-    return this.env.config.platforms.length > 1 ? { platform: this.env.config.platformText } : {};
+    const { platforms, platformText, targetText } = this.env.config;
+    if (platformText !== targetText) return { platform: `${platformText}->${targetText}` };
+    return platforms.length > 1 ? { platform: platformText } : {};
   }
 
   /** What this stage's layers come from, for error messages: its base image, or the stage itself. */

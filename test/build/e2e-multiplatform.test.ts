@@ -2,12 +2,14 @@
 // COPY and ENV use TARGETARCH: the result is an OCI image index (a Docker manifest list with
 // --format docker) with one manifest per platform and its `platform` field, in an OCI layout
 // directory and tar, pushed to the real distribution registry (platform manifests before the
-// index), and the iidfile / metadata file name the index. Checked with skopeo and umoci.
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+// index), and the iidfile / metadata file name the index; a FROM --platform=$BUILDPLATFORM stage
+// runs natively toward each target. Checked with skopeo and umoci.
+import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BUSYBOX_BINARY } from "../helpers/busybox.js";
 import { expectBuilt, kiln, mustRun, verify } from "../helpers/kiln.js";
 import { startRegistry, type LocalRegistry } from "../helpers/registry.js";
 import { TempDirs } from "../helpers/temp.js";
@@ -201,6 +203,48 @@ describe("kiln build --platform a,b --push", () => {
     expect(layoutIndex.manifests[0]).toMatchObject({ mediaType: "application/vnd.docker.distribution.manifest.list.v2+json", digest });
     const amd = JSON.parse((await mustRun("skopeo", ["inspect", "--tls-verify=false", "--override-arch", "amd64", `docker://${ref}`])).stdout) as { Architecture: string; Digest: string };
     expect(amd).toMatchObject({ Architecture: "amd64", Digest: digest }); // skopeo reports the list's digest
+  });
+});
+
+describe("FROM --platform", () => {
+  it("builds a FROM --platform=$BUILDPLATFORM stage for the host, natively, toward each target", async () => {
+    const ctx = await temps.make("kiln-mp-cross-");
+    await copyFile(BUSYBOX_BINARY, join(ctx, "busybox"));
+    await writeFile(join(ctx, "Dockerfile"), [
+      "FROM --platform=$BUILDPLATFORM scratch AS builder",
+      "ARG TARGETARCH",
+      "COPY --chmod=755 busybox /bin/busybox",
+      'RUN ["/bin/busybox", "--install", "-s", "/bin"]',
+      'RUN echo "built on $(uname -m) for $TARGETARCH" > /out.txt',
+      "FROM scratch",
+      "COPY --from=builder /out.txt /out.txt",
+      "",
+    ].join("\n"));
+    const out = await temps.make("kiln-mp-cross-out-");
+    const r = await kiln(["build", "--progress", "plain", "--cache-dir", join(out, "cache"), "--platform", "linux/amd64,linux/arm64", "-t", "c:1", "-o", `type=oci,dest=${join(out, "dir")}`, ctx]);
+    expectBuilt(r);
+    expect(r.stderr).toMatch(/\[linux\/amd64->linux\/arm64 builder 5\/5\] RUN echo/);
+    expect(r.stderr).toMatch(/\[linux\/amd64 builder 5\/5\] RUN echo/);
+    expect(r.stderr).not.toContain("emulated");
+    for (const arch of ["amd64", "arm64"]) {
+      const one = join(await temps.make("kiln-mp-cross-one-"), "layout");
+      await mustRun("skopeo", ["copy", "--override-arch", arch, `oci:${join(out, "dir")}:1`, `oci:${one}:x`]);
+      expect((await skopeoInspectRef(`oci:${one}:x`)).config.architecture).toBe(arch);
+      expect(await readFile(join(await umociUnpack(temps, one, "x"), "out.txt"), "utf8")).toBe(`built on x86_64 for ${arch}\n`);
+    }
+  });
+
+  it("gives a FROM --platform=linux/arm64 scratch stage an arm64 config, and refuses an unknown platform naming the line", async () => {
+    const ctx = await temps.make("kiln-mp-from-");
+    await writeFile(join(ctx, "Dockerfile"), "FROM --platform=linux/arm64 scratch\nCOPY Dockerfile /d\n");
+    const out = await temps.make("kiln-mp-from-out-");
+    expectBuilt(await kiln(["build", "--progress", "quiet", "--cache-dir", join(out, "cache"), "-t", "f:1", "-o", `type=oci,dest=${join(out, "dir")}`, ctx]));
+    expect((await skopeoInspectRef(`oci:${join(out, "dir")}:1`)).config.architecture).toBe("arm64");
+    await writeFile(join(ctx, "Dockerfile"), "ARG P=linux/amd65\nFROM --platform=$P scratch\nCOPY Dockerfile /d\n");
+    const bad = await kiln(["build", "--progress", "quiet", "--cache-dir", join(out, "cache"), "-o", `type=oci,dest=${join(out, "bad")}`, ctx]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr.trim()).toBe('error: Dockerfile:2: FROM --platform=linux/amd65: unknown architecture in platform "linux/amd65" (known: 386, amd64, arm64, arm, ppc64le, ppc64, s390x, riscv64, mips64le, mips64, mipsle, mips, loong64)');
+    expect(existsSync(join(out, "bad"))).toBe(false);
   });
 });
 
