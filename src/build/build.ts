@@ -1,9 +1,10 @@
 // `build()`: the whole flow for one Dockerfile. Resolves the options into an EngineConfig, reads
-// and plans the Dockerfile (once per target platform), rejects what kiln cannot do before any
-// work starts, has a scheduler per platform build the stages the target needs (independent stages
-// and platforms concurrently within --jobs, each stage at most once per platform), then hands the
-// target's image (several platforms: an image index over them) to the outputs. `buildWith()` is the same with the RUN backends and
-// snapshotters given (EngineBackends: the seam the in-process engine tests use).
+// and plans the Dockerfile (once per target platform, targets.ts), rejects what kiln cannot do
+// before any work starts, has a scheduler per platform build the stages the target needs
+// (independent stages and platforms concurrently within --jobs, each stage at most once per
+// platform), then hands the target's image (several platforms: an image index over them) to the
+// outputs. `buildWith()` is the same with the RUN backends and snapshotters given
+// (EngineBackends: the seam the in-process engine tests use).
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { contextFromTar } from "../context/build-context.js";
 import { writeFileAtomic } from "../store/atomic-file.js";
@@ -16,16 +17,16 @@ import type { Image, MaterializedImage } from "../image/image.js";
 import { materialize } from "../image/materialize.js";
 import type { Descriptor, Digest, Platform } from "../image/oci.js";
 import { isIndexSource, storeIndex, type OutputImage } from "../image/image-index.js";
-import { formatPlatform, parseTargetPlatforms } from "../image/platform.js";
-import { ensureEmulation } from "../run/emulation.js";
+import { formatPlatform } from "../image/platform.js";
 import { BlobStore } from "../store/blob-store.js";
 import { writeOutputs } from "../output/write.js";
 import { storeImage, type ImageSource } from "../image/source.js";
-import { planBuild, type BuildPlan } from "../dockerfile/plan.js";
+import type { BuildPlan } from "../dockerfile/plan.js";
 import { DEFAULT_OUTPUT_DIR, parseNamedContext, type BuildOptions, type NamedContext, type OutputSpec } from "./options.js";
 import { BuildSession, DEFAULT_BACKENDS, cleanupStaleTemp, type EngineBackends } from "./session.js";
 import { BuildCache } from "./cache.js";
-import { forPlatform, forStagePlatform, resolveConfig, type EngineConfig } from "./config.js";
+import { resolveConfig, type EngineConfig } from "./config.js";
+import { planTargets, prepareStages } from "./targets.js";
 import { cleanupStale } from "../fs/rootfs.js";
 import { JobSlots, StageScheduler } from "./scheduler.js";
 import { BuildSources } from "./sources.js";
@@ -96,17 +97,10 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
   for (const [name, value] of Object.entries(options.buildContexts ?? {})) named.set(name, parseNamedContext(name, value));
 
   const ast = parseDockerfile(text, { file });
-  // The plan is made once per target platform (TARGET* args differ); all are checked before any work.
-  const planned = config.platforms.map((platform) => {
-    const pconfig = config.platforms.length === 1 ? config : forPlatform(config, platform);
-    const plan = planBuild(ast, {
-      file,
-      buildArgs: { ...config.buildArgs },
-      targetPlatform: platform,
-      namedContexts: [...named.keys()],
-      ...(options.target ? { target: options.target } : {}),
-    });
-    return { config: pconfig, plan };
+  const planned = planTargets(ast, config, {
+    file,
+    namedContexts: [...named.keys()],
+    ...(options.target ? { target: options.target } : {}),
   });
   const plan = planned[0]!.plan;
   for (const w of plan.warnings) config.emit({ type: "warning", message: `${w.file}:${w.line}: ${w.message}` });
@@ -124,34 +118,7 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
     }
   }
 
-  // Each stage's settings: the target's, or those of the platform its FROM names
-  // (`FROM --platform=$BUILDPLATFORM`). RUN for a foreign platform runs under qemu through
-  // binfmt_misc: set up (or refused) before any work, once per platform.
-  const emulators = new Map<string, Promise<string | undefined>>();
-  const targets: Array<{ config: EngineConfig; plan: BuildPlan; stageConfigs: Map<number, EngineConfig> }> = [];
-  for (const t of planned) {
-    const stageConfigs = new Map<number, EngineConfig>();
-    for (const i of t.plan.order) {
-      const stage = t.plan.stages[i]!;
-      let sc = stage.platform === undefined ? t.config : forStagePlatform(t.config, stagePlatform(stage, t.plan.file));
-      const run = stage.instructions.find((x) => x.kind === "run");
-      if (run) {
-        let p = emulators.get(sc.platformText);
-        if (!p) {
-          p = emulationFor(sc.platform, run.line, t.plan.file);
-          emulators.set(sc.platformText, p);
-        }
-        const emulator = await p;
-        if (emulator !== undefined) sc = { ...sc, emulator };
-      }
-      stageConfigs.set(i, sc);
-    }
-    targets.push({ ...t, stageConfigs });
-  }
-  for (const [platform, p] of emulators) {
-    const emulator = await p;
-    if (emulator !== undefined) config.emit({ type: "info", message: `RUN for ${platform} is emulated (binfmt_misc handler ${emulator})` });
-  }
+  const targets = await prepareStages(planned, config);
   const format = options.format ?? "oci";
   const cache = new BuildCache(store, config.cache, config.registry, (message) => config.emit({ type: "warning", message }));
   const session = new BuildSession(config, backends);
@@ -259,27 +226,6 @@ function checkInstruction(inst: TypedInstruction, file: string): void {
       break;
     default:
       break;
-  }
-}
-
-/** The emulator RUN steps of `platform` need (undefined: native); refused naming the first RUN. */
-async function emulationFor(platform: Platform, line: number, file: string): Promise<string | undefined> {
-  try {
-    return await ensureEmulation(platform);
-  } catch (err) {
-    if (!(err instanceof KilnError)) throw err;
-    throw new DockerfileError(err.code, err.message, line, file, { cause: err });
-  }
-}
-
-/** The platform a stage's `FROM --platform=...` names (expanded), checked like --platform. */
-function stagePlatform(stage: BuildPlan["stages"][number], file: string): Platform {
-  try {
-    const [p, ...more] = parseTargetPlatforms(stage.platform!);
-    if (p === undefined || more.length > 0) throw new KilnError("PLATFORM_INVALID", `FROM --platform takes one platform, not "${stage.platform}"`);
-    return p;
-  } catch (err) {
-    throw new DockerfileError("PLATFORM_INVALID", `FROM --platform=${stage.platform}: ${(err as Error).message}`, stage.line, file, { cause: err });
   }
 }
 
