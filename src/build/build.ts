@@ -1,8 +1,10 @@
 // `build()`: the whole flow for one Dockerfile. Resolves the options into an EngineConfig, reads
-// and plans the Dockerfile, rejects what kiln cannot do before any work starts, has the scheduler
-// build the stages the target needs (independent stages concurrently, each at most once), then
-// hands the target's image to the outputs. `buildWith()` is the same with the RUN backends and
-// snapshotters given (EngineBackends: the seam the in-process engine tests use).
+// and plans the Dockerfile (once per target platform, targets.ts), rejects what kiln cannot do
+// before any work starts, has a scheduler per platform build the stages the target needs
+// (independent stages and platforms concurrently within --jobs, each stage at most once per
+// platform), then hands the target's image (several platforms: an image index over them) to the
+// outputs. `buildWith()` is the same with the RUN backends and snapshotters given
+// (EngineBackends: the seam the in-process engine tests use).
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { contextFromTar } from "../context/build-context.js";
 import { writeFileAtomic } from "../store/atomic-file.js";
@@ -13,31 +15,39 @@ import { parseDockerfile } from "../dockerfile/parse.js";
 import type { TypedInstruction } from "../dockerfile/instructions.js";
 import type { Image, MaterializedImage } from "../image/image.js";
 import { materialize } from "../image/materialize.js";
-import type { Digest, Platform } from "../image/oci.js";
-import { formatPlatform, hostPlatform, platformMatches } from "../image/platform.js";
+import type { Descriptor, Digest, Platform } from "../image/oci.js";
+import { isIndexSource, storeIndex, type OutputImage } from "../image/image-index.js";
+import { formatPlatform } from "../image/platform.js";
 import { BlobStore } from "../store/blob-store.js";
 import { writeOutputs } from "../output/write.js";
-import { storeImage } from "../image/source.js";
+import { storeImage, type ImageSource } from "../image/source.js";
 import { normalizeName } from "../images/name.js";
 import { setName } from "../store/names.js";
-import { planBuild, type BuildPlan } from "../dockerfile/plan.js";
+import type { BuildPlan } from "../dockerfile/plan.js";
 import { DEFAULT_OUTPUT_DIR, parseNamedContext, type BuildOptions, type NamedContext, type OutputSpec } from "./options.js";
 import { BuildSession, DEFAULT_BACKENDS, cleanupStaleTemp, type EngineBackends } from "./session.js";
 import { BuildCache } from "./cache.js";
 import { resolveConfig, type EngineConfig } from "./config.js";
+import { planTargets, prepareStages } from "./targets.js";
 import { cleanupStale } from "../fs/rootfs.js";
-import { StageScheduler } from "./scheduler.js";
+import { JobSlots, StageScheduler } from "./scheduler.js";
 import { BuildSources } from "./sources.js";
 import { buildStage, type StageEnvironment } from "./stage.js";
 import { isGitSource } from "./steps/copy.js";
 import { SUPPORTED_MOUNTS } from "./steps/run.js";
 
 export interface BuildResult {
+  /** The (first) platform's image. */
   image: Image;
   materialized: MaterializedImage;
-  /** Manifest digest (what a registry reports for the image). */
+  /** Manifest digest, or the index digest with several platforms (what a registry reports for the image). */
   digest: Digest;
+  /** The (first) platform's config digest. */
   configDigest: Digest;
+  /** Each target platform's image, in --platform order. */
+  platforms: Array<{ platform: string; digest: Digest; configDigest: Digest }>;
+  /** The image index's descriptor, with several platforms. */
+  index?: Descriptor;
   outputs: OutputSpec[];
   plan: BuildPlan;
 }
@@ -89,16 +99,14 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
   for (const [name, value] of Object.entries(options.buildContexts ?? {})) named.set(name, parseNamedContext(name, value));
 
   const ast = parseDockerfile(text, { file });
-  const plan = planBuild(ast, {
+  const planned = planTargets(ast, config, {
     file,
-    buildArgs: { ...config.buildArgs },
-    targetPlatform: config.platform,
     namedContexts: [...named.keys()],
     ...(options.target ? { target: options.target } : {}),
   });
+  const plan = planned[0]!.plan;
   for (const w of plan.warnings) config.emit({ type: "warning", message: `${w.file}:${w.line}: ${w.message}` });
   checkSupported(plan);
-  checkRunPlatform(plan, config.platform);
 
   const outputs = options.outputs && options.outputs.length > 0
     ? options.outputs
@@ -106,6 +114,12 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
   for (const o of outputs) {
     if (o.type === "image" && o.names.length === 0 && (options.tags ?? []).length === 0) {
       throw new UsageError("OPTION_INVALID", "--output type=image needs name=REF (or -t REF)");
+    }
+    if (o.type === "tar" && planned.length > 1) {
+      throw new UsageError("OPTION_INVALID", `--output type=tar takes one platform, not ${planned.length}; use type=local (a directory per platform)`);
+    }
+    if (o.type === "docker" && planned.length > 1) {
+      throw new UsageError("OPTION_INVALID", `--output type=docker takes one platform, not ${planned.length} (${config.platforms.map(formatPlatform).join(",")}); use type=oci for an image index`);
     }
   }
   if (options.load && (options.tags ?? []).length === 0) throw new UsageError("OPTION_INVALID", "--load needs a name: give -t NAME");
@@ -115,45 +129,64 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
     ...outputs.flatMap((o) => (o.type === "image" && !o.push ? o.names.map((n) => normalizeName(n, "--output name")) : [])),
   ];
 
+  const targets = await prepareStages(planned, config);
+  const format = options.format ?? "oci";
   const cache = new BuildCache(store, config.cache, config.registry, (message) => config.emit({ type: "warning", message }));
   const session = new BuildSession(config, backends);
-  const scheduler = new StageScheduler(plan, config.jobs);
-  const sources = new BuildSources({
-    config, plan, store, cache, contextDir: options.context, dockerfilePath, namedContexts: named,
-    stageResult: (index) => scheduler.result(index),
-    newRootFS: () => session.newRootFS(),
-  });
-  const env: StageEnvironment = { config, plan, store, cache, session, sources };
+  // Every platform's stages share the --jobs slots: platforms build concurrently within them.
+  const slots = new JobSlots(config.jobs);
   try {
     await cache.open();
-    if (needsRun(plan)) await session.preflight();
-    const target = await scheduler.run((index) => buildStage(env, plan.stages[index]!));
-    const image = target.image;
-    const cfg = image.config;
-    if (options.labels && Object.keys(options.labels).length > 0) {
-      cfg.config ??= {};
-      cfg.config.Labels = { ...(cfg.config.Labels ?? {}), ...options.labels };
-    }
-    await cache.ensureLayers(image.layers);
-    const materialized = await materialize(image, store, options.format ?? "oci", {
-      ...(options.annotations ? { annotations: options.annotations } : {}),
-    });
-    await writeOutputs(await storeImage(store, materialized.manifest), outputs, options.tags ?? [], { ...config.registry, store });
+    if (targets.some((t) => needsRun(t.plan))) await session.preflight();
+    const settled = await Promise.allSettled(targets.map(async (t): Promise<PlatformBuild> => {
+      const scheduler = new StageScheduler(t.plan, slots);
+      const sources = new BuildSources({
+        config: t.config, plan: t.plan, store, cache, contextDir: options.context, dockerfilePath, namedContexts: named,
+        stageResult: (index) => scheduler.result(index),
+        newRootFS: () => session.newRootFS(),
+        stagePlatform: (index) => (t.stageConfigs.get(index) ?? t.config).platform,
+      });
+      const env: StageEnvironment = { config: t.config, plan: t.plan, store, cache, session, sources };
+      const target = await scheduler.run((index) => buildStage({ ...env, config: t.stageConfigs.get(index) ?? t.config }, t.plan.stages[index]!));
+      const image = target.image;
+      const cfg = image.config;
+      if (options.labels && Object.keys(options.labels).length > 0) {
+        cfg.config ??= {};
+        cfg.config.Labels = { ...(cfg.config.Labels ?? {}), ...options.labels };
+      }
+      await cache.ensureLayers(image.layers);
+      const materialized = await materialize(image, store, format, {
+        ...(options.annotations ? { annotations: options.annotations } : {}),
+      });
+      return { platform: t.config.platform, image, materialized, source: await storeImage(store, materialized.manifest) };
+    }));
+    // Every platform settles before the session's resources go: the first failure is the build's.
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) throw failed.reason;
+    const built = settled.map((r) => (r as PromiseFulfilledResult<PlatformBuild>).value);
+    const first = built[0]!;
+    const output: OutputImage = built.length === 1
+      ? first.source
+      : await storeIndex(store, built.map((b) => ({ platform: b.platform, image: b.source })), format);
+    await writeOutputs(output, outputs, options.tags ?? [], { ...config.registry, store });
     for (const o of outputs) {
       if (o.type !== "local" && o.type !== "tar") continue;
       const { exportToDirectory, exportToTar } = await import("../container/export.js");
-      const img = await storeImage(store, materialized.manifest);
       const exportOptions = { onWarning: (message: string) => config.emit({ type: "warning", message }), ...(options.signal ? { signal: options.signal } : {}) };
-      if (o.type === "local") await exportToDirectory(img, o.dest, exportOptions);
-      else await exportToTar(img, o.dest, join(config.cacheDir, "tmp"), exportOptions);
+      if (o.type === "tar") await exportToTar(first.source, o.dest, join(config.cacheDir, "tmp"), exportOptions);
+      // several platforms: one subdirectory each, named as buildx names them (linux_arm64)
+      else if (built.length === 1) await exportToDirectory(first.source, o.dest, exportOptions);
+      else for (const b of built) await exportToDirectory(b.source, join(o.dest, formatPlatform(b.platform).replaceAll("/", "_")), exportOptions);
     }
-    for (const name of new Set(storeNames)) await setName(config.cacheDir, name, materialized.manifest);
+    for (const name of new Set(storeNames)) await setName(config.cacheDir, name, output.manifest);
     await cache.finish(plan.target);
     const result: BuildResult = {
-      image,
-      materialized,
-      digest: materialized.manifest.digest,
-      configDigest: materialized.config.digest,
+      image: first.image,
+      materialized: first.materialized,
+      digest: output.manifest.digest,
+      configDigest: first.materialized.config.digest,
+      platforms: built.map((b) => ({ platform: formatPlatform(b.platform), digest: b.materialized.manifest.digest, configDigest: b.materialized.config.digest })),
+      ...(isIndexSource(output) ? { index: output.manifest } : {}),
       outputs,
       plan,
     };
@@ -161,8 +194,10 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
     if (options.metadataFile) {
       const meta = {
         "containerimage.digest": result.digest,
-        "containerimage.config.digest": result.configDigest,
-        "containerimage.descriptor": materialized.manifest,
+        // an index has no config of its own (as buildx writes it)
+        ...(built.length === 1 ? { "containerimage.config.digest": result.configDigest } : {}),
+        "containerimage.descriptor": output.manifest,
+        ...(built.length > 1 ? { "kiln.platforms": result.platforms } : {}),
         "image.name": (options.tags ?? []).join(","),
         "kiln.steps": cache.steps,
         ...(session.isolation ? { "kiln.isolation": session.isolation } : {}),
@@ -174,6 +209,14 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
     await cache.close();
     await session.dispose();
   }
+}
+
+/** One target platform's built image. */
+interface PlatformBuild {
+  platform: Platform;
+  image: Image;
+  materialized: MaterializedImage;
+  source: ImageSource;
 }
 
 /** Everything kiln cannot do yet is an error naming the feature and the line, before any work. */
@@ -204,23 +247,6 @@ function checkInstruction(inst: TypedInstruction, file: string): void {
       break;
     default:
       break;
-  }
-}
-
-/** RUN executes the image's binaries on this machine: another architecture would need emulation. */
-function checkRunPlatform(plan: BuildPlan, platform: Platform): void {
-  const host = hostPlatform();
-  if (platformMatches(platform, host) || platformMatches(host, platform)) return;
-  for (const i of plan.order) {
-    const run = plan.stages[i]!.instructions.find((t) => t.kind === "run");
-    if (run) {
-      throw new DockerfileError(
-        "FEATURE_UNSUPPORTED",
-        `RUN for platform ${formatPlatform(platform)} on a ${formatPlatform(host)} machine needs emulation, which kiln does not support yet`,
-        run.line,
-        plan.file,
-      );
-    }
   }
 }
 

@@ -20,6 +20,8 @@ export interface StepCacheInfo {
   instruction: string;
   key: Digest;
   cached: boolean;
+  /** The target platform, in a build for several. */
+  platform?: string;
 }
 
 /** `--no-cache` (never look up; results are still recorded), `--no-cache-filter` (lower-case stage names), `--cache-from`, `--cache-to`. */

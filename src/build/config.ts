@@ -6,7 +6,7 @@ import { resolve } from "node:path";
 import { availableParallelism } from "node:os";
 import { UsageError } from "../errors.js";
 import type { Platform } from "../image/oci.js";
-import { formatPlatform, hostPlatform, parsePlatform } from "../image/platform.js";
+import { formatPlatform, hostPlatform, parseTargetPlatforms } from "../image/platform.js";
 import type { PullPolicy } from "../registry/pull.js";
 import type { RegistryOptions } from "../registry/options.js";
 import type { Snapshotter } from "../fs/rootfs.js";
@@ -20,9 +20,16 @@ import type { BuildOptions, SecretSource } from "./options.js";
 export interface EngineConfig {
   /** Blob store, cache and work directories (absolute). */
   readonly cacheDir: string;
+  /** The platform this config builds for (the first of `platforms` until forPlatform picks one). */
   readonly platform: Platform;
+  /** Every target platform of the build (`--platform a,b`), normalised, at least one. */
+  readonly platforms: readonly Platform[];
   /** `os/arch[/variant]`, as cache keys and step records name the platform. */
   readonly platformText: string;
+  /** The target platform the stage is built toward (differs from `platformText` in a `FROM --platform=...` stage). */
+  readonly targetText: string;
+  /** The binfmt_misc handler RUN steps of this platform run through (qemu-aarch64, ...); undefined: native. */
+  readonly emulator: string | undefined;
   /** ISO time written as `created` in config and history (SOURCE_DATE_EPOCH's when given). */
   readonly created: string;
   /** SOURCE_DATE_EPOCH: clamps mtimes in new layers; undefined when not given. */
@@ -60,13 +67,17 @@ export function resolveConfig(options: BuildOptions): EngineConfig {
   if (options.format !== undefined) oneOf("format", options.format, ["oci", "docker"] as const);
   const compressionLevel = options.compressionLevel === undefined ? undefined : integer("compressionLevel", options.compressionLevel, 0, 9);
   const jobs = options.jobs === undefined ? Math.max(1, availableParallelism()) : Math.max(1, integer("jobs", options.jobs, 0, Number.MAX_SAFE_INTEGER));
-  const platform = options.platform ? parsePlatform(options.platform) : hostPlatform();
+  const platforms = options.platform ? parseTargetPlatforms(options.platform) : [hostPlatform()];
+  const platform = platforms[0]!;
   const sde = sourceDateEpoch(options, buildArgs);
   const onEvent = options.onEvent;
   return {
     cacheDir: resolve(options.cacheDir ?? defaultCacheDir()),
     platform,
+    platforms,
     platformText: formatPlatform(platform),
+    targetText: formatPlatform(platform),
+    emulator: undefined,
     created: rfc3339(sde !== undefined ? new Date(sde * 1000) : new Date()),
     sourceDateEpoch: sde,
     buildArgs,
@@ -94,6 +105,16 @@ export function resolveConfig(options: BuildOptions): EngineConfig {
     signal: options.signal,
     emit: onEvent ? (event) => onEvent(event) : () => undefined,
   };
+}
+
+/** The same settings for one target platform (what one platform's stages, sources and steps read). */
+export function forPlatform(config: EngineConfig, platform: Platform): EngineConfig {
+  return { ...config, platform, platformText: formatPlatform(platform), targetText: formatPlatform(platform), emulator: undefined };
+}
+
+/** A stage's settings when its FROM names a platform (`FROM --platform=$BUILDPLATFORM`): built for that one, toward the target. */
+export function forStagePlatform(config: EngineConfig, platform: Platform): EngineConfig {
+  return { ...config, platform, platformText: formatPlatform(platform), emulator: undefined };
 }
 
 function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {

@@ -4,7 +4,11 @@
 import type { TransferProgress } from "../registry/options.js";
 
 export type BuildEvent =
-  | { type: "step-start"; id: number; stage: string; step: number; steps: number; text: string }
+  /**
+   * `platform`: the target platform, in a build for several (as buildx prints "[linux/arm64 stage 1/3]");
+   * `emulated`: a RUN whose commands run under emulation, for this platform.
+   */
+  | { type: "step-start"; id: number; stage: string; step: number; steps: number; text: string; platform?: string; emulated?: string }
   | {
       type: "step-done";
       id: number;

@@ -38,7 +38,7 @@ export interface BuildOptions {
   load?: boolean;
   buildArgs?: Record<string, string>;
   target?: string;
-  /** One platform, e.g. "linux/amd64" (default: the host's). */
+  /** Target platforms, buildx syntax: "linux/amd64" or "linux/amd64,linux/arm64" (default: the host's); several give an image index. */
   platform?: string;
   labels?: Record<string, string>;
   annotations?: Record<string, string>;

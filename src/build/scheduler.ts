@@ -1,19 +1,43 @@
 // Which stage builds when: every stage in the plan's order after the stages it depends on, each
-// at most once, at most `jobs` at once. The one place stage results live: a stage's promise is
+// at most once, at most `jobs` at once (slots a multi-platform build's schedulers share). The one place stage results live: a stage's promise is
 // recorded when it is scheduled, and FROM <stage>, COPY --from and RUN --mount=from= read it here.
 import type { BuildPlan } from "../dockerfile/plan.js";
 import { KilnError } from "../errors.js";
 import type { StageResult } from "./state.js";
 
-export class StageScheduler {
-  private readonly results = new Map<number, Promise<StageResult>>();
+/** At most `jobs` holders at once; shared by the schedulers of a multi-platform build. */
+export class JobSlots {
   private running = 0;
   private readonly waiting: Array<() => void> = [];
 
+  constructor(private readonly jobs: number) {}
+
+  async acquire(): Promise<void> {
+    if (this.running < this.jobs) {
+      this.running++;
+      return;
+    }
+    await new Promise<void>((r) => this.waiting.push(r));
+  }
+
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.running--;
+  }
+}
+
+export class StageScheduler {
+  private readonly results = new Map<number, Promise<StageResult>>();
+  private readonly slots: JobSlots;
+
+  /** `jobs`: a number of slots of its own, or slots shared with other schedulers. */
   constructor(
     private readonly plan: BuildPlan,
-    private readonly jobs: number,
-  ) {}
+    jobs: number | JobSlots,
+  ) {
+    this.slots = typeof jobs === "number" ? new JobSlots(jobs) : jobs;
+  }
 
   /** A scheduled stage's result (an internal error for a stage the plan does not build). */
   result(index: number): Promise<StageResult> {
@@ -37,29 +61,15 @@ export class StageScheduler {
     const stage = this.plan.stages[index]!;
     const p = (async () => {
       for (const d of stage.dependsOn) await this.schedule(d, build);
-      await this.acquire();
+      await this.slots.acquire();
       try {
         return await build(index);
       } finally {
-        this.release();
+        this.slots.release();
       }
     })();
     this.results.set(index, p);
     p.catch(() => undefined); // observed through run()
     return p;
-  }
-
-  private async acquire(): Promise<void> {
-    if (this.running < this.jobs) {
-      this.running++;
-      return;
-    }
-    await new Promise<void>((r) => this.waiting.push(r));
-  }
-
-  private release(): void {
-    const next = this.waiting.shift();
-    if (next) next();
-    else this.running--;
   }
 }

@@ -12,7 +12,8 @@ import { KilnError } from "../errors.js";
 import type { RootFS } from "../fs/rootfs.js";
 import type { Image } from "../image/image.js";
 import { OciLayout, importImage } from "../image/layout.js";
-import type { Digest } from "../image/oci.js";
+import type { Digest, Platform } from "../image/oci.js";
+import { formatPlatform } from "../image/platform.js";
 import type { BlobStore } from "../store/blob-store.js";
 import type { BuildCache } from "./cache.js";
 import type { EngineConfig } from "./config.js";
@@ -41,6 +42,8 @@ export interface SourcesInit {
   stageResult(index: number): Promise<StageResult>;
   /** A new root filesystem, disposed with the build. */
   newRootFS(): Promise<RootFS>;
+  /** The platform stage `index` is built for (`FROM --platform=...`); default: the config's. */
+  stagePlatform?(index: number): Platform;
 }
 
 export class BuildSources {
@@ -82,10 +85,14 @@ export class BuildSources {
         return r.args ? { image: r.image, id: r.state, args: r.args } : { image: r.image, id: r.state };
       }
       case "context":
-        return this.contextImage(stage.base.name);
+        return this.contextImage(stage.base.name, this.platformOf(index));
       case "image":
-        return this.pull(stage.base.ref);
+        return this.pull(stage.base.ref, this.platformOf(index));
     }
+  }
+
+  private platformOf(index: number): Platform {
+    return this.init.stagePlatform?.(index) ?? this.init.config.platform;
   }
 
   /** `--build-context NAME=...` as the Dockerfile names it (names match case-insensitively, as stages do). */
@@ -94,32 +101,34 @@ export class BuildSources {
     return named.get(name) ?? named.get(name.toLowerCase());
   }
 
-  private async contextImage(name: string): Promise<{ image: Image; id: Digest }> {
+  private async contextImage(name: string, platform: Platform): Promise<{ image: Image; id: Digest }> {
     const nc = this.named(name);
     if (!nc) throw new KilnError("CONTEXT_NAMED_INVALID", `no build context named "${name}"`);
     switch (nc.kind) {
       case "oci-layout": {
         const layout = await OciLayout.open(nc.path);
         const desc = await layout.resolve(nc.selector);
-        const imported = await importImage(layout, desc, this.init.store, this.init.config.platform);
+        const imported = await importImage(layout, desc, this.init.store, platform);
         return { image: imported.image, id: imported.manifestDescriptor.digest };
       }
       case "image":
-        return this.pull(nc.ref);
+        return this.pull(nc.ref, platform);
       case "dir":
         throw new KilnError("CONTEXT_NAMED_INVALID", `build context "${name}" is a local directory and cannot be used as a base image`);
     }
   }
 
-  private pull(ref: string): Promise<{ image: Image; id: Digest }> {
-    let p = this.pulls.get(ref);
+  /** `ref` pulled for `platform`, once per build. */
+  private pull(ref: string, platform: Platform): Promise<{ image: Image; id: Digest }> {
+    const key = `${formatPlatform(platform)} ${ref}`;
+    let p = this.pulls.get(key);
     if (!p) {
       const { config, store } = this.init;
       // The registry client (undici) loads only when a build pulls something.
       p = import("../registry/pull.js")
-        .then(({ pullImage }) => pullImage(ref, { ...config.registry, store, platform: config.platform, pull: config.pull }))
+        .then(({ pullImage }) => pullImage(ref, { ...config.registry, store, platform, pull: config.pull }))
         .then((r) => ({ image: r.image, id: r.manifestDescriptor.digest }));
-      this.pulls.set(ref, p);
+      this.pulls.set(key, p);
     }
     return p;
   }
@@ -142,11 +151,12 @@ export class BuildSources {
           const patterns = await readIgnoreFile(nc.path);
           return new DirContext(nc.path, createIgnoreMatcher(patterns));
         }
-        return this.imageTree(`context:${target.name}`, async () => (await this.contextImage(target.name)).image);
+        const platform = this.platformOf(stageIndex);
+        return this.imageTree(`context:${target.name}\u0000${formatPlatform(platform)}`, async () => (await this.contextImage(target.name, platform)).image);
       }
       case "image":
-        return this.imageTree(`image:${target.ref}`, () =>
-          this.pull(target.ref).then((r) => r.image, (err: unknown) => {
+        return this.imageTree(`image:${target.ref}\u0000${formatPlatform(this.platformOf(stageIndex))}`, () =>
+          this.pull(target.ref, this.platformOf(stageIndex)).then((r) => r.image, (err: unknown) => {
             const names = this.init.plan.stages.flatMap((s) => (s.name ? [s.name] : []));
             const hint = suggest(from.toLowerCase(), names);
             throw new KilnError(
@@ -172,10 +182,10 @@ export class BuildSources {
         return (await this.init.stageResult(target.index)).state;
       case "context": {
         if (this.named(target.name)?.kind === "dir") return undefined;
-        return (await this.contextImage(target.name)).id;
+        return (await this.contextImage(target.name, this.platformOf(stageIndex))).id;
       }
       case "image":
-        return (await this.pull(target.ref).catch(() => undefined))?.id;
+        return (await this.pull(target.ref, this.platformOf(stageIndex)).catch(() => undefined))?.id;
       case "scratch":
         return undefined;
     }
@@ -190,7 +200,8 @@ export class BuildSources {
         const { cache, store } = this.init;
         await cache.ensureLayers(img.layers);
         const rootfs = await this.init.newRootFS();
-        const origin = key.replace(/^(\w+):/, (_, kind: string) => (kind === "context" ? "build context " : `${kind} `));
+        // the key is "kind:name", then NUL and the platform for images
+        const origin = key.split("\u0000")[0]!.replace(/^(\w+):/, (_, kind: string) => (kind === "context" ? "build context " : `${kind} `));
         await rootfs.applyLayers(
           img.layers.map((l) => ({ diffID: l.diffID, digest: l.descriptor.digest, origin, mediaType: l.descriptor.mediaType, open: () => store.open(l.descriptor.digest) })),
         );

@@ -91,7 +91,7 @@ class StageLoop {
     const { config, session } = this.env;
     const fromId = session.nextStepId();
     const started = process.hrtime.bigint();
-    config.emit({ type: "step-start", id: fromId, stage: this.label, step: 1, steps: this.steps, text: this.stage.from.original });
+    config.emit({ type: "step-start", id: fromId, stage: this.label, step: 1, steps: this.steps, text: this.stage.from.original, ...this.platformField() });
     let base: BaseImage;
     try {
       base = await this.env.sources.baseImage(this.stage.index);
@@ -135,7 +135,8 @@ class StageLoop {
     throwIfAborted(config.signal);
     const id = session.nextStepId();
     const started = process.hrtime.bigint();
-    config.emit({ type: "step-start", id, stage: this.label, step: stepNo, steps: this.steps, text: oneLine(inst.original) });
+    const emulated = inst.kind === "run" && config.emulator !== undefined ? { emulated: config.platformText } : {};
+    config.emit({ type: "step-start", id, stage: this.label, step: stepNo, steps: this.steps, text: oneLine(inst.original), ...this.platformField(), ...emulated });
     let outcome: StepOutcome;
     try {
       outcome = await this.apply(inst, id, stepNo);
@@ -172,7 +173,7 @@ class StageLoop {
     const hit = await this.env.cache.lookup(key, this.stage.name);
     const outcome = hit ? await this.reuse(hit) : await this.produce(step, ctx, key);
     this.state = advance(this.state, platform, outcome.layer ? this.state.image.layers[this.state.image.layers.length - 1]!.diffID : "empty");
-    this.env.cache.steps.push({ stage: this.label, step: stepNo, instruction: oneLine(t.original), key, cached: outcome.cached === true });
+    this.env.cache.steps.push({ stage: this.label, step: stepNo, instruction: oneLine(t.original), key, cached: outcome.cached === true, ...this.platformField() });
     return outcome;
   }
 
@@ -241,6 +242,13 @@ class StageLoop {
       runner: () => session.runner(),
       emit: (event) => config.emit(event),
     };
+  }
+
+  /** `{ platform }` in a build for several platforms or a stage for another one (events and step records name it: "linux/amd64->linux/arm64" for a `FROM --platform` stage), else nothing. */
+  private platformField(): { platform?: string } {
+    const { platforms, platformText, targetText } = this.env.config;
+    if (platformText !== targetText) return { platform: `${platformText}->${targetText}` };
+    return platforms.length > 1 ? { platform: platformText } : {};
   }
 
   /** What this stage's layers come from, for error messages: its base image, or the stage itself. */

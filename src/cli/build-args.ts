@@ -8,6 +8,7 @@ import { parseNamedContext, parseOutput, parseSecret, type BuildOptions, type Is
 import { parseCacheSpec } from "../cache/spec.js";
 import type { Snapshotter } from "../fs/rootfs.js";
 import { parseRegistryTimeout } from "../registry/timeouts.js";
+import { parseTargetPlatforms } from "../image/platform.js";
 import { ISOLATIONS } from "../run/index.js";
 import { intOption, keyValues, many, one, parseCsv, type ParsedArgs } from "./args.js";
 import type { ProgressMode } from "./progress.js";
@@ -42,6 +43,13 @@ export function buildRequest(args: ParsedArgs): BuildRequest {
   const timeout = one(args, "registry-timeout");
   const buildContexts = keyValues(many(args, "build-context"), "build-context");
   for (const [name, value] of Object.entries(buildContexts)) parseNamedContext(name, value);
+  const platform = one(args, "platform");
+  if (platform !== undefined) {
+    const platforms = parseTargetPlatforms(platform);
+    if (platforms.length > 1 && outputs.some((o) => o.type === "docker")) {
+      throw new UsageError("OPTION_INVALID", `--output type=docker takes one platform, not ${platforms.length} (${platform}); use type=oci for an image index`);
+    }
+  }
   const cacheFrom = many(args, "cache-from");
   const cacheTo = many(args, "cache-to");
   for (const s of cacheFrom) parseCacheSpec(s, "from");

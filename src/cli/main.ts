@@ -24,7 +24,7 @@ const buildOptions: OptionSpec[] = [
   { name: "load", type: "boolean", help: "only store the image by its -t names (no default ./kiln-out layout)" },
   { name: "build-arg", type: "string", repeatable: true, valueName: "K=V", help: "set a build argument (K alone takes it from the environment)" },
   { name: "target", type: "string", valueName: "STAGE", help: "build this stage (and what it needs)" },
-  { name: "platform", type: "string", valueName: "OS/ARCH", help: "target platform (one), e.g. linux/amd64" },
+  { name: "platform", type: "string", valueName: "OS/ARCH", help: "target platforms, e.g. linux/amd64 or linux/amd64,linux/arm64 (several: an image index)" },
   { name: "label", type: "string", repeatable: true, valueName: "K=V", help: "add a label to the image config" },
   { name: "annotation", type: "string", repeatable: true, valueName: "K=V", help: "add an annotation to the manifest" },
   { name: "build-context", type: "string", repeatable: true, valueName: "NAME=VALUE", help: "named context: DIR, oci-layout:///path[:tag|@digest], docker-image://REF" },

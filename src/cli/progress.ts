@@ -44,7 +44,7 @@ export function createProgress(mode: ProgressMode, out: NodeJS.WriteStream = pro
         break;
       }
       case "step-start": {
-        const head = `#${event.id} [${event.stage} ${event.step}/${event.steps}] ${event.text}`;
+        const head = `#${event.id} [${event.platform ? `${event.platform} ` : ""}${event.stage} ${event.step}/${event.steps}] ${event.emulated ? event.text.replace(/^(\S+)/, `$1 (emulated ${event.emulated})`) : event.text}`;
         pending.set(event.id, head);
         if (live) {
           liveLine = `\x1b[36m${truncate(head, (out.columns ?? 100) - 1)}\x1b[0m`;

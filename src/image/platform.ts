@@ -1,6 +1,6 @@
 // Platforms ("linux/arm64/v8"): parsing, normalising architecture aliases, matching, the host
 // platform, and choosing a manifest from an index.
-import { KilnError } from "../errors.js";
+import { KilnError, UsageError } from "../errors.js";
 import type { Descriptor, Index, Platform } from "./oci.js";
 
 /** Parse "os/arch[/variant]" (e.g. "linux/amd64", "linux/arm64/v8"); the result is normalised. */
@@ -57,6 +57,52 @@ export function normalizePlatform(p: Platform): Platform {
   if (variant !== undefined && variant.length > 0) out.variant = variant;
   if (p["os.version"] !== undefined) out["os.version"] = p["os.version"];
   if (p["os.features"] !== undefined) out["os.features"] = p["os.features"];
+  return out;
+}
+
+/** Architectures (after normalising) and their variants kiln can name a target platform with. */
+const KNOWN_ARCHITECTURES: Readonly<Record<string, readonly string[]>> = {
+  amd64: ["v2", "v3", "v4"],
+  arm64: ["v8.1", "v8.2", "v8.3", "v8.4", "v8.5", "v8.6", "v8.7", "v8.8", "v8.9", "v9", "v9.1", "v9.2", "v9.3", "v9.4", "v9.5"],
+  arm: ["v5", "v6", "v7", "v8"],
+  "386": [],
+  ppc64le: [],
+  ppc64: [],
+  s390x: [],
+  riscv64: [],
+  mips64le: [],
+  mips64: [],
+  mipsle: [],
+  mips: [],
+  loong64: [],
+};
+
+/**
+ * The target platforms of `--platform a,b,...` (buildx syntax), normalised as containerd does
+ * (linux/arm64/v8 = linux/arm64, linux/arm = linux/arm/v7), duplicates dropped. kiln builds Linux
+ * images: another OS, an unknown architecture or variant, or a malformed entry is a UsageError.
+ */
+export function parseTargetPlatforms(text: string): Platform[] {
+  const entries = text.split(",").map((s) => s.trim());
+  if (entries.some((e) => e === "")) throw new UsageError("PLATFORM_INVALID", `--platform ${text}: empty platform in the list`);
+  const out: Platform[] = [];
+  for (const entry of entries) {
+    let p: Platform;
+    try {
+      p = parsePlatform(entry);
+    } catch (err) {
+      throw new UsageError("PLATFORM_INVALID", (err as Error).message);
+    }
+    if (p.os !== "linux") throw new UsageError("PLATFORM_INVALID", `unsupported platform "${entry}": kiln builds linux images only`);
+    const variants = KNOWN_ARCHITECTURES[p.architecture];
+    if (variants === undefined) {
+      throw new UsageError("PLATFORM_INVALID", `unknown architecture in platform "${entry}" (known: ${Object.keys(KNOWN_ARCHITECTURES).join(", ")})`);
+    }
+    if (p.variant !== undefined && !variants.includes(p.variant)) {
+      throw new UsageError("PLATFORM_INVALID", `unknown variant "${p.variant}" in platform "${entry}"`);
+    }
+    if (!out.some((q) => formatPlatform(q) === formatPlatform(p))) out.push(p);
+  }
   return out;
 }
 

@@ -1,6 +1,7 @@
 // The docker-archive destination: a tar `docker load` accepts, written Docker 25+ style (an OCI
 // layout plus manifest.json [{Config, RepoTags, Layers}] and repositories), temp name + rename.
-import { abortable } from "../errors.js";
+import { KilnError, abortable } from "../errors.js";
+import { isIndexSource, type OutputImage } from "../image/image-index.js";
 import type { ImageSource } from "../image/source.js";
 import { MediaType, REF_NAME_ANNOTATION } from "../image/oci.js";
 import { checkBlobs, layoutTarEntries, tagsFrom, writeTarAtomic } from "./oci-layout.js";
@@ -8,8 +9,12 @@ import { descriptorJSON } from "../image/materialize.js";
 
 const blobPath = (digest: string): string => `blobs/sha256/${digest.slice("sha256:".length)}`;
 
-/** Write `img` as a docker-archive tar at `dest`, tagged with `tags` (docker's familiar names). */
-export function writeDockerArchive(img: ImageSource, options: { dest: string; tags?: string[]; signal?: AbortSignal }): Promise<void> {
+/** Write `img` as a docker-archive tar at `dest`, tagged with `tags` (docker's familiar names); one platform only. */
+export function writeDockerArchive(img: OutputImage, options: { dest: string; tags?: string[]; signal?: AbortSignal }): Promise<void> {
+  if (isIndexSource(img)) {
+    const n = img.images.length;
+    return Promise.reject(new KilnError("OUTPUT_DEST_INVALID", `--output type=docker takes one platform, not an index of ${n}; use type=oci for a multi-platform image`));
+  }
   return abortable(options.signal, () => writeArchive(img, options));
 }
 

@@ -1,13 +1,14 @@
 // The OCI image layout destination: a directory (blobs hardlinked or copied from the store,
 // index.json replaced atomically, tags merged into an existing layout) or the same layout as a
-// tar file written to a temp name and renamed. Also the tar-of-a-layout helper docker-archive uses.
+// tar file written to a temp name and renamed; an image index (multi-platform) is written with
+// all its images' blobs and named in index.json like a single image. Also the tar-of-a-layout helper docker-archive uses.
 import { copyFile, link, mkdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { KilnError, UsageError, abortable, throwIfAborted } from "../errors.js";
 import { descriptorJSON } from "../image/materialize.js";
-import type { ImageSource } from "../image/source.js";
+import { isIndexSource, type OutputImage } from "../image/image-index.js";
 import { MediaType, REF_NAME_ANNOTATION, type Descriptor, type Digest, type Index } from "../image/oci.js";
 import type { LayerEntry } from "../layer/entry.js";
 import { tarStream } from "../layer/tar-writer.js";
@@ -74,7 +75,7 @@ export function parseTag(ref: string): ParsedTag {
 }
 
 /** The index.json entry for `img` under one tag (or untagged). */
-function indexEntry(img: ImageSource, tag: ParsedTag | undefined): Descriptor {
+function indexEntry(img: OutputImage, tag: ParsedTag | undefined): Descriptor {
   const d: Descriptor = { mediaType: img.manifest.mediaType, digest: img.manifest.digest, size: img.manifest.size };
   if (tag) d.annotations = { [CONTAINERD_NAME_ANNOTATION]: tag.full, [REF_NAME_ANNOTATION]: tag.tag };
   return d;
@@ -85,7 +86,7 @@ function indexJSON(manifests: Descriptor[]): string {
 }
 
 /** Merge `img` into an existing index: tags replace entries with the same ref.name; others are kept. */
-function mergeIndex(existing: Descriptor[], img: ImageSource, tags: ParsedTag[]): Descriptor[] {
+function mergeIndex(existing: Descriptor[], img: OutputImage, tags: ParsedTag[]): Descriptor[] {
   if (tags.length === 0) {
     const already = existing.some((d) => d.digest === img.manifest.digest && !d.annotations?.[REF_NAME_ANNOTATION]);
     return already ? existing : [...existing, indexEntry(img, undefined)];
@@ -105,8 +106,11 @@ function mergeIndex(existing: Descriptor[], img: ImageSource, tags: ParsedTag[])
   return [...kept, ...added];
 }
 
-function blobDigests(img: ImageSource): Descriptor[] {
-  const all = [...img.layers.map((l) => l.descriptor), img.config, img.manifest];
+/** Every blob `img` needs, unique by digest (an index: its images' blobs, then the index itself). */
+function blobDigests(img: OutputImage): Descriptor[] {
+  const all = isIndexSource(img)
+    ? [...img.images.flatMap((i) => [...i.layers.map((l) => l.descriptor), i.config, i.manifest]), img.manifest]
+    : [...img.layers.map((l) => l.descriptor), img.config, img.manifest];
   return [...new Map(all.map((d) => [d.digest, d])).values()];
 }
 
@@ -123,7 +127,7 @@ async function exists(path: string): Promise<boolean> {
  * Put one blob at `dest` via a temp name: hardlinked when the source keeps it in a file on the
  * same file system, else copied or streamed.
  */
-async function placeBlob(img: ImageSource, digest: Digest, dest: string, signal: AbortSignal | undefined): Promise<void> {
+async function placeBlob(img: OutputImage, digest: Digest, dest: string, signal: AbortSignal | undefined): Promise<void> {
   const tmp = tempNameFor(dest);
   try {
     const src = img.path?.(digest);
@@ -143,7 +147,7 @@ async function placeBlob(img: ImageSource, digest: Digest, dest: string, signal:
 }
 
 /** Every blob of `img` must be there, at its descriptor's size, before anything is written. */
-export async function checkBlobs(img: ImageSource): Promise<void> {
+export async function checkBlobs(img: OutputImage): Promise<void> {
   for (const d of blobDigests(img)) {
     let size: number;
     try {
@@ -174,7 +178,7 @@ async function readExistingIndex(dest: string): Promise<Descriptor[]> {
   return index.manifests;
 }
 
-async function writeLayoutDir(img: ImageSource, dest: string, tags: ParsedTag[], signal: AbortSignal | undefined): Promise<void> {
+async function writeLayoutDir(img: OutputImage, dest: string, tags: ParsedTag[], signal: AbortSignal | undefined): Promise<void> {
   const destExisted = await exists(dest);
   if (destExisted && !(await stat(dest)).isDirectory()) throw new KilnError("OUTPUT_DEST_INVALID", `${dest}: exists and is not a directory`);
   const existing = await readExistingIndex(dest);
@@ -208,7 +212,7 @@ async function writeLayoutDir(img: ImageSource, dest: string, tags: ParsedTag[],
 
 /** Tar entries for a layout holding `img`: blobs/, oci-layout, index.json plus `extra` files. */
 export function layoutTarEntries(
-  img: ImageSource,
+  img: OutputImage,
   indexText: string,
   extra: Record<string, string> = {},
 ): LayerEntry[] {
@@ -257,11 +261,11 @@ export interface LayoutWriteOptions {
 }
 
 /** Write `img` as an OCI image layout directory (or, with `tar`, a tar of one) at `dest`. */
-export function writeOciLayout(img: ImageSource, options: LayoutWriteOptions): Promise<void> {
+export function writeOciLayout(img: OutputImage, options: LayoutWriteOptions): Promise<void> {
   return abortable(options.signal, () => writeLayout(img, options));
 }
 
-async function writeLayout(img: ImageSource, options: LayoutWriteOptions): Promise<void> {
+async function writeLayout(img: OutputImage, options: LayoutWriteOptions): Promise<void> {
   const tags = tagsFrom(options.tags);
   await checkBlobs(img);
   throwIfAborted(options.signal);

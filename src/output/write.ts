@@ -1,7 +1,7 @@
 // Hands an image to every requested destination: OCI layout (directory or tar), docker archive,
-// or a registry push. Each destination writes atomically (temp name, then rename). OutputSpec,
+// or a registry push; a multi-platform image (an index) goes to all but the docker archive. Each destination writes atomically (temp name, then rename). OutputSpec,
 // the description of one destination, lives here (the engine re-exports it).
-import type { ImageSource } from "../image/source.js";
+import type { OutputImage } from "../image/image-index.js";
 import type { PushOptions } from "../registry/push.js";
 import { throwIfAborted } from "../errors.js";
 import { writeOciLayout } from "./oci-layout.js";
@@ -18,7 +18,7 @@ export type OutputSpec =
 /** Options of a registry destination: PushOptions, with push progress under its older name. */
 export type OutputRegistryOptions = Omit<PushOptions, "onProgress"> & { onPushProgress?: PushOptions["onProgress"] };
 
-export async function writeOutputs(img: ImageSource, outputs: OutputSpec[], tags: string[], registry: OutputRegistryOptions = {}): Promise<void> {
+export async function writeOutputs(img: OutputImage, outputs: OutputSpec[], tags: string[], registry: OutputRegistryOptions = {}): Promise<void> {
   const { onPushProgress, ...rest } = registry;
   for (const out of outputs) {
     throwIfAborted(registry.signal);

@@ -5,7 +5,8 @@
 import { createHash } from "node:crypto";
 import { KilnError, abortable, throwIfAborted } from "../errors.js";
 import { OciLayout } from "../image/layout.js";
-import { layoutBlobs, storeBlobs, type ImageSource } from "../image/source.js";
+import { layoutBlobs, storeBlobs } from "../image/source.js";
+import type { OutputImage } from "../image/image-index.js";
 import { MediaType, isDigest, type Descriptor, type Digest, type Index, type Manifest } from "../image/oci.js";
 import { familiarName, formatReference, toReference, type Reference } from "../image/reference.js";
 import type { BlobStore } from "../store/blob-store.js";
@@ -179,10 +180,10 @@ async function pushOne(pool: ClientPool, source: BlobSource, plan: PushPlan, ref
 }
 
 /**
- * Push `image` to every reference in `refs`: blobs, then the config, then the manifest under
- * each tag. `options.signal` cancels it, mid-blob too; no manifest is put after a cancellation.
+ * Push `image` (one platform's, or an index) to every reference in `refs`: blobs, then the
+ * configs, then the platform manifests, then the root manifest under each tag. `options.signal` cancels it, mid-blob too; no manifest is put after a cancellation.
  */
-export function pushImage(image: ImageSource, refs: Array<string | Reference>, options: PushOptions = {}): Promise<PushResult> {
+export function pushImage(image: OutputImage, refs: Array<string | Reference>, options: PushOptions = {}): Promise<PushResult> {
   return pushRoot(image, image.manifest, refs, options);
 }
 

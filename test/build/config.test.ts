@@ -2,7 +2,7 @@
 // arg or the environment, and every enum or number option checked for library callers too (the
 // CLI checks its flags itself; a library caller gets the same one-line UsageError).
 import { describe, expect, it } from "vitest";
-import { resolveConfig } from "../../src/build/config.js";
+import { forPlatform, resolveConfig } from "../../src/build/config.js";
 import type { BuildOptions } from "../../src/build/options.js";
 import { UsageError } from "../../src/errors.js";
 
@@ -15,6 +15,32 @@ describe("resolveConfig", () => {
     expect(c.jobs).toBeGreaterThanOrEqual(1);
     expect(c.cache).toEqual({ noCache: false, noCacheFilter: [], cacheFrom: [], cacheTo: [] });
     expect(c.registry).toEqual({});
+  });
+
+  it("parses --platform a,b into the target platforms (normalised, duplicates dropped); forPlatform picks one", () => {
+    const c = resolveConfig({ ...base, platform: "linux/amd64, linux/arm64/v8,linux/aarch64,linux/arm" });
+    expect(c.platforms).toEqual([{ os: "linux", architecture: "amd64" }, { os: "linux", architecture: "arm64" }, { os: "linux", architecture: "arm", variant: "v7" }]);
+    expect(c.platformText).toBe("linux/amd64");
+    const arm = forPlatform(c, c.platforms[2]!);
+    expect(arm).toMatchObject({ platformText: "linux/arm/v7", platform: { architecture: "arm", variant: "v7" }, platforms: c.platforms, cacheDir: c.cacheDir });
+    for (const [platform, message] of [
+      ["linux/amd65", 'unknown architecture in platform "linux/amd65"'],
+      ["windows/amd64", 'unsupported platform "windows/amd64": kiln builds linux images only'],
+      ["linux/arm64,", "--platform linux/arm64,: empty platform in the list"],
+      ["linux/arm/v9", 'unknown variant "v9" in platform "linux/arm/v9"'],
+      ["linux//amd64", 'invalid platform "linux//amd64"'],
+    ] as const) {
+      const err = (() => {
+        try {
+          resolveConfig({ ...base, platform });
+        } catch (e) {
+          return e;
+        }
+        return undefined;
+      })();
+      expect(err, platform).toBeInstanceOf(UsageError);
+      expect((err as Error).message).toContain(message);
+    }
   });
 
   it("takes SOURCE_DATE_EPOCH from the option, else the build arg, and writes created from it", () => {
