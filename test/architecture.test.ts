@@ -20,6 +20,7 @@ const LEVEL: Record<string, number> = {
   dockerfile: 2,
   fs: 2,
   run: 2,
+  attest: 2,
   context: 2,
   cache: 2,
   images: 2,

@@ -1,0 +1,95 @@
+// SLSA provenance v1 predicate (https://slsa.dev/provenance/v1) for one kiln build: what was
+// built from what (Dockerfile digest, build args, target, base images by digest, ADD <url>
+// downloads with their checksums) and by whom (builder id, kiln's version, start/finish).
+// Secrets never enter it: they are not build args, and build args whose names look like
+// credentials are left out too. `max` adds the steps (instruction text, cache hit).
+import type { ProvenanceMode } from "./request.js";
+
+export const SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1";
+export const KILN_BUILD_TYPE = "https://kiln.dev/build/dockerfile@v1";
+export const KILN_BUILDER_ID = "kiln";
+
+export interface ResolvedDependency {
+  uri: string;
+  digest: Record<string, string>;
+}
+
+export interface ProvenanceStep {
+  stage: string;
+  step: number;
+  instruction: string;
+  cached: boolean;
+}
+
+/** Everything a build knows that the predicate records. */
+export interface ProvenanceInput {
+  mode: ProvenanceMode;
+  /** The Dockerfile's path as the user named it, and the sha256 (hex) of its bytes. */
+  dockerfile: { path: string; sha256: string };
+  buildArgs: Readonly<Record<string, string>>;
+  target?: string;
+  platform: string;
+  dependencies: ResolvedDependency[];
+  steps: ProvenanceStep[];
+  version: string;
+  startedOn: Date;
+  finishedOn: Date;
+  /** The build's id (stable for the same build inputs when SOURCE_DATE_EPOCH fixes the times). */
+  invocationId: string;
+}
+
+/** Build-arg names never recorded: they read as credentials. */
+const SECRET_LOOKING = /(SECRET|TOKEN|PASSW(OR)?D|PASSPHRASE|CREDENTIAL|PRIVATE|API_?KEY|ACCESS_?KEY|AUTH)/i;
+
+export function isSecretLooking(name: string): boolean {
+  return SECRET_LOOKING.test(name);
+}
+
+/** A dependency's URI without URL credentials (user:password@ never reaches the statement). */
+function withoutCredentials(uri: string): string {
+  try {
+    const u = new URL(uri);
+    if (u.username === "" && u.password === "") return uri;
+    u.username = "";
+    u.password = "";
+    return u.toString();
+  } catch {
+    return uri;
+  }
+}
+
+export function provenancePredicate(input: ProvenanceInput): Record<string, unknown> {
+  const args: Record<string, string> = {};
+  for (const k of Object.keys(input.buildArgs).sort()) {
+    if (!isSecretLooking(k)) args[`build-arg:${k}`] = input.buildArgs[k]!;
+  }
+  const externalParameters: Record<string, unknown> = {
+    configSource: { path: input.dockerfile.path, digest: { sha256: input.dockerfile.sha256 } },
+    request: {
+      frontend: "dockerfile",
+      args: { ...args, ...(input.target ? { target: input.target } : {}) },
+      platform: input.platform,
+    },
+  };
+  const clean = input.dependencies.map((d) => ({ uri: withoutCredentials(d.uri), digest: d.digest }));
+  const deps = [...new Map(clean.map((d) => [`${d.uri} ${JSON.stringify(d.digest)}`, d])).values()];
+  const internalParameters: Record<string, unknown> = { builderPlatform: input.platform };
+  if (input.mode === "max") internalParameters.steps = input.steps.map((s) => ({ stage: s.stage, step: s.step, instruction: s.instruction, cacheHit: s.cached }));
+  return {
+    buildDefinition: {
+      buildType: KILN_BUILD_TYPE,
+      externalParameters,
+      internalParameters,
+      resolvedDependencies: deps,
+    },
+    runDetails: {
+      builder: { id: KILN_BUILDER_ID, version: { kiln: input.version } },
+      metadata: {
+        invocationID: input.invocationId,
+        startedOn: input.startedOn.toISOString(),
+        finishedOn: input.finishedOn.toISOString(),
+        "https://kiln.dev/provenance/mode": input.mode,
+      },
+    },
+  };
+}

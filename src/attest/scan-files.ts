@@ -1,0 +1,157 @@
+// Reads the package databases out of an image's layers without unpacking it: each layer blob is
+// streamed once through its decompressor and tar-stream, and only the files a package scanner
+// reads are kept (os-release, dpkg status and status.d/, apk's installed db, node_modules/*/package.json,
+// *.dist-info/METADATA), merged across layers with whiteouts and opaque directories applied.
+// Sizes are capped, so a hostile image cannot make the scan hold much memory.
+import { posix } from "node:path";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import * as tar from "tar-stream";
+import { KilnError, throwIfAborted } from "../errors.js";
+import { decompressStream } from "../layer/compress.js";
+import { OPAQUE_MARKER, WHITEOUT_PREFIX } from "../layer/entry.js";
+
+/** One layer to read: its media type and a way to open its (compressed) blob. */
+export interface ScanLayer {
+  mediaType: string;
+  open(): Readable;
+  /** The blob's digest, when its scan may be cached. */
+  key?: string;
+}
+
+const MAX_DB_BYTES = 64 * 1024 * 1024;
+const MAX_MANIFEST_BYTES = 1024 * 1024;
+/** All kept files together (what a hostile image of many package.json files could make the scan hold). */
+export const MAX_TOTAL_BYTES = 256 * 1024 * 1024;
+
+/** The byte cap for `path` when it is a file the scanners read, else undefined. */
+export function wantedFile(path: string): number | undefined {
+  if (path === "var/lib/dpkg/status" || path === "lib/apk/db/installed") return MAX_DB_BYTES;
+  if (path === "etc/os-release" || path === "usr/lib/os-release") return MAX_MANIFEST_BYTES;
+  const parts = path.split("/");
+  const dir = posix.dirname(path);
+  if (dir === "var/lib/dpkg/status.d" && !parts[parts.length - 1]!.endsWith(".md5sums")) return MAX_MANIFEST_BYTES;
+  if (parts[parts.length - 1] === "package.json") {
+    const n = parts.length;
+    if (n >= 3 && parts[n - 3] === "node_modules" && !parts[n - 2]!.startsWith("@") && !parts[n - 2]!.startsWith(".")) return MAX_MANIFEST_BYTES;
+    if (n >= 4 && parts[n - 4] === "node_modules" && parts[n - 3]!.startsWith("@")) return MAX_MANIFEST_BYTES;
+  }
+  if (parts[parts.length - 1] === "METADATA" && n2(parts).endsWith(".dist-info")) return MAX_MANIFEST_BYTES;
+  return undefined;
+}
+
+function n2(parts: string[]): string {
+  return parts.length >= 2 ? parts[parts.length - 2]! : "";
+}
+
+function clean(name: string): string {
+  return posix.normalize(`/${name}`).slice(1).replace(/\/$/, "");
+}
+
+function removeUnder(files: Map<string, Buffer>, dir: string): void {
+  const prefix = dir === "" ? "" : `${dir}/`;
+  for (const k of [...files.keys()]) if (k === dir || k.startsWith(prefix)) files.delete(k);
+}
+
+/** What one layer contributes: the scanner files it holds and the paths it hides below it. */
+export interface LayerScan {
+  added: Map<string, Buffer>;
+  opaque: string[];
+  whiteouts: string[];
+  replaced: string[];
+}
+
+/** Where per-layer scans are kept between builds, by the layer blob's digest (a scan is a pure function of the blob's bytes). */
+export interface ScanCache {
+  get(key: string): Promise<LayerScan | undefined>;
+  put(key: string, scan: LayerScan): Promise<void>;
+}
+
+function keptBytes(scan: LayerScan): number {
+  let n = 0;
+  for (const v of scan.added.values()) n += v.length;
+  return n;
+}
+
+async function readLayer(layer: ScanLayer, signal: AbortSignal | undefined, max: number): Promise<LayerScan> {
+  const extract = tar.extract();
+  const scan: LayerScan = { added: new Map(), opaque: [], whiteouts: [], replaced: [] };
+  const { added, opaque, whiteouts, replaced } = scan;
+  let kept = 0;
+  extract.on("entry", (h, stream, next) => {
+    const path = clean(h.name);
+    const base = posix.basename(path);
+    const dir = posix.dirname(path) === "." ? "" : posix.dirname(path);
+    if (base === OPAQUE_MARKER) opaque.push(dir);
+    else if (base.startsWith(WHITEOUT_PREFIX)) whiteouts.push(posix.join(dir, base.slice(WHITEOUT_PREFIX.length)));
+    else if (h.type !== "file" && h.type !== "contiguous-file" && h.type !== "directory") replaced.push(path); // a link replaces a file of that name
+    const cap = (h.type === "file" || h.type === "contiguous-file") ? wantedFile(path) : undefined;
+    if (cap === undefined || (h.size ?? 0) > cap) {
+      if (cap !== undefined) {
+        // An over-size database replaces the lower layers' copy, and is not read.
+        added.delete(path);
+        replaced.push(path);
+      }
+      stream.on("end", next);
+      stream.resume();
+      return;
+    }
+    kept += h.size ?? 0;
+    if (kept > max) {
+      // Over the cap: keep nothing more; the scan fails once the layer is read.
+      stream.on("end", next);
+      stream.resume();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    stream.on("data", (c: unknown) => chunks.push(c as Buffer));
+    stream.on("end", () => {
+      added.set(path, Buffer.concat(chunks));
+      next();
+    });
+  });
+  try {
+    await pipeline(layer.open(), decompressStream(layer.mediaType), extract, signal ? { signal } : {});
+  } catch (err) {
+    if (err instanceof KilnError || (err as Error).name === "AbortError") throw err;
+    throw new KilnError("LAYER_APPLY_FAILED", `SBOM scan: a layer of type ${layer.mediaType} cannot be read: ${(err as Error).message}`, { cause: err });
+  }
+  if (kept > max) throw new KilnError("FEATURE_UNSUPPORTED", `SBOM scan: the image's package databases exceed the scan's limit (${max} bytes)`);
+  return scan;
+}
+
+/** Lay one layer's scan over the files of the layers below it. */
+function applyScan(files: Map<string, Buffer>, scan: LayerScan): void {
+  // This layer's whiteouts and opaque dirs hide lower layers' files, then its own files land.
+  for (const d of scan.opaque) removeUnder(files, d);
+  for (const w of scan.whiteouts) removeUnder(files, w);
+  for (const r of scan.replaced) files.delete(r);
+  for (const [k, v] of scan.added) files.set(k, v);
+}
+
+export interface ScanOptions {
+  signal?: AbortSignal;
+  /** Cap on all kept files together (default MAX_TOTAL_BYTES). */
+  maxTotalBytes?: number;
+  /** Per-layer results of earlier scans (layers with a `key`). */
+  cache?: ScanCache;
+}
+
+/** The scanner files of the merged image, by path relative to "/" (no leading slash). */
+export async function scanFiles(layers: ScanLayer[], options: ScanOptions = {}): Promise<Map<string, Buffer>> {
+  const files = new Map<string, Buffer>();
+  const max = options.maxTotalBytes ?? MAX_TOTAL_BYTES;
+  let kept = 0;
+  for (const layer of layers) {
+    throwIfAborted(options.signal);
+    let scan = layer.key !== undefined ? await options.cache?.get(layer.key) : undefined;
+    if (!scan) {
+      scan = await readLayer(layer, options.signal, max - kept);
+      if (layer.key !== undefined) await options.cache?.put(layer.key, scan);
+    }
+    kept += keptBytes(scan);
+    if (kept > max) throw new KilnError("FEATURE_UNSUPPORTED", `SBOM scan: the image's package databases exceed the scan's limit (${max} bytes)`);
+    applyScan(files, scan);
+  }
+  return files;
+}
