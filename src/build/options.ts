@@ -5,6 +5,7 @@ import type { Readable } from "node:stream";
 import { resolve } from "node:path";
 import { UsageError } from "../errors.js";
 import type { ImageFormat } from "../image/oci.js";
+import { splitLayoutRef } from "../image/layout.js";
 import type { BuildListener } from "./events.js";
 import type { RegistryTimeouts } from "../registry/timeouts.js";
 
@@ -115,21 +116,9 @@ export function parseOutput(fields: Record<string, string>, raw: string): Output
 
 export function parseNamedContext(name: string, value: string): NamedContext {
   if (value.startsWith("oci-layout://")) {
-    let rest = value.slice("oci-layout://".length);
-    let selector: string | undefined;
-    const at = rest.lastIndexOf("@sha256:");
-    if (at >= 0) {
-      selector = rest.slice(at + 1);
-      rest = rest.slice(0, at);
-    } else {
-      const colon = rest.lastIndexOf(":");
-      if (colon > rest.lastIndexOf("/")) {
-        selector = rest.slice(colon + 1);
-        rest = rest.slice(0, colon);
-      }
-    }
-    if (rest === "") throw new UsageError("OPTION_INVALID", `--build-context ${name}=${value}: missing layout path`);
-    return { kind: "oci-layout", path: resolve(rest), ...(selector ? { selector } : {}) };
+    const { dir, selector } = splitLayoutRef(value.slice("oci-layout://".length));
+    if (dir === "") throw new UsageError("OPTION_INVALID", `--build-context ${name}=${value}: missing layout path`);
+    return { kind: "oci-layout", path: resolve(dir), ...(selector ? { selector } : {}) };
   }
   if (value.startsWith("docker-image://")) return { kind: "image", ref: value.slice("docker-image://".length) };
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value) && !value.startsWith("file://")) {

@@ -1,5 +1,6 @@
 // Reading an OCI image layout on disk (oci-layout, index.json, blobs/<alg>/<hex>): resolving a
-// tag or digest, following an index to a platform, and importing an image's blobs into the store.
+// tag or digest, following an index to a platform, and importing an image's blobs into the store;
+// splitting `DIR[:TAG|@sha256:...]` (what follows `oci-layout://`) into directory and selector.
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { copyFile, link, readFile, rm, stat } from "node:fs/promises";
@@ -30,6 +31,19 @@ const MANIFEST_TYPES = new Set<string>([MediaType.ociManifest, MediaType.dockerM
 function platformString(p: Platform | undefined): string {
   if (!p) return "unknown";
   return [p.os, p.architecture, p.variant].filter((x) => x).join("/");
+}
+
+/**
+ * `DIR[:TAG|@sha256:...]` (an `oci-layout://` value without its prefix) split into the directory and
+ * the selector: `@sha256:` wins, else a `:` after the last `/` starts a tag. The directory may be ""
+ * (callers say what is missing) and is not resolved.
+ */
+export function splitLayoutRef(rest: string): { dir: string; selector?: string } {
+  const at = rest.lastIndexOf("@sha256:");
+  if (at >= 0) return { dir: rest.slice(0, at), selector: rest.slice(at + 1) };
+  const colon = rest.lastIndexOf(":");
+  if (colon >= 0 && colon > rest.lastIndexOf("/")) return { dir: rest.slice(0, colon), selector: rest.slice(colon + 1) };
+  return { dir: rest };
 }
 
 /** The tag part of a reference-like string ("repo:tag" -> "tag"; a bare word is itself). */

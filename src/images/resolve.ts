@@ -9,6 +9,7 @@ import { MediaType } from "../image/oci.js";
 import { hostPlatform, selectManifest } from "../image/platform.js";
 import { familiarName, parseReference, type Reference } from "../image/reference.js";
 import { layoutImage, storeImage, type ImageSource } from "../image/source.js";
+import { splitLayoutRef } from "../image/layout.js";
 import type { RegistryOptions } from "../registry/options.js";
 import { BlobStore } from "../store/blob-store.js";
 import { getName, listNames, setName, type NamedTarget } from "../store/names.js";
@@ -34,21 +35,9 @@ const LAYOUT_PREFIX = "oci-layout://";
 
 /** `oci-layout://DIR[:TAG|@sha256:...]` split into the directory and the selector. */
 export function splitLayoutArgument(arg: string): { dir: string; selector?: string } {
-  let rest = arg.startsWith(LAYOUT_PREFIX) ? arg.slice(LAYOUT_PREFIX.length) : arg;
-  let selector: string | undefined;
-  const at = rest.lastIndexOf("@sha256:");
-  if (at >= 0) {
-    selector = rest.slice(at + 1);
-    rest = rest.slice(0, at);
-  } else {
-    const colon = rest.lastIndexOf(":");
-    if (colon > 0 && colon > rest.lastIndexOf("/")) {
-      selector = rest.slice(colon + 1);
-      rest = rest.slice(0, colon);
-    }
-  }
-  if (rest === "") throw new KilnError("OPTION_INVALID", `${arg}: missing layout directory`);
-  return { dir: resolvePath(rest), ...(selector ? { selector } : {}) };
+  const { dir, selector } = splitLayoutRef(arg.startsWith(LAYOUT_PREFIX) ? arg.slice(LAYOUT_PREFIX.length) : arg);
+  if (dir === "") throw new KilnError("OPTION_INVALID", `${arg}: missing layout directory`);
+  return { dir: resolvePath(dir), ...(selector ? { selector } : {}) };
 }
 
 export function isLayoutArgument(arg: string): boolean {
