@@ -215,6 +215,37 @@ describe("kiln build --provenance --sbom", () => {
     expect(`sha256:${(await mustRun("sha256sum", [], { input: pushed })).stdout.split(" ")[0]}`).toBe(layoutRoot.digest);
   });
 
+  it("with two platforms, lists both images and then one attestation manifest per platform, each naming its image", async () => {
+    const cache = await temps.make("kiln-attest-cache-");
+    const mctx = await temps.make("kiln-attest-mp-ctx-");
+    await writeFile(join(mctx, "Dockerfile"), "FROM scratch\nARG TARGETARCH\nCOPY ${TARGETARCH}.txt /arch.txt\n");
+    await writeFile(join(mctx, "amd64.txt"), "x86-64\n");
+    await writeFile(join(mctx, "arm64.txt"), "aarch64\n");
+    const out = join(dir, "multi");
+    const r = await kiln(["build", "--progress", "quiet", "--cache-dir", cache, "--platform", "linux/amd64,linux/arm64", "--provenance=mode=max", "--sbom=true", "--output", `type=oci,dest=${out}`, mctx]);
+    const digest = expectBuilt(r);
+    const { blob, root, rootIndex } = await readLayout(out);
+    expect(root.manifests[0]!.digest).toBe(digest); // several platforms: the printed digest is the index's
+    expect(rootIndex.manifests).toHaveLength(4);
+    const [amd, arm, attAmd, attArm] = rootIndex.manifests as [Desc, Desc, Desc, Desc];
+    expect([amd.platform, arm.platform]).toEqual([{ architecture: "amd64", os: "linux" }, { architecture: "arm64", os: "linux" }]);
+    for (const [img, att, arch] of [[amd, attAmd, "amd64"], [arm, attArm, "arm64"]] as const) {
+      expect(img.annotations).toBeUndefined();
+      const cfg = JSON.parse((await blob((JSON.parse((await blob(img.digest)).toString()) as Manifest).config.digest)).toString()) as { architecture: string };
+      expect(cfg.architecture).toBe(arch);
+      expect(att.platform).toEqual({ architecture: "unknown", os: "unknown" });
+      expect(att.annotations).toEqual({ "vnd.docker.reference.digest": img.digest, "vnd.docker.reference.type": "attestation-manifest" });
+      const am = JSON.parse((await blob(att.digest)).toString()) as Manifest;
+      const statements = await Promise.all(am.layers.map(async (l) => JSON.parse((await blob(l.digest)).toString()) as Statement));
+      expect(statements.map((s) => s.predicateType)).toEqual(["https://spdx.dev/Document", "https://slsa.dev/provenance/v1"]);
+      for (const s of statements) expect(s.subject.map((x) => x.digest.sha256)).toEqual([img.digest.slice(7)]);
+      // mode=max: each platform's provenance records its own step (as written), not the other platform's
+      const steps = statements[1]!.predicate.buildDefinition.internalParameters.steps as Array<{ instruction: string }>;
+      expect(steps.map((x) => x.instruction)).toEqual(["COPY ${TARGETARCH}.txt /arch.txt"]);
+    }
+    await verify(out);
+  });
+
   it("refuses attestations for a docker archive, and bad values, with one line and no output", async () => {
     const cache = await temps.make("kiln-attest-cache-");
     const tar = join(dir, "img.tar");
