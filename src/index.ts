@@ -20,6 +20,8 @@ export { build } from "./build/build.js";
 export type { BuildResult } from "./build/build.js";
 export type { BuildOptions, OutputSpec } from "./build/options.js";
 export type { BuildEvent, BuildListener } from "./build/events.js";
+export { attestRequest } from "./attest/request.js";
+export type { AttestRequest, ProvenanceMode } from "./attest/request.js";
 
 // Images, layouts, registries
 export type { Image, Layer, MaterializedImage } from "./image/image.js";

@@ -1,6 +1,7 @@
 // The attestations of one build: the SLSA provenance statement and/or the SPDX SBOM statement
 // about the image manifest, stored as BuildKit stores them (store.ts). The build calls
-// `attestImage` after materializing the image; outputs then write or push the returned index.
+// `attestImage` after materializing each platform's image and lists the returned manifest in the
+// output's index (store.ts attestationEntry).
 import { createHash } from "node:crypto";
 import { KilnError } from "../errors.js";
 import type { Image } from "../image/image.js";
@@ -62,7 +63,7 @@ export async function attestImage(input: AttestInput): Promise<StoredAttestation
     statements.push(statement(subjects, SLSA_PROVENANCE_V1, predicate));
   }
   if (statements.length === 0) throw new KilnError("INTERNAL", "internal: attestImage called with nothing to attest");
-  return storeAttestations(input.store, input.manifest, input.platform, statements);
+  return storeAttestations(input.store, input.manifest, statements);
 }
 
 /** sha256 hex of a text (the Dockerfile's digest in the provenance). */

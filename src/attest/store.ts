@@ -1,11 +1,14 @@
 // Stores attestations as BuildKit does, so that buildx imagetools, docker scout and other tools
 // read them: the in-toto statements become the layers (application/vnd.in-toto+json, annotated
 // with their predicate type) of an attestation manifest whose config is an unknown/unknown image
-// config, and an OCI index holds the image manifest (with its platform) and that manifest
-// (platform unknown/unknown, vnd.docker.reference.type attestation-manifest and
-// vnd.docker.reference.digest the image manifest's digest). Every blob lands in the BlobStore.
-import { descriptorJSON, manifestJSON } from "../image/materialize.js";
+// config. The build lists it in the output's image index (src/image/image-index.ts storeIndex)
+// after the platform images, as `attestationEntry` gives it: platform unknown/unknown,
+// vnd.docker.reference.type attestation-manifest and vnd.docker.reference.digest the image
+// manifest's digest. Every blob lands in the BlobStore.
+import { manifestJSON } from "../image/materialize.js";
+import type { PlatformImage } from "../image/image-index.js";
 import { MediaType, type Descriptor, type Manifest, type Platform } from "../image/oci.js";
+import { storeImage } from "../image/source.js";
 import type { BlobStore } from "../store/blob-store.js";
 import { IN_TOTO_MEDIA_TYPE, PREDICATE_TYPE_ANNOTATION, type Statement } from "./statement.js";
 
@@ -14,16 +17,14 @@ export const REFERENCE_DIGEST_ANNOTATION = "vnd.docker.reference.digest";
 export const ATTESTATION_MANIFEST_TYPE = "attestation-manifest";
 
 export interface StoredAttestations {
-  /** The index holding the image and its attestation manifest (what outputs write and push). */
-  index: Descriptor;
-  /** The attestation manifest. */
+  /** The attestation manifest (OCI), its blobs in the store. */
   manifest: Descriptor;
-  /** Every blob written besides the image's own: statements, config, attestation manifest, index. */
-  blobs: Descriptor[];
+  /** The image manifest the statements are about. */
+  subject: Descriptor;
 }
 
-/** Put the statements about `image` (a manifest for `platform`) into `store` as an index. */
-export async function storeAttestations(store: BlobStore, image: Descriptor, platform: Platform, statements: Statement[]): Promise<StoredAttestations> {
+/** Put the statements about `image` (a manifest) into `store` as an attestation manifest. */
+export async function storeAttestations(store: BlobStore, image: Descriptor, statements: Statement[]): Promise<StoredAttestations> {
   const layers: Descriptor[] = [];
   for (const s of statements) {
     const blob = await store.putBytes(JSON.stringify(s));
@@ -38,16 +39,16 @@ export async function storeAttestations(store: BlobStore, image: Descriptor, pla
     layers,
   };
   const m = await store.putBytes(manifestJSON(manifest));
-  const attDesc: Descriptor = {
-    mediaType: MediaType.ociManifest,
-    digest: m.digest,
-    size: m.size,
-    annotations: { [REFERENCE_DIGEST_ANNOTATION]: image.digest, [REFERENCE_TYPE_ANNOTATION]: ATTESTATION_MANIFEST_TYPE },
-    platform: { architecture: "unknown", os: "unknown" },
+  return { manifest: { mediaType: MediaType.ociManifest, digest: m.digest, size: m.size }, subject: image };
+}
+
+const UNKNOWN_PLATFORM: Platform = { architecture: "unknown", os: "unknown" };
+
+/** The index entry of stored attestations: unknown/unknown, annotated with the image it is about. */
+export async function attestationEntry(store: BlobStore, stored: StoredAttestations): Promise<PlatformImage> {
+  return {
+    platform: UNKNOWN_PLATFORM,
+    image: await storeImage(store, stored.manifest),
+    annotations: { [REFERENCE_DIGEST_ANNOTATION]: stored.subject.digest, [REFERENCE_TYPE_ANNOTATION]: ATTESTATION_MANIFEST_TYPE },
   };
-  const imageDesc: Descriptor = { mediaType: image.mediaType, digest: image.digest, size: image.size, platform };
-  const index = JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [descriptorJSON(imageDesc), descriptorJSON(attDesc)] });
-  const i = await store.putBytes(index);
-  const indexDesc: Descriptor = { mediaType: MediaType.ociIndex, digest: i.digest, size: i.size };
-  return { index: indexDesc, manifest: attDesc, blobs: [...layers, manifest.config, attDesc, indexDesc] };
 }

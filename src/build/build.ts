@@ -2,9 +2,10 @@
 // and plans the Dockerfile (once per target platform, targets.ts), rejects what kiln cannot do
 // before any work starts, has a scheduler per platform build the stages the target needs
 // (independent stages and platforms concurrently within --jobs, each stage at most once per
-// platform), then hands the target's image (several platforms: an image index over them) to the
-// outputs. `buildWith()` is the same with the RUN backends and snapshotters given
+// platform), then hands the target's image (several platforms, or attestations: an image index
+// over the platform images and their attestation manifests) to the outputs. `buildWith()` is the same with the RUN backends and snapshotters given
 // (EngineBackends: the seam the in-process engine tests use).
+import { randomUUID } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { contextFromTar } from "../context/build-context.js";
 import { writeFileAtomic } from "../store/atomic-file.js";
@@ -16,10 +17,14 @@ import type { TypedInstruction } from "../dockerfile/instructions.js";
 import type { Image, MaterializedImage } from "../image/image.js";
 import { materialize } from "../image/materialize.js";
 import type { Descriptor, Digest, Platform } from "../image/oci.js";
-import { isIndexSource, storeIndex, type OutputImage } from "../image/image-index.js";
+import { isIndexSource, storeIndex, type OutputImage, type PlatformImage } from "../image/image-index.js";
 import { formatPlatform } from "../image/platform.js";
 import { BlobStore } from "../store/blob-store.js";
-import { writeOutputs } from "../output/write.js";
+import { checkAttestationOutputs, writeOutputs } from "../output/write.js";
+import { attestImage, sha256Hex } from "../attest/attest.js";
+import { attestationEntry } from "../attest/store.js";
+import { wantsAttestations, type AttestRequest } from "../attest/request.js";
+import { VERSION } from "../version.js";
 import { storeImage, type ImageSource } from "../image/source.js";
 import { normalizeName } from "../images/name.js";
 import { setName } from "../store/names.js";
@@ -40,13 +45,13 @@ export interface BuildResult {
   /** The (first) platform's image. */
   image: Image;
   materialized: MaterializedImage;
-  /** Manifest digest, or the index digest with several platforms (what a registry reports for the image). */
+  /** Manifest digest, or the index digest with several platforms (what a registry reports for the image; one platform with attestations: still the image manifest's). */
   digest: Digest;
   /** The (first) platform's config digest. */
   configDigest: Digest;
   /** Each target platform's image, in --platform order. */
   platforms: Array<{ platform: string; digest: Digest; configDigest: Digest }>;
-  /** The image index's descriptor, with several platforms. */
+  /** The image index's descriptor, with several platforms or attestations. */
   index?: Descriptor;
   outputs: OutputSpec[];
   plan: BuildPlan;
@@ -92,6 +97,7 @@ async function buildAll(options: BuildOptions, backends: EngineBackends): Promis
 }
 
 async function buildFrom(options: BuildOptions & { dockerfileName?: string }, config: EngineConfig, backends: EngineBackends): Promise<BuildResult> {
+  const startedOn = new Date();
   const store = new BlobStore(config.cacheDir);
   const { text, file, path: dockerfilePath } = await readDockerfile(options);
 
@@ -121,6 +127,11 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
     if (o.type === "docker" && planned.length > 1) {
       throw new UsageError("OPTION_INVALID", `--output type=docker takes one platform, not ${planned.length} (${config.platforms.map(formatPlatform).join(",")}); use type=oci for an image index`);
     }
+  }
+  const attest = wantsAttestations(options.attest) ? options.attest : undefined;
+  if (attest) {
+    checkAttestationOutputs(outputs);
+    if (options.format === "docker") throw new UsageError("OPTION_INVALID", "--format docker cannot carry attestations (--provenance/--sbom/--attest need an OCI index): use --format oci");
   }
   if (options.load && (options.tags ?? []).length === 0) throw new UsageError("OPTION_INVALID", "--load needs a name: give -t NAME");
   // -t names (and type=image names not pushed) go into the local image store; checked before any work
@@ -158,16 +169,20 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
       const materialized = await materialize(image, store, format, {
         ...(options.annotations ? { annotations: options.annotations } : {}),
       });
-      return { platform: t.config.platform, image, materialized, source: await storeImage(store, materialized.manifest) };
+      return { platform: t.config.platform, image, materialized, source: await storeImage(store, materialized.manifest), sources };
     }));
     // Every platform settles before the session's resources go: the first failure is the build's.
     const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) throw failed.reason;
     const built = settled.map((r) => (r as PromiseFulfilledResult<PlatformBuild>).value);
     const first = built[0]!;
-    const output: OutputImage = built.length === 1
-      ? first.source
-      : await storeIndex(store, built.map((b) => ({ platform: b.platform, image: b.source })), format);
+    const entries: PlatformImage[] = built.map((b) => ({ platform: b.platform, image: b.source }));
+    // Attestations: after the platform images, one attestation manifest per platform.
+    if (attest) {
+      const attestation = { request: attest, store, cache, config, options, text, file, startedOn };
+      for (const b of built) entries.push(await attestationEntry(store, await attestPlatform(attestation, b, outputs)));
+    }
+    const output: OutputImage = entries.length === 1 ? first.source : await storeIndex(store, entries, format);
     await writeOutputs(output, outputs, options.tags ?? [], { ...config.registry, store });
     for (const o of outputs) {
       if (o.type !== "local" && o.type !== "tar") continue;
@@ -183,7 +198,7 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
     const result: BuildResult = {
       image: first.image,
       materialized: first.materialized,
-      digest: output.manifest.digest,
+      digest: built.length === 1 ? first.materialized.manifest.digest : output.manifest.digest,
       configDigest: first.materialized.config.digest,
       platforms: built.map((b) => ({ platform: formatPlatform(b.platform), digest: b.materialized.manifest.digest, configDigest: b.materialized.config.digest })),
       ...(isIndexSource(output) ? { index: output.manifest } : {}),
@@ -196,8 +211,9 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
         "containerimage.digest": result.digest,
         // an index has no config of its own (as buildx writes it)
         ...(built.length === 1 ? { "containerimage.config.digest": result.configDigest } : {}),
-        "containerimage.descriptor": output.manifest,
+        "containerimage.descriptor": built.length === 1 ? first.materialized.manifest : output.manifest,
         ...(built.length > 1 ? { "kiln.platforms": result.platforms } : {}),
+        ...(attest ? { "kiln.attestations.index": output.manifest } : {}),
         "image.name": (options.tags ?? []).join(","),
         "kiln.steps": cache.steps,
         ...(session.isolation ? { "kiln.isolation": session.isolation } : {}),
@@ -217,6 +233,51 @@ interface PlatformBuild {
   image: Image;
   materialized: MaterializedImage;
   source: ImageSource;
+  /** What this platform's build read (its provenance's resolved dependencies). */
+  sources: BuildSources;
+}
+
+/** What every platform's attestations share. */
+interface AttestationContext {
+  request: AttestRequest;
+  store: BlobStore;
+  cache: BuildCache;
+  config: EngineConfig;
+  options: BuildOptions;
+  /** The Dockerfile's text and name. */
+  text: string;
+  file: string;
+  startedOn: Date;
+}
+
+/** Provenance and/or SBOM statements about one platform's image manifest, stored as an attestation manifest. */
+async function attestPlatform(a: AttestationContext, b: PlatformBuild, outputs: OutputSpec[]): ReturnType<typeof attestImage> {
+  const { config, options } = a;
+  const names = [...(options.tags ?? []), ...outputs.flatMap((o) => (o.type === "image" ? o.names : []))];
+  const deps = b.sources.dependencies().map((d) => ({ uri: d.uri, digest: { sha256: d.digest.slice("sha256:".length) } }));
+  const dockerfileSha = sha256Hex(a.text);
+  const sde = config.sourceDateEpoch;
+  const manifest = b.materialized.manifest;
+  const platform = formatPlatform(b.platform);
+  return attestImage({
+    request: a.request, store: a.store, image: b.image, manifest, platform: b.platform, names,
+    provenance: {
+      dockerfile: { path: a.file, sha256: dockerfileSha },
+      buildArgs: config.buildArgs,
+      ...(options.target ? { target: options.target } : {}),
+      dependencies: deps,
+      // a build for several platforms records each step with its platform: this one's only
+      steps: a.cache.steps
+        .filter((s) => s.platform === undefined || s.platform === platform)
+        .map((s) => ({ stage: s.stage, step: s.step, instruction: s.instruction, cached: s.cached })),
+      version: VERSION,
+      startedOn: a.startedOn,
+      // with SOURCE_DATE_EPOCH, an id fixed by what was built (never by the build args' values)
+      invocationId: sde !== undefined ? sha256Hex(JSON.stringify([dockerfileSha, options.target ?? "", deps, manifest.digest])).slice(0, 32) : randomUUID(),
+    },
+    ...(sde !== undefined ? { sourceDateEpoch: sde } : {}),
+    ...(config.signal ? { signal: config.signal } : {}),
+  });
 }
 
 /** Everything kiln cannot do yet is an error naming the feature and the line, before any work. */

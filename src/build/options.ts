@@ -1,5 +1,6 @@
 // What a build is asked to do: the library's BuildOptions, and the parsing of the buildx-style
 // values the CLI passes through (`--output type=...`, `--build-context NAME=...`).
+import type { AttestRequest } from "../attest/request.js";
 import type { Snapshotter } from "../fs/rootfs.js";
 import type { Readable } from "node:stream";
 import { resolve } from "node:path";
@@ -77,6 +78,8 @@ export interface BuildOptions {
   cacheFrom?: string[];
   /** buildx syntax: `type=registry,ref=REF[,mode=min|max]` / `type=local,dest=DIR`. */
   cacheTo?: string[];
+  /** `--provenance`, `--sbom`, `--attest`: attestations stored with the image (default none). */
+  attest?: AttestRequest;
 }
 
 /** Where `kiln build` writes when no --output is given. */

@@ -50,6 +50,7 @@ export class BuildSources {
   private mainContext?: Promise<DirContext>;
   private readonly trees = new Map<string, Promise<DirContext>>();
   private readonly pulls = new Map<string, Promise<{ image: Image; id: Digest }>>();
+  private readonly resolved = new Map<string, { uri: string; digest: Digest }>();
 
   constructor(private readonly init: SourcesInit) {}
 
@@ -59,7 +60,17 @@ export class BuildSources {
       context: () => this.context(),
       tree: (from) => this.sourceTree(from, stageIndex),
       identity: (from) => this.sourceIdentity(from, stageIndex),
+      recordDownload: (url, digest) => this.record(url, digest),
     };
+  }
+
+  private record(uri: string, digest: Digest): void {
+    this.resolved.set(`${uri} ${digest}`, { uri, digest });
+  }
+
+  /** What the build read from outside its context: base images and `COPY --from` images by manifest digest, `ADD <url>` downloads by content digest. */
+  dependencies(): Array<{ uri: string; digest: Digest }> {
+    return [...this.resolved.values()];
   }
 
   /** The main build context (a directory; `kiln build -` extracted its tar), with .dockerignore applied. */
@@ -109,6 +120,7 @@ export class BuildSources {
         const layout = await OciLayout.open(nc.path);
         const desc = await layout.resolve(nc.selector);
         const imported = await importImage(layout, desc, this.init.store, platform);
+        this.record(`oci-layout://${nc.path}${nc.selector ? `:${nc.selector}` : ""}`, imported.manifestDescriptor.digest);
         return { image: imported.image, id: imported.manifestDescriptor.digest };
       }
       case "image":
@@ -127,7 +139,10 @@ export class BuildSources {
       // The registry client (undici) loads only when a build pulls something.
       p = import("../registry/pull.js")
         .then(({ pullImage }) => pullImage(ref, { ...config.registry, store, platform, pull: config.pull }))
-        .then((r) => ({ image: r.image, id: r.manifestDescriptor.digest }));
+        .then((r) => {
+          this.record(`pkg:docker/${ref}`, r.manifestDescriptor.digest);
+          return { image: r.image, id: r.manifestDescriptor.digest };
+        });
       this.pulls.set(key, p);
     }
     return p;

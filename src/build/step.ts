@@ -28,6 +28,8 @@ export interface StepSources {
    * state, an image's manifest digest); undefined for local directories, whose files are hashed.
    */
   identity(from: string): Promise<Digest | undefined>;
+  /** Note an `ADD <url>` download (its sha256) for the build's provenance. */
+  recordDownload(url: string, digest: Digest): void;
 }
 
 export interface StepContext {

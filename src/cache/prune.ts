@@ -187,6 +187,7 @@ async function clearStaleTemp(store: BlobStore, now: number): Promise<void> {
     { dir: store.tmpDir, match: () => true },
     { dir: join(store.root, "cache"), match: (n) => n.endsWith(".tmp") },
     { dir: join(store.root, "statcache"), match: (n) => n.endsWith(".tmp") },
+    { dir: join(store.root, "sbom-scan"), match: (n) => n.includes(".tmp-") },
   ];
   for (const { dir, match } of dirs) {
     let names: string[];
@@ -247,8 +248,10 @@ export async function prune(store: BlobStore, options: PruneOptions = {}): Promi
   for (const r of plan.records) await rm(r.path, { force: true });
   let freed = 0;
   for (const b of plan.blobs) {
+    const hex = b.digest.slice("sha256:".length);
     await rm(store.path(b.digest), { force: true });
-    await rm(join(store.root, "origins", "sha256", b.digest.slice("sha256:".length)), { force: true });
+    await rm(join(store.root, "origins", "sha256", hex), { force: true });
+    await rm(join(store.root, "sbom-scan", `v1-${hex}.json`), { force: true }); // the layer's SBOM scan (src/attest/scan-cache.ts)
     freed += b.size;
   }
   // extracted layers are derived from blobs: any unused for the grace period (or `until`) go

@@ -5,7 +5,9 @@
 // CI files are checked with it (checkCommandLine in main.ts).
 import { UsageError } from "../errors.js";
 import { parseNamedContext, parseOutput, parseSecret, type BuildOptions, type Isolation, type OutputSpec } from "../build/options.js";
+import { attestRequest, wantsAttestations } from "../attest/request.js";
 import { parseCacheSpec } from "../cache/spec.js";
+import { checkAttestationOutputs } from "../output/write.js";
 import type { Snapshotter } from "../fs/rootfs.js";
 import { parseRegistryTimeout } from "../registry/timeouts.js";
 import { parseTargetPlatforms } from "../image/platform.js";
@@ -54,6 +56,11 @@ export function buildRequest(args: ParsedArgs): BuildRequest {
   const cacheTo = many(args, "cache-to");
   for (const s of cacheFrom) parseCacheSpec(s, "from");
   for (const s of cacheTo) parseCacheSpec(s, "to");
+  const attest = attestRequest(one(args, "provenance"), one(args, "sbom"), many(args, "attest"));
+  if (wantsAttestations(attest)) {
+    checkAttestationOutputs(outputs);
+    if (format === "docker") throw new UsageError("OPTION_INVALID", "--format docker cannot carry attestations (--provenance/--sbom/--attest need an OCI index): use --format oci");
+  }
   const options: BuildRequest["options"] = {
     context,
     ...(dockerfile !== undefined ? { dockerfile } : {}),
@@ -84,6 +91,7 @@ export function buildRequest(args: ParsedArgs): BuildRequest {
     insecureRegistries: many(args, "insecure-registry"),
     ...(one(args, "registry-ca") ? { registryCa: one(args, "registry-ca")! } : {}),
     ...(timeout !== undefined ? { registryTimeouts: parseRegistryTimeout(timeout) } : {}),
+    ...(wantsAttestations(attest) ? { attest } : {}),
   };
   return { options, progress };
 }

@@ -1,6 +1,8 @@
 // Multi-platform images: an image index (OCI) or manifest list (Docker schema2) over one
 // manifest per platform, each entry carrying its `platform`, stored in the BlobStore; and
-// IndexSource, the value writers take for it beside the single-platform ImageSource.
+// IndexSource, the value writers take for it beside the single-platform ImageSource. An entry
+// may carry annotations: attestation manifests (platform unknown/unknown, annotated with the
+// image manifest they are about) are entries like any other.
 import { KilnError } from "../errors.js";
 import type { BlobStore } from "../store/blob-store.js";
 import { descriptorJSON } from "./materialize.js";
@@ -14,6 +16,7 @@ export interface IndexSource extends BlobReader {
   format: ImageFormat;
   /** The index blob's descriptor (its digest is what a registry reports for the whole image). */
   manifest: Descriptor;
+  /** Every manifest the index lists, in its order (platform images and attestation manifests). */
   images: ImageSource[];
 }
 
@@ -28,6 +31,12 @@ export function isIndexSource(img: OutputImage): img is IndexSource {
 export interface PlatformImage {
   platform: Platform;
   image: ImageSource;
+  /**
+   * The entry's annotations. An annotated entry is not a platform image (an attestation
+   * manifest: platform unknown/unknown, several of them in one index), so it is not held to
+   * one entry per platform.
+   */
+  annotations?: Record<string, string>;
 }
 
 /**
@@ -37,14 +46,18 @@ export interface PlatformImage {
 export async function storeIndex(store: BlobStore, entries: PlatformImage[], format: ImageFormat): Promise<IndexSource> {
   if (entries.length === 0) throw new KilnError("INTERNAL", "internal: an image index needs at least one manifest");
   const seen = new Set<string>();
-  const manifests = entries.map(({ platform, image }) => {
+  const manifests = entries.map(({ platform, image, annotations }) => {
     if (image.format !== format) throw new KilnError("INTERNAL", `internal: ${formatPlatform(platform)} image is ${image.format}, the index ${format}`);
     const text = formatPlatform(platform);
-    if (seen.has(text)) throw new KilnError("INTERNAL", `internal: platform ${text} listed twice in an index`);
-    seen.add(text);
+    if (annotations === undefined) {
+      if (seen.has(text)) throw new KilnError("INTERNAL", `internal: platform ${text} listed twice in an index`);
+      seen.add(text);
+    }
     const p: Platform = { architecture: platform.architecture, os: platform.os };
     if (platform.variant) p.variant = platform.variant;
-    return descriptorJSON({ mediaType: image.manifest.mediaType, digest: image.manifest.digest, size: image.manifest.size, platform: p });
+    const d: Descriptor = { mediaType: image.manifest.mediaType, digest: image.manifest.digest, size: image.manifest.size, platform: p };
+    if (annotations !== undefined) d.annotations = { ...annotations };
+    return descriptorJSON(d);
   });
   const mediaType = format === "oci" ? MediaType.ociIndex : MediaType.dockerManifestList;
   const info = await store.putBytes(JSON.stringify({ schemaVersion: 2, mediaType, manifests }));

@@ -144,7 +144,9 @@ class LayoutVerifier {
     if (!Array.isArray(m.layers)) this.fail(`${where}: layers must be an array`);
     m.layers.forEach((l, i) => this.checkDescriptor(l, `${where}: layers[${i}]`));
     const docker = desc.mediaType === MediaType.dockerManifest;
-    const isImage = IMAGE_CONFIG_TYPES.has(m.config.mediaType);
+    // BuildKit's attestation manifests carry an image config for compatibility but in-toto layers.
+    const attestation = desc.annotations?.["vnd.docker.reference.type"] === "attestation-manifest";
+    const isImage = IMAGE_CONFIG_TYPES.has(m.config.mediaType) && !attestation;
     if (isImage) {
       const wantConfig = docker ? MediaType.dockerConfig : MediaType.ociConfig;
       if (m.config.mediaType !== wantConfig) this.fail(`${where}: config mediaType ${m.config.mediaType} mixed into a ${docker ? "Docker" : "OCI"} manifest`);

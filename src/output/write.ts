@@ -3,7 +3,7 @@
 // the description of one destination, lives here (the engine re-exports it).
 import type { OutputImage } from "../image/image-index.js";
 import type { PushOptions } from "../registry/push.js";
-import { throwIfAborted } from "../errors.js";
+import { UsageError, throwIfAborted } from "../errors.js";
 import { writeOciLayout } from "./oci-layout.js";
 import { writeDockerArchive } from "./docker-archive.js";
 
@@ -17,6 +17,13 @@ export type OutputSpec =
 
 /** Options of a registry destination: PushOptions, with push progress under its older name. */
 export type OutputRegistryOptions = Omit<PushOptions, "onProgress"> & { onPushProgress?: PushOptions["onProgress"] };
+
+/** Refuse outputs that cannot hold attestations (a docker archive has no index for them). */
+export function checkAttestationOutputs(outputs: OutputSpec[]): void {
+  if (outputs.some((o) => o.type === "docker")) {
+    throw new UsageError("OPTION_INVALID", "--output type=docker cannot hold attestations (--provenance/--sbom/--attest): use type=oci or push to a registry");
+  }
+}
 
 export async function writeOutputs(img: OutputImage, outputs: OutputSpec[], tags: string[], registry: OutputRegistryOptions = {}): Promise<void> {
   const { onPushProgress, ...rest } = registry;

@@ -67,6 +67,17 @@ describe("diskUsage and prune", () => {
     expect(await prune(store, { graceMs: 0 })).toEqual({ removed: 1, freed: 700 });
   });
 
+  it("removes a pruned blob's SBOM scan entry with it and keeps the entries of blobs that stay", async () => {
+    const store = await newStore();
+    const gone = await orphan(store, 0xaa, 500, 2 * HOUR);
+    const kept = await orphan(store, 0xbb, 700, 0);
+    const entry = (d: Digest): string => join(store.root, "sbom-scan", `v1-${d.slice(7)}.json`);
+    await mkdir(join(store.root, "sbom-scan"), { recursive: true });
+    for (const d of [gone, kept]) await writeFile(entry(d), "{}");
+    await prune(store);
+    expect((await readdir(join(store.root, "sbom-scan"))).sort()).toEqual([`v1-${kept.slice(7)}.json`]);
+  });
+
   it("--keep-storage removes least recently used records first and stops when the store fits", async () => {
     const store = await newStore();
     const r1 = await addRecord(store, 1, 1000, 5 * HOUR);

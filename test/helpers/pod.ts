@@ -44,6 +44,8 @@ export interface DebianBase {
   layout: string;
   /** `--build-context` value on the host. */
   ref: string;
+  /** The debootstrap root file system the layout was imported from. */
+  rootfs: string;
 }
 
 function sleep(ms: number): Promise<void> {
@@ -107,9 +109,9 @@ let debian: Promise<DebianBase> | undefined;
 /** The Debian 12 minbase (debootstrap) as a base layout, made once per cache directory. */
 export function podDebianBase(): Promise<DebianBase> {
   debian ??= locked(async () => {
-    const b = debianBase({ workRoot: POD_CACHE }) as { layout: string; ref: string };
+    const b = debianBase({ workRoot: POD_CACHE }) as { layout: string; ref: string; rootfs: string };
     spawnSync("chmod", ["-R", "a+rX", b.layout]);
-    return { layout: b.layout, ref: b.ref };
+    return { layout: b.layout, ref: b.ref, rootfs: b.rootfs };
   });
   return debian;
 }

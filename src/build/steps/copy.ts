@@ -74,6 +74,7 @@ async function prepareCopy(ctx: StepContext, t: CopyInstruction | AddInstruction
         ...(ctx.config.signal ? { signal: ctx.config.signal } : {}),
       });
       urls.push({ url: s, file });
+      ctx.sources.recordDownload(s, file.digest);
       extra[`url:${s}`] = `${file.digest} ${file.mtime} ${file.filename}`;
     } else {
       if (t.kind === "add" && t.checksum) throw new KilnError("DOCKERFILE_INSTRUCTION", `--checksum can only be used with a URL source ("${s}")`);
