@@ -1,23 +1,17 @@
 // testdata/examples/ci/ci.sh, the build → test in the image → push pattern, against a real
 // registry: the passing image is pushed (the registry's digest is kiln's); a broken build's tests
 // fail inside the image, the script exits 1 and nothing is pushed.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { join } from "node:path";
 import { useBusyboxBase } from "../helpers/busybox.js";
 import { KILN_BIN, REPO_ROOT, run } from "../helpers/kiln.js";
-import { startRegistry, type LocalRegistry } from "../helpers/registry.js";
+import { useRegistry } from "../helpers/registry.js";
 import { TempDirs } from "../helpers/temp.js";
 
 const temps = new TempDirs();
 const base = useBusyboxBase();
-let registry: LocalRegistry;
-beforeAll(async () => {
-  registry = await startRegistry();
-});
-afterAll(async () => {
-  await registry.stop();
-  await temps.cleanup();
-});
+const registry = useRegistry();
+afterAll(() => temps.cleanup());
 
 const script = join(REPO_ROOT, "testdata", "examples", "ci", "ci.sh");
 
@@ -26,7 +20,7 @@ async function ci(image: string, cache: string, buildFlags = ""): Promise<Awaite
     env: {
       KILN: `${process.execPath} ${KILN_BIN}`,
       KILN_FLAGS: `--cache-dir ${cache}`,
-      PUSH_FLAGS: `--insecure-registry ${registry.host}`,
+      PUSH_FLAGS: `--insecure-registry ${registry().host}`,
       BUILD_FLAGS: buildFlags,
       IMAGE: image,
       BASE: base().buildContext,
@@ -42,7 +36,7 @@ async function remoteDigest(ref: string): Promise<string> {
 describe("the CI example: build, test inside the image, push when green", () => {
   it("pushes an image whose tests pass", async () => {
     const cache = await temps.make("kiln-ci-");
-    const image = `${registry.host}/ci/app:1`;
+    const image = `${registry().host}/ci/app:1`;
     const r = await ci(image, cache);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain("ok - greet\n");
@@ -55,7 +49,7 @@ describe("the CI example: build, test inside the image, push when green", () => 
 
   it("does not push an image whose tests fail", async () => {
     const cache = await temps.make("kiln-ci-broken-");
-    const image = `${registry.host}/ci/broken:1`;
+    const image = `${registry().host}/ci/broken:1`;
     const r = await ci(image, cache, "--build-arg BROKEN=1");
     expect(r.code).toBe(1);
     expect(r.stdout).toContain("not ok - greet: got 'goodbye kiln'\n");

@@ -2,22 +2,16 @@
 // builds leave whole records), images lists them, tag and rmi edit them, prune keeps what a name
 // reaches and frees it after rmi, pull with no --output stores by name, push NAME pushes from the
 // store, and the resolver takes stored names, oci-layout:// paths and registry references.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { mkdir, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { expectBuilt, kiln, run } from "../helpers/kiln.js";
-import { startRegistry, type LocalRegistry } from "../helpers/registry.js";
+import { useRegistry } from "../helpers/registry.js";
 import { TempDirs, casePath } from "../helpers/temp.js";
 
 const temps = new TempDirs();
-let registry: LocalRegistry;
-beforeAll(async () => {
-  registry = await startRegistry();
-});
-afterAll(async () => {
-  await registry.stop();
-  await temps.cleanup();
-});
+const registry = useRegistry();
+afterAll(() => temps.cleanup());
 
 interface Row { name: string; digest: string; platforms: string[]; size: number; created?: string; complete: boolean }
 
@@ -98,17 +92,17 @@ describe("local image store", () => {
   });
 
   it("pull with no --output stores by name; push NAME pushes from the store; tag takes oci-layout://", async () => {
-    const ref = `${registry.host}/store/app:1`;
+    const ref = `${registry().host}/store/app:1`;
     const pushed = expectBuilt(await kiln(["build", "--progress", "quiet", "--cache-dir", await temps.make("kiln-store-c1-"), "--push", "-t", ref, casePath("metadata")]));
     const cache = await temps.make("kiln-store-c2-");
-    const pull = await kiln(["pull", "--cache-dir", cache, "--insecure-registry", registry.host, ref]);
+    const pull = await kiln(["pull", "--cache-dir", cache, "--insecure-registry", registry().host, ref]);
     expect(pull.code, pull.stderr).toBe(0);
     expect((await images(cache)).map((x) => [x.name, x.digest])).toEqual([[ref, pushed]]);
     // push from the store: to the name itself by default, and to another reference
-    const again = await kiln(["push", "-q", "--cache-dir", cache, "--insecure-registry", registry.host, ref, `${registry.host}/store/copy:2`]);
+    const again = await kiln(["push", "-q", "--cache-dir", cache, "--insecure-registry", registry().host, ref, `${registry().host}/store/copy:2`]);
     expect(again.code, again.stderr).toBe(0);
     expect(again.stdout.trim()).toBe(pushed);
-    const inspect = await run("skopeo", ["inspect", "--tls-verify=false", "--format", "{{.Digest}}", `docker://${registry.host}/store/copy:2`]);
+    const inspect = await run("skopeo", ["inspect", "--tls-verify=false", "--format", "{{.Digest}}", `docker://${registry().host}/store/copy:2`]);
     expect(inspect.stdout.trim()).toBe(pushed);
     const missing = await kiln(["push", "-q", "--cache-dir", cache, "nosuch:1"]);
     expect(missing.code).toBe(1);
