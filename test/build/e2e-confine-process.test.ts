@@ -59,12 +59,9 @@ async function waitFor<T>(what: string, ms: number, probe: () => T | undefined):
   }
 }
 
-/** Start `kiln build` and resolve once the RUN printed `started`; the caller kills it. */
-async function startBuild(args: string[], env: Record<string, string> = {}): Promise<{ pid: number; exited: Promise<number | null>; output: () => string }> {
-  const child = spawn(process.execPath, [KILN_BIN, "build", "--progress", "plain", ...args], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
+/** Resolves once the build's RUN printed `started`; rejects when the build ended first. Returns the output so far (growing). */
+async function untilRunStarted(child: ReturnType<typeof spawn>, exited: Promise<unknown>): Promise<() => string> {
   let text = "";
-  // "exit", not "close": processes that outlive kiln would hold its output pipes open
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   await new Promise<void>((resolve, reject) => {
     const onData = (b: Buffer): void => {
       text += b.toString();
@@ -74,7 +71,16 @@ async function startBuild(args: string[], env: Record<string, string> = {}): Pro
     child.stderr!.on("data", onData);
     void exited.then(() => reject(new Error(`build ended before its RUN started:\n${text}`)));
   });
-  return { pid: child.pid as number, exited, output: () => text };
+  return () => text;
+}
+
+/** Start `kiln build` and resolve once the RUN printed `started`; the caller kills it. */
+async function startBuild(args: string[], env: Record<string, string> = {}): Promise<{ pid: number; exited: Promise<number | null>; output: () => string }> {
+  const child = spawn(process.execPath, [KILN_BIN, "build", "--progress", "plain", ...args], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
+  // "exit", not "close": processes that outlive kiln would hold its output pipes open
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  const output = await untilRunStarted(child, exited);
+  return { pid: child.pid as number, exited, output };
 }
 
 /** When a test fails before its kill: the build must not outlive it. */
@@ -233,16 +239,7 @@ RUN --mount=type=secret,id=s grep -c TOPSECRET /run/secrets/s && sh -c 'sleep 60
       });
       onTestFinished(() => killIfRunning(child.pid as number));
       const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
-      let text = "";
-      await new Promise<void>((resolve, reject) => {
-        const onData = (b: Buffer): void => {
-          text += b.toString();
-          if (/^#\d+ started$/m.test(text)) resolve();
-        };
-        child.stdout!.on("data", onData);
-        child.stderr!.on("data", onData);
-        void exited.then(() => reject(new Error(`build ended before its RUN started:\n${text}`)));
-      });
+      await untilRunStarted(child, exited);
       await waitFor("the RUN's processes", 5000, () => (processesWith(marker).length >= 2 ? true : undefined));
       expect(await filesHolding(secret, [home, join(dir, "tmp"), "/dev/shm"])).toEqual([]);
       process.kill(child.pid as number, "SIGKILL");
