@@ -13,9 +13,9 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const dist = process.env.KILN_DIST ? path.resolve(process.env.KILN_DIST) : path.join(here, "..", "dist");
 const load = (rel) => import(pathToFileURL(path.join(dist, rel)).href);
 
-const { parseDockerfile } = await load("dockerfile/parse.js");
-const { planBuild, ArgScope } = await load("build/plan.js");
-const { expandInstruction } = await load("dockerfile/expand-instruction.js");
+const { parseDockerfile } = await load("frontend/parse.js");
+const { planBuild, ArgScope } = await load("frontend/plan.js");
+const { expandInstruction } = await load("frontend/expand-instruction.js");
 
 const argv = process.argv.slice(2);
 const opt = (name, dflt) => {

@@ -130,7 +130,7 @@ if (!argv.includes("--no-docker") && dockerInstalled()) {
 
 // ---------------------------------------------------------------- library-level snapshot timing
 const lib = (p) => import(pathToFileURL(join(dist, p)).href);
-const { createRootFS, resolveSnapshotter } = await lib("fs/rootfs.js");
+const { createRootFS, resolveSnapshotter } = await lib("snapshot/rootfs.js");
 const { writeLayer } = await lib("layer/write-layer.js");
 const { BlobStore } = await lib("store/blob-store.js");
 const snapCache = join(work, "snap-cache");

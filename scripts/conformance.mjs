@@ -35,18 +35,18 @@ function checkStale(name) {
   const src = join(root, "src", "dockerfile", `${name}.ts`);
   const out = distPath(name);
   if (existsSync(src) && existsSync(out) && statSync(src).mtimeMs > statSync(out).mtimeMs) {
-    console.error(`conformance: warning: dist/dockerfile/${name}.js is older than src/dockerfile/${name}.ts (stale build); run: npx tsc -p tsconfig.json`);
+    console.error(`conformance: warning: dist/frontend/${name}.js is older than src/frontend/${name}.ts (stale build); run: npx tsc -p tsconfig.json`);
   }
 }
 
 async function load(name) {
   const file = distPath(name);
-  if (!existsSync(file)) return { error: `dist/dockerfile/${name}.js not built (run: npx tsc -p tsconfig.json)` };
+  if (!existsSync(file)) return { error: `dist/frontend/${name}.js not built (run: npx tsc -p tsconfig.json)` };
   checkStale(name);
   try {
     return { mod: await import(pathToFileURL(file).href) };
   } catch (err) {
-    return { error: `dist/dockerfile/${name}.js failed to load: ${oneLine(err)}` };
+    return { error: `dist/frontend/${name}.js failed to load: ${oneLine(err)}` };
   }
 }
 

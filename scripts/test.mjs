@@ -30,7 +30,7 @@ const tools = {
   debootstrap: "debootstrap", // the Debian base of scripts/bench-*.mjs and of test/pod/
   zstd: "zstd", // zstd layers on Node.js without zlib zstd, and the tests' zstd bases
   podman: "podman", // test/pod/: kiln's own image run as a pod
-  "qemu-aarch64-static": "qemu-user-static", // emulated RUN for linux/arm64 (test/build/e2e-emulation)
+  "qemu-aarch64-static": "qemu-user-static", // emulated RUN for linux/arm64 (test/engine/e2e-emulation)
 };
 
 const missing = [];

@@ -4,22 +4,22 @@ export { KilnError, DockerfileError, UsageError, RegistryError, AbortError, Isol
 export type { KilnErrorCode, DockerfileLocation, RegistryErrorDetails } from "./errors.js";
 
 // Dockerfile language
-export { parseDockerfile } from "./dockerfile/parse.js";
-export type { DockerfileAST, Instruction, Heredoc, Directive } from "./dockerfile/ast.js";
-export { expandWord, expandWords, expandWordDetailed, ExpansionError } from "./dockerfile/expand.js";
-export type { ExpandEnv, ExpandOptions } from "./dockerfile/expand.js";
-export { typeInstruction } from "./dockerfile/instructions.js";
-export type { TypedInstruction } from "./dockerfile/instructions.js";
-export { lintDockerfile } from "./dockerfile/lint.js";
-export type { Diagnostic } from "./dockerfile/lint.js";
-export { planBuild } from "./dockerfile/plan.js";
-export type { BuildPlan, PlannedStage, PlanOptions } from "./dockerfile/plan.js";
+export { parseDockerfile } from "./frontend/parse.js";
+export type { DockerfileAST, Instruction, Heredoc, Directive } from "./frontend/ast.js";
+export { expandWord, expandWords, expandWordDetailed, ExpansionError } from "./frontend/expand.js";
+export type { ExpandEnv, ExpandOptions } from "./frontend/expand.js";
+export { typeInstruction } from "./frontend/instructions.js";
+export type { TypedInstruction } from "./frontend/instructions.js";
+export { lintDockerfile } from "./frontend/lint.js";
+export type { Diagnostic } from "./frontend/lint.js";
+export { planBuild } from "./frontend/plan.js";
+export type { BuildPlan, PlannedStage, PlanOptions } from "./frontend/plan.js";
 
 // Building
-export { build } from "./build/build.js";
-export type { BuildResult } from "./build/build.js";
-export type { BuildOptions, OutputSpec } from "./build/options.js";
-export type { BuildEvent, BuildListener } from "./build/events.js";
+export { build } from "./engine/build.js";
+export type { BuildResult } from "./engine/build.js";
+export type { BuildOptions, OutputSpec } from "./engine/options.js";
+export type { BuildEvent, BuildListener } from "./engine/events.js";
 export { attestRequest } from "./attest/request.js";
 export type { AttestRequest, ProvenanceMode } from "./attest/request.js";
 

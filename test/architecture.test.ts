@@ -15,10 +15,10 @@ const SRC = resolve(__dirname, "../src");
 const LEVEL: Record<string, number> = {
   cli: 0,
   index: 0,
-  build: 1,
+  engine: 1,
   doctor: 1,
-  dockerfile: 2,
-  fs: 2,
+  frontend: 2,
+  snapshot: 2,
   run: 2,
   attest: 2,
   context: 2,
@@ -114,7 +114,7 @@ describe("architecture", () => {
 
   it("finds the modules and their imports", () => {
     expect(graph.size).toBeGreaterThan(50);
-    expect(graph.get("index.ts")).toContain("build/build.ts");
+    expect(graph.get("index.ts")).toContain("engine/build.ts");
     for (const targets of graph.values()) for (const t of targets) expect(graph.has(t), `import of a missing module ${t}`).toBe(true);
   });
 

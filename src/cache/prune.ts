@@ -11,7 +11,7 @@ import { lstat, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { isDigest, type Digest } from "../store/digest.js";
 import type { BlobStore } from "../store/blob-store.js";
-import { listExtractedLayers, removeExtractedLayers, treeBytes } from "../fs/layer-dirs.js";
+import { listExtractedLayers, removeExtractedLayers, treeBytes } from "../snapshot/layer-dirs.js";
 import { listNames } from "../store/names.js";
 
 export { parseDuration, parseSize } from "../units.js";

@@ -4,11 +4,11 @@
 // registry time limits) is a UsageError here. `kiln build` runs what this returns; examples and
 // CI files are checked with it (checkCommandLine in main.ts).
 import { UsageError } from "../errors.js";
-import { parseNamedContext, parseOutput, parseSecret, type BuildOptions, type Isolation, type OutputSpec } from "../build/options.js";
+import { parseNamedContext, parseOutput, parseSecret, type BuildOptions, type Isolation, type OutputSpec } from "../engine/options.js";
 import { attestRequest, wantsAttestations } from "../attest/request.js";
 import { parseCacheSpec } from "../cache/spec.js";
 import { checkAttestationOutputs } from "../output/write.js";
-import type { Snapshotter } from "../fs/rootfs.js";
+import type { Snapshotter } from "../snapshot/rootfs.js";
 import { parseRegistryTimeout } from "../registry/timeouts.js";
 import { parseTargetPlatforms } from "../image/platform.js";
 import { ISOLATIONS } from "../run/index.js";

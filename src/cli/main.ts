@@ -16,7 +16,7 @@ import { formatBytes } from "../units.js";
 import { imageCommands, pushStored } from "./image-commands.js";
 import { runCommand } from "./run-command.js";
 import { cacheDirOption, registryFrom, registryOptions, type Command } from "./command.js";
-import { parseOutput } from "../build/options.js";
+import { parseOutput } from "../engine/options.js";
 
 const buildOptions: OptionSpec[] = [
   { name: "file", short: "f", type: "string", valueName: "PATH", help: "Dockerfile (default CONTEXT/Dockerfile; - reads stdin)" },
@@ -59,7 +59,7 @@ const commands: Record<string, Command> = {
     options: buildOptions,
     async run(args) {
       const { options, progress } = buildRequest(args);
-      const { build } = await import("../build/build.js");
+      const { build } = await import("../engine/build.js");
       const listener = createProgress(progress);
       // SIGINT/SIGTERM abort the build (it cleans up, then rejects with an AbortError): exit
       // 128+signal with one line, as a shell reports an interrupted command. A second signal
@@ -186,7 +186,7 @@ const commands: Record<string, Command> = {
       const text = path === "-" ? (await buffer(process.stdin)).toString("utf8") : await readFile(path, "utf8").catch((e: NodeJS.ErrnoException) => {
         throw new KilnError("DOCKERFILE_READ", `cannot read ${path}: ${e.code ?? e.message}`);
       });
-      const { lintDockerfile } = await import("../dockerfile/lint.js");
+      const { lintDockerfile } = await import("../frontend/lint.js");
       const diags = lintDockerfile(text, {
         file: path === "-" ? "Dockerfile" : path,
         buildArgs: keyValues(many(args, "build-arg"), "build-arg", (k) => process.env[k]),

@@ -2,7 +2,7 @@
 // step with its time, layer size and digest (and RUN output prefixed by the step number) and one
 // line per blob transferred; `auto` on a TTY redraws the running step (or the blob in flight,
 // bytes done/total) in place; `quiet` prints nothing but warnings.
-import type { BuildEvent, BuildListener } from "../build/events.js";
+import type { BuildEvent, BuildListener } from "../engine/events.js";
 import type { TransferProgress } from "../registry/options.js";
 import { formatBytes } from "../units.js";
 

@@ -2,7 +2,7 @@
 // (the rest is the command), kiln's own failures exit 125 (as docker's do: src/cli/exit.ts), the process's exit
 // status is kiln's otherwise, and SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 are forwarded.
 import { KilnError, UsageError } from "../errors.js";
-import type { Snapshotter } from "../fs/rootfs.js";
+import type { Snapshotter } from "../snapshot/rootfs.js";
 import { ISOLATIONS, type Isolation } from "../run/index.js";
 import { intOption, many, one, type ParsedArgs } from "./args.js";
 import { cacheDirOption, pullOption, pullPolicy, registryFrom, registryOptions, type Command } from "./command.js";

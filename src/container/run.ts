@@ -8,14 +8,14 @@
 import { mkdir, stat } from "node:fs/promises";
 import { join, posix, resolve } from "node:path";
 import { KilnError, type KilnErrorCode } from "../errors.js";
-import { resolveInRoot } from "../fs/confine.js";
-import { cleanupStale, createRootFS, resolveSnapshotter, type RootFS, type RootFSLayer, type Snapshotter } from "../fs/rootfs.js";
+import { resolveInRoot } from "../snapshot/confine.js";
+import { cleanupStale, createRootFS, resolveSnapshotter, type RootFS, type RootFSLayer, type Snapshotter } from "../snapshot/rootfs.js";
 import type { ImageConfig } from "../image/oci.js";
 import { formatPlatform, hostPlatform, parsePlatform, platformMatches } from "../image/platform.js";
 import type { RegistryOptions } from "../registry/options.js";
 import { resolveImage, type PullPolicy } from "../images/resolve.js";
 import { chooseRunner, resolveUser, type Isolation, type RunControl, type RunMount, type RunSpec } from "../run/index.js";
-import { overlayUnsupported, primeOverlayProbe } from "../fs/overlay.js";
+import { overlayUnsupported, primeOverlayProbe } from "../snapshot/overlay.js";
 import { cachedHostFact, cachedPreflight } from "../run/preflight-cache.js";
 import { newHostname } from "../run/sandbox-files.js";
 import { containerArgv } from "./command.js";

@@ -14,7 +14,7 @@ import type { ChmodFn } from "./chmod.js";
 import type { SelectedSource } from "./select.js";
 import type { DownloadedFile } from "./url.js";
 import { createReadStream } from "node:fs";
-import { readXattrs } from "../fs/xattr.js";
+import { readXattrs } from "../snapshot/xattr.js";
 
 /** `COPY <<name /dest`: an inline file. */
 export interface HeredocSource {

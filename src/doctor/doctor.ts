@@ -5,7 +5,7 @@
 import { existsSync, readFileSync, statfsSync } from "node:fs";
 import { userInfo } from "node:os";
 import { delimiter, join } from "node:path";
-import { overlayUnsupported } from "../fs/overlay.js";
+import { overlayUnsupported } from "../snapshot/overlay.js";
 import { nativeZstd } from "../layer/zstd.js";
 import { staticBusybox } from "../run/chroot.js";
 import { crunNeedsHybridWorkaround } from "../run/oci.js";

@@ -11,8 +11,8 @@ import { closeSync, existsSync, openSync, readSync, realpathSync } from "node:fs
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { IsolationError, KilnError } from "../errors.js";
-import { resolveInRoot } from "../fs/confine.js";
-import { createWorkDir, removeWorkDir } from "../fs/workdir.js";
+import { resolveInRoot } from "../snapshot/confine.js";
+import { createWorkDir, removeWorkDir } from "../snapshot/workdir.js";
 import { defaultCacheDir } from "../store/blob-store.js";
 import { DEFAULT_CAPS } from "./caps.js";
 import { OutputTail, dieWithKiln, runStreaming, shq, startFailure } from "./output.js";

@@ -9,7 +9,7 @@
 import { lstatSync, readlinkSync, type Stats } from "node:fs";
 import { posix } from "node:path";
 import { KilnError } from "../errors.js";
-import { MAX_SYMLINKS } from "../fs/confine.js";
+import { MAX_SYMLINKS } from "../snapshot/confine.js";
 
 export type PlacedKind = "bind-dir" | "bind-file" | "tmpfs" | "opaque";
 

@@ -11,7 +11,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { IsolationError, KilnError } from "../errors.js";
 import { defaultCacheDir } from "../store/blob-store.js";
-import { createWorkDir, removeWorkDir } from "../fs/workdir.js";
+import { createWorkDir, removeWorkDir } from "../snapshot/workdir.js";
 import { OutputTail, dieWithKiln, runQuiet, runStreaming, shq, startFailure, type Exec } from "./output.js";
 import {
   MountTargets, SECRETS_FD, STATUS_FD, ensureCwd, newHostname, placeMounts, secretLines, writeEtcFiles, type PlacedMounts, type PlacedRunMount,

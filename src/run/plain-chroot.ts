@@ -10,8 +10,8 @@
 import { lstatSync } from "node:fs";
 import { join, posix } from "node:path";
 import { IsolationError, KilnError } from "../errors.js";
-import { resolveInRoot } from "../fs/confine.js";
-import { createWorkDir, removeWorkDir } from "../fs/workdir.js";
+import { resolveInRoot } from "../snapshot/confine.js";
+import { createWorkDir, removeWorkDir } from "../snapshot/workdir.js";
 import { readFile } from "node:fs/promises";
 import { defaultCacheDir } from "../store/blob-store.js";
 import { staticBusybox } from "./chroot.js";

@@ -6,11 +6,11 @@
 // Not a security boundary against the step (ptrace translation can be evaded): the pod is.
 import { existsSync, lstatSync, type Stats } from "node:fs";
 import { mkdir, utimes } from "node:fs/promises";
-import { resolveInRoot } from "../fs/confine.js";
+import { resolveInRoot } from "../snapshot/confine.js";
 import { join } from "node:path";
 import { IsolationError, KilnError } from "../errors.js";
-import { copyTreeNoFollow } from "../fs/copy-tree.js";
-import { createWorkDir, removeWorkDir } from "../fs/workdir.js";
+import { copyTreeNoFollow } from "../snapshot/copy-tree.js";
+import { createWorkDir, removeWorkDir } from "../snapshot/workdir.js";
 import { defaultCacheDir } from "../store/blob-store.js";
 import { OutputTail, StepGroup, groupDiesWithKiln, runStreaming } from "./output.js";
 import { ensureCwd, newHostname, readOnlyEtcError, readOnlyEtcSnapshot, readOnlyEtcWritten, writeEtcFiles, writeSecretFiles } from "./sandbox-files.js";

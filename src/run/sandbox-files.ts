@@ -11,7 +11,7 @@ import { lstatSync, statSync, type Stats } from "node:fs";
 import { chmod, chown, lstat, mkdir, readFile, rmdir, stat, unlink, utimes, writeFile } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { KilnError } from "../errors.js";
-import { resolveInRoot } from "../fs/confine.js";
+import { resolveInRoot } from "../snapshot/confine.js";
 import { MountView, addSystemMounts } from "./mount-view.js";
 import type { RunMount, RunSpec } from "./types.js";
 

@@ -1,10 +1,10 @@
 // The isolation contract for RUN steps: what to run (RunSpec), what comes back (RunResult) and
 // the Runner interface every backend (OCI runtime, chroot) implements. `kiln run` adds the
 // optional stdio/readonlyRootfs/onStart parts; RUN steps use none of them. The id-map types come
-// from src/fs/idmap.ts (re-exported here for the backends).
-import type { IdMap } from "../fs/idmap.js";
+// from src/snapshot/idmap.ts (re-exported here for the backends).
+import type { IdMap } from "../snapshot/idmap.js";
 
-export type { IdMap } from "../fs/idmap.js";
+export type { IdMap } from "../snapshot/idmap.js";
 
 export type Isolation = "auto" | "oci" | "chroot" | "plain-chroot" | "proot";
 

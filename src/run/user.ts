@@ -3,7 +3,7 @@
 // (read through confined paths, parsed by src/image/passwd.ts). Numeric ids work without those files.
 import { readFile } from "node:fs/promises";
 import { KilnError } from "../errors.js";
-import { resolveInRoot } from "../fs/confine.js";
+import { resolveInRoot } from "../snapshot/confine.js";
 import { parseGroup, parsePasswd } from "../image/passwd.js";
 
 export interface ResolvedUser {

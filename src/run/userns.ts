@@ -5,7 +5,7 @@
 import { readFileSync, existsSync } from "node:fs";
 import { userInfo } from "node:os";
 import { KilnError } from "../errors.js";
-import type { IdMapping } from "../fs/idmap.js";
+import type { IdMapping } from "../snapshot/idmap.js";
 
 function which(cmd: string): boolean {
   return (process.env.PATH ?? "/usr/bin:/bin").split(":").some((d) => existsSync(`${d}/${cmd}`));

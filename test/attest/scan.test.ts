@@ -10,7 +10,7 @@ import { BlobStore } from "../../src/store/blob-store.js";
 import { findPackages, parseApkInstalled, parseDpkgStatus, parseNpmPackage, parsePythonMetadata } from "../../src/attest/packages.js";
 import { scanFiles, wantedFile } from "../../src/attest/scan-files.js";
 import { spdxDocument } from "../../src/attest/spdx.js";
-import { makeTar, tarLayer } from "../fs/helpers.js";
+import { makeTar, tarLayer } from "../snapshot/helpers.js";
 
 const pkgJSON = (name: string, version: string): Buffer => Buffer.from(JSON.stringify({ name, version }));
 

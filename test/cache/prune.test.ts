@@ -206,9 +206,9 @@ describe("parseSize and parseDuration", () => {
 
 describe("extracted layers (overlay snapshotter)", () => {
   it("du counts them; prune removes those idle past the grace period that no live build stacks", async () => {
-    const { createRootFS } = await import("../../src/fs/rootfs.js");
-    const { extractedLayer, listExtractedLayers } = await import("../../src/fs/layer-dirs.js");
-    const { makeTar } = await import("../fs/helpers.js");
+    const { createRootFS } = await import("../../src/snapshot/rootfs.js");
+    const { extractedLayer, listExtractedLayers } = await import("../../src/snapshot/layer-dirs.js");
+    const { makeTar } = await import("../snapshot/helpers.js");
     const { createHash } = await import("node:crypto");
     const { Readable } = await import("node:stream");
     const store = await newStore();

@@ -228,7 +228,7 @@ describe("copyEntries: hard links among the sources", () => {
 
 describe("copyEntries: extended attributes", () => {
   it("keeps xattrs (file capabilities) of files and directories copied from a root file system, not of context files", async () => {
-    const { writeXattrs } = await import("../../src/fs/xattr.js");
+    const { writeXattrs } = await import("../../src/snapshot/xattr.js");
     const { ctx, view, dir } = await setup({ "bin/ping": { content: "ping" }, "etc/conf": { content: "c" } });
     const cap = Buffer.from("0100000200200000000000000000000000000000", "hex");
     await writeXattrs([

@@ -8,10 +8,10 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import { applyLayer } from "../../src/fs/apply-layer.js";
-import { openVerified } from "../../src/fs/layer-source.js";
-import type { EngineBackends } from "../../src/build/session.js";
-import type { RootFS, RootFSLayer, StepOptions, StepSnapshot } from "../../src/fs/rootfs.js";
+import { applyLayer } from "../../src/snapshot/apply-layer.js";
+import { openVerified } from "../../src/snapshot/layer-source.js";
+import type { EngineBackends } from "../../src/engine/session.js";
+import type { RootFS, RootFSLayer, StepOptions, StepSnapshot } from "../../src/snapshot/rootfs.js";
 import type { LayerEntry } from "../../src/layer/entry.js";
 import type { RunResult, RunSpec, Runner } from "../../src/run/types.js";
 

@@ -11,7 +11,7 @@ import { pipeline } from "node:stream/promises";
 import { createHash } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
 import { zstdCommand } from "../../src/layer/zstd.js";
-import { makeTar } from "../fs/helpers.js";
+import { makeTar } from "../snapshot/helpers.js";
 import { writeHandLayout } from "../helpers/hand-layout.js";
 import { expectBuilt, kiln } from "../helpers/kiln.js";
 import { TempDirs } from "../helpers/temp.js";

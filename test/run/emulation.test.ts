@@ -1,7 +1,7 @@
 // ensureEmulation's decisions before any work: native platforms need nothing, a foreign one needs
 // qemu-user-static's binfmt definition and an enabled handler with the F flag; each way it cannot
 // be had is one KilnError line with the fix. A directory stands in for binfmt_misc here (the real
-// registration is in test/build/e2e-emulation.test.ts); the definition is qemu-user-static's own.
+// registration is in test/engine/e2e-emulation.test.ts); the definition is qemu-user-static's own.
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { KilnError } from "../../src/errors.js";
 import { MountView, addSystemMounts } from "../../src/run/mount-view.js";
 import { MountTargets } from "../../src/run/sandbox-files.js";
-import { tempDir } from "../fs/helpers.js";
+import { tempDir } from "../snapshot/helpers.js";
 
 let cleanups: Array<() => void> = [];
 afterEach(() => {

@@ -7,7 +7,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { appendFileSync, chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { listLayer, type LayerTarEntry } from "../helpers/layer-tar.js";
-import { tempDir } from "../fs/helpers.js";
+import { tempDir } from "../snapshot/helpers.js";
 
 const USER = "kiln-rootless-own";
 const SUB_START = 1_400_000;

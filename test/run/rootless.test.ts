@@ -4,7 +4,7 @@ import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { execFileSync, spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { busyboxRoot, tempDir } from "../fs/helpers.js";
+import { busyboxRoot, tempDir } from "../snapshot/helpers.js";
 
 const USER = "kiln-rootless";
 const SUB_START = 1_300_000;

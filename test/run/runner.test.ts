@@ -2,7 +2,7 @@ import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createRunner, type Runner, type RunSpec } from "../../src/run/index.js";
-import { busyboxRoot, tempDir } from "../fs/helpers.js";
+import { busyboxRoot, tempDir } from "../snapshot/helpers.js";
 
 const ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "GREETING=hello world"];
 

@@ -11,7 +11,7 @@ import { IsolationError } from "../../src/errors.js";
 import { createPlainChrootRunner } from "../../src/run/plain-chroot.js";
 import { createProotRunner } from "../../src/run/proot.js";
 import type { RunSpec } from "../../src/run/types.js";
-import { busyboxRoot, tempDir } from "../fs/helpers.js";
+import { busyboxRoot, tempDir } from "../snapshot/helpers.js";
 
 const ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"];
 

@@ -1,0 +1,235 @@
+// The RUN step: builds the command line (shell form through SHELL, exec form, heredoc scripts),
+// the environment (image Env plus the build args the step can see; build args are not persisted),
+// the mounts (tmpfs, bind from the context or another stage, cache, secret; a missing target is
+// the working directory, as in BuildKit), runs it isolated in the stage's root filesystem and
+// returns the snapshot of what changed. Its key: the history text, every ARG value in scope, the
+// instruction's fields, the shell and the content behind bind mounts.
+import { createHash } from "node:crypto";
+import { chmod, chown, mkdir, readFile, writeFile } from "node:fs/promises";
+import { join, posix } from "node:path";
+import type { RunInstruction } from "../../frontend/instructions.js";
+import type { RunMount } from "../../frontend/mounts.js";
+import { KilnError } from "../../errors.js";
+import type { RunSpec } from "../../run/types.js";
+import { PREDEFINED_ARGS } from "../../frontend/plan.js";
+import { copyTreeNoFollow } from "../../snapshot/copy-tree.js";
+import { bindSourceDigest, resolveBindSource } from "./bind-source.js";
+import { envMap } from "../image-config.js";
+import { instructionExtra } from "../step-extra.js";
+import type { LayerStep, Produced, StepContext } from "../step.js";
+
+/** Mount types RUN supports; the others are rejected before the build starts. */
+export const SUPPORTED_MOUNTS = new Set(["bind", "cache", "tmpfs", "secret"]);
+
+export function runStep(t: RunInstruction): LayerStep {
+  return {
+    async keyParts(ctx) {
+      return {
+        parent: ctx.state.cacheState,
+        instruction: runCreatedBy(ctx, t),
+        platform: ctx.config.platformText,
+        args: Object.fromEntries(ctx.state.args),
+        extra: { ...instructionExtra(t), ...(await runKeyExtra(ctx, t)) },
+      };
+    },
+    createdBy: (ctx) => runCreatedBy(ctx, t),
+    produce: (ctx) => run(ctx, t),
+  };
+}
+
+async function run(ctx: StepContext, t: RunInstruction): Promise<Produced> {
+  const { state, config } = ctx;
+  const rootfs = await ctx.rootfs();
+  const runner = await ctx.runner();
+  const cfg = state.image.config.config ?? {};
+
+  // Environment: image Env, then the stage's ARG values that ENV does not shadow, then the
+  // predefined proxy args when given (never recorded in history or config).
+  const env = envMap(state.image.config);
+  for (const [k, v] of state.args) if (!env.has(k)) env.set(k, v);
+  for (const p of PREDEFINED_ARGS) {
+    const v = config.buildArgs[p];
+    if (v !== undefined && !env.has(p)) env.set(p, v);
+  }
+
+  const tmp = await ctx.tmpDir("run-");
+  const mounts: NonNullable<RunSpec["mounts"]> = [];
+  const argv = await commandArgv(ctx, t, tmp, mounts);
+  for (const m of t.mounts) {
+    if (m.type === "secret") {
+      const secret = await secretMount(ctx, m);
+      if (secret?.mount) mounts.push(secret.mount);
+      if (secret?.env) env.set(secret.env.name, secret.env.value);
+      continue;
+    }
+    mounts.push(await mountFor(ctx, m, tmp));
+  }
+
+  const network = t.network === "none" ? "none" : t.network === "host" ? "host" : config.network;
+  const baselineStarted = process.hrtime.bigint();
+  const snapshot = await rootfs.beginStep({ exclude: [...mounts.map((m) => m.target.replace(/^\/+/, "")), ...(runner.stepExcludes ?? [])], ...(runner.idMap ? { idMap: runner.idMap } : {}) });
+  const baselineNs = process.hrtime.bigint() - baselineStarted;
+  const spec: RunSpec = {
+    rootfs: rootfs.dir,
+    argv,
+    env: [...env].map(([k, v]) => `${k}=${v}`),
+    cwd: cfg.WorkingDir || "/",
+    user: cfg.User || "root",
+    network,
+    mounts,
+    stdout: (data) => ctx.emit({ type: "step-log", id: ctx.stepId, stream: "stdout", data }),
+    stderr: (data) => ctx.emit({ type: "step-log", id: ctx.stepId, stream: "stderr", data }),
+    ...(config.signal ? { signal: config.signal } : {}),
+  };
+  const result = await runner.run(spec);
+  if (result.exitCode !== 0) {
+    const tail = result.outputTail.trimEnd();
+    throw new KilnError(
+      "RUN_FAILED",
+      `process ${JSON.stringify(argv.join(" "))} did not complete successfully: exit code: ${result.exitCode}` +
+        (tail ? `\n${tail.split("\n").map((l) => `  ${l}`).join("\n")}` : ""),
+    );
+  }
+  const diffStarted = process.hrtime.bigint();
+  const entries = await snapshot.changes();
+  // The snapshot's cost: the baseline walk before the step plus the diff after it.
+  const snapshotSeconds = Number(process.hrtime.bigint() - diffStarted + baselineNs) / 1e9;
+  return { entries, snapshotSeconds };
+}
+
+/** History text of a RUN: `RUN |N K=V ... /bin/sh -c cmd`, build args first as Docker writes them. */
+function runCreatedBy(ctx: StepContext, t: RunInstruction): string {
+  const env = envMap(ctx.state.image.config);
+  const visible = [...ctx.state.args].filter(([k]) => !env.has(k)).map(([k, v]) => `${k}=${v}`);
+  const argPrefix = visible.length > 0 ? `|${visible.length} ${visible.join(" ")} ` : "";
+  let cmd = t.command.join(" ");
+  for (const h of t.heredocs) cmd += `\n${h.content}${h.name}`;
+  return `RUN ${argPrefix}${t.shellForm ? [...ctx.state.shell, cmd].join(" ") : cmd}`;
+}
+
+/**
+ * What a RUN's cache key needs beyond its text and args: the shell, and the content behind bind
+ * mounts — a digest of the subtree the mount's source resolves to inside its tree (see
+ * bind-source.ts), whatever tree it comes from. Cache and tmpfs mounts contribute only their
+ * spec, never their contents.
+ */
+async function runKeyExtra(ctx: StepContext, t: RunInstruction): Promise<Record<string, string>> {
+  const out: Record<string, string> = { shell: JSON.stringify(ctx.state.shell) };
+  for (const [i, m] of t.mounts.entries()) {
+    if (m.type !== "bind") continue;
+    out[`mount${i}`] = await bindSourceDigest(ctx, m);
+  }
+  return out;
+}
+
+/**
+ * The argv of a RUN. A heredoc that is the whole command runs as a script (through its shebang
+ * when it has one, else through SHELL); other heredocs are handed to the shell with the command.
+ */
+async function commandArgv(
+  ctx: StepContext,
+  t: RunInstruction,
+  tmp: string,
+  mounts: NonNullable<RunSpec["mounts"]>,
+): Promise<string[]> {
+  const shell = ctx.state.shell;
+  if (!t.shellForm) return [...t.command];
+  const cmd = t.command.join(" ");
+  if (t.heredocs.length === 0) return [...shell, cmd];
+  const only = t.heredocs.length === 1 ? t.heredocs[0]! : undefined;
+  if (only && /^<<-?(["']?)[^\s"']+\1$/.test(cmd.trim())) {
+    if (only.content.startsWith("#!")) {
+      const dir = join(tmp, "pipes");
+      await mkdir(dir, { recursive: true });
+      const script = join(dir, "script");
+      await writeFile(script, only.content, { mode: 0o755 });
+      await chmod(script, 0o755);
+      mounts.push({ type: "bind", source: dir, target: "/dev/pipes", readonly: true });
+      return ["/dev/pipes/script"];
+    }
+    return [...shell, only.content];
+  }
+  let text = cmd;
+  for (const h of t.heredocs) text += `\n${h.content}${h.name}`;
+  return [...shell, text];
+}
+
+/** BuildKit's rule: a relative or missing target is taken from the working directory; "/" is refused. */
+function mountTarget(ctx: StepContext, m: RunMount): string {
+  const target = posix.resolve(ctx.state.image.config.config?.WorkingDir || "/", m.target ?? "");
+  if (target === "/") throw new KilnError("RUN_MOUNT_INVALID", `--mount=${m.spec}: invalid mount target "/"${m.target ? "" : " (no target, and the working directory is /)"}`);
+  return target;
+}
+
+async function mountFor(ctx: StepContext, m: RunMount, tmp: string): Promise<NonNullable<RunSpec["mounts"]>[number]> {
+  const target = mountTarget(ctx, m);
+  const label = `--mount=${m.spec}`;
+  switch (m.type) {
+    case "tmpfs":
+      return { type: "tmpfs", target, label };
+    case "bind": {
+      const src = await resolveBindSource(ctx, m);
+      if (m.readOnly) return { type: "bind", source: src.host, target, readonly: true, label };
+      // A writable bind must not change its source: give the step a private copy of the resolved
+      // tree, symlinks copied as they are (never followed, wherever they point).
+      const copy = join(tmp, `bind-${createHash("sha256").update(target).digest("hex").slice(0, 12)}`);
+      await copyTreeNoFollow(src.host, copy);
+      return { type: "bind", source: copy, target, readonly: false, label };
+    }
+    case "cache": {
+      const id = m.id ?? target;
+      const dir = join(ctx.config.cacheDir, "cache-mounts", createHash("sha256").update(id).digest("hex"));
+      await mkdir(dir, { recursive: true, mode: m.mode ?? 0o755 });
+      if (m.uid !== undefined || m.gid !== undefined) await chown(dir, m.uid ?? 0, m.gid ?? 0);
+      if (m.mode !== undefined) await chmod(dir, m.mode);
+      return { type: "bind", source: dir, target, readonly: m.readOnly, label };
+    }
+    default:
+      throw new KilnError("FEATURE_UNSUPPORTED", `--mount=type=${m.type} is not supported yet`);
+  }
+}
+
+/**
+ * `RUN --mount=type=secret`: the secret's bytes (from `--secret id=...,src=FILE|env=VAR`) as a
+ * read-only file at the target (default /run/secrets/<id>) that the runner keeps in memory only
+ * (a tmpfs inside the step's mount namespace where it can mount), or an environment variable when
+ * the mount says `env=`. Never part of a layer, the history, a cache key or a log. A missing
+ * secret is an error only when the mount says `required`.
+ */
+async function secretMount(
+  ctx: StepContext,
+  m: RunMount,
+): Promise<{ mount?: NonNullable<RunSpec["mounts"]>[number]; env?: { name: string; value: string } } | undefined> {
+  const id = m.id ?? (m.target ? posix.basename(m.target) : undefined);
+  if (!id) throw new KilnError("RUN_MOUNT_INVALID", `--mount=${m.spec}: a secret needs id= (or a target)`);
+  const given = ctx.config.secrets[id];
+  if (!given) {
+    if (m.required) throw new KilnError("RUN_SECRET_MISSING", `secret "${id}" is required but was not given`);
+    return undefined;
+  }
+  let value: Buffer;
+  if (given.src !== undefined) {
+    value = await readFile(given.src).catch((e: NodeJS.ErrnoException) => {
+      throw new KilnError("RUN_SECRET_UNREADABLE", `secret "${id}": cannot read its source file (${e.code ?? e.message})`);
+    });
+  } else {
+    const v = process.env[given.env ?? id];
+    if (v === undefined) throw new KilnError("RUN_SECRET_UNREADABLE", `secret "${id}": environment variable ${given.env ?? id} is not set`);
+    value = Buffer.from(v, "utf8");
+  }
+  if (m.env && !m.target) return { env: { name: m.env, value: value.toString("utf8") } };
+  const target = m.target ? posix.resolve(ctx.state.image.config.config?.WorkingDir || "/", m.target) : `/run/secrets/${id}`;
+  return {
+    // the runner keeps the bytes where they vanish with the step (a tmpfs in its mount namespace)
+    mount: {
+      type: "secret",
+      data: value,
+      target,
+      mode: m.mode ?? 0o400,
+      ...(m.uid !== undefined ? { uid: m.uid } : {}),
+      ...(m.gid !== undefined ? { gid: m.gid } : {}),
+      label: `--mount=${m.spec}`,
+    },
+    ...(m.env ? { env: { name: m.env, value: value.toString("utf8") } } : {}),
+  };
+}
