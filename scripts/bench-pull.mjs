@@ -30,11 +30,11 @@ const die = (msg) => {
 const dist = join(repo, "dist");
 const rounds = Number(opt("--rounds", "5"));
 if (!(rounds >= 1)) die("--rounds needs a positive number");
-if (!existsSync(join(dist, "fs", "apply-layer.js"))) die("kiln is not compiled: run `npx tsc -p tsconfig.json` first");
+if (!existsSync(join(dist, "snapshot", "apply-layer.js"))) die("kiln is not compiled: run `npx tsc -p tsconfig.json` first");
 if (process.getuid?.() !== 0) die("run as root (debootstrap and extraction with owners need it)");
 
-const { applyLayer } = await import(pathToFileURL(join(dist, "fs", "apply-layer.js")).href);
-const { decompressor, openVerified } = await import(pathToFileURL(join(dist, "fs", "layer-source.js")).href);
+const { applyLayer } = await import(pathToFileURL(join(dist, "snapshot", "apply-layer.js")).href);
+const { decompressor, openVerified } = await import(pathToFileURL(join(dist, "snapshot", "layer-source.js")).href);
 
 const work = mkdtempSync(join(tmpdir(), "kiln-bench-pull-"));
 process.on("exit", () => (argv.includes("--keep") ? console.log(`kept ${work}`) : spawnSync("rm", ["-rf", work])));

@@ -28,11 +28,11 @@ if (!existsSync(corpus) || !statSync(corpus).isDirectory()) {
 // ---- load compiled modules, warn when dist is older than src ----------------------------------
 
 function distPath(name) {
-  return join(root, "dist", "dockerfile", `${name}.js`);
+  return join(root, "dist", "frontend", `${name}.js`);
 }
 
 function checkStale(name) {
-  const src = join(root, "src", "dockerfile", `${name}.ts`);
+  const src = join(root, "src", "frontend", `${name}.ts`);
   const out = distPath(name);
   if (existsSync(src) && existsSync(out) && statSync(src).mtimeMs > statSync(out).mtimeMs) {
     console.error(`conformance: warning: dist/frontend/${name}.js is older than src/frontend/${name}.ts (stale build); run: npx tsc -p tsconfig.json`);

@@ -112,7 +112,7 @@ export function prepareContext(dir, ctx) {
 
 /** The kiln snapshotter `--snapshotter` resolves to here (overlay or dir). */
 export async function kilnSnapshotter(work, requested) {
-  const { resolveSnapshotter } = await import(new URL(`file://${join(repo, "dist", "fs", "rootfs.js")}`).href);
+  const { resolveSnapshotter } = await import(new URL(`file://${join(repo, "dist", "snapshot", "rootfs.js")}`).href);
   return (await resolveSnapshotter(join(work, "probe"), requested)).snapshotter;
 }
 
