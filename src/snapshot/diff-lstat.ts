@@ -29,7 +29,11 @@ const F_MTIME_MS = 7;
 const F_MTIME_NS = 8;
 const F_CTIME_MS = 9;
 const F_CTIME_NS = 10;
-const FIELDS = 11;
+// Birth time (statx btime; 0 where the file system has none): an inode number the file system
+// reused for a directory removed and recreated within the step still tells it apart.
+const F_BTIME_MS = 11;
+const F_BTIME_NS = 12;
+const FIELDS = 13;
 
 /** One directory of the baseline: its children in tar order and their lstat numbers. */
 interface BaseDir {
@@ -75,6 +79,17 @@ function putStats(dst: Float64Array, off: number, st: BigIntStats): void {
   dst[off + F_MTIME_NS] = Number(st.mtimeNs % 1_000_000n);
   dst[off + F_CTIME_MS] = Number(st.ctimeMs);
   dst[off + F_CTIME_NS] = Number(st.ctimeNs % 1_000_000n);
+  dst[off + F_BTIME_MS] = Number(st.birthtimeMs);
+  dst[off + F_BTIME_NS] = Number(st.birthtimeNs % 1_000_000n);
+}
+
+/** Another object than the baseline's at this index: a different inode, or the same number reborn. */
+function reborn(st: BigIntStats, old: Float64Array, o: number): boolean {
+  return (
+    Number(st.ino) !== old[o + F_INO] ||
+    Number(st.birthtimeMs) !== old[o + F_BTIME_MS] ||
+    Number(st.birthtimeNs % 1_000_000n) !== old[o + F_BTIME_NS]
+  );
 }
 
 /** Excluded paths grouped by parent directory (relative, "" = root) -> excluded child names. */
@@ -370,8 +385,8 @@ function step(s: DiffState, stack: Frame[], f: Frame): boolean {
   const old = base.stats;
   const oldMode = old[o + F_MODE] as number;
   const wasDir = (oldMode & S_IFMT) === S_IFDIR;
-  const ino = Number(st.ino);
-  if (isDir && (!wasDir || ino !== old[o + F_INO])) {
+  const other = reborn(st, old, o);
+  if (isDir && (!wasDir || other)) {
     // a directory where there was none, or deleted and recreated: everything below is new, and
     // a recreated one hides what lower layers had in it
     const e = makeEntry(s, rel, host, st) as LayerEntry;
@@ -379,7 +394,7 @@ function step(s: DiffState, stack: Frame[], f: Frame): boolean {
     return true;
   }
   const changed =
-    ino !== old[o + F_INO] ||
+    other ||
     mode !== oldMode ||
     Number(st.uid) !== old[o + F_UID] ||
     Number(st.gid) !== old[o + F_GID] ||

@@ -102,6 +102,24 @@ describe("snapshot differ", () => {
     ]);
   });
 
+  it("makes a recreated directory opaque when the file system reuses its inode number (birth time tells)", async () => {
+    // ext4 hands a freed inode to the next mkdir: the same number, a new directory (CI saw this)
+    let reused = 0;
+    for (let i = 0; i < 20; i++) {
+      mkdirSync(join(root, "data/d3"), { recursive: true });
+      const before = statSync(join(root, "data"), { bigint: true });
+      const b = takeBaseline(root);
+      rmSync(join(root, "data"), { recursive: true });
+      mkdirSync(join(root, "data"));
+      writeFileSync(join(root, "data/fresh"), "fresh");
+      if (statSync(join(root, "data"), { bigint: true }).ino === before.ino) reused++;
+      expect(view(await diffSnapshot(b))).toEqual(["dir data", "file data/.wh..wh..opq", "file data/fresh"]);
+      rmSync(join(root, "data"), { recursive: true });
+    }
+    const fsType = execFileSync("stat", ["-f", "-c", "%T", root]).toString().trim();
+    if (fsType === "ext2/ext3") expect(reused, "ext4 reuses the freed inode, the case under test").toBeGreaterThan(0);
+  });
+
   it("emits hardlinks within the layer as links to the first path", async () => {
     const b = takeBaseline(root);
     writeFileSync(join(root, "etc/x1"), "same");
