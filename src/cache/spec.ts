@@ -29,6 +29,9 @@ export interface LocalCacheSpec {
 
 export type CacheSpec = RegistryCacheSpec | LocalCacheSpec;
 
+/** buildx's cache back ends that talk to a service's own API (GitHub Actions, S3, Azure Blob). */
+const SERVICE_CACHES = new Set(["gha", "s3", "azblob"]);
+
 /** Options buildx accepts that mean what kiln always does (an OCI image manifest). */
 const ALWAYS_TRUE = new Set(["image-manifest", "oci-mediatypes"]);
 
@@ -75,6 +78,8 @@ export function parseCacheSpec(s: string, direction: "to" | "from"): CacheSpec {
     if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(tag)) throw new UsageError("OPTION_INVALID", `${flag}: invalid tag "${tag}"`);
     fields.delete("tag");
     spec = { type: "local", dir, tag, mode, ignoreError };
+  } else if (SERVICE_CACHES.has(type)) {
+    throw new UsageError("OPTION_INVALID", `${flag} type=${type} is not supported: kiln keeps its cache in a registry (type=registry,ref=REF) or an OCI layout directory (type=local,${direction === "to" ? "dest" : "src"}=DIR, which a CI cache step can save and restore)`);
   } else {
     throw new UsageError("OPTION_INVALID", `${flag}: unsupported cache type "${type}" (supported: registry, local)`);
   }

@@ -13,6 +13,11 @@ export interface OptionSpec {
   /** Shown by `kiln help COMMAND`. */
   help: string;
   valueName?: string;
+  /**
+   * A "string" option that may also stand alone (buildx's `--pull`): without `=VALUE` it takes
+   * `value`, unless the next word is one of `accepts` (then that word is its value).
+   */
+  bare?: { value: string; accepts: readonly string[] };
 }
 
 export interface ParsedArgs {
@@ -25,7 +30,12 @@ export interface ParsedArgs {
  * `stopAtPositional`: everything from the first positional on is positional (`kiln run IMAGE
  * sh -c ...`, as docker's run stops reading its own flags at the image).
  */
-export function parseArgs(argv: string[], specs: OptionSpec[], command: string, mode: { stopAtPositional?: boolean } = {}): ParsedArgs {
+export function parseArgs(
+  argv: string[],
+  specs: OptionSpec[],
+  command: string,
+  mode: { stopAtPositional?: boolean; hints?: Readonly<Record<string, string>> } = {},
+): ParsedArgs {
   const byLong = new Map(specs.map((s) => [s.name, s]));
   const byShort = new Map(specs.filter((s) => s.short).map((s) => [s.short as string, s]));
   const options = new Map<string, string[]>();
@@ -45,6 +55,8 @@ export function parseArgs(argv: string[], specs: OptionSpec[], command: string, 
       const name = eq >= 0 ? arg.slice(2, eq) : arg.slice(2);
       inline = eq >= 0 ? arg.slice(eq + 1) : undefined;
       spec = byLong.get(name);
+      const hint = mode.hints?.[name];
+      if (!spec && hint) throw new UsageError("USAGE", hint);
       if (!spec) throw new UsageError("USAGE", `kiln ${command}: unknown option --${name} (see: kiln help ${command})`);
     } else if (arg.startsWith("-") && arg.length > 1) {
       const name = arg.slice(1, 2);
@@ -73,6 +85,10 @@ export function parseArgs(argv: string[], specs: OptionSpec[], command: string, 
       continue;
     }
     let value = inline;
+    if (value === undefined && spec.bare) {
+      const next = argv[i];
+      value = next !== undefined && spec.bare.accepts.includes(next) ? (i++, next) : spec.bare.value;
+    }
     if (value === undefined) {
       if (i >= argv.length) throw new UsageError("USAGE", `kiln ${command}: option --${spec.name} needs a value`);
       value = argv[i++] as string;

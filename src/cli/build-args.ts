@@ -13,6 +13,8 @@ import { parseRegistryTimeout } from "../registry/timeouts.js";
 import { parseTargetPlatforms } from "../image/platform.js";
 import { ISOLATIONS } from "../run/index.js";
 import { intOption, keyValues, many, one, parseCsv, type ParsedArgs } from "./args.js";
+import { checkEntitlements, credentialsOption, kanikoSettings, registryOf } from "./compat-flags.js";
+import { parseShmSize, parseUlimit } from "../run/limits.js";
 import type { ProgressMode } from "./progress.js";
 
 export interface BuildRequest {
@@ -28,20 +30,31 @@ function choice<T extends string>(args: ParsedArgs, name: string, allowed: reado
 
 /** The build `kiln build ARGS` asks for; throws a UsageError for anything misspelt. */
 export function buildRequest(args: ParsedArgs): BuildRequest {
-  if (args.positionals.length !== 1) throw new UsageError("USAGE", "kiln build: expected exactly one CONTEXT argument (see: kiln help build)");
-  const context = args.positionals[0]!;
+  const kaniko = kanikoSettings(args);
+  if (kaniko.context === undefined && args.positionals.length !== 1) throw new UsageError("USAGE", "kiln build: expected exactly one CONTEXT argument (see: kiln help build)");
+  if (kaniko.context !== undefined && args.positionals.length > 0) throw new UsageError("USAGE", "kiln build: expected exactly one CONTEXT argument (see: kiln help build)");
+  const context = kaniko.context ?? args.positionals[0]!;
   const outputs: OutputSpec[] = many(args, "output").map((o) => parseOutput(parseCsv(o, "output"), o));
-  if (args.flags.has("push")) outputs.push({ type: "image", names: [], push: true });
-  const progress = choice(args, "progress", ["auto", "plain", "quiet"] as const, "auto");
+  if (args.flags.has("push") || kaniko.push) outputs.push({ type: "image", names: [], push: true });
+  const quiet = args.flags.has("quiet");
+  if (quiet && one(args, "progress") !== undefined && one(args, "progress") !== "quiet") throw new UsageError("USAGE", "kiln build: -q/--quiet and --progress given both");
+  const progress = quiet ? "quiet" : choice(args, "progress", ["auto", "plain", "quiet"] as const, "auto");
   const format = choice(args, "format", ["oci", "docker"] as const, "oci");
   const isolation = (one(args, "isolation") ?? "auto") as Isolation;
   if (!ISOLATIONS.includes(isolation)) throw new UsageError("USAGE", `--isolation must be one of ${ISOLATIONS.join(", ")}`);
   const snapshotter = choice(args, "snapshotter", ["auto", "overlay", "dir"] as const, "auto") as Snapshotter;
   const network = choice(args, "network", ["host", "none"] as const, "host");
+  // buildx's `--pull` alone (or =true) means always; =false is the default
+  const pullValue = one(args, "pull");
+  if (pullValue === "true" || pullValue === "false") args.options.set("pull", [pullValue === "true" ? "always" : "missing"]);
   const pull = choice(args, "pull", ["always", "missing", "never"] as const, "missing");
   const jobs = intOption(args, "jobs", 1, 1024);
   const level = intOption(args, "compression-level", 0, 9);
-  const dockerfile = one(args, "file");
+  const dockerfile = one(args, "file") ?? kaniko.dockerfile;
+  const ulimits = many(args, "ulimit").map(parseUlimit);
+  const shm = one(args, "shm-size");
+  const shmSize = shm !== undefined ? parseShmSize(shm) : undefined;
+  checkEntitlements(many(args, "allow"));
   const timeout = one(args, "registry-timeout");
   const buildContexts = keyValues(many(args, "build-context"), "build-context");
   for (const [name, value] of Object.entries(buildContexts)) parseNamedContext(name, value);
@@ -52,8 +65,10 @@ export function buildRequest(args: ParsedArgs): BuildRequest {
       throw new UsageError("OPTION_INVALID", `--output type=docker takes one platform, not ${platforms.length} (${platform}); use type=oci for an image index`);
     }
   }
-  const cacheFrom = many(args, "cache-from");
-  const cacheTo = many(args, "cache-to");
+  const cacheFrom = [...many(args, "cache-from"), ...kaniko.cacheFrom];
+  const cacheTo = [...many(args, "cache-to"), ...kaniko.cacheTo];
+  const tags = [...many(args, "tag"), ...kaniko.tags];
+  const iidfile = one(args, "iidfile") ?? kaniko.iidfile;
   for (const s of cacheFrom) parseCacheSpec(s, "from");
   for (const s of cacheTo) parseCacheSpec(s, "to");
   const attest = attestRequest(one(args, "provenance"), one(args, "sbom"), many(args, "attest"));
@@ -61,10 +76,13 @@ export function buildRequest(args: ParsedArgs): BuildRequest {
     checkAttestationOutputs(outputs);
     if (format === "docker") throw new UsageError("OPTION_INVALID", "--format docker cannot carry attestations (--provenance/--sbom/--attest need an OCI index): use --format oci");
   }
+  // --creds goes only to the registries the build pushes to or caches in (and pulls from there)
+  const named = [...tags, ...outputs.flatMap((o) => (o.type === "image" ? o.names : [])), ...cacheFrom.flatMap((c) => cacheRef(c, "from")), ...cacheTo.flatMap((c) => cacheRef(c, "to"))];
+  const credentials = credentialsOption(args, named.flatMap(registryOf));
   const options: BuildRequest["options"] = {
     context,
     ...(dockerfile !== undefined ? { dockerfile } : {}),
-    tags: many(args, "tag"),
+    tags,
     ...(args.flags.has("load") ? { load: true } : {}),
     buildArgs: keyValues(many(args, "build-arg"), "build-arg", (k) => process.env[k]),
     ...(one(args, "target") ? { target: one(args, "target")! } : {}),
@@ -74,12 +92,14 @@ export function buildRequest(args: ParsedArgs): BuildRequest {
     buildContexts,
     outputs,
     format,
-    ...(one(args, "iidfile") ? { iidfile: one(args, "iidfile")! } : {}),
+    ...(iidfile ? { iidfile } : {}),
     ...(one(args, "metadata-file") ? { metadataFile: one(args, "metadata-file")! } : {}),
     ...(one(args, "cache-dir") ? { cacheDir: one(args, "cache-dir")! } : {}),
     isolation,
     snapshotter,
     network,
+    ...(ulimits.length > 0 ? { ulimits } : {}),
+    ...(shmSize !== undefined ? { shmSize } : {}),
     ...(jobs !== undefined ? { jobs } : {}),
     ...(level !== undefined ? { compressionLevel: level } : {}),
     pull,
@@ -88,10 +108,18 @@ export function buildRequest(args: ParsedArgs): BuildRequest {
     noCacheFilter: many(args, "no-cache-filter"),
     cacheFrom,
     cacheTo,
-    insecureRegistries: many(args, "insecure-registry"),
+    insecureRegistries: [...many(args, "insecure-registry"), ...kaniko.insecureRegistries],
     ...(one(args, "registry-ca") ? { registryCa: one(args, "registry-ca")! } : {}),
+    ...(one(args, "authfile") ? { authFile: one(args, "authfile")! } : {}),
+    ...(credentials ? { credentials } : {}),
     ...(timeout !== undefined ? { registryTimeouts: parseRegistryTimeout(timeout) } : {}),
     ...(wantsAttestations(attest) ? { attest } : {}),
   };
   return { options, progress };
+}
+
+/** The registry reference of a `type=registry` cache spec, if it is one. */
+function cacheRef(spec: string, direction: "from" | "to"): string[] {
+  const parsed = parseCacheSpec(spec, direction);
+  return parsed.type === "registry" ? [parsed.ref] : [];
 }

@@ -1,8 +1,10 @@
 // What every kiln subcommand is (summary, usage, options, run) and the option groups several
 // commands share: `--cache-dir`, the registry flags (and their RegistryOptions), `--pull`.
 import { UsageError } from "../errors.js";
-import { parseRegistryTimeout, type RegistryTimeouts } from "../registry/timeouts.js";
+import { parseRegistryTimeout } from "../registry/timeouts.js";
+import type { RegistryOptions } from "../registry/options.js";
 import { many, one, type OptionSpec, type ParsedArgs } from "./args.js";
+import { credentialsOption, registryOf } from "./compat-flags.js";
 
 export interface Command {
   summary: string;
@@ -10,6 +12,8 @@ export interface Command {
   options: OptionSpec[];
   /** false: options end at the first positional (the rest belongs to the command run, as with docker run). */
   interspersed?: boolean;
+  /** Options kiln does not have, each with the one line that says what to use instead (exit 2). */
+  hints?: Readonly<Record<string, string>>;
   run(args: ParsedArgs): Promise<number>;
 }
 
@@ -24,11 +28,28 @@ export const registryOptions: OptionSpec[] = [
   { name: "registry-timeout", type: "string", valueName: "SPEC", help: "registry time limits: idle DURATION, or connect=D,idle=D,total=D (default 30s/30s/1h)" },
 ];
 
-/** `--insecure-registry`, `--registry-ca` and `--registry-timeout`, as registry options. */
-export function registryFrom(args: ParsedArgs): { insecureRegistries: string[]; caFile?: string; timeouts?: RegistryTimeouts } {
+/** podman/buildah's `--creds USER:PASS` and `--authfile FILE` (kiln push, kiln pull). */
+export const credentialOptions: OptionSpec[] = [
+  { name: "creds", type: "string", valueName: "USER:PASS", help: "credentials for the registry of the references given (podman/buildah)" },
+  { name: "authfile", type: "string", valueName: "FILE", help: "a containers auth.json, read before Docker's config" },
+];
+
+/**
+ * `--insecure-registry`, `--registry-ca` and `--registry-timeout` (and, for commands with
+ * credentialOptions, `--authfile` and `--creds` for the registries of `refs`), as registry options.
+ */
+export function registryFrom(args: ParsedArgs, refs: string[] = []): Pick<RegistryOptions, "insecureRegistries" | "caFile" | "timeouts" | "authFile" | "credentials"> {
   const ca = one(args, "registry-ca");
   const timeout = one(args, "registry-timeout");
-  return { insecureRegistries: many(args, "insecure-registry"), ...(ca ? { caFile: ca } : {}), ...(timeout !== undefined ? { timeouts: parseRegistryTimeout(timeout) } : {}) };
+  const authFile = one(args, "authfile");
+  const credentials = credentialsOption(args, refs.flatMap(registryOf));
+  return {
+    insecureRegistries: many(args, "insecure-registry"),
+    ...(ca ? { caFile: ca } : {}),
+    ...(timeout !== undefined ? { timeouts: parseRegistryTimeout(timeout) } : {}),
+    ...(authFile ? { authFile } : {}),
+    ...(credentials ? { credentials } : {}),
+  };
 }
 
 export const pullOption: OptionSpec = { name: "pull", type: "string", valueName: "POLICY", help: "registry images: always, missing or never (default missing)" };

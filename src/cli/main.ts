@@ -10,12 +10,13 @@ import { AbortError, KilnError, UsageError } from "../errors.js";
 import { VERSION } from "../version.js";
 import { describeError, exitCodeFor } from "./exit.js";
 import { formatOptionHelp, intOption, keyValues, many, one, parseArgs, parseCsv, type OptionSpec, type ParsedArgs } from "./args.js";
-import { buildRequest } from "./build-args.js";
+import { buildRequest, type BuildRequest } from "./build-args.js";
+import { BUILD_FLAG_HINTS, compatBuildOptions } from "./compat-flags.js";
 import { createProgress, createTransferProgress } from "./progress.js";
 import { formatBytes } from "../units.js";
 import { imageCommands, pushStored } from "./image-commands.js";
 import { runCommand } from "./run-command.js";
-import { cacheDirOption, registryFrom, registryOptions, type Command } from "./command.js";
+import { cacheDirOption, credentialOptions, registryFrom, registryOptions, type Command } from "./command.js";
 import { parseOutput } from "../engine/options.js";
 
 const buildOptions: OptionSpec[] = [
@@ -40,7 +41,7 @@ const buildOptions: OptionSpec[] = [
   { name: "network", type: "string", valueName: "MODE", help: "RUN network: host or none (default host)" },
   { name: "jobs", type: "string", valueName: "N", help: "stages built at once (default: number of cores)" },
   { name: "compression-level", type: "string", valueName: "0-9", help: "gzip level for new layers (default 6)" },
-  { name: "pull", type: "string", valueName: "POLICY", help: "base images: always, missing or never (default missing)" },
+  { name: "pull", type: "string", valueName: "POLICY", bare: { value: "always", accepts: ["always", "missing", "never", "true", "false"] }, help: "base images: always, missing or never (default missing; --pull alone: always, as buildx)" },
   { name: "secret", type: "string", repeatable: true, valueName: "id=ID,src=FILE", help: "a secret for RUN --mount=type=secret (src=FILE or env=VAR)" },
   { name: "no-cache", type: "boolean", help: "run every step (results are still cached)" },
   { name: "no-cache-filter", type: "string", repeatable: true, valueName: "STAGE", help: "never reuse the cache for this stage" },
@@ -50,6 +51,7 @@ const buildOptions: OptionSpec[] = [
   { name: "sbom", type: "string", valueName: "BOOL", help: "SPDX SBOM attestation of the final image: true or false (default none)" },
   { name: "attest", type: "string", repeatable: true, valueName: "SPEC", help: "type=provenance[,mode=min|max] | type=sbom (repeatable)" },
   ...registryOptions,
+  ...compatBuildOptions,
 ];
 
 const commands: Record<string, Command> = {
@@ -57,6 +59,7 @@ const commands: Record<string, Command> = {
     summary: "Build an image from a Dockerfile",
     usage: "kiln build [OPTIONS] CONTEXT   (CONTEXT may be - for a tar on stdin)",
     options: buildOptions,
+    hints: BUILD_FLAG_HINTS,
     async run(args) {
       const { options, progress } = buildRequest(args);
       const { build } = await import("../engine/build.js");
@@ -78,7 +81,8 @@ const commands: Record<string, Command> = {
           onEvent: listener,
           signal: controller.signal,
         });
-        const where = [...result.outputs.map((o) => (o.type === "image" ? o.names.join(",") || many(args, "tag").join(",") : o.dest)), ...(many(args, "tag").length > 0 ? ["local store"] : [])].join(", ");
+        const tags = options.tags ?? [];
+        const where = [...result.outputs.map((o) => (o.type === "image" ? o.names.join(",") || tags.join(",") : o.dest)), ...(tags.length > 0 ? ["local store"] : [])].join(", ");
         if (progress !== "quiet") process.stderr.write(`built ${result.digest} -> ${where}\n`);
         process.stdout.write(`${result.digest}\n`);
         return 0;
@@ -104,6 +108,7 @@ const commands: Record<string, Command> = {
       { name: "quiet", short: "q", type: "boolean", help: "no progress output" },
       cacheDirOption("local image store (and pull records for cross-repo mounts)"),
       ...registryOptions,
+      ...credentialOptions,
     ],
     async run(args) {
       if (args.positionals.length < 1) throw new UsageError("USAGE", "kiln push: expected NAME or LAYOUT[:TAG] (see: kiln help push)");
@@ -112,7 +117,7 @@ const commands: Record<string, Command> = {
       const quiet = args.flags.has("quiet");
       const { BlobStore, defaultCacheDir } = await import("../store/blob-store.js");
       const pushOptions = {
-        ...registryFrom(args),
+        ...registryFrom(args, refs.length > 0 ? refs : [src]),
         ...(chunk !== undefined ? { chunkSize: chunk } : {}),
         ...(quiet ? {} : { onProgress: createTransferProgress() }),
       };
@@ -143,6 +148,7 @@ const commands: Record<string, Command> = {
       { name: "quiet", short: "q", type: "boolean", help: "no progress output" },
       cacheDirOption(),
       ...registryOptions,
+      ...credentialOptions,
     ],
     async run(args) {
       if (args.positionals.length !== 1) throw new UsageError("USAGE", "kiln pull: expected one REF");
@@ -157,7 +163,7 @@ const commands: Record<string, Command> = {
         if (spec.type !== "oci") throw new UsageError("USAGE", "kiln pull: only --output type=oci is supported");
         return spec;
       });
-      const r = await pullImage(ref, { store, platform, pull: "always", ...registryFrom(args), ...(args.flags.has("quiet") ? {} : { onProgress: createTransferProgress() }) });
+      const r = await pullImage(ref, { store, platform, pull: "always", ...registryFrom(args, [ref]), ...(args.flags.has("quiet") ? {} : { onProgress: createTransferProgress() }) });
       if (outputs.length === 0 && !r.reference.digest) {
         // no --output: the image is kept in the local store under its name (kiln images, kiln run)
         const { setName } = await import("../store/names.js");
@@ -333,15 +339,16 @@ function help(name?: string): string {
  * Checks a command line as `main` would read it, without running anything: the command exists,
  * its options parse, and for `kiln build` every value the command line alone decides (see
  * build-args.ts). Throws the UsageError `main` would print; used to check example and CI files.
+ * Returns what a `kiln build` line asks for.
  */
-export function checkCommandLine(argv: string[]): void {
+export function checkCommandLine(argv: string[]): BuildRequest | undefined {
   const [name, ...rest] = argv;
   if (name === undefined) throw new UsageError("USAGE", "kiln: no command (see: kiln help)");
-  if (["help", "--help", "-h", "--version", "version"].includes(name)) return;
+  if (["help", "--help", "-h", "--version", "version"].includes(name)) return undefined;
   const cmd = commands[name];
   if (!cmd) throw new UsageError("USAGE", `kiln: unknown command "${name}" (see: kiln help)`);
-  const args = parseArgs(rest, cmd.options, name);
-  if (name === "build") buildRequest(args);
+  const args = parseArgs(rest, cmd.options, name, { ...(cmd.hints ? { hints: cmd.hints } : {}) });
+  return name === "build" ? buildRequest(args) : undefined;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -363,7 +370,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(help(name));
       return 0;
     }
-    const args = parseArgs(rest, cmd.options, name, { stopAtPositional: cmd.interspersed === false });
+    const args = parseArgs(rest, cmd.options, name, { stopAtPositional: cmd.interspersed === false, ...(cmd.hints ? { hints: cmd.hints } : {}) });
     if (cmd.interspersed === false && args.flags.has("help")) {
       process.stdout.write(help(name));
       return 0;

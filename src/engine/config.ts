@@ -12,6 +12,7 @@ import type { RegistryOptions } from "../registry/options.js";
 import type { Snapshotter } from "../snapshot/rootfs.js";
 import { ISOLATIONS } from "../run/preflight.js";
 import type { Isolation } from "../run/types.js";
+import type { Ulimit } from "../run/limits.js";
 import { defaultCacheDir } from "../store/blob-store.js";
 import type { CacheOptions } from "./cache.js";
 import type { BuildEvent } from "./events.js";
@@ -38,6 +39,9 @@ export interface EngineConfig {
   readonly buildArgs: Readonly<Record<string, string>>;
   /** The default network of RUN steps (`RUN --network` overrides it). */
   readonly network: "host" | "none";
+  /** `--ulimit` and `--shm-size` for RUN steps. */
+  readonly ulimits: readonly Ulimit[];
+  readonly shmSize: number | undefined;
   readonly secrets: Readonly<Record<string, SecretSource>>;
   /** gzip level of new layers; undefined: the layer writer's default. */
   readonly compressionLevel: number | undefined;
@@ -82,6 +86,8 @@ export function resolveConfig(options: BuildOptions): EngineConfig {
     sourceDateEpoch: sde,
     buildArgs,
     network,
+    ulimits: [...(options.ulimits ?? [])],
+    shmSize: options.shmSize,
     secrets: { ...(options.secrets ?? {}) },
     compressionLevel,
     isolation,
@@ -91,6 +97,8 @@ export function resolveConfig(options: BuildOptions): EngineConfig {
     registry: {
       ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
       ...(options.registryCa ? { caFile: options.registryCa } : {}),
+      ...(options.authFile ? { authFile: options.authFile } : {}),
+      ...(options.credentials ? { credentials: options.credentials } : {}),
       ...(options.registryTimeouts ? { timeouts: options.registryTimeouts } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
       // pulls and pushes (base images, outputs, cache import/export) report pull-progress/push-progress events

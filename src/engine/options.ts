@@ -20,6 +20,7 @@ export type NamedContext =
 
 export type { Isolation } from "../run/types.js";
 import type { Isolation } from "../run/types.js";
+import type { Ulimit } from "../run/limits.js";
 
 /** Where a `RUN --mount=type=secret` reads a secret from: a file, or an environment variable. */
 export interface SecretSource {
@@ -55,6 +56,10 @@ export interface BuildOptions {
   /** How RUN root filesystems are kept: overlayfs layers (overlay), one plain tree (dir), or auto. */
   snapshotter?: Snapshotter;
   network?: "host" | "none";
+  /** `--ulimit`: resource limits of every RUN step's processes. */
+  ulimits?: Ulimit[];
+  /** `--shm-size`: /dev/shm's size in RUN steps, bytes (default 64 MiB). */
+  shmSize?: number;
   jobs?: number;
   /** gzip level for new layers (default 6). */
   compressionLevel?: number;
@@ -65,6 +70,10 @@ export interface BuildOptions {
   /** `--insecure-registry` hosts, `--registry-ca`, pull policy. */
   insecureRegistries?: string[];
   registryCa?: string;
+  /** podman/buildah `--authfile`: an auth.json read before Docker's config. */
+  authFile?: string;
+  /** podman/buildah `--creds USER:PASS`, given only to the registries listed (the push names' hosts). */
+  credentials?: { username: string; password: string; registries: string[] };
   /** `--registry-timeout`: connect, idle and total limits of every registry request. */
   registryTimeouts?: RegistryTimeouts;
   pull?: "always" | "missing" | "never";

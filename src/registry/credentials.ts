@@ -178,10 +178,12 @@ function podmanDefaultAuthFile(): string | undefined {
 
 /**
  * Credentials for `registry` (as written in references: "docker.io", "host:5000"), or undefined.
- * Order: explicit auth.json (authFile / REGISTRY_AUTH_FILE), Docker's config (credHelpers, then
+ * Order: `--creds` (for the registries it names), explicit auth.json (authFile / REGISTRY_AUTH_FILE), Docker's config (credHelpers, then
  * credsStore, then auths), then podman's default $XDG_RUNTIME_DIR/containers/auth.json.
  */
 export async function resolveCredentials(registry: string, options: RegistryOptions, repository?: string): Promise<Credentials | undefined> {
+  const given = options.credentials;
+  if (given && given.registries.some((r) => normalizeAuthKey(r) === normalizeAuthKey(registry))) return { username: given.username, password: given.password };
   for (const f of podmanAuthFiles(options)) {
     const cfg = await readJSONFile<DockerConfigFile>(f);
     const e = findEntry(cfg?.auths, registry, repository);

@@ -35,6 +35,8 @@ export interface RegistryOptions {
   dockerConfig?: string;
   /** A podman/containers auth.json (like REGISTRY_AUTH_FILE). */
   authFile?: string;
+  /** `--creds USER:PASS`: used for these registries ("host[:port]") before any stored credentials, never sent elsewhere. */
+  credentials?: { username: string; password: string; registries: string[] };
   retry?: RetryOptions;
   /** Connect, idle and total limits of every request (see DEFAULT_TIMEOUTS). */
   timeouts?: RegistryTimeouts;

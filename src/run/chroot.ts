@@ -16,6 +16,7 @@ import { createWorkDir, removeWorkDir } from "../snapshot/workdir.js";
 import { defaultCacheDir } from "../store/blob-store.js";
 import { DEFAULT_CAPS } from "./caps.js";
 import { OutputTail, dieWithKiln, runStreaming, shq, startFailure } from "./output.js";
+import { shmSizeOption, withRlimits } from "./limits.js";
 import { MountTargets, SECRETS_FD, STATUS_FD, ensureCwd, newHostname, placeMounts, secretLines, writeEtcFiles } from "./sandbox-files.js";
 import type { IdMap, RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
@@ -100,7 +101,7 @@ class ChrootRunner implements Runner {
       lines.push(`mkdir -p ${shq(`${dev}/pts`)} ${shq(`${dev}/shm`)}`);
       lines.push(`mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts ${shq(`${dev}/pts`)}`);
       lines.push(`ln -s pts/ptmx ${shq(`${dev}/ptmx`)}`);
-      lines.push(`mount -t tmpfs -o nosuid,nodev,noexec,mode=1777 shm ${shq(`${dev}/shm`)}`);
+      lines.push(`mount -t tmpfs -o nosuid,nodev,noexec,mode=1777,${shmSizeOption(spec.shmSize)} shm ${shq(`${dev}/shm`)}`);
       lines.push(`ln -s /proc/self/fd ${shq(`${dev}/fd`)}; ln -s /proc/self/fd/0 ${shq(`${dev}/stdin`)}; ln -s /proc/self/fd/1 ${shq(`${dev}/stdout`)}; ln -s /proc/self/fd/2 ${shq(`${dev}/stderr`)}`);
       if (this.rootless && spec.network !== "none") {
         // sysfs needs the network namespace's owner: bind the host's read-only instead
@@ -184,7 +185,7 @@ class ChrootRunner implements Runner {
       const tail = new OutputTail();
       let status = "";
       const code = await runStreaming(
-        dieWithKiln({ cmd: unshare, args, env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" } }),
+        withRlimits(dieWithKiln({ cmd: unshare, args, env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" } }), spec.ulimits),
         {
           stdout: spec.stdout,
           stderr: spec.stderr,

@@ -13,6 +13,7 @@ import { IsolationError, KilnError } from "../errors.js";
 import { defaultCacheDir } from "../store/blob-store.js";
 import { createWorkDir, removeWorkDir } from "../snapshot/workdir.js";
 import { OutputTail, dieWithKiln, runQuiet, runStreaming, shq, startFailure, type Exec } from "./output.js";
+import { ociJson, ociRlimits, shmSizeOption } from "./limits.js";
 import {
   MountTargets, SECRETS_FD, STATUS_FD, ensureCwd, newHostname, placeMounts, secretLines, writeEtcFiles, type PlacedMounts, type PlacedRunMount,
 } from "./sandbox-files.js";
@@ -98,7 +99,7 @@ class OciRunner implements Runner {
       const secrets = secretLines(placed, secretDir);
       const startedFile = join(runDir, "started");
       const config = this.config(spec, user, hostname, placed, secrets.files, startedFile);
-      await writeFile(join(runDir, "config.json"), JSON.stringify(config, null, 2));
+      await writeFile(join(runDir, "config.json"), ociJson(config));
       const tail = new OutputTail();
       created = true;
       // an abort kills unshare (runStreaming's default), which takes the runtime and the container with it
@@ -211,7 +212,7 @@ class OciRunner implements Runner {
       { destination: "/proc", type: "proc", source: "proc", options: ["nosuid", "noexec", "nodev"] },
       { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
       { destination: "/dev/pts", type: "devpts", source: "devpts", options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", ...(this.rootless ? [] : ["gid=5"])] },
-      { destination: "/dev/shm", type: "tmpfs", source: "shm", options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
+      { destination: "/dev/shm", type: "tmpfs", source: "shm", options: ["nosuid", "noexec", "nodev", "mode=1777", shmSizeOption(spec.shmSize)] },
       { destination: "/dev/mqueue", type: "mqueue", source: "mqueue", options: ["nosuid", "noexec", "nodev"] },
     ];
     if (this.rootless && spec.network !== "none") {
@@ -262,6 +263,7 @@ class OciRunner implements Runner {
         cwd: spec.cwd,
         capabilities: { bounding: DEFAULT_CAPS, effective: DEFAULT_CAPS, permitted: DEFAULT_CAPS },
         noNewPrivileges: false,
+        ...(spec.ulimits && spec.ulimits.length > 0 ? { rlimits: ociRlimits(spec.ulimits) } : {}),
       },
       root: { path: spec.rootfs, readonly: spec.readonlyRootfs ?? false },
       hostname,

@@ -17,6 +17,7 @@ import { defaultCacheDir } from "../store/blob-store.js";
 import { staticBusybox } from "./chroot.js";
 import { IN_PLACE_EXCLUDES, InPlace } from "./in-place.js";
 import { OutputTail, StepGroup, groupDiesWithKiln, runStreaming, startFailure } from "./output.js";
+import { withRlimits } from "./limits.js";
 import { MountTargets, ensureCwd, newHostname, readOnlyEtcError, writeEtcFiles } from "./sandbox-files.js";
 import type { RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
@@ -87,6 +88,7 @@ class PlainChrootRunner implements Runner {
   ) {}
 
   async run(spec: RunSpec): Promise<RunResult> {
+    if (spec.shmSize !== undefined) throw new KilnError("FEATURE_UNSUPPORTED", `--shm-size: isolation plain-chroot has no /dev/shm mount of its own (no mount namespace); use --isolation oci or chroot`);
     if (mentionsProc(spec.argv)) {
       if (this.procFallback) {
         spec.stderr?.(Buffer.from("kiln: plain-chroot has no /proc and this step names it: running it under proot\n"));
@@ -137,7 +139,7 @@ class PlainChrootRunner implements Runner {
       let code: number;
       try {
         code = await runStreaming(
-          groupDiesWithKiln({ cmd: setpriv, args, env }),
+          withRlimits(groupDiesWithKiln({ cmd: setpriv, args, env }), spec.ulimits),
           {
             stdout: spec.stdout,
             stderr: spec.stderr,

@@ -13,6 +13,7 @@ import { copyTreeNoFollow } from "../snapshot/copy-tree.js";
 import { createWorkDir, removeWorkDir } from "../snapshot/workdir.js";
 import { defaultCacheDir } from "../store/blob-store.js";
 import { OutputTail, StepGroup, groupDiesWithKiln, runStreaming } from "./output.js";
+import { withRlimits } from "./limits.js";
 import { ensureCwd, newHostname, readOnlyEtcError, readOnlyEtcSnapshot, readOnlyEtcWritten, writeEtcFiles, writeSecretFiles } from "./sandbox-files.js";
 import type { IdMap, RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
@@ -36,6 +37,7 @@ class ProotRunner implements Runner {
   }
 
   async run(spec: RunSpec): Promise<RunResult> {
+    if (spec.shmSize !== undefined) throw new KilnError("FEATURE_UNSUPPORTED", `--shm-size: isolation proot has no /dev/shm mount of its own (ptrace path translation); use --isolation oci or chroot`);
     const proot = prootTool();
     const runDir = await createWorkDir(this.workDir ?? join(defaultCacheDir(), "run"), "proot-");
     try {
@@ -92,7 +94,7 @@ class ProotRunner implements Runner {
       let code: number;
       try {
         code = await runStreaming(
-          groupDiesWithKiln({ cmd: proot, args, env }),
+          withRlimits(groupDiesWithKiln({ cmd: proot, args, env }), spec.ulimits),
           { stdout: spec.stdout, stderr: spec.stderr, signal: spec.signal, onAbort: group.kill, onExit: group.kill, onSpawn: group.onSpawn },
           tail,
         );

@@ -3,6 +3,7 @@
 // optional stdio/readonlyRootfs/onStart parts; RUN steps use none of them. The id-map types come
 // from src/snapshot/idmap.ts (re-exported here for the backends).
 import type { IdMap } from "../snapshot/idmap.js";
+import type { Ulimit } from "./limits.js";
 
 export type { IdMap } from "../snapshot/idmap.js";
 
@@ -39,6 +40,10 @@ export interface RunSpec {
   network: "host" | "none";
   hostname?: string;
   mounts?: RunMount[];
+  /** `--ulimit`: resource limits of the step's processes. */
+  ulimits?: readonly Ulimit[];
+  /** `--shm-size`: /dev/shm's size in bytes (default 64 MiB); runners without a /dev/shm of their own refuse it. */
+  shmSize?: number;
   stdout?: (b: Buffer) => void;
   stderr?: (b: Buffer) => void;
   signal?: AbortSignal;

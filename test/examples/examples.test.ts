@@ -88,7 +88,8 @@ const KILN_IMAGE = /\/kiln:|^\$\(params\.BUILDER_IMAGE\)$/;
 
 describe("examples/", () => {
   it("checkCommandLine refuses what kiln would refuse (the check is not vacuous)", () => {
-    expect(accepted(["build", "--destination", "r/x:1", "."])).toMatch(/^kiln build: unknown option --destination/);
+    expect(accepted(["build", "--tar-path", "x.tar", "."])).toMatch(/^kaniko flag --tar-path: use --output type=docker/);
+    expect(accepted(["build", "--destnation", "r/x:1", "."])).toMatch(/^kiln build: unknown option --destnation/);
     expect(accepted(["build", "--cache-to", "type=registry,ref=r/x,mode=all", "."])).toMatch(/mode must be min or max/);
     expect(accepted(["build", "--isolation", "none", "."])).toMatch(/--isolation must be one of/);
     expect(accepted(["build", "-o", "type=tarball,dest=x", "."])).toMatch(/unsupported type "tarball"/);

@@ -77,6 +77,8 @@ async function run(ctx: StepContext, t: RunInstruction): Promise<Produced> {
     user: cfg.User || "root",
     network,
     mounts,
+    ...(config.ulimits.length > 0 ? { ulimits: config.ulimits } : {}),
+    ...(config.shmSize !== undefined ? { shmSize: config.shmSize } : {}),
     stdout: (data) => ctx.emit({ type: "step-log", id: ctx.stepId, stream: "stdout", data }),
     stderr: (data) => ctx.emit({ type: "step-log", id: ctx.stepId, stream: "stderr", data }),
     ...(config.signal ? { signal: config.signal } : {}),
