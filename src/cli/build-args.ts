@@ -7,7 +7,7 @@ import { UsageError } from "../errors.js";
 import { parseNamedContext, parseOutput, parseSecret, type BuildOptions, type Isolation, type OutputSpec } from "../engine/options.js";
 import { attestRequest, wantsAttestations } from "../attest/request.js";
 import { parseCacheSpec } from "../cache/spec.js";
-import { checkAttestationOutputs } from "../output/write.js";
+import { checkAttestationOutputs, outputCompression } from "../output/write.js";
 import type { Snapshotter } from "../snapshot/rootfs.js";
 import { parseRegistryTimeout } from "../registry/timeouts.js";
 import { parseTargetPlatforms } from "../image/platform.js";
@@ -40,6 +40,7 @@ export function buildRequest(args: ParsedArgs): BuildRequest {
   if (quiet && one(args, "progress") !== undefined && one(args, "progress") !== "quiet") throw new UsageError("USAGE", "kiln build: -q/--quiet and --progress given both");
   const progress = quiet ? "quiet" : choice(args, "progress", ["auto", "plain", "quiet"] as const, "auto");
   const format = choice(args, "format", ["oci", "docker"] as const, "oci");
+  outputCompression(outputs, format);
   const isolation = (one(args, "isolation") ?? "auto") as Isolation;
   if (!ISOLATIONS.includes(isolation)) throw new UsageError("USAGE", `--isolation must be one of ${ISOLATIONS.join(", ")}`);
   const snapshotter = choice(args, "snapshotter", ["auto", "overlay", "dir"] as const, "auto") as Snapshotter;

@@ -20,7 +20,8 @@ import type { Descriptor, Digest, Platform } from "../image/oci.js";
 import { isIndexSource, storeIndex, type OutputImage, type PlatformImage } from "../image/image-index.js";
 import { formatPlatform } from "../image/platform.js";
 import { BlobStore } from "../store/blob-store.js";
-import { checkAttestationOutputs, writeOutputs } from "../output/write.js";
+import { checkAttestationOutputs, outputCompression, writeOutputs } from "../output/write.js";
+import { recompressLayers } from "../layer/recompress.js";
 import { attestImage, sha256Hex } from "../attest/attest.js";
 import { attestationEntry } from "../attest/store.js";
 import { wantsAttestations, type AttestRequest } from "../attest/request.js";
@@ -128,6 +129,7 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
       throw new UsageError("OPTION_INVALID", `--output type=docker takes one platform, not ${planned.length} (${config.platforms.map(formatPlatform).join(",")}); use type=oci for an image index`);
     }
   }
+  const compression = outputCompression(outputs, options.format ?? "oci");
   const attest = wantsAttestations(options.attest) ? options.attest : undefined;
   if (attest) {
     checkAttestationOutputs(outputs);
@@ -166,10 +168,15 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
         cfg.config.Labels = { ...(cfg.config.Labels ?? {}), ...options.labels };
       }
       await cache.ensureLayers(image.layers);
-      const materialized = await materialize(image, store, format, {
+      // compression=... of the outputs: the layers this build wrote (all with force-compression)
+      // converted; the cache keeps the layers as the steps wrote them
+      const outImage = compression
+        ? { ...image, layers: await recompressLayers(image.layers, store, compression, (l) => sources.baseLayers.has(l.descriptor.digest), options.signal) }
+        : image;
+      const materialized = await materialize(outImage, store, format, {
         ...(options.annotations ? { annotations: options.annotations } : {}),
       });
-      return { platform: t.config.platform, image, materialized, source: await storeImage(store, materialized.manifest), sources };
+      return { platform: t.config.platform, image: outImage, materialized, source: await storeImage(store, materialized.manifest), sources };
     }));
     // Every platform settles before the session's resources go: the first failure is the build's.
     const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");

@@ -7,6 +7,7 @@ import { resolve } from "node:path";
 import { UsageError } from "../errors.js";
 import type { ImageFormat } from "../image/oci.js";
 import { splitLayoutRef } from "../image/layout.js";
+import { parseCompression } from "../layer/recompress.js";
 import type { BuildListener } from "./events.js";
 import type { RegistryTimeouts } from "../registry/timeouts.js";
 
@@ -94,7 +95,16 @@ export interface BuildOptions {
 /** Where `kiln build` writes when no --output is given. */
 export const DEFAULT_OUTPUT_DIR = "kiln-out";
 
-export function parseOutput(fields: Record<string, string>, raw: string): OutputSpec {
+export function parseOutput(input: Record<string, string>, raw: string): OutputSpec {
+  const fields = { ...input };
+  const compression = parseCompression(fields, raw);
+  const withCompression = <T extends OutputSpec>(spec: T): T => (compression ? { ...spec, compression } : spec);
+  if (compression && !["oci", "docker", "image", "registry", undefined].includes(fields.type ?? (fields.dest !== undefined ? "oci" : undefined))) {
+    throw new UsageError("OPTION_INVALID", `--output ${raw}: compression= applies to image outputs (type=oci, docker, image, registry), not type=${fields.type}`);
+  }
+  if (compression?.type === "zstd" && fields.type === "docker") {
+    throw new UsageError("OPTION_INVALID", `--output ${raw}: Docker media types have no zstd layers; use type=oci (or compression=gzip)`);
+  }
   const type = fields.type ?? (fields.dest !== undefined ? "oci" : undefined);
   const bool = (v: string | undefined, name: string): boolean => {
     if (v === undefined || v === "" ) return false;
@@ -105,16 +115,16 @@ export function parseOutput(fields: Record<string, string>, raw: string): Output
   switch (type) {
     case "oci": {
       if (!fields.dest) throw new UsageError("OPTION_INVALID", `--output ${raw}: type=oci needs dest=DIR (or dest=FILE.tar,tar=true)`);
-      return { type: "oci", dest: resolve(fields.dest), tar: bool(fields.tar, "tar") };
+      return withCompression({ type: "oci", dest: resolve(fields.dest), tar: bool(fields.tar, "tar") });
     }
     case "docker": {
       if (!fields.dest) throw new UsageError("OPTION_INVALID", `--output ${raw}: type=docker needs dest=FILE.tar (kiln has no daemon to load into)`);
-      return { type: "docker", dest: resolve(fields.dest) };
+      return withCompression({ type: "docker", dest: resolve(fields.dest) });
     }
     case "image":
     case "registry": {
       const names = (fields.name ?? "").split(",").filter((n) => n !== "");
-      return { type: "image", names, push: type === "registry" ? true : bool(fields.push, "push") };
+      return withCompression({ type: "image", names, push: type === "registry" ? true : bool(fields.push, "push") });
     }
     case "local":
     case "tar": {

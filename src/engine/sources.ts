@@ -51,6 +51,8 @@ export class BuildSources {
   private readonly trees = new Map<string, Promise<DirContext>>();
   private readonly pulls = new Map<string, Promise<{ image: Image; id: Digest }>>();
   private readonly resolved = new Map<string, { uri: string; digest: Digest }>();
+  /** Layer blobs of the base images taken from outside the build (registries, named contexts). */
+  readonly baseLayers = new Set<Digest>();
 
   constructor(private readonly init: SourcesInit) {}
 
@@ -96,10 +98,15 @@ export class BuildSources {
         return r.args ? { image: r.image, id: r.state, args: r.args } : { image: r.image, id: r.state };
       }
       case "context":
-        return this.contextImage(stage.base.name, this.platformOf(index));
+        return this.external(await this.contextImage(stage.base.name, this.platformOf(index)));
       case "image":
-        return this.pull(stage.base.ref, this.platformOf(index));
+        return this.external(await this.pull(stage.base.ref, this.platformOf(index)));
     }
+  }
+
+  private external<T extends { image?: Image }>(base: T): T {
+    for (const l of base.image?.layers ?? []) this.baseLayers.add(l.descriptor.digest);
+    return base;
   }
 
   private platformOf(index: number): Platform {

@@ -1,12 +1,29 @@
-// zstd decompression of layer blobs on every supported Node.js: zlib's own decoder where the
-// runtime has it (Node 22.15+, 23.8+), else the `zstd` command (Debian package zstd) as a
+// zstd for layer blobs on every supported Node.js: zlib's own decoder and encoder where the
+// runtime has them (Node 22.15+, 23.8+), else the `zstd` command (Debian package zstd) as a
 // streaming filter (stdin → stdout, nothing buffered whole; killed when the stream is destroyed).
 import { spawn } from "node:child_process";
 import { Duplex, type Transform } from "node:stream";
 import * as zlib from "node:zlib";
 import { KilnError } from "../errors.js";
 
-type ZstdZlib = { createZstdDecompress?: () => Transform };
+type ZstdZlib = {
+  createZstdDecompress?: () => Transform;
+  createZstdCompress?: (options: { params: Record<number, number> }) => Transform;
+  constants: { ZSTD_c_compressionLevel?: number };
+};
+
+/** zstd levels kiln writes (buildx's compression-level for zstd), and the default (zstd's own). */
+export const ZSTD_MAX_LEVEL = 22;
+export const ZSTD_DEFAULT_LEVEL = 3;
+
+/** A stream that compresses its input into one zstd frame at `level` (1-22). */
+export function zstdCompressor(level: number, what: string): Duplex {
+  const z = zlib as unknown as ZstdZlib;
+  if (typeof z.createZstdCompress === "function" && z.constants.ZSTD_c_compressionLevel !== undefined) {
+    return z.createZstdCompress({ params: { [z.constants.ZSTD_c_compressionLevel]: level } });
+  }
+  return new ZstdCommand(what, "zstd", ["-c", "-q", ...(level > 19 ? ["--ultra"] : []), `-${level}`]);
+}
 
 /** True when this Node.js decodes zstd itself. */
 export function nativeZstd(): boolean {
@@ -21,18 +38,21 @@ export function zstdDecompressor(what: string): Duplex {
 
 /** The decoder as a `zstd -dc` child process (what runtimes without zlib zstd use). */
 export function zstdCommand(what: string, command = "zstd"): Duplex {
-  return new ZstdCommand(what, command);
+  return new ZstdCommand(what, command, ["-d", "-c", "-q"]);
 }
 
-/** `zstd -dc` as a Duplex: writes go to its stdin, reads come from its stdout. */
+/** `zstd -dc` (or `zstd -c -LEVEL`) as a Duplex: writes go to its stdin, reads come from its stdout. */
 class ZstdCommand extends Duplex {
   private readonly child;
   private stderr = "";
   private exited: Promise<number | null>;
 
-  constructor(private readonly what: string, command: string) {
+  private readonly failure: string;
+
+  constructor(private readonly what: string, command: string, args: string[]) {
     super();
-    this.child = spawn(command, ["-d", "-c", "-q"], { stdio: ["pipe", "pipe", "pipe"] });
+    this.failure = args.includes("-d") ? "zstd data is invalid" : "zstd failed";
+    this.child = spawn(command, args, { stdio: ["pipe", "pipe", "pipe"] });
     this.exited = new Promise((resolve) => this.child.on("close", (code) => resolve(code)));
     this.child.on("error", (err: NodeJS.ErrnoException) => {
       this.destroy(err.code === "ENOENT"
@@ -48,7 +68,7 @@ class ZstdCommand extends Duplex {
     this.child.stdout.on("end", () => {
       void this.exited.then((code) => {
         if (code === 0) this.push(null);
-        else this.destroy(new KilnError("LAYER_READ_FAILED", `${this.what}: zstd data is invalid: ${this.stderr.trim().split("\n").pop() || `exit code ${code}`}`));
+        else this.destroy(new KilnError("LAYER_READ_FAILED", `${this.what}: ${this.failure}: ${this.stderr.trim().split("\n").pop() || `exit code ${code}`}`));
       });
     });
     // EPIPE when zstd stops reading (bad data): its exit status tells the story

@@ -6,11 +6,13 @@ import type { PushOptions } from "../registry/push.js";
 import { UsageError, throwIfAborted } from "../errors.js";
 import { writeOciLayout } from "./oci-layout.js";
 import { writeDockerArchive } from "./docker-archive.js";
+import { sameCompression, type LayerCompression } from "../layer/recompress.js";
+import type { ImageFormat } from "../image/oci.js";
 
 export type OutputSpec =
-  | { type: "oci"; dest: string; tar: boolean }
-  | { type: "docker"; dest: string }
-  | { type: "image"; names: string[]; push: boolean }
+  | { type: "oci"; dest: string; tar: boolean; compression?: LayerCompression }
+  | { type: "docker"; dest: string; compression?: LayerCompression }
+  | { type: "image"; names: string[]; push: boolean; compression?: LayerCompression }
   /** The image's file system as a directory / one tar (buildx's local exporters: src/container/export.ts, called by the engine). */
   | { type: "local"; dest: string }
   | { type: "tar"; dest: string };
@@ -23,6 +25,25 @@ export function checkAttestationOutputs(outputs: OutputSpec[]): void {
   if (outputs.some((o) => o.type === "docker")) {
     throw new UsageError("OPTION_INVALID", "--output type=docker cannot hold attestations (--provenance/--sbom/--attest): use type=oci or push to a registry");
   }
+}
+
+/**
+ * The one layer compression the outputs ask for (`compression=` of type=oci|docker|image; none:
+ * the layers as written, gzip). Outputs asking for different ones are refused, as is zstd in
+ * Docker media types (schema2 has no zstd layer type).
+ */
+export function outputCompression(outputs: OutputSpec[], format: ImageFormat): LayerCompression | undefined {
+  const asked = outputs.filter((o) => o.type === "oci" || o.type === "docker" || o.type === "image");
+  const first = asked[0]?.compression;
+  for (const o of asked) {
+    if (!sameCompression(o.compression, first)) {
+      throw new UsageError("OPTION_INVALID", "--output: every image output must use the same compression (kiln builds one image for all of them)");
+    }
+    if (o.compression?.type === "zstd" && (o.type === "docker" || format === "docker")) {
+      throw new UsageError("OPTION_INVALID", `--output type=${o.type},compression=zstd${format === "docker" ? " with --format docker" : ""}: Docker media types have no zstd layers; use --format oci (type=oci or type=image)`);
+    }
+  }
+  return first;
 }
 
 export async function writeOutputs(img: OutputImage, outputs: OutputSpec[], tags: string[], registry: OutputRegistryOptions = {}): Promise<void> {
