@@ -5,7 +5,7 @@
 // CI files are checked with it (checkCommandLine in main.ts).
 import { UsageError } from "../errors.js";
 import { parseNamedContext, parseOutput, parseSecret, type BuildOptions, type Isolation, type OutputSpec } from "../engine/options.js";
-import { attestRequest, wantsAttestations } from "../attest/request.js";
+import { attestRequest, checkReferrers, effectiveAttestations, wantsAttestations } from "../attest/request.js";
 import { parseCacheSpec } from "../cache/spec.js";
 import { checkAttestationOutputs } from "../output/write.js";
 import type { Snapshotter } from "../snapshot/rootfs.js";
@@ -57,10 +57,12 @@ export function buildRequest(args: ParsedArgs): BuildRequest {
   for (const s of cacheFrom) parseCacheSpec(s, "from");
   for (const s of cacheTo) parseCacheSpec(s, "to");
   const attest = attestRequest(one(args, "provenance"), one(args, "sbom"), many(args, "attest"));
+  if (args.flags.has("attest-referrers")) attest.referrers = true;
   if (wantsAttestations(attest)) {
     checkAttestationOutputs(outputs);
     if (format === "docker") throw new UsageError("OPTION_INVALID", "--format docker cannot carry attestations (--provenance/--sbom/--attest need an OCI index): use --format oci");
   }
+  checkReferrers(effectiveAttestations(attest, outputs, format) ?? attest, outputs);
   const options: BuildRequest["options"] = {
     context,
     ...(dockerfile !== undefined ? { dockerfile } : {}),
@@ -91,7 +93,8 @@ export function buildRequest(args: ParsedArgs): BuildRequest {
     insecureRegistries: many(args, "insecure-registry"),
     ...(one(args, "registry-ca") ? { registryCa: one(args, "registry-ca")! } : {}),
     ...(timeout !== undefined ? { registryTimeouts: parseRegistryTimeout(timeout) } : {}),
-    ...(wantsAttestations(attest) ? { attest } : {}),
+    // any attestation flag given (--provenance=false too: it turns off the default when pushing)
+    ...(Object.keys(attest).length > 0 ? { attest } : {}),
   };
   return { options, progress };
 }

@@ -46,7 +46,7 @@ const buildOptions: OptionSpec[] = [
   { name: "no-cache-filter", type: "string", repeatable: true, valueName: "STAGE", help: "never reuse the cache for this stage" },
   { name: "cache-from", type: "string", repeatable: true, valueName: "SPEC", help: "type=registry,ref=REF | type=local,src=DIR" },
   { name: "cache-to", type: "string", repeatable: true, valueName: "SPEC", help: "type=registry,ref=REF[,mode=min|max] | type=local,dest=DIR[,mode=...]" },
-  { name: "provenance", type: "string", valueName: "VALUE", help: "SLSA provenance attestation: true, false or mode=min|max (default none)" },
+  { name: "provenance", type: "string", valueName: "VALUE", help: "SLSA provenance attestation: true, false or mode=min|max (default: min when pushing, else none; BUILDX_NO_DEFAULT_ATTESTATIONS=1 turns the default off)" },
   { name: "sbom", type: "string", valueName: "BOOL", help: "SPDX SBOM attestation of the final image: true or false (default none)" },
   { name: "attest", type: "string", repeatable: true, valueName: "SPEC", help: "type=provenance[,mode=min|max] | type=sbom (repeatable)" },
   ...registryOptions,
