@@ -2,9 +2,13 @@
 // (min provenance when pushing, none for local outputs, off with --provenance=false or
 // BUILDX_NO_DEFAULT_ATTESTATIONS), and the provenance of a context that is a git checkout (its
 // commit and origin remote, credentials stripped, a dirty tree marked). skopeo reads what was pushed.
+// Reading them back: `kiln attestations` from a layout, the store and the registry, and `kiln
+// verify` refusing an attestation that names an image outside its index or another subject.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readFile, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { cp, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { verifyLayout } from "../../src/output/verify.js";
 import { expectBuilt, kiln, mustRun } from "../helpers/kiln.js";
 import { useRegistry } from "../helpers/registry.js";
 import { TempDirs } from "../helpers/temp.js";
@@ -104,5 +108,98 @@ describe("buildx's default attestations", () => {
     } finally {
       await mustRun("rm", ["-f", join(ctx, "untracked.txt")]);
     }
+  });
+});
+
+/** Write `value` as a blob of the layout `dir`; returns its descriptor fields. */
+async function putBlob(dir: string, value: unknown): Promise<{ digest: string; size: number }> {
+  const bytes = Buffer.from(JSON.stringify(value));
+  const digest = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+  await writeFile(join(dir, "blobs", "sha256", digest.slice(7)), bytes);
+  return { digest, size: bytes.length };
+}
+
+/** A copy of the attested layout `src` whose index is rewritten by `edit` (index.json follows). */
+async function tampered(src: string, edit: (index: Index, dir: string) => Promise<void>): Promise<string> {
+  const dir = join(await temps.make("kiln-attest-tamper-"), "l");
+  await cp(src, dir, { recursive: true });
+  const top = JSON.parse(await readFile(join(dir, "index.json"), "utf8")) as Index;
+  const index = JSON.parse(await readFile(join(dir, "blobs", "sha256", top.manifests[0]!.digest.slice(7)), "utf8")) as Index;
+  await edit(index, dir);
+  const put = await putBlob(dir, index);
+  top.manifests[0] = { ...top.manifests[0]!, ...put };
+  await writeFile(join(dir, "index.json"), JSON.stringify(top));
+  return dir;
+}
+
+describe("kiln attestations and kiln verify", () => {
+  it("prints each platform's statements from a layout, the store and the registry; --type and --format json pick them", async () => {
+    const cache = await temps.make("kiln-attest-read-cache-");
+    const out = join(await temps.make("kiln-attest-read-"), "l");
+    const ref = `${registry().host}/attest/read:1`;
+    const digest = expectBuilt(await kiln(["build", "--progress", "quiet", "--cache-dir", cache, "--sbom=true", "--provenance=mode=max", "-t", ref, "--push", "--output", `type=oci,dest=${out}`, ctx], { env: ENV }));
+    const index = await raw<Index>(ref);
+    const att = index.manifests[1]!.digest;
+    const am = await raw<Manifest>(`${registry().host}/attest/read@${att}`);
+    const [sbomDigest, provDigest] = am.layers.map((l) => l.digest);
+    const platform = `${index.manifests[0]!.platform!.os}/${index.manifests[0]!.platform!.architecture}`;
+    const text = [
+      `${platform}  ${digest}`,
+      `  attestation manifest ${att}`,
+      `  https://spdx.dev/Document  ${sbomDigest}`,
+      `  https://slsa.dev/provenance/v1  ${provDigest}`,
+      "",
+    ].join("\n");
+    for (const image of [`oci-layout://${out}`, `oci-layout://${out}:1`, ref]) {
+      const r = await kiln(["attestations", "--cache-dir", cache, image]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toBe(text);
+    }
+    // from the registry itself (a fresh store: nothing is local), the statements as JSON
+    const fresh = await temps.make("kiln-attest-read-fresh-");
+    const j = await kiln(["attestations", "--cache-dir", fresh, "--insecure-registry", registry().host, "--format", "json", "--type", "provenance", ref]);
+    expect(j.code, j.stderr).toBe(0);
+    const sets = JSON.parse(j.stdout) as Array<{ platform: string; image: string; attestationManifest: string; statements: any[] }>;
+    expect(sets).toHaveLength(1);
+    expect(sets[0]).toMatchObject({ platform, image: digest, attestationManifest: att });
+    expect(sets[0]!.statements.map((s) => s.predicateType)).toEqual(["https://slsa.dev/provenance/v1"]);
+    expect(sets[0]!.statements[0].subject[0].digest.sha256).toBe(digest.slice(7));
+    expect(sets[0]!.statements[0].predicate.buildDefinition.internalParameters.steps.length).toBeGreaterThan(0);
+    const sbom = JSON.parse((await kiln(["attestations", "--cache-dir", fresh, "--pull", "always", "--insecure-registry", registry().host, "--format", "json", "--type", "sbom", ref])).stdout);
+    expect(sbom[0].statements.map((s: any) => s.predicate.spdxVersion)).toEqual(["SPDX-2.3"]);
+    // an image without attestations says so
+    const plainRef = `${registry().host}/attest/read-plain:1`;
+    const plain = expectBuilt(await kiln(["build", "--progress", "quiet", "--cache-dir", cache, "--provenance=false", "--push", "-t", plainRef, ctx], { env: ENV }));
+    expect((await kiln(["attestations", "--cache-dir", fresh, "--pull", "always", "--insecure-registry", registry().host, plainRef])).stdout).toBe(`(manifest)  ${plain}\n  no attestations\n`);
+    expect((await kiln(["attestations", "--type", "vex", ref])).code).toBe(2);
+
+    // kiln verify accepts the attested layout, and refuses one whose attestation names an image outside its index ...
+    expect((await kiln(["verify", out])).code).toBe(0);
+    const outside = "sha256:" + "ab".repeat(32);
+    const badRef = await tampered(out, async (idx) => {
+      idx.manifests[1]!.annotations!["vnd.docker.reference.digest"] = outside;
+    });
+    const v1 = await kiln(["verify", badRef]);
+    expect(v1.code).toBe(1);
+    expect(v1.stderr).toContain(att);
+    expect(v1.stderr).toContain(outside);
+    expect(v1.stderr).toContain(digest);
+    const a1 = await kiln(["attestations", `oci-layout://${badRef}`]);
+    expect(a1.code).toBe(1);
+    expect(a1.stderr).toContain("not a manifest of its index");
+
+    // ... or holds a statement about another image
+    const badSubject = await tampered(out, async (idx, dir) => {
+      const blob = (d: string) => readFile(join(dir, "blobs", "sha256", d.slice(7)), "utf8");
+      const m = JSON.parse(await blob(idx.manifests[1]!.digest)) as Manifest;
+      const statement = JSON.parse(await blob(m.layers[1]!.digest));
+      statement.subject[0].digest.sha256 = "cd".repeat(32);
+      m.layers[1] = { ...m.layers[1]!, ...(await putBlob(dir, statement)) };
+      idx.manifests[1] = { ...idx.manifests[1]!, ...(await putBlob(dir, m)) };
+    });
+    const v2 = await kiln(["verify", badSubject]);
+    expect(v2.code).toBe(1);
+    expect(v2.stderr).toMatch(new RegExp(`is about sha256:${"cd".repeat(32)}, but the manifest is attached to image ${digest}`));
+    await expect(verifyLayout(badSubject)).rejects.toMatchObject({ code: "ATTESTATION_INVALID" });
   });
 });
