@@ -50,6 +50,7 @@ const buildOptions: OptionSpec[] = [
   { name: "provenance", type: "string", valueName: "VALUE", help: "SLSA provenance attestation: true, false or mode=min|max (default: min when pushing, else none; BUILDX_NO_DEFAULT_ATTESTATIONS=1 turns the default off)" },
   { name: "sbom", type: "string", valueName: "BOOL", help: "SPDX SBOM attestation of the final image: true or false (default none)" },
   { name: "attest", type: "string", repeatable: true, valueName: "SPEC", help: "type=provenance[,mode=min|max] | type=sbom (repeatable)" },
+  { name: "attest-referrers", type: "boolean", help: "also push each attestation as an OCI 1.1 artifact whose subject is its image (referrers API, or the sha256-<hex> tag)" },
   ...registryOptions,
 ];
 

@@ -23,10 +23,11 @@ import { formatPlatform } from "../image/platform.js";
 import { BlobStore } from "../store/blob-store.js";
 import { checkAttestationOutputs, writeOutputs } from "../output/write.js";
 import { attestImage, sha256Hex } from "../attest/attest.js";
-import { attestationEntry } from "../attest/store.js";
+import { attestationEntry, type StoredAttestations } from "../attest/store.js";
+import { referrerArtifacts } from "../attest/referrers.js";
 import { checkReferrers, effectiveAttestations, wantsAttestations, type AttestRequest } from "../attest/request.js";
 import { VERSION } from "../version.js";
-import { storeImage, type ImageSource } from "../image/source.js";
+import { storeBlobs, storeImage, type ImageSource } from "../image/source.js";
 import { normalizeName } from "../images/name.js";
 import { setName } from "../store/names.js";
 import type { BuildPlan } from "../frontend/plan.js";
@@ -180,15 +181,33 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
     const built = settled.map((r) => (r as PromiseFulfilledResult<PlatformBuild>).value);
     const first = built[0]!;
     const entries: PlatformImage[] = built.map((b) => ({ platform: b.platform, image: b.source }));
+    const attestations: StoredAttestations[] = [];
     // Attestations: after the platform images, one attestation manifest per platform.
     if (attest) {
       // the context's git state (a context on stdin has none): read once for every platform
       const vcs = options.vcs ?? (attest.provenance && !options.contextOnStdin ? await readVcsInfo(options.context, config.signal) : undefined);
       const attestation: AttestationContext = { request: attest, store, cache, config, options, text, file, startedOn, ...(vcs ? { vcs } : {}) };
-      for (const b of built) entries.push(await attestationEntry(store, await attestPlatform(attestation, b, outputs)));
+      for (const b of built) {
+        const stored = await attestPlatform(attestation, b, outputs);
+        attestations.push(stored);
+        entries.push(await attestationEntry(store, stored));
+      }
     }
     const output: OutputImage = entries.length === 1 ? first.source : await storeIndex(store, entries, format);
     await writeOutputs(output, outputs, options.tags ?? [], { ...config.registry, store });
+    // --attest-referrers: each statement also as an OCI 1.1 artifact about its image, in every repository pushed to
+    if (attest?.referrers && attestations.length > 0) {
+      const artifacts = await referrerArtifacts(store, attestations);
+      const { pushReferrers } = await import("../registry/referrers.js");
+      for (const o of outputs) {
+        if (o.type !== "image" || !o.push) continue;
+        for (const name of o.names.length > 0 ? o.names : options.tags ?? []) {
+          const r = await pushReferrers(storeBlobs(store), artifacts, name, config.registry);
+          const how = r.api ? "the registry's referrers API" : `the referrers tag${r.tags.length > 1 ? "s" : ""} ${r.tags.join(", ")}`;
+          config.emit({ type: "info", message: `pushed ${artifacts.length} attestation referrer(s) to ${name} (${how})` });
+        }
+      }
+    }
     for (const o of outputs) {
       if (o.type !== "local" && o.type !== "tar") continue;
       const { exportToDirectory, exportToTar } = await import("../container/export.js");

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { verifyLayout } from "../../src/output/verify.js";
 import { expectBuilt, kiln, mustRun } from "../helpers/kiln.js";
 import { useRegistry } from "../helpers/registry.js";
+import { startFakeRegistry } from "../registry/fake-registry.js";
 import { TempDirs } from "../helpers/temp.js";
 
 const temps = new TempDirs();
@@ -201,5 +202,67 @@ describe("kiln attestations and kiln verify", () => {
     expect(v2.code).toBe(1);
     expect(v2.stderr).toMatch(new RegExp(`is about sha256:${"cd".repeat(32)}, but the manifest is attached to image ${digest}`));
     await expect(verifyLayout(badSubject)).rejects.toMatchObject({ code: "ATTESTATION_INVALID" });
+  });
+});
+
+describe("--attest-referrers", () => {
+  interface Referrers { manifests: Array<Desc & { artifactType?: string }> }
+  const get = async (url: string, accept: string): Promise<{ status: number; body: Buffer }> => {
+    const res = await fetch(url, { headers: { accept } });
+    return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
+  };
+  const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
+  const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
+
+  /** Follow each referrer to its statement: [predicate type, the statement's subject digest]. */
+  async function follow(base: string, list: Referrers["manifests"]): Promise<Array<[string, string, string | undefined]>> {
+    const out: Array<[string, string, string | undefined]> = [];
+    for (const d of list) {
+      expect(d.artifactType).toBe("application/vnd.in-toto+json");
+      const m = JSON.parse((await get(`${base}/manifests/${d.digest}`, OCI_MANIFEST)).body.toString()) as Manifest & { subject: Desc; artifactType: string };
+      expect(m.config.mediaType).toBe("application/vnd.oci.empty.v1+json");
+      const statement = JSON.parse((await get(`${base}/blobs/${m.layers[0]!.digest}`, "*/*")).body.toString());
+      out.push([d.annotations!["in-toto.io/predicate-type"]!, `sha256:${statement.subject[0].digest.sha256}`, m.subject.digest]);
+    }
+    return out.sort();
+  }
+
+  it("keeps the referrers tag schema on docker-registry 2.8 (no referrers API), merged with what the tag held", async () => {
+    const cache = await temps.make("kiln-attest-ref-cache-");
+    const ref = `${registry().host}/attest/referrers:1`;
+    const base = `http://${registry().host}/v2/attest/referrers`;
+    const digest = expectBuilt(await kiln(["build", "--progress", "plain", "--cache-dir", cache, "--push", "--attest-referrers", "-t", ref, ctx], { env: ENV }));
+    expect((await get(`${base}/referrers/${digest}`, OCI_INDEX)).status).toBe(404); // 2.8 has no referrers API
+    const tag = `sha256-${digest.slice(7)}`;
+    const first = JSON.parse((await get(`${base}/manifests/${tag}`, OCI_INDEX)).body.toString()) as Referrers & { mediaType: string };
+    expect(first.mediaType).toBe(OCI_INDEX);
+    expect(await follow(base, first.manifests)).toEqual([["https://slsa.dev/provenance/v1", digest, digest]]);
+    // the same image again, now with an SBOM only: the tag keeps the provenance and adds the SBOM
+    const again = await kiln(["build", "--progress", "plain", "--cache-dir", cache, "--push", "--provenance=false", "--sbom=true", "--attest-referrers", "-t", ref, ctx], { env: ENV });
+    expect(expectBuilt(again)).toBe(digest);
+    expect(again.stderr).toContain(`pushed 1 attestation referrer(s) to ${ref} (the referrers tag ${tag})`);
+    const merged = JSON.parse((await get(`${base}/manifests/${tag}`, OCI_INDEX)).body.toString()) as Referrers;
+    expect(await follow(base, merged.manifests)).toEqual([["https://slsa.dev/provenance/v1", digest, digest], ["https://spdx.dev/Document", digest, digest]]);
+  });
+
+  it("uses the referrers API where the registry has it (no tag written)", async () => {
+    const fake = await startFakeRegistry({ referrers: true });
+    try {
+      const ref = `${fake.host}/attest/api:1`;
+      const r = await kiln(["build", "--progress", "plain", "--cache-dir", await temps.make("kiln-attest-api-cache-"), "--sbom=true", "--push", "--attest-referrers", "-t", ref, ctx], { env: ENV });
+      const digest = expectBuilt(r);
+      expect(r.stderr).toContain(`pushed 2 attestation referrer(s) to ${ref} (the registry's referrers API)`);
+      const base = `${fake.url}/v2/attest/api`;
+      const listed = JSON.parse((await get(`${base}/referrers/${digest}`, OCI_INDEX)).body.toString()) as Referrers;
+      expect(await follow(base, listed.manifests)).toEqual([["https://slsa.dev/provenance/v1", digest, digest], ["https://spdx.dev/Document", digest, digest]]);
+      expect([...fake.manifests.keys()].filter((k) => k.includes(":sha256-"))).toEqual([]);
+      expect(fake.requests.filter((q) => q.method === "PUT" && q.path.includes("/manifests/sha256-"))).toEqual([]);
+    } finally {
+      await fake.close();
+    }
+    // a usage error without a push, before any work
+    const bad = await kiln(["build", "--attest-referrers", "--provenance=true", "--output", `type=oci,dest=${join(ctx, "never")}`, ctx]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("--attest-referrers needs a push");
   });
 });
