@@ -80,6 +80,7 @@ export const ERROR_CODES = {
   IMAGE_NOT_LOCAL: "an image is not in the local store and the pull policy forbids pulling",
   OUTPUT_DEST_INVALID: "an output destination cannot be written (wrong kind of path, foreign index.json)",
   VERIFY_FAILED: "kiln verify found a problem in a layout",
+  ATTESTATION_INVALID: "an attestation does not match the image it is attached to (subject digest, or a reference outside its index)",
   // containers (kiln run)
   CONTAINER_MOUNT_INVALID: "a kiln run -v/--mount spec is invalid, or its source does not exist",
   CONTAINER_ENV_INVALID: "a kiln run -e value or --env-file line is invalid, or the file cannot be read",

@@ -20,8 +20,10 @@ export { build } from "./engine/build.js";
 export type { BuildResult } from "./engine/build.js";
 export type { BuildOptions, OutputSpec } from "./engine/options.js";
 export type { BuildEvent, BuildListener } from "./engine/events.js";
-export { attestRequest } from "./attest/request.js";
+export { attestRequest, effectiveAttestations } from "./attest/request.js";
 export type { AttestRequest, ProvenanceMode } from "./attest/request.js";
+export { readVcsInfo } from "./context/vcs.js";
+export type { VcsInfo } from "./context/vcs.js";
 
 // Images, layouts, registries
 export type { Image, Layer, MaterializedImage } from "./image/image.js";

@@ -2,7 +2,11 @@
 // built from what (Dockerfile digest, build args, target, base images by digest, ADD <url>
 // downloads with their checksums) and by whom (builder id, kiln's version, start/finish).
 // Secrets never enter it: they are not build args, and build args whose names look like
-// credentials are left out too. `max` adds the steps (instruction text, cache hit).
+// credentials are left out too. `max` adds the steps (instruction text, cache hit). A context in a
+// git checkout is recorded as BuildKit records it: `vcs:source`/`vcs:revision` request args (the
+// revision suffixed `-dirty` for a changed work tree), the buildkit_metadata `vcs` entry, and a
+// resolved dependency `git+<remote>@<commit>`.
+import type { VcsInfo } from "../context/vcs.js";
 import type { ProvenanceMode } from "./request.js";
 
 export const SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1";
@@ -12,6 +16,7 @@ export const KILN_BUILDER_ID = "kiln";
 export interface ResolvedDependency {
   uri: string;
   digest: Record<string, string>;
+  annotations?: Record<string, string>;
 }
 
 export interface ProvenanceStep {
@@ -36,6 +41,24 @@ export interface ProvenanceInput {
   finishedOn: Date;
   /** The build's id (stable for the same build inputs when SOURCE_DATE_EPOCH fixes the times). */
   invocationId: string;
+  /** The context's git commit and remote, when it is a git checkout. */
+  vcs?: VcsInfo;
+}
+
+/** The `vcs:revision` value: the commit, `-dirty` when the work tree had changes (as buildx writes it). */
+export function vcsRevision(vcs: VcsInfo): string {
+  return vcs.dirty ? `${vcs.commit}-dirty` : vcs.commit;
+}
+
+/** The context's checkout as a resolved dependency (only with a remote: a URI needs one). */
+export function vcsDependency(vcs: VcsInfo): ResolvedDependency | undefined {
+  if (!vcs.remote) return undefined;
+  const algorithm = vcs.commit.length === 64 ? "sha256" : "sha1";
+  return {
+    uri: `git+${vcs.remote}@${vcs.commit}`,
+    digest: { [algorithm]: vcs.commit },
+    ...(vcs.dirty ? { annotations: { "kiln.dev/git-dirty": "true" } } : {}),
+  };
 }
 
 /** Build-arg names never recorded: they read as credentials. */
@@ -67,11 +90,17 @@ export function provenancePredicate(input: ProvenanceInput): Record<string, unkn
     configSource: { path: input.dockerfile.path, digest: { sha256: input.dockerfile.sha256 } },
     request: {
       frontend: "dockerfile",
-      args: { ...args, ...(input.target ? { target: input.target } : {}) },
+      args: {
+        ...args,
+        ...(input.target ? { target: input.target } : {}),
+        ...(input.vcs?.remote ? { "vcs:source": withoutCredentials(input.vcs.remote) } : {}),
+        ...(input.vcs ? { "vcs:revision": vcsRevision(input.vcs) } : {}),
+      },
       platform: input.platform,
     },
   };
-  const clean = input.dependencies.map((d) => ({ uri: withoutCredentials(d.uri), digest: d.digest }));
+  const vcsDep = input.vcs ? vcsDependency(input.vcs) : undefined;
+  const clean = [...(vcsDep ? [vcsDep] : []), ...input.dependencies].map((d) => ({ ...d, uri: withoutCredentials(d.uri) }));
   const deps = [...new Map(clean.map((d) => [`${d.uri} ${JSON.stringify(d.digest)}`, d])).values()];
   const internalParameters: Record<string, unknown> = { builderPlatform: input.platform };
   if (input.mode === "max") internalParameters.steps = input.steps.map((s) => ({ stage: s.stage, step: s.step, instruction: s.instruction, cacheHit: s.cached }));
@@ -89,6 +118,9 @@ export function provenancePredicate(input: ProvenanceInput): Record<string, unkn
         startedOn: input.startedOn.toISOString(),
         finishedOn: input.finishedOn.toISOString(),
         "https://kiln.dev/provenance/mode": input.mode,
+        ...(input.vcs
+          ? { buildkit_metadata: { vcs: { ...(input.vcs.remote ? { source: withoutCredentials(input.vcs.remote) } : {}), revision: vcsRevision(input.vcs) } } }
+          : {}),
       },
     },
   };

@@ -1,15 +1,22 @@
 // What attestations a build was asked for, parsed from buildx's spellings: `--provenance=true|false|
 // mode=min|max`, `--sbom=true|false` and `--attest type=provenance|sbom[,mode=...][,disabled=true]`.
-// Anything else is a UsageError naming the flag.
+// Anything else is a UsageError naming the flag. `effectiveAttestations` is buildx's default, the one
+// rule both the CLI and the library (`build()`) follow: min provenance when the build pushes.
 import { UsageError } from "../errors.js";
+import type { OutputSpec } from "../output/write.js";
 
 export type ProvenanceMode = "min" | "max";
 
 export interface AttestRequest {
-  /** SLSA provenance of this mode; absent = none. */
-  provenance?: ProvenanceMode;
+  /**
+   * SLSA provenance of this mode; `false` = none (also when the build pushes); absent = buildx's
+   * default (min when pushing, see effectiveAttestations).
+   */
+  provenance?: ProvenanceMode | false;
   /** An SPDX SBOM of the final image. */
   sbom?: boolean;
+  /** `--attest-referrers`: also push every statement as an OCI 1.1 artifact whose subject is its image. */
+  referrers?: boolean;
 }
 
 function csv(value: string, flag: string): Record<string, string> {
@@ -64,8 +71,7 @@ export function parseSbom(value: string): boolean {
 export function attestRequest(provenance: string | undefined, sbom: string | undefined, attests: string[]): AttestRequest {
   const req: AttestRequest = {};
   const setProvenance = (m: ProvenanceMode | undefined): void => {
-    if (m) req.provenance = m;
-    else delete req.provenance;
+    req.provenance = m ?? false;
   };
   if (provenance !== undefined) setProvenance(parseProvenance(provenance));
   if (sbom !== undefined && parseSbom(sbom)) req.sbom = true;
@@ -89,5 +95,45 @@ export function attestRequest(provenance: string | undefined, sbom: string | und
 
 /** Whether anything is asked for. */
 export function wantsAttestations(req: AttestRequest | undefined): boolean {
-  return req !== undefined && (req.provenance !== undefined || req.sbom === true);
+  return req !== undefined && (req.provenance !== undefined && req.provenance !== false || req.sbom === true);
+}
+
+/** Whether an output pushes to a registry (`--push`, `type=image,push=true`, `type=registry`). */
+export function pushes(outputs: readonly OutputSpec[]): boolean {
+  return outputs.some((o) => o.type === "image" && o.push);
+}
+
+/** BUILDX_NO_DEFAULT_ATTESTATIONS as buildx reads it: a boolean, else any non-empty value is true. */
+export function noDefaultAttestations(env: NodeJS.ProcessEnv = process.env): boolean {
+  const v = env.BUILDX_NO_DEFAULT_ATTESTATIONS;
+  if (v === undefined) return false;
+  const t = v.trim().toLowerCase();
+  if (["1", "t", "true"].includes(t)) return true;
+  if (["0", "f", "false"].includes(t)) return false;
+  return t !== "";
+}
+
+/**
+ * The attestations a build makes: what was asked for, plus buildx's default — min provenance when
+ * the build pushes and provenance was not set either way — unless BUILDX_NO_DEFAULT_ATTESTATIONS
+ * is set, or an output (a docker archive) or `--format docker` cannot hold attestations. Local
+ * outputs alone (type=oci, local, tar) get none by default. Undefined when nothing is made.
+ */
+export function effectiveAttestations(
+  req: AttestRequest | undefined,
+  outputs: readonly OutputSpec[],
+  format: "oci" | "docker" = "oci",
+  env: NodeJS.ProcessEnv = process.env,
+): AttestRequest | undefined {
+  const out: AttestRequest = { ...(req ?? {}) };
+  const canHold = format === "oci" && !outputs.some((o) => o.type === "docker");
+  if (out.provenance === undefined && pushes(outputs) && canHold && !noDefaultAttestations(env)) out.provenance = "min";
+  return wantsAttestations(out) ? out : undefined;
+}
+
+/** `--attest-referrers` needs something to attest and a push to attach it to. */
+export function checkReferrers(req: AttestRequest | undefined, outputs: readonly OutputSpec[]): void {
+  if (!req?.referrers) return;
+  if (!pushes(outputs)) throw new UsageError("OPTION_INVALID", "--attest-referrers needs a push (--push, --output type=registry or type=image,push=true)");
+  if (!wantsAttestations(req)) throw new UsageError("OPTION_INVALID", "--attest-referrers: no attestation to push (provenance and SBOM are both off)");
 }

@@ -2,9 +2,8 @@
 // attestation is stored in, its subject the image manifest it speaks about.
 import type { Digest } from "../image/oci.js";
 
+export { IN_TOTO_MEDIA_TYPE, PREDICATE_TYPE_ANNOTATION } from "../image/attestation-entry.js";
 export const IN_TOTO_STATEMENT = "https://in-toto.io/Statement/v1";
-export const IN_TOTO_MEDIA_TYPE = "application/vnd.in-toto+json";
-export const PREDICATE_TYPE_ANNOTATION = "in-toto.io/predicate-type";
 
 export interface Subject {
   name: string;

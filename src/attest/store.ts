@@ -10,11 +10,10 @@ import type { PlatformImage } from "../image/image-index.js";
 import { MediaType, type Descriptor, type Manifest, type Platform } from "../image/oci.js";
 import { storeImage } from "../image/source.js";
 import type { BlobStore } from "../store/blob-store.js";
-import { IN_TOTO_MEDIA_TYPE, PREDICATE_TYPE_ANNOTATION, type Statement } from "./statement.js";
+import { ATTESTATION_MANIFEST_TYPE, IN_TOTO_MEDIA_TYPE, PREDICATE_TYPE_ANNOTATION, REFERENCE_DIGEST_ANNOTATION, REFERENCE_TYPE_ANNOTATION } from "../image/attestation-entry.js";
+import type { Statement } from "./statement.js";
 
-export const REFERENCE_TYPE_ANNOTATION = "vnd.docker.reference.type";
-export const REFERENCE_DIGEST_ANNOTATION = "vnd.docker.reference.digest";
-export const ATTESTATION_MANIFEST_TYPE = "attestation-manifest";
+export { ATTESTATION_MANIFEST_TYPE, REFERENCE_DIGEST_ANNOTATION, REFERENCE_TYPE_ANNOTATION } from "../image/attestation-entry.js";
 
 export interface StoredAttestations {
   /** The attestation manifest (OCI), its blobs in the store. */

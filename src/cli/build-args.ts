@@ -5,7 +5,7 @@
 // CI files are checked with it (checkCommandLine in main.ts).
 import { UsageError } from "../errors.js";
 import { parseNamedContext, parseOutput, parseSecret, type BuildOptions, type Isolation, type OutputSpec } from "../engine/options.js";
-import { attestRequest, wantsAttestations } from "../attest/request.js";
+import { attestRequest, checkReferrers, effectiveAttestations, wantsAttestations } from "../attest/request.js";
 import { parseCacheSpec } from "../cache/spec.js";
 import { checkAttestationOutputs, outputCompression } from "../output/write.js";
 import type { Snapshotter } from "../snapshot/rootfs.js";
@@ -73,6 +73,7 @@ export function buildRequest(args: ParsedArgs): BuildRequest {
   for (const s of cacheFrom) parseCacheSpec(s, "from");
   for (const s of cacheTo) parseCacheSpec(s, "to");
   const attest = attestRequest(one(args, "provenance"), one(args, "sbom"), many(args, "attest"));
+  if (args.flags.has("attest-referrers")) attest.referrers = true;
   if (wantsAttestations(attest)) {
     checkAttestationOutputs(outputs);
     if (format === "docker") throw new UsageError("OPTION_INVALID", "--format docker cannot carry attestations (--provenance/--sbom/--attest need an OCI index): use --format oci");
@@ -80,6 +81,7 @@ export function buildRequest(args: ParsedArgs): BuildRequest {
   // --creds goes only to the registries the build pushes to or caches in (and pulls from there)
   const named = [...tags, ...outputs.flatMap((o) => (o.type === "image" ? o.names : [])), ...cacheFrom.flatMap((c) => cacheRef(c, "from")), ...cacheTo.flatMap((c) => cacheRef(c, "to"))];
   const credentials = credentialsOption(args, named.flatMap(registryOf));
+  checkReferrers(effectiveAttestations(attest, outputs, format) ?? attest, outputs);
   const options: BuildRequest["options"] = {
     context,
     ...(dockerfile !== undefined ? { dockerfile } : {}),
@@ -114,7 +116,8 @@ export function buildRequest(args: ParsedArgs): BuildRequest {
     ...(one(args, "authfile") ? { authFile: one(args, "authfile")! } : {}),
     ...(credentials ? { credentials } : {}),
     ...(timeout !== undefined ? { registryTimeouts: parseRegistryTimeout(timeout) } : {}),
-    ...(wantsAttestations(attest) ? { attest } : {}),
+    // any attestation flag given (--provenance=false too: it turns off the default when pushing)
+    ...(Object.keys(attest).length > 0 ? { attest } : {}),
   };
   return { options, progress };
 }

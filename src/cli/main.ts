@@ -1,5 +1,5 @@
 // kiln's command line: dispatches `kiln build|push|pull|lint|verify|du|prune|doctor|login|logout|help` and
-// the local store's images|tag|rmi|inspect|history (image-commands.ts) and run (run-command.ts),
+// the local store's images|tag|rmi|inspect|history (image-commands.ts), attestations (attestations-command.ts) and run (run-command.ts),
 // turns flags into library calls and renders progress; failures print as one line with the exit
 // code and hints of src/cli/exit.ts (0 success, 1 build or input error, 2 usage error; a build
 // interrupted by SIGINT/SIGTERM prints "interrupted" and exits 130/143; kiln run: 125).
@@ -15,6 +15,7 @@ import { BUILD_FLAG_HINTS, compatBuildOptions } from "./compat-flags.js";
 import { createProgress, createTransferProgress } from "./progress.js";
 import { formatBytes } from "../units.js";
 import { imageCommands, pushStored } from "./image-commands.js";
+import { attestationsCommand } from "./attestations-command.js";
 import { runCommand } from "./run-command.js";
 import { cacheDirOption, credentialOptions, registryFrom, registryOptions, type Command } from "./command.js";
 import { parseOutput } from "../engine/options.js";
@@ -47,9 +48,10 @@ const buildOptions: OptionSpec[] = [
   { name: "no-cache-filter", type: "string", repeatable: true, valueName: "STAGE", help: "never reuse the cache for this stage" },
   { name: "cache-from", type: "string", repeatable: true, valueName: "SPEC", help: "type=registry,ref=REF | type=local,src=DIR" },
   { name: "cache-to", type: "string", repeatable: true, valueName: "SPEC", help: "type=registry,ref=REF[,mode=min|max] | type=local,dest=DIR[,mode=...]" },
-  { name: "provenance", type: "string", valueName: "VALUE", help: "SLSA provenance attestation: true, false or mode=min|max (default none)" },
+  { name: "provenance", type: "string", valueName: "VALUE", help: "SLSA provenance attestation: true, false or mode=min|max (default: min when pushing, else none; BUILDX_NO_DEFAULT_ATTESTATIONS=1 turns the default off)" },
   { name: "sbom", type: "string", valueName: "BOOL", help: "SPDX SBOM attestation of the final image: true or false (default none)" },
   { name: "attest", type: "string", repeatable: true, valueName: "SPEC", help: "type=provenance[,mode=min|max] | type=sbom (repeatable)" },
+  { name: "attest-referrers", type: "boolean", help: "also push each attestation as an OCI 1.1 artifact whose subject is its image (referrers API, or the sha256-<hex> tag)" },
   ...registryOptions,
   ...compatBuildOptions,
 ];
@@ -207,7 +209,7 @@ const commands: Record<string, Command> = {
     },
   },
   verify: {
-    summary: "Check an OCI image layout: blobs, digests, diff_ids, history",
+    summary: "Check an OCI image layout: blobs, digests, diff_ids, history, attestation subjects",
     usage: "kiln verify LAYOUT",
     options: [],
     async run(args) {
@@ -311,7 +313,7 @@ const commands: Record<string, Command> = {
 };
 
 // the local image store's commands, listed after the built-in ones
-Object.assign(commands, imageCommands, { run: runCommand });
+Object.assign(commands, imageCommands, { run: runCommand, attestations: attestationsCommand });
 
 async function isLayoutDir(dir: string): Promise<boolean> {
   const { stat } = await import("node:fs/promises");

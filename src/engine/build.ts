@@ -8,6 +8,7 @@
 import { randomUUID } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { contextFromTar } from "../context/build-context.js";
+import { readVcsInfo, type VcsInfo } from "../context/vcs.js";
 import { writeFileAtomic } from "../store/atomic-file.js";
 import { join, resolve } from "node:path";
 import { buffer } from "node:stream/consumers";
@@ -23,10 +24,11 @@ import { BlobStore } from "../store/blob-store.js";
 import { checkAttestationOutputs, outputCompression, writeOutputs } from "../output/write.js";
 import { recompressLayers } from "../layer/recompress.js";
 import { attestImage, sha256Hex } from "../attest/attest.js";
-import { attestationEntry } from "../attest/store.js";
-import { wantsAttestations, type AttestRequest } from "../attest/request.js";
+import { attestationEntry, type StoredAttestations } from "../attest/store.js";
+import { referrerArtifacts } from "../attest/referrers.js";
+import { checkReferrers, effectiveAttestations, wantsAttestations, type AttestRequest } from "../attest/request.js";
 import { VERSION } from "../version.js";
-import { storeImage, type ImageSource } from "../image/source.js";
+import { storeBlobs, storeImage, type ImageSource } from "../image/source.js";
 import { normalizeName } from "../images/name.js";
 import { setName } from "../store/names.js";
 import type { BuildPlan } from "../frontend/plan.js";
@@ -91,13 +93,13 @@ async function buildAll(options: BuildOptions, backends: EngineBackends): Promis
   try {
     const ctx = await contextFromTar(options.contextStream ?? process.stdin, dir, undefined, config.signal);
     const inTar = options.dockerfileText === undefined ? { dockerfile: join(ctx.root, options.dockerfile ?? "Dockerfile"), dockerfileName: options.dockerfile ?? "Dockerfile" } : {};
-    return await buildFrom({ ...options, context: ctx.root, ...inTar }, config, backends);
+    return await buildFrom({ ...options, context: ctx.root, contextOnStdin: true, ...inTar }, config, backends);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-async function buildFrom(options: BuildOptions & { dockerfileName?: string }, config: EngineConfig, backends: EngineBackends): Promise<BuildResult> {
+async function buildFrom(options: BuildOptions & { dockerfileName?: string; contextOnStdin?: boolean }, config: EngineConfig, backends: EngineBackends): Promise<BuildResult> {
   const startedOn = new Date();
   const store = new BlobStore(config.cacheDir);
   const { text, file, path: dockerfilePath } = await readDockerfile(options);
@@ -130,11 +132,13 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
     }
   }
   const compression = outputCompression(outputs, options.format ?? "oci");
-  const attest = wantsAttestations(options.attest) ? options.attest : undefined;
-  if (attest) {
+  // What was asked for, plus buildx's default (min provenance when pushing: attest/request.ts).
+  if (wantsAttestations(options.attest)) {
     checkAttestationOutputs(outputs);
     if (options.format === "docker") throw new UsageError("OPTION_INVALID", "--format docker cannot carry attestations (--provenance/--sbom/--attest need an OCI index): use --format oci");
   }
+  const attest = effectiveAttestations(options.attest, outputs, options.format ?? "oci");
+  checkReferrers(attest ?? options.attest, outputs);
   if (options.load && (options.tags ?? []).length === 0) throw new UsageError("OPTION_INVALID", "--load needs a name: give -t NAME");
   // -t names (and type=image names not pushed) go into the local image store; checked before any work
   const storeNames = [
@@ -184,13 +188,33 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
     const built = settled.map((r) => (r as PromiseFulfilledResult<PlatformBuild>).value);
     const first = built[0]!;
     const entries: PlatformImage[] = built.map((b) => ({ platform: b.platform, image: b.source }));
+    const attestations: StoredAttestations[] = [];
     // Attestations: after the platform images, one attestation manifest per platform.
     if (attest) {
-      const attestation = { request: attest, store, cache, config, options, text, file, startedOn };
-      for (const b of built) entries.push(await attestationEntry(store, await attestPlatform(attestation, b, outputs)));
+      // the context's git state (a context on stdin has none): read once for every platform
+      const vcs = options.vcs ?? (attest.provenance && !options.contextOnStdin ? await readVcsInfo(options.context, config.signal) : undefined);
+      const attestation: AttestationContext = { request: attest, store, cache, config, options, text, file, startedOn, ...(vcs ? { vcs } : {}) };
+      for (const b of built) {
+        const stored = await attestPlatform(attestation, b, outputs);
+        attestations.push(stored);
+        entries.push(await attestationEntry(store, stored));
+      }
     }
     const output: OutputImage = entries.length === 1 ? first.source : await storeIndex(store, entries, format);
     await writeOutputs(output, outputs, options.tags ?? [], { ...config.registry, store });
+    // --attest-referrers: each statement also as an OCI 1.1 artifact about its image, in every repository pushed to
+    if (attest?.referrers && attestations.length > 0) {
+      const artifacts = await referrerArtifacts(store, attestations);
+      const { pushReferrers } = await import("../registry/referrers.js");
+      for (const o of outputs) {
+        if (o.type !== "image" || !o.push) continue;
+        for (const name of o.names.length > 0 ? o.names : options.tags ?? []) {
+          const r = await pushReferrers(storeBlobs(store), artifacts, name, config.registry);
+          const how = r.api ? "the registry's referrers API" : `the referrers tag${r.tags.length > 1 ? "s" : ""} ${r.tags.join(", ")}`;
+          config.emit({ type: "info", message: `pushed ${artifacts.length} attestation referrer(s) to ${name} (${how})` });
+        }
+      }
+    }
     for (const o of outputs) {
       if (o.type !== "local" && o.type !== "tar") continue;
       const { exportToDirectory, exportToTar } = await import("../container/export.js");
@@ -255,6 +279,7 @@ interface AttestationContext {
   text: string;
   file: string;
   startedOn: Date;
+  vcs?: VcsInfo;
 }
 
 /** Provenance and/or SBOM statements about one platform's image manifest, stored as an attestation manifest. */
@@ -279,6 +304,7 @@ async function attestPlatform(a: AttestationContext, b: PlatformBuild, outputs: 
         .map((s) => ({ stage: s.stage, step: s.step, instruction: s.instruction, cached: s.cached })),
       version: VERSION,
       startedOn: a.startedOn,
+      ...(a.vcs ? { vcs: a.vcs } : {}),
       // with SOURCE_DATE_EPOCH, an id fixed by what was built (never by the build args' values)
       invocationId: sde !== undefined ? sha256Hex(JSON.stringify([dockerfileSha, options.target ?? "", deps, manifest.digest])).slice(0, 32) : randomUUID(),
     },

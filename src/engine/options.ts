@@ -1,6 +1,7 @@
 // What a build is asked to do: the library's BuildOptions, and the parsing of the buildx-style
 // values the CLI passes through (`--output type=...`, `--build-context NAME=...`).
 import type { AttestRequest } from "../attest/request.js";
+import type { VcsInfo } from "../context/vcs.js";
 import type { Snapshotter } from "../snapshot/rootfs.js";
 import type { Readable } from "node:stream";
 import { resolve } from "node:path";
@@ -88,8 +89,18 @@ export interface BuildOptions {
   cacheFrom?: string[];
   /** buildx syntax: `type=registry,ref=REF[,mode=min|max]` / `type=local,dest=DIR`. */
   cacheTo?: string[];
-  /** `--provenance`, `--sbom`, `--attest`: attestations stored with the image (default none). */
+  /**
+   * `--provenance`, `--sbom`, `--attest`, `--attest-referrers`: attestations stored with the image.
+   * Absent (or without `provenance`), buildx's default applies: min provenance when an output
+   * pushes, unless BUILDX_NO_DEFAULT_ATTESTATIONS is set in the environment; `provenance: false`
+   * turns it off (attest/request.ts effectiveAttestations).
+   */
   attest?: AttestRequest;
+  /**
+   * The context's git commit and remote for the provenance; absent, they are read with the host's
+   * `git` when the context directory is in a checkout (context/vcs.ts), never for a context on stdin.
+   */
+  vcs?: VcsInfo;
 }
 
 /** Where `kiln build` writes when no --output is given. */

@@ -2,14 +2,16 @@
 // image (run, push, inspect, history, tag): `oci-layout://DIR[:TAG|@DIGEST]`, a name in the local
 // store (`app:1`, `app` = `app:latest`, `NAME@sha256:...` by digest), or a registry reference
 // pulled on demand as the pull policy says (and then stored under its name, as docker does).
+// `resolveRoot` is the same lookup stopping at the top (an index and what it lists, not one
+// platform's image), for commands that read a whole index (kiln attestations).
 import { resolve as resolvePath } from "node:path";
 import { KilnError } from "../errors.js";
 import type { Descriptor, Index, Platform } from "../image/oci.js";
 import { MediaType } from "../image/oci.js";
 import { hostPlatform, selectManifest } from "../image/platform.js";
 import { familiarName, parseReference, type Reference } from "../image/reference.js";
-import { layoutImage, storeImage, type ImageSource } from "../image/source.js";
-import { splitLayoutRef } from "../image/layout.js";
+import { layoutBlobs, layoutImage, storeBlobs, storeImage, type BlobReader, type ImageSource } from "../image/source.js";
+import { OciLayout, splitLayoutRef } from "../image/layout.js";
 import type { RegistryOptions } from "../registry/options.js";
 import { BlobStore } from "../store/blob-store.js";
 import { getName, listNames, setName, type NamedTarget } from "../store/names.js";
@@ -113,4 +115,50 @@ export async function resolveImage(arg: string, options: ResolveOptions): Promis
   }
   if (!ref.digest) await setName(options.cacheDir, name, pulled.manifestDescriptor);
   return { source: pulled.source, name, from: "registry" };
+}
+
+export interface ResolvedRoot {
+  /** The top manifest or index the argument names. */
+  root: Descriptor;
+  /** Reads its manifests (and, for a registry image, the blobs `wantBlob` chose). */
+  blobs: BlobReader;
+  name: string;
+  from: "layout" | "store" | "registry";
+}
+
+/**
+ * `arg` (as resolveImage takes it) to its top manifest or index. A registry reference is read
+ * afresh with pull "always" (the index and the manifests it lists, and the blobs `wantBlob`
+ * picks), otherwise from the store first; nothing is named in the store.
+ */
+export async function resolveRoot(arg: string, options: ResolveOptions & { wantBlob?: (blob: Descriptor, manifest: Descriptor) => boolean }): Promise<ResolvedRoot> {
+  if (isLayoutArgument(arg)) {
+    const { dir, selector } = splitLayoutArgument(arg);
+    const layout = await OciLayout.open(dir);
+    return { root: await layout.resolve(selector), blobs: layoutBlobs(layout), name: arg, from: "layout" };
+  }
+  let ref: Reference;
+  try {
+    ref = parseReference(arg);
+  } catch (err) {
+    throw new KilnError("REFERENCE_INVALID", `${arg}: not an image name, reference or oci-layout:// path (${(err as Error).message})`);
+  }
+  const store = new BlobStore(options.cacheDir);
+  const name = familiarName(ref);
+  const policy = options.pull ?? "missing";
+  if (policy !== "always") {
+    const target = ref.digest ? await byDigest(options.cacheDir, ref) : (await getName(options.cacheDir, name))?.target;
+    if (target && (await store.has(target.digest))) return { root: target, blobs: storeBlobs(store), name, from: "store" };
+    if (policy === "never") throw new KilnError("IMAGE_NOT_LOCAL", `image ${name} is not in the local store (pull policy "never")`);
+  }
+  const { fetchManifestTree } = await import("../registry/tree.js"); // undici only when fetching
+  try {
+    const { root } = await fetchManifestTree(ref, { ...options, store, ...(options.wantBlob ? { wantBlob: options.wantBlob } : {}) });
+    return { root, blobs: storeBlobs(store), name, from: "registry" };
+  } catch (err) {
+    if (options.signal?.aborted) throw err;
+    const msg = (err as Error).message;
+    const code = err instanceof KilnError ? err.code : "REGISTRY_UNREACHABLE";
+    throw new KilnError(code, msg.includes(name) ? msg : `image ${name}: ${msg}`);
+  }
 }

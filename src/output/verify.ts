@@ -1,6 +1,8 @@
 // `kiln verify`: checks an OCI image layout end to end and reports the FIRST problem as a
 // KilnError: blob digests and sizes, document shapes and media types, config diff_ids against
-// the decompressed layers, and history/layer counts.
+// the decompressed layers, and history/layer counts; and that every attestation manifest of an
+// index names an image of that index and holds statements about that image only
+// (ATTESTATION_INVALID, image/attestation-entry.ts).
 import { createReadStream } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -9,6 +11,9 @@ import { pipeline } from "node:stream/promises";
 import { KilnError } from "../errors.js";
 import { decompressStream } from "../layer/compress.js";
 import { HashCounter } from "../store/blob-store.js";
+import { OciLayout } from "../image/layout.js";
+import { layoutBlobs } from "../image/source.js";
+import { isAttestationEntry, readAttestationManifest } from "../image/attestation-entry.js";
 import { MediaType, isDigest, type Descriptor, type Digest, type ImageConfig, type Index, type Manifest } from "../image/oci.js";
 
 const OCI_LAYER_PREFIX = "application/vnd.oci.image.layer.";
@@ -129,6 +134,9 @@ class LayoutVerifier {
         await this.checkBlob(d, at, false); // unknown artifact: content integrity only
       }
     }
+    // Attestation manifests (their blobs checked above): attached to an image of this index, about it alone.
+    const blobs = layoutBlobs(new OciLayout(this.dir));
+    for (const d of index.manifests.filter(isAttestationEntry)) await readAttestationManifest(blobs, index, d);
   }
 
   private async checkManifest(m: Manifest, desc: Descriptor, where: string): Promise<void> {
@@ -145,7 +153,7 @@ class LayoutVerifier {
     m.layers.forEach((l, i) => this.checkDescriptor(l, `${where}: layers[${i}]`));
     const docker = desc.mediaType === MediaType.dockerManifest;
     // BuildKit's attestation manifests carry an image config for compatibility but in-toto layers.
-    const attestation = desc.annotations?.["vnd.docker.reference.type"] === "attestation-manifest";
+    const attestation = isAttestationEntry(desc);
     const isImage = IMAGE_CONFIG_TYPES.has(m.config.mediaType) && !attestation;
     if (isImage) {
       const wantConfig = docker ? MediaType.dockerConfig : MediaType.ociConfig;

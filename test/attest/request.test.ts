@@ -1,6 +1,7 @@
 // buildx's attestation flags as kiln reads them, and the provenance predicate's redactions.
 import { describe, expect, it } from "vitest";
-import { attestRequest, parseProvenance, parseSbom } from "../../src/attest/request.js";
+import { attestRequest, checkReferrers, effectiveAttestations, noDefaultAttestations, parseProvenance, parseSbom } from "../../src/attest/request.js";
+import type { OutputSpec } from "../../src/output/write.js";
 import { provenancePredicate } from "../../src/attest/provenance.js";
 
 describe("attestation flags", () => {
@@ -12,7 +13,35 @@ describe("attestation flags", () => {
     expect(parseSbom("true")).toBe(true);
     expect(parseSbom("false")).toBe(false);
     expect(attestRequest(undefined, undefined, ["type=provenance,mode=max", "type=sbom"])).toEqual({ provenance: "max", sbom: true });
-    expect(attestRequest("mode=max", "true", ["type=provenance,disabled=true", "type=sbom,disabled=true"])).toEqual({});
+    // turned off explicitly: false, so that the push default does not turn it back on
+    expect(attestRequest("mode=max", "true", ["type=provenance,disabled=true", "type=sbom,disabled=true"])).toEqual({ provenance: false });
+    expect(attestRequest("false", undefined, [])).toEqual({ provenance: false });
+  });
+
+  it("adds buildx's default, min provenance, only when the build pushes and nothing turned it off", () => {
+    const push: OutputSpec = { type: "image", names: ["r/x:1"], push: true };
+    const stored: OutputSpec = { type: "image", names: ["r/x:1"], push: false };
+    const oci: OutputSpec = { type: "oci", dest: "/tmp/x", tar: false };
+    const docker: OutputSpec = { type: "docker", dest: "/tmp/x.tar" };
+    const env = {};
+    expect(effectiveAttestations(undefined, [push], "oci", env)).toEqual({ provenance: "min" });
+    expect(effectiveAttestations(undefined, [oci, push], "oci", env)).toEqual({ provenance: "min" });
+    expect(effectiveAttestations({ sbom: true }, [push], "oci", env)).toEqual({ provenance: "min", sbom: true });
+    expect(effectiveAttestations({ provenance: "max" }, [push], "oci", env)).toEqual({ provenance: "max" });
+    for (const outputs of [[oci], [stored], [{ type: "local", dest: "/tmp/d" } as OutputSpec], []]) {
+      expect(effectiveAttestations(undefined, outputs, "oci", env)).toBeUndefined();
+    }
+    expect(effectiveAttestations({ provenance: false }, [push], "oci", env)).toBeUndefined();
+    expect(effectiveAttestations({ provenance: false, sbom: true }, [push], "oci", env)).toEqual({ provenance: false, sbom: true });
+    expect(effectiveAttestations(undefined, [push], "oci", { BUILDX_NO_DEFAULT_ATTESTATIONS: "1" })).toBeUndefined();
+    expect(effectiveAttestations(undefined, [push], "oci", { BUILDX_NO_DEFAULT_ATTESTATIONS: "false" })).toEqual({ provenance: "min" });
+    // an output or format that cannot hold attestations gets no default (asked for, they are refused)
+    expect(effectiveAttestations(undefined, [push], "docker", env)).toBeUndefined();
+    expect(effectiveAttestations(undefined, [push, docker], "oci", env)).toBeUndefined();
+    expect([noDefaultAttestations({ BUILDX_NO_DEFAULT_ATTESTATIONS: "yes" }), noDefaultAttestations({ BUILDX_NO_DEFAULT_ATTESTATIONS: "" }), noDefaultAttestations({})]).toEqual([true, false, false]);
+    expect(() => checkReferrers({ provenance: "min", referrers: true }, [oci])).toThrow(/--attest-referrers needs a push/);
+    expect(() => checkReferrers({ provenance: false, referrers: true }, [push])).toThrow(/no attestation to push/);
+    expect(() => checkReferrers({ provenance: "min", referrers: true }, [push])).not.toThrow();
   });
 
   it("refuses what it does not understand, naming the flag", () => {

@@ -160,7 +160,7 @@ describe("kiln build --platform a,b --push", () => {
   it("pushes both platform manifests, then the index under the tag; skopeo picks the arm64 image from it", async () => {
     const ctx = await makeContext();
     const ref = `${registry.host}/kiln/multi:1`;
-    const r = await kiln(["build", "--progress", "quiet", "--cache-dir", await temps.make("kiln-mp-cache-"), "--platform", "linux/amd64,linux/arm64", "--push", "-t", ref, ctx]);
+    const r = await kiln(["build", "--progress", "quiet", "--cache-dir", await temps.make("kiln-mp-cache-"), "--platform", "linux/amd64,linux/arm64", "--push", "--provenance=false", "-t", ref, ctx]);
     const digest = expectBuilt(r);
     const index = await raw<RawIndex>(`docker://${ref}`, ["--tls-verify=false"]);
     expect(index.mediaType).toBe("application/vnd.oci.image.index.v1+json");

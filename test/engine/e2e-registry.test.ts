@@ -33,7 +33,7 @@ describe("build, push, and build FROM the pushed image", () => {
   it("pulls a pushed base by reference, mounts its layers into another repository, and re-pushes nothing", async () => {
     const cache = await temps.make("kiln-reg-cache-");
     const baseRef = `${registry.host}/kiln/base:1`;
-    const base = await kiln(["build", "--progress", "quiet", "--cache-dir", cache, "--push", "-t", baseRef, casePath("metadata")]);
+    const base = await kiln(["build", "--progress", "quiet", "--cache-dir", cache, "--push", "--provenance=false", "-t", baseRef, casePath("metadata")]);
     const baseDigest = expectBuilt(base);
     expect(await skopeoDigest(baseRef)).toBe(baseDigest);
 
@@ -44,7 +44,7 @@ describe("build, push, and build FROM the pushed image", () => {
     await writeFile(join(ctx, "extra.txt"), "child\n");
     const childRef = `${registry.host}/kiln/child:1`;
     const before = uploads();
-    const child = await kiln(["build", "--progress", "quiet", "--cache-dir", await temps.make("kiln-reg-cache2-"), "--push", "-t", childRef, ctx]);
+    const child = await kiln(["build", "--progress", "quiet", "--cache-dir", await temps.make("kiln-reg-cache2-"), "--push", "--provenance=false", "-t", childRef, ctx]);
     const childDigest = expectBuilt(child);
     expect(await skopeoDigest(childRef)).toBe(childDigest);
     // Only the new COPY layer (and config) was uploaded: the base layers were mounted from kiln/base.
@@ -67,7 +67,7 @@ describe("build, push, and build FROM the pushed image", () => {
 
   it("kiln pull writes the pushed image to a layout that verifies, with the same digest", async () => {
     const ref = `${registry.host}/kiln/pulled:1`;
-    const pushed = expectBuilt(await kiln(["build", "--progress", "quiet", "--cache-dir", await temps.make("kiln-pull-c1-"), "--push", "-t", ref, casePath("metadata")]));
+    const pushed = expectBuilt(await kiln(["build", "--progress", "quiet", "--cache-dir", await temps.make("kiln-pull-c1-"), "--push", "--provenance=false", "-t", ref, casePath("metadata")]));
     const dest = join(await temps.make("kiln-pull-out-"), "layout");
     const r = await kiln(["pull", ref, "--cache-dir", await temps.make("kiln-pull-c2-"), "--output", `type=oci,dest=${dest}`]);
     expect(r.code, r.stderr).toBe(0);

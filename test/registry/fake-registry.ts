@@ -1,6 +1,8 @@
 // A fault-injecting in-process registry (node:http) for tests: an in-memory distribution API
 // (blobs, monolithic and chunked uploads, mounts, manifests) plus hooks that let a test answer
-// any request itself (429s, 5xx bursts, dropped connections, redirects, lies).
+// any request itself (429s, 5xx bursts, dropped connections, redirects, lies). With `referrers`,
+// it has the OCI 1.1 referrers API: a manifest put with a `subject` is answered with OCI-Subject
+// and listed by GET /v2/<name>/referrers/<digest> (filtered by ?artifactType=).
 import { createHash, randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -33,6 +35,8 @@ export interface FakeRegistryOptions {
    * stay unread so a hook can drop the connection mid-stream): return true when handled.
    */
   hook?: (req: IncomingMessage, res: ServerResponse, n: { count: number; path: string; method: string }) => boolean | Promise<boolean>;
+  /** Offer the OCI 1.1 referrers API (see the header). */
+  referrers?: boolean;
 }
 
 export interface FakeRegistry {
@@ -68,6 +72,7 @@ export async function startFakeRegistry(opts: FakeRegistryOptions = {}): Promise
   const manifests = new Map<string, { bytes: Buffer; mediaType: string }>(); // "repo:ref"
   const uploads = new Map<string, { repo: string; parts: Buffer[]; size: number; state: string }>();
   const repoBlobs = new Set<string>();
+  const referrers = new Map<string, Array<{ mediaType: string; digest: string; size: number; artifactType?: string; annotations?: Record<string, string> }>>(); // "repo@subject"
   const tokenRequests: string[][] = [];
   const fake: FakeRegistry = { host: "", url: "", requests, blobs, manifests, tokenRequests, close: async () => undefined };
 
@@ -233,6 +238,15 @@ export async function startFakeRegistry(opts: FakeRegistryOptions = {}): Promise
       res.writeHead(200, { "content-length": String(data.length), "docker-content-digest": m[2], "content-type": "application/octet-stream" });
       return void res.end(method === "HEAD" ? undefined : data);
     }
+    m = /^\/v2\/(.+)\/referrers\/(sha256:[0-9a-f]{64})$/.exec(url.pathname);
+    if (m && opts.referrers && method === "GET") {
+      await readAll(req);
+      const want = url.searchParams.get("artifactType");
+      const list = (referrers.get(`${m[1]}@${m[2]}`) ?? []).filter((d) => want === null || d.artifactType === want);
+      const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: list }));
+      res.writeHead(200, { "content-type": "application/vnd.oci.image.index.v1+json", "content-length": String(body.length), ...(want !== null ? { "oci-filters-applied": "artifactType" } : {}) });
+      return void res.end(body);
+    }
     m = /^\/v2\/(.+)\/manifests\/([^/]+)$/.exec(url.pathname);
     if (m) {
       const key = `${m[1]}:${m[2]}`;
@@ -242,7 +256,15 @@ export async function startFakeRegistry(opts: FakeRegistryOptions = {}): Promise
         const v = { bytes, mediaType: String(req.headers["content-type"]) };
         manifests.set(key, v);
         manifests.set(`${m[1]}:${d}`, v);
-        res.writeHead(201, { location: `/v2/${m[1]}/manifests/${d}`, "docker-content-digest": d });
+        const headers: Record<string, string> = { location: `/v2/${m[1]}/manifests/${d}`, "docker-content-digest": d };
+        const doc = JSON.parse(bytes.toString("utf8")) as { subject?: { digest: string }; artifactType?: string; config?: { mediaType: string }; annotations?: Record<string, string> };
+        if (opts.referrers && doc.subject) {
+          const list = referrers.get(`${m[1]}@${doc.subject.digest}`) ?? [];
+          list.push({ mediaType: v.mediaType, digest: d, size: bytes.length, artifactType: doc.artifactType ?? doc.config?.mediaType, ...(doc.annotations ? { annotations: doc.annotations } : {}) });
+          referrers.set(`${m[1]}@${doc.subject.digest}`, list);
+          headers["oci-subject"] = doc.subject.digest;
+        }
+        res.writeHead(201, headers);
         return void res.end();
       }
       await readAll(req);

@@ -1,0 +1,72 @@
+// `kiln attestations IMAGE`: the attestations stored with an image (a stored name,
+// oci-layout://DIR[:TAG|@DIGEST] or a registry reference), per platform — the image manifest, its
+// attestation manifest and each statement's predicate type and digest; `--format json` prints the
+// statements themselves. Every statement is checked against its image as it is read
+// (ATTESTATION_INVALID on a mismatch).
+import { UsageError } from "../errors.js";
+import { one, type ParsedArgs } from "./args.js";
+import { cacheDirOption, pullOption, pullPolicy, registryFrom, registryOptions, type Command } from "./command.js";
+
+const PREDICATES: Record<string, string> = {
+  provenance: "https://slsa.dev/provenance/v1",
+  sbom: "https://spdx.dev/Document",
+};
+
+async function attestations(args: ParsedArgs): Promise<number> {
+  if (args.positionals.length !== 1) throw new UsageError("USAGE", "kiln attestations: expected one IMAGE");
+  const type = one(args, "type");
+  if (type !== undefined && !(type in PREDICATES)) throw new UsageError("OPTION_INVALID", "--type must be provenance or sbom");
+  const format = one(args, "format") ?? "text";
+  if (format !== "text" && format !== "json") throw new UsageError("OPTION_INVALID", "--format must be text or json");
+  const { resolve } = await import("node:path");
+  const { defaultCacheDir } = await import("../store/blob-store.js");
+  const { resolveRoot } = await import("../images/resolve.js");
+  const { readAttestations } = await import("../attest/read.js");
+  const { IN_TOTO_MEDIA_TYPE } = await import("../attest/statement.js");
+  const { formatPlatform, parsePlatform } = await import("../image/platform.js");
+  const platform = one(args, "platform");
+  const wanted = platform !== undefined ? formatPlatform(parsePlatform(platform)) : undefined;
+  const root = await resolveRoot(args.positionals[0]!, {
+    ...registryFrom(args),
+    cacheDir: resolve(one(args, "cache-dir") ?? defaultCacheDir()),
+    pull: pullPolicy(args),
+    wantBlob: (blob) => blob.mediaType === IN_TOTO_MEDIA_TYPE,
+  });
+  const sets = (await readAttestations(root.root, root.blobs))
+    .filter((s) => wanted === undefined || s.platform === wanted)
+    .map((s) => ({ ...s, statements: s.statements.filter((x) => type === undefined || x.predicateType === PREDICATES[type]) }));
+  if (format === "json") {
+    const out = sets.map((s) => ({
+      platform: s.platform,
+      image: s.image,
+      ...(s.manifest ? { attestationManifest: s.manifest } : {}),
+      statements: s.statements.map((x) => x.statement),
+    }));
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    return 0;
+  }
+  for (const s of sets) {
+    process.stdout.write(`${s.platform || "(manifest)"}  ${s.image}\n`);
+    if (!s.manifest) {
+      process.stdout.write("  no attestations\n");
+      continue;
+    }
+    process.stdout.write(`  attestation manifest ${s.manifest}\n`);
+    for (const x of s.statements) process.stdout.write(`  ${x.predicateType}  ${x.digest}\n`);
+  }
+  return 0;
+}
+
+export const attestationsCommand: Command = {
+  summary: "Print an image's provenance and SBOM attestations, per platform",
+  usage: "kiln attestations [OPTIONS] IMAGE   (a stored name, oci-layout://DIR[:TAG|@DIGEST] or a registry reference)",
+  options: [
+    { name: "type", type: "string", valueName: "TYPE", help: "only provenance or sbom statements" },
+    { name: "format", type: "string", valueName: "FORMAT", help: "text (default: digests per platform) or json (the statements)" },
+    { name: "platform", type: "string", valueName: "OS/ARCH", help: "only this platform's image" },
+    pullOption,
+    cacheDirOption(),
+    ...registryOptions,
+  ],
+  run: attestations,
+};
