@@ -1,25 +1,14 @@
 // Package scanners over the files scan-files.ts kept: Debian (dpkg status and distroless
-// status.d/), Alpine (apk installed db), npm (node_modules/*/package.json) and Python
+// status.d/), Alpine (apk installed db), npm (node_modules/*/package.json, and package-lock.json
+// through npm-lock.ts, one package per install) and Python
 // (*.dist-info/METADATA). Each package gets a purl (package-url spec) and, where the database
 // records one, its declared license. Pure functions of the file contents.
 
-export type PackageType = "deb" | "apk" | "npm" | "pypi";
+import { posix } from "node:path";
+import { enc, npmPurl, type FoundPackage } from "./found.js";
+import { parsePackageLock } from "./npm-lock.js";
 
-export interface FoundPackage {
-  type: PackageType;
-  name: string;
-  version: string;
-  arch?: string;
-  license?: string;
-  purl: string;
-  /** Where it was found, e.g. "/var/lib/dpkg/status". */
-  source: string;
-}
-
-/** A purl component: percent-encoded as the package-url spec asks (":" left as is). */
-function enc(s: string): string {
-  return encodeURIComponent(s).replace(/%3A/gi, ":");
-}
+export type { FoundPackage, PackageType } from "./found.js";
 
 /** RFC 822-style stanzas (dpkg status, METADATA headers): continuation lines folded into the field. */
 function stanzas(text: string): Array<Record<string, string>> {
@@ -102,9 +91,7 @@ export function parseNpmPackage(text: string, source: string): FoundPackage | un
   }
   if (typeof doc !== "object" || doc === null || typeof doc.name !== "string" || typeof doc.version !== "string") return undefined;
   const name = doc.name;
-  const scoped = name.startsWith("@") && name.includes("/");
-  const purlName = scoped ? `${enc(name.slice(0, name.indexOf("/")))}/${enc(name.slice(name.indexOf("/") + 1))}` : enc(name);
-  const pkg: FoundPackage = { type: "npm", name, version: doc.version, source, purl: `pkg:npm/${purlName}@${enc(doc.version)}` };
+  const pkg: FoundPackage = { type: "npm", name, version: doc.version, source, location: posix.dirname(source.replace(/^\//, "")), purl: npmPurl(name, doc.version) };
   const lic = typeof doc.license === "string" ? doc.license : typeof (doc.license as { type?: unknown } | null)?.type === "string" ? (doc.license as { type: string }).type : undefined;
   if (lic) pkg.license = lic;
   return pkg;
@@ -122,6 +109,24 @@ export function parsePythonMetadata(text: string, source: string): FoundPackage 
   return pkg;
 }
 
+/**
+ * One package per npm install: a package-lock.json entry naming the same name@version at the same
+ * directory as a node_modules package.json is the same package (the package.json's finding is
+ * kept, with the lockfile's license when the package.json has none).
+ */
+function dedupNpm(pkgs: FoundPackage[]): FoundPackage[] {
+  const installed = new Map<string, FoundPackage>();
+  const id = (p: FoundPackage): string => `${p.name}\0${p.version}\0${p.location ?? ""}`;
+  for (const p of pkgs) if (p.type === "npm" && p.source.endsWith("/package.json")) installed.set(id(p), p);
+  return pkgs.filter((p) => {
+    if (p.type !== "npm" || p.source.endsWith("/package.json")) return true;
+    const same = installed.get(id(p));
+    if (!same) return true;
+    if (same.license === undefined && p.license !== undefined) same.license = p.license;
+    return false;
+  });
+}
+
 /** Every package the scanner files show, in a stable order (type, name, version, source). */
 export function findPackages(files: ReadonlyMap<string, Buffer>): FoundPackage[] {
   const text = (p: string): string | undefined => files.get(p)?.toString("utf8");
@@ -135,11 +140,12 @@ export function findPackages(files: ReadonlyMap<string, Buffer>): FoundPackage[]
     else if (path.endsWith("/package.json")) {
       const p = parseNpmPackage(body, src);
       if (p) out.push(p);
-    } else if (path.endsWith(".dist-info/METADATA")) {
+    } else if (path === "package-lock.json" || path.endsWith("/package-lock.json")) out.push(...parsePackageLock(body, path));
+    else if (path.endsWith(".dist-info/METADATA")) {
       const p = parsePythonMetadata(body, src);
       if (p) out.push(p);
     }
   }
   const key = (p: FoundPackage): string => `${p.type}\0${p.name}\0${p.version}\0${p.source}`;
-  return out.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+  return dedupNpm(out).sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
 }

@@ -1,7 +1,7 @@
 // Reads the package databases out of an image's layers without unpacking it: each layer blob is
 // streamed once through its decompressor and tar-stream, and only the files a package scanner
 // reads are kept (os-release, dpkg status and status.d/, apk's installed db, node_modules/*/package.json,
-// *.dist-info/METADATA), merged across layers with whiteouts and opaque directories applied.
+// package-lock.json, *.dist-info/METADATA), merged across layers with whiteouts and opaque directories applied.
 // Sizes are capped, so a hostile image cannot make the scan hold much memory.
 import { posix } from "node:path";
 import type { Readable } from "node:stream";
@@ -36,6 +36,8 @@ export function wantedFile(path: string): number | undefined {
     if (n >= 3 && parts[n - 3] === "node_modules" && !parts[n - 2]!.startsWith("@") && !parts[n - 2]!.startsWith(".")) return MAX_MANIFEST_BYTES;
     if (n >= 4 && parts[n - 4] === "node_modules" && parts[n - 3]!.startsWith("@")) return MAX_MANIFEST_BYTES;
   }
+  // a project's lockfile (one inside node_modules belongs to a dependency's sources, not to what is installed)
+  if (parts[parts.length - 1] === "package-lock.json" && !parts.includes("node_modules")) return MAX_DB_BYTES;
   if (parts[parts.length - 1] === "METADATA" && n2(parts).endsWith(".dist-info")) return MAX_MANIFEST_BYTES;
   return undefined;
 }
