@@ -1,11 +1,12 @@
 // Package scanners over the files scan-files.ts kept: Debian (dpkg status and distroless
 // status.d/), Alpine (apk installed db), npm (node_modules/*/package.json, and package-lock.json
-// through npm-lock.ts, one package per install) and Python
-// (*.dist-info/METADATA). Each package gets a purl (package-url spec) and, where the database
-// records one, its declared license. Pure functions of the file contents.
+// through npm-lock.ts, one package per install), Python (*.dist-info/METADATA) and Go binaries'
+// module info (go-buildinfo.ts). Each package gets a purl (package-url spec) and, where the
+// database records one, its declared license. Pure functions of the file contents.
 
 import { posix } from "node:path";
 import { enc, npmPurl, type FoundPackage } from "./found.js";
+import { fromGoRecord, goPackages } from "./go-buildinfo.js";
 import { parsePackageLock } from "./npm-lock.js";
 
 export type { FoundPackage, PackageType } from "./found.js";
@@ -144,6 +145,9 @@ export function findPackages(files: ReadonlyMap<string, Buffer>): FoundPackage[]
     else if (path.endsWith(".dist-info/METADATA")) {
       const p = parsePythonMetadata(body, src);
       if (p) out.push(p);
+    } else {
+      const go = fromGoRecord(data);
+      if (go) out.push(...goPackages(go, src));
     }
   }
   const key = (p: FoundPackage): string => `${p.type}\0${p.name}\0${p.version}\0${p.source}`;
