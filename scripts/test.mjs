@@ -31,6 +31,7 @@ const tools = {
   zstd: "zstd", // zstd layers on Node.js without zlib zstd, and the tests' zstd bases
   podman: "podman", // test/pod/: kiln's own image run as a pod
   "qemu-aarch64-static": "qemu-user-static", // emulated RUN for linux/arm64 (test/engine/e2e-emulation)
+  rpmbuild: "rpm", // a real rpmdb.sqlite for the SBOM scanner's RPM reader (test/helpers/rpmdb.ts)
   go: "golang-go", // real Go binaries for the SBOM scanner's build-info reader (test/helpers/go-binary.ts)
 };
 

@@ -1,7 +1,7 @@
 // Reads the package databases out of an image's layers without unpacking it: each layer blob is
 // streamed once through its decompressor and tar-stream, and only the files a package scanner
 // reads are kept (os-release, dpkg status and status.d/, apk's installed db, node_modules/*/package.json,
-// package-lock.json, *.dist-info/METADATA) and, of executable ELF files, a Go binary's build info
+// package-lock.json, *.dist-info/METADATA, rpmdb.sqlite; rpm's other databases as empty markers) and, of executable ELF files, a Go binary's build info
 // (go-buildinfo.ts), merged across layers with whiteouts and opaque directories applied.
 // Sizes are capped, so a hostile image cannot make the scan hold much memory.
 import { posix } from "node:path";
@@ -12,6 +12,7 @@ import { KilnError, throwIfAborted } from "../errors.js";
 import { decompressStream } from "../layer/compress.js";
 import { OPAQUE_MARKER, WHITEOUT_PREFIX } from "../layer/entry.js";
 import { goRecord, isElf, readGoBuildInfo } from "./go-buildinfo.js";
+import { isRpmMarker, isRpmSqlite } from "./rpmdb.js";
 
 /** One layer to read: its media type and a way to open its (compressed) blob. */
 export interface ScanLayer {
@@ -33,6 +34,7 @@ export const MAX_TOTAL_BYTES = 256 * 1024 * 1024;
 export function wantedFile(path: string): number | undefined {
   if (path === "var/lib/dpkg/status" || path === "lib/apk/db/installed") return MAX_DB_BYTES;
   if (path === "etc/os-release" || path === "usr/lib/os-release") return MAX_MANIFEST_BYTES;
+  if (isRpmSqlite(path)) return MAX_DB_BYTES;
   const parts = path.split("/");
   const dir = posix.dirname(path);
   if (dir === "var/lib/dpkg/status.d" && !parts[parts.length - 1]!.endsWith(".md5sums")) return MAX_MANIFEST_BYTES;
@@ -133,6 +135,17 @@ async function readLayer(layer: ScanLayer, signal: AbortSignal | undefined, max:
     else if (base.startsWith(WHITEOUT_PREFIX)) whiteouts.push(posix.join(dir, base.slice(WHITEOUT_PREFIX.length)));
     else if (h.type !== "file" && h.type !== "contiguous-file" && h.type !== "directory") replaced.push(path); // a link replaces a file of that name
     const regular = h.type === "file" || h.type === "contiguous-file";
+    if (regular && isRpmMarker(path)) {
+      // present and not empty: an empty marker; an empty file (a WAL after its checkpoint) hides a lower one
+      if ((h.size ?? 0) > 0) added.set(path, Buffer.alloc(0));
+      else {
+        added.delete(path);
+        replaced.push(path);
+      }
+      stream.on("end", next);
+      stream.resume();
+      return;
+    }
     const cap = regular ? wantedFile(path) : undefined;
     if (regular && cap === undefined && ((h.mode ?? 0) & 0o111) !== 0) {
       readExecutable(path, h.size ?? 0, stream, scan, next);
@@ -140,9 +153,10 @@ async function readLayer(layer: ScanLayer, signal: AbortSignal | undefined, max:
     }
     if (cap === undefined || (h.size ?? 0) > cap) {
       if (cap !== undefined) {
-        // An over-size database replaces the lower layers' copy, and is not read.
+        // An over-size database replaces the lower layers' copy, and is not read (an rpm one leaves an empty marker, to warn).
         added.delete(path);
         replaced.push(path);
+        if (isRpmSqlite(path)) added.set(path, Buffer.alloc(0));
       }
       stream.on("end", next);
       stream.resume();
