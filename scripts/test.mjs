@@ -32,6 +32,8 @@ const tools = {
   podman: "podman", // test/pod/: kiln's own image run as a pod
   "qemu-aarch64-static": "qemu-user-static", // emulated RUN for linux/arm64 (test/engine/e2e-emulation)
   git: "git", // the provenance of a context in a git checkout (test/context/vcs, e2e attestations)
+  rpmbuild: "rpm", // a real rpmdb.sqlite for the SBOM scanner's RPM reader (test/helpers/rpmdb.ts)
+  go: "golang-go", // real Go binaries for the SBOM scanner's build-info reader (test/helpers/go-binary.ts)
 };
 
 const missing = [];

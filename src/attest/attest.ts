@@ -30,6 +30,8 @@ export interface AttestInput {
   provenance: Omit<ProvenanceInput, "mode" | "finishedOn" | "platform">;
   /** SOURCE_DATE_EPOCH, when set: fixes every time recorded. */
   sourceDateEpoch?: number;
+  /** What the SBOM scan could not read (e.g. an RPM database kiln does not support). */
+  onWarning?: (message: string) => void;
   signal?: AbortSignal;
 }
 
@@ -48,7 +50,7 @@ export async function attestImage(input: AttestInput): Promise<StoredAttestation
       namespace: `https://kiln.dev/spdx/${input.manifest.digest.slice("sha256:".length)}`,
       created: fixed ?? new Date(),
       toolVersion: input.provenance.version,
-      packages: findPackages(files),
+      packages: findPackages(files, input.onWarning),
     });
     statements.push(statement(subjects, SPDX_PREDICATE, doc));
   }

@@ -1,25 +1,16 @@
 // Package scanners over the files scan-files.ts kept: Debian (dpkg status and distroless
-// status.d/), Alpine (apk installed db), npm (node_modules/*/package.json) and Python
-// (*.dist-info/METADATA). Each package gets a purl (package-url spec) and, where the database
-// records one, its declared license. Pure functions of the file contents.
+// status.d/), Alpine (apk installed db), RPM (rpmdb.ts), npm (node_modules/*/package.json, and package-lock.json
+// through npm-lock.ts, one package per install), Python (*.dist-info/METADATA) and Go binaries'
+// module info (go-buildinfo.ts). Each package gets a purl (package-url spec) and, where the
+// database records one, its declared license. Pure functions of the file contents.
 
-export type PackageType = "deb" | "apk" | "npm" | "pypi";
+import { posix } from "node:path";
+import { enc, npmPurl, type FoundPackage } from "./found.js";
+import { fromGoRecord, goPackages } from "./go-buildinfo.js";
+import { parsePackageLock } from "./npm-lock.js";
+import { RPM_SQLITE, RPM_UNSUPPORTED, isRpmMarker, isRpmSqlite, parseRpmSqlite } from "./rpmdb.js";
 
-export interface FoundPackage {
-  type: PackageType;
-  name: string;
-  version: string;
-  arch?: string;
-  license?: string;
-  purl: string;
-  /** Where it was found, e.g. "/var/lib/dpkg/status". */
-  source: string;
-}
-
-/** A purl component: percent-encoded as the package-url spec asks (":" left as is). */
-function enc(s: string): string {
-  return encodeURIComponent(s).replace(/%3A/gi, ":");
-}
+export type { FoundPackage, PackageType } from "./found.js";
 
 /** RFC 822-style stanzas (dpkg status, METADATA headers): continuation lines folded into the field. */
 function stanzas(text: string): Array<Record<string, string>> {
@@ -102,9 +93,7 @@ export function parseNpmPackage(text: string, source: string): FoundPackage | un
   }
   if (typeof doc !== "object" || doc === null || typeof doc.name !== "string" || typeof doc.version !== "string") return undefined;
   const name = doc.name;
-  const scoped = name.startsWith("@") && name.includes("/");
-  const purlName = scoped ? `${enc(name.slice(0, name.indexOf("/")))}/${enc(name.slice(name.indexOf("/") + 1))}` : enc(name);
-  const pkg: FoundPackage = { type: "npm", name, version: doc.version, source, purl: `pkg:npm/${purlName}@${enc(doc.version)}` };
+  const pkg: FoundPackage = { type: "npm", name, version: doc.version, source, location: posix.dirname(source.replace(/^\//, "")), purl: npmPurl(name, doc.version) };
   const lic = typeof doc.license === "string" ? doc.license : typeof (doc.license as { type?: unknown } | null)?.type === "string" ? (doc.license as { type: string }).type : undefined;
   if (lic) pkg.license = lic;
   return pkg;
@@ -122,24 +111,76 @@ export function parsePythonMetadata(text: string, source: string): FoundPackage 
   return pkg;
 }
 
-/** Every package the scanner files show, in a stable order (type, name, version, source). */
-export function findPackages(files: ReadonlyMap<string, Buffer>): FoundPackage[] {
+/**
+ * One package per npm install: a package-lock.json entry naming the same name@version at the same
+ * directory as a node_modules package.json is the same package (the package.json's finding is
+ * kept, with the lockfile's license when the package.json has none).
+ */
+function dedupNpm(pkgs: FoundPackage[]): FoundPackage[] {
+  const installed = new Map<string, FoundPackage>();
+  const id = (p: FoundPackage): string => `${p.name}\0${p.version}\0${p.location ?? ""}`;
+  for (const p of pkgs) if (p.type === "npm" && p.source.endsWith("/package.json")) installed.set(id(p), p);
+  return pkgs.filter((p) => {
+    if (p.type !== "npm" || p.source.endsWith("/package.json")) return true;
+    const same = installed.get(id(p));
+    if (!same) return true;
+    if (same.license === undefined && p.license !== undefined) same.license = p.license;
+    return false;
+  });
+}
+
+/** rpm databases: the SQLite one read, the others (and what cannot be read) named in a warning. */
+function rpmPackages(path: string, data: Buffer, files: ReadonlyMap<string, Buffer>, distro: string, warn: (message: string) => void): FoundPackage[] {
+  const src = `/${path}`;
+  const base = posix.basename(path);
+  const dir = posix.dirname(path);
+  if (base === RPM_SQLITE) {
+    if (data.length === 0) {
+      warn(`SBOM: the RPM database ${src} is empty or larger than the scan's limit and was not read: its packages are not listed`);
+      return [];
+    }
+    try {
+      return parseRpmSqlite(data, src, distro);
+    } catch (err) {
+      warn(`SBOM: the RPM database ${src} cannot be read (${(err as Error).message}): its packages are not listed`);
+      return [];
+    }
+  }
+  if (base === `${RPM_SQLITE}-wal`) {
+    if (files.has(`${dir}/${RPM_SQLITE}`)) warn(`SBOM: the RPM database's write-ahead log ${src} is not empty and is not read: packages installed since its last checkpoint may be missing`);
+    return [];
+  }
+  // BerkeleyDB or NDB: not read; no warning when rpm's SQLite database is next to it (left from a migration)
+  if (!files.has(`${dir}/${RPM_SQLITE}`)) warn(`SBOM: ${src} is an RPM ${RPM_UNSUPPORTED[base]} database, which kiln does not read: its RPM packages are not listed`);
+  return [];
+}
+
+/**
+ * Every package the scanner files show, in a stable order (type, name, version, source). What
+ * cannot be read (an RPM database kiln does not support) is reported to `warn`, never left out silently.
+ */
+export function findPackages(files: ReadonlyMap<string, Buffer>, warn: (message: string) => void = () => undefined): FoundPackage[] {
   const text = (p: string): string | undefined => files.get(p)?.toString("utf8");
   const osRelease = text("etc/os-release") ?? text("usr/lib/os-release");
   const out: FoundPackage[] = [];
   for (const [path, data] of files) {
     const src = `/${path}`;
-    const body = data.toString("utf8");
-    if (path === "var/lib/dpkg/status" || path.startsWith("var/lib/dpkg/status.d/")) out.push(...parseDpkgStatus(body, src, osReleaseId(osRelease, "debian")));
-    else if (path === "lib/apk/db/installed") out.push(...parseApkInstalled(body, src, osReleaseId(osRelease, "alpine")));
+    const body = (): string => data.toString("utf8");
+    if (path === "var/lib/dpkg/status" || path.startsWith("var/lib/dpkg/status.d/")) out.push(...parseDpkgStatus(body(), src, osReleaseId(osRelease, "debian")));
+    else if (path === "lib/apk/db/installed") out.push(...parseApkInstalled(body(), src, osReleaseId(osRelease, "alpine")));
+    else if (isRpmSqlite(path) || isRpmMarker(path)) out.push(...rpmPackages(path, data, files, osReleaseId(osRelease, "redhat"), warn));
     else if (path.endsWith("/package.json")) {
-      const p = parseNpmPackage(body, src);
+      const p = parseNpmPackage(body(), src);
       if (p) out.push(p);
-    } else if (path.endsWith(".dist-info/METADATA")) {
-      const p = parsePythonMetadata(body, src);
+    } else if (path === "package-lock.json" || path.endsWith("/package-lock.json")) out.push(...parsePackageLock(body(), path));
+    else if (path.endsWith(".dist-info/METADATA")) {
+      const p = parsePythonMetadata(body(), src);
       if (p) out.push(p);
+    } else {
+      const go = fromGoRecord(data);
+      if (go) out.push(...goPackages(go, src));
     }
   }
   const key = (p: FoundPackage): string => `${p.type}\0${p.name}\0${p.version}\0${p.source}`;
-  return out.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+  return dedupNpm(out).sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
 }

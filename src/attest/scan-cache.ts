@@ -1,4 +1,5 @@
-// Per-layer SBOM scan results kept in the blob store's directory (sbom-scan/v1-<blob hex>.json),
+// Per-layer SBOM scan results kept in the blob store's directory (sbom-scan/v2-<blob hex>.json; the
+// version goes up whenever the scan keeps more, so older entries are not taken as complete),
 // so a warm build with --sbom does not stream its base layers again. Keyed by the layer blob's
 // digest: the store's blobs are verified against their digest when they arrive, and a scan is a
 // pure function of the blob's bytes. A missing or unreadable entry is simply scanned again.
@@ -21,7 +22,7 @@ function strings(v: unknown): v is string[] {
 }
 
 export function storeScanCache(store: BlobStore): ScanCache {
-  const file = (key: string): string | undefined => (isDigest(key) ? join(store.root, "sbom-scan", `v1-${key.slice("sha256:".length)}.json`) : undefined);
+  const file = (key: string): string | undefined => (isDigest(key) ? join(store.root, "sbom-scan", `v2-${key.slice("sha256:".length)}.json`) : undefined);
   return {
     async get(key) {
       const f = file(key);

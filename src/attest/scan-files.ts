@@ -1,7 +1,8 @@
 // Reads the package databases out of an image's layers without unpacking it: each layer blob is
 // streamed once through its decompressor and tar-stream, and only the files a package scanner
 // reads are kept (os-release, dpkg status and status.d/, apk's installed db, node_modules/*/package.json,
-// *.dist-info/METADATA), merged across layers with whiteouts and opaque directories applied.
+// package-lock.json, *.dist-info/METADATA, rpmdb.sqlite; rpm's other databases as empty markers) and, of executable ELF files, a Go binary's build info
+// (go-buildinfo.ts), merged across layers with whiteouts and opaque directories applied.
 // Sizes are capped, so a hostile image cannot make the scan hold much memory.
 import { posix } from "node:path";
 import type { Readable } from "node:stream";
@@ -10,6 +11,8 @@ import * as tar from "tar-stream";
 import { KilnError, throwIfAborted } from "../errors.js";
 import { decompressStream } from "../layer/compress.js";
 import { OPAQUE_MARKER, WHITEOUT_PREFIX } from "../layer/entry.js";
+import { goRecord, isElf, readGoBuildInfo } from "./go-buildinfo.js";
+import { isRpmMarker, isRpmSqlite } from "./rpmdb.js";
 
 /** One layer to read: its media type and a way to open its (compressed) blob. */
 export interface ScanLayer {
@@ -21,6 +24,9 @@ export interface ScanLayer {
 
 const MAX_DB_BYTES = 64 * 1024 * 1024;
 const MAX_MANIFEST_BYTES = 1024 * 1024;
+/** Executables larger than this are not read for Go build info (each is held whole while it streams). */
+export const MAX_EXECUTABLE_BYTES = 256 * 1024 * 1024;
+const MIN_ELF_BYTES = 64;
 /** All kept files together (what a hostile image of many package.json files could make the scan hold). */
 export const MAX_TOTAL_BYTES = 256 * 1024 * 1024;
 
@@ -28,6 +34,7 @@ export const MAX_TOTAL_BYTES = 256 * 1024 * 1024;
 export function wantedFile(path: string): number | undefined {
   if (path === "var/lib/dpkg/status" || path === "lib/apk/db/installed") return MAX_DB_BYTES;
   if (path === "etc/os-release" || path === "usr/lib/os-release") return MAX_MANIFEST_BYTES;
+  if (isRpmSqlite(path)) return MAX_DB_BYTES;
   const parts = path.split("/");
   const dir = posix.dirname(path);
   if (dir === "var/lib/dpkg/status.d" && !parts[parts.length - 1]!.endsWith(".md5sums")) return MAX_MANIFEST_BYTES;
@@ -36,6 +43,8 @@ export function wantedFile(path: string): number | undefined {
     if (n >= 3 && parts[n - 3] === "node_modules" && !parts[n - 2]!.startsWith("@") && !parts[n - 2]!.startsWith(".")) return MAX_MANIFEST_BYTES;
     if (n >= 4 && parts[n - 4] === "node_modules" && parts[n - 3]!.startsWith("@")) return MAX_MANIFEST_BYTES;
   }
+  // a project's lockfile (one inside node_modules belongs to a dependency's sources, not to what is installed)
+  if (parts[parts.length - 1] === "package-lock.json" && !parts.includes("node_modules")) return MAX_DB_BYTES;
   if (parts[parts.length - 1] === "METADATA" && n2(parts).endsWith(".dist-info")) return MAX_MANIFEST_BYTES;
   return undefined;
 }
@@ -73,6 +82,46 @@ function keptBytes(scan: LayerScan): number {
   return n;
 }
 
+/** A tar entry's body as tar-stream gives it. */
+interface EntryStream {
+  on(event: "data" | "end", fn: (chunk?: unknown) => void): unknown;
+  resume(): unknown;
+}
+
+/**
+ * An executable regular file: an ELF file under the size cap is held while it streams and, when
+ * it is a Go binary, its build info is kept (as a record at its path); any other executable
+ * replaces a Go binary of that name in the layers below.
+ */
+function readExecutable(path: string, size: number, stream: EntryStream, scan: LayerScan, next: () => void): void {
+  const notGo = (): void => {
+    scan.added.delete(path);
+    scan.replaced.push(path);
+  };
+  if (size < MIN_ELF_BYTES || size > MAX_EXECUTABLE_BYTES) {
+    notGo();
+    stream.on("end", next);
+    stream.resume();
+    return;
+  }
+  let chunks: Buffer[] | undefined = [];
+  let held = 0;
+  stream.on("data", (chunk) => {
+    const c = chunk as Buffer;
+    if (!chunks) return;
+    chunks.push(c);
+    held += c.length;
+    if (held >= 4 && chunks.length <= 4 && !isElf(chunks.length === 1 ? c : Buffer.concat(chunks))) chunks = undefined;
+  });
+  stream.on("end", () => {
+    const info = chunks ? readGoBuildInfo(Buffer.concat(chunks)) : undefined;
+    chunks = undefined;
+    if (info) scan.added.set(path, goRecord(info));
+    else notGo();
+    next();
+  });
+}
+
 async function readLayer(layer: ScanLayer, signal: AbortSignal | undefined, max: number): Promise<LayerScan> {
   const extract = tar.extract();
   const scan: LayerScan = { added: new Map(), opaque: [], whiteouts: [], replaced: [] };
@@ -85,12 +134,29 @@ async function readLayer(layer: ScanLayer, signal: AbortSignal | undefined, max:
     if (base === OPAQUE_MARKER) opaque.push(dir);
     else if (base.startsWith(WHITEOUT_PREFIX)) whiteouts.push(posix.join(dir, base.slice(WHITEOUT_PREFIX.length)));
     else if (h.type !== "file" && h.type !== "contiguous-file" && h.type !== "directory") replaced.push(path); // a link replaces a file of that name
-    const cap = (h.type === "file" || h.type === "contiguous-file") ? wantedFile(path) : undefined;
-    if (cap === undefined || (h.size ?? 0) > cap) {
-      if (cap !== undefined) {
-        // An over-size database replaces the lower layers' copy, and is not read.
+    const regular = h.type === "file" || h.type === "contiguous-file";
+    if (regular && isRpmMarker(path)) {
+      // present and not empty: an empty marker; an empty file (a WAL after its checkpoint) hides a lower one
+      if ((h.size ?? 0) > 0) added.set(path, Buffer.alloc(0));
+      else {
         added.delete(path);
         replaced.push(path);
+      }
+      stream.on("end", next);
+      stream.resume();
+      return;
+    }
+    const cap = regular ? wantedFile(path) : undefined;
+    if (regular && cap === undefined && ((h.mode ?? 0) & 0o111) !== 0) {
+      readExecutable(path, h.size ?? 0, stream, scan, next);
+      return;
+    }
+    if (cap === undefined || (h.size ?? 0) > cap) {
+      if (cap !== undefined) {
+        // An over-size database replaces the lower layers' copy, and is not read (an rpm one leaves an empty marker, to warn).
+        added.delete(path);
+        replaced.push(path);
+        if (isRpmSqlite(path)) added.set(path, Buffer.alloc(0));
       }
       stream.on("end", next);
       stream.resume();

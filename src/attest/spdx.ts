@@ -15,8 +15,10 @@ function licenseExpression(l: string | undefined): string {
 const SOURCE_INFO: Record<FoundPackage["type"], string> = {
   deb: "acquired package info from DPKG DB",
   apk: "acquired package info from APK DB",
-  npm: "acquired package info from installed node module manifest file",
+  rpm: "acquired package info from RPM DB",
+  npm: "acquired package info from installed node module manifest file or package-lock.json",
   pypi: "acquired package info from installed python package manifest file",
+  golang: "acquired package info from go module information in a binary",
 };
 
 export interface SpdxInput {

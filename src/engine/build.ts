@@ -309,6 +309,7 @@ async function attestPlatform(a: AttestationContext, b: PlatformBuild, outputs: 
       invocationId: sde !== undefined ? sha256Hex(JSON.stringify([dockerfileSha, options.target ?? "", deps, manifest.digest])).slice(0, 32) : randomUUID(),
     },
     ...(sde !== undefined ? { sourceDateEpoch: sde } : {}),
+    onWarning: (message) => config.emit({ type: "warning", message }),
     ...(config.signal ? { signal: config.signal } : {}),
   });
 }

@@ -141,7 +141,7 @@ describe("storeScanCache", () => {
       const unreadable = { mediaType: layer.mediaType, key, open: () => { opened++; return layer.open(); } };
       expect(await scanFiles([unreadable], { cache })).toEqual(first);
       expect(opened).toBe(0);
-      const file = join(root, "sbom-scan", `v1-${"ab".repeat(32)}.json`);
+      const file = join(root, "sbom-scan", `v2-${"ab".repeat(32)}.json`);
       expect(JSON.parse(await readFile(file, "utf8")).whiteouts).toEqual(["x/y"]);
       await writeFile(file, "{broken");
       expect(await scanFiles([unreadable], { cache })).toEqual(first);

@@ -1,0 +1,252 @@
+// Go binaries' embedded build information (what `go version -m` prints): finds the
+// `\xff Go buildinf:` header in an ELF executable's data (the .go.buildinfo section, else the first
+// writable non-executable PT_LOAD segment, searched 16-byte aligned as the Go toolchain does), reads
+// the Go version and the module info in both layouts — Go 1.18+ inline varint-prefixed strings, and
+// before that pointers to Go string headers, 32/64-bit, little/big endian, resolved through the
+// program headers — and turns the module lines (path, mod, dep, => replacements) into packages.
+// Pure functions of the file's bytes; anything malformed is "not a Go binary".
+import { enc, type FoundPackage } from "./found.js";
+
+const ELF_MAGIC = Buffer.from([0x7f, 0x45, 0x4c, 0x46]);
+const BUILDINFO_MAGIC = Buffer.from("\xff Go buildinf:", "latin1");
+const BUILDINFO_ALIGN = 16;
+const BUILDINFO_HEADER = 32;
+const SEARCH_BYTES = 64 * 1024;
+const PT_LOAD = 1;
+const PF_X = 1;
+const PF_W = 2;
+
+/** Whether the first bytes of a file are an ELF header. */
+export function isElf(head: Buffer): boolean {
+  return head.length >= 4 && head.subarray(0, 4).equals(ELF_MAGIC);
+}
+
+/** A 32- or 64-bit word (a pointer or an offset); beyond 2^53 it is not a usable number (-1). */
+function readWord(b: Buffer, at: number, is64: boolean, le: boolean): number {
+  if (!is64) return le ? b.readUInt32LE(at) : b.readUInt32BE(at);
+  const v = le ? b.readBigUInt64LE(at) : b.readBigUInt64BE(at);
+  return v > BigInt(Number.MAX_SAFE_INTEGER) ? -1 : Number(v); // -1: in no segment, past every buffer
+}
+
+interface Segment { vaddr: number; offset: number; filesz: number; flags: number }
+
+/** Whether the bytes start with an ELF identification kiln reads (32/64-bit, little/big endian). */
+function elfIdent(data: Buffer): boolean {
+  return isElf(data) && data.length >= 64 && (data[4] === 1 || data[4] === 2) && (data[5] === 1 || data[5] === 2);
+}
+
+class Elf {
+  readonly is64: boolean;
+  readonly le: boolean;
+  readonly segments: Segment[] = [];
+  /** An ELF file's header and PT_LOAD segments (call only when `elfIdent` accepts the bytes). */
+  constructor(readonly data: Buffer) {
+    this.is64 = data[4] === 2;
+    this.le = data[5] === 1;
+    const phoff = this.word(this.is64 ? 32 : 28);
+    const phentsize = this.u16(this.is64 ? 54 : 42);
+    const phnum = this.u16(this.is64 ? 56 : 44);
+    for (let i = 0; i < phnum; i++) {
+      const at = phoff + i * phentsize;
+      if (at + (this.is64 ? 56 : 32) > data.length) break;
+      if (this.u32(at) !== PT_LOAD) continue;
+      this.segments.push(this.is64
+        ? { flags: this.u32(at + 4), offset: this.word(at + 8), vaddr: this.word(at + 16), filesz: this.word(at + 32) }
+        : { offset: this.u32(at + 4), vaddr: this.u32(at + 8), filesz: this.u32(at + 16), flags: this.u32(at + 24) });
+    }
+  }
+  u16(at: number): number {
+    return this.le ? this.data.readUInt16LE(at) : this.data.readUInt16BE(at);
+  }
+  u32(at: number): number {
+    return this.le ? this.data.readUInt32LE(at) : this.data.readUInt32BE(at);
+  }
+  word(at: number): number {
+    return readWord(this.data, at, this.is64, this.le);
+  }
+  /** The section named `name`: its address, or undefined (no section headers, or no such section). */
+  sectionAddr(name: string): number | undefined {
+    const d = this.data;
+    const shoff = this.word(this.is64 ? 40 : 32);
+    const shentsize = this.u16(this.is64 ? 58 : 46);
+    const shnum = this.u16(this.is64 ? 60 : 48);
+    const shstrndx = this.u16(this.is64 ? 62 : 50);
+    if (shoff <= 0 || shnum === 0 || shstrndx >= shnum || shoff + shnum * shentsize > d.length) return undefined;
+    const sh = (i: number): { name: number; addr: number; offset: number; size: number } => {
+      const at = shoff + i * shentsize;
+      return this.is64
+        ? { name: this.u32(at), addr: this.word(at + 16), offset: this.word(at + 24), size: this.word(at + 32) }
+        : { name: this.u32(at), addr: this.u32(at + 12), offset: this.u32(at + 16), size: this.u32(at + 20) };
+    };
+    const strtab = sh(shstrndx);
+    const want = Buffer.from(`${name}\0`, "latin1");
+    for (let i = 0; i < shnum; i++) {
+      const s = sh(i);
+      const at = strtab.offset + s.name;
+      if (at >= 0 && at + want.length <= d.length && d.subarray(at, at + want.length).equals(want)) return s.addr;
+    }
+    return undefined;
+  }
+  /** Up to `size` bytes at virtual address `addr`, from the PT_LOAD segment holding it. */
+  read(addr: number, size: number): Buffer | undefined {
+    for (const s of this.segments) {
+      if (addr < s.vaddr || addr >= s.vaddr + s.filesz) continue;
+      const n = Math.min(size, s.vaddr + s.filesz - addr);
+      const from = s.offset + (addr - s.vaddr);
+      if (from < 0 || n < 0 || from + n > this.data.length) return undefined;
+      return this.data.subarray(from, from + n);
+    }
+    return undefined;
+  }
+}
+
+/** The build info of a Go binary, as found (module info text still unparsed). */
+export interface GoBuildInfo {
+  goVersion: string;
+  modinfo: string;
+}
+
+function uvarint(b: Buffer, at: number): [number, number] | undefined {
+  let v = 0;
+  let shift = 0;
+  for (let i = at; i < b.length && i < at + 8; i++) {
+    v += (b[i]! & 0x7f) * 2 ** shift;
+    if ((b[i]! & 0x80) === 0) return [v, i + 1];
+    shift += 7;
+  }
+  return undefined;
+}
+
+/** The module info string between its 16-byte sentinels ("" when they are missing, as Go reads it). */
+function stripSentinels(mod: Buffer): string {
+  return mod.length >= 33 && mod[mod.length - 17] === 0x0a ? mod.subarray(16, mod.length - 16).toString("utf8") : "";
+}
+
+/** The build info of an ELF Go binary (the whole file), or undefined when it is none. */
+export function readGoBuildInfo(file: Buffer): GoBuildInfo | undefined {
+  if (!elfIdent(file)) return undefined;
+  try {
+    const elf = new Elf(file); // reads past the end (a truncated file) throw RangeError: not a Go binary
+    let start = elf.sectionAddr(".go.buildinfo");
+    if (start === undefined) start = elf.segments.find((s) => (s.flags & (PF_X | PF_W)) === PF_W)?.vaddr;
+    if (start === undefined) return undefined;
+    let data = elf.read(start, SEARCH_BYTES);
+    if (!data) return undefined;
+    let base = 0;
+    for (;;) {
+      const i = data.indexOf(BUILDINFO_MAGIC, base);
+      if (i < 0 || data.length - i < BUILDINFO_HEADER) return undefined;
+      if (i % BUILDINFO_ALIGN === 0) {
+        data = data.subarray(i);
+        break;
+      }
+      base = Math.ceil(i / BUILDINFO_ALIGN) * BUILDINFO_ALIGN;
+    }
+    const ptrSize = data[14]!;
+    const flags = data[15]!;
+    if ((flags & 2) !== 0) {
+      // Go 1.18+: the version and the module info follow the header, each a uvarint length and bytes.
+      const readStr = (at: number): [Buffer, number] | undefined => {
+        const n = uvarint(data, at);
+        if (!n || n[1] + n[0] > data.length) return undefined;
+        return [data.subarray(n[1], n[1] + n[0]), n[1] + n[0]];
+      };
+      const v = readStr(BUILDINFO_HEADER);
+      const m = v && readStr(v[1]);
+      if (!v || !m) return undefined;
+      return { goVersion: v[0].toString("utf8"), modinfo: stripSentinels(m[0]) };
+    }
+    // Before 1.18: pointers to two Go strings (runtime.buildVersion, runtime.modinfo) in the binary's memory.
+    if (ptrSize !== 4 && ptrSize !== 8) return undefined;
+    const le = (flags & 1) === 0;
+    const ptr = (b: Buffer, at: number): number => readWord(b, at, ptrSize === 8, le);
+    const readStr = (addr: number): Buffer | undefined => {
+      const hdr = elf.read(addr, 2 * ptrSize);
+      if (!hdr || hdr.length < 2 * ptrSize) return undefined;
+      const len = ptr(hdr, ptrSize);
+      const s = elf.read(ptr(hdr, 0), len);
+      return s && s.length === len ? s : undefined;
+    };
+    const version = readStr(ptr(data, 16));
+    const mod = readStr(ptr(data, 16 + ptrSize));
+    if (!version || version.length === 0) return undefined;
+    return { goVersion: version.toString("utf8"), modinfo: mod ? stripSentinels(mod) : "" };
+  } catch {
+    return undefined;
+  }
+}
+
+export interface GoModule {
+  path: string;
+  version: string;
+  replace?: { path: string; version: string };
+}
+
+/** The module lines of a build info text: the main module ("mod") and the dependencies ("dep", each maybe replaced by "=>"). */
+export function parseModinfo(text: string): { path?: string; main?: GoModule; deps: GoModule[] } {
+  const out: { path?: string; main?: GoModule; deps: GoModule[] } = { deps: [] };
+  let last: GoModule | undefined;
+  for (const line of text.split("\n")) {
+    const f = line.split("\t");
+    if (f[0] === "path" && f.length >= 2) out.path = f[1]!;
+    else if ((f[0] === "mod" || f[0] === "dep") && f.length >= 2) {
+      last = { path: f[1]!, version: f[2] ?? "" };
+      if (f[0] === "mod") out.main = last;
+      else out.deps.push(last);
+    } else if (f[0] === "=>" && f.length >= 2 && last) last.replace = { path: f[1]!, version: f[2] ?? "" };
+  }
+  return out;
+}
+
+function goPkg(name: string, version: string, source: string, purlVersion = version): FoundPackage {
+  return { type: "golang", name, version, source, purl: `pkg:golang/${name.split("/").map(enc).join("/")}${purlVersion ? `@${enc(purlVersion)}` : ""}` };
+}
+
+/** A module as it was built: a replacement by another module names that one; a local directory keeps the module's path, "(devel)". */
+function built(m: GoModule): { path: string; version: string } {
+  if (!m.replace) return { path: m.path, version: m.version || "(devel)" };
+  if (m.replace.path.startsWith(".") || m.replace.path.startsWith("/")) return { path: m.path, version: "(devel)" };
+  return { path: m.replace.path, version: m.replace.version || "(devel)" };
+}
+
+/**
+ * The packages of one Go binary at `source`: the main module, every dependency module and the
+ * toolchain's standard library (`stdlib`, version "go1.x.y", purl version without "go", as Syft writes it).
+ */
+export function goPackages(info: GoBuildInfo, source: string): FoundPackage[] {
+  const mods = parseModinfo(info.modinfo);
+  const out: FoundPackage[] = [];
+  if (mods.main) {
+    const m = built(mods.main);
+    out.push(goPkg(m.path, m.version, source));
+  }
+  for (const d of mods.deps) {
+    const m = built(d);
+    out.push(goPkg(m.path, m.version, source));
+  }
+  const go = info.goVersion.split(/\s+/).find((w) => /^go\d/.test(w));
+  if (go) {
+    const std = goPkg("stdlib", go, source, go.slice(2));
+    std.license = "BSD-3-Clause";
+    out.push(std);
+  }
+  return out;
+}
+
+/** What the layer scan keeps of a Go binary (in place of its bytes): a marked JSON record. */
+const RECORD_PREFIX = Buffer.from("\0kiln-go-buildinfo/v1\n", "latin1");
+
+export function goRecord(info: GoBuildInfo): Buffer {
+  return Buffer.concat([RECORD_PREFIX, Buffer.from(JSON.stringify(info))]);
+}
+
+/** The build info of a kept record, or undefined when the bytes are not one. */
+export function fromGoRecord(data: Buffer): GoBuildInfo | undefined {
+  if (data.length < RECORD_PREFIX.length || !data.subarray(0, RECORD_PREFIX.length).equals(RECORD_PREFIX)) return undefined;
+  try {
+    const v = JSON.parse(data.subarray(RECORD_PREFIX.length).toString("utf8")) as Partial<GoBuildInfo>;
+    return typeof v.goVersion === "string" && typeof v.modinfo === "string" ? { goVersion: v.goVersion, modinfo: v.modinfo } : undefined;
+  } catch {
+    return undefined;
+  }
+}
