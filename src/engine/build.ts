@@ -141,17 +141,24 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string }, co
     ...outputs.flatMap((o) => (o.type === "image" && !o.push ? o.names.map((n) => normalizeName(n, "--output name")) : [])),
   ];
 
-  const targets = await prepareStages(planned, config);
   const format = options.format ?? "oci";
-  const cache = new BuildCache(store, config.cache, config.registry, (message) => config.emit({ type: "warning", message }));
   const session = new BuildSession(config, backends);
+  let targets: Awaited<ReturnType<typeof prepareStages>>;
+  try {
+    // the isolation is chosen first: under proot, emulated RUN needs no binfmt_misc handler
+    if (planned.some((t) => needsRun(t.plan))) await session.preflight();
+    targets = await prepareStages(planned, config, session.isolation);
+  } catch (err) {
+    await session.dispose();
+    throw err;
+  }
+  const cache = new BuildCache(store, config.cache, config.registry, (message) => config.emit({ type: "warning", message }));
   // Every platform's stages share the --jobs slots: platforms build concurrently within them.
   const slots = new JobSlots(config.jobs);
   // A stage that is the same work for several targets (FROM --platform=$BUILDPLATFORM without TARGET* args) is built once.
   const sharedStages: SharedStages = new Map();
   try {
     await cache.open();
-    if (targets.some((t) => needsRun(t.plan))) await session.preflight();
     const settled = await Promise.allSettled(targets.map(async (t): Promise<PlatformBuild> => {
       const stageConfig = (index: number): EngineConfig => t.stageConfigs.get(index) ?? t.config;
       const scheduler = new StageScheduler(t.plan, slots, targets.length > 1 ? { stages: sharedStages, identity: stageIdentities(t.plan, stageConfig) } : undefined);
