@@ -69,6 +69,7 @@ export const ERROR_CODES = {
   DIGEST_INVALID: "a digest is malformed",
   PLATFORM_INVALID: "a platform string is invalid",
   PLATFORM_MISMATCH: "no image for the wanted platform",
+  PLATFORM_DUPLICATE: "two sources of an index give different images for the same platform",
   EMULATION_UNAVAILABLE: "RUN for a foreign platform needs qemu-user-static and a binfmt_misc handler that kiln cannot set up",
   MANIFEST_INVALID: "a manifest, index or image config is malformed or inconsistent",
   BLOB_MISSING: "a blob is not where it should be (store, layout, cache)",

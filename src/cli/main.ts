@@ -1,5 +1,6 @@
 // kiln's command line: dispatches `kiln build|push|pull|lint|verify|du|prune|doctor|login|logout|help` and
-// the local store's images|tag|rmi|inspect|history (image-commands.ts), attestations (attestations-command.ts) and run (run-command.ts),
+// the local store's images|tag|rmi|inspect|history (image-commands.ts), attestations (attestations-command.ts), run (run-command.ts) and
+// manifest create|inspect (manifest-command.ts),
 // turns flags into library calls and renders progress; failures print as one line with the exit
 // code and hints of src/cli/exit.ts (0 success, 1 build or input error, 2 usage error; a build
 // interrupted by SIGINT/SIGTERM prints "interrupted" and exits 130/143; kiln run: 125).
@@ -17,6 +18,7 @@ import { formatBytes } from "../units.js";
 import { imageCommands, pushStored } from "./image-commands.js";
 import { attestationsCommand } from "./attestations-command.js";
 import { runCommand } from "./run-command.js";
+import { manifestCommand } from "./manifest-command.js";
 import { cacheDirOption, credentialOptions, registryFrom, registryOptions, type Command } from "./command.js";
 import { parseOutput } from "../engine/options.js";
 
@@ -313,7 +315,7 @@ const commands: Record<string, Command> = {
 };
 
 // the local image store's commands, listed after the built-in ones
-Object.assign(commands, imageCommands, { run: runCommand, attestations: attestationsCommand });
+Object.assign(commands, imageCommands, { run: runCommand, attestations: attestationsCommand, manifest: manifestCommand });
 
 async function isLayoutDir(dir: string): Promise<boolean> {
   const { stat } = await import("node:fs/promises");

@@ -2,7 +2,7 @@
 // and plans the Dockerfile (once per target platform, targets.ts), rejects what kiln cannot do
 // before any work starts, has a scheduler per platform build the stages the target needs
 // (independent stages and platforms concurrently within --jobs, each stage at most once per
-// platform), then hands the target's image (several platforms, or attestations: an image index
+// platform, and once for all of them when it is the same work for each: stage-identity.ts), then hands the target's image (several platforms, or attestations: an image index
 // over the platform images and their attestation manifests) to the outputs. `buildWith()` is the same with the RUN backends and snapshotters given
 // (EngineBackends: the seam the in-process engine tests use).
 import { randomUUID } from "node:crypto";
@@ -38,7 +38,8 @@ import { BuildCache } from "./cache.js";
 import { resolveConfig, type EngineConfig } from "./config.js";
 import { planTargets, prepareStages } from "./targets.js";
 import { cleanupStale } from "../snapshot/rootfs.js";
-import { JobSlots, StageScheduler } from "./scheduler.js";
+import { JobSlots, StageScheduler, type SharedStages } from "./scheduler.js";
+import { stageIdentities } from "./stage-identity.js";
 import { BuildSources } from "./sources.js";
 import { buildStage, type StageEnvironment } from "./stage.js";
 import { isGitSource } from "./steps/copy.js";
@@ -146,17 +147,27 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
     ...outputs.flatMap((o) => (o.type === "image" && !o.push ? o.names.map((n) => normalizeName(n, "--output name")) : [])),
   ];
 
-  const targets = await prepareStages(planned, config);
   const format = options.format ?? "oci";
-  const cache = new BuildCache(store, config.cache, config.registry, (message) => config.emit({ type: "warning", message }));
   const session = new BuildSession(config, backends);
+  let targets: Awaited<ReturnType<typeof prepareStages>>;
+  try {
+    // the isolation is chosen first: under proot, emulated RUN needs no binfmt_misc handler
+    if (planned.some((t) => needsRun(t.plan))) await session.preflight();
+    targets = await prepareStages(planned, config, session.isolation);
+  } catch (err) {
+    await session.dispose();
+    throw err;
+  }
+  const cache = new BuildCache(store, config.cache, config.registry, (message) => config.emit({ type: "warning", message }));
   // Every platform's stages share the --jobs slots: platforms build concurrently within them.
   const slots = new JobSlots(config.jobs);
+  // A stage that is the same work for several targets (FROM --platform=$BUILDPLATFORM without TARGET* args) is built once.
+  const sharedStages: SharedStages = new Map();
   try {
     await cache.open();
-    if (targets.some((t) => needsRun(t.plan))) await session.preflight();
     const settled = await Promise.allSettled(targets.map(async (t): Promise<PlatformBuild> => {
-      const scheduler = new StageScheduler(t.plan, slots);
+      const stageConfig = (index: number): EngineConfig => t.stageConfigs.get(index) ?? t.config;
+      const scheduler = new StageScheduler(t.plan, slots, targets.length > 1 ? { stages: sharedStages, identity: stageIdentities(t.plan, stageConfig) } : undefined);
       const sources = new BuildSources({
         config: t.config, plan: t.plan, store, cache, contextDir: options.context, dockerfilePath, namedContexts: named,
         stageResult: (index) => scheduler.result(index),

@@ -31,6 +31,8 @@ export interface EngineConfig {
   readonly targetText: string;
   /** The binfmt_misc handler RUN steps of this platform run through (qemu-aarch64, ...); undefined: native. */
   readonly emulator: string | undefined;
+  /** isolation proot: the qemu user binary `proot -q` runs this platform's RUN steps through (no binfmt_misc needed). */
+  readonly qemu?: string | undefined;
   /** ISO time written as `created` in config and history (SOURCE_DATE_EPOCH's when given). */
   readonly created: string;
   /** SOURCE_DATE_EPOCH: clamps mtimes in new layers; undefined when not given. */
@@ -117,12 +119,12 @@ export function resolveConfig(options: BuildOptions): EngineConfig {
 
 /** The same settings for one target platform (what one platform's stages, sources and steps read). */
 export function forPlatform(config: EngineConfig, platform: Platform): EngineConfig {
-  return { ...config, platform, platformText: formatPlatform(platform), targetText: formatPlatform(platform), emulator: undefined };
+  return { ...config, platform, platformText: formatPlatform(platform), targetText: formatPlatform(platform), emulator: undefined, qemu: undefined };
 }
 
 /** A stage's settings when its FROM names a platform (`FROM --platform=$BUILDPLATFORM`): built for that one, toward the target. */
 export function forStagePlatform(config: EngineConfig, platform: Platform): EngineConfig {
-  return { ...config, platform, platformText: formatPlatform(platform), emulator: undefined };
+  return { ...config, platform, platformText: formatPlatform(platform), emulator: undefined, qemu: undefined };
 }
 
 function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {

@@ -1,6 +1,8 @@
 // Which stage builds when: every stage in the plan's order after the stages it depends on, each
 // at most once, at most `jobs` at once (slots a multi-platform build's schedulers share). The one place stage results live: a stage's promise is
 // recorded when it is scheduled, and FROM <stage>, COPY --from and RUN --mount=from= read it here.
+// Schedulers given the same SharedStages build a stage whose identity another already scheduled
+// only once: the later ones take its result (stage-identity.ts says which stages are the same).
 import type { BuildPlan } from "../frontend/plan.js";
 import { KilnError } from "../errors.js";
 import type { StageResult } from "./state.js";
@@ -27,14 +29,21 @@ export class JobSlots {
   }
 }
 
+/** Stage results by identity, shared by the schedulers of a multi-platform build. */
+export type SharedStages = Map<string, Promise<StageResult>>;
+
 export class StageScheduler {
   private readonly results = new Map<number, Promise<StageResult>>();
   private readonly slots: JobSlots;
 
-  /** `jobs`: a number of slots of its own, or slots shared with other schedulers. */
+  /**
+   * `jobs`: a number of slots of its own, or slots shared with other schedulers; `shared` with
+   * `identity`: stages another scheduler already has are taken from it, not built again.
+   */
   constructor(
     private readonly plan: BuildPlan,
     jobs: number | JobSlots,
+    private readonly shared?: { stages: SharedStages; identity: (index: number) => string },
   ) {
     this.slots = typeof jobs === "number" ? new JobSlots(jobs) : jobs;
   }
@@ -58,6 +67,12 @@ export class StageScheduler {
   private schedule(index: number, build: (index: number) => Promise<StageResult>): Promise<StageResult> {
     const existing = this.results.get(index);
     if (existing) return existing;
+    const id = this.shared?.identity(index);
+    const same = id === undefined ? undefined : this.shared!.stages.get(id);
+    if (same) {
+      this.results.set(index, same);
+      return same;
+    }
     const stage = this.plan.stages[index]!;
     const p = (async () => {
       for (const d of stage.dependsOn) await this.schedule(d, build);
@@ -69,6 +84,7 @@ export class StageScheduler {
       }
     })();
     this.results.set(index, p);
+    if (id !== undefined) this.shared!.stages.set(id, p);
     p.catch(() => undefined); // observed through run()
     return p;
   }

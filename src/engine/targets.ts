@@ -7,7 +7,7 @@ import { planBuild, type BuildPlan, type PlanOptions } from "../frontend/plan.js
 import { DockerfileError, KilnError } from "../errors.js";
 import type { Platform } from "../image/oci.js";
 import { parseTargetPlatforms } from "../image/platform.js";
-import { ensureEmulation } from "../run/emulation.js";
+import { ensureEmulation, handlerName, qemuUserBinary, runsNatively } from "../run/emulation.js";
 import { forPlatform, forStagePlatform, type EngineConfig } from "./config.js";
 
 export interface PlannedTarget {
@@ -29,13 +29,21 @@ export function planTargets(ast: DockerfileAST, config: EngineConfig, options: O
   }));
 }
 
+/** How RUN steps of a foreign platform run: a binfmt_misc handler, or (isolation proot) `proot -q QEMU`. */
+interface Emulation {
+  emulator: string;
+  qemu?: string;
+}
+
 /**
  * Each stage's settings for every target; RUN for a platform the machine cannot run natively gets
  * its qemu binfmt_misc handler (registered when missing and kiln may), once per platform, or the
- * build is refused naming the first RUN for it. Reports each emulated platform as an info event.
+ * build is refused naming the first RUN for it. Under isolation proot (`isolation`: what the
+ * preflight chose) the qemu user binary is run by proot itself instead, so no binfmt_misc handler
+ * is needed. Reports each emulated platform as an info event.
  */
-export async function prepareStages(targets: PlannedTarget[], config: EngineConfig): Promise<PreparedTarget[]> {
-  const emulators = new Map<string, string | undefined>();
+export async function prepareStages(targets: PlannedTarget[], config: EngineConfig, isolation?: string): Promise<PreparedTarget[]> {
+  const emulators = new Map<string, Emulation | undefined>();
   const out: PreparedTarget[] = [];
   for (const t of targets) {
     const stageConfigs = new Map<number, EngineConfig>();
@@ -45,12 +53,13 @@ export async function prepareStages(targets: PlannedTarget[], config: EngineConf
       const run = stage.instructions.find((x) => x.kind === "run");
       if (run) {
         if (!emulators.has(sc.platformText)) {
-          const emulator = await emulationFor(sc.platform, run.line, t.plan.file);
-          emulators.set(sc.platformText, emulator);
-          if (emulator !== undefined) config.emit({ type: "info", message: `RUN for ${sc.platformText} is emulated (binfmt_misc handler ${emulator})` });
+          const emulation = await emulationFor(sc.platform, run.line, t.plan.file, isolation);
+          emulators.set(sc.platformText, emulation);
+          if (emulation?.qemu !== undefined) config.emit({ type: "info", message: `RUN for ${sc.platformText} is emulated (proot -q ${emulation.qemu})` });
+          else if (emulation !== undefined) config.emit({ type: "info", message: `RUN for ${sc.platformText} is emulated (binfmt_misc handler ${emulation.emulator})` });
         }
-        const emulator = emulators.get(sc.platformText);
-        if (emulator !== undefined) sc = { ...sc, emulator };
+        const emulation = emulators.get(sc.platformText);
+        if (emulation !== undefined) sc = { ...sc, emulator: emulation.emulator, ...(emulation.qemu !== undefined ? { qemu: emulation.qemu } : {}) };
       }
       stageConfigs.set(i, sc);
     }
@@ -59,13 +68,29 @@ export async function prepareStages(targets: PlannedTarget[], config: EngineConf
   return out;
 }
 
-/** The emulator RUN steps of `platform` need (undefined: native); refused naming the RUN's line. */
-async function emulationFor(platform: Platform, line: number, file: string): Promise<string | undefined> {
+/** The emulation RUN steps of `platform` need (undefined: native); refused naming the RUN's line. */
+async function emulationFor(platform: Platform, line: number, file: string, isolation: string | undefined): Promise<Emulation | undefined> {
+  if (runsNatively(platform)) return undefined;
   try {
-    return await ensureEmulation(platform);
+    if (isolation === "proot") {
+      // ptrace translation: proot runs every program through the qemu user binary (proot -q)
+      const qemu = qemuUserBinary(platform);
+      if (qemu !== undefined) return { emulator: handlerName(platform), qemu };
+    }
+    const handler = await ensureEmulation(platform);
+    return handler === undefined ? undefined : { emulator: handler };
   } catch (err) {
     if (!(err instanceof KilnError)) throw err;
-    throw new DockerfileError(err.code, err.message, line, file, { cause: err });
+    const proot = isolation === "proot" ? ` (isolation proot can run it without binfmt_misc through proot -q ${handlerNameOr(platform)}-static: apt-get install qemu-user-static)` : "";
+    throw new DockerfileError(err.code, `${err.message}${proot}`, line, file, { cause: err });
+  }
+}
+
+function handlerNameOr(platform: Platform): string {
+  try {
+    return handlerName(platform);
+  } catch {
+    return "qemu-ARCH";
   }
 }
 

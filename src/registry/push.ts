@@ -1,6 +1,6 @@
 // Push: an ImageSource, or an index from an OCI layout, to one or more references.
 // Blobs first (4 at a time, HEAD-skip, cross-repo mount from recorded origins), then configs,
-// then manifests, then the index, then every tag; the registry's Docker-Content-Digest must
+// then manifests, then the index, then every tag (mount sources may also be given by the caller); the registry's Docker-Content-Digest must
 // match the digest kiln computed.
 import { createHash } from "node:crypto";
 import { KilnError, abortable, throwIfAborted } from "../errors.js";
@@ -15,7 +15,7 @@ import { drain, header } from "./response.js";
 import { mapLimit } from "./limit.js";
 import type { RegistryOptions } from "./options.js";
 import { isIndexType, isManifestType, manifestMediaType } from "./pull.js";
-import { addOrigin, readOrigins } from "./records.js";
+import { addOrigin, readOrigins, type BlobOrigin } from "./records.js";
 import { uploadBlob, type BlobSource, type UploadTarget } from "./upload.js";
 
 export type { BlobSource } from "./upload.js";
@@ -23,6 +23,8 @@ export type { BlobSource } from "./upload.js";
 export interface PushOptions extends RegistryOptions {
   /** Where blob origins are recorded/read (for cross-repo mounts). */
   store?: BlobStore;
+  /** Where blobs are known to be besides the store's records (manifest create: its sources). */
+  origins?: ReadonlyMap<Digest, BlobOrigin[]>;
 }
 
 export interface PushResult {
@@ -110,8 +112,8 @@ async function planPush(source: BlobSource, root: Descriptor): Promise<PushPlan>
 /** In-process memory of where blobs went during this push (in addition to the store's records). */
 type OriginMemo = Map<string, Array<{ registry: string; repository: string }>>;
 
-async function mountSource(d: Digest, registry: string, repository: string, store: BlobStore | undefined, memo: OriginMemo): Promise<string | undefined> {
-  const known = [...(memo.get(d) ?? []), ...(store ? await readOrigins(store, d) : [])];
+async function mountSource(d: Digest, registry: string, repository: string, options: PushOptions, memo: OriginMemo): Promise<string | undefined> {
+  const known = [...(memo.get(d) ?? []), ...(options.origins?.get(d) ?? []), ...(options.store ? await readOrigins(options.store, d) : [])];
   return known.find((o) => o.registry === registry && o.repository !== repository)?.repository;
 }
 
@@ -152,7 +154,7 @@ async function pushOne(pool: ClientPool, source: BlobSource, plan: PushPlan, ref
   const all = [...plan.blobs, ...plan.configs];
   const mounts = new Map<string, string>();
   for (const d of all) {
-    const from = await mountSource(d.digest, ref.registry, ref.repository, options.store, memo);
+    const from = await mountSource(d.digest, ref.registry, ref.repository, options, memo);
     if (from) mounts.set(d.digest, from);
   }
   const scopes = [pushScope(ref.repository), ...[...new Set(mounts.values())].map(pullScope)];

@@ -3,7 +3,8 @@
 // kiln mounts binfmt_misc if needed and registers a missing handler from qemu-user-static's
 // definition (/usr/lib/binfmt.d/qemu-NAME.conf) with the F (fix-binary) flag, so the interpreter
 // is opened at registration and works inside chroots and OCI runtimes; otherwise the error says
-// how to enable it.
+// how to enable it. Isolation proot (namespace-less pods, where binfmt_misc cannot be registered)
+// runs the qemu user binary itself instead (`proot -q`: qemuUserBinary).
 import { existsSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { execFile } from "node:child_process";
@@ -79,6 +80,16 @@ export function withFixBinary(definition: string): string {
   if (fields.length !== 8) throw new KilnError("EMULATION_UNAVAILABLE", `malformed binfmt definition: ${definition}`);
   if (!fields[7]!.includes("F")) fields[7] = `${fields[7]}F`;
   return fields.join(":");
+}
+
+/**
+ * The qemu user binary (`qemu-aarch64-static`, from qemu-user-static) that `proot -q` can run
+ * `platform`'s programs through, when installed; `dirs` are searched in order.
+ */
+export function qemuUserBinary(platform: Platform, dirs: readonly string[] = ["/usr/bin", "/usr/local/bin"]): string | undefined {
+  const name = handlerName(platform);
+  for (const d of dirs) if (existsSync(`${d}/${name}-static`)) return `${d}/${name}-static`;
+  return undefined;
 }
 
 /**

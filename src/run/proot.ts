@@ -2,7 +2,7 @@
 // namespaces nor chroot(2) are allowed, e.g. a non-root pod. `proot -0` fakes root, `-r` the
 // rootfs; /proc, a few /dev nodes, the generated /etc files and the RUN's mounts are bound by path
 // translation (read-only sources are bound from private copies: proot cannot make a bind
-// read-only). Files a step creates are owned on disk by kiln's uid: idMap maps it back to root.
+// read-only). A foreign platform's step runs under `proot -q qemu-ARCH-static` (no binfmt_misc). Files a step creates are owned on disk by kiln's uid: idMap maps it back to root.
 // Not a security boundary against the step (ptrace translation can be evaded): the pod is.
 import { existsSync, lstatSync, type Stats } from "node:fs";
 import { mkdir, utimes } from "node:fs/promises";
@@ -48,7 +48,8 @@ class ProotRunner implements Runner {
       await ensureCwd(spec.rootfs, spec.cwd);
       const etc = await writeEtcFiles(runDir, spec.hostname ?? newHostname());
       const etcBefore = await readOnlyEtcSnapshot(etc);
-      const args = [user.uid === 0 ? "-0" : `-i`];
+      const args = spec.qemu !== undefined ? ["-q", spec.qemu] : [];
+      args.push(user.uid === 0 ? "-0" : `-i`);
       if (user.uid !== 0) args.push(`${user.uid}:${user.gid}`);
       args.push("-r", spec.rootfs, "-w", spec.cwd === "" ? "/" : spec.cwd, "-b", "/proc");
       for (const n of DEV_NODES) if (existsSync(`/dev/${n}`)) args.push("-b", `/dev/${n}`);

@@ -53,6 +53,11 @@ export interface RunSpec {
    * Runners that cannot do a part refuse it with a one-line KilnError before starting.
    */
   stdio?: { stdin: boolean; tty: boolean };
+  /**
+   * Isolation proot: run the command (and every program it executes) through this qemu user
+   * binary (`proot -q`), for a foreign platform where binfmt_misc cannot be used.
+   */
+  qemu?: string;
   /** `kiln run --read-only`: the root file system is mounted read-only. */
   readonlyRootfs?: boolean;
   /** Called once the process is starting, with a way to signal it (kiln run forwards SIGINT/SIGTERM). */

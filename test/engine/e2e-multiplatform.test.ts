@@ -3,7 +3,7 @@
 // --format docker) with one manifest per platform and its `platform` field, in an OCI layout
 // directory and tar, pushed to the real distribution registry (platform manifests before the
 // index), and the iidfile / metadata file name the index; a FROM --platform=$BUILDPLATFORM stage
-// runs natively toward each target. Checked with skopeo and umoci.
+// runs natively toward each target, once for all of them unless it declares a TARGET* arg. Checked with skopeo and umoci.
 import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { createHash } from "node:crypto";
@@ -232,6 +232,43 @@ describe("FROM --platform", () => {
       expect((await skopeoInspectRef(`oci:${one}:x`)).config.architecture).toBe(arch);
       expect(await readFile(join(await umociUnpack(temps, one, "x"), "out.txt"), "utf8")).toBe(`built on x86_64 for ${arch}\n`);
     }
+  });
+
+  it("builds a $BUILDPLATFORM stage that declares no TARGET* arg once for both targets, and one that does once per target", async () => {
+    const ctx = await temps.make("kiln-mp-once-");
+    await copyFile(BUSYBOX_BINARY, join(ctx, "busybox"));
+    await writeFile(join(ctx, "Dockerfile"), [
+      "FROM --platform=$BUILDPLATFORM scratch AS tools",
+      "COPY --chmod=755 busybox /bin/busybox",
+      'RUN ["/bin/busybox", "--install", "-s", "/bin"]',
+      "FROM --platform=$BUILDPLATFORM tools AS shared",
+      'RUN echo "shared on $(uname -m) $$" > /shared.txt',
+      "FROM --platform=$BUILDPLATFORM tools AS per",
+      "ARG TARGETARCH",
+      'RUN echo "per-target $TARGETARCH" > /per.txt',
+      "FROM scratch",
+      "COPY --from=shared /shared.txt /shared.txt",
+      "COPY --from=per /per.txt /per.txt",
+      "",
+    ].join("\n"));
+    const out = await temps.make("kiln-mp-once-out-");
+    const r = await kiln(["build", "--progress", "plain", "--cache-dir", join(out, "cache"), "--platform", "linux/amd64,linux/arm64", "-t", "o:1", "-o", `type=oci,dest=${join(out, "dir")}`, ctx]);
+    expectBuilt(r);
+    const started = (what: RegExp): string[] => r.stderr.split("\n").filter((l) => what.test(l));
+    expect(started(/\] RUN \["\/bin\/busybox", "--install"/)).toHaveLength(1);
+    expect(started(/\] RUN echo "shared on/)).toHaveLength(1);
+    expect(started(/\] RUN echo "per-target/)).toHaveLength(2);
+    const files: Record<string, { shared: string; per: string }> = {};
+    for (const arch of ["amd64", "arm64"]) {
+      const one = join(await temps.make("kiln-mp-once-one-"), "layout");
+      await mustRun("skopeo", ["copy", "--override-arch", arch, `oci:${join(out, "dir")}:1`, `oci:${one}:x`]);
+      const root = await umociUnpack(temps, one, "x");
+      files[arch] = { shared: await readFile(join(root, "shared.txt"), "utf8"), per: await readFile(join(root, "per.txt"), "utf8") };
+    }
+    // one run: the same shell pid ($$) in both images; the per-target stage saw each TARGETARCH
+    expect(files.amd64!.shared).toMatch(/^shared on x86_64 \d+\n$/);
+    expect(files.arm64!.shared).toBe(files.amd64!.shared);
+    expect([files.amd64!.per, files.arm64!.per]).toEqual(["per-target amd64\n", "per-target arm64\n"]);
   });
 
   it("gives a FROM --platform=linux/arm64 scratch stage an arm64 config, and refuses an unknown platform naming the line", async () => {

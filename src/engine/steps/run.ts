@@ -82,6 +82,7 @@ async function run(ctx: StepContext, t: RunInstruction): Promise<Produced> {
     stdout: (data) => ctx.emit({ type: "step-log", id: ctx.stepId, stream: "stdout", data }),
     stderr: (data) => ctx.emit({ type: "step-log", id: ctx.stepId, stream: "stderr", data }),
     ...(config.signal ? { signal: config.signal } : {}),
+    ...(config.qemu !== undefined ? { qemu: config.qemu } : {}),
   };
   const result = await runner.run(spec);
   if (result.exitCode !== 0) {

@@ -1,0 +1,74 @@
+// `kiln manifest create -t REF SRC...` (merge images and indexes into one index, pushed or written
+// as an OCI layout, as `docker buildx imagetools create` does) and `kiln manifest inspect REF`
+// (platforms, digests and sizes; --format json): flags to src/images/manifest-*.ts calls.
+import { UsageError } from "../errors.js";
+import { many, one, parseCsv, type ParsedArgs } from "./args.js";
+import { cacheDirOption, registryFrom, registryOptions, type Command } from "./command.js";
+import { createTransferProgress } from "./progress.js";
+
+async function storeOf(args: ParsedArgs): Promise<import("../store/blob-store.js").BlobStore> {
+  const { BlobStore, defaultCacheDir } = await import("../store/blob-store.js");
+  return new BlobStore(one(args, "cache-dir") ?? defaultCacheDir());
+}
+
+async function create(args: ParsedArgs, sources: string[]): Promise<number> {
+  const format = one(args, "format");
+  if (format !== undefined && format !== "oci" && format !== "docker") throw new UsageError("OPTION_INVALID", "kiln manifest create: --format must be oci or docker");
+  if (sources.length === 0) throw new UsageError("USAGE", "kiln manifest create: expected at least one SOURCE (see: kiln help manifest)");
+  const tags = many(args, "tag");
+  const outputs = many(args, "output");
+  if (outputs.length > 1) throw new UsageError("USAGE", "kiln manifest create: at most one --output");
+  let layout: { dest: string; tar: boolean; tags: string[] } | undefined;
+  if (outputs.length === 1) {
+    const { parseOutput } = await import("../engine/options.js");
+    const spec = parseOutput(parseCsv(outputs[0]!, "output"), outputs[0]!);
+    if (spec.type !== "oci") throw new UsageError("OPTION_INVALID", "kiln manifest create: --output takes type=oci,dest=DIR[,tar=true]");
+    layout = { dest: spec.dest, tar: spec.tar, tags };
+  }
+  if (tags.length === 0 && !layout) throw new UsageError("USAGE", "kiln manifest create: give -t REF to push to, or --output type=oci,dest=DIR");
+  const { createManifest } = await import("../images/manifest-create.js");
+  const r = await createManifest({
+    store: await storeOf(args),
+    sources,
+    ...(layout ? { layout } : { push: tags }),
+    ...(format !== undefined ? { format } : {}),
+    ...registryFrom(args),
+    ...(args.flags.has("quiet") ? {} : { onProgress: createTransferProgress() }),
+  });
+  if (!args.flags.has("quiet")) {
+    for (const m of r.index.entries) process.stderr.write(`  ${m.attestation ? "attestation" : `${m.platform.os}/${m.platform.architecture}${m.platform.variant ? `/${m.platform.variant}` : ""}`} ${m.descriptor.digest} (from ${m.source})\n`);
+  }
+  process.stdout.write(`${r.index.descriptor.digest}\n`);
+  return 0;
+}
+
+async function inspect(args: ParsedArgs, refs: string[]): Promise<number> {
+  const format = one(args, "format") ?? "text";
+  if (format !== "text" && format !== "json") throw new UsageError("OPTION_INVALID", "kiln manifest inspect: --format must be text or json");
+  if (refs.length !== 1) throw new UsageError("USAGE", "kiln manifest inspect: expected one REF");
+  const { inspectManifest, formatInspected } = await import("../images/manifest-inspect.js");
+  const r = await inspectManifest(refs[0]!, { store: await storeOf(args), ...registryFrom(args) });
+  process.stdout.write(format === "json" ? `${JSON.stringify(r, null, 2)}\n` : formatInspected(r));
+  return 0;
+}
+
+export const manifestCommand: Command = {
+  summary: "Create a multi-platform index from images pushed separately, or inspect one",
+  usage:
+    "kiln manifest create -t REF [-t REF...] [--format oci|docker] SOURCE...  |  kiln manifest create --output type=oci,dest=DIR SOURCE...  |  kiln manifest inspect [--format text|json] REF\n" +
+    "   (SOURCE and REF: a registry reference or oci-layout://DIR[:TAG|@DIGEST]; each source an image or an index)",
+  options: [
+    { name: "tag", short: "t", type: "string", repeatable: true, valueName: "REF", help: "create: push the index to REF (repeatable; with --output: its tags in the layout)" },
+    { name: "output", short: "o", type: "string", repeatable: true, valueName: "SPEC", help: "create: type=oci,dest=DIR[,tar=true] instead of pushing" },
+    { name: "format", type: "string", valueName: "FORMAT", help: "create: oci or docker (default docker when every source is Docker schema2, else oci); inspect: text or json" },
+    { name: "quiet", short: "q", type: "boolean", help: "no progress output" },
+    cacheDirOption("blob store (manifests and configs read are kept there)"),
+    ...registryOptions,
+  ],
+  async run(args) {
+    const [sub, ...rest] = args.positionals;
+    if (sub === "create") return create(args, rest);
+    if (sub === "inspect") return inspect(args, rest);
+    throw new UsageError("USAGE", `kiln manifest: expected create or inspect${sub ? `, not "${sub}"` : ""} (see: kiln help manifest)`);
+  },
+};

@@ -1,0 +1,165 @@
+// End-to-end: `kiln manifest create` merges two single-platform images built and pushed
+// separately (amd64 and arm64, FROM scratch COPY builds) into one index on the real distribution
+// registry: per-platform digests equal the sources', blobs are mounted across repositories (the
+// registry's access log shows mounts and no upload), skopeo reads it back (`--raw`,
+// `--override-arch arm64`); copying to another registry streams and verifies the blobs; an
+// OCI layout source and output, --format docker, `manifest inspect` (text and json), and two
+// sources for one platform refused naming both.
+import { createHash } from "node:crypto";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectBuilt, kiln, mustRun, verify } from "../helpers/kiln.js";
+import { startRegistry, useRegistry, type LocalRegistry } from "../helpers/registry.js";
+import { TempDirs } from "../helpers/temp.js";
+
+const temps = new TempDirs();
+afterAll(() => temps.cleanup());
+const registry = useRegistry();
+
+interface RawIndex {
+  mediaType: string;
+  manifests: Array<{ mediaType: string; digest: string; size: number; platform?: { os: string; architecture: string; variant?: string } }>;
+}
+interface RawManifest {
+  config: { digest: string };
+  layers: Array<{ digest: string }>;
+}
+
+const NO_TLS = ["--tls-verify=false"];
+
+async function rawText(ref: string, extra: string[] = []): Promise<string> {
+  return (await mustRun("skopeo", ["inspect", ...NO_TLS, ...extra, "--raw", ref])).stdout;
+}
+const sha = (s: string): string => `sha256:${createHash("sha256").update(s).digest("hex")}`;
+
+async function context(): Promise<string> {
+  const ctx = await temps.make("kiln-manifest-ctx-");
+  await mkdir(join(ctx, "files"));
+  await writeFile(join(ctx, "Dockerfile"), "FROM scratch\nARG TARGETARCH\nCOPY common.txt /common.txt\nCOPY files/${TARGETARCH}.txt /arch.txt\n");
+  await writeFile(join(ctx, "common.txt"), "on every platform\n");
+  await writeFile(join(ctx, "files", "amd64.txt"), "x86-64\n");
+  await writeFile(join(ctx, "files", "arm64.txt"), "aarch64\n");
+  return ctx;
+}
+
+/** Build one platform and push it to `ref`; returns the manifest digest. */
+async function buildPush(ctx: string, platform: string, ref: string, extra: string[] = []): Promise<string> {
+  const r = await kiln(["build", "--progress", "quiet", "--cache-dir", await temps.make("kiln-manifest-cache-"), "--platform", platform, "--push", "-t", ref, ...extra, ctx]);
+  return expectBuilt(r);
+}
+
+function blobsOf(m: RawManifest): string[] {
+  return [m.config.digest, ...m.layers.map((l) => l.digest)];
+}
+
+describe("kiln manifest create from two images in the same registry", () => {
+  let amd = "";
+  let arm = "";
+  let ctx = "";
+  beforeAll(async () => {
+    ctx = await context();
+    amd = await buildPush(ctx, "linux/amd64", `${registry().host}/one/amd:1`);
+    arm = await buildPush(ctx, "linux/arm64", `${registry().host}/two/arm:1`);
+  });
+
+  it("pushes an index whose per-platform digests are the sources', mounting every blob (no upload)", async () => {
+    const host = registry().host;
+    const before = registry().access().length;
+    const r = await kiln(["manifest", "create", "-q", "--cache-dir", await temps.make("kiln-manifest-c-"), "-t", `${host}/multi/app:1`, `${host}/one/amd:1`, `${host}/two/arm:1`]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const digest = r.stdout.trim();
+    const text = await rawText(`docker://${host}/multi/app:1`);
+    expect(sha(text)).toBe(digest);
+    const index = JSON.parse(text) as RawIndex;
+    expect(index.mediaType).toBe("application/vnd.oci.image.index.v1+json");
+    expect(index.manifests.map((m) => [m.platform?.os, m.platform?.architecture, m.digest])).toEqual([
+      ["linux", "amd64", amd],
+      ["linux", "arm64", arm],
+    ]);
+
+    // every blob of both images was mounted from its source repository; none was uploaded
+    const blobs = new Set([
+      ...blobsOf(JSON.parse(await rawText(`docker://${host}/one/amd:1`)) as RawManifest),
+      ...blobsOf(JSON.parse(await rawText(`docker://${host}/two/arm:1`)) as RawManifest),
+    ]);
+    const during = registry().access().slice(before).filter((a) => a.path.startsWith("/v2/multi/app/blobs/uploads"));
+    const mounts = during.filter((a) => a.method === "POST" && a.path.includes("mount=") && a.status === 201);
+    expect(new Set(mounts.map((m) => new URLSearchParams(m.path.split("?")[1]).get("mount")))).toEqual(blobs);
+    expect(new Set(mounts.map((m) => new URLSearchParams(m.path.split("?")[1]).get("from")))).toEqual(new Set(["one/amd", "two/arm"]));
+    expect(during.filter((a) => a.method === "PUT" || a.method === "PATCH")).toEqual([]);
+
+    // skopeo picks the arm64 image from the index: the source's manifest, byte for byte
+    const out = join(await temps.make("kiln-manifest-arm-"), "layout");
+    await mustRun("skopeo", ["copy", "--src-tls-verify=false", "--override-arch", "arm64", `docker://${host}/multi/app:1`, `oci:${out}:arm`]);
+    expect(sha(await rawText(`oci:${out}:arm`))).toBe(arm);
+    const cfg = JSON.parse((await mustRun("skopeo", ["inspect", "--config", "--raw", `oci:${out}:arm`])).stdout) as { architecture: string };
+    expect(cfg.architecture).toBe("arm64");
+  });
+
+  it("prints platforms, digests and sizes with manifest inspect (text and json)", async () => {
+    const host = registry().host;
+    const cache = await temps.make("kiln-manifest-i-");
+    const j = await kiln(["manifest", "inspect", "--format", "json", "--cache-dir", cache, `${host}/multi/app:1`]);
+    expect(j.code).toBe(0);
+    const info = JSON.parse(j.stdout) as { mediaType: string; digest: string; manifests: Array<{ platform: string; digest: string; size: number; imageSize: number }> };
+    expect(info.mediaType).toBe("application/vnd.oci.image.index.v1+json");
+    expect(info.digest).toBe(sha(await rawText(`docker://${host}/multi/app:1`)));
+    expect(info.manifests.map((m) => [m.platform, m.digest])).toEqual([["linux/amd64", amd], ["linux/arm64", arm]]);
+    const armManifest = JSON.parse(await rawText(`docker://${host}/two/arm:1`)) as RawManifest & { config: { size: number }; layers: Array<{ size: number }> };
+    expect(info.manifests[1]!.size).toBe(Buffer.byteLength(await rawText(`docker://${host}/two/arm:1`)));
+    expect(info.manifests[1]!.imageSize).toBe(armManifest.config.size + armManifest.layers.reduce((n, l) => n + l.size, 0));
+
+    const t = await kiln(["manifest", "inspect", "--cache-dir", cache, `${host}/one/amd:1`]);
+    expect(t.code).toBe(0);
+    expect(t.stdout).toContain(`Digest:    ${amd}`);
+    expect(t.stdout).toMatch(new RegExp(`^linux/amd64\\s+${amd}\\s+\\d+ B\\s+\\d+ B$`, "m"));
+  });
+
+  it("copies blobs streamed and verified to another registry, and writes a Docker manifest list with --format docker", async () => {
+    const other: LocalRegistry = await startRegistry();
+    try {
+      const host = registry().host;
+      const r = await kiln(["manifest", "create", "-q", "--format", "docker", "--cache-dir", await temps.make("kiln-manifest-x-"), "-t", `${other.host}/copied/app:2`, `${host}/one/amd:1`, `${host}/two/arm:1`]);
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      const index = JSON.parse(await rawText(`docker://${other.host}/copied/app:2`)) as RawIndex;
+      expect(index.mediaType).toBe("application/vnd.docker.distribution.manifest.list.v2+json");
+      expect(index.manifests.map((m) => m.digest)).toEqual([amd, arm]);
+      const uploads = other.access().filter((a) => a.method === "PUT" && a.path.startsWith("/v2/copied/app/blobs/uploads/") && a.status === 201);
+      const blobs = new Set([
+        ...blobsOf(JSON.parse(await rawText(`docker://${host}/one/amd:1`)) as RawManifest),
+        ...blobsOf(JSON.parse(await rawText(`docker://${host}/two/arm:1`)) as RawManifest),
+      ]);
+      expect(uploads.length).toBe(blobs.size);
+      // the copy is whole: skopeo copies the arm64 image out of the second registry
+      const out = join(await temps.make("kiln-manifest-y-"), "layout");
+      await mustRun("skopeo", ["copy", "--src-tls-verify=false", "--override-arch", "arm64", `docker://${other.host}/copied/app:2`, `oci:${out}:a`]);
+    } finally {
+      await other.stop();
+    }
+  });
+
+  it("takes an OCI layout source and writes an OCI layout with --output, then refuses two sources for one platform naming both", async () => {
+    const host = registry().host;
+    const src = await temps.make("kiln-manifest-src-");
+    const built = expectBuilt(await kiln(["build", "--progress", "quiet", "--cache-dir", await temps.make("kiln-manifest-b-"), "--platform", "linux/arm64", "--label", "from=layout", "-o", `type=oci,dest=${join(src, "arm")}`, "-t", "arm:1", ctx]));
+    const out = join(await temps.make("kiln-manifest-out-"), "layout");
+    const r = await kiln(["manifest", "create", "-q", "--cache-dir", await temps.make("kiln-manifest-o-"), "--output", `type=oci,dest=${out}`, "-t", "multi:3", `${host}/one/amd:1`, `oci-layout://${join(src, "arm")}:1`]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    await verify(out);
+    const index = JSON.parse(await rawText(`oci:${out}:3`)) as RawIndex;
+    expect(index.manifests.map((m) => [m.platform?.architecture, m.digest])).toEqual([["amd64", amd], ["arm64", built]]);
+    await mustRun("skopeo", ["copy", "--override-arch", "arm64", `oci:${out}:3`, `oci:${join(out, "..", "x")}:x`]);
+
+    const dup = await kiln(["manifest", "create", "-q", "--cache-dir", await temps.make("kiln-manifest-d-"), "-t", `${host}/dup/app:1`, `${host}/two/arm:1`, `oci-layout://${join(src, "arm")}:1`]);
+    expect(dup.code).toBe(1);
+    const lines = dup.stderr.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain("platform linux/arm64 is in two sources");
+    expect(lines[0]).toContain(`${host}/two/arm:1`);
+    expect(lines[0]).toContain(`oci-layout://${join(src, "arm")}:1`);
+  });
+});
