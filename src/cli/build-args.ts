@@ -80,6 +80,7 @@ export function buildRequest(args: ParsedArgs): BuildRequest {
     isolation,
     snapshotter,
     network,
+    addHosts: many(args, "add-host"),
     ...(jobs !== undefined ? { jobs } : {}),
     ...(level !== undefined ? { compressionLevel: level } : {}),
     pull,

@@ -18,6 +18,7 @@ import { chooseRunner, resolveUser, type Isolation, type RunControl, type RunMou
 import { overlayUnsupported, primeOverlayProbe } from "../snapshot/overlay.js";
 import { cachedHostFact, cachedPreflight } from "../run/preflight-cache.js";
 import { newHostname } from "../run/sandbox-files.js";
+import { parseAddHost, resolveExtraHosts } from "../run/hosts.js";
 import { containerArgv } from "./command.js";
 import { envEntry, parseMount, parseVolume, readEnvFile } from "./flags.js";
 
@@ -40,6 +41,8 @@ export interface ContainerOptions {
   mounts?: string[];
   network?: "host" | "none";
   hostname?: string;
+  /** `--add-host HOST:IP` values, as given. */
+  addHosts?: string[];
   readOnly?: boolean;
   /** `-i`: the process reads kiln's stdin. */
   interactive?: boolean;
@@ -106,6 +109,7 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
   if (!platformMatches(platform, host) && !platformMatches(host, platform)) {
     throw new KilnError("FEATURE_UNSUPPORTED", `--platform ${formatPlatform(platform)}: running a ${formatPlatform(platform)} image on a ${formatPlatform(host)} machine needs emulation, which kiln run does not support`);
   }
+  const extraHosts = resolveExtraHosts((o.addHosts ?? []).map(parseAddHost), o.network ?? "host");
   // the preflight (a few probe processes) runs while the image is resolved and its rootfs assembled
   const choosing = cachedPreflight(cacheDir).then((report) => chooseRunner(o.isolation ?? "auto", { workDir: join(cacheDir, "run"), report }));
   choosing.catch(() => undefined); // observed below
@@ -175,6 +179,7 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
       user,
       network: o.network ?? "host",
       hostname,
+      ...(extraHosts.length > 0 ? { extraHosts } : {}),
       mounts,
       signal,
       ...(o.readOnly ? { readonlyRootfs: true } : {}),

@@ -10,6 +10,7 @@ import { formatPlatform, hostPlatform, parseTargetPlatforms } from "../image/pla
 import type { PullPolicy } from "../registry/pull.js";
 import type { RegistryOptions } from "../registry/options.js";
 import type { Snapshotter } from "../snapshot/rootfs.js";
+import { parseAddHost, type ExtraHost } from "../run/hosts.js";
 import { ISOLATIONS } from "../run/preflight.js";
 import type { Isolation } from "../run/types.js";
 import { defaultCacheDir } from "../store/blob-store.js";
@@ -38,6 +39,8 @@ export interface EngineConfig {
   readonly buildArgs: Readonly<Record<string, string>>;
   /** The default network of RUN steps (`RUN --network` overrides it). */
   readonly network: "host" | "none";
+  /** `--add-host` entries for RUN steps' /etc/hosts (host-gateway resolved per step, by its network). */
+  readonly extraHosts: readonly ExtraHost[];
   readonly secrets: Readonly<Record<string, SecretSource>>;
   /** gzip level of new layers; undefined: the layer writer's default. */
   readonly compressionLevel: number | undefined;
@@ -56,6 +59,15 @@ export interface EngineConfig {
 
 const SNAPSHOTTERS: readonly Snapshotter[] = ["auto", "overlay", "dir"];
 const PULL_POLICIES: readonly PullPolicy[] = ["always", "missing", "never"];
+
+/** One `--add-host` value; a bad one is a usage error, as the other options' are. */
+function addHost(spec: string): ExtraHost {
+  try {
+    return parseAddHost(spec);
+  } catch (err) {
+    throw new UsageError("OPTION_INVALID", (err as Error).message);
+  }
+}
 
 /** Resolve and check the engine's settings; a bad value is a UsageError naming the option. */
 export function resolveConfig(options: BuildOptions): EngineConfig {
@@ -82,6 +94,7 @@ export function resolveConfig(options: BuildOptions): EngineConfig {
     sourceDateEpoch: sde,
     buildArgs,
     network,
+    extraHosts: (options.addHosts ?? []).map(addHost),
     secrets: { ...(options.secrets ?? {}) },
     compressionLevel,
     isolation,

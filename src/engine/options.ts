@@ -55,6 +55,8 @@ export interface BuildOptions {
   /** How RUN root filesystems are kept: overlayfs layers (overlay), one plain tree (dir), or auto. */
   snapshotter?: Snapshotter;
   network?: "host" | "none";
+  /** `--add-host HOST:IP` (or HOST:host-gateway) entries for RUN steps' /etc/hosts. */
+  addHosts?: string[];
   jobs?: number;
   /** gzip level for new layers (default 6). */
   compressionLevel?: number;

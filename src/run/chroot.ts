@@ -84,7 +84,7 @@ class ChrootRunner implements Runner {
       }
       await ensureCwd(spec.rootfs, spec.cwd);
       const hostname = spec.hostname ?? newHostname();
-      const etc = await writeEtcFiles(runDir, hostname);
+      const etc = await writeEtcFiles(runDir, hostname, spec.extraHosts);
       const R = spec.rootfs;
       const placed = await placeMounts(spec, targets, etc);
       const { proc, dev, sys } = placed;

@@ -87,7 +87,7 @@ class OciRunner implements Runner {
       const user = await resolveUser(spec.rootfs, spec.user);
       await ensureCwd(spec.rootfs, spec.cwd);
       const hostname = spec.hostname ?? newHostname();
-      const etc = await writeEtcFiles(runDir, hostname);
+      const etc = await writeEtcFiles(runDir, hostname, spec.extraHosts);
       // Mount points must exist in the rootfs; the ones kiln creates are removed afterwards.
       // Every destination is given already resolved through the mounts before it (the runtime
       // resolves again inside the root, and finds no symlink on the way).

@@ -3,6 +3,7 @@
 // optional stdio/readonlyRootfs/onStart parts; RUN steps use none of them. The id-map types come
 // from src/snapshot/idmap.ts (re-exported here for the backends).
 import type { IdMap } from "../snapshot/idmap.js";
+import type { ExtraHost } from "./hosts.js";
 
 export type { IdMap } from "../snapshot/idmap.js";
 
@@ -38,6 +39,8 @@ export interface RunSpec {
   user: string;
   network: "host" | "none";
   hostname?: string;
+  /** `--add-host` entries (host-gateway already resolved), appended to the generated /etc/hosts. */
+  extraHosts?: ExtraHost[];
   mounts?: RunMount[];
   stdout?: (b: Buffer) => void;
   stderr?: (b: Buffer) => void;
