@@ -14,11 +14,12 @@ import type { ImageConfig } from "../image/oci.js";
 import { formatPlatform, hostPlatform, parsePlatform, platformMatches } from "../image/platform.js";
 import type { RegistryOptions } from "../registry/options.js";
 import { resolveImage, type PullPolicy } from "../images/resolve.js";
-import { chooseRunner, resolveUser, type Isolation, type RunControl, type RunMount, type RunSpec } from "../run/index.js";
+import { chooseRunner, resolveUser, type Isolation, type RunControl, type RunFeature, type RunMount, type RunSpec } from "../run/index.js";
 import { overlayUnsupported, primeOverlayProbe } from "../snapshot/overlay.js";
 import { cachedHostFact, cachedPreflight } from "../run/preflight-cache.js";
 import { newHostname } from "../run/sandbox-files.js";
 import { parseAddHost, resolveExtraHosts } from "../run/hosts.js";
+import { capabilitySet } from "../run/caps.js";
 import { containerArgv } from "./command.js";
 import { envEntry, parseMount, parseVolume, readEnvFile } from "./flags.js";
 
@@ -43,6 +44,9 @@ export interface ContainerOptions {
   hostname?: string;
   /** `--add-host HOST:IP` values, as given. */
   addHosts?: string[];
+  /** `--cap-add`/`--cap-drop` names (with or without CAP_, or ALL), on Docker's default set. */
+  capAdd?: string[];
+  capDrop?: string[];
   readOnly?: boolean;
   /** `-i`: the process reads kiln's stdin. */
   interactive?: boolean;
@@ -110,6 +114,8 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
     throw new KilnError("FEATURE_UNSUPPORTED", `--platform ${formatPlatform(platform)}: running a ${formatPlatform(platform)} image on a ${formatPlatform(host)} machine needs emulation, which kiln run does not support`);
   }
   const extraHosts = resolveExtraHosts((o.addHosts ?? []).map(parseAddHost), o.network ?? "host");
+  const capsGiven = (o.capAdd?.length ?? 0) + (o.capDrop?.length ?? 0) > 0;
+  const capabilities = capsGiven ? capabilitySet(o.capAdd ?? [], o.capDrop ?? []) : undefined;
   // the preflight (a few probe processes) runs while the image is resolved and its rootfs assembled
   const choosing = cachedPreflight(cacheDir).then((report) => chooseRunner(o.isolation ?? "auto", { workDir: join(cacheDir, "run"), report }));
   choosing.catch(() => undefined); // observed below
@@ -156,9 +162,10 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
     throw err;
   }
   const runner = chosen.runner;
-  const has = (f: "stdio" | "readonly-rootfs" | "signals"): boolean => runner.features?.has(f) ?? false;
+  const has = (f: RunFeature): boolean => runner.features?.has(f) ?? false;
   try {
     if ((o.interactive || o.tty) && !has("stdio")) throw new KilnError("FEATURE_UNSUPPORTED", `-i and -t need a runner that hands kiln's terminal over (--isolation oci); ${chosen.isolation} cannot`);
+    if (capabilities && !has("capabilities")) throw new KilnError("FEATURE_UNSUPPORTED", `--cap-add/--cap-drop need --isolation oci or chroot; ${chosen.isolation} cannot set the process's capabilities`);
     if (o.readOnly && !has("readonly-rootfs")) throw new KilnError("FEATURE_UNSUPPORTED", `--read-only needs --isolation oci; ${chosen.isolation} cannot mount the root read-only`);
     signal.throwIfAborted();
     let resolvedUser;
@@ -180,6 +187,7 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
       network: o.network ?? "host",
       hostname,
       ...(extraHosts.length > 0 ? { extraHosts } : {}),
+      ...(capabilities ? { capabilities } : {}),
       mounts,
       signal,
       ...(o.readOnly ? { readonlyRootfs: true } : {}),

@@ -17,9 +17,12 @@ import { defaultCacheDir } from "../store/blob-store.js";
 import { DEFAULT_CAPS } from "./caps.js";
 import { OutputTail, dieWithKiln, runStreaming, shq, startFailure } from "./output.js";
 import { MountTargets, SECRETS_FD, STATUS_FD, ensureCwd, newHostname, placeMounts, secretLines, writeEtcFiles } from "./sandbox-files.js";
-import type { IdMap, RunResult, RunSpec, Runner } from "./types.js";
+import type { IdMap, RunFeature, RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
 import { checkUserNamespaces, hostIdMappings, unshareUserArgs } from "./userns.js";
+
+/** What chroot(8) needs to enter the root and switch to the command's user. */
+const CHROOT_NEEDS = ["CAP_SYS_CHROOT", "CAP_SETUID", "CAP_SETGID"];
 
 const DEV_NODES = ["null", "zero", "full", "random", "urandom", "tty"];
 
@@ -61,6 +64,7 @@ class ChrootRunner implements Runner {
   readonly name: string;
   private readonly rootless = process.getuid?.() !== 0;
   readonly idMap?: IdMap;
+  readonly features: ReadonlySet<RunFeature> = new Set<RunFeature>(["capabilities"]);
 
   constructor(private readonly workDir: string | undefined) {
     this.name = `chroot${this.rootless ? " (rootless)" : ""}`;
@@ -131,12 +135,28 @@ class ChrootRunner implements Runner {
       const userspec = `--userspec=${user.uid}:${user.gid}`;
       const groups = user.additionalGids.length > 0 ? [`--groups=${user.additionalGids.join(",")}`] : [];
       const envArgs = spec.env.map(shq).join(" ");
-      // Docker's default capabilities (bounding and inheritable: root's set after exec): no
-      // CAP_SYS_ADMIN to undo nodev or mount, no raw I/O, no module loading.
-      const caps = `-all,${DEFAULT_CAPS.map((c) => `+${c.slice(4).toLowerCase()}`).join(",")}`;
-      const drop = `${shq(setpriv)} --bounding-set ${caps} --inh-caps -all --`;
-      const chrootCmd = `/usr/bin/env -i ${envArgs} ${drop} ${shq(chroot)} ${userspec} ${groups.map(shq).join(" ")} "$R"`;
+      // Docker's default capabilities, or kiln run's --cap-add/--cap-drop set, as the bounding set
+      // (root's set after exec): by default no CAP_SYS_ADMIN to undo nodev or mount, no raw I/O,
+      // no module loading.
+      const wanted = spec.capabilities?.set ?? DEFAULT_CAPS;
+      if (user.uid !== 0 && (spec.capabilities?.added.length ?? 0) > 0) {
+        throw new KilnError("FEATURE_UNSUPPORTED", `--cap-add for a non-root user (${spec.user}) needs --isolation oci: chroot cannot keep capabilities across the user switch`);
+      }
+      const setName = (c: string): string => c.slice(4).toLowerCase();
+      const caps = `-all${wanted.map((c) => `,+${setName(c)}`).join("")}`;
+      // chroot(8) itself needs SYS_CHROOT, SETUID and SETGID to enter the root and switch user:
+      // when the set lacks one, it is lent through the inheritable set (root's exec gets bounding
+      // ∪ inheritable) and taken back inside the root, before the command, by the host's static
+      // busybox bound at /dev/.kiln/busybox (hardened path only).
+      const lent = CHROOT_NEEDS.filter((c) => !wanted.includes(c));
       const busybox = hasSh ? staticBusybox() : null;
+      if (lent.length > 0 && !busybox) {
+        throw new KilnError("ISOLATION_UNAVAILABLE", `isolation "chroot" can drop ${lent.join(", ")} only with a static busybox on the host (Debian package busybox-static) and /bin/sh in the image: use --isolation oci`);
+      }
+      const drop = lent.length === 0
+        ? `${shq(setpriv)} --bounding-set ${caps} --inh-caps -all --`
+        : `${shq(setpriv)} --inh-caps -all${lent.map((c) => `,+${setName(c)}`).join("")} -- ${shq(setpriv)} --bounding-set ${caps} --`;
+      const chrootCmd = `/usr/bin/env -i ${envArgs} ${drop} ${shq(chroot)} ${userspec} ${groups.map(shq).join(" ")} "$R"`;
       // The status fd tells kiln the isolation is in place and the command is starting: a run
       // that ends without it failed to start (ISOLATION_FAILED), not the command.
       const started = `echo started >&${STATUS_FD}; exec ${STATUS_FD}>&-`;
@@ -146,9 +166,12 @@ class ChrootRunner implements Runner {
         // escape (CAP_SYS_CHROOT) can reach a host path. Host tools are unusable after the pivot
         // (their libraries are gone), hence the static busybox for the final umount.
         await targets.ensure("/.kiln-oldroot", "dir");
-        const gateCmd = `: > /dev/.kiln/ready; read _ < /dev/.kiln/gate; cd -- "$0" && exec "$@"`;
+        const takeBack = lent.length > 0 ? `/dev/.kiln/busybox setpriv --inh-caps ${lent.map((c) => `-${setName(c)}`).join(",")} -- ` : "";
+        const gateCmd = `: > /dev/.kiln/ready; read _ < /dev/.kiln/gate; cd -- "$0" && exec ${takeBack}"$@"`;
         lines.push(`mkdir -m 700 ${shq(`${dev}/.kiln`)}; mkfifo -m 600 ${shq(`${dev}/.kiln/gate`)}`);
         lines.push(`chown -R ${user.uid}:${user.gid} ${shq(`${dev}/.kiln`)}`);
+        // (after the chown: the bind's target is the host's busybox)
+        if (lent.length > 0) lines.push(`: > ${shq(`${dev}/.kiln/busybox`)}; mount --bind ${shq(busybox)} ${shq(`${dev}/.kiln/busybox`)}; mount -o remount,bind,ro ${shq(`${dev}/.kiln/busybox`)}`);
         lines.push(`exec 5<> ${shq(`${dev}/.kiln/gate`)}`);
         lines.push(`${chrootCmd} /bin/sh -c ${shq(gateCmd)} ${shq(cwd)} ${spec.argv.map(shq).join(" ")} ${STATUS_FD}>&- 5>&- &`);
         lines.push("child=$!");

@@ -57,7 +57,7 @@ class OciRunner implements Runner {
   private readonly rootless = process.getuid?.() !== 0;
   private readonly hybrid: boolean;
   readonly idMap?: IdMap;
-  readonly features: ReadonlySet<RunFeature> = new Set<RunFeature>(["stdio", "readonly-rootfs", "signals"]);
+  readonly features: ReadonlySet<RunFeature> = new Set<RunFeature>(["stdio", "readonly-rootfs", "signals", "capabilities"]);
 
   constructor(private readonly opts: OciOptions) {
     this.name = `oci:${opts.runtime}${this.rootless ? " (rootless)" : ""}`;
@@ -205,6 +205,9 @@ class OciRunner implements Runner {
     secretFiles: Map<PlacedRunMount, string>,
     startedFile: string,
   ): object {
+    const caps = spec.capabilities?.set ?? DEFAULT_CAPS;
+    // a non-root user keeps what --cap-add gave explicitly, as ambient capabilities (podman's rule)
+    const userCaps = user.uid !== 0 ? spec.capabilities?.added ?? [] : [];
     const namespaces: Array<{ type: string }> = [{ type: "pid" }, { type: "mount" }, { type: "ipc" }, { type: "uts" }];
     if (spec.network === "none") namespaces.push({ type: "network" });
     const mounts: object[] = [
@@ -260,7 +263,9 @@ class OciRunner implements Runner {
         args: spec.argv,
         env: spec.env,
         cwd: spec.cwd,
-        capabilities: { bounding: DEFAULT_CAPS, effective: DEFAULT_CAPS, permitted: DEFAULT_CAPS },
+        capabilities: userCaps.length > 0
+          ? { bounding: caps, effective: userCaps, permitted: userCaps, inheritable: userCaps, ambient: userCaps }
+          : { bounding: caps, effective: caps, permitted: caps },
         noNewPrivileges: false,
       },
       root: { path: spec.rootfs, readonly: spec.readonlyRootfs ?? false },

@@ -3,6 +3,7 @@
 // optional stdio/readonlyRootfs/onStart parts; RUN steps use none of them. The id-map types come
 // from src/snapshot/idmap.ts (re-exported here for the backends).
 import type { IdMap } from "../snapshot/idmap.js";
+import type { CapabilityChoice } from "./caps.js";
 import type { ExtraHost } from "./hosts.js";
 
 export type { IdMap } from "../snapshot/idmap.js";
@@ -51,6 +52,8 @@ export interface RunSpec {
    * Runners that cannot do a part refuse it with a one-line KilnError before starting.
    */
   stdio?: { stdin: boolean; tty: boolean };
+  /** `kiln run --cap-add/--cap-drop`: the capabilities (CAP_ names) instead of Docker's default set. */
+  capabilities?: CapabilityChoice;
   /** `kiln run --read-only`: the root file system is mounted read-only. */
   readonlyRootfs?: boolean;
   /** Called once the process is starting, with a way to signal it (kiln run forwards SIGINT/SIGTERM). */
@@ -86,4 +89,4 @@ export interface Runner {
   run(spec: RunSpec): Promise<RunResult>;
 }
 
-export type RunFeature = "stdio" | "readonly-rootfs" | "signals";
+export type RunFeature = "stdio" | "readonly-rootfs" | "signals" | "capabilities";
