@@ -54,6 +54,8 @@ export interface RunSpec {
   stdio?: { stdin: boolean; tty: boolean };
   /** `kiln run --cap-add/--cap-drop`: the capabilities (CAP_ names) instead of Docker's default set. */
   capabilities?: CapabilityChoice;
+  /** `kiln run --memory/--cpus`: cgroup limits (runners with the "resources" feature). */
+  resources?: { memoryBytes?: number; cpus?: number };
   /** `kiln run --read-only`: the root file system is mounted read-only. */
   readonlyRootfs?: boolean;
   /** Called once the process is starting, with a way to signal it (kiln run forwards SIGINT/SIGTERM). */
@@ -89,4 +91,4 @@ export interface Runner {
   run(spec: RunSpec): Promise<RunResult>;
 }
 
-export type RunFeature = "stdio" | "readonly-rootfs" | "signals" | "capabilities";
+export type RunFeature = "stdio" | "readonly-rootfs" | "signals" | "capabilities" | "resources";
