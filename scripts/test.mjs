@@ -34,6 +34,7 @@ const tools = {
   git: "git", // the provenance of a context in a git checkout (test/context/vcs, e2e attestations)
   rpmbuild: "rpm", // a real rpmdb.sqlite for the SBOM scanner's RPM reader (test/helpers/rpmdb.ts)
   go: "golang-go", // real Go binaries for the SBOM scanner's build-info reader (test/helpers/go-binary.ts)
+  "tini-static": "tini", // kiln run --init (test/container/run-limits)
 };
 
 const missing = [];

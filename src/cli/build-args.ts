@@ -103,6 +103,7 @@ export function buildRequest(args: ParsedArgs): BuildRequest {
     network,
     ...(ulimits.length > 0 ? { ulimits } : {}),
     ...(shmSize !== undefined ? { shmSize } : {}),
+    addHosts: many(args, "add-host"),
     ...(jobs !== undefined ? { jobs } : {}),
     ...(level !== undefined ? { compressionLevel: level } : {}),
     pull,

@@ -42,6 +42,7 @@ const buildOptions: OptionSpec[] = [
   { name: "isolation", type: "string", valueName: "MODE", help: "RUN isolation: auto, oci, chroot, plain-chroot or proot (default auto: the strongest the preflight finds working)" },
   { name: "snapshotter", type: "string", valueName: "MODE", help: "RUN root filesystems: auto, overlay or dir (default auto: overlay when root and overlayfs work)" },
   { name: "network", type: "string", valueName: "MODE", help: "RUN network: host or none (default host)" },
+  { name: "add-host", type: "string", repeatable: true, valueName: "HOST:IP", help: "add a line to RUN steps' /etc/hosts (IP may be host-gateway)" },
   { name: "jobs", type: "string", valueName: "N", help: "stages built at once (default: number of cores)" },
   { name: "compression-level", type: "string", valueName: "0-9", help: "gzip level for new layers (default 6)" },
   { name: "pull", type: "string", valueName: "POLICY", bare: { value: "always", accepts: ["always", "missing", "never", "true", "false"] }, help: "base images: always, missing or never (default missing; --pull alone: always, as buildx)" },

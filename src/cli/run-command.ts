@@ -1,7 +1,9 @@
 // `kiln run [OPTIONS] IMAGE [COMMAND [ARG...]]` with docker's flag names: flags end at the image
 // (the rest is the command), kiln's own failures exit 125 (as docker's do: src/cli/exit.ts), the process's exit
 // status is kiln's otherwise, and SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 are forwarded.
+import { availableParallelism } from "node:os";
 import { KilnError, UsageError } from "../errors.js";
+import { parseSize } from "../units.js";
 import type { Snapshotter } from "../snapshot/rootfs.js";
 import { ISOLATIONS, type Isolation } from "../run/index.js";
 import { intOption, many, one, type ParsedArgs } from "./args.js";
@@ -23,6 +25,12 @@ export const runCommand: Command = {
     { name: "mount", type: "string", repeatable: true, valueName: "SPEC", help: "type=bind,source=HOST,target=CTR[,readonly] | type=tmpfs,target=CTR" },
     { name: "network", type: "string", valueName: "MODE", help: "host (default) or none" },
     { name: "hostname", type: "string", valueName: "NAME", help: "container host name (default: random)" },
+    { name: "add-host", type: "string", repeatable: true, valueName: "HOST:IP", help: "add a line to /etc/hosts (IP may be host-gateway: the host's loopback with --network host)" },
+    { name: "cap-add", type: "string", repeatable: true, valueName: "CAP", help: "add a capability to Docker's default set (ALL: every one)" },
+    { name: "cap-drop", type: "string", repeatable: true, valueName: "CAP", help: "drop a capability from Docker's default set (ALL: every one)" },
+    { name: "memory", short: "m", type: "string", valueName: "SIZE", help: "memory limit (cgroups: oci isolation as root), e.g. 256m" },
+    { name: "cpus", type: "string", valueName: "N", help: "CPU limit, e.g. 1.5 (cgroups: oci isolation as root)" },
+    { name: "init", type: "boolean", help: "run a minimal init (tini) as the container's pid 1: it reaps zombies and forwards signals" },
     { name: "read-only", type: "boolean", help: "mount the root file system read-only" },
     { name: "interactive", short: "i", type: "boolean", help: "keep stdin open for the process" },
     { name: "tty", short: "t", type: "boolean", help: "give the process a pseudo-terminal" },
@@ -61,6 +69,14 @@ async function runIt(args: ParsedArgs): Promise<number> {
   const stopTimeout = intOption(args, "stop-timeout", 0, 86400);
   const tty = args.flags.has("tty");
   if (tty && !process.stdin.isTTY) throw new UsageError("OPTION_INVALID", "kiln run: -t needs stdin to be a terminal (the input device is not a TTY)");
+  const memory = one(args, "memory");
+  const memoryBytes = memory === undefined ? undefined : parseSize(memory);
+  if (memoryBytes !== undefined && memoryBytes < 6 * 1024 * 1024) throw new UsageError("OPTION_INVALID", `kiln run: --memory ${memory}: the minimum is 6MiB (as docker)`);
+  const cpusText = one(args, "cpus");
+  const cpus = cpusText === undefined ? undefined : Number(cpusText);
+  if (cpus !== undefined && !(/^\d+(\.\d+)?$/.test(cpusText!) && cpus >= 0.01 && cpus <= availableParallelism())) {
+    throw new UsageError("OPTION_INVALID", `kiln run: --cpus ${cpusText}: expected a number from 0.01 to ${availableParallelism()} (the CPUs available)`);
+  }
   const { defaultCacheDir } = await import("../store/blob-store.js");
   const { runContainer } = await import("../container/run.js");
   const workdir = one(args, "workdir");
@@ -80,6 +96,12 @@ async function runIt(args: ParsedArgs): Promise<number> {
     mounts: many(args, "mount"),
     network,
     ...(hostname !== undefined ? { hostname } : {}),
+    addHosts: many(args, "add-host"),
+    capAdd: many(args, "cap-add"),
+    capDrop: many(args, "cap-drop"),
+    ...(memoryBytes !== undefined ? { memoryBytes } : {}),
+    ...(cpus !== undefined ? { cpus } : {}),
+    init: args.flags.has("init"),
     readOnly: args.flags.has("read-only"),
     interactive: args.flags.has("interactive"),
     tty,

@@ -5,6 +5,7 @@
 // before starting (user, working directory, the command), start the process with the image's
 // ENV/WORKDIR/USER and Docker's ENTRYPOINT/CMD rules, forward signals (then SIGKILL after the stop
 // timeout) and hand back its exit status. Nothing is kept afterwards: no mount, directory or process.
+import { existsSync } from "node:fs";
 import { mkdir, stat } from "node:fs/promises";
 import { join, posix, resolve } from "node:path";
 import { KilnError, type KilnErrorCode } from "../errors.js";
@@ -14,10 +15,12 @@ import type { ImageConfig } from "../image/oci.js";
 import { formatPlatform, hostPlatform, parsePlatform, platformMatches } from "../image/platform.js";
 import type { RegistryOptions } from "../registry/options.js";
 import { resolveImage, type PullPolicy } from "../images/resolve.js";
-import { chooseRunner, resolveUser, type Isolation, type RunControl, type RunMount, type RunSpec } from "../run/index.js";
+import { chooseRunner, resolveUser, type Isolation, type RunControl, type RunFeature, type RunMount, type RunSpec } from "../run/index.js";
 import { overlayUnsupported, primeOverlayProbe } from "../snapshot/overlay.js";
 import { cachedHostFact, cachedPreflight } from "../run/preflight-cache.js";
 import { newHostname } from "../run/sandbox-files.js";
+import { parseAddHost, resolveExtraHosts } from "../run/hosts.js";
+import { capabilitySet } from "../run/caps.js";
 import { containerArgv } from "./command.js";
 import { envEntry, parseMount, parseVolume, readEnvFile } from "./flags.js";
 
@@ -40,6 +43,16 @@ export interface ContainerOptions {
   mounts?: string[];
   network?: "host" | "none";
   hostname?: string;
+  /** `--add-host HOST:IP` values, as given. */
+  addHosts?: string[];
+  /** `--cap-add`/`--cap-drop` names (with or without CAP_, or ALL), on Docker's default set. */
+  capAdd?: string[];
+  capDrop?: string[];
+  /** `--memory` in bytes and `--cpus`: cgroup limits (runners that can set them). */
+  memoryBytes?: number;
+  cpus?: number;
+  /** `--init`: tini (the host's static build) as the container's pid 1 / subreaper. */
+  init?: boolean;
   readOnly?: boolean;
   /** `-i`: the process reads kiln's stdin. */
   interactive?: boolean;
@@ -106,6 +119,9 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
   if (!platformMatches(platform, host) && !platformMatches(host, platform)) {
     throw new KilnError("FEATURE_UNSUPPORTED", `--platform ${formatPlatform(platform)}: running a ${formatPlatform(platform)} image on a ${formatPlatform(host)} machine needs emulation, which kiln run does not support`);
   }
+  const extraHosts = resolveExtraHosts((o.addHosts ?? []).map(parseAddHost), o.network ?? "host");
+  const capsGiven = (o.capAdd?.length ?? 0) + (o.capDrop?.length ?? 0) > 0;
+  const capabilities = capsGiven ? capabilitySet(o.capAdd ?? [], o.capDrop ?? []) : undefined;
   // the preflight (a few probe processes) runs while the image is resolved and its rootfs assembled
   const choosing = cachedPreflight(cacheDir).then((report) => chooseRunner(o.isolation ?? "auto", { workDir: join(cacheDir, "run"), report }));
   choosing.catch(() => undefined); // observed below
@@ -152,10 +168,15 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
     throw err;
   }
   const runner = chosen.runner;
-  const has = (f: "stdio" | "readonly-rootfs" | "signals"): boolean => runner.features?.has(f) ?? false;
+  const has = (f: RunFeature): boolean => runner.features?.has(f) ?? false;
   try {
-    if ((o.interactive || o.tty) && !has("stdio")) throw new KilnError("FEATURE_UNSUPPORTED", `-i and -t need a runner that hands kiln's terminal over (--isolation oci); ${chosen.isolation} cannot`);
-    if (o.readOnly && !has("readonly-rootfs")) throw new KilnError("FEATURE_UNSUPPORTED", `--read-only needs --isolation oci; ${chosen.isolation} cannot mount the root read-only`);
+    if ((o.interactive || o.tty) && !has("stdio")) throw new KilnError("FEATURE_UNSUPPORTED", `-i and -t need a runner that hands kiln's terminal over (--isolation oci or chroot); ${chosen.isolation} cannot`);
+    if (capabilities && !has("capabilities")) throw new KilnError("FEATURE_UNSUPPORTED", `--cap-add/--cap-drop need --isolation oci or chroot; ${chosen.isolation} cannot set the process's capabilities`);
+    const limits = o.memoryBytes !== undefined || o.cpus !== undefined;
+    if (limits && !has("resources")) {
+      throw new KilnError("FEATURE_UNSUPPORTED", `--memory/--cpus need cgroups, which are not available for isolation ${chosen.isolation}${chosen.isolation === "oci" ? " run rootless" : ""} (only --isolation oci as root sets them)`);
+    }
+    if (o.readOnly && !has("readonly-rootfs")) throw new KilnError("FEATURE_UNSUPPORTED", `--read-only needs --isolation oci or chroot; ${chosen.isolation} cannot mount the root read-only`);
     signal.throwIfAborted();
     let resolvedUser;
     try {
@@ -167,6 +188,11 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
     const hostname = o.hostname ?? newHostname();
     const env = await environment(o, cc.Env ?? [], hostname, resolvedUser!.home);
     await checkCommand(rootfs.dir, argv[0]!, cwd, env.get("PATH") ?? DEFAULT_PATH, mounts, fail);
+    if (o.init) {
+      // tini as pid 1 (oci) or as the subreaper of the command (-s: chroot's pid 1 is its setup shell)
+      mounts.push({ type: "bind", source: initBinary(), target: INIT_PATH, readonly: true, label: "--init" });
+      argv.unshift(INIT_PATH, "-s", "--");
+    }
     const spec: RunSpec = {
       rootfs: rootfs.dir,
       argv,
@@ -175,6 +201,9 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
       user,
       network: o.network ?? "host",
       hostname,
+      ...(extraHosts.length > 0 ? { extraHosts } : {}),
+      ...(capabilities ? { capabilities } : {}),
+      ...(limits ? { resources: { ...(o.memoryBytes !== undefined ? { memoryBytes: o.memoryBytes } : {}), ...(o.cpus !== undefined ? { cpus: o.cpus } : {}) } } : {}),
       mounts,
       signal,
       ...(o.readOnly ? { readonlyRootfs: true } : {}),
@@ -189,6 +218,15 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
   } finally {
     await rootfs.dispose();
   }
+}
+
+/** Where `--init` puts tini in the container (docker uses /sbin/docker-init; /dev is the container's own tmpfs). */
+const INIT_PATH = "/dev/init";
+
+/** The host's static tini (it must run in any image). */
+function initBinary(): string {
+  for (const p of ["/usr/bin/tini-static", "/usr/local/bin/tini-static", "/usr/bin/docker-init", "/usr/libexec/docker/docker-init"]) if (existsSync(p)) return p;
+  throw new KilnError("HOST_TOOL_MISSING", "--init needs a static tini on the host (Debian package tini: /usr/bin/tini-static)");
 }
 
 /** Isolation modes without mount namespaces: their rootfs is a plain tree (no overlay, no device nodes). */

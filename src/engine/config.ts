@@ -10,6 +10,7 @@ import { formatPlatform, hostPlatform, parseTargetPlatforms } from "../image/pla
 import type { PullPolicy } from "../registry/pull.js";
 import type { RegistryOptions } from "../registry/options.js";
 import type { Snapshotter } from "../snapshot/rootfs.js";
+import { parseAddHost, type ExtraHost } from "../run/hosts.js";
 import { ISOLATIONS } from "../run/preflight.js";
 import type { Isolation } from "../run/types.js";
 import type { Ulimit } from "../run/limits.js";
@@ -44,6 +45,8 @@ export interface EngineConfig {
   /** `--ulimit` and `--shm-size` for RUN steps. */
   readonly ulimits: readonly Ulimit[];
   readonly shmSize: number | undefined;
+  /** `--add-host` entries for RUN steps' /etc/hosts (host-gateway resolved per step, by its network). */
+  readonly extraHosts: readonly ExtraHost[];
   readonly secrets: Readonly<Record<string, SecretSource>>;
   /** gzip level of new layers; undefined: the layer writer's default. */
   readonly compressionLevel: number | undefined;
@@ -62,6 +65,15 @@ export interface EngineConfig {
 
 const SNAPSHOTTERS: readonly Snapshotter[] = ["auto", "overlay", "dir"];
 const PULL_POLICIES: readonly PullPolicy[] = ["always", "missing", "never"];
+
+/** One `--add-host` value; a bad one is a usage error, as the other options' are. */
+function addHost(spec: string): ExtraHost {
+  try {
+    return parseAddHost(spec);
+  } catch (err) {
+    throw new UsageError("OPTION_INVALID", (err as Error).message);
+  }
+}
 
 /** Resolve and check the engine's settings; a bad value is a UsageError naming the option. */
 export function resolveConfig(options: BuildOptions): EngineConfig {
@@ -90,6 +102,7 @@ export function resolveConfig(options: BuildOptions): EngineConfig {
     network,
     ulimits: [...(options.ulimits ?? [])],
     shmSize: options.shmSize,
+    extraHosts: (options.addHosts ?? []).map(addHost),
     secrets: { ...(options.secrets ?? {}) },
     compressionLevel,
     isolation,

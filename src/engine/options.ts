@@ -62,6 +62,8 @@ export interface BuildOptions {
   ulimits?: Ulimit[];
   /** `--shm-size`: /dev/shm's size in RUN steps, bytes (default 64 MiB). */
   shmSize?: number;
+  /** `--add-host HOST:IP` (or HOST:host-gateway) entries for RUN steps' /etc/hosts. */
+  addHosts?: string[];
   jobs?: number;
   /** gzip level for new layers (default 6). */
   compressionLevel?: number;

@@ -6,8 +6,10 @@
 // generated /etc files, secrets in a tmpfs filled from a pipe, then Docker's default capabilities
 // (setpriv) and `chroot --userspec --groups`. unshare dies with kiln (parent-death signal) and
 // its namespace with it: every mount and process of the step ends when kiln does. A status pipe
-// tells a start failure (IsolationError) from the command's own exit.
-import { closeSync, existsSync, openSync, readSync, realpathSync } from "node:fs";
+// tells a start failure (IsolationError) from the command's own exit. For `kiln run`: the
+// capability set of --cap-add/--cap-drop, a read-only root (the root bind remounted ro), kiln's
+// stdin (-i) and terminal (-t, also bound at /dev/console), and signals sent to the command.
+import { closeSync, existsSync, openSync, readFileSync, readSync, readlinkSync, realpathSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { IsolationError, KilnError } from "../errors.js";
@@ -18,9 +20,12 @@ import { DEFAULT_CAPS } from "./caps.js";
 import { OutputTail, dieWithKiln, runStreaming, shq, startFailure } from "./output.js";
 import { shmSizeOption, withRlimits } from "./limits.js";
 import { MountTargets, SECRETS_FD, STATUS_FD, ensureCwd, newHostname, placeMounts, secretLines, writeEtcFiles } from "./sandbox-files.js";
-import type { IdMap, RunResult, RunSpec, Runner } from "./types.js";
+import type { IdMap, RunFeature, RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
 import { checkUserNamespaces, hostIdMappings, unshareUserArgs } from "./userns.js";
+
+/** What chroot(8) needs to enter the root and switch to the command's user. */
+const CHROOT_NEEDS = ["CAP_SYS_CHROOT", "CAP_SETUID", "CAP_SETGID"];
 
 const DEV_NODES = ["null", "zero", "full", "random", "urandom", "tty"];
 
@@ -62,6 +67,7 @@ class ChrootRunner implements Runner {
   readonly name: string;
   private readonly rootless = process.getuid?.() !== 0;
   readonly idMap?: IdMap;
+  readonly features: ReadonlySet<RunFeature> = new Set<RunFeature>(["capabilities", "signals", "stdio", "readonly-rootfs"]);
 
   constructor(private readonly workDir: string | undefined) {
     this.name = `chroot${this.rootless ? " (rootless)" : ""}`;
@@ -85,7 +91,7 @@ class ChrootRunner implements Runner {
       }
       await ensureCwd(spec.rootfs, spec.cwd);
       const hostname = spec.hostname ?? newHostname();
-      const etc = await writeEtcFiles(runDir, hostname);
+      const etc = await writeEtcFiles(runDir, hostname, spec.extraHosts);
       const R = spec.rootfs;
       const placed = await placeMounts(spec, targets, etc);
       const { proc, dev, sys } = placed;
@@ -125,6 +131,14 @@ class ChrootRunner implements Runner {
           lines.push(`mount -o remount,bind,nodev${p.mount.readonly ? ",ro" : ""} ${host}`);
         }
       }
+      if (spec.stdio?.tty) {
+        // -t: the process gets kiln's own terminal; it is bound at /dev/console (as docker's pty
+        // is) so that ttyname() finds it in the container's /dev (its /dev/pts is a new instance)
+        const tty = kilnTerminal();
+        lines.push(`: > ${shq(`${dev}/console`)}; mount --bind ${shq(tty)} ${shq(`${dev}/console`)}`);
+      }
+      // --read-only: the root bind is made read-only once every mount point in it is in place
+      if (spec.readonlyRootfs) lines.push(`mount -o remount,bind,ro,nodev "$R"`);
       lines.push(`if command -v hostname >/dev/null 2>&1; then hostname ${shq(hostname)}; else printf %s ${shq(hostname)} > /proc/sys/kernel/hostname; fi`);
       // cd into the working directory after chroot needs a shell in the image; "/" needs none.
       const hasSh = existsSync(await resolveInRoot(R, "/bin/sh", { followFinal: true }));
@@ -132,12 +146,28 @@ class ChrootRunner implements Runner {
       const userspec = `--userspec=${user.uid}:${user.gid}`;
       const groups = user.additionalGids.length > 0 ? [`--groups=${user.additionalGids.join(",")}`] : [];
       const envArgs = spec.env.map(shq).join(" ");
-      // Docker's default capabilities (bounding and inheritable: root's set after exec): no
-      // CAP_SYS_ADMIN to undo nodev or mount, no raw I/O, no module loading.
-      const caps = `-all,${DEFAULT_CAPS.map((c) => `+${c.slice(4).toLowerCase()}`).join(",")}`;
-      const drop = `${shq(setpriv)} --bounding-set ${caps} --inh-caps -all --`;
-      const chrootCmd = `/usr/bin/env -i ${envArgs} ${drop} ${shq(chroot)} ${userspec} ${groups.map(shq).join(" ")} "$R"`;
+      // Docker's default capabilities, or kiln run's --cap-add/--cap-drop set, as the bounding set
+      // (root's set after exec): by default no CAP_SYS_ADMIN to undo nodev or mount, no raw I/O,
+      // no module loading.
+      const wanted = spec.capabilities?.set ?? DEFAULT_CAPS;
+      if (user.uid !== 0 && (spec.capabilities?.added.length ?? 0) > 0) {
+        throw new KilnError("FEATURE_UNSUPPORTED", `--cap-add for a non-root user (${spec.user}) needs --isolation oci: chroot cannot keep capabilities across the user switch`);
+      }
+      const setName = (c: string): string => c.slice(4).toLowerCase();
+      const caps = `-all${wanted.map((c) => `,+${setName(c)}`).join("")}`;
+      // chroot(8) itself needs SYS_CHROOT, SETUID and SETGID to enter the root and switch user:
+      // when the set lacks one, it is lent through the inheritable set (root's exec gets bounding
+      // ∪ inheritable) and taken back inside the root, before the command, by the host's static
+      // busybox bound at /dev/.kiln/busybox (hardened path only).
+      const lent = CHROOT_NEEDS.filter((c) => !wanted.includes(c));
       const busybox = hasSh ? staticBusybox() : null;
+      if (lent.length > 0 && !busybox) {
+        throw new KilnError("ISOLATION_UNAVAILABLE", `isolation "chroot" can drop ${lent.join(", ")} only with a static busybox on the host (Debian package busybox-static) and /bin/sh in the image: use --isolation oci`);
+      }
+      const drop = lent.length === 0
+        ? `${shq(setpriv)} --bounding-set ${caps} --inh-caps -all --`
+        : `${shq(setpriv)} --inh-caps -all${lent.map((c) => `,+${setName(c)}`).join("")} -- ${shq(setpriv)} --bounding-set ${caps} --`;
+      const chrootCmd = `/usr/bin/env -i ${envArgs} ${drop} ${shq(chroot)} ${userspec} ${groups.map(shq).join(" ")} "$R"`;
       // The status fd tells kiln the isolation is in place and the command is starting: a run
       // that ends without it failed to start (ISOLATION_FAILED), not the command.
       const started = `echo started >&${STATUS_FD}; exec ${STATUS_FD}>&-`;
@@ -147,11 +177,16 @@ class ChrootRunner implements Runner {
         // escape (CAP_SYS_CHROOT) can reach a host path. Host tools are unusable after the pivot
         // (their libraries are gone), hence the static busybox for the final umount.
         await targets.ensure("/.kiln-oldroot", "dir");
-        const gateCmd = `: > /dev/.kiln/ready; read _ < /dev/.kiln/gate; cd -- "$0" && exec "$@"`;
+        const takeBack = lent.length > 0 ? `/dev/.kiln/busybox setpriv --inh-caps ${lent.map((c) => `-${setName(c)}`).join(",")} -- ` : "";
+        const gateCmd = `: > /dev/.kiln/ready; read _ < /dev/.kiln/gate; cd -- "$0" && exec ${takeBack}"$@"`;
         lines.push(`mkdir -m 700 ${shq(`${dev}/.kiln`)}; mkfifo -m 600 ${shq(`${dev}/.kiln/gate`)}`);
         lines.push(`chown -R ${user.uid}:${user.gid} ${shq(`${dev}/.kiln`)}`);
+        // (after the chown: the bind's target is the host's busybox)
+        if (lent.length > 0) lines.push(`: > ${shq(`${dev}/.kiln/busybox`)}; mount --bind ${shq(busybox)} ${shq(`${dev}/.kiln/busybox`)}; mount -o remount,bind,ro ${shq(`${dev}/.kiln/busybox`)}`);
         lines.push(`exec 5<> ${shq(`${dev}/.kiln/gate`)}`);
-        lines.push(`${chrootCmd} /bin/sh -c ${shq(gateCmd)} ${shq(cwd)} ${spec.argv.map(shq).join(" ")} ${STATUS_FD}>&- 5>&- &`);
+        // an asynchronous command's stdin would be /dev/null: hand it the setup's own (kiln's with -i)
+        lines.push("exec 7<&0");
+        lines.push(`${chrootCmd} /bin/sh -c ${shq(gateCmd)} ${shq(cwd)} ${spec.argv.map(shq).join(" ")} ${STATUS_FD}>&- 5>&- 0<&7 7<&- &`);
         lines.push("child=$!");
         // wait until the command is inside the rootfs (host binaries are unusable after the pivot)
         lines.push(`while [ ! -e ${shq(`${dev}/.kiln/ready`)} ] && kill -0 "$child" 2>/dev/null; do sleep 0.01; done`);
@@ -184,12 +219,25 @@ class ChrootRunner implements Runner {
       args.push("/bin/sh", script);
       const tail = new OutputTail();
       let status = "";
+      let exited = false;
+      // the command is the setup shell's child on the hardened path (it waits for it), else the setup shell itself after its exec
+      const commandPid = (unsharePid: number): number | undefined => {
+        const setup = childOf(unsharePid);
+        return busybox ? (setup === undefined ? undefined : childOf(setup)) : setup;
+      };
       const code = await runStreaming(
         withRlimits(dieWithKiln({ cmd: unshare, args, env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" } }), spec.ulimits),
         {
           stdout: spec.stdout,
           stderr: spec.stderr,
           signal: spec.signal,
+          ...(spec.stdio ? { inherit: { stdin: spec.stdio.stdin || spec.stdio.tty } } : {}),
+          ...(spec.onStart
+            ? { onSpawn: (pid: number) => spec.onStart?.({ kill: (sig) => signalCommand(() => (status.includes("started") ? commandPid(pid) : undefined), sig, () => exited) }) }
+            : {}),
+          onExit: () => {
+            exited = true;
+          },
           extraFds: [{ read: (b) => (status += b.toString()) }, { write: secrets.data }],
         },
         tail,
@@ -201,6 +249,43 @@ class ChrootRunner implements Runner {
       await removeWorkDir(runDir);
     }
   }
+}
+
+/** The first child of `pid` (the namespace's processes are a chain: unshare → setup shell → command). */
+function childOf(pid: number): number | undefined {
+  try {
+    const first = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/)[0] ?? "";
+    return /^\d+$/.test(first) ? Number(first) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** kiln run's forwarding: the signal to the command once it runs (retried while it is starting). */
+async function signalCommand(target: () => number | undefined, sig: NodeJS.Signals, exited: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !exited(); i++) {
+    const pid = target();
+    if (pid !== undefined) {
+      try {
+        process.kill(pid, sig);
+      } catch {
+        /* gone meanwhile */
+      }
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** The terminal on kiln's stdin (for -t). */
+function kilnTerminal(): string {
+  try {
+    const p = readlinkSync("/proc/self/fd/0");
+    if (p.startsWith("/dev/")) return p;
+  } catch {
+    /* below */
+  }
+  throw new KilnError("FEATURE_UNSUPPORTED", "-t needs kiln's stdin to be a terminal");
 }
 
 export function createChrootRunner(options: { workDir?: string } = {}): Runner {

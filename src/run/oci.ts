@@ -58,12 +58,14 @@ class OciRunner implements Runner {
   private readonly rootless = process.getuid?.() !== 0;
   private readonly hybrid: boolean;
   readonly idMap?: IdMap;
-  readonly features: ReadonlySet<RunFeature> = new Set<RunFeature>(["stdio", "readonly-rootfs", "signals"]);
+  readonly features: ReadonlySet<RunFeature>;
 
   constructor(private readonly opts: OciOptions) {
     this.name = `oci:${opts.runtime}${this.rootless ? " (rootless)" : ""}`;
     if (this.rootless) this.idMap = hostIdMappings();
     this.hybrid = opts.runtime === "crun" && !this.rootless && crunNeedsHybridWorkaround();
+    // rootless: no cgroup of the container's own to limit (kiln's user owns none here)
+    this.features = new Set<RunFeature>(["stdio", "readonly-rootfs", "signals", "capabilities", ...(this.rootless ? [] : ["resources" as const])]);
   }
 
   private runtimeExec(stateDir: string, args: string[]): Exec {
@@ -88,7 +90,7 @@ class OciRunner implements Runner {
       const user = await resolveUser(spec.rootfs, spec.user);
       await ensureCwd(spec.rootfs, spec.cwd);
       const hostname = spec.hostname ?? newHostname();
-      const etc = await writeEtcFiles(runDir, hostname);
+      const etc = await writeEtcFiles(runDir, hostname, spec.extraHosts);
       // Mount points must exist in the rootfs; the ones kiln creates are removed afterwards.
       // Every destination is given already resolved through the mounts before it (the runtime
       // resolves again inside the root, and finds no symlink on the way).
@@ -206,6 +208,9 @@ class OciRunner implements Runner {
     secretFiles: Map<PlacedRunMount, string>,
     startedFile: string,
   ): object {
+    const caps = spec.capabilities?.set ?? DEFAULT_CAPS;
+    // a non-root user keeps what --cap-add gave explicitly, as ambient capabilities (podman's rule)
+    const userCaps = user.uid !== 0 ? spec.capabilities?.added ?? [] : [];
     const namespaces: Array<{ type: string }> = [{ type: "pid" }, { type: "mount" }, { type: "ipc" }, { type: "uts" }];
     if (spec.network === "none") namespaces.push({ type: "network" });
     const mounts: object[] = [
@@ -221,6 +226,8 @@ class OciRunner implements Runner {
     } else {
       mounts.push({ destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] });
     }
+    // the container's own cgroups, read-only (as docker mounts them), where limits were asked for
+    if (spec.resources) mounts.push({ destination: "/sys/fs/cgroup", type: "cgroup", source: "cgroup", options: ["nosuid", "noexec", "nodev", "relatime", "ro"] });
     for (const p of placed.mounts) {
       const m = p.mount;
       if (m.type === "tmpfs") mounts.push({ destination: p.target, type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=1777"] });
@@ -240,6 +247,7 @@ class OciRunner implements Runner {
     } else {
       linux.devices = DEVICES.map(([path, major, minor]) => ({ path, type: "c", major, minor, fileMode: 0o666, uid: 0, gid: 0 }));
       linux.resources = {
+        ...resources(spec),
         devices: [
           { allow: false, access: "rwm" },
           ...DEVICES.map(([, major, minor]) => ({ allow: true, type: "c", major, minor, access: "rwm" })),
@@ -261,7 +269,9 @@ class OciRunner implements Runner {
         args: spec.argv,
         env: spec.env,
         cwd: spec.cwd,
-        capabilities: { bounding: DEFAULT_CAPS, effective: DEFAULT_CAPS, permitted: DEFAULT_CAPS },
+        capabilities: userCaps.length > 0
+          ? { bounding: caps, effective: userCaps, permitted: userCaps, inheritable: userCaps, ambient: userCaps }
+          : { bounding: caps, effective: caps, permitted: caps },
         noNewPrivileges: false,
         ...(spec.ulimits && spec.ulimits.length > 0 ? { rlimits: ociRlimits(spec.ulimits) } : {}),
       },
@@ -275,6 +285,16 @@ class OciRunner implements Runner {
       hooks: { createRuntime: [{ path: "/bin/sh", args: ["sh", "-c", `cat > /dev/null; : > ${shq(startedFile)}`] }] },
     };
   }
+}
+
+/** `--memory`/`--cpus` as the runtime spec's cgroup resources (CFS quota over a 100 ms period, as docker). */
+function resources(spec: RunSpec): Record<string, unknown> {
+  const r = spec.resources;
+  if (!r) return {};
+  return {
+    ...(r.memoryBytes !== undefined ? { memory: { limit: r.memoryBytes } } : {}),
+    ...(r.cpus !== undefined ? { cpu: { period: 100_000, quota: Math.round(r.cpus * 100_000) } } : {}),
+  };
 }
 
 function findUnshare(): string {

@@ -106,7 +106,7 @@ class PlainChrootRunner implements Runner {
     try {
       const user = await resolveUser(spec.rootfs, spec.user);
       await ensureCwd(spec.rootfs, spec.cwd);
-      const etc = await writeEtcFiles(runDir, spec.hostname ?? newHostname());
+      const etc = await writeEtcFiles(runDir, spec.hostname ?? newHostname(), spec.extraHosts);
       const stub = await place.stubBusybox(busybox);
       await place.devNodes();
       await place.file("/etc/hosts", await readFile(etc.hosts, "utf8"), { readonly: true });

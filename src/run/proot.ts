@@ -46,7 +46,7 @@ class ProotRunner implements Runner {
         throw new KilnError("ISOLATION_UNAVAILABLE", `isolation "proot" as non-root kiln cannot run a step as USER ${spec.user}: its files would be recorded with the wrong owner (run kiln as root, or drop USER before this RUN)`);
       }
       await ensureCwd(spec.rootfs, spec.cwd);
-      const etc = await writeEtcFiles(runDir, spec.hostname ?? newHostname());
+      const etc = await writeEtcFiles(runDir, spec.hostname ?? newHostname(), spec.extraHosts);
       const etcBefore = await readOnlyEtcSnapshot(etc);
       const args = spec.qemu !== undefined ? ["-q", spec.qemu] : [];
       args.push(user.uid === 0 ? "-0" : `-i`);

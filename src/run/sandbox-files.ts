@@ -12,6 +12,7 @@ import { chmod, chown, lstat, mkdir, readFile, rmdir, stat, unlink, utimes, writ
 import { join, posix } from "node:path";
 import { KilnError } from "../errors.js";
 import { resolveInRoot } from "../snapshot/confine.js";
+import { extraHostLines, type ExtraHost } from "./hosts.js";
 import { MountView, addSystemMounts } from "./mount-view.js";
 import type { RunMount, RunSpec } from "./types.js";
 
@@ -27,13 +28,13 @@ export function newHostname(): string {
   return randomBytes(6).toString("hex");
 }
 
-/** Write hosts and resolv.conf for one run into `runDir` (`hostname` goes into hosts). */
-export async function writeEtcFiles(runDir: string, hostname: string): Promise<EtcFiles> {
+/** Write hosts and resolv.conf for one run into `runDir` (`hostname` and the `--add-host` entries go into hosts). */
+export async function writeEtcFiles(runDir: string, hostname: string, extraHosts: readonly ExtraHost[] = []): Promise<EtcFiles> {
   const hosts = join(runDir, "hosts");
   const resolvConf = join(runDir, "resolv.conf");
   await writeFile(
     hosts,
-    `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t${hostname}\n`,
+    `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t${hostname}\n${extraHostLines(extraHosts)}`,
   );
   let resolv = DEFAULT_RESOLV;
   try {

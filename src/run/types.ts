@@ -4,6 +4,8 @@
 // from src/snapshot/idmap.ts (re-exported here for the backends).
 import type { IdMap } from "../snapshot/idmap.js";
 import type { Ulimit } from "./limits.js";
+import type { CapabilityChoice } from "./caps.js";
+import type { ExtraHost } from "./hosts.js";
 
 export type { IdMap } from "../snapshot/idmap.js";
 
@@ -39,6 +41,8 @@ export interface RunSpec {
   user: string;
   network: "host" | "none";
   hostname?: string;
+  /** `--add-host` entries (host-gateway already resolved), appended to the generated /etc/hosts. */
+  extraHosts?: ExtraHost[];
   mounts?: RunMount[];
   /** `--ulimit`: resource limits of the step's processes. */
   ulimits?: readonly Ulimit[];
@@ -58,6 +62,10 @@ export interface RunSpec {
    * binary (`proot -q`), for a foreign platform where binfmt_misc cannot be used.
    */
   qemu?: string;
+  /** `kiln run --cap-add/--cap-drop`: the capabilities (CAP_ names) instead of Docker's default set. */
+  capabilities?: CapabilityChoice;
+  /** `kiln run --memory/--cpus`: cgroup limits (runners with the "resources" feature). */
+  resources?: { memoryBytes?: number; cpus?: number };
   /** `kiln run --read-only`: the root file system is mounted read-only. */
   readonlyRootfs?: boolean;
   /** Called once the process is starting, with a way to signal it (kiln run forwards SIGINT/SIGTERM). */
@@ -93,4 +101,4 @@ export interface Runner {
   run(spec: RunSpec): Promise<RunResult>;
 }
 
-export type RunFeature = "stdio" | "readonly-rootfs" | "signals";
+export type RunFeature = "stdio" | "readonly-rootfs" | "signals" | "capabilities" | "resources";

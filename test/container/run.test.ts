@@ -159,9 +159,39 @@ describe("kiln run", () => {
   it.each(["chroot", "plain-chroot", "proot"])("runs under --isolation %s too (output through kiln, exit status passed through)", async (isolation) => {
     const r = await krun(["--isolation", isolation, "-u", "1000:1000", "-e", "X=y", "-w", "/etc", "bb:1", "sh", "-c", "id -u; echo $X; pwd; exit 3"]);
     expect(r).toEqual({ code: 3, stdout: "1000\ny\n/etc\n", stderr: "" });
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it.each(["plain-chroot", "proot"])("--isolation %s refuses --read-only and -i/-t in one line (nothing can be mounted; no terminal hand-over)", async (isolation) => {
     const ro = await krun(["--isolation", isolation, "--read-only", "bb:1", "true"]);
     expect(ro.code).toBe(125);
-    expect(ro.stderr).toBe(`error: kiln run: --read-only needs --isolation oci; ${isolation} cannot mount the root read-only\n`);
+    expect(ro.stderr).toBe(`error: kiln run: --read-only needs --isolation oci or chroot; ${isolation} cannot mount the root read-only\n`);
+    const i = await krun(["--isolation", isolation, "-i", "bb:1", "true"]);
+    expect(i.stderr).toBe(`error: kiln run: -i and -t need a runner that hands kiln's terminal over (--isolation oci or chroot); ${isolation} cannot\n`);
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it("--isolation chroot: --read-only, -i, -it under a pseudo-terminal, and forwarded signals", async () => {
+    const readOnly = await krun(["--isolation", "chroot", "--read-only", "--mount", "type=tmpfs,target=/tmp", "bb:1", "sh", "-c", "touch /tmp/ok && echo tmp-ok; touch /etc/nope"]);
+    expect(readOnly.stdout).toBe("tmp-ok\n");
+    expect(readOnly.stderr).toMatch(/touch: \/etc\/nope: Read-only file system/);
+    expect(readOnly.code).toBe(1);
+    const piped = await krun(["--isolation", "chroot", "-i", "bb:1", "sh", "-c", "read x; echo got:$x"], { input: "line\n" });
+    expect(piped).toEqual({ code: 0, stdout: "got:line\n", stderr: "" });
+    const cmd = `${process.execPath} ${KILN_BIN} run --cache-dir ${cache} --isolation chroot -it bb:1 sh -c 'tty; test -t 0 && test -t 1 && echo stdio-is-a-tty; echo "TERM=$TERM"; exit 3'`;
+    const tty = await run("script", ["-qec", cmd, "/dev/null"]);
+    expect(tty.code).toBe(3);
+    expect(tty.stdout).toMatch(/^\/dev\/console\r?\n/);
+    expect(tty.stdout).toMatch(/stdio-is-a-tty\r?\n/);
+    expect(tty.stdout).toMatch(/TERM=xterm\r?\n/);
+    const child = spawn(process.execPath, [KILN_BIN, "run", "--cache-dir", cache, "--isolation", "chroot", "--stop-timeout", "30", "bb:1", "sh", "-c", 'trap "echo got TERM; exit 42" TERM; echo ready; sleep 60 & wait'], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    const ready = new Promise<void>((r) => child.stdout.on("data", (b: Buffer) => ((out += b.toString()), out.includes("ready") && r())));
+    const exited = new Promise<number | null>((r) => child.on("close", (code) => r(code)));
+    await ready;
+    child.kill("SIGTERM");
+    expect(await exited).toBe(42);
+    expect(out).toBe("ready\ngot TERM\n");
     expect(await leftovers()).toEqual([]);
   });
 

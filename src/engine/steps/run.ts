@@ -10,6 +10,7 @@ import { join, posix } from "node:path";
 import type { RunInstruction } from "../../frontend/instructions.js";
 import type { RunMount } from "../../frontend/mounts.js";
 import { KilnError } from "../../errors.js";
+import { resolveExtraHosts } from "../../run/hosts.js";
 import type { RunSpec } from "../../run/types.js";
 import { PREDEFINED_ARGS } from "../../frontend/plan.js";
 import { copyTreeNoFollow } from "../../snapshot/copy-tree.js";
@@ -76,6 +77,7 @@ async function run(ctx: StepContext, t: RunInstruction): Promise<Produced> {
     cwd: cfg.WorkingDir || "/",
     user: cfg.User || "root",
     network,
+    ...(config.extraHosts.length > 0 ? { extraHosts: resolveExtraHosts(config.extraHosts, network) } : {}),
     mounts,
     ...(config.ulimits.length > 0 ? { ulimits: config.ulimits } : {}),
     ...(config.shmSize !== undefined ? { shmSize: config.shmSize } : {}),
@@ -118,6 +120,8 @@ function runCreatedBy(ctx: StepContext, t: RunInstruction): string {
  */
 async function runKeyExtra(ctx: StepContext, t: RunInstruction): Promise<Record<string, string>> {
   const out: Record<string, string> = { shell: JSON.stringify(ctx.state.shell) };
+  // as BuildKit's ExecOp meta: the extra /etc/hosts entries are part of what the step ran with
+  if (ctx.config.extraHosts.length > 0) out.extraHosts = JSON.stringify(ctx.config.extraHosts);
   for (const [i, m] of t.mounts.entries()) {
     if (m.type !== "bind") continue;
     out[`mount${i}`] = await bindSourceDigest(ctx, m);
