@@ -4,6 +4,7 @@
 // registry time limits) is a UsageError here. `kiln build` runs what this returns; examples and
 // CI files are checked with it (checkCommandLine in main.ts).
 import { UsageError } from "../errors.js";
+import { isGitUrl, parseGitUrl } from "../context/git-url.js";
 import { parseNamedContext, parseOutput, parseSecret, type BuildOptions, type Isolation, type OutputSpec } from "../engine/options.js";
 import { attestRequest, wantsAttestations } from "../attest/request.js";
 import { parseCacheSpec } from "../cache/spec.js";
@@ -12,6 +13,7 @@ import type { Snapshotter } from "../snapshot/rootfs.js";
 import { parseRegistryTimeout } from "../registry/timeouts.js";
 import { parseTargetPlatforms } from "../image/platform.js";
 import { ISOLATIONS } from "../run/index.js";
+import { parseSshSpec } from "../run/ssh-agent.js";
 import { intOption, keyValues, many, one, parseCsv, type ParsedArgs } from "./args.js";
 import type { ProgressMode } from "./progress.js";
 
@@ -30,6 +32,7 @@ function choice<T extends string>(args: ParsedArgs, name: string, allowed: reado
 export function buildRequest(args: ParsedArgs): BuildRequest {
   if (args.positionals.length !== 1) throw new UsageError("USAGE", "kiln build: expected exactly one CONTEXT argument (see: kiln help build)");
   const context = args.positionals[0]!;
+  if (isGitUrl(context)) parseGitUrl(context); // a malformed git URL fails before any work
   const outputs: OutputSpec[] = many(args, "output").map((o) => parseOutput(parseCsv(o, "output"), o));
   if (args.flags.has("push")) outputs.push({ type: "image", names: [], push: true });
   const progress = choice(args, "progress", ["auto", "plain", "quiet"] as const, "auto");
@@ -84,6 +87,7 @@ export function buildRequest(args: ParsedArgs): BuildRequest {
     ...(level !== undefined ? { compressionLevel: level } : {}),
     pull,
     secrets: Object.fromEntries(many(args, "secret").map((v) => parseSecret(v, parseCsv(v, "secret")))),
+    ...(many(args, "ssh").length > 0 ? { ssh: Object.fromEntries(many(args, "ssh").map((v) => parseSshSpec(v))) } : {}),
     noCache: args.flags.has("no-cache"),
     noCacheFilter: many(args, "no-cache-filter"),
     cacheFrom,

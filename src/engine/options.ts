@@ -5,6 +5,7 @@ import type { Snapshotter } from "../snapshot/rootfs.js";
 import type { Readable } from "node:stream";
 import { resolve } from "node:path";
 import { UsageError } from "../errors.js";
+import { isGitUrl, parseGitUrl } from "../context/git-url.js";
 import type { ImageFormat } from "../image/oci.js";
 import { splitLayoutRef } from "../image/layout.js";
 import type { BuildListener } from "./events.js";
@@ -15,7 +16,8 @@ export type { OutputSpec } from "../output/write.js";
 
 export type NamedContext =
   | { kind: "oci-layout"; path: string; selector?: string }
-  | { kind: "dir"; path: string }
+  | { kind: "dir"; path: string; /** a fetched git context: `.git` left out */ withoutGit?: boolean }
+  | { kind: "git"; url: string }
   | { kind: "image"; ref: string };
 
 export type { Isolation } from "../run/types.js";
@@ -70,6 +72,10 @@ export interface BuildOptions {
   pull?: "always" | "missing" | "never";
   /** `RUN --mount=type=secret` sources by id: a file, or an environment variable. */
   secrets?: Record<string, SecretSource>;
+  /** `--ssh ID=PATH,...`: agent sockets or key files by id (an empty list: $SSH_AUTH_SOCK), for RUN --mount=type=ssh and SSH git sources. */
+  ssh?: Record<string, string[]>;
+  /** The version-control state of the context, for provenance (set from the fetched commit when the context is a git URL). */
+  vcs?: { commit: string; remote?: string; dirty?: boolean };
   /** Run every step (results are still recorded in the cache). */
   noCache?: boolean;
   /** Stages whose steps never reuse the cache. */
@@ -124,8 +130,12 @@ export function parseNamedContext(name: string, value: string): NamedContext {
     return { kind: "oci-layout", path: resolve(dir), ...(selector ? { selector } : {}) };
   }
   if (value.startsWith("docker-image://")) return { kind: "image", ref: value.slice("docker-image://".length) };
+  if (isGitUrl(value)) {
+    parseGitUrl(value); // a malformed one fails here, before any work
+    return { kind: "git", url: value };
+  }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value) && !value.startsWith("file://")) {
-    throw new UsageError("OPTION_INVALID", `--build-context ${name}=${value}: unsupported source (kiln supports oci-layout://, docker-image:// and local directories)`);
+    throw new UsageError("OPTION_INVALID", `--build-context ${name}=${value}: unsupported source (kiln supports oci-layout://, docker-image://, git URLs and local directories)`);
   }
   return { kind: "dir", path: resolve(value.replace(/^file:\/\//, "")) };
 }
