@@ -31,6 +31,9 @@ const tools = {
   zstd: "zstd", // zstd layers on Node.js without zlib zstd, and the tests' zstd bases
   podman: "podman", // test/pod/: kiln's own image run as a pod
   "qemu-aarch64-static": "qemu-user-static", // emulated RUN for linux/arm64 (test/engine/e2e-emulation)
+  git: "git", // git sources: git daemon, git http-backend (test/engine/e2e-git*)
+  sshd: "openssh-server", // ssh:// git contexts and RUN --mount=type=ssh (test/engine/e2e-git-ssh)
+  "ssh-agent": "openssh-client", // --ssh KEYFILE, ssh-add, ssh-keygen
 };
 
 const missing = [];

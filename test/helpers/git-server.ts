@@ -206,6 +206,6 @@ export async function startSshd(dir: string): Promise<Sshd> {
   const knownHosts = join(dir, "known_hosts");
   const hostPub = (await readFile(`${hostKey}.pub`, "utf8")).trim().split(" ").slice(0, 2).join(" ");
   await writeFile(knownHosts, `[127.0.0.1]:${port} ${hostPub}\n`);
-  const sshCommand = `ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=no -o IdentityFile=/dev/null -o StrictHostKeyChecking=yes -o UserKnownHostsFile=${knownHosts}`;
+  const sshCommand = `ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=${knownHosts}`;
   return { url: `ssh://root@127.0.0.1:${port}`, port, keyFile, publicKey, knownHosts, sshCommand, stop: () => stopChild(child) };
 }
