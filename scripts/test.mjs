@@ -31,10 +31,12 @@ const tools = {
   zstd: "zstd", // zstd layers on Node.js without zlib zstd, and the tests' zstd bases
   podman: "podman", // test/pod/: kiln's own image run as a pod
   "qemu-aarch64-static": "qemu-user-static", // emulated RUN for linux/arm64 (test/engine/e2e-emulation)
-  git: "git", // the provenance of a context in a git checkout (test/context/vcs, e2e attestations)
+  git: "git", // git sources (git daemon, git http-backend: test/engine/e2e-git*) and the provenance of a git checkout (test/context/vcs)
   rpmbuild: "rpm", // a real rpmdb.sqlite for the SBOM scanner's RPM reader (test/helpers/rpmdb.ts)
   go: "golang-go", // real Go binaries for the SBOM scanner's build-info reader (test/helpers/go-binary.ts)
   "tini-static": "tini", // kiln run --init (test/container/run-limits)
+  sshd: "openssh-server", // ssh:// git contexts and RUN --mount=type=ssh (test/engine/e2e-git-ssh)
+  "ssh-agent": "openssh-client", // --ssh KEYFILE, ssh-add, ssh-keygen
 };
 
 const missing = [];

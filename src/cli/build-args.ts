@@ -4,6 +4,7 @@
 // registry time limits) is a UsageError here. `kiln build` runs what this returns; examples and
 // CI files are checked with it (checkCommandLine in main.ts).
 import { UsageError } from "../errors.js";
+import { isGitUrl, parseGitUrl } from "../context/git-url.js";
 import { parseNamedContext, parseOutput, parseSecret, type BuildOptions, type Isolation, type OutputSpec } from "../engine/options.js";
 import { attestRequest, checkReferrers, effectiveAttestations, wantsAttestations } from "../attest/request.js";
 import { parseCacheSpec } from "../cache/spec.js";
@@ -12,6 +13,7 @@ import type { Snapshotter } from "../snapshot/rootfs.js";
 import { parseRegistryTimeout } from "../registry/timeouts.js";
 import { parseTargetPlatforms } from "../image/platform.js";
 import { ISOLATIONS } from "../run/index.js";
+import { parseSshSpec } from "../run/ssh-agent.js";
 import { intOption, keyValues, many, one, parseCsv, type ParsedArgs } from "./args.js";
 import { checkEntitlements, credentialsOption, kanikoSettings, registryOf } from "./compat-flags.js";
 import { parseShmSize, parseUlimit } from "../run/limits.js";
@@ -34,6 +36,7 @@ export function buildRequest(args: ParsedArgs): BuildRequest {
   if (kaniko.context === undefined && args.positionals.length !== 1) throw new UsageError("USAGE", "kiln build: expected exactly one CONTEXT argument (see: kiln help build)");
   if (kaniko.context !== undefined && args.positionals.length > 0) throw new UsageError("USAGE", "kiln build: expected exactly one CONTEXT argument (see: kiln help build)");
   const context = kaniko.context ?? args.positionals[0]!;
+  if (isGitUrl(context)) parseGitUrl(context); // a malformed git URL fails before any work
   const outputs: OutputSpec[] = many(args, "output").map((o) => parseOutput(parseCsv(o, "output"), o));
   if (args.flags.has("push") || kaniko.push) outputs.push({ type: "image", names: [], push: true });
   const quiet = args.flags.has("quiet");
@@ -108,6 +111,7 @@ export function buildRequest(args: ParsedArgs): BuildRequest {
     ...(level !== undefined ? { compressionLevel: level } : {}),
     pull,
     secrets: Object.fromEntries(many(args, "secret").map((v) => parseSecret(v, parseCsv(v, "secret")))),
+    ...(many(args, "ssh").length > 0 ? { ssh: Object.fromEntries(many(args, "ssh").map((v) => parseSshSpec(v))) } : {}),
     noCache: args.flags.has("no-cache"),
     noCacheFilter: many(args, "no-cache-filter"),
     cacheFrom,

@@ -31,7 +31,7 @@ const buildOptions: OptionSpec[] = [
   { name: "platform", type: "string", valueName: "OS/ARCH", help: "target platforms, e.g. linux/amd64 or linux/amd64,linux/arm64 (several: an image index)" },
   { name: "label", type: "string", repeatable: true, valueName: "K=V", help: "add a label to the image config" },
   { name: "annotation", type: "string", repeatable: true, valueName: "K=V", help: "add an annotation to the manifest" },
-  { name: "build-context", type: "string", repeatable: true, valueName: "NAME=VALUE", help: "named context: DIR, oci-layout:///path[:tag|@digest], docker-image://REF" },
+  { name: "build-context", type: "string", repeatable: true, valueName: "NAME=VALUE", help: "named context: DIR, oci-layout:///path[:tag|@digest], docker-image://REF, a git URL (https://host/repo.git#ref:subdir, git@host:repo.git#ref)" },
   { name: "output", short: "o", type: "string", repeatable: true, valueName: "SPEC", help: "type=oci,dest=DIR[,tar=true] | type=docker,dest=FILE | type=image,name=REF,push=true | type=local,dest=DIR | type=tar,dest=FILE" },
   { name: "push", type: "boolean", help: "push the image to the -t references (same as --output type=image,push=true)" },
   { name: "format", type: "string", valueName: "oci|docker", help: "media types of the image (default oci)" },
@@ -46,7 +46,8 @@ const buildOptions: OptionSpec[] = [
   { name: "jobs", type: "string", valueName: "N", help: "stages built at once (default: number of cores)" },
   { name: "compression-level", type: "string", valueName: "0-9", help: "gzip level for new layers (default 6)" },
   { name: "pull", type: "string", valueName: "POLICY", bare: { value: "always", accepts: ["always", "missing", "never", "true", "false"] }, help: "base images: always, missing or never (default missing; --pull alone: always, as buildx)" },
-  { name: "secret", type: "string", repeatable: true, valueName: "id=ID,src=FILE", help: "a secret for RUN --mount=type=secret (src=FILE or env=VAR)" },
+  { name: "secret", type: "string", repeatable: true, valueName: "id=ID,src=FILE", help: "a secret for RUN --mount=type=secret (src=FILE or env=VAR); GIT_AUTH_TOKEN / GIT_AUTH_HEADER authenticate HTTPS git sources" },
+  { name: "ssh", type: "string", repeatable: true, valueName: "default|ID=PATH[,PATH]", help: "an ssh agent for RUN --mount=type=ssh and SSH git sources: default ($SSH_AUTH_SOCK), an agent socket, or key files (kiln runs an ssh-agent for the build)" },
   { name: "no-cache", type: "boolean", help: "run every step (results are still cached)" },
   { name: "no-cache-filter", type: "string", repeatable: true, valueName: "STAGE", help: "never reuse the cache for this stage" },
   { name: "cache-from", type: "string", repeatable: true, valueName: "SPEC", help: "type=registry,ref=REF | type=local,src=DIR" },
@@ -62,7 +63,7 @@ const buildOptions: OptionSpec[] = [
 const commands: Record<string, Command> = {
   build: {
     summary: "Build an image from a Dockerfile",
-    usage: "kiln build [OPTIONS] CONTEXT   (CONTEXT may be - for a tar on stdin)",
+    usage: "kiln build [OPTIONS] CONTEXT   (CONTEXT: a directory, - for a tar on stdin, or a git URL: https://host/repo.git#ref:subdir, git@host:repo.git#ref)",
     options: buildOptions,
     hints: BUILD_FLAG_HINTS,
     async run(args) {

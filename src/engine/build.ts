@@ -42,7 +42,10 @@ import { JobSlots, StageScheduler, type SharedStages } from "./scheduler.js";
 import { stageIdentities } from "./stage-identity.js";
 import { BuildSources } from "./sources.js";
 import { buildStage, type StageEnvironment } from "./stage.js";
-import { isGitSource } from "./steps/copy.js";
+import { isGitUrl, parseGitUrl, redactUrl } from "../context/git-url.js";
+import { remoteWithoutCredentials, withoutGitDirs } from "../context/git.js";
+import type { IgnoreFn } from "../context/build-context.js";
+import { fetchGitContext } from "./git-sources.js";
 import { SUPPORTED_MOUNTS } from "./steps/run.js";
 
 export interface BuildResult {
@@ -81,10 +84,19 @@ export async function buildWith(options: BuildOptions, backends: EngineBackends)
 
 async function buildAll(options: BuildOptions, backends: EngineBackends): Promise<BuildResult> {
   const config = resolveConfig(options);
+  try {
+    return await buildConfigured(options, config, backends);
+  } finally {
+    await config.ssh.dispose();
+  }
+}
+
+async function buildConfigured(options: BuildOptions, config: EngineConfig, backends: EngineBackends): Promise<BuildResult> {
   const cacheDir = config.cacheDir;
   // Root filesystems, mounts and run directories a killed build left behind.
   await cleanupStale(cacheDir).catch(() => undefined);
   await cleanupStaleTemp(cacheDir);
+  if (isGitUrl(options.context)) return buildFromGit(options, config, backends);
   // An absolute context path: it keys the stat cache, which `kiln build ctx` and `/abs/ctx` share.
   if (options.context !== "-") return buildFrom({ ...options, context: resolve(options.context) }, config, backends);
   // `kiln build -`: the context is a tar on stdin; as with docker, -f names a file inside it.
@@ -100,13 +112,35 @@ async function buildAll(options: BuildOptions, backends: EngineBackends): Promis
   }
 }
 
-async function buildFrom(options: BuildOptions & { dockerfileName?: string; contextOnStdin?: boolean }, config: EngineConfig, backends: EngineBackends): Promise<BuildResult> {
+/**
+ * `kiln build https://host/repo.git#ref:subdir`: the context is that commit's tree (fetched
+ * before anything else, from the cache when fetched before), `.git` left out unless the build
+ * arg BUILDKIT_CONTEXT_KEEP_GIT_DIR is set; `-f` names a file inside it; the commit is the
+ * build's vcs state (provenance) and is recorded in the metadata file.
+ */
+async function buildFromGit(options: BuildOptions, config: EngineConfig, backends: EngineBackends): Promise<BuildResult> {
+  const tree = await fetchGitContext(config, options.context, "context");
+  const inside = options.dockerfileText === undefined && options.dockerfile !== "-"
+    ? { dockerfile: join(tree.dir, options.dockerfile ?? "Dockerfile"), dockerfileName: options.dockerfile ?? "Dockerfile" }
+    : {};
+  const vcs = options.vcs ?? { commit: tree.commit, remote: remoteWithoutCredentials(tree.src.remote) };
+  return buildFrom({ ...options, context: tree.dir, ...inside, vcs }, config, backends, { gitContext: true });
+}
+
+async function buildFrom(options: BuildOptions & { dockerfileName?: string; contextOnStdin?: boolean }, config: EngineConfig, backends: EngineBackends, from: { gitContext?: boolean } = {}): Promise<BuildResult> {
   const startedOn = new Date();
   const store = new BlobStore(config.cacheDir);
   const { text, file, path: dockerfilePath } = await readDockerfile(options);
+  const keepGitDir = keepGitDirArg(config.buildArgs.BUILDKIT_CONTEXT_KEEP_GIT_DIR);
 
   const named = new Map<string, NamedContext>();
   for (const [name, value] of Object.entries(options.buildContexts ?? {})) named.set(name, parseNamedContext(name, value));
+  // named git contexts: fetched now (concurrently), then read as directories
+  await Promise.all([...named].map(async ([name, nc]) => {
+    if (nc.kind !== "git") return;
+    const tree = await fetchGitContext(config, nc.url, `context:${name}`);
+    named.set(name, { kind: "dir", path: tree.dir, ...(keepGitDir ? {} : { withoutGit: true }) });
+  }));
 
   const ast = parseDockerfile(text, { file });
   const planned = planTargets(ast, config, {
@@ -116,7 +150,7 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
   });
   const plan = planned[0]!.plan;
   for (const w of plan.warnings) config.emit({ type: "warning", message: `${w.file}:${w.line}: ${w.message}` });
-  checkSupported(plan);
+  checkSupported(plan, config);
 
   const outputs = options.outputs && options.outputs.length > 0
     ? options.outputs
@@ -170,6 +204,7 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
       const scheduler = new StageScheduler(t.plan, slots, targets.length > 1 ? { stages: sharedStages, identity: stageIdentities(t.plan, stageConfig) } : undefined);
       const sources = new BuildSources({
         config: t.config, plan: t.plan, store, cache, contextDir: options.context, dockerfilePath, namedContexts: named,
+        ...(from.gitContext ? { contextIgnore: (ignore: IgnoreFn) => withoutGitDirs(ignore, keepGitDir) } : {}),
         stageResult: (index) => scheduler.result(index),
         newRootFS: () => session.newRootFS(),
         stagePlatform: (index) => (t.stageConfigs.get(index) ?? t.config).platform,
@@ -258,6 +293,8 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
         ...(attest ? { "kiln.attestations.index": output.manifest } : {}),
         "image.name": (options.tags ?? []).join(","),
         "kiln.steps": cache.steps,
+        ...(config.gitSources.length > 0 ? { "kiln.git": config.gitSources } : {}),
+        ...(options.vcs ? { "vcs.revision": options.vcs.commit, ...(options.vcs.remote ? { "vcs.source": redactUrl(options.vcs.remote) } : {}) } : {}),
         ...(session.isolation ? { "kiln.isolation": session.isolation } : {}),
       };
       await writeFileAtomic(options.metadataFile, JSON.stringify(meta, null, 2) + "\n");
@@ -325,14 +362,22 @@ async function attestPlatform(a: AttestationContext, b: PlatformBuild, outputs: 
   });
 }
 
-/** Everything kiln cannot do yet is an error naming the feature and the line, before any work. */
-function checkSupported(plan: BuildPlan): void {
+/** BUILDKIT_CONTEXT_KEEP_GIT_DIR's value as BuildKit reads it (a boolean; unset: false). */
+function keepGitDirArg(v: string | undefined): boolean {
+  return v !== undefined && /^(1|true|t|yes|on)$/i.test(v.trim());
+}
+
+/**
+ * Everything kiln cannot do yet, and what the build lacks for a step (a required ssh agent), is
+ * an error naming the feature and the line, before any work.
+ */
+function checkSupported(plan: BuildPlan, config: EngineConfig): void {
   for (const i of plan.order) {
-    for (const inst of plan.stages[i]!.instructions) checkInstruction(inst, plan.file);
+    for (const inst of plan.stages[i]!.instructions) checkInstruction(inst, plan.file, config);
   }
 }
 
-function checkInstruction(inst: TypedInstruction, file: string): void {
+function checkInstruction(inst: TypedInstruction, file: string, config: EngineConfig): void {
   const fail = (msg: string): never => {
     throw new DockerfileError("FEATURE_UNSUPPORTED", msg, inst.line, file);
   };
@@ -342,14 +387,26 @@ function checkInstruction(inst: TypedInstruction, file: string): void {
       for (const m of inst.mounts) {
         if (!SUPPORTED_MOUNTS.has(m.type)) fail(`RUN --mount=type=${m.type} is not supported yet`);
         if (m.type === "cache" && m.from !== undefined) fail("RUN --mount=type=cache,from=... is not supported yet");
+        if (m.type === "ssh" && m.required && !config.ssh.has(m.id ?? "default")) {
+          throw new DockerfileError("RUN_SSH_MISSING", `RUN --mount=type=ssh${m.id ? `,id=${m.id}` : ""} is required but no --ssh ${m.id ?? "default"} was given`, inst.line, file);
+        }
       }
       break;
-    case "add":
-      if (inst.keepGitDir) fail("ADD --keep-git-dir is not supported yet (git sources are not supported)");
-      for (const s of inst.sources) if (isGitSource(s)) fail(`ADD: git sources are not supported yet ("${s}")`);
+    case "add": {
+      const git = inst.sources.filter((s) => isGitUrl(s));
+      if (inst.keepGitDir && git.length === 0) fail("ADD --keep-git-dir needs a git source");
+      if (git.length > 0 && inst.sources.length > 1) fail("ADD of a git repository takes one source");
+      for (const s of git) {
+        try {
+          parseGitUrl(s);
+        } catch (err) {
+          throw DockerfileError.at(err, { file, line: inst.line, instruction: "ADD" });
+        }
+      }
       break;
+    }
     case "onbuild":
-      checkInstruction(inst.trigger, file);
+      checkInstruction(inst.trigger, file, config);
       break;
     default:
       break;

@@ -18,6 +18,18 @@ import { defaultCacheDir } from "../store/blob-store.js";
 import type { CacheOptions } from "./cache.js";
 import type { BuildEvent } from "./events.js";
 import type { BuildOptions, SecretSource } from "./options.js";
+import { SshAgents } from "../run/ssh-agent.js";
+
+/** A git repository a build read (its context, a named context, an ADD source), as the metadata file records it. */
+export interface GitSourceRecord {
+  /** "context", "context:NAME" or "Dockerfile:LINE" (ADD). */
+  use: string;
+  /** The remote, userinfo redacted. */
+  remote: string;
+  ref?: string;
+  subdir?: string;
+  commit: string;
+}
 
 export interface EngineConfig {
   /** Blob store, cache and work directories (absolute). */
@@ -48,6 +60,10 @@ export interface EngineConfig {
   /** `--add-host` entries for RUN steps' /etc/hosts (host-gateway resolved per step, by its network). */
   readonly extraHosts: readonly ExtraHost[];
   readonly secrets: Readonly<Record<string, SecretSource>>;
+  /** `--ssh` agents by id (kiln's own agents start on first use; disposed with the build). */
+  readonly ssh: SshAgents;
+  /** The git repositories the build read (filled in while it runs; shared by every platform). */
+  readonly gitSources: GitSourceRecord[];
   /** gzip level of new layers; undefined: the layer writer's default. */
   readonly compressionLevel: number | undefined;
   readonly isolation: Isolation;
@@ -104,6 +120,8 @@ export function resolveConfig(options: BuildOptions): EngineConfig {
     shmSize: options.shmSize,
     extraHosts: (options.addHosts ?? []).map(addHost),
     secrets: { ...(options.secrets ?? {}) },
+    ssh: new SshAgents(options.ssh ?? {}, options.signal),
+    gitSources: [],
     compressionLevel,
     isolation,
     snapshotter,

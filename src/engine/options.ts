@@ -6,6 +6,7 @@ import type { Snapshotter } from "../snapshot/rootfs.js";
 import type { Readable } from "node:stream";
 import { resolve } from "node:path";
 import { UsageError } from "../errors.js";
+import { isGitUrl, parseGitUrl } from "../context/git-url.js";
 import type { ImageFormat } from "../image/oci.js";
 import { splitLayoutRef } from "../image/layout.js";
 import { parseCompression } from "../layer/recompress.js";
@@ -17,7 +18,8 @@ export type { OutputSpec } from "../output/write.js";
 
 export type NamedContext =
   | { kind: "oci-layout"; path: string; selector?: string }
-  | { kind: "dir"; path: string }
+  | { kind: "dir"; path: string; /** a fetched git context: `.git` left out */ withoutGit?: boolean }
+  | { kind: "git"; url: string }
   | { kind: "image"; ref: string };
 
 export type { Isolation } from "../run/types.js";
@@ -83,6 +85,8 @@ export interface BuildOptions {
   pull?: "always" | "missing" | "never";
   /** `RUN --mount=type=secret` sources by id: a file, or an environment variable. */
   secrets?: Record<string, SecretSource>;
+  /** `--ssh ID=PATH,...`: agent sockets or key files by id (an empty list: $SSH_AUTH_SOCK), for RUN --mount=type=ssh and SSH git sources. */
+  ssh?: Record<string, string[]>;
   /** Run every step (results are still recorded in the cache). */
   noCache?: boolean;
   /** Stages whose steps never reuse the cache. */
@@ -100,7 +104,8 @@ export interface BuildOptions {
   attest?: AttestRequest;
   /**
    * The context's git commit and remote for the provenance; absent, they are read with the host's
-   * `git` when the context directory is in a checkout (context/vcs.ts), never for a context on stdin.
+   * `git` when the context directory is in a checkout (context/vcs.ts), never for a context on
+   * stdin; a git URL context sets them from the commit it fetched.
    */
   vcs?: VcsInfo;
 }
@@ -156,8 +161,12 @@ export function parseNamedContext(name: string, value: string): NamedContext {
     return { kind: "oci-layout", path: resolve(dir), ...(selector ? { selector } : {}) };
   }
   if (value.startsWith("docker-image://")) return { kind: "image", ref: value.slice("docker-image://".length) };
+  if (isGitUrl(value)) {
+    parseGitUrl(value); // a malformed one fails here, before any work
+    return { kind: "git", url: value };
+  }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value) && !value.startsWith("file://")) {
-    throw new UsageError("OPTION_INVALID", `--build-context ${name}=${value}: unsupported source (kiln supports oci-layout://, docker-image:// and local directories)`);
+    throw new UsageError("OPTION_INVALID", `--build-context ${name}=${value}: unsupported source (kiln supports oci-layout://, docker-image://, git URLs and local directories)`);
   }
   return { kind: "dir", path: resolve(value.replace(/^file:\/\//, "")) };
 }

@@ -4,7 +4,8 @@
 // trees `COPY --from` / `RUN --mount=from=` read (a stage's root filesystem or its layers, an
 // image's layers extracted once per build) with the identities their keys use.
 import { stat } from "node:fs/promises";
-import { DirContext } from "../context/build-context.js";
+import { DirContext, type IgnoreFn } from "../context/build-context.js";
+import { withoutGitDirs } from "../context/git.js";
 import { createIgnoreMatcher, readIgnoreFile } from "../context/dockerignore.js";
 import { suggestName as suggest } from "../frontend/flags.js";
 import { resolveStageRef, type BuildPlan, type InheritedArgs } from "../frontend/plan.js";
@@ -38,6 +39,8 @@ export interface SourcesInit {
   contextDir: string;
   dockerfilePath: string | undefined;
   namedContexts: ReadonlyMap<string, NamedContext>;
+  /** The main context's ignore rules wrapped (a git context leaves `.git` out). */
+  contextIgnore?: (ignore: IgnoreFn) => IgnoreFn;
   /** A scheduled stage's result. */
   stageResult(index: number): Promise<StageResult>;
   /** A new root filesystem, disposed with the build. */
@@ -82,7 +85,8 @@ export class BuildSources {
       const st = await stat(dir).catch(() => undefined);
       if (!st?.isDirectory()) throw new KilnError("CONTEXT_NOT_DIRECTORY", `build context "${dir}" is not a directory`);
       const patterns = await readIgnoreFile(dir, this.init.dockerfilePath);
-      return new DirContext(dir, createIgnoreMatcher(patterns));
+      const ignore = createIgnoreMatcher(patterns);
+      return new DirContext(dir, this.init.contextIgnore ? this.init.contextIgnore(ignore) : ignore);
     })();
     return this.mainContext;
   }
@@ -133,7 +137,9 @@ export class BuildSources {
       case "image":
         return this.pull(nc.ref, platform);
       case "dir":
-        throw new KilnError("CONTEXT_NAMED_INVALID", `build context "${name}" is a local directory and cannot be used as a base image`);
+        throw new KilnError("CONTEXT_NAMED_INVALID", `build context "${name}" is a ${nc.withoutGit ? "git repository" : "local directory"} and cannot be used as a base image`);
+      case "git":
+        throw new KilnError("INTERNAL", `internal: git context "${name}" was not fetched`);
     }
   }
 
@@ -171,7 +177,8 @@ export class BuildSources {
         const nc = this.named(target.name);
         if (nc?.kind === "dir") {
           const patterns = await readIgnoreFile(nc.path);
-          return new DirContext(nc.path, createIgnoreMatcher(patterns));
+          const ignore = createIgnoreMatcher(patterns);
+          return new DirContext(nc.path, nc.withoutGit ? withoutGitDirs(ignore) : ignore);
         }
         const platform = this.platformOf(stageIndex);
         return this.imageTree(`context:${target.name}\u0000${formatPlatform(platform)}`, async () => (await this.contextImage(target.name, platform)).image);

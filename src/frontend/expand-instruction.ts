@@ -88,7 +88,7 @@ export function expandInstruction(t: TypedInstruction, env: ExpandEnv, opts: Exp
       }
       const checksum = opt(t.checksum);
       if (checksum !== undefined) {
-        const problem = checkChecksum(checksum);
+        const problem = checkChecksum(checksum, sources);
         if (problem) throw fail(problem);
       }
       return { ...t, sources, dest, inline, chown, chmod, exclude, checksum };

@@ -2,6 +2,7 @@
 // union on `kind`), checking flags, argument counts and everything knowable before expansion.
 // Words stay UNEXPANDED here; expand-instruction.ts applies variable expansion afterwards.
 // Mirrors BuildKit's frontend/dockerfile/instructions/parse.go.
+import { isGitUrl } from "../context/git-url.js";
 import type { Heredoc, Instruction } from "./ast.js";
 import { DockerfileError } from "../errors.js";
 import { FlagError, type FlagSpec, type ParsedFlags, parseFlags, parseGoDuration } from "./flags.js";
@@ -229,8 +230,12 @@ export function checkChmod(value: string): string | undefined {
   return `invalid --chmod value ${JSON.stringify(value)} (octal like 755 or symbolic like u+x)`;
 }
 
-/** Validate a `--checksum` value. */
-export function checkChecksum(value: string): string | undefined {
+/** Validate a `--checksum` value: a digest, or for a git source (Dockerfile 1.17) the commit its ref must resolve to. */
+export function checkChecksum(value: string, sources: readonly string[] = []): string | undefined {
+  if (sources.some((s) => isGitUrl(s))) {
+    if (/^[0-9a-f]{7,64}$/.test(value)) return undefined;
+    return `invalid --checksum ${JSON.stringify(value)} for a git source (expected the commit: hex digits)`;
+  }
   if (CHECKSUM_RE.test(value)) return undefined;
   return `invalid --checksum ${JSON.stringify(value)} (expected sha256:<64 hex digits>)`;
 }
@@ -346,7 +351,7 @@ export function typeInstruction(node: Instruction, file = "Dockerfile"): TypedIn
       }
       const checksum = flags.string("checksum") || undefined;
       if (checksum !== undefined && !checksum.includes("$")) {
-        const problem = checkChecksum(checksum);
+        const problem = checkChecksum(checksum, sources);
         if (problem) throw fail(problem);
       }
       return {

@@ -1,17 +1,18 @@
 // What a RUN gets when nothing can be mounted (plain-chroot): the /etc files written in place
 // (the original content restored after the step; a change to the read-only ones is reported), /dev nodes made with mknod, the RUN's mounts as
-// private copies in their (missing) targets, and kiln's static busybox in a hidden stub directory.
+// private copies in their (missing) targets (an agent socket: a proxy listening there), and kiln's static busybox in a hidden stub directory.
 // Everything is undone after the step, and touched then only while it is still the object kiln
 // made or wrote (same dev/ino, resolved again inside the rootfs), so a step cannot steer it.
 import { lstatSync } from "node:fs";
-import { chmod, chown, copyFile, lstat, mkdir, readFile, rm, stat, unlink, utimes, writeFile } from "node:fs/promises";
-import { join, posix } from "node:path";
+import { chmod, chown, copyFile, link, lstat, mkdir, mkdtemp, readFile, rm, stat, unlink, utimes, writeFile } from "node:fs/promises";
+import { dirname, join, posix } from "node:path";
 import { KilnError } from "../errors.js";
 import { resolveInRoot } from "../snapshot/confine.js";
 import { copyTreeNoFollow } from "../snapshot/copy-tree.js";
 import { runQuiet } from "./output.js";
 import type { MountTargets } from "./sandbox-files.js";
 import type { RunMount } from "./types.js";
+import { listenAgentProxy, type AgentProxy } from "./ssh-agent.js";
 
 /** The stub directory (in-container path) that holds kiln's busybox during a plain-chroot step. */
 export const STUB_DIR = "/.kiln-run";
@@ -35,6 +36,7 @@ function same(host: string, u: Undo): boolean {
 
 export class InPlace {
   private readonly undo: Undo[] = [];
+  private readonly proxies: AgentProxy[] = [];
   private readonly readonlyFiles: Array<{ path: string; host: string; content: string; dev: number; ino: number }> = [];
   /** What could not be provided (e.g. "mknod refused"), for one warning. */
   readonly notes: string[] = [];
@@ -133,7 +135,25 @@ export class InPlace {
       await chown(host, m.uid ?? 0, m.gid ?? 0);
       await chmod(host, m.mode ?? 0o400);
     } else if (source === undefined) await mkdir(host, { mode: 0o1777 });
-    else if ((await lstat(source)).isDirectory()) await copyTreeNoFollow(source, host);
+    else if ((await lstat(source)).isSocket()) {
+      // an agent socket (RUN --mount=type=ssh) cannot be copied: kiln listens at the target itself
+      const st = await lstat(source);
+      const owner = { mode: st.mode & 0o777, uid: st.uid, gid: st.gid };
+      // listening on a private path and hard-linking it in: closing unlinks only the private path
+      // (the target is removed by the guarded undo below, never through a path the step may have changed)
+      const priv = await mkdtemp(join(dirname(this.rootfs), ".kiln-ssh-")).catch(() => undefined);
+      const proxy = priv ? await listenAgentProxy(join(priv, "s"), source, owner).catch(() => undefined) : undefined;
+      if (proxy && (await link(proxy.path, host).then(() => true, () => false))) {
+        this.proxies.push({ path: proxy.path, close: async () => {
+          await proxy.close();
+          await rm(priv as string, { recursive: true, force: true });
+        } });
+      } else {
+        if (proxy) await proxy.close();
+        if (priv) await rm(priv, { recursive: true, force: true });
+        this.proxies.push(await listenAgentProxy(host, source, owner, false));
+      }
+    } else if ((await lstat(source)).isDirectory()) await copyTreeNoFollow(source, host);
     else await copyFile(source, host);
     if (m.type === "tmpfs") await chmod(host, 0o1777);
     const parentId = lstatSync(parent);
@@ -157,6 +177,7 @@ export class InPlace {
 
   /** Undo everything, newest first; objects a step replaced are left as the step left them. */
   async cleanup(): Promise<void> {
+    for (const p of this.proxies.splice(0)) await p.close().catch(() => undefined);
     while (this.undo.length > 0) {
       const u = this.undo.pop() as Undo;
       if (same(u.host, u)) await u.run().catch(() => undefined);

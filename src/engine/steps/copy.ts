@@ -6,6 +6,11 @@ import { parseChmod } from "../../context/chmod.js";
 import { copyEntries, type CopySource } from "../../context/copy-entries.js";
 import { resolveChown } from "../../context/owner.js";
 import { selectSources, type SelectedSource } from "../../context/select.js";
+import { DirContext } from "../../context/build-context.js";
+import { checkoutGit, withoutGitDirs, type GitOptions, type ResolvedGit } from "../../context/git.js";
+import { isGitUrl, parseGitUrl, redactUrl, type GitRef } from "../../context/git-url.js";
+import { checkGitChecksum, recordGit, resolveGit } from "../git-sources.js";
+import { join } from "node:path";
 import type { DownloadedFile } from "../../context/url.js";
 import { hashSources } from "../../cache/sources.js";
 import type { AddInstruction, CopyInstruction } from "../../frontend/instructions.js";
@@ -20,9 +25,12 @@ export function isUrl(source: string): boolean {
   return /^https?:\/\//i.test(source);
 }
 
-/** Git sources (ADD git@..., ADD https://....git) are not supported yet. */
-export function isGitSource(source: string): boolean {
-  return /^git@|^git:\/\/|^ssh:\/\//i.test(source) || (isUrl(source) && /\.git(#.*)?$/i.test(source));
+/** `ADD <git-url>`: the source, the commit its ref resolved to, and how to fetch it on a miss. */
+interface PreparedGit {
+  src: GitRef;
+  resolved: ResolvedGit;
+  options: GitOptions;
+  keepGitDir: boolean;
 }
 
 interface PreparedCopy {
@@ -34,6 +42,7 @@ interface PreparedCopy {
   sourcesDigest?: Digest;
   fromIdentity?: Digest;
   extra: Record<string, string>;
+  git?: PreparedGit;
 }
 
 export function copyStep(t: CopyInstruction | AddInstruction): LayerStep {
@@ -64,9 +73,19 @@ async function prepareCopy(ctx: StepContext, t: CopyInstruction | AddInstruction
   const urls: PreparedCopy["urls"] = [];
   const local: string[] = [];
   const extra: Record<string, string> = {};
+  let gitSource: PreparedGit | undefined;
   for (const s of t.sources) {
-    if (t.kind === "add" && isUrl(s)) {
-      if (isGitSource(s)) throw new KilnError("FEATURE_UNSUPPORTED", `git sources are not supported yet ("${s}")`);
+    if (t.kind === "add" && isGitUrl(s)) {
+      // keyed by the commit the ref names now (ls-remote): a hit fetches nothing
+      const src = parseGitUrl(s);
+      const { resolved, options } = await resolveGit(ctx.config, src);
+      const checksum = t.checksum ?? src.checksum;
+      if (checksum !== undefined) checkGitChecksum(src, resolved, checksum);
+      const keepGitDir = t.keepGitDir || src.keepGitDir === true;
+      extra[`git:${redactUrl(src.remote)}`] = `${resolved.commit} ${src.subdir ?? ""} keep-git-dir=${keepGitDir} submodules=${src.submodules}`;
+      recordGit(ctx.config, { use: `ADD line ${t.line}`, remote: redactUrl(src.remote), ...(src.ref ? { ref: src.ref } : {}), ...(src.subdir ? { subdir: src.subdir } : {}), commit: resolved.commit });
+      gitSource = { src, resolved, options, keepGitDir };
+    } else if (t.kind === "add" && isUrl(s)) {
       const { fetchUrl } = await import("../../context/url.js"); // undici loads only for ADD <url>
       const file = await fetchUrl(s, {
         tmpDir: tmp,
@@ -81,7 +100,7 @@ async function prepareCopy(ctx: StepContext, t: CopyInstruction | AddInstruction
       local.push(s);
     }
   }
-  const prepared: PreparedCopy = { urls, tmp, extra };
+  const prepared: PreparedCopy = { urls, tmp, extra, ...(gitSource ? { git: gitSource } : {}) };
   if (local.length === 0) return prepared;
   const from = t.kind === "copy" ? t.from : undefined;
   if (from !== undefined) {
@@ -99,7 +118,7 @@ async function prepareCopy(ctx: StepContext, t: CopyInstruction | AddInstruction
 }
 
 async function copyLayerEntries(ctx: StepContext, t: CopyInstruction | AddInstruction, prepared: PreparedCopy): Promise<LayerEntry[]> {
-  const local = t.sources.filter((s) => !(t.kind === "add" && isUrl(s)));
+  const local = t.sources.filter((s) => !(t.kind === "add" && (isUrl(s) || isGitUrl(s))));
   let selected = prepared.selected;
   if (!selected && local.length > 0) {
     const tree = await ctx.sources.tree((t as CopyInstruction).from!);
@@ -107,6 +126,7 @@ async function copyLayerEntries(ctx: StepContext, t: CopyInstruction | AddInstru
   }
   const sources: CopySource[] = [...(selected ?? [])];
   for (const u of prepared.urls) sources.push({ kind: "url", file: u.file, url: u.url });
+  if (prepared.git) sources.push(...(await gitSources(ctx, prepared.git)));
   for (const h of t.inline) sources.push({ kind: "heredoc", name: h.path, content: h.data });
 
   const image = await ctx.view();
@@ -129,5 +149,15 @@ async function copyLayerEntries(ctx: StepContext, t: CopyInstruction | AddInstru
     ...(t.kind === "add" && t.unpack !== undefined ? { unpack: t.unpack } : {}),
     spoolDir: prepared.tmp,
     ...(ctx.config.sourceDateEpoch !== undefined ? { timestamp: ctx.config.sourceDateEpoch } : {}),
+  });
+}
+
+/** The checked-out repository (fetched now unless that commit is in the cache) as the step's sources: its whole tree, `.git` only when kept. */
+async function gitSources(ctx: StepContext, g: PreparedGit): Promise<SelectedSource[]> {
+  const checkout = await checkoutGit(g.src, g.resolved, ctx.config.cacheDir, g.options);
+  const dir = g.src.subdir ? join(checkout, g.src.subdir) : checkout;
+  const tree = new DirContext(dir, withoutGitDirs(() => false, g.keepGitDir));
+  return selectSources(tree, ["."]).catch((err: unknown) => {
+    throw new KilnError("CONTEXT_SOURCE_NOT_FOUND", `git source ${g.src.display}: ${(err as Error).message}`);
   });
 }

@@ -5,22 +5,27 @@
 // returns the snapshot of what changed. Its key: the history text, every ARG value in scope, the
 // instruction's fields, the shell and the content behind bind mounts.
 import { createHash } from "node:crypto";
-import { chmod, chown, mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join, posix } from "node:path";
+import type { LayerEntry } from "../../layer/entry.js";
+import { listenAgentProxy, type AgentProxy } from "../../run/ssh-agent.js";
+import type { IdMapping } from "../../snapshot/idmap.js";
 import type { RunInstruction } from "../../frontend/instructions.js";
 import type { RunMount } from "../../frontend/mounts.js";
 import { KilnError } from "../../errors.js";
 import { resolveExtraHosts } from "../../run/hosts.js";
-import type { RunSpec } from "../../run/types.js";
+import type { RunResult, RunSpec, Runner } from "../../run/types.js";
 import { PREDEFINED_ARGS } from "../../frontend/plan.js";
 import { copyTreeNoFollow } from "../../snapshot/copy-tree.js";
 import { bindSourceDigest, resolveBindSource } from "./bind-source.js";
 import { envMap } from "../image-config.js";
+import { secretValue } from "../secret-value.js";
 import { instructionExtra } from "../step-extra.js";
 import type { LayerStep, Produced, StepContext } from "../step.js";
 
 /** Mount types RUN supports; the others are rejected before the build starts. */
-export const SUPPORTED_MOUNTS = new Set(["bind", "cache", "tmpfs", "secret"]);
+export const SUPPORTED_MOUNTS = new Set(["bind", "cache", "tmpfs", "secret", "ssh"]);
 
 export function runStep(t: RunInstruction): LayerStep {
   return {
@@ -56,37 +61,55 @@ async function run(ctx: StepContext, t: RunInstruction): Promise<Produced> {
   const tmp = await ctx.tmpDir("run-");
   const mounts: NonNullable<RunSpec["mounts"]> = [];
   const argv = await commandArgv(ctx, t, tmp, mounts);
-  for (const m of t.mounts) {
-    if (m.type === "secret") {
-      const secret = await secretMount(ctx, m);
-      if (secret?.mount) mounts.push(secret.mount);
-      if (secret?.env) env.set(secret.env.name, secret.env.value);
-      continue;
+  const proxies: AgentProxy[] = [];
+  let sshIndex = 0;
+  try {
+    for (const m of t.mounts) {
+      if (m.type === "ssh") {
+        const agent = await sshMount(ctx, m, sshIndex++, runner, proxies);
+        if (agent) {
+          mounts.push(agent);
+          if (!env.has("SSH_AUTH_SOCK")) env.set("SSH_AUTH_SOCK", agent.target);
+        }
+        continue;
+      }
+      if (m.type === "secret") {
+        const secret = await secretMount(ctx, m);
+        if (secret?.mount) mounts.push(secret.mount);
+        if (secret?.env) env.set(secret.env.name, secret.env.value);
+        continue;
+      }
+      mounts.push(await mountFor(ctx, m, tmp));
     }
-    mounts.push(await mountFor(ctx, m, tmp));
-  }
 
-  const network = t.network === "none" ? "none" : t.network === "host" ? "host" : config.network;
-  const baselineStarted = process.hrtime.bigint();
-  const snapshot = await rootfs.beginStep({ exclude: [...mounts.map((m) => m.target.replace(/^\/+/, "")), ...(runner.stepExcludes ?? [])], ...(runner.idMap ? { idMap: runner.idMap } : {}) });
-  const baselineNs = process.hrtime.bigint() - baselineStarted;
-  const spec: RunSpec = {
-    rootfs: rootfs.dir,
-    argv,
-    env: [...env].map(([k, v]) => `${k}=${v}`),
-    cwd: cfg.WorkingDir || "/",
-    user: cfg.User || "root",
-    network,
-    ...(config.extraHosts.length > 0 ? { extraHosts: resolveExtraHosts(config.extraHosts, network) } : {}),
-    mounts,
-    ...(config.ulimits.length > 0 ? { ulimits: config.ulimits } : {}),
-    ...(config.shmSize !== undefined ? { shmSize: config.shmSize } : {}),
-    stdout: (data) => ctx.emit({ type: "step-log", id: ctx.stepId, stream: "stdout", data }),
-    stderr: (data) => ctx.emit({ type: "step-log", id: ctx.stepId, stream: "stderr", data }),
-    ...(config.signal ? { signal: config.signal } : {}),
-    ...(config.qemu !== undefined ? { qemu: config.qemu } : {}),
-  };
-  const result = await runner.run(spec);
+    const network = t.network === "none" ? "none" : t.network === "host" ? "host" : config.network;
+    const baselineStarted = process.hrtime.bigint();
+    const snapshot = await rootfs.beginStep({ exclude: [...mounts.map((m) => m.target.replace(/^\/+/, "")), ...(runner.stepExcludes ?? [])], ...(runner.idMap ? { idMap: runner.idMap } : {}) });
+    const baselineNs = process.hrtime.bigint() - baselineStarted;
+    const spec: RunSpec = {
+      rootfs: rootfs.dir,
+      argv,
+      env: [...env].map(([k, v]) => `${k}=${v}`),
+      cwd: cfg.WorkingDir || "/",
+      user: cfg.User || "root",
+      network,
+      ...(config.extraHosts.length > 0 ? { extraHosts: resolveExtraHosts(config.extraHosts, network) } : {}),
+      mounts,
+      ...(config.ulimits.length > 0 ? { ulimits: config.ulimits } : {}),
+      ...(config.shmSize !== undefined ? { shmSize: config.shmSize } : {}),
+      stdout: (data) => ctx.emit({ type: "step-log", id: ctx.stepId, stream: "stdout", data }),
+      stderr: (data) => ctx.emit({ type: "step-log", id: ctx.stepId, stream: "stderr", data }),
+      ...(config.signal ? { signal: config.signal } : {}),
+      ...(config.qemu !== undefined ? { qemu: config.qemu } : {}),
+    };
+    const result = await runner.run(spec);
+    return await finishRun(argv, result, { snapshot, baselineNs });
+  } finally {
+    for (const p of proxies) await p.close().catch(() => undefined);
+  }
+}
+
+async function finishRun(argv: string[], result: RunResult, snapshot: StepSnapshot): Promise<Produced> {
   if (result.exitCode !== 0) {
     const tail = result.outputTail.trimEnd();
     throw new KilnError(
@@ -96,10 +119,15 @@ async function run(ctx: StepContext, t: RunInstruction): Promise<Produced> {
     );
   }
   const diffStarted = process.hrtime.bigint();
-  const entries = await snapshot.changes();
+  const entries = await snapshot.snapshot.changes();
   // The snapshot's cost: the baseline walk before the step plus the diff after it.
-  const snapshotSeconds = Number(process.hrtime.bigint() - diffStarted + baselineNs) / 1e9;
+  const snapshotSeconds = Number(process.hrtime.bigint() - diffStarted + snapshot.baselineNs) / 1e9;
   return { entries, snapshotSeconds };
+}
+
+interface StepSnapshot {
+  snapshot: { changes(): Promise<LayerEntry[]> };
+  baselineNs: bigint;
 }
 
 /** History text of a RUN: `RUN |N K=V ... /bin/sh -c cmd`, build args first as Docker writes them. */
@@ -209,20 +237,10 @@ async function secretMount(
 ): Promise<{ mount?: NonNullable<RunSpec["mounts"]>[number]; env?: { name: string; value: string } } | undefined> {
   const id = m.id ?? (m.target ? posix.basename(m.target) : undefined);
   if (!id) throw new KilnError("RUN_MOUNT_INVALID", `--mount=${m.spec}: a secret needs id= (or a target)`);
-  const given = ctx.config.secrets[id];
-  if (!given) {
+  const value = await secretValue(ctx.config, id);
+  if (!value) {
     if (m.required) throw new KilnError("RUN_SECRET_MISSING", `secret "${id}" is required but was not given`);
     return undefined;
-  }
-  let value: Buffer;
-  if (given.src !== undefined) {
-    value = await readFile(given.src).catch((e: NodeJS.ErrnoException) => {
-      throw new KilnError("RUN_SECRET_UNREADABLE", `secret "${id}": cannot read its source file (${e.code ?? e.message})`);
-    });
-  } else {
-    const v = process.env[given.env ?? id];
-    if (v === undefined) throw new KilnError("RUN_SECRET_UNREADABLE", `secret "${id}": environment variable ${given.env ?? id} is not set`);
-    value = Buffer.from(v, "utf8");
   }
   if (m.env && !m.target) return { env: { name: m.env, value: value.toString("utf8") } };
   const target = m.target ? posix.resolve(ctx.state.image.config.config?.WorkingDir || "/", m.target) : `/run/secrets/${id}`;
@@ -239,4 +257,39 @@ async function secretMount(
     },
     ...(m.env ? { env: { name: m.env, value: value.toString("utf8") } } : {}),
   };
+}
+
+/**
+ * `RUN --mount=type=ssh`: a socket at the target (default /run/buildkit/ssh_agent.N) that passes
+ * connections to the `--ssh` agent of that id (default "default"), owned by the mount's uid/gid
+ * (default 0:0, mode 0600) as the container sees them. Only the socket enters the step: no key,
+ * no host path. Without that agent the mount is skipped, or an error when `required`.
+ */
+async function sshMount(ctx: StepContext, m: RunMount, index: number, runner: Runner, proxies: AgentProxy[]): Promise<NonNullable<RunSpec["mounts"]>[number] | undefined> {
+  const id = m.id ?? "default";
+  if (!ctx.config.ssh.has(id)) {
+    if (m.required) throw new KilnError("RUN_SSH_MISSING", `--mount=${m.spec}: ssh agent "${id}" is required but no --ssh ${id} was given`);
+    return undefined;
+  }
+  const agent = await ctx.config.ssh.socket(id);
+  const target = m.target ? posix.resolve(ctx.state.image.config.config?.WorkingDir || "/", m.target) : `/run/buildkit/ssh_agent.${index}`;
+  // a short host path: socket addresses are limited to 108 bytes
+  const dir = await mkdtemp(join(tmpdir(), "kiln-ssh-"));
+  const proxy = await listenAgentProxy(join(dir, `agent.${index}`), agent, {
+    mode: m.mode ?? 0o600,
+    uid: hostId(runner.idMap?.uid, m.uid ?? 0),
+    gid: hostId(runner.idMap?.gid, m.gid ?? 0),
+  });
+  proxies.push({ path: proxy.path, close: async () => {
+    await proxy.close();
+    await rm(dir, { recursive: true, force: true });
+  } });
+  return { type: "bind", source: proxy.path, target, readonly: false, label: `--mount=${m.spec}` };
+}
+
+/** The host id a container id maps to (itself without a user namespace). */
+function hostId(map: IdMapping[] | undefined, id: number): number {
+  if (!map) return id;
+  const row = map.find((r) => id >= r.containerID && id < r.containerID + r.size);
+  return row ? row.hostID + (id - row.containerID) : id;
 }
