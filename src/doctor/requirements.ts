@@ -5,7 +5,7 @@
 
 export type RequirementId =
   | "oci-runtime" | "util-linux" | "coreutils" | "busybox" | "proot" | "overlayfs" | "scratch-fs"
-  | "xattr-tools" | "uidmap" | "zstd" | "qemu" | "git" | "ssh";
+  | "xattr-tools" | "uidmap" | "zstd" | "qemu" | "tini" | "git" | "ssh";
 
 export interface Packages {
   debian: string;
@@ -38,6 +38,7 @@ export const REQUIREMENTS: readonly Requirement[] = [
   { id: "uidmap", name: "user namespaces + subuid/subgid", usedFor: "rootless builds (not root): newuidmap/newgidmap and a range in /etc/subuid, /etc/subgid", need: "optional", commands: ["newuidmap", "newgidmap"], packages: { debian: "uidmap", fedora: "shadow-utils", alpine: "shadow-uidmap" } },
   { id: "zstd", name: "zstd", usedFor: "zstd base layers on Node.js without zlib zstd (before 22.15)", need: "optional", commands: ["zstd"], packages: { debian: "zstd", fedora: "zstd", alpine: "zstd" } },
   { id: "qemu", name: "qemu-user-static + binfmt_misc", usedFor: "RUN for a foreign `--platform` (emulation)", need: "optional", commands: ["qemu-aarch64-static", "qemu-x86_64-static"], packages: { debian: "qemu-user-static", fedora: "qemu-user-static", alpine: "qemu-openrc qemu-aarch64 qemu-x86_64" } },
+  { id: "tini", name: "static tini", usedFor: "`kiln run --init`", need: "optional", commands: ["tini-static"], packages: { debian: "tini", fedora: "tini", alpine: "tini-static" } },
   { id: "git", name: "git", usedFor: "git build contexts, named contexts and `ADD <git-url>` (the host's git lists, fetches and checks them out)", need: "optional", commands: ["git"], packages: { debian: "git", fedora: "git", alpine: "git" } },
   { id: "ssh", name: "OpenSSH client + ssh-agent", usedFor: "SSH git remotes (ssh) and `--ssh ID=KEYFILE` (an ssh-agent kiln runs for the build, keys loaded with ssh-add)", need: "optional", commands: ["ssh", "ssh-agent", "ssh-add"], packages: { debian: "openssh-client", fedora: "openssh-clients", alpine: "openssh-client" } },
 ];
