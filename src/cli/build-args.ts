@@ -7,7 +7,7 @@ import { UsageError } from "../errors.js";
 import { parseNamedContext, parseOutput, parseSecret, type BuildOptions, type Isolation, type OutputSpec } from "../engine/options.js";
 import { attestRequest, wantsAttestations } from "../attest/request.js";
 import { parseCacheSpec } from "../cache/spec.js";
-import { checkAttestationOutputs } from "../output/write.js";
+import { checkAttestationOutputs } from "../output/spec.js";
 import type { Snapshotter } from "../snapshot/rootfs.js";
 import { parseRegistryTimeout } from "../registry/timeouts.js";
 import { parseTargetPlatforms } from "../image/platform.js";

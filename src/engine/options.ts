@@ -10,7 +10,7 @@ import { splitLayoutRef } from "../image/layout.js";
 import type { BuildListener } from "./events.js";
 import type { RegistryTimeouts } from "../registry/timeouts.js";
 
-import type { OutputSpec } from "../output/write.js";
+import type { OutputSpec } from "../output/spec.js";
 export type { OutputSpec } from "../output/write.js";
 
 export type NamedContext =
