@@ -18,6 +18,7 @@ import { resolveImage, type PullPolicy } from "../images/resolve.js";
 import { chooseRunner, resolveUser, type Isolation, type RunControl, type RunFeature, type RunMount, type RunSpec } from "../run/index.js";
 import { overlayUnsupported, primeOverlayProbe } from "../snapshot/overlay.js";
 import { cachedHostFact, cachedPreflight } from "../run/preflight-cache.js";
+import { ensureEmulation, runsNatively } from "../run/emulation.js";
 import { newHostname } from "../run/sandbox-files.js";
 import { parseAddHost, resolveExtraHosts } from "../run/hosts.js";
 import { capabilitySet } from "../run/caps.js";
@@ -116,9 +117,6 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
   await cleanupStale(cacheDir).catch(() => undefined);
   const host = hostPlatform();
   const platform = o.platform ? parsePlatform(o.platform) : host;
-  if (!platformMatches(platform, host) && !platformMatches(host, platform)) {
-    throw new KilnError("FEATURE_UNSUPPORTED", `--platform ${formatPlatform(platform)}: running a ${formatPlatform(platform)} image on a ${formatPlatform(host)} machine needs emulation, which kiln run does not support`);
-  }
   const extraHosts = resolveExtraHosts((o.addHosts ?? []).map(parseAddHost), o.network ?? "host");
   const capsGiven = (o.capAdd?.length ?? 0) + (o.capDrop?.length ?? 0) > 0;
   const capabilities = capsGiven ? capabilitySet(o.capAdd ?? [], o.capDrop ?? []) : undefined;
@@ -131,8 +129,12 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
     throw new KilnError(code, `${name}: ${msg}`);
   };
   const config = JSON.parse((await img.source.readBytes(img.source.config.digest)).toString("utf8")) as ImageConfig;
-  if (config.os && config.architecture && !platformMatches(host, { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) })) {
-    fail("FEATURE_UNSUPPORTED", `the image is for ${config.os}/${config.architecture}; running it on ${formatPlatform(host)} needs emulation, which kiln run does not support`);
+  // the image's own platform decides (a single-platform image needs no --platform); a foreign
+  // one runs under qemu-user-static through binfmt_misc, as emulated RUN steps do
+  const imagePlatform = config.os && config.architecture ? { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) } : platform;
+  if (o.platform && !platformMatches(platform, imagePlatform)) fail("PLATFORM_MISMATCH", `the image is for ${formatPlatform(imagePlatform)}, not --platform ${formatPlatform(platform)}`);
+  if (!runsNatively(imagePlatform, host)) {
+    await ensureEmulation(imagePlatform, { purpose: `kiln run of ${name} (${formatPlatform(imagePlatform)})` });
   }
   const cc = config.config ?? {};
   const argv = containerArgv(cc, { args: o.args ?? [], ...(o.entrypoint !== undefined ? { entrypoint: o.entrypoint } : {}) }, name);

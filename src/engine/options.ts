@@ -13,7 +13,7 @@ import { parseCompression } from "../layer/recompress.js";
 import type { BuildListener } from "./events.js";
 import type { RegistryTimeouts } from "../registry/timeouts.js";
 
-import type { OutputSpec } from "../output/write.js";
+import type { OutputSpec } from "../output/spec.js";
 export type { OutputSpec } from "../output/write.js";
 
 export type NamedContext =

@@ -1,6 +1,6 @@
 // Hands an image to every requested destination: OCI layout (directory or tar), docker archive,
 // or a registry push; a multi-platform image (an index) goes to all but the docker archive. Each destination writes atomically (temp name, then rename). OutputSpec,
-// the description of one destination, lives here (the engine re-exports it).
+// the description of one destination, lives in spec.ts (re-exported here and by the engine).
 import type { OutputImage } from "../image/image-index.js";
 import type { PushOptions } from "../registry/push.js";
 import { UsageError, throwIfAborted } from "../errors.js";
@@ -9,23 +9,11 @@ import { writeDockerArchive } from "./docker-archive.js";
 import { sameCompression, type LayerCompression } from "../layer/recompress.js";
 import type { ImageFormat } from "../image/oci.js";
 
-export type OutputSpec =
-  | { type: "oci"; dest: string; tar: boolean; compression?: LayerCompression }
-  | { type: "docker"; dest: string; compression?: LayerCompression }
-  | { type: "image"; names: string[]; push: boolean; compression?: LayerCompression }
-  /** The image's file system as a directory / one tar (buildx's local exporters: src/container/export.ts, called by the engine). */
-  | { type: "local"; dest: string }
-  | { type: "tar"; dest: string };
+export { checkAttestationOutputs, type OutputSpec } from "./spec.js";
+import type { OutputSpec } from "./spec.js";
 
 /** Options of a registry destination: PushOptions, with push progress under its older name. */
 export type OutputRegistryOptions = Omit<PushOptions, "onProgress"> & { onPushProgress?: PushOptions["onProgress"] };
-
-/** Refuse outputs that cannot hold attestations (a docker archive has no index for them). */
-export function checkAttestationOutputs(outputs: OutputSpec[]): void {
-  if (outputs.some((o) => o.type === "docker")) {
-    throw new UsageError("OPTION_INVALID", "--output type=docker cannot hold attestations (--provenance/--sbom/--attest): use type=oci or push to a registry");
-  }
-}
 
 /**
  * The one layer compression the outputs ask for (`compression=` of type=oci|docker|image; none:

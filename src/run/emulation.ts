@@ -53,6 +53,8 @@ export interface EmulationOptions {
   binfmtDir?: string;
   /** Where qemu-user-static's handler definitions are looked for (default /usr/lib/binfmt.d, /etc/binfmt.d). */
   definitionDirs?: readonly string[];
+  /** What needs the emulation, for messages (default "RUN for PLATFORM"). */
+  purpose?: string;
 }
 
 /** The handler's state: absent, or its flags (from binfmt_misc's entry). */
@@ -93,7 +95,7 @@ export function qemuUserBinary(platform: Platform, dirs: readonly string[] = ["/
 }
 
 /**
- * Make sure RUN steps of `platform` can run here: natively, or through an enabled qemu
+ * Make sure RUN steps (or a `kiln run`) of `platform` can run here: natively, or through an enabled qemu
  * binfmt_misc handler with the F flag (registered by kiln as root when missing). Returns the
  * handler's name, or undefined when no emulation is needed; a KilnError with the fix otherwise.
  */
@@ -102,7 +104,7 @@ export async function ensureEmulation(platform: Platform, options: EmulationOpti
   const name = handlerName(platform);
   const dir = options.binfmtDir ?? BINFMT_DIR;
   const canRegister = options.canRegister ?? process.getuid?.() === 0;
-  const what = `RUN for ${formatPlatform(platform)} on a ${formatPlatform(hostPlatform())} machine needs emulation`;
+  const what = `${options.purpose ?? `RUN for ${formatPlatform(platform)}`} on a ${formatPlatform(hostPlatform())} machine needs emulation`;
   const definition = await findDefinition(name, options.definitionDirs ?? DEFINITION_DIRS);
   if (definition === undefined) {
     throw new KilnError("EMULATION_UNAVAILABLE", `${what}: no ${name} binfmt definition; install it with: apt-get install qemu-user-static`);

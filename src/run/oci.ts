@@ -128,10 +128,13 @@ class OciRunner implements Runner {
       return { exitCode: aborted && code === 0 ? 137 : code, outputTail: tail.text() };
     } finally {
       if (created) {
-        // The container was already deleted inside the namespace, or died with it (an abort): its
-        // state's pids are the namespace's, so never --force (which signals) from here.
-        const del = this.runtimeExec(stateDir, ["delete", id]);
-        await runQuiet(del.cmd, del.args);
+        // The container was already deleted inside the namespace (its state directory is gone:
+        // nothing to do, and no process to start), or died with it (an abort): its state's pids
+        // are the namespace's, so never --force (which signals) from here.
+        if (existsSync(join(stateDir, id))) {
+          const del = this.runtimeExec(stateDir, ["delete", id]);
+          await runQuiet(del.cmd, del.args);
+        }
       }
       await targets.cleanup();
       await removeWorkDir(runDir);
@@ -177,8 +180,8 @@ class OciRunner implements Runner {
     const lines = [
       "set -e",
       `R=${shq(rootfs)}`,
-      `mount --bind "$R" "$R"`,
-      `mount -o remount,bind,nodev "$R"`,
+      // one mount(8) binds and then remounts with nodev (util-linux applies options given with --bind)
+      `mount --bind -o nodev "$R" "$R"`,
       ...(this.hybrid ? ["mount -t tmpfs kiln-nocg /sys/fs/cgroup/unified"] : []),
       ...secretSetup,
       `exec ${STATUS_FD}>&- ${SECRETS_FD}<&-`,
@@ -281,8 +284,9 @@ class OciRunner implements Runner {
       linux,
       // run by the runtime once the container's namespaces, cgroup and mounts exist: kiln's sign
       // that the isolation is in place (a failure before it is ISOLATION_FAILED)
-      // (it reads the state the runtime writes to its stdin: a hook that does not fails with EPIPE)
-      hooks: { createRuntime: [{ path: "/bin/sh", args: ["sh", "-c", `cat > /dev/null; : > ${shq(startedFile)}`] }] },
+      // (it reads the state the runtime writes to its stdin, a hook that does not fails with EPIPE,
+      // into the file: one process, the shell exec'ing cat)
+      hooks: { createRuntime: [{ path: "/bin/sh", args: ["sh", "-c", `exec cat > ${shq(startedFile)}`] }] },
     };
   }
 }

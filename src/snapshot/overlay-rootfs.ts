@@ -118,7 +118,8 @@ class OverlayRootFS implements RootFS {
     // Deepest first: the merged and lower views, then the scratch file system (the kernel writes
     // its dirty inodes back to the image first, however soon the image is deleted).
     for (const mp of mountsUnder(this.work)) await unmount(mp).catch(() => undefined);
-    if (mountsUnder(this.work).length === 0) await removeTree(this.work);
+    // a big tree goes faster through rm(1); a small one (a container's few writes) not worth a process
+    if (mountsUnder(this.work).length === 0 && !(await smallTree(this.work))) await removeTree(this.work);
     await removeWorkDir(this.work);
   }
 
@@ -211,4 +212,22 @@ export async function createOverlayRootFS(cacheDir: string, options: OverlayRoot
     throw err;
   }
   return fs;
+}
+
+/** Whether `dir` holds at most `limit` entries (walked until the limit is passed; symlinks not followed). */
+async function smallTree(dir: string, limit = 64): Promise<boolean> {
+  let count = 0;
+  const walk = async (d: string): Promise<boolean> => {
+    let entries;
+    try {
+      entries = await readdir(d, { withFileTypes: true });
+    } catch {
+      return true;
+    }
+    count += entries.length;
+    if (count > limit) return false;
+    for (const e of entries) if (e.isDirectory() && !(await walk(join(d, e.name)))) return false;
+    return true;
+  };
+  return walk(dir);
 }
