@@ -25,6 +25,8 @@ import { checkAttestationOutputs, writeOutputs } from "../output/write.js";
 import { attestImage, sha256Hex } from "../attest/attest.js";
 import { attestationEntry, type StoredAttestations } from "../attest/store.js";
 import { referrerArtifacts } from "../attest/referrers.js";
+import { attestationRecords } from "../attest/summary.js";
+import type { Referrer } from "../registry/referrers.js";
 import { checkReferrers, effectiveAttestations, wantsAttestations, type AttestRequest } from "../attest/request.js";
 import { VERSION } from "../version.js";
 import { storeBlobs, storeImage, type ImageSource } from "../image/source.js";
@@ -196,8 +198,9 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
     const output: OutputImage = entries.length === 1 ? first.source : await storeIndex(store, entries, format);
     await writeOutputs(output, outputs, options.tags ?? [], { ...config.registry, store });
     // --attest-referrers: each statement also as an OCI 1.1 artifact about its image, in every repository pushed to
+    let artifacts: Referrer[] = [];
     if (attest?.referrers && attestations.length > 0) {
-      const artifacts = await referrerArtifacts(store, attestations);
+      artifacts = await referrerArtifacts(store, attestations);
       const { pushReferrers } = await import("../registry/referrers.js");
       for (const o of outputs) {
         if (o.type !== "image" || !o.push) continue;
@@ -231,13 +234,20 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
     };
     if (options.iidfile) await writeFileAtomic(options.iidfile, result.digest);
     if (options.metadataFile) {
+      // As buildx: with attestations the image is the index (what the tag names), even for one platform.
+      const top = built.length === 1 && !attest ? first.materialized.manifest : output.manifest;
       const meta = {
-        "containerimage.digest": result.digest,
-        // an index has no config of its own (as buildx writes it)
+        "containerimage.digest": top.digest,
+        // an index has no config of its own; one platform's config is still the image's (as buildx writes it)
         ...(built.length === 1 ? { "containerimage.config.digest": result.configDigest } : {}),
-        "containerimage.descriptor": built.length === 1 ? first.materialized.manifest : output.manifest,
-        ...(built.length > 1 ? { "kiln.platforms": result.platforms } : {}),
-        ...(attest ? { "kiln.attestations.index": output.manifest } : {}),
+        "containerimage.descriptor": top,
+        ...(built.length > 1 || attest ? { "kiln.platforms": result.platforms } : {}),
+        ...(attest
+          ? {
+              "kiln.attestations.index": output.manifest,
+              "kiln.attestations": await attestationRecords(store, attestations, built.map((b) => formatPlatform(b.platform)), artifacts),
+            }
+          : {}),
         "image.name": (options.tags ?? []).join(","),
         "kiln.steps": cache.steps,
         ...(session.isolation ? { "kiln.isolation": session.isolation } : {}),

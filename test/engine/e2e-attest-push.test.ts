@@ -266,3 +266,36 @@ describe("--attest-referrers", () => {
     expect(bad.stderr).toContain("--attest-referrers needs a push");
   });
 });
+
+describe("reproducible attestations and --metadata-file", () => {
+  it("with SOURCE_DATE_EPOCH, two cold builds push the same index, attestation and referrer digests; the metadata names them", async () => {
+    const metas: any[] = [];
+    // one name: the statements' subjects name the image (pkg:docker/NAME@TAG), so another name is another statement
+    for (let run = 0; run < 2; run++) {
+      const ref = `${registry().host}/attest/repro:1`;
+      const meta = join(await temps.make("kiln-attest-meta-"), "meta.json");
+      const digest = await build(["--sbom=true", "--push", "--attest-referrers", "-t", ref, "--metadata-file", meta], { SOURCE_DATE_EPOCH: "1700000000" });
+      const m = JSON.parse(await readFile(meta, "utf8"));
+      const index = await raw<Index>(ref);
+      const indexDigest = (await mustRun("skopeo", ["inspect", "--tls-verify=false", "--format", "{{.Digest}}", `docker://${ref}`])).stdout.trim();
+      // as buildx: the image is the index the tag names; its platform image and config beside it
+      expect(m["containerimage.digest"]).toBe(indexDigest);
+      expect(m["containerimage.descriptor"]).toMatchObject({ mediaType: "application/vnd.oci.image.index.v1+json", digest: indexDigest });
+      expect(m["kiln.platforms"]).toEqual([expect.objectContaining({ digest })]);
+      expect(m["containerimage.config.digest"]).toBe(m["kiln.platforms"][0].configDigest);
+      const am = await raw<Manifest>(`${registry().host}/attest/repro@${index.manifests[1]!.digest}`);
+      const tagIndex = await raw<Index>(`${registry().host}/attest/repro:sha256-${digest.slice(7)}`);
+      expect(m["kiln.attestations"]).toEqual([{
+        platform: m["kiln.platforms"][0].platform,
+        image: digest,
+        manifest: index.manifests[1]!.digest,
+        statements: am.layers.map((l) => ({ predicateType: l.annotations!["in-toto.io/predicate-type"], digest: l.digest })),
+        referrers: tagIndex.manifests.map((d) => d.digest),
+      }]);
+      metas.push(m);
+    }
+    expect(metas[1]["containerimage.digest"]).toBe(metas[0]["containerimage.digest"]);
+    expect(metas[1]["kiln.attestations"]).toEqual(metas[0]["kiln.attestations"]);
+    expect(metas[0]["kiln.attestations"][0].referrers).toHaveLength(2); // the second push found its own two, and added none
+  });
+});
