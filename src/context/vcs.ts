@@ -18,7 +18,8 @@ function git(dir: string, args: string[], signal?: AbortSignal): Promise<string 
   return new Promise((resolve) => {
     execFile(
       "git",
-      ["-C", dir, ...args],
+      // core.fsmonitor off: a checkout's config must not make kiln run a command
+      ["-c", "core.fsmonitor=false", "-C", dir, ...args],
       // never ask for anything (credentials, pagers), never read an editor
       { encoding: "utf8", maxBuffer: 16 * 1024 * 1024, ...(signal ? { signal } : {}), env: { ...process.env, GIT_TERMINAL_PROMPT: "0", GIT_OPTIONAL_LOCKS: "0", LC_ALL: "C" } },
       (err, stdout) => resolve(err ? undefined : stdout),
