@@ -146,6 +146,10 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
     ...outputs.flatMap((o) => (o.type === "image" && !o.push ? o.names.map((n) => normalizeName(n, "--output name")) : [])),
   ];
 
+  // The context's git state for the provenance (a context on stdin has none), read while the build runs.
+  const vcsReading: Promise<VcsInfo | undefined> = attest?.provenance && !options.vcs && !options.contextOnStdin
+    ? readVcsInfo(options.context, config.signal).catch(() => undefined)
+    : Promise.resolve(undefined);
   const targets = await prepareStages(planned, config);
   const format = options.format ?? "oci";
   const cache = new BuildCache(store, config.cache, config.registry, (message) => config.emit({ type: "warning", message }));
@@ -186,8 +190,7 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
     const attestations: StoredAttestations[] = [];
     // Attestations: after the platform images, one attestation manifest per platform.
     if (attest) {
-      // the context's git state (a context on stdin has none): read once for every platform
-      const vcs = options.vcs ?? (attest.provenance && !options.contextOnStdin ? await readVcsInfo(options.context, config.signal) : undefined);
+      const vcs = options.vcs ?? (await vcsReading);
       const attestation: AttestationContext = { request: attest, store, cache, config, options, text, file, startedOn, ...(vcs ? { vcs } : {}) };
       for (const b of built) {
         const stored = await attestPlatform(attestation, b, outputs);
