@@ -3,7 +3,9 @@
 // before any work starts, has a scheduler per platform build the stages the target needs
 // (independent stages and platforms concurrently within --jobs, each stage at most once per
 // platform), then hands the target's image (several platforms, or attestations: an image index
-// over the platform images and their attestation manifests) to the outputs. `buildWith()` is the same with the RUN backends and snapshotters given
+// over the platform images and their attestation manifests; by default min provenance when
+// pushing, attest/request.ts) to the outputs, and with --attest-referrers pushes the statements
+// as OCI referrers too. `buildWith()` is the same with the RUN backends and snapshotters given
 // (EngineBackends: the seam the in-process engine tests use).
 import { randomUUID } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
@@ -25,7 +27,7 @@ import { checkAttestationOutputs, writeOutputs } from "../output/write.js";
 import { attestImage, sha256Hex } from "../attest/attest.js";
 import { attestationEntry, type StoredAttestations } from "../attest/store.js";
 import { referrerArtifacts } from "../attest/referrers.js";
-import { attestationRecords } from "../attest/summary.js";
+import { attestationRecords, type AttestationRecord } from "../attest/summary.js";
 import type { Referrer } from "../registry/referrers.js";
 import { checkReferrers, effectiveAttestations, wantsAttestations, type AttestRequest } from "../attest/request.js";
 import { VERSION } from "../version.js";
@@ -57,6 +59,8 @@ export interface BuildResult {
   platforms: Array<{ platform: string; digest: Digest; configDigest: Digest }>;
   /** The image index's descriptor, with several platforms or attestations. */
   index?: Descriptor;
+  /** Per platform, the attestation manifest and statements made (and referrers pushed), when any. */
+  attestations?: AttestationRecord[];
   outputs: OutputSpec[];
   plan: BuildPlan;
 }
@@ -225,6 +229,7 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
     }
     for (const name of new Set(storeNames)) await setName(config.cacheDir, name, output.manifest);
     await cache.finish(plan.target);
+    const records = attest ? await attestationRecords(store, attestations, built.map((b) => formatPlatform(b.platform)), artifacts) : undefined;
     const result: BuildResult = {
       image: first.image,
       materialized: first.materialized,
@@ -232,6 +237,7 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
       configDigest: first.materialized.config.digest,
       platforms: built.map((b) => ({ platform: formatPlatform(b.platform), digest: b.materialized.manifest.digest, configDigest: b.materialized.config.digest })),
       ...(isIndexSource(output) ? { index: output.manifest } : {}),
+      ...(records ? { attestations: records } : {}),
       outputs,
       plan,
     };
@@ -248,7 +254,7 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
         ...(attest
           ? {
               "kiln.attestations.index": output.manifest,
-              "kiln.attestations": await attestationRecords(store, attestations, built.map((b) => formatPlatform(b.platform)), artifacts),
+              "kiln.attestations": records,
             }
           : {}),
         "image.name": (options.tags ?? []).join(","),

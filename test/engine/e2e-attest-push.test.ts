@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import { cp, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { verifyLayout } from "../../src/output/verify.js";
+import { build as buildImage } from "../../src/engine/build.js";
 import { expectBuilt, kiln, mustRun } from "../helpers/kiln.js";
 import { useRegistry } from "../helpers/registry.js";
 import { startFakeRegistry } from "../registry/fake-registry.js";
@@ -93,6 +94,27 @@ describe("buildx's default attestations", () => {
     await build(["--output", `type=oci,dest=${out}`]);
     const index = JSON.parse(await readFile(join(out, "index.json"), "utf8")) as Index;
     expect(index.manifests.map((m) => m.mediaType)).toEqual(["application/vnd.oci.image.manifest.v1+json"]);
+  });
+
+  it("the library's build() follows the same rule, and reports what it made", async () => {
+    const saved = process.env.BUILDX_NO_DEFAULT_ATTESTATIONS;
+    delete process.env.BUILDX_NO_DEFAULT_ATTESTATIONS;
+    try {
+      const cacheDir = await temps.make("kiln-attest-lib-cache-");
+      const ref = `${registry().host}/attest/library:1`;
+      const pushed = await buildImage({ context: ctx, cacheDir, outputs: [{ type: "image", names: [ref], push: true }] });
+      expect(pushed.attestations?.map((a) => [a.image, a.statements.map((x) => x.predicateType)])).toEqual([[pushed.digest, ["https://slsa.dev/provenance/v1"]]]);
+      expect(pushed.index).toBeDefined();
+      const vcs = { commit: "f".repeat(40), remote: "https://u:p@git.example.com/given.git" };
+      const given = await buildImage({ context: ctx, cacheDir, vcs, outputs: [{ type: "image", names: [ref], push: true }] });
+      const statement = await pushedProvenance(ref, given.digest);
+      expect(statement.predicate.buildDefinition.externalParameters.request.args).toEqual({ "vcs:source": "https://git.example.com/given.git", "vcs:revision": "f".repeat(40) });
+      const off = await buildImage({ context: ctx, cacheDir, attest: { provenance: false }, outputs: [{ type: "image", names: [ref], push: true }] });
+      expect(off.attestations).toBeUndefined();
+      expect(off.index).toBeUndefined();
+    } finally {
+      if (saved !== undefined) process.env.BUILDX_NO_DEFAULT_ATTESTATIONS = saved;
+    }
   });
 
   it("records a dirty work tree as such", async () => {
