@@ -58,6 +58,18 @@ describe("pushReferrers", () => {
     }
   });
 
+  it("keeps one tag per image when several platforms are attested", async () => {
+    const { reg, store, subject, artifacts } = await fixture();
+    const other = await store.putBytes(JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config: {}, layers: [{}] }));
+    const otherSubject = { mediaType: "application/vnd.oci.image.manifest.v1+json", digest: other.digest, size: other.size };
+    const stored = await storeAttestations(store, otherSubject, [statement([{ name: "_", digest: { sha256: other.digest.slice(7) } }], "https://slsa.dev/provenance/v1", { c: 3 })]);
+    const more = await referrerArtifacts(store, [stored]);
+    const r = await pushReferrers(storeBlobs(store), [...artifacts, ...more], `${reg.host}/kiln/app:1`);
+    expect(r.tags).toEqual([referrersTag(subject as `sha256:${string}`), referrersTag(other.digest)]);
+    expect(json(reg.manifests.get(`kiln/app:${referrersTag(other.digest)}`)!.bytes).manifests.map((d: any) => d.digest)).toEqual(more.map((a) => a.descriptor.digest));
+    expect(json(reg.manifests.get(`kiln/app:${referrersTag(subject as `sha256:${string}`)}`)!.bytes).manifests).toHaveLength(2);
+  });
+
   it("refuses a referrers tag that is not an OCI index, leaving it as it was", async () => {
     const { reg, store, subject, artifacts } = await fixture();
     const tag = referrersTag(subject as `sha256:${string}`);
