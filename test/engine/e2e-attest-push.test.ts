@@ -224,6 +224,16 @@ describe("kiln attestations and kiln verify", () => {
     expect(v2.code).toBe(1);
     expect(v2.stderr).toMatch(new RegExp(`is about sha256:${"cd".repeat(32)}, but the manifest is attached to image ${digest}`));
     await expect(verifyLayout(badSubject)).rejects.toMatchObject({ code: "ATTESTATION_INVALID" });
+
+    // --type provenance also keeps BuildKit's SLSA v0.2 statements
+    const v02 = await tampered(out, async (idx, dir) => {
+      const m = JSON.parse(await readFile(join(dir, "blobs", "sha256", idx.manifests[1]!.digest.slice(7)), "utf8")) as Manifest;
+      m.layers[1]!.annotations!["in-toto.io/predicate-type"] = "https://slsa.dev/provenance/v0.2";
+      idx.manifests[1] = { ...idx.manifests[1]!, ...(await putBlob(dir, m)) };
+    });
+    const listed = await kiln(["attestations", "--type", "provenance", `oci-layout://${v02}`]);
+    expect(listed.stdout).toContain(`  https://slsa.dev/provenance/v0.2  ${provDigest}`);
+    expect(listed.stdout).not.toContain("spdx");
   });
 });
 
