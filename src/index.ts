@@ -22,6 +22,9 @@ export type { BuildOptions, OutputSpec } from "./engine/options.js";
 export type { BuildEvent, BuildListener } from "./engine/events.js";
 export { attestRequest, effectiveAttestations } from "./attest/request.js";
 export type { AttestRequest, ProvenanceMode } from "./attest/request.js";
+export { readAttestations } from "./attest/read.js";
+export type { PlatformAttestations, ReadStatement } from "./attest/read.js";
+export type { AttestationRecord } from "./attest/summary.js";
 export { readVcsInfo } from "./context/vcs.js";
 export type { VcsInfo } from "./context/vcs.js";
 

@@ -7,9 +7,10 @@ import { UsageError } from "../errors.js";
 import { one, type ParsedArgs } from "./args.js";
 import { cacheDirOption, pullOption, pullPolicy, registryFrom, registryOptions, type Command } from "./command.js";
 
-const PREDICATES: Record<string, string> = {
-  provenance: "https://slsa.dev/provenance/v1",
-  sbom: "https://spdx.dev/Document",
+/** Which predicate types `--type` keeps (SLSA provenance of any version, as BuildKit's v0.2 too). */
+const PREDICATES: Record<string, (predicateType: string) => boolean> = {
+  provenance: (t) => t.startsWith("https://slsa.dev/provenance/"),
+  sbom: (t) => t === "https://spdx.dev/Document",
 };
 
 async function attestations(args: ParsedArgs): Promise<number> {
@@ -34,7 +35,7 @@ async function attestations(args: ParsedArgs): Promise<number> {
   });
   const sets = (await readAttestations(root.root, root.blobs))
     .filter((s) => wanted === undefined || s.platform === wanted)
-    .map((s) => ({ ...s, statements: s.statements.filter((x) => type === undefined || x.predicateType === PREDICATES[type]) }));
+    .map((s) => ({ ...s, statements: s.statements.filter((x) => type === undefined || PREDICATES[type]!(x.predicateType)) }));
   if (format === "json") {
     const out = sets.map((s) => ({
       platform: s.platform,

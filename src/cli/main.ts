@@ -337,8 +337,9 @@ function help(name?: string): string {
     const c = commands[name];
     return `${c.summary}\n\nUsage: ${c.usage}\n${c.options.length > 0 ? `\nOptions:\n${formatOptionHelp(c.options)}\n` : ""}`;
   }
-  const rows = Object.entries(commands).map(([n, c]) => `  ${n.padEnd(8)} ${c.summary}`);
-  return `kiln ${VERSION}: a daemonless container image builder\n\nUsage: kiln COMMAND [OPTIONS]\n\nCommands:\n${rows.join("\n")}\n  help     Show help for a command\n\nRun 'kiln help COMMAND' for a command's options.\n`;
+  const width = Math.max(8, ...Object.keys(commands).map((n) => n.length));
+  const rows = [...Object.entries(commands).map(([n, c]) => `  ${n.padEnd(width)} ${c.summary}`), `  ${"help".padEnd(width)} Show help for a command`];
+  return `kiln ${VERSION}: a daemonless container image builder\n\nUsage: kiln COMMAND [OPTIONS]\n\nCommands:\n${rows.join("\n")}\n\nRun 'kiln help COMMAND' for a command's options.\n`;
 }
 
 /**

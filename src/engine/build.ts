@@ -2,8 +2,11 @@
 // and plans the Dockerfile (once per target platform, targets.ts), rejects what kiln cannot do
 // before any work starts, has a scheduler per platform build the stages the target needs
 // (independent stages and platforms concurrently within --jobs, each stage at most once per
-// platform, and once for all of them when it is the same work for each: stage-identity.ts), then hands the target's image (several platforms, or attestations: an image index
-// over the platform images and their attestation manifests) to the outputs. `buildWith()` is the same with the RUN backends and snapshotters given
+// platform, and once for all of them when it is the same work for each: stage-identity.ts), then
+// hands the target's image (several platforms, or attestations: an image index over the platform
+// images and their attestation manifests; by default min provenance when pushing,
+// attest/request.ts) to the outputs, and with --attest-referrers pushes the statements as OCI
+// referrers too. `buildWith()` is the same with the RUN backends and snapshotters given
 // (EngineBackends: the seam the in-process engine tests use).
 import { randomUUID } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
@@ -26,6 +29,8 @@ import { recompressLayers } from "../layer/recompress.js";
 import { attestImage, sha256Hex } from "../attest/attest.js";
 import { attestationEntry, type StoredAttestations } from "../attest/store.js";
 import { referrerArtifacts } from "../attest/referrers.js";
+import { attestationRecords, type AttestationRecord } from "../attest/summary.js";
+import type { Referrer } from "../registry/referrers.js";
 import { checkReferrers, effectiveAttestations, wantsAttestations, type AttestRequest } from "../attest/request.js";
 import { VERSION } from "../version.js";
 import { storeBlobs, storeImage, type ImageSource } from "../image/source.js";
@@ -60,6 +65,8 @@ export interface BuildResult {
   platforms: Array<{ platform: string; digest: Digest; configDigest: Digest }>;
   /** The image index's descriptor, with several platforms or attestations. */
   index?: Descriptor;
+  /** Per platform, the attestation manifest and statements made (and referrers pushed), when any. */
+  attestations?: AttestationRecord[];
   outputs: OutputSpec[];
   plan: BuildPlan;
 }
@@ -181,6 +188,10 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
     ...outputs.flatMap((o) => (o.type === "image" && !o.push ? o.names.map((n) => normalizeName(n, "--output name")) : [])),
   ];
 
+  // The context's git state for the provenance (a context on stdin has none), read while the build runs.
+  const vcsReading: Promise<VcsInfo | undefined> = attest?.provenance && !options.vcs && !options.contextOnStdin
+    ? readVcsInfo(options.context, config.signal).catch(() => undefined)
+    : Promise.resolve(undefined);
   const format = options.format ?? "oci";
   const session = new BuildSession(config, backends);
   let targets: Awaited<ReturnType<typeof prepareStages>>;
@@ -237,8 +248,7 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
     const attestations: StoredAttestations[] = [];
     // Attestations: after the platform images, one attestation manifest per platform.
     if (attest) {
-      // the context's git state (a context on stdin has none): read once for every platform
-      const vcs = options.vcs ?? (attest.provenance && !options.contextOnStdin ? await readVcsInfo(options.context, config.signal) : undefined);
+      const vcs = options.vcs ?? (await vcsReading);
       const attestation: AttestationContext = { request: attest, store, cache, config, options, text, file, startedOn, ...(vcs ? { vcs } : {}) };
       for (const b of built) {
         const stored = await attestPlatform(attestation, b, outputs);
@@ -249,8 +259,9 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
     const output: OutputImage = entries.length === 1 ? first.source : await storeIndex(store, entries, format);
     await writeOutputs(output, outputs, options.tags ?? [], { ...config.registry, store });
     // --attest-referrers: each statement also as an OCI 1.1 artifact about its image, in every repository pushed to
+    let artifacts: Referrer[] = [];
     if (attest?.referrers && attestations.length > 0) {
-      const artifacts = await referrerArtifacts(store, attestations);
+      artifacts = await referrerArtifacts(store, attestations);
       const { pushReferrers } = await import("../registry/referrers.js");
       for (const o of outputs) {
         if (o.type !== "image" || !o.push) continue;
@@ -272,6 +283,7 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
     }
     for (const name of new Set(storeNames)) await setName(config.cacheDir, name, output.manifest);
     await cache.finish(plan.target);
+    const records = attest ? await attestationRecords(store, attestations, built.map((b) => formatPlatform(b.platform)), artifacts) : undefined;
     const result: BuildResult = {
       image: first.image,
       materialized: first.materialized,
@@ -279,18 +291,26 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
       configDigest: first.materialized.config.digest,
       platforms: built.map((b) => ({ platform: formatPlatform(b.platform), digest: b.materialized.manifest.digest, configDigest: b.materialized.config.digest })),
       ...(isIndexSource(output) ? { index: output.manifest } : {}),
+      ...(records ? { attestations: records } : {}),
       outputs,
       plan,
     };
     if (options.iidfile) await writeFileAtomic(options.iidfile, result.digest);
     if (options.metadataFile) {
+      // As buildx: with attestations the image is the index (what the tag names), even for one platform.
+      const top = built.length === 1 && !attest ? first.materialized.manifest : output.manifest;
       const meta = {
-        "containerimage.digest": result.digest,
-        // an index has no config of its own (as buildx writes it)
+        "containerimage.digest": top.digest,
+        // an index has no config of its own; one platform's config is still the image's (as buildx writes it)
         ...(built.length === 1 ? { "containerimage.config.digest": result.configDigest } : {}),
-        "containerimage.descriptor": built.length === 1 ? first.materialized.manifest : output.manifest,
-        ...(built.length > 1 ? { "kiln.platforms": result.platforms } : {}),
-        ...(attest ? { "kiln.attestations.index": output.manifest } : {}),
+        "containerimage.descriptor": top,
+        ...(built.length > 1 || attest ? { "kiln.platforms": result.platforms } : {}),
+        ...(attest
+          ? {
+              "kiln.attestations.index": output.manifest,
+              "kiln.attestations": records,
+            }
+          : {}),
         "image.name": (options.tags ?? []).join(","),
         "kiln.steps": cache.steps,
         ...(config.gitSources.length > 0 ? { "kiln.git": config.gitSources } : {}),

@@ -2,7 +2,7 @@
 // checkouts: the HEAD commit, the origin remote without its credentials, a dirty work tree; a
 // directory outside any checkout has none.
 import { afterAll, describe, expect, it } from "vitest";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { readVcsInfo, redactRemote } from "../../src/context/vcs.js";
 import { provenancePredicate } from "../../src/attest/provenance.js";
@@ -42,6 +42,18 @@ describe("readVcsInfo", () => {
     expect(await readVcsInfo(dir)).toEqual({ commit });
     await writeFile(join(dir, "new.txt"), "untracked\n");
     expect(await readVcsInfo(dir)).toEqual({ commit, dirty: true });
+  });
+
+  it("never runs a command the checkout's config names (core.fsmonitor)", async () => {
+    const { dir, commit } = await gitCheckout({ "Dockerfile": "FROM scratch\n" });
+    const marker = join(await temps.make("kiln-vcs-marker-"), "ran");
+    await writeFile(join(dir, ".git", "hook.sh"), `#!/bin/sh\ntouch ${marker}\n`, { mode: 0o755 });
+    await mustRun("git", ["-C", dir, "config", "core.fsmonitor", join(dir, ".git", "hook.sh")]);
+    expect(await readVcsInfo(dir)).toEqual({ commit });
+    expect(await stat(marker).catch(() => undefined)).toBeUndefined();
+    // (git itself would have run it)
+    await mustRun("git", ["-C", dir, "status", "--porcelain"]);
+    expect(await stat(marker).catch(() => undefined)).toBeDefined();
   });
 
   it("has nothing for a directory outside any checkout", async () => {

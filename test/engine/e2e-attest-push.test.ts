@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import { cp, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { verifyLayout } from "../../src/output/verify.js";
+import { build as buildImage } from "../../src/engine/build.js";
 import { expectBuilt, kiln, mustRun } from "../helpers/kiln.js";
 import { useRegistry } from "../helpers/registry.js";
 import { startFakeRegistry } from "../registry/fake-registry.js";
@@ -93,6 +94,27 @@ describe("buildx's default attestations", () => {
     await build(["--output", `type=oci,dest=${out}`]);
     const index = JSON.parse(await readFile(join(out, "index.json"), "utf8")) as Index;
     expect(index.manifests.map((m) => m.mediaType)).toEqual(["application/vnd.oci.image.manifest.v1+json"]);
+  });
+
+  it("the library's build() follows the same rule, and reports what it made", async () => {
+    const saved = process.env.BUILDX_NO_DEFAULT_ATTESTATIONS;
+    delete process.env.BUILDX_NO_DEFAULT_ATTESTATIONS;
+    try {
+      const cacheDir = await temps.make("kiln-attest-lib-cache-");
+      const ref = `${registry().host}/attest/library:1`;
+      const pushed = await buildImage({ context: ctx, cacheDir, outputs: [{ type: "image", names: [ref], push: true }] });
+      expect(pushed.attestations?.map((a) => [a.image, a.statements.map((x) => x.predicateType)])).toEqual([[pushed.digest, ["https://slsa.dev/provenance/v1"]]]);
+      expect(pushed.index).toBeDefined();
+      const vcs = { commit: "f".repeat(40), remote: "https://u:p@git.example.com/given.git" };
+      const given = await buildImage({ context: ctx, cacheDir, vcs, outputs: [{ type: "image", names: [ref], push: true }] });
+      const statement = await pushedProvenance(ref, given.digest);
+      expect(statement.predicate.buildDefinition.externalParameters.request.args).toEqual({ "vcs:source": "https://git.example.com/given.git", "vcs:revision": "f".repeat(40) });
+      const off = await buildImage({ context: ctx, cacheDir, attest: { provenance: false }, outputs: [{ type: "image", names: [ref], push: true }] });
+      expect(off.attestations).toBeUndefined();
+      expect(off.index).toBeUndefined();
+    } finally {
+      if (saved !== undefined) process.env.BUILDX_NO_DEFAULT_ATTESTATIONS = saved;
+    }
   });
 
   it("records a dirty work tree as such", async () => {
@@ -202,6 +224,16 @@ describe("kiln attestations and kiln verify", () => {
     expect(v2.code).toBe(1);
     expect(v2.stderr).toMatch(new RegExp(`is about sha256:${"cd".repeat(32)}, but the manifest is attached to image ${digest}`));
     await expect(verifyLayout(badSubject)).rejects.toMatchObject({ code: "ATTESTATION_INVALID" });
+
+    // --type provenance also keeps BuildKit's SLSA v0.2 statements
+    const v02 = await tampered(out, async (idx, dir) => {
+      const m = JSON.parse(await readFile(join(dir, "blobs", "sha256", idx.manifests[1]!.digest.slice(7)), "utf8")) as Manifest;
+      m.layers[1]!.annotations!["in-toto.io/predicate-type"] = "https://slsa.dev/provenance/v0.2";
+      idx.manifests[1] = { ...idx.manifests[1]!, ...(await putBlob(dir, m)) };
+    });
+    const listed = await kiln(["attestations", "--type", "provenance", `oci-layout://${v02}`]);
+    expect(listed.stdout).toContain(`  https://slsa.dev/provenance/v0.2  ${provDigest}`);
+    expect(listed.stdout).not.toContain("spdx");
   });
 });
 
@@ -264,5 +296,38 @@ describe("--attest-referrers", () => {
     const bad = await kiln(["build", "--attest-referrers", "--provenance=true", "--output", `type=oci,dest=${join(ctx, "never")}`, ctx]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("--attest-referrers needs a push");
+  });
+});
+
+describe("reproducible attestations and --metadata-file", () => {
+  it("with SOURCE_DATE_EPOCH, two cold builds push the same index, attestation and referrer digests; the metadata names them", async () => {
+    const metas: any[] = [];
+    // one name: the statements' subjects name the image (pkg:docker/NAME@TAG), so another name is another statement
+    for (let run = 0; run < 2; run++) {
+      const ref = `${registry().host}/attest/repro:1`;
+      const meta = join(await temps.make("kiln-attest-meta-"), "meta.json");
+      const digest = await build(["--sbom=true", "--push", "--attest-referrers", "-t", ref, "--metadata-file", meta], { SOURCE_DATE_EPOCH: "1700000000" });
+      const m = JSON.parse(await readFile(meta, "utf8"));
+      const index = await raw<Index>(ref);
+      const indexDigest = (await mustRun("skopeo", ["inspect", "--tls-verify=false", "--format", "{{.Digest}}", `docker://${ref}`])).stdout.trim();
+      // as buildx: the image is the index the tag names; its platform image and config beside it
+      expect(m["containerimage.digest"]).toBe(indexDigest);
+      expect(m["containerimage.descriptor"]).toMatchObject({ mediaType: "application/vnd.oci.image.index.v1+json", digest: indexDigest });
+      expect(m["kiln.platforms"]).toEqual([expect.objectContaining({ digest })]);
+      expect(m["containerimage.config.digest"]).toBe(m["kiln.platforms"][0].configDigest);
+      const am = await raw<Manifest>(`${registry().host}/attest/repro@${index.manifests[1]!.digest}`);
+      const tagIndex = await raw<Index>(`${registry().host}/attest/repro:sha256-${digest.slice(7)}`);
+      expect(m["kiln.attestations"]).toEqual([{
+        platform: m["kiln.platforms"][0].platform,
+        image: digest,
+        manifest: index.manifests[1]!.digest,
+        statements: am.layers.map((l) => ({ predicateType: l.annotations!["in-toto.io/predicate-type"], digest: l.digest })),
+        referrers: tagIndex.manifests.map((d) => d.digest),
+      }]);
+      metas.push(m);
+    }
+    expect(metas[1]["containerimage.digest"]).toBe(metas[0]["containerimage.digest"]);
+    expect(metas[1]["kiln.attestations"]).toEqual(metas[0]["kiln.attestations"]);
+    expect(metas[0]["kiln.attestations"][0].referrers).toHaveLength(2); // the second push found its own two, and added none
   });
 });

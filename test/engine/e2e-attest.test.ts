@@ -244,6 +244,12 @@ describe("kiln build --provenance --sbom", () => {
       expect(steps.map((x) => x.instruction)).toEqual(["COPY ${TARGETARCH}.txt /arch.txt"]);
     }
     await verify(out);
+    // kiln attestations lists both platforms, or the one --platform names
+    const all = await kiln(["attestations", `oci-layout://${out}`]);
+    expect(all.code, all.stderr).toBe(0);
+    expect(all.stdout.split("\n").filter((l) => l.startsWith("linux/"))).toEqual([`linux/amd64  ${amd.digest}`, `linux/arm64  ${arm.digest}`]);
+    const one = JSON.parse((await kiln(["attestations", "--platform", "linux/arm64", "--format", "json", `oci-layout://${out}`])).stdout) as Array<{ platform: string; image: string; attestationManifest: string; statements: Statement[] }>;
+    expect(one.map((x) => [x.platform, x.image, x.attestationManifest, x.statements.length])).toEqual([["linux/arm64", arm.digest, attArm.digest, 2]]);
   });
 
   it("refuses attestations for a docker archive, and bad values, with one line and no output", async () => {
