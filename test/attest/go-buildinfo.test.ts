@@ -33,6 +33,14 @@ describe("readGoBuildInfo", () => {
     }
   });
 
+  it("reads a binary as the chunks it streamed in, ranges spanning chunk boundaries", async () => {
+    const whole = await readFile(bins.s390x!);
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < whole.length; at += 997) chunks.push(whole.subarray(at, at + 997));
+    expect(readGoBuildInfo(chunks)).toEqual(readGoBuildInfo(whole));
+    expect(readGoBuildInfo(chunks)).toBeDefined();
+  });
+
   it("reads the pre-1.18 pointer layout (64-bit little endian, 32-bit big endian)", () => {
     const modinfo = "path\texample.com/old/cmd\nmod\texample.com/old\tv0.9.0\th1:abc=\ndep\tgolang.org/x/sys\tv0.1.0\th1:def=\n";
     for (const [is64, bigEndian] of [[true, false], [false, true]] as const) {
