@@ -19,7 +19,7 @@ beforeAll(async () => {
 }, 300_000);
 afterAll(() => temps.cleanup());
 
-const EXPECTED = ["pkg:golang/example.com/app@(devel)", "pkg:golang/example.com/lib@v1.2.3", "pkg:golang/example.com/newer@v1.1.0"];
+const EXPECTED = ["pkg:golang/example.com/app@%28devel%29", "pkg:golang/example.com/lib@v1.2.3", "pkg:golang/example.com/newer@v1.1.0"];
 
 describe("readGoBuildInfo", () => {
   it("reads the Go 1.18+ inline layout of real binaries, 32/64-bit, little and big endian", async () => {
@@ -69,7 +69,7 @@ describe("readGoBuildInfo", () => {
       deps: [{ path: "a", version: "v1.0.0", replace: { path: "b", version: "v2.0.0" } }, { path: "c", version: "v1.0.0", replace: { path: "../c", version: "" } }],
     });
     expect(goPackages({ goVersion: "go1.22.1 X:boringcrypto", modinfo: text }, "/x").map((p) => p.purl)).toEqual([
-      "pkg:golang/x@(devel)", "pkg:golang/b@v2.0.0", "pkg:golang/c@(devel)", "pkg:golang/stdlib@1.22.1",
+      "pkg:golang/x@%28devel%29", "pkg:golang/b@v2.0.0", "pkg:golang/c@%28devel%29", "pkg:golang/stdlib@1.22.1",
     ]);
   });
 });

@@ -87,6 +87,10 @@ async function statements(out: string): Promise<{ layers: Desc[]; docs: Doc[] }>
   return { layers: am.layers as Desc[], docs };
 }
 
+/** The package-url grammar: type, namespace/name segments, version, qualifiers, each only unreserved characters or %XX escapes. */
+const PURL_PART = "(?:[A-Za-z0-9._~:-]|%[0-9A-F]{2})+";
+const PURL = new RegExp(`^pkg:[a-z][a-z0-9.+-]*(?:/${PURL_PART})+(?:@${PURL_PART})?(?:\\?[a-z][a-z0-9._-]*=${PURL_PART}(?:&[a-z][a-z0-9._-]*=${PURL_PART})*)?$`);
+
 const purls = (d: Doc): string[] => d.packages.map((p) => p.externalRefs[0]!.referenceLocator).sort();
 
 describe("kiln build --sbom: RPM, Go, package-lock.json, scanned stages and context", () => {
@@ -104,11 +108,12 @@ describe("kiln build --sbom: RPM, Go, package-lock.json, scanned stages and cont
     const [image, build, context] = docs as [Doc, Doc, Doc];
     expect([image.name, build.name, context.name]).toEqual(["example/scan:1", "example/scan:1 sbom-build", "example/scan:1 sbom-context"]);
     expect(new Set(docs.map((d) => d.documentNamespace)).size).toBe(3);
+    for (const d of docs) for (const p of purls(d)) expect(p).toMatch(PURL);
 
     const rpms = (d: Doc): string[] => d.packages.filter((p) => p.externalRefs[0]!.referenceLocator.startsWith("pkg:rpm/"))
       .map((p) => `${p.name}|${p.versionInfo.includes(":") ? p.versionInfo.split(":")[0] : "0"}|${p.versionInfo.replace(/^\d+:/, "")}|${/arch=([^&]+)/.exec(p.externalRefs[0]!.referenceLocator)![1]}|${p.licenseDeclared}`).sort();
     expect(rpms(image)).toEqual(rpmQueried);
-    const go = ["pkg:golang/example.com/app@(devel)", "pkg:golang/example.com/lib@v1.2.3", "pkg:golang/example.com/newer@v1.1.0"];
+    const go = ["pkg:golang/example.com/app@%28devel%29", "pkg:golang/example.com/lib@v1.2.3", "pkg:golang/example.com/newer@v1.1.0"];
     const imagePurls = purls(image);
     expect(imagePurls.filter((p) => p.startsWith("pkg:golang/") && !p.startsWith("pkg:golang/stdlib@"))).toEqual(go);
     expect(imagePurls.filter((p) => p.startsWith("pkg:golang/stdlib@"))).toEqual([expect.stringMatching(/^pkg:golang\/stdlib@1\.\d+/)]);
