@@ -7,6 +7,8 @@
 
 export const SBOM_SCAN_STAGE = "BUILDKIT_SBOM_SCAN_STAGE";
 export const SBOM_SCAN_CONTEXT = "BUILDKIT_SBOM_SCAN_CONTEXT";
+/** ARGs that are switches for the build, never in a RUN step's environment (BuildKit's nonEnvArgs). */
+export const SBOM_SCAN_ARGS: ReadonlySet<string> = new Set([SBOM_SCAN_STAGE, SBOM_SCAN_CONTEXT]);
 
 const TRUE = new Set(["1", "t", "T", "TRUE", "true", "True"]);
 const FALSE = new Set(["0", "f", "F", "FALSE", "false", "False"]);

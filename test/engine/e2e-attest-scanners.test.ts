@@ -4,18 +4,21 @@
 // (lockfile + node_modules). BUILDKIT_SBOM_SCAN_STAGE in the build stage and a global
 // BUILDKIT_SBOM_SCAN_CONTEXT give two more SPDX statements after the image's, in that order, each
 // annotated with the SPDX predicate type as BuildKit stores them; a stage the target does not
-// need is not scanned; a BerkeleyDB rpm database is a warning on stderr.
+// need is not scanned; a BerkeleyDB rpm database is a warning on stderr; RUN (on a busybox base)
+// does not see the scan switches in its environment, as in BuildKit.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chmod, copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { makeTar } from "../snapshot/helpers.js";
 import { writeHandLayout, type HandLayout } from "../helpers/hand-layout.js";
+import { useBusyboxBase } from "../helpers/busybox.js";
 import { buildGoApp } from "../helpers/go-binary.js";
 import { expectBuilt, kiln } from "../helpers/kiln.js";
 import { makeRpmDb } from "../helpers/rpmdb.js";
 import { TempDirs } from "../helpers/temp.js";
 
 const temps = new TempDirs();
+const busybox = useBusyboxBase();
 let dir: string;
 let ctx: string;
 let base: HandLayout;
@@ -141,5 +144,15 @@ describe("kiln build --sbom: RPM, Go, package-lock.json, scanned stages and cont
     expect(r.stderr).toMatch(/\/var\/lib\/rpm\/Packages is an RPM BerkeleyDB database, which kiln does not read/);
     const { docs } = await statements(out);
     expect(docs).toHaveLength(1);
+  }, 300_000);
+
+  it("keeps the scan switches out of RUN's environment (other ARGs stay in)", async () => {
+    const bctx = await temps.make("kiln-scan-run-");
+    await writeFile(join(bctx, "Dockerfile"), "FROM base\nARG BUILDKIT_SBOM_SCAN_STAGE=true\nARG BUILDKIT_SBOM_SCAN_CONTEXT=true\nARG OTHER=1\nRUN env > /env.txt\n");
+    const out = join(bctx, "out");
+    expectBuilt(await kiln(["build", "--progress", "quiet", "--cache-dir", join(dir, "cache"), "--build-context", `base=${busybox().buildContext}`, "--sbom=true", "--output", `type=local,dest=${out}`, bctx]));
+    const env = await readFile(join(out, "env.txt"), "utf8");
+    expect(env).toMatch(/^OTHER=1$/m);
+    expect(env).not.toMatch(/BUILDKIT_SBOM_SCAN/);
   }, 300_000);
 });
