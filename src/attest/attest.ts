@@ -1,6 +1,6 @@
-// The attestations of one build: the SLSA provenance statement and/or the SPDX SBOM statement
-// about the image manifest, stored as BuildKit stores them (store.ts). The build calls
-// `attestImage` after materializing each platform's image and lists the returned manifest in the
+// The attestations of one build: the SLSA provenance statement and/or the SPDX SBOM statements
+// (the image's, then one per extra scan: BUILDKIT_SBOM_SCAN_STAGE stages, the context) about the
+// image manifest, stored as BuildKit stores them (store.ts). The build calls `attestImage` after materializing each platform's image and lists the returned manifest in the
 // output's index (store.ts attestationEntry).
 import { createHash } from "node:crypto";
 import { KilnError } from "../errors.js";
@@ -11,11 +11,17 @@ import type { BlobStore } from "../store/blob-store.js";
 import { findPackages } from "./packages.js";
 import { SLSA_PROVENANCE_V1, provenancePredicate, type ProvenanceInput } from "./provenance.js";
 import type { AttestRequest } from "./request.js";
+import { scanDirectory } from "./scan-dir.js";
 import { scanFiles } from "./scan-files.js";
 import { storeScanCache } from "./scan-cache.js";
 import { SPDX_PREDICATE, spdxDocument } from "./spdx.js";
 import { imageSubjects, statement, type Statement } from "./statement.js";
 import { storeAttestations, type StoredAttestations } from "./store.js";
+
+/** An extra SBOM scan (BUILDKIT_SBOM_SCAN_STAGE / _CONTEXT): a stage's image or the build context directory. */
+export type ExtraScan =
+  | { name: string; image: Image }
+  | { name: string; directory: string; ignore?: (relPath: string) => boolean };
 
 export interface AttestInput {
   request: AttestRequest;
@@ -30,6 +36,8 @@ export interface AttestInput {
   provenance: Omit<ProvenanceInput, "mode" | "finishedOn" | "platform">;
   /** SOURCE_DATE_EPOCH, when set: fixes every time recorded. */
   sourceDateEpoch?: number;
+  /** Stages and the context scanned too: one more SPDX statement each, after the image's. */
+  extraScans?: ExtraScan[];
   /** What the SBOM scan could not read (e.g. an RPM database kiln does not support). */
   onWarning?: (message: string) => void;
   signal?: AbortSignal;
@@ -41,18 +49,32 @@ export async function attestImage(input: AttestInput): Promise<StoredAttestation
   const fixed = input.sourceDateEpoch !== undefined ? new Date(input.sourceDateEpoch * 1000) : undefined;
   const statements: Statement[] = [];
   if (input.request.sbom) {
-    const files = await scanFiles(
-      input.image.layers.map((l) => ({ mediaType: l.descriptor.mediaType, key: l.descriptor.digest, open: () => input.store.open(l.descriptor.digest) })),
-      { cache: storeScanCache(input.store), ...(input.signal ? { signal: input.signal } : {}) },
+    const signal = input.signal ? { signal: input.signal } : {};
+    const cache = storeScanCache(input.store);
+    const imageFiles = (image: Image): Promise<Map<string, Buffer>> => scanFiles(
+      image.layers.map((l) => ({ mediaType: l.descriptor.mediaType, key: l.descriptor.digest, open: () => input.store.open(l.descriptor.digest) })),
+      { cache, ...signal },
     );
-    const doc = spdxDocument({
-      name: input.names[0] ?? input.manifest.digest,
-      namespace: `https://kiln.dev/spdx/${input.manifest.digest.slice("sha256:".length)}`,
-      created: fixed ?? new Date(),
-      toolVersion: input.provenance.version,
-      packages: findPackages(files, input.onWarning),
-    });
-    statements.push(statement(subjects, SPDX_PREDICATE, doc));
+    const name = input.names[0] ?? input.manifest.digest;
+    const namespace = `https://kiln.dev/spdx/${input.manifest.digest.slice("sha256:".length)}`;
+    const sbom = (files: Map<string, Buffer>, scan?: string): Statement => {
+      const doc = spdxDocument({
+        // the image's document first; each extra named as BuildKit names the scan (sbom-<stage>, sbom-context)
+        name: scan ? `${name} sbom-${scan}` : name,
+        namespace: scan ? `${namespace}/sbom-${scan}` : namespace,
+        created: fixed ?? new Date(),
+        toolVersion: input.provenance.version,
+        packages: findPackages(files, input.onWarning),
+      });
+      return statement(subjects, SPDX_PREDICATE, doc);
+    };
+    statements.push(sbom(await imageFiles(input.image)));
+    for (const extra of input.extraScans ?? []) {
+      const files = "image" in extra
+        ? await imageFiles(extra.image)
+        : await scanDirectory(extra.directory, { ...(extra.ignore ? { ignore: extra.ignore } : {}), ...signal });
+      statements.push(sbom(files, extra.name));
+    }
   }
   if (input.request.provenance) {
     const p = input.provenance;

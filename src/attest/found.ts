@@ -16,9 +16,9 @@ export interface FoundPackage {
   location?: string;
 }
 
-/** A purl component: percent-encoded as the package-url spec asks (":" left as is). */
+/** A purl component: percent-encoded as the package-url spec asks (":" left as is; "!'()*", which encodeURIComponent keeps, encoded too). */
 export function enc(s: string): string {
-  return encodeURIComponent(s).replace(/%3A/gi, ":");
+  return encodeURIComponent(s).replace(/%3A/gi, ":").replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
 
 /** pkg:npm/NAME@VERSION, a scope the purl namespace ("@" encoded as %40). */

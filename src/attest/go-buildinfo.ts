@@ -12,6 +12,8 @@ const BUILDINFO_MAGIC = Buffer.from("\xff Go buildinf:", "latin1");
 const BUILDINFO_ALIGN = 16;
 const BUILDINFO_HEADER = 32;
 const SEARCH_BYTES = 64 * 1024;
+/** The longest inline version or module info string read (Go's module info is a few KiB to a few hundred). */
+const MAX_INLINE_BYTES = 16 * 1024 * 1024;
 const PT_LOAD = 1;
 const PF_X = 1;
 const PF_W = 2;
@@ -31,59 +33,100 @@ function readWord(b: Buffer, at: number, is64: boolean, le: boolean): number {
 interface Segment { vaddr: number; offset: number; filesz: number; flags: number }
 
 /** Whether the bytes start with an ELF identification kiln reads (32/64-bit, little/big endian). */
-function elfIdent(data: Buffer): boolean {
-  return isElf(data) && data.length >= 64 && (data[4] === 1 || data[4] === 2) && (data[5] === 1 || data[5] === 2);
+function elfIdent(data: Buffer | undefined): data is Buffer {
+  return data !== undefined && isElf(data) && data.length >= 64 && (data[4] === 1 || data[4] === 2) && (data[5] === 1 || data[5] === 2);
+}
+
+/**
+ * A file's bytes as the chunks it streamed in, never joined whole (a large executable costs no
+ * copy): a range is a view into one chunk, or a copy when it spans several.
+ */
+export class FileBytes {
+  readonly length: number;
+  private readonly starts: number[] = [];
+  constructor(private readonly chunks: readonly Buffer[]) {
+    let n = 0;
+    for (const c of chunks) {
+      this.starts.push(n);
+      n += c.length;
+    }
+    this.length = n;
+  }
+  /** `len` bytes at `from`, or undefined when the file does not hold them all. */
+  range(from: number, len: number): Buffer | undefined {
+    if (!Number.isSafeInteger(from) || !Number.isSafeInteger(len) || from < 0 || len < 0 || from + len > this.length) return undefined;
+    let lo = 0;
+    let hi = this.starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.starts[mid]! <= from) lo = mid;
+      else hi = mid - 1;
+    }
+    const first = this.chunks[lo]!;
+    const at = from - this.starts[lo]!;
+    if (at + len <= first.length) return first.subarray(at, at + len);
+    const out = Buffer.allocUnsafe(len);
+    let done = 0;
+    for (let i = lo; done < len; i++) {
+      const c = this.chunks[i]!;
+      const off = i === lo ? at : 0;
+      done += c.copy(out, done, off, Math.min(c.length, off + len - done));
+    }
+    return out;
+  }
 }
 
 class Elf {
   readonly is64: boolean;
   readonly le: boolean;
   readonly segments: Segment[] = [];
-  /** An ELF file's header and PT_LOAD segments (call only when `elfIdent` accepts the bytes). */
-  constructor(readonly data: Buffer) {
-    this.is64 = data[4] === 2;
-    this.le = data[5] === 1;
-    const phoff = this.word(this.is64 ? 32 : 28);
-    const phentsize = this.u16(this.is64 ? 54 : 42);
-    const phnum = this.u16(this.is64 ? 56 : 44);
+  /** An ELF file's header and PT_LOAD segments (`head`: its first 64 bytes, accepted by elfIdent). */
+  constructor(readonly file: FileBytes, readonly head: Buffer) {
+    this.is64 = head[4] === 2;
+    this.le = head[5] === 1;
+    const phoff = this.word(head, this.is64 ? 32 : 28);
+    const phentsize = this.u16(head, this.is64 ? 54 : 42);
+    const phnum = this.u16(head, this.is64 ? 56 : 44);
+    const phdrs = file.range(phoff, phnum * phentsize);
+    if (!phdrs || phentsize < (this.is64 ? 56 : 32)) return;
     for (let i = 0; i < phnum; i++) {
-      const at = phoff + i * phentsize;
-      if (at + (this.is64 ? 56 : 32) > data.length) break;
-      if (this.u32(at) !== PT_LOAD) continue;
+      const at = i * phentsize;
+      if (this.u32(phdrs, at) !== PT_LOAD) continue;
       this.segments.push(this.is64
-        ? { flags: this.u32(at + 4), offset: this.word(at + 8), vaddr: this.word(at + 16), filesz: this.word(at + 32) }
-        : { offset: this.u32(at + 4), vaddr: this.u32(at + 8), filesz: this.u32(at + 16), flags: this.u32(at + 24) });
+        ? { flags: this.u32(phdrs, at + 4), offset: this.word(phdrs, at + 8), vaddr: this.word(phdrs, at + 16), filesz: this.word(phdrs, at + 32) }
+        : { offset: this.u32(phdrs, at + 4), vaddr: this.u32(phdrs, at + 8), filesz: this.u32(phdrs, at + 16), flags: this.u32(phdrs, at + 24) });
     }
   }
-  u16(at: number): number {
-    return this.le ? this.data.readUInt16LE(at) : this.data.readUInt16BE(at);
+  u16(b: Buffer, at: number): number {
+    return this.le ? b.readUInt16LE(at) : b.readUInt16BE(at);
   }
-  u32(at: number): number {
-    return this.le ? this.data.readUInt32LE(at) : this.data.readUInt32BE(at);
+  u32(b: Buffer, at: number): number {
+    return this.le ? b.readUInt32LE(at) : b.readUInt32BE(at);
   }
-  word(at: number): number {
-    return readWord(this.data, at, this.is64, this.le);
+  word(b: Buffer, at: number): number {
+    return readWord(b, at, this.is64, this.le);
   }
   /** The section named `name`: its address, or undefined (no section headers, or no such section). */
   sectionAddr(name: string): number | undefined {
-    const d = this.data;
-    const shoff = this.word(this.is64 ? 40 : 32);
-    const shentsize = this.u16(this.is64 ? 58 : 46);
-    const shnum = this.u16(this.is64 ? 60 : 48);
-    const shstrndx = this.u16(this.is64 ? 62 : 50);
-    if (shoff <= 0 || shnum === 0 || shstrndx >= shnum || shoff + shnum * shentsize > d.length) return undefined;
-    const sh = (i: number): { name: number; addr: number; offset: number; size: number } => {
-      const at = shoff + i * shentsize;
+    const h = this.head;
+    const shoff = this.word(h, this.is64 ? 40 : 32);
+    const shentsize = this.u16(h, this.is64 ? 58 : 46);
+    const shnum = this.u16(h, this.is64 ? 60 : 48);
+    const shstrndx = this.u16(h, this.is64 ? 62 : 50);
+    if (shoff <= 0 || shnum === 0 || shstrndx >= shnum || shentsize < (this.is64 ? 40 : 24)) return undefined;
+    const shdrs = this.file.range(shoff, shnum * shentsize);
+    if (!shdrs) return undefined;
+    const sh = (i: number): { name: number; addr: number; offset: number } => {
+      const at = i * shentsize;
       return this.is64
-        ? { name: this.u32(at), addr: this.word(at + 16), offset: this.word(at + 24), size: this.word(at + 32) }
-        : { name: this.u32(at), addr: this.u32(at + 12), offset: this.u32(at + 16), size: this.u32(at + 20) };
+        ? { name: this.u32(shdrs, at), addr: this.word(shdrs, at + 16), offset: this.word(shdrs, at + 24) }
+        : { name: this.u32(shdrs, at), addr: this.u32(shdrs, at + 12), offset: this.u32(shdrs, at + 16) };
     };
     const strtab = sh(shstrndx);
     const want = Buffer.from(`${name}\0`, "latin1");
     for (let i = 0; i < shnum; i++) {
       const s = sh(i);
-      const at = strtab.offset + s.name;
-      if (at >= 0 && at + want.length <= d.length && d.subarray(at, at + want.length).equals(want)) return s.addr;
+      if (this.file.range(strtab.offset + s.name, want.length)?.equals(want)) return s.addr;
     }
     return undefined;
   }
@@ -91,10 +134,8 @@ class Elf {
   read(addr: number, size: number): Buffer | undefined {
     for (const s of this.segments) {
       if (addr < s.vaddr || addr >= s.vaddr + s.filesz) continue;
-      const n = Math.min(size, s.vaddr + s.filesz - addr);
-      const from = s.offset + (addr - s.vaddr);
-      if (from < 0 || n < 0 || from + n > this.data.length) return undefined;
-      return this.data.subarray(from, from + n);
+      const n = Math.min(size, s.vaddr + s.filesz - addr, this.file.length - (s.offset + (addr - s.vaddr)));
+      return this.file.range(s.offset + (addr - s.vaddr), n);
     }
     return undefined;
   }
@@ -122,22 +163,27 @@ function stripSentinels(mod: Buffer): string {
   return mod.length >= 33 && mod[mod.length - 17] === 0x0a ? mod.subarray(16, mod.length - 16).toString("utf8") : "";
 }
 
-/** The build info of an ELF Go binary (the whole file), or undefined when it is none. */
-export function readGoBuildInfo(file: Buffer): GoBuildInfo | undefined {
-  if (!elfIdent(file)) return undefined;
+/** The build info of an ELF Go binary (the whole file, or the chunks it streamed in), or undefined when it is none. */
+export function readGoBuildInfo(data: Buffer | readonly Buffer[]): GoBuildInfo | undefined {
+  const file = new FileBytes(Buffer.isBuffer(data) ? [data] : data);
+  const head = file.range(0, 64);
+  if (!elfIdent(head)) return undefined;
   try {
-    const elf = new Elf(file); // reads past the end (a truncated file) throw RangeError: not a Go binary
+    const elf = new Elf(file, head); // a short read (a truncated file) throws RangeError: not a Go binary
     let start = elf.sectionAddr(".go.buildinfo");
     if (start === undefined) start = elf.segments.find((s) => (s.flags & (PF_X | PF_W)) === PF_W)?.vaddr;
     if (start === undefined) return undefined;
-    let data = elf.read(start, SEARCH_BYTES);
-    if (!data) return undefined;
+    const window = elf.read(start, SEARCH_BYTES);
+    if (!window) return undefined;
+    let data: Buffer = window;
     let base = 0;
+    let magicAddr = start;
     for (;;) {
       const i = data.indexOf(BUILDINFO_MAGIC, base);
       if (i < 0 || data.length - i < BUILDINFO_HEADER) return undefined;
       if (i % BUILDINFO_ALIGN === 0) {
         data = data.subarray(i);
+        magicAddr = start + i;
         break;
       }
       base = Math.ceil(i / BUILDINFO_ALIGN) * BUILDINFO_ALIGN;
@@ -145,9 +191,11 @@ export function readGoBuildInfo(file: Buffer): GoBuildInfo | undefined {
     const ptrSize = data[14]!;
     const flags = data[15]!;
     if ((flags & 2) !== 0) {
-      // Go 1.18+: the version and the module info follow the header, each a uvarint length and bytes.
+      // Go 1.18+: the version and the module info follow the header, each a uvarint length and
+      // bytes; module info past the search window (a large dependency list) is read on from the header.
       const readStr = (at: number): [Buffer, number] | undefined => {
         const n = uvarint(data, at);
+        if (n && n[1] + n[0] > data.length && n[0] <= MAX_INLINE_BYTES) data = elf.read(magicAddr, n[1] + n[0]) ?? data;
         if (!n || n[1] + n[0] > data.length) return undefined;
         return [data.subarray(n[1], n[1] + n[0]), n[1] + n[0]];
       };

@@ -89,9 +89,9 @@ interface EntryStream {
 }
 
 /**
- * An executable regular file: an ELF file under the size cap is held while it streams and, when
- * it is a Go binary, its build info is kept (as a record at its path); any other executable
- * replaces a Go binary of that name in the layers below.
+ * An executable regular file: an ELF file under the size cap is held while it streams (its
+ * chunks, never joined: no copy) and, when it is a Go binary, its build info is kept (as a record
+ * at its path); any other executable replaces a Go binary of that name in the layers below.
  */
 function readExecutable(path: string, size: number, stream: EntryStream, scan: LayerScan, next: () => void): void {
   const notGo = (): void => {
@@ -114,7 +114,7 @@ function readExecutable(path: string, size: number, stream: EntryStream, scan: L
     if (held >= 4 && chunks.length <= 4 && !isElf(chunks.length === 1 ? c : Buffer.concat(chunks))) chunks = undefined;
   });
   stream.on("end", () => {
-    const info = chunks ? readGoBuildInfo(Buffer.concat(chunks)) : undefined;
+    const info = chunks ? readGoBuildInfo(chunks) : undefined;
     chunks = undefined;
     if (info) scan.added.set(path, goRecord(info));
     else notGo();

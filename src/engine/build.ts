@@ -26,7 +26,8 @@ import { formatPlatform } from "../image/platform.js";
 import { BlobStore } from "../store/blob-store.js";
 import { checkAttestationOutputs, outputCompression, writeOutputs } from "../output/write.js";
 import { recompressLayers } from "../layer/recompress.js";
-import { attestImage, sha256Hex } from "../attest/attest.js";
+import { attestImage, sha256Hex, type ExtraScan } from "../attest/attest.js";
+import { scansContext, scansStage } from "../attest/scan-targets.js";
 import { attestationEntry, type StoredAttestations } from "../attest/store.js";
 import { referrerArtifacts } from "../attest/referrers.js";
 import { attestationRecords, type AttestationRecord } from "../attest/summary.js";
@@ -237,7 +238,8 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
       const materialized = await materialize(outImage, store, format, {
         ...(options.annotations ? { annotations: options.annotations } : {}),
       });
-      return { platform: t.config.platform, image: outImage, materialized, source: await storeImage(store, materialized.manifest), sources };
+      const extraScans = attest?.sbom ? await sbomExtraScans(t.plan, scheduler, sources, cache) : [];
+      return { platform: t.config.platform, image: outImage, materialized, source: await storeImage(store, materialized.manifest), sources, extraScans };
     }));
     // Every platform settles before the session's resources go: the first failure is the build's.
     const failed = settled.find((r): r is PromiseRejectedResult => r.status === "rejected");
@@ -334,6 +336,29 @@ interface PlatformBuild {
   source: ImageSource;
   /** What this platform's build read (its provenance's resolved dependencies). */
   sources: BuildSources;
+  /** BUILDKIT_SBOM_SCAN_STAGE stages and BUILDKIT_SBOM_SCAN_CONTEXT's context, scanned for the SBOM too. */
+  extraScans: ExtraScan[];
+}
+
+/** The stages (other than the target) and the context the SBOM scans too, as BuildKit's frontend selects them. */
+async function sbomExtraScans(plan: BuildPlan, scheduler: StageScheduler, sources: BuildSources, cache: BuildCache): Promise<ExtraScan[]> {
+  const out: ExtraScan[] = [];
+  const view = async (i: number): Promise<{ name: string; args: ReadonlyMap<string, string> | undefined; image: Image }> => {
+    const r = await scheduler.result(i);
+    return { name: plan.stages[i]!.name ?? "", args: r.args?.values, image: r.image };
+  };
+  for (const i of plan.order) {
+    if (i === plan.target) continue;
+    const s = await view(i);
+    if (!scansStage(s, plan.globalValues)) continue;
+    await cache.ensureLayers(s.image.layers);
+    out.push({ name: s.name || `stage-${i}`, image: s.image });
+  }
+  if (scansContext(await view(plan.target), plan.globalValues)) {
+    const ctx = await sources.context();
+    out.push({ name: "context", directory: ctx.root, ignore: ctx.ignore });
+  }
+  return out;
 }
 
 /** What every platform's attestations share. */
@@ -377,6 +402,7 @@ async function attestPlatform(a: AttestationContext, b: PlatformBuild, outputs: 
       invocationId: sde !== undefined ? sha256Hex(JSON.stringify([dockerfileSha, options.target ?? "", deps, manifest.digest])).slice(0, 32) : randomUUID(),
     },
     ...(sde !== undefined ? { sourceDateEpoch: sde } : {}),
+    extraScans: b.extraScans,
     onWarning: (message) => config.emit({ type: "warning", message }),
     ...(config.signal ? { signal: config.signal } : {}),
   });

@@ -19,7 +19,7 @@ beforeAll(async () => {
 }, 300_000);
 afterAll(() => temps.cleanup());
 
-const EXPECTED = ["pkg:golang/example.com/app@(devel)", "pkg:golang/example.com/lib@v1.2.3", "pkg:golang/example.com/newer@v1.1.0"];
+const EXPECTED = ["pkg:golang/example.com/app@%28devel%29", "pkg:golang/example.com/lib@v1.2.3", "pkg:golang/example.com/newer@v1.1.0"];
 
 describe("readGoBuildInfo", () => {
   it("reads the Go 1.18+ inline layout of real binaries, 32/64-bit, little and big endian", async () => {
@@ -31,6 +31,14 @@ describe("readGoBuildInfo", () => {
       expect(purls.slice(0, 3), arch).toEqual(EXPECTED);
       expect(purls[3]).toBe(`pkg:golang/stdlib@${info!.goVersion.slice(2)}`);
     }
+  });
+
+  it("reads a binary as the chunks it streamed in, ranges spanning chunk boundaries", async () => {
+    const whole = await readFile(bins.s390x!);
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < whole.length; at += 997) chunks.push(whole.subarray(at, at + 997));
+    expect(readGoBuildInfo(chunks)).toEqual(readGoBuildInfo(whole));
+    expect(readGoBuildInfo(chunks)).toBeDefined();
   });
 
   it("reads the pre-1.18 pointer layout (64-bit little endian, 32-bit big endian)", () => {
@@ -61,7 +69,7 @@ describe("readGoBuildInfo", () => {
       deps: [{ path: "a", version: "v1.0.0", replace: { path: "b", version: "v2.0.0" } }, { path: "c", version: "v1.0.0", replace: { path: "../c", version: "" } }],
     });
     expect(goPackages({ goVersion: "go1.22.1 X:boringcrypto", modinfo: text }, "/x").map((p) => p.purl)).toEqual([
-      "pkg:golang/x@(devel)", "pkg:golang/b@v2.0.0", "pkg:golang/c@(devel)", "pkg:golang/stdlib@1.22.1",
+      "pkg:golang/x@%28devel%29", "pkg:golang/b@v2.0.0", "pkg:golang/c@%28devel%29", "pkg:golang/stdlib@1.22.1",
     ]);
   });
 });

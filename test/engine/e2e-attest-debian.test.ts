@@ -1,7 +1,8 @@
 // The SBOM of a real Debian 12 minbase (debootstrap, imported as a kiln base) with an npm app
 // copied in: its Debian packages are exactly those dpkg-query lists as installed in the root file
 // system the base was made from (name, version, architecture), and the app's node_modules
-// packages appear with their versions. No RUN: kiln reads the layers.
+// packages appear with their versions, once each though the app's package-lock.json lists them too.
+// No RUN: kiln reads the layers.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -24,6 +25,11 @@ describe("kiln build --sbom on a Debian base", () => {
       await mkdir(join(ctx, "app", "node_modules", name), { recursive: true });
       await writeFile(join(ctx, "app", "node_modules", name, "package.json"), JSON.stringify({ name, version, license: "MIT" }));
     }
+    // npm's lockfile (v3) of the same install: its packages are the node_modules ones, counted once, and the project
+    await writeFile(join(ctx, "app", "package-lock.json"), JSON.stringify({
+      name: "app", version: "1.0.0", lockfileVersion: 3, requires: true,
+      packages: { "": { name: "app", version: "1.0.0" }, "node_modules/express": { version: "4.19.2", license: "MIT" }, "node_modules/@babel/core": { version: "7.24.0", license: "MIT" } },
+    }));
     await writeFile(join(ctx, "Dockerfile"), "FROM base\nCOPY app /app\n");
     const out = join(dir, "out");
     const t0 = Date.now();
@@ -41,7 +47,9 @@ describe("kiln build --sbom on a Debian base", () => {
     const installed = q.stdout.split("\n").filter((l) => l.startsWith("ii")).map((l) => l.slice(l.indexOf("|") + 1)).sort();
     expect(installed.length).toBeGreaterThan(50);
     expect(debs).toEqual(installed);
-    expect(purls.filter((p) => p.startsWith("pkg:npm/")).sort()).toEqual(["pkg:npm/%40babel/core@7.24.0", "pkg:npm/express@4.19.2"]);
+    expect(purls.filter((p) => p.startsWith("pkg:npm/")).sort()).toEqual(["pkg:npm/%40babel/core@7.24.0", "pkg:npm/app@1.0.0", "pkg:npm/express@4.19.2"]);
+    // Debian's own executables are ELF files, none a Go binary: the build-info reader finds nothing there
+    expect(purls.filter((p) => !p.startsWith("pkg:deb/") && !p.startsWith("pkg:npm/"))).toEqual([]);
     expect(took).toBeLessThan(60_000);
   });
 });

@@ -23,6 +23,7 @@ import { envMap } from "../image-config.js";
 import { secretValue } from "../secret-value.js";
 import { instructionExtra } from "../step-extra.js";
 import type { LayerStep, Produced, StepContext } from "../step.js";
+import { SBOM_SCAN_ARGS } from "../../attest/scan-targets.js";
 
 /** Mount types RUN supports; the others are rejected before the build starts. */
 export const SUPPORTED_MOUNTS = new Set(["bind", "cache", "tmpfs", "secret", "ssh"]);
@@ -49,10 +50,11 @@ async function run(ctx: StepContext, t: RunInstruction): Promise<Produced> {
   const runner = await ctx.runner();
   const cfg = state.image.config.config ?? {};
 
-  // Environment: image Env, then the stage's ARG values that ENV does not shadow, then the
-  // predefined proxy args when given (never recorded in history or config).
+  // Environment: image Env, then the stage's ARG values that ENV does not shadow (but not
+  // BuildKit's SBOM scan switches, which its frontend keeps out of RUN too), then the predefined
+  // proxy args when given (never recorded in history or config).
   const env = envMap(state.image.config);
-  for (const [k, v] of state.args) if (!env.has(k)) env.set(k, v);
+  for (const [k, v] of state.args) if (!env.has(k) && !SBOM_SCAN_ARGS.has(k)) env.set(k, v);
   for (const p of PREDEFINED_ARGS) {
     const v = config.buildArgs[p];
     if (v !== undefined && !env.has(p)) env.set(p, v);
