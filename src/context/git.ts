@@ -100,6 +100,7 @@ export async function checkoutGit(src: GitRef, resolved: ResolvedGit, cacheDir: 
     } catch (err) {
       // a server that refuses an unadvertised commit: fetch its branches and tags whole (as BuildKit does)
       if (want !== resolved.commit || (err as KilnError).code === "ABORTED") throw err;
+      options.onInfo?.(`git fetch ${src.display}: the server refuses commit ${resolved.commit.slice(0, 12)} by id; fetching its branches and tags`);
       await git(["fetch", "-q", "--no-tags", "origin", "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"], src, o);
     }
     const has = await git(["cat-file", "-t", resolved.commit], src, o).catch(() => "");
@@ -180,7 +181,7 @@ async function git(args: string[], src: GitRef, options: GitOptions & { cwd?: st
       clearTimeout(timer);
       signal?.removeEventListener("abort", onAbort);
       if (why === "abort" && signal) return reject(abortError(signal));
-      if (why === "timeout") return reject(new KilnError("GIT_FETCH_FAILED", `git source ${src.display}: git ${args[0]} took longer than ${Math.round(timeoutMs / 1000)}s`));
+      if (why === "timeout") return reject(new KilnError("GIT_FETCH_FAILED", `git source ${src.display}: git ${args[0]} took longer than ${timeoutMs < 1000 ? `${timeoutMs}ms` : `${Math.round(timeoutMs / 1000)}s`}`));
       if (code === 0) return resolve(Buffer.concat(out).toString("utf8"));
       const said = redactText(Buffer.concat(err).toString("utf8")).trim().split("\n").filter((l) => l.trim() !== "").slice(-2).join("; ");
       reject(new KilnError("GIT_FETCH_FAILED", `git source ${src.display}: git ${args[0]} failed (exit ${code})${said ? `: ${said}` : ""}`));

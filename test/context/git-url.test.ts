@@ -6,10 +6,10 @@ import { KilnError } from "../../src/errors.js";
 
 describe("git URLs", () => {
   it("recognises the forms BuildKit takes as git, and nothing else", () => {
-    for (const s of ["https://host/org/repo.git", "https://host/org/repo.git#main:dir", "git@host:org/repo.git", "ssh://git@host/repo", "git://host/repo", "https://host/repo?ref=main", "github.com/org/repo"]) {
+    for (const s of ["https://host/org/repo.git", "https://host/org/repo.git#main:dir", "git@host:org/repo.git", "ssh://git@host/repo", "git://host/repo", "https://host/repo?ref=main"]) {
       expect(isGitUrl(s), s).toBe(true);
     }
-    for (const s of ["https://host/file.tar.gz", "https://host/repo", "./dir", "/abs/path", "docker-image://alpine", "oci-layout:///x"]) {
+    for (const s of ["https://host/file.tar.gz", "https://host/repo", "./dir", "/abs/path", "docker-image://alpine", "oci-layout:///x", "github.com/org/repo"]) {
       expect(isGitUrl(s), s).toBe(false);
     }
   });
@@ -28,7 +28,6 @@ describe("git URLs", () => {
   it("scp-like and ssh:// remotes are SSH; the host is what auth is keyed to", () => {
     expect(parseGitUrl("git@example.com:org/repo.git#main")).toMatchObject({ remote: "git@example.com:org/repo.git", ref: "main", transport: "ssh", host: "example.com" });
     expect(parseGitUrl("ssh://git@example.com:2222/repo.git")).toMatchObject({ transport: "ssh", host: "example.com:2222" });
-    expect(parseGitUrl("github.com/org/repo#main").remote).toBe("https://github.com/org/repo");
   });
 
   it("refuses what git would misread: option-like refs, .. in subdir, unknown query keys", () => {

@@ -137,6 +137,29 @@ describe("kiln build: SSH", () => {
     });
   }
 
+  it("--ssh default forwards the agent of $SSH_AUTH_SOCK (one the user runs)", async () => {
+    const dir = await temps.make("kiln-ssh-own-");
+    const sock = join(dir, "agent.sock");
+    const { spawn } = await import("node:child_process");
+    const agent = spawn("ssh-agent", ["-D", "-a", sock], { stdio: "ignore" });
+    try {
+      for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 20));
+      execFileSync("ssh-add", ["-q", sshd.keyFile], { env: { ...process.env, SSH_AUTH_SOCK: sock } });
+      const ctx = await temps.make("kiln-ssh-ctx-");
+      await cp(tools, join(ctx, "ssh"), { recursive: true });
+      await writeFile(join(ctx, "Dockerfile"), `FROM base\nCOPY ssh /opt/ssh\nRUN --mount=type=ssh ${LD} /opt/ssh/ssh-add -L > /agent-keys\n`);
+      const out = await temps.make("kiln-ssh-out-");
+      const r = await kiln(["build", "--progress", "quiet", "--cache-dir", join(out, "cache"), "--build-context", `base=${base().buildContext}`, "--ssh", "default",
+        "-t", "latest", "--output", `type=oci,dest=${join(out, "layout")}`, ctx], { env: { SSH_AUTH_SOCK: sock } });
+      expect(r.code, r.stderr).toBe(0);
+      const root = await umociUnpack(temps, join(out, "layout"), "latest");
+      expect((await readFile(join(root, "agent-keys"), "utf8")).trim()).toBe(sshd.publicKey);
+      expect(existsSync(sock)).toBe(true); // the user's agent is left alone
+    } finally {
+      agent.kill();
+    }
+  });
+
   it("a required ssh mount without --ssh: one line naming the Dockerfile line, exit 1, before any step", async () => {
     const ctx = await temps.make("kiln-ssh-ctx-");
     await mkdir(join(ctx, "d"));

@@ -114,6 +114,15 @@ describe("kiln build: git contexts", () => {
     expect(result.stderr + result.stdout).not.toContain(Buffer.from(`x-access-token:${TOKEN}`).toString("base64"));
   });
 
+  it("--secret id=GIT_AUTH_HEADER sends that Authorization value", async () => {
+    const before = http.authorizations.length;
+    const layout = join(await temps.make("kiln-git-out-"), "layout");
+    const r = await kiln(["build", "--progress", "quiet", "--cache-dir", await temps.make("kiln-git-c-"), "-t", "latest", "--output", `type=oci,dest=${layout}`,
+      "--secret", "id=GIT_AUTH_HEADER,env=KILN_TEST_GIT_HEADER", `${http.url}/repo.git#main:app`], { env: { KILN_TEST_GIT_HEADER: BASIC } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(http.authorizations.slice(before).every((a) => a === BASIC)).toBe(true);
+  });
+
   it("refuses without the token, and never prints a URL's credentials whole", async () => {
     const r = await kiln(["build", "--progress", "plain", "--cache-dir", await temps.make("kiln-git-c-"), `${http.url}/repo.git#main`]);
     expect(r.code).toBe(1);
@@ -175,6 +184,23 @@ describe("kiln build: ADD <git-url>", () => {
     expect(three.steps.map((s) => s.cached)).toEqual([true, false, false]);
     expect(http.fetches).toBeGreaterThan(fetchesBefore);
     expect(await readFile(join(await files(three.layout), "m/v.txt"), "utf8")).toBe("two\n");
+  });
+
+  it("a commit that is no branch tip, from a server that refuses unadvertised commits (protocol v0): fetched whole instead", async () => {
+    const home = await temps.make("kiln-git-home-");
+    const fs = await import("node:fs/promises");
+    await fs.writeFile(join(home, ".gitconfig"), "[protocol]\n\tversion = 0\n");
+    const older = await repo.git("rev-parse", "HEAD~1");
+    expect(older).not.toBe(first);
+    const ctx = await temps.make("kiln-git-add-");
+    await fs.writeFile(join(ctx, "Dockerfile"), `FROM scratch\nADD ${daemon.url}/repo.git#${older} /r\n`);
+    const out = await temps.make("kiln-git-out-");
+    const r = await kiln(["build", "--progress", "plain", "--cache-dir", join(out, "cache"), "-t", "latest", "--output", `type=oci,dest=${join(out, "layout")}`, ctx], { env: { HOME: home } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`git fetch ${daemon.url}/repo.git#${older}: the server refuses commit ${older.slice(0, 12)} by id; fetching its branches and tags`);
+    const root = await files(join(out, "layout"));
+    expect(await readFile(join(root, "r/hello.txt"), "utf8")).toBe("hello from git\n");
+    expect(existsSync(join(root, "r/vendor"))).toBe(false); // the submodule came with the later commit
   });
 
   it("ADD --checksum=<commit>: builds when the ref resolves to it, else one line naming the Dockerfile line before fetching", async () => {
