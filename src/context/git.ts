@@ -10,7 +10,7 @@
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { KilnError, abortError } from "../errors.js";
 import { redactUrl, type GitRef } from "./git-url.js";
@@ -85,8 +85,13 @@ export async function checkoutGit(src: GitRef, resolved: ResolvedGit, cacheDir: 
   const root = join(cacheDir, "git");
   const id = createHash("sha256").update(`${remoteWithoutCredentials(src.remote)}\0${src.submodules ? "submodules" : ""}`).digest("hex").slice(0, 24);
   const dir = join(root, `${id}-${resolved.commit}`);
-  if (existsSync(join(dir, ".kiln-complete"))) return dir;
+  if (existsSync(join(dir, ".kiln-complete"))) {
+    // last use, for `kiln prune`
+    await utimes(join(dir, ".kiln-complete"), new Date(), new Date()).catch(() => undefined);
+    return dir;
+  }
   await mkdir(root, { recursive: true });
+  await removeStaleTemp(root);
   const tmp = join(root, `tmp-${process.pid}-${randomBytes(6).toString("hex")}`);
   await mkdir(tmp);
   try {
@@ -131,6 +136,19 @@ export async function checkoutGit(src: GitRef, resolved: ResolvedGit, cacheDir: 
   }
 }
 
+/** `tmp-<pid>-*` checkouts whose build process is gone (killed before it could clean up). */
+async function removeStaleTemp(root: string): Promise<void> {
+  for (const name of await readdir(root).catch(() => [] as string[])) {
+    const pid = /^tmp-(\d+)-/.exec(name)?.[1];
+    if (pid === undefined || Number(pid) === process.pid) continue;
+    try {
+      process.kill(Number(pid), 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ESRCH") await rm(join(root, name), { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
+}
+
 /** The environment git runs with: no prompts, the auth config for this host, the agent for SSH. */
 function gitEnv(src: GitRef, auth: GitAuth | undefined): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, GIT_TERMINAL_PROMPT: "0", GIT_ASKPASS: "", SSH_ASKPASS: "", LC_ALL: "C" };
@@ -138,7 +156,12 @@ function gitEnv(src: GitRef, auth: GitAuth | undefined): NodeJS.ProcessEnv {
   const config: Array<[string, string]> = [];
   if ((src.transport === "https" || src.transport === "http") && src.host) {
     const value = auth?.header ?? (auth?.token !== undefined ? `basic ${Buffer.from(`x-access-token:${auth.token}`).toString("base64")}` : undefined);
-    if (value !== undefined) config.push([`http.${src.transport}://${src.host}/.extraHeader`, `Authorization: ${value}`]);
+    if (value !== undefined) {
+      const prefix = `http.${src.transport}://${src.host}/`;
+      config.push([`${prefix}.extraHeader`, `Authorization: ${value}`]);
+      // a redirect would carry the header to another host: with credentials, none is followed
+      config.push([`${prefix}.followRedirects`, "false"]);
+    }
   }
   env.GIT_CONFIG_COUNT = String(config.length);
   config.forEach(([k, v], i) => {
@@ -203,4 +226,22 @@ export function withoutGitDirs(ignore: IgnoreFn, keepGitDir = false): IgnoreFn {
   const fn = ((rel: string) => isGit(rel.replace(/^\.?\/+/, "")) || ignore(rel)) as IgnoreFn;
   fn.canSkipDir = (dir: string) => isGit(dir.replace(/^\.?\/+/, "")) || (ignore.canSkipDir?.(dir) ?? false);
   return fn;
+}
+
+/**
+ * `kiln prune`: checkouts in `cacheDir/git/` last used before `before` (ms since the epoch), and
+ * unfinished ones of dead builds, are removed (a checkout is fetched again when needed).
+ */
+export async function pruneGitCheckouts(cacheDir: string, before: number): Promise<{ removed: number }> {
+  const root = join(cacheDir, "git");
+  await removeStaleTemp(root);
+  let removed = 0;
+  for (const name of await readdir(root).catch(() => [] as string[])) {
+    if (!/^[0-9a-f]{24}-[0-9a-f]{40,64}$/.test(name)) continue;
+    const used = await stat(join(root, name, ".kiln-complete")).then((st) => st.mtimeMs, () => 0);
+    if (used >= before) continue;
+    await rm(join(root, name), { recursive: true, force: true });
+    removed++;
+  }
+  return { removed };
 }

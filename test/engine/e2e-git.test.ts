@@ -5,7 +5,9 @@
 // --keep-git-dir and --checksum, cached by commit (a second build only lists refs), the commit in
 // the metadata file, and the refusals: a missing ref, a checksum that does not match.
 import { readFile } from "node:fs/promises";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
+import { prune } from "../../src/cache/prune.js";
+import { BlobStore } from "../../src/store/blob-store.js";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildLayout } from "../helpers/build.js";
@@ -184,6 +186,14 @@ describe("kiln build: ADD <git-url>", () => {
     expect(three.steps.map((s) => s.cached)).toEqual([true, false, false]);
     expect(http.fetches).toBeGreaterThan(fetchesBefore);
     expect(await readFile(join(await files(three.layout), "m/v.txt"), "utf8")).toBe("two\n");
+
+    // kiln prune: checkouts just used stay; unused past the grace period they go
+    const checkouts = (): string[] => readdirSync(join(cache, "git"));
+    expect(checkouts()).toHaveLength(3); // repo at first (with its submodule), moving at c1 and c2
+    await prune(new BlobStore(cache));
+    expect(checkouts()).toHaveLength(3);
+    await prune(new BlobStore(cache), { now: Date.now() + 3_600_000 });
+    expect(checkouts()).toEqual([]);
   });
 
   it("a commit that is no branch tip, from a server that refuses unadvertised commits (protocol v0): fetched whole instead", async () => {
