@@ -21,6 +21,7 @@ export function parseSshSpec(value: string): [string, string[]] {
   const id = eq >= 0 ? value.slice(0, eq) : value;
   if (!/^[A-Za-z0-9_.-]+$/.test(id)) throw new UsageError("OPTION_INVALID", `--ssh ${value}: the id must be letters, digits, "_", "." or "-"`);
   const paths = eq >= 0 ? value.slice(eq + 1).split(",").filter((p) => p !== "").map((p) => resolve(p)) : [];
+  for (const p of paths) if (!lstatSync(p, { throwIfNoEntry: false })) throw new UsageError("OPTION_INVALID", `--ssh ${value}: ${p} does not exist`);
   return [id, paths];
 }
 

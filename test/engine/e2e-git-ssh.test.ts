@@ -168,5 +168,8 @@ describe("kiln build: SSH", () => {
     expect(r.code).toBe(1);
     expect(r.stderr.trim()).toBe("error: Dockerfile:3: RUN --mount=type=ssh is required but no --ssh default was given");
     expect(await readdir(ctx)).toEqual(["Dockerfile", "d"]);
+    const missing = await kiln(["build", "--cache-dir", await temps.make("kiln-ssh-c-"), "--ssh", "default=/nonexistent/key", ctx]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr.trim().split("\n")[0]).toBe("error: --ssh default=/nonexistent/key: /nonexistent/key does not exist");
   });
 });

@@ -5,7 +5,7 @@
 // --keep-git-dir and --checksum, cached by commit (a second build only lists refs), the commit in
 // the metadata file, and the refusals: a missing ref, a checksum that does not match.
 import { readFile } from "node:fs/promises";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { prune } from "../../src/cache/prune.js";
 import { BlobStore } from "../../src/store/blob-store.js";
 import { join } from "node:path";
@@ -215,8 +215,12 @@ describe("kiln build: ADD <git-url>", () => {
 
   it("ADD --checksum=<commit>: builds when the ref resolves to it, else one line naming the Dockerfile line before fetching", async () => {
     const cache = await temps.make("kiln-git-sum-");
-    const ok = await addBuild(cache, `FROM scratch\nADD --checksum=${tagged} ${daemon.url}/repo.git#v1 /r\n`);
+    const ok = await addBuild(cache, `FROM scratch\nADD --checksum=${tagged} --exclude=app --chown=7:8 ${daemon.url}/repo.git#v1 /r\n`);
     expect(ok.stderr).toBe("");
+    const root = await files(ok.layout);
+    expect(await readFile(join(root, "r/hello.txt"), "utf8")).toBe("hello from git\n");
+    expect(existsSync(join(root, "r/app"))).toBe(false);
+    expect(statSync(join(root, "r/hello.txt")).uid).toBe(7);
     const wrong = "0123456789abcdef0123456789abcdef01234567";
     const bad = await addBuild(cache, `FROM scratch\nCOPY after.txt /a\nADD --checksum=${wrong} ${daemon.url}/repo.git#v1 /r\n`);
     expect(bad.code).toBe(1);
