@@ -48,7 +48,8 @@ const FULL_SHA = /^[0-9a-f]{40}$|^[0-9a-f]{64}$/;
 
 /** The remote without userinfo (what a kept .git/config records and what cache keys name). */
 export function remoteWithoutCredentials(remote: string): string {
-  return remote.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, (m, scheme: string) => (scheme.toLowerCase().startsWith("http") ? scheme : m));
+  // http(s): userinfo is a credential; ssh: the user name stays (it picks the account), a password goes
+  return remote.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^/@]*)@/i, (_, scheme: string, info: string) => (scheme.toLowerCase().startsWith("http") ? scheme : `${scheme}${info.split(":")[0]}@`));
 }
 
 /**

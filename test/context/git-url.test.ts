@@ -2,6 +2,7 @@
 // ?ref=&subdir= forms, scp-like SSH remotes, and userinfo redacted wherever a URL is printed.
 import { describe, expect, it } from "vitest";
 import { isGitUrl, parseGitUrl, redactUrl } from "../../src/context/git-url.js";
+import { remoteWithoutCredentials } from "../../src/context/git.js";
 import { KilnError } from "../../src/errors.js";
 
 describe("git URLs", () => {
@@ -41,6 +42,10 @@ describe("git URLs", () => {
     expect(redactUrl("https://tok3n@host/repo.git")).toBe("https://***@host/repo.git");
     expect(redactUrl("ssh://git@host/repo.git")).toBe("ssh://git@host/repo.git");
     expect(redactUrl("ssh://git:pw@host/repo.git")).toBe("ssh://***@host/repo.git");
+    // what a kept .git/config and provenance record
+    expect(remoteWithoutCredentials("https://user:s3cret@host/repo.git")).toBe("https://host/repo.git");
+    expect(remoteWithoutCredentials("ssh://git:pw@host/repo.git")).toBe("ssh://git@host/repo.git");
+    expect(remoteWithoutCredentials("git@host:org/repo.git")).toBe("git@host:org/repo.git");
     try {
       parseGitUrl("https://user:s3cret@host/repo.git?bad=1");
     } catch (err) {
