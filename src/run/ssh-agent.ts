@@ -85,7 +85,8 @@ export class SshAgents {
     failed.catch(() => undefined);
     if (agent.pid !== undefined) this.started.push({ pid: agent.pid, dir });
     const deadline = Date.now() + 10_000;
-    while (!lstatSync(sock, { throwIfNoEntry: false })?.isSocket()) {
+    // the socket file exists from bind(2) on, but takes connections only after listen(2)
+    while (!(await accepts(sock))) {
       if (Date.now() > deadline) throw new KilnError("SSH_AGENT_FAILED", `--ssh ${id}: ssh-agent did not start`);
       await Promise.race([failed, new Promise((r) => setTimeout(r, 20))]);
     }
@@ -117,6 +118,19 @@ export class SshAgents {
       await rm(a.dir, { recursive: true, force: true }).catch(() => undefined);
     }
   }
+}
+
+/** Whether something listens on the Unix socket `path`. */
+function accepts(path: string): Promise<boolean> {
+  if (!lstatSync(path, { throwIfNoEntry: false })?.isSocket()) return Promise.resolve(false);
+  return new Promise((done) => {
+    const c = createConnection(path);
+    c.once("connect", () => {
+      c.destroy();
+      done(true);
+    });
+    c.once("error", () => done(false));
+  });
 }
 
 function checkSocket(id: string, path: string): string {

@@ -143,8 +143,16 @@ describe("kiln build: SSH", () => {
     const { spawn } = await import("node:child_process");
     const agent = spawn("ssh-agent", ["-D", "-a", sock], { stdio: "ignore" });
     try {
-      for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 20));
-      execFileSync("ssh-add", ["-q", sshd.keyFile], { env: { ...process.env, SSH_AUTH_SOCK: sock } });
+      // the agent takes connections a moment after its socket appears
+      for (let i = 0; ; i++) {
+        try {
+          execFileSync("ssh-add", ["-q", sshd.keyFile], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: "ignore" });
+          break;
+        } catch (err) {
+          if (i > 100) throw err;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
       const ctx = await temps.make("kiln-ssh-ctx-");
       await cp(tools, join(ctx, "ssh"), { recursive: true });
       await writeFile(join(ctx, "Dockerfile"), `FROM base\nCOPY ssh /opt/ssh\nRUN --mount=type=ssh ${LD} /opt/ssh/ssh-add -L > /agent-keys\n`);
