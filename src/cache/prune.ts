@@ -4,7 +4,8 @@
 // names. With `keepStorage` it stops once the blobs fit. Unreferenced blobs younger than a grace
 // period (base images a running build just pulled) are kept; stale temp files and the stat
 // caches of build contexts that no longer exist are cleared. Layers extracted for the overlay
-// snapshotter go when unused for the grace period (or `until`) and no live build stacks them.
+// snapshotter go when unused for the grace period (or `until`) and no live build stacks them;
+// git checkouts (src/context/git.ts) go when unused as long.
 // Blobs a local image name reaches (its manifest or index, their configs and layers) are kept
 // whatever their age: `kiln rmi` removes the name, the next prune its blobs.
 import { lstat, readdir, readFile, rm, stat } from "node:fs/promises";
@@ -13,6 +14,7 @@ import { isDigest, type Digest } from "../store/digest.js";
 import type { BlobStore } from "../store/blob-store.js";
 import { listExtractedLayers, removeExtractedLayers, treeBytes } from "../snapshot/layer-dirs.js";
 import { listNames } from "../store/names.js";
+import { pruneGitCheckouts } from "../context/git.js";
 
 export { parseDuration, parseSize } from "../units.js";
 
@@ -257,5 +259,7 @@ export async function prune(store: BlobStore, options: PruneOptions = {}): Promi
   // extracted layers are derived from blobs: any unused for the grace period (or `until`) go
   const idle = Math.max(options.until ?? 0, options.graceMs ?? DEFAULT_PRUNE_GRACE_MS);
   const layers = await removeExtractedLayers(store.root, now - idle);
-  return { removed: plan.records.length + plan.blobs.length + layers.removed, freed: freed + layers.freed };
+  // git checkouts can be fetched again: those unused as long go too
+  const git = await pruneGitCheckouts(store.root, now - idle);
+  return { removed: plan.records.length + plan.blobs.length + layers.removed + git.removed, freed: freed + layers.freed };
 }

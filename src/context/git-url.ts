@@ -28,10 +28,12 @@ export interface GitRef {
 
 const SCP_LIKE = /^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!\/\/)/;
 
-/** Whether a context / ADD source names a git repository (as BuildKit decides). */
+/**
+ * Whether a context / ADD source names a git repository (as BuildKit decides; a bare
+ * `github.com/org/repo` stays a local path: BuildKit's ADD takes it as one too).
+ */
 export function isGitUrl(source: string): boolean {
   if (/^(git|ssh):\/\//i.test(source) || SCP_LIKE.test(source) || /^git@/i.test(source)) return true;
-  if (/^github\.com\//i.test(source)) return true;
   if (!/^https?:\/\//i.test(source)) return false;
   const base = source.replace(/[#].*$/, "");
   const path = base.replace(/\?.*$/, "");
@@ -72,7 +74,6 @@ export function parseGitUrl(source: string): GitRef {
     }
     rest = rest.slice(0, q);
   }
-  if (/^github\.com\//i.test(rest)) rest = `https://${rest}`;
   let ref: string | undefined;
   let subdir: string | undefined;
   if (fragment !== undefined) {

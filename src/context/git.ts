@@ -10,7 +10,7 @@
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { KilnError, abortError } from "../errors.js";
 import { redactUrl, type GitRef } from "./git-url.js";
@@ -48,7 +48,8 @@ const FULL_SHA = /^[0-9a-f]{40}$|^[0-9a-f]{64}$/;
 
 /** The remote without userinfo (what a kept .git/config records and what cache keys name). */
 export function remoteWithoutCredentials(remote: string): string {
-  return remote.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, (m, scheme: string) => (scheme.toLowerCase().startsWith("http") ? scheme : m));
+  // http(s): userinfo is a credential; ssh: the user name stays (it picks the account), a password goes
+  return remote.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^/@]*)@/i, (_, scheme: string, info: string) => (scheme.toLowerCase().startsWith("http") ? scheme : `${scheme}${info.split(":")[0]}@`));
 }
 
 /**
@@ -85,8 +86,13 @@ export async function checkoutGit(src: GitRef, resolved: ResolvedGit, cacheDir: 
   const root = join(cacheDir, "git");
   const id = createHash("sha256").update(`${remoteWithoutCredentials(src.remote)}\0${src.submodules ? "submodules" : ""}`).digest("hex").slice(0, 24);
   const dir = join(root, `${id}-${resolved.commit}`);
-  if (existsSync(join(dir, ".kiln-complete"))) return dir;
+  if (existsSync(join(dir, ".kiln-complete"))) {
+    // last use, for `kiln prune`
+    await utimes(join(dir, ".kiln-complete"), new Date(), new Date()).catch(() => undefined);
+    return dir;
+  }
   await mkdir(root, { recursive: true });
+  await removeStaleTemp(root);
   const tmp = join(root, `tmp-${process.pid}-${randomBytes(6).toString("hex")}`);
   await mkdir(tmp);
   try {
@@ -100,6 +106,7 @@ export async function checkoutGit(src: GitRef, resolved: ResolvedGit, cacheDir: 
     } catch (err) {
       // a server that refuses an unadvertised commit: fetch its branches and tags whole (as BuildKit does)
       if (want !== resolved.commit || (err as KilnError).code === "ABORTED") throw err;
+      options.onInfo?.(`git fetch ${src.display}: the server refuses commit ${resolved.commit.slice(0, 12)} by id; fetching its branches and tags`);
       await git(["fetch", "-q", "--no-tags", "origin", "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"], src, o);
     }
     const has = await git(["cat-file", "-t", resolved.commit], src, o).catch(() => "");
@@ -130,6 +137,19 @@ export async function checkoutGit(src: GitRef, resolved: ResolvedGit, cacheDir: 
   }
 }
 
+/** `tmp-<pid>-*` checkouts whose build process is gone (killed before it could clean up). */
+async function removeStaleTemp(root: string): Promise<void> {
+  for (const name of await readdir(root).catch(() => [] as string[])) {
+    const pid = /^tmp-(\d+)-/.exec(name)?.[1];
+    if (pid === undefined || Number(pid) === process.pid) continue;
+    try {
+      process.kill(Number(pid), 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ESRCH") await rm(join(root, name), { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
+}
+
 /** The environment git runs with: no prompts, the auth config for this host, the agent for SSH. */
 function gitEnv(src: GitRef, auth: GitAuth | undefined): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, GIT_TERMINAL_PROMPT: "0", GIT_ASKPASS: "", SSH_ASKPASS: "", LC_ALL: "C" };
@@ -137,7 +157,12 @@ function gitEnv(src: GitRef, auth: GitAuth | undefined): NodeJS.ProcessEnv {
   const config: Array<[string, string]> = [];
   if ((src.transport === "https" || src.transport === "http") && src.host) {
     const value = auth?.header ?? (auth?.token !== undefined ? `basic ${Buffer.from(`x-access-token:${auth.token}`).toString("base64")}` : undefined);
-    if (value !== undefined) config.push([`http.${src.transport}://${src.host}/.extraHeader`, `Authorization: ${value}`]);
+    if (value !== undefined) {
+      const prefix = `http.${src.transport}://${src.host}/`;
+      config.push([`${prefix}.extraHeader`, `Authorization: ${value}`]);
+      // a redirect would carry the header to another host: with credentials, none is followed
+      config.push([`${prefix}.followRedirects`, "false"]);
+    }
   }
   env.GIT_CONFIG_COUNT = String(config.length);
   config.forEach(([k, v], i) => {
@@ -180,7 +205,7 @@ async function git(args: string[], src: GitRef, options: GitOptions & { cwd?: st
       clearTimeout(timer);
       signal?.removeEventListener("abort", onAbort);
       if (why === "abort" && signal) return reject(abortError(signal));
-      if (why === "timeout") return reject(new KilnError("GIT_FETCH_FAILED", `git source ${src.display}: git ${args[0]} took longer than ${Math.round(timeoutMs / 1000)}s`));
+      if (why === "timeout") return reject(new KilnError("GIT_FETCH_FAILED", `git source ${src.display}: git ${args[0]} took longer than ${timeoutMs < 1000 ? `${timeoutMs}ms` : `${Math.round(timeoutMs / 1000)}s`}`));
       if (code === 0) return resolve(Buffer.concat(out).toString("utf8"));
       const said = redactText(Buffer.concat(err).toString("utf8")).trim().split("\n").filter((l) => l.trim() !== "").slice(-2).join("; ");
       reject(new KilnError("GIT_FETCH_FAILED", `git source ${src.display}: git ${args[0]} failed (exit ${code})${said ? `: ${said}` : ""}`));
@@ -202,4 +227,22 @@ export function withoutGitDirs(ignore: IgnoreFn, keepGitDir = false): IgnoreFn {
   const fn = ((rel: string) => isGit(rel.replace(/^\.?\/+/, "")) || ignore(rel)) as IgnoreFn;
   fn.canSkipDir = (dir: string) => isGit(dir.replace(/^\.?\/+/, "")) || (ignore.canSkipDir?.(dir) ?? false);
   return fn;
+}
+
+/**
+ * `kiln prune`: checkouts in `cacheDir/git/` last used before `before` (ms since the epoch), and
+ * unfinished ones of dead builds, are removed (a checkout is fetched again when needed).
+ */
+export async function pruneGitCheckouts(cacheDir: string, before: number): Promise<{ removed: number }> {
+  const root = join(cacheDir, "git");
+  await removeStaleTemp(root);
+  let removed = 0;
+  for (const name of await readdir(root).catch(() => [] as string[])) {
+    if (!/^[0-9a-f]{24}-[0-9a-f]{40,64}$/.test(name)) continue;
+    const used = await stat(join(root, name, ".kiln-complete")).then((st) => st.mtimeMs, () => 0);
+    if (used >= before) continue;
+    await rm(join(root, name), { recursive: true, force: true });
+    removed++;
+  }
+  return { removed };
 }

@@ -143,12 +143,6 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
 
   const named = new Map<string, NamedContext>();
   for (const [name, value] of Object.entries(options.buildContexts ?? {})) named.set(name, parseNamedContext(name, value));
-  // named git contexts: fetched now (concurrently), then read as directories
-  await Promise.all([...named].map(async ([name, nc]) => {
-    if (nc.kind !== "git") return;
-    const tree = await fetchGitContext(config, nc.url, `context:${name}`);
-    named.set(name, { kind: "dir", path: tree.dir, ...(keepGitDir ? {} : { withoutGit: true }) });
-  }));
 
   const ast = parseDockerfile(text, { file });
   const planned = planTargets(ast, config, {
@@ -159,6 +153,12 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
   const plan = planned[0]!.plan;
   for (const w of plan.warnings) config.emit({ type: "warning", message: `${w.file}:${w.line}: ${w.message}` });
   checkSupported(plan, config);
+  // named git contexts: fetched once the Dockerfile is known to plan (concurrently), then read as directories
+  await Promise.all([...named].map(async ([name, nc]) => {
+    if (nc.kind !== "git") return;
+    const tree = await fetchGitContext(config, nc.url, `context:${name}`);
+    named.set(name, { kind: "dir", path: tree.dir, ...(keepGitDir ? {} : { withoutGit: true }) });
+  }));
 
   const outputs = options.outputs && options.outputs.length > 0
     ? options.outputs
@@ -440,8 +440,11 @@ function checkInstruction(inst: TypedInstruction, file: string, config: EngineCo
       break;
     case "add": {
       const git = inst.sources.filter((s) => isGitUrl(s));
-      if (inst.keepGitDir && git.length === 0) fail("ADD --keep-git-dir needs a git source");
-      if (git.length > 0 && inst.sources.length > 1) fail("ADD of a git repository takes one source");
+      const invalid = (msg: string): never => {
+        throw new DockerfileError("DOCKERFILE_INSTRUCTION", msg, inst.line, file);
+      };
+      if (inst.keepGitDir && git.length === 0 && !inst.sources.some((s) => s.includes("$"))) invalid("ADD --keep-git-dir needs a git source");
+      if (git.length > 0 && inst.sources.length > 1) invalid("ADD of a git repository takes one source");
       for (const s of git) {
         try {
           parseGitUrl(s);

@@ -21,6 +21,7 @@ export function parseSshSpec(value: string): [string, string[]] {
   const id = eq >= 0 ? value.slice(0, eq) : value;
   if (!/^[A-Za-z0-9_.-]+$/.test(id)) throw new UsageError("OPTION_INVALID", `--ssh ${value}: the id must be letters, digits, "_", "." or "-"`);
   const paths = eq >= 0 ? value.slice(eq + 1).split(",").filter((p) => p !== "").map((p) => resolve(p)) : [];
+  for (const p of paths) if (!lstatSync(p, { throwIfNoEntry: false })) throw new UsageError("OPTION_INVALID", `--ssh ${value}: ${p} does not exist`);
   return [id, paths];
 }
 
@@ -84,7 +85,8 @@ export class SshAgents {
     failed.catch(() => undefined);
     if (agent.pid !== undefined) this.started.push({ pid: agent.pid, dir });
     const deadline = Date.now() + 10_000;
-    while (!lstatSync(sock, { throwIfNoEntry: false })?.isSocket()) {
+    // the socket file exists from bind(2) on, but takes connections only after listen(2)
+    while (!(await accepts(sock))) {
       if (Date.now() > deadline) throw new KilnError("SSH_AGENT_FAILED", `--ssh ${id}: ssh-agent did not start`);
       await Promise.race([failed, new Promise((r) => setTimeout(r, 20))]);
     }
@@ -116,6 +118,19 @@ export class SshAgents {
       await rm(a.dir, { recursive: true, force: true }).catch(() => undefined);
     }
   }
+}
+
+/** Whether something listens on the Unix socket `path`. */
+function accepts(path: string): Promise<boolean> {
+  if (!lstatSync(path, { throwIfNoEntry: false })?.isSocket()) return Promise.resolve(false);
+  return new Promise((done) => {
+    const c = createConnection(path);
+    c.once("connect", () => {
+      c.destroy();
+      done(true);
+    });
+    c.once("error", () => done(false));
+  });
 }
 
 function checkSocket(id: string, path: string): string {

@@ -2,14 +2,15 @@
 // ?ref=&subdir= forms, scp-like SSH remotes, and userinfo redacted wherever a URL is printed.
 import { describe, expect, it } from "vitest";
 import { isGitUrl, parseGitUrl, redactUrl } from "../../src/context/git-url.js";
+import { remoteWithoutCredentials } from "../../src/context/git.js";
 import { KilnError } from "../../src/errors.js";
 
 describe("git URLs", () => {
   it("recognises the forms BuildKit takes as git, and nothing else", () => {
-    for (const s of ["https://host/org/repo.git", "https://host/org/repo.git#main:dir", "git@host:org/repo.git", "ssh://git@host/repo", "git://host/repo", "https://host/repo?ref=main", "github.com/org/repo"]) {
+    for (const s of ["https://host/org/repo.git", "https://host/org/repo.git#main:dir", "git@host:org/repo.git", "ssh://git@host/repo", "git://host/repo", "https://host/repo?ref=main"]) {
       expect(isGitUrl(s), s).toBe(true);
     }
-    for (const s of ["https://host/file.tar.gz", "https://host/repo", "./dir", "/abs/path", "docker-image://alpine", "oci-layout:///x"]) {
+    for (const s of ["https://host/file.tar.gz", "https://host/repo", "./dir", "/abs/path", "docker-image://alpine", "oci-layout:///x", "github.com/org/repo"]) {
       expect(isGitUrl(s), s).toBe(false);
     }
   });
@@ -28,7 +29,6 @@ describe("git URLs", () => {
   it("scp-like and ssh:// remotes are SSH; the host is what auth is keyed to", () => {
     expect(parseGitUrl("git@example.com:org/repo.git#main")).toMatchObject({ remote: "git@example.com:org/repo.git", ref: "main", transport: "ssh", host: "example.com" });
     expect(parseGitUrl("ssh://git@example.com:2222/repo.git")).toMatchObject({ transport: "ssh", host: "example.com:2222" });
-    expect(parseGitUrl("github.com/org/repo#main").remote).toBe("https://github.com/org/repo");
   });
 
   it("refuses what git would misread: option-like refs, .. in subdir, unknown query keys", () => {
@@ -42,6 +42,10 @@ describe("git URLs", () => {
     expect(redactUrl("https://tok3n@host/repo.git")).toBe("https://***@host/repo.git");
     expect(redactUrl("ssh://git@host/repo.git")).toBe("ssh://git@host/repo.git");
     expect(redactUrl("ssh://git:pw@host/repo.git")).toBe("ssh://***@host/repo.git");
+    // what a kept .git/config and provenance record
+    expect(remoteWithoutCredentials("https://user:s3cret@host/repo.git")).toBe("https://host/repo.git");
+    expect(remoteWithoutCredentials("ssh://git:pw@host/repo.git")).toBe("ssh://git@host/repo.git");
+    expect(remoteWithoutCredentials("git@host:org/repo.git")).toBe("git@host:org/repo.git");
     try {
       parseGitUrl("https://user:s3cret@host/repo.git?bad=1");
     } catch (err) {

@@ -137,6 +137,37 @@ describe("kiln build: SSH", () => {
     });
   }
 
+  it("--ssh default forwards the agent of $SSH_AUTH_SOCK (one the user runs)", async () => {
+    const dir = await temps.make("kiln-ssh-own-");
+    const sock = join(dir, "agent.sock");
+    const { spawn } = await import("node:child_process");
+    const agent = spawn("ssh-agent", ["-D", "-a", sock], { stdio: "ignore" });
+    try {
+      // the agent takes connections a moment after its socket appears
+      for (let i = 0; ; i++) {
+        try {
+          execFileSync("ssh-add", ["-q", sshd.keyFile], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: "ignore" });
+          break;
+        } catch (err) {
+          if (i > 100) throw err;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+      const ctx = await temps.make("kiln-ssh-ctx-");
+      await cp(tools, join(ctx, "ssh"), { recursive: true });
+      await writeFile(join(ctx, "Dockerfile"), `FROM base\nCOPY ssh /opt/ssh\nRUN --mount=type=ssh ${LD} /opt/ssh/ssh-add -L > /agent-keys\n`);
+      const out = await temps.make("kiln-ssh-out-");
+      const r = await kiln(["build", "--progress", "quiet", "--cache-dir", join(out, "cache"), "--build-context", `base=${base().buildContext}`, "--ssh", "default",
+        "-t", "latest", "--output", `type=oci,dest=${join(out, "layout")}`, ctx], { env: { SSH_AUTH_SOCK: sock } });
+      expect(r.code, r.stderr).toBe(0);
+      const root = await umociUnpack(temps, join(out, "layout"), "latest");
+      expect((await readFile(join(root, "agent-keys"), "utf8")).trim()).toBe(sshd.publicKey);
+      expect(existsSync(sock)).toBe(true); // the user's agent is left alone
+    } finally {
+      agent.kill();
+    }
+  });
+
   it("a required ssh mount without --ssh: one line naming the Dockerfile line, exit 1, before any step", async () => {
     const ctx = await temps.make("kiln-ssh-ctx-");
     await mkdir(join(ctx, "d"));
@@ -145,5 +176,8 @@ describe("kiln build: SSH", () => {
     expect(r.code).toBe(1);
     expect(r.stderr.trim()).toBe("error: Dockerfile:3: RUN --mount=type=ssh is required but no --ssh default was given");
     expect(await readdir(ctx)).toEqual(["Dockerfile", "d"]);
+    const missing = await kiln(["build", "--cache-dir", await temps.make("kiln-ssh-c-"), "--ssh", "default=/nonexistent/key", ctx]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr.trim().split("\n")[0]).toBe("error: --ssh default=/nonexistent/key: /nonexistent/key does not exist");
   });
 });

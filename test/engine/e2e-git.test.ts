@@ -5,7 +5,9 @@
 // --keep-git-dir and --checksum, cached by commit (a second build only lists refs), the commit in
 // the metadata file, and the refusals: a missing ref, a checksum that does not match.
 import { readFile } from "node:fs/promises";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { prune } from "../../src/cache/prune.js";
+import { BlobStore } from "../../src/store/blob-store.js";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildLayout } from "../helpers/build.js";
@@ -114,6 +116,15 @@ describe("kiln build: git contexts", () => {
     expect(result.stderr + result.stdout).not.toContain(Buffer.from(`x-access-token:${TOKEN}`).toString("base64"));
   });
 
+  it("--secret id=GIT_AUTH_HEADER sends that Authorization value", async () => {
+    const before = http.authorizations.length;
+    const layout = join(await temps.make("kiln-git-out-"), "layout");
+    const r = await kiln(["build", "--progress", "quiet", "--cache-dir", await temps.make("kiln-git-c-"), "-t", "latest", "--output", `type=oci,dest=${layout}`,
+      "--secret", "id=GIT_AUTH_HEADER,env=KILN_TEST_GIT_HEADER", `${http.url}/repo.git#main:app`], { env: { KILN_TEST_GIT_HEADER: BASIC } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(http.authorizations.slice(before).every((a) => a === BASIC)).toBe(true);
+  });
+
   it("refuses without the token, and never prints a URL's credentials whole", async () => {
     const r = await kiln(["build", "--progress", "plain", "--cache-dir", await temps.make("kiln-git-c-"), `${http.url}/repo.git#main`]);
     expect(r.code).toBe(1);
@@ -175,12 +186,41 @@ describe("kiln build: ADD <git-url>", () => {
     expect(three.steps.map((s) => s.cached)).toEqual([true, false, false]);
     expect(http.fetches).toBeGreaterThan(fetchesBefore);
     expect(await readFile(join(await files(three.layout), "m/v.txt"), "utf8")).toBe("two\n");
+
+    // kiln prune: checkouts just used stay; unused past the grace period they go
+    const checkouts = (): string[] => readdirSync(join(cache, "git"));
+    expect(checkouts()).toHaveLength(3); // repo at first (with its submodule), moving at c1 and c2
+    await prune(new BlobStore(cache));
+    expect(checkouts()).toHaveLength(3);
+    await prune(new BlobStore(cache), { now: Date.now() + 3_600_000 });
+    expect(checkouts()).toEqual([]);
+  });
+
+  it("a commit that is no branch tip, from a server that refuses unadvertised commits (protocol v0): fetched whole instead", async () => {
+    const home = await temps.make("kiln-git-home-");
+    const fs = await import("node:fs/promises");
+    await fs.writeFile(join(home, ".gitconfig"), "[protocol]\n\tversion = 0\n");
+    const older = await repo.git("rev-parse", "HEAD~1");
+    expect(older).not.toBe(first);
+    const ctx = await temps.make("kiln-git-add-");
+    await fs.writeFile(join(ctx, "Dockerfile"), `FROM scratch\nADD ${daemon.url}/repo.git#${older} /r\n`);
+    const out = await temps.make("kiln-git-out-");
+    const r = await kiln(["build", "--progress", "plain", "--cache-dir", join(out, "cache"), "-t", "latest", "--output", `type=oci,dest=${join(out, "layout")}`, ctx], { env: { HOME: home } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`git fetch ${daemon.url}/repo.git#${older}: the server refuses commit ${older.slice(0, 12)} by id; fetching its branches and tags`);
+    const root = await files(join(out, "layout"));
+    expect(await readFile(join(root, "r/hello.txt"), "utf8")).toBe("hello from git\n");
+    expect(existsSync(join(root, "r/vendor"))).toBe(false); // the submodule came with the later commit
   });
 
   it("ADD --checksum=<commit>: builds when the ref resolves to it, else one line naming the Dockerfile line before fetching", async () => {
     const cache = await temps.make("kiln-git-sum-");
-    const ok = await addBuild(cache, `FROM scratch\nADD --checksum=${tagged} ${daemon.url}/repo.git#v1 /r\n`);
+    const ok = await addBuild(cache, `FROM scratch\nADD --checksum=${tagged} --exclude=app --chown=7:8 ${daemon.url}/repo.git#v1 /r\n`);
     expect(ok.stderr).toBe("");
+    const root = await files(ok.layout);
+    expect(await readFile(join(root, "r/hello.txt"), "utf8")).toBe("hello from git\n");
+    expect(existsSync(join(root, "r/app"))).toBe(false);
+    expect(statSync(join(root, "r/hello.txt")).uid).toBe(7);
     const wrong = "0123456789abcdef0123456789abcdef01234567";
     const bad = await addBuild(cache, `FROM scratch\nCOPY after.txt /a\nADD --checksum=${wrong} ${daemon.url}/repo.git#v1 /r\n`);
     expect(bad.code).toBe(1);

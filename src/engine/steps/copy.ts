@@ -126,7 +126,7 @@ async function copyLayerEntries(ctx: StepContext, t: CopyInstruction | AddInstru
   }
   const sources: CopySource[] = [...(selected ?? [])];
   for (const u of prepared.urls) sources.push({ kind: "url", file: u.file, url: u.url });
-  if (prepared.git) sources.push(...(await gitSources(ctx, prepared.git)));
+  if (prepared.git) sources.push(...(await gitSources(ctx, prepared.git, t.exclude)));
   for (const h of t.inline) sources.push({ kind: "heredoc", name: h.path, content: h.data });
 
   const image = await ctx.view();
@@ -153,11 +153,11 @@ async function copyLayerEntries(ctx: StepContext, t: CopyInstruction | AddInstru
 }
 
 /** The checked-out repository (fetched now unless that commit is in the cache) as the step's sources: its whole tree, `.git` only when kept. */
-async function gitSources(ctx: StepContext, g: PreparedGit): Promise<SelectedSource[]> {
+async function gitSources(ctx: StepContext, g: PreparedGit, exclude: string[]): Promise<SelectedSource[]> {
   const checkout = await checkoutGit(g.src, g.resolved, ctx.config.cacheDir, g.options);
   const dir = g.src.subdir ? join(checkout, g.src.subdir) : checkout;
   const tree = new DirContext(dir, withoutGitDirs(() => false, g.keepGitDir));
-  return selectSources(tree, ["."]).catch((err: unknown) => {
+  return selectSources(tree, ["."], { exclude }).catch((err: unknown) => {
     throw new KilnError("CONTEXT_SOURCE_NOT_FOUND", `git source ${g.src.display}: ${(err as Error).message}`);
   });
 }
