@@ -31,6 +31,8 @@ const tools = {
   zstd: "zstd", // zstd layers on Node.js without zlib zstd, and the tests' zstd bases
   podman: "podman", // test/pod/: kiln's own image run as a pod
   "qemu-aarch64-static": "qemu-user-static", // emulated RUN for linux/arm64 (test/engine/e2e-emulation)
+  mmdebstrap: "mmdebstrap", // the arm64 Debian base of scripts/check-debian-arm64.mjs (issue #13)
+  "arch-test": "arch-test", // mmdebstrap's check that a foreign architecture runs (emulated)
 };
 
 const missing = [];
