@@ -20,7 +20,11 @@
 // (buildahArgs: extra flags buildah needs to do what Docker does by default; "snapshotter", when
 // present, limits a known difference to builds with that kiln snapshotter). compare-docker.mjs
 // reads the same folders (its keys: "docker", "knownDockerDifferences"). "expectFailure": "why"
-// (both scripts): both builds must fail, kiln's error naming a Dockerfile line.
+// (both scripts): both builds must fail, kiln's error naming a Dockerfile line. "platforms":
+// ["linux/amd64", "linux/arm64"] (this script only; compare-docker builds the host's): kiln builds
+// with --platform a,b and buildah with `bud --platform a,b --manifest`; both must give an index
+// listing the same platforms, and each platform's image (taken out with skopeo --override-arch)
+// is compared as any case's.
 // A known difference is an exact difference line where buildah, not kiln, departs from Docker's
 // behaviour; "why" says so with a reference. A known line that stops appearing is reported too.
 import { spawnSync } from "node:child_process";
@@ -94,15 +98,55 @@ async function runCase(name) {
   const kLayout = join(cw, "kiln");
   const bLayout = join(cw, "buildah");
   const tag = `localhost/case-${name}:latest`;
+  const platforms = cfg.platforms ?? [];
   const [kr, br] = await Promise.all([
-    kilnBuild(opts, { name, dir, ctx, cw, layout: kLayout, baseLayout, buildArgs }),
-    runAsync("buildah", [...buildahStore, "bud", "--isolation", "chroot", "--layers", "--pull=never", "-t", tag, ...buildArgs, ...(cfg.buildahArgs ?? []), "-f", bDockerfile, ctx], { env: buildahEnv }),
+    kilnBuild(opts, { name, dir, ctx, cw, layout: kLayout, baseLayout, buildArgs, extra: platforms.length > 0 ? ["--platform", platforms.join(",")] : [] }),
+    runAsync("buildah", [...buildahStore, "bud", "--isolation", "chroot", "--layers", "--pull=never", ...(platforms.length > 0 ? ["--platform", platforms.join(","), "--manifest", tag] : ["-t", tag]), ...buildArgs, ...(cfg.buildahArgs ?? []), "-f", bDockerfile, ctx], { env: buildahEnv }),
   ]);
   const failure = expectedFailure(cfg, kr, br, "buildah");
   if (failure) return applyKnown(failure.diffs, cfg.knownBuildahDifferences, snapshotter, "buildah");
   if (kr.code !== 0) return { diffs: [`kiln build failed (exit ${kr.code}): ${lastLines(kr.stderr, 4)}`], known: 0 };
   if (br.code !== 0) return applyKnown([`buildah bud failed (exit ${br.code}): ${lastLines(br.stderr || br.stdout, 4)}`], cfg.knownBuildahDifferences, snapshotter, "buildah");
+  if (platforms.length > 0) {
+    await must("buildah", [...buildahStore, "manifest", "push", "--quiet", "--all", tag, `oci:${bLayout}:latest`], "buildah manifest push", buildahEnv);
+    const diffs = await compareIndexes(kLayout, bLayout, platforms);
+    for (const p of platforms) {
+      const [os, arch, variant] = p.split("/");
+      const pick = async (from, to) => {
+        await must("skopeo", ["copy", "--quiet", "--override-os", os, "--override-arch", arch, ...(variant ? ["--override-variant", variant] : []), `oci:${from}:latest`, `oci:${to}:latest`], `skopeo copy of the ${p} image`);
+        return to;
+      };
+      const one = await compareImages(await pick(kLayout, `${kLayout}-${arch}`), await pick(bLayout, `${bLayout}-${arch}`), join(cw, arch), buildStart);
+      diffs.push(...one.map((d) => `${p}: ${d}`));
+    }
+    if (!opts.keep) rmSync(cw, { recursive: true, force: true });
+    return applyKnown(diffs, cfg.knownBuildahDifferences, snapshotter, "buildah");
+  }
   await must("buildah", [...buildahStore, "push", "--quiet", tag, `oci:${bLayout}:latest`], "buildah push", buildahEnv);
+  const diffs = await compareImages(kLayout, bLayout, cw, buildStart);
+  if (!opts.keep) rmSync(cw, { recursive: true, force: true });
+  return applyKnown(diffs, cfg.knownBuildahDifferences, snapshotter, "buildah");
+}
+
+/** The platforms each index lists, in order: the same for kiln's and buildah's. */
+async function compareIndexes(kLayout, bLayout, platforms) {
+  const listed = async (layout) => {
+    const { readFile } = await import("node:fs/promises");
+    const top = JSON.parse(await readFile(join(layout, "index.json"), "utf8")).manifests[0];
+    const index = JSON.parse(await readFile(join(layout, "blobs", top.digest.replace(":", "/")), "utf8"));
+    if (!Array.isArray(index.manifests)) return ["(not an index)"];
+    return index.manifests.map((m) => [m.platform?.os, m.platform?.architecture, m.platform?.variant].filter(Boolean).join("/"));
+  };
+  const [k, b] = await Promise.all([listed(kLayout), listed(bLayout)]);
+  const diffs = [];
+  if (k.join(",") !== platforms.join(",")) diffs.push(`kiln's index lists ${k.join(",")}, not ${platforms.join(",")}`);
+  if ([...k].sort().join(",") !== [...b].sort().join(",")) diffs.push(`index platforms: kiln=[${k.join(",")}] buildah=[${b.join(",")}]`);
+  return diffs;
+}
+
+/** Every difference between kiln's and buildah's image ("latest" of each layout): trees, config, history shape. */
+async function compareImages(kLayout, bLayout, cw, buildStart) {
+  mkdirSync(cw, { recursive: true });
   const kBundle = join(cw, "kiln-bundle");
   const bBundle = join(cw, "buildah-bundle");
   await must("umoci", ["unpack", "--image", `${kLayout}:latest`, kBundle], "umoci unpack of kiln's image");
@@ -117,8 +161,7 @@ async function runCase(name) {
     historyShape(bImg.config.history, bImg.layerFiles, { stubs: BUILDAH_LAYER_STUBS }),
   ]);
   if (kShape.join(" ") !== bShape.join(" ")) diffs.push(`history (empty/layer per entry): kiln=[${kShape.join(" ")}] buildah=[${bShape.join(" ")}]`);
-  if (!opts.keep) rmSync(cw, { recursive: true, force: true });
-  return applyKnown(diffs, cfg.knownBuildahDifferences, snapshotter, "buildah");
+  return diffs;
 }
 
 // ---------------------------------------------------------------- main

@@ -37,6 +37,8 @@ const tools = {
   "tini-static": "tini", // kiln run --init (test/container/run-limits)
   sshd: "openssh-server", // ssh:// git contexts and RUN --mount=type=ssh (test/engine/e2e-git-ssh)
   "ssh-agent": "openssh-client", // --ssh KEYFILE, ssh-add, ssh-keygen
+  mmdebstrap: "mmdebstrap", // the arm64 Debian base of scripts/check-debian-arm64.mjs (issue #13)
+  "arch-test": "arch-test", // mmdebstrap's check that a foreign architecture runs (emulated)
 };
 
 const missing = [];

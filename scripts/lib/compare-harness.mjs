@@ -126,10 +126,10 @@ export async function buildBase(work) {
   return layout;
 }
 
-/** kiln's build of a case (FROM base = the base layout) into the OCI layout `layout`. */
-export function kilnBuild(opts, { name, dir, ctx, cw, layout, baseLayout, buildArgs }) {
+/** kiln's build of a case (FROM base = the base layout) into the OCI layout `layout` (`extra`: more flags, e.g. --platform). */
+export function kilnBuild(opts, { name, dir, ctx, cw, layout, baseLayout, buildArgs, extra = [] }) {
   return runAsync(process.execPath, [kilnBin, "build", "--isolation", opts.isolation, "--snapshotter", opts.snapshotter, "--progress", "plain", "--cache-dir", join(cw, "kiln-cache"), "-o", `type=oci,dest=${layout}`, "-t", `case-${name}:latest`,
-    "--build-context", `base=oci-layout://${baseLayout}:latest`, ...buildArgs, "-f", join(dir, "Dockerfile"), ctx]);
+    "--build-context", `base=oci-layout://${baseLayout}:latest`, ...buildArgs, ...extra, "-f", join(dir, "Dockerfile"), ctx]);
 }
 
 async function readJson(path) {

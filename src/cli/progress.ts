@@ -64,6 +64,7 @@ export function createProgress(mode: ProgressMode, out: NodeJS.WriteStream = pro
         if (rest) write(`#${event.id} ${rest}`);
         partial.delete(event.id);
         const parts = [event.cached ? "CACHED" : `DONE ${event.seconds.toFixed(1)}s`];
+        if (event.shared) parts.push("shared layer");
         if (event.snapshotSeconds !== undefined) parts.push(`snapshot ${event.snapshotSeconds.toFixed(2)}s`);
         if (event.layer) parts.push(formatBytes(event.layer.size), event.layer.digest.slice(0, 19));
         if (live) {

@@ -15,6 +15,8 @@ export type BuildEvent =
       seconds: number;
       layer?: { digest: string; size: number };
       cached?: boolean;
+      /** COPY/ADD: the layer came from another platform's identical step of this build (written once). */
+      shared?: boolean;
       /** RUN: seconds spent finding what the step changed (the snapshot diff). */
       snapshotSeconds?: number;
     }

@@ -1,6 +1,7 @@
 // The resources one build holds across its stages: its temporary root (removed with the build),
 // the root filesystems it creates (disposed with it), the RUN runner the preflight chose, step
-// numbering, and clean-up of everything a killed build left behind. The RUN backends and the
+// numbering, the layers identical COPY/ADD steps of several platforms share (made once), and
+// clean-up of everything a killed build left behind. The RUN backends and the
 // snapshotters come in through EngineBackends: the real ones by default, fakes in tests of the
 // engine (test/engine/engine.test.ts).
 import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
@@ -9,6 +10,7 @@ import { KilnError } from "../errors.js";
 import { createRootFS, resolveSnapshotter, type DirRootFSOptions, type RootFS, type Snapshotter } from "../snapshot/rootfs.js";
 import { chooseRunner, type Isolation, type Runner } from "../run/index.js";
 import type { EngineConfig } from "./config.js";
+import type { Layer } from "../image/image.js";
 
 /** What RUN steps run with and in: the isolation backends and the snapshotters. */
 export interface EngineBackends {
@@ -33,6 +35,7 @@ export class BuildSession {
   private runnerPromise?: Promise<Runner>;
   private tmp: Promise<string> | undefined;
   private chosen?: string;
+  private readonly layers = new Map<string, Promise<Layer | undefined>>();
 
   constructor(
     private readonly config: EngineConfig,
@@ -60,6 +63,20 @@ export class BuildSession {
   async tmpDir(prefix: string): Promise<string> {
     if (!this.tmp) throw new KilnError("INTERNAL", "internal: the build session is disposed");
     return mkdtemp(join(await this.tmp, prefix));
+  }
+
+  /**
+   * The layer for the content key `key`: made once per build by the first step asking (`make`),
+   * the others wait for it (identical COPY/ADD steps of several platforms; undefined: no layer).
+   */
+  sharedLayer(key: string, make: () => Promise<Layer | undefined>): Promise<Layer | undefined> {
+    let p = this.layers.get(key);
+    if (!p) {
+      p = make();
+      this.layers.set(key, p);
+      p.catch(() => this.layers.delete(key));
+    }
+    return p;
   }
 
   /** Isolation and snapshotter problems surface here, before any work. */

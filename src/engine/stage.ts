@@ -6,9 +6,10 @@
 // the state on by its diffID, so a re-run into a byte-identical layer lets later steps hit again).
 // The loop alone holds the stage's state; steps see it read-only through their StepContext.
 import { DockerfileError, KilnError, throwIfAborted } from "../errors.js";
-import { cacheKey } from "../cache/key.js";
+import { cacheKey, canonicalJSON, type CacheKeyParts } from "../cache/key.js";
+import { createHash } from "node:crypto";
 import type { CacheRecord } from "../cache/local.js";
-import type { Image } from "../image/image.js";
+import type { Image, Layer } from "../image/image.js";
 import type { Digest } from "../image/oci.js";
 import { writeLayer } from "../layer/write-layer.js";
 import { parseDockerfile } from "../frontend/parse.js";
@@ -43,6 +44,8 @@ interface StepOutcome {
   layer?: { digest: string; size: number };
   cached?: boolean;
   snapshotSeconds?: number;
+  /** The layer another platform's identical COPY/ADD made in this build. */
+  shared?: boolean;
 }
 
 /** Build one stage of the plan. */
@@ -144,7 +147,7 @@ class StageLoop {
       throw DockerfileError.at(err, { file: this.file, line: inst.line, instruction: inst.kind.toUpperCase() });
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    config.emit({ type: "step-done", id, seconds, ...(outcome.layer ? { layer: outcome.layer } : {}), ...(outcome.cached ? { cached: true } : {}), ...(outcome.snapshotSeconds !== undefined ? { snapshotSeconds: outcome.snapshotSeconds } : {}) });
+    config.emit({ type: "step-done", id, seconds, ...(outcome.layer ? { layer: outcome.layer } : {}), ...(outcome.cached ? { cached: true } : {}), ...(outcome.shared ? { shared: true } : {}), ...(outcome.snapshotSeconds !== undefined ? { snapshotSeconds: outcome.snapshotSeconds } : {}) });
   }
 
   /** Expansion environment: the stage's ARG values overlaid with its ENV. */
@@ -169,9 +172,11 @@ class StageLoop {
     }
     if (step.prepare) this.state = step.prepare(this.state);
     const ctx = this.context(id);
-    const key = cacheKey(await step.keyParts(ctx));
+    const parts = await step.keyParts(ctx);
+    const key = cacheKey(parts);
     const hit = await this.env.cache.lookup(key, this.stage.name);
-    const outcome = hit ? await this.reuse(hit) : await this.produce(step, ctx, key);
+    const share = t.kind === "copy" || t.kind === "add" ? layerContentKey(parts, this.state) : undefined;
+    const outcome = hit ? await this.reuse(hit) : await this.produce(step, ctx, key, share);
     this.state = advance(this.state, platform, outcome.layer ? this.state.image.layers[this.state.image.layers.length - 1]!.diffID : "empty");
     this.env.cache.steps.push({ stage: this.label, step: stepNo, instruction: oneLine(t.original), key, cached: outcome.cached === true, ...this.platformField() });
     return outcome;
@@ -194,23 +199,33 @@ class StageLoop {
     return outcome;
   }
 
-  /** A miss: the step produces its entries; the loop writes the layer and records it under `key`. */
-  private async produce(step: LayerStep, ctx: StepContext, key: Digest): Promise<StepOutcome> {
-    const { config, cache, store } = this.env;
-    const { entries, snapshotSeconds } = await step.produce(ctx);
-    const createdBy = step.createdBy(ctx);
-    let written: { digest: string; size: number } | undefined;
-    if (entries.length === 0) {
-      this.state = withHistory(this.state, createdBy, true);
-    } else {
-      const layer = await writeLayer(entries, store, {
+  /**
+   * A miss: the step produces its entries; the loop writes the layer and records it under `key`.
+   * With `share` (a COPY/ADD's content key), a layer another platform's identical step on an
+   * identical file system already made (or is making) in this build is taken instead.
+   */
+  private async produce(step: LayerStep, ctx: StepContext, key: Digest, share?: string): Promise<StepOutcome> {
+    const { config, cache, store, session } = this.env;
+    let produced: Awaited<ReturnType<LayerStep["produce"]>> | undefined;
+    const make = async (): Promise<Layer | undefined> => {
+      produced = await step.produce(ctx);
+      if (produced.entries.length === 0) return undefined;
+      const layer = await writeLayer(produced.entries, store, {
         ...(config.compressionLevel !== undefined ? { level: config.compressionLevel } : {}),
         ...(config.sourceDateEpoch !== undefined ? { clampMtime: config.sourceDateEpoch } : {}),
       });
-      const committed = { descriptor: layer.descriptor, diffID: layer.diffID };
+      return { descriptor: layer.descriptor, diffID: layer.diffID };
+    };
+    const committed = share !== undefined ? await session.sharedLayer(share, make) : await make();
+    const snapshotSeconds = produced?.snapshotSeconds;
+    const createdBy = step.createdBy(ctx);
+    let written: { digest: string; size: number } | undefined;
+    if (committed === undefined) {
+      this.state = withHistory(this.state, createdBy, true);
+    } else {
       this.state = withLayer(this.state, committed, createdBy, config.created);
-      await this.files.commit(committed, entries);
-      written = { digest: layer.descriptor.digest, size: layer.descriptor.size };
+      await this.files.commit(committed, produced?.entries);
+      written = { digest: committed.descriptor.digest, size: committed.descriptor.size };
     }
     const last = this.state.image.layers[this.state.image.layers.length - 1];
     await cache.save(this.stage.index, {
@@ -221,7 +236,7 @@ class StageLoop {
       emptyLayer: !written,
       created: config.created,
     });
-    return { ...(written ? { layer: written } : {}), ...(snapshotSeconds !== undefined ? { snapshotSeconds } : {}) };
+    return { ...(written ? { layer: written } : {}), ...(snapshotSeconds !== undefined ? { snapshotSeconds } : {}), ...(produced === undefined ? { shared: true } : {}) };
   }
 
   /** What a step of this stage sees: the state as it is now, read-only. */
@@ -258,4 +273,15 @@ class StageLoop {
     if (b.kind === "context") return `build context ${b.name}`;
     return `stage ${this.label}`;
   }
+}
+
+/**
+ * What a COPY/ADD layer's content depends on, whatever the platform: the step's key parts
+ * without the platform and with the parent state replaced by the parent's layers (the same file
+ * system gives the same result), so two platforms' identical copies are written once.
+ */
+function layerContentKey(parts: CacheKeyParts, state: StageState): string {
+  const { platform: _platform, parent: _parent, ...rest } = parts;
+  const text = canonicalJSON({ ...rest, layers: state.image.layers.map((l) => l.diffID) });
+  return createHash("sha256").update(text).digest("hex");
 }

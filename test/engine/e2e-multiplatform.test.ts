@@ -138,6 +138,8 @@ describe("kiln build --platform linux/amd64,linux/arm64: an image index", () => 
   it("prints each step with its platform, and a rebuild is cached for both platforms with the same index digest", async () => {
     expect(stderr).toMatch(/\[linux\/amd64 stage-0 \d\/7\] COPY common\.txt/);
     expect(stderr).toMatch(/\[linux\/arm64 stage-0 \d\/7\] COPY common\.txt/);
+    // the identical COPY common.txt layer is written once: the other platform's step shares it
+    expect(stderr.match(/ shared layer /g)).toHaveLength(1);
     const again = await kiln([
       "build", "--progress", "quiet", "--cache-dir", join(out, "cache"), "--platform", "linux/amd64,linux/arm64",
       "-o", `type=oci,dest=${join(out, "again")}`, "--metadata-file", join(out, "meta2.json"), ctx,

@@ -1,6 +1,7 @@
 // RUN differential test: a fast subset of testdata/conformance built by kiln and by buildah
 // (scripts/compare-buildah.mjs, on the same kiln-built busybox base) must give identical root
-// filesystems and configs; and the comparison itself must report a real difference. CI runs the
+// filesystems and configs (for a two-platform build too: each platform's image); and the
+// comparison itself must report a real difference. CI runs the
 // whole conformance set with the script separately.
 import { spawn } from "node:child_process";
 import { copyFile, mkdir, writeFile } from "node:fs/promises";
@@ -45,6 +46,13 @@ describe("RUN differential test against buildah", () => {
     for (const c of cases) expect(report).toMatch(new RegExp(`^PASS ${c} `, "m"));
     expect(report).toContain("6 passed, 0 failed");
     expect(report).toContain("kiln snapshotter: overlay");
+    expect(r.code, report).toBe(0);
+  }, 600_000);
+
+  it("kiln and buildah agree on each platform's image of a two-platform build (--platform a,b / bud --manifest)", async () => {
+    const r = await compare(["--cases", "multi-platform", "--base", base.layout]);
+    const report = `${r.stdout}\n${r.stderr}`;
+    expect(report).toMatch(/^PASS multi-platform \(.*2 known buildah differences\)$/m);
     expect(r.code, report).toBe(0);
   }, 600_000);
 
