@@ -47,6 +47,15 @@ export function isLayoutArgument(arg: string): boolean {
 }
 
 /** The single-platform manifest a stored target names (following an index to `platform`). */
+/** An IMAGE argument that is not a layout, as a reference; REFERENCE_INVALID naming it otherwise. */
+function imageReference(arg: string): Reference {
+  try {
+    return parseReference(arg);
+  } catch (err) {
+    throw new KilnError("REFERENCE_INVALID", `${arg}: not an image name, reference or oci-layout:// path (${(err as Error).message})`);
+  }
+}
+
 async function storedManifest(store: BlobStore, target: NamedTarget, platform: Platform, name: string): Promise<Descriptor> {
   if (!(await store.has(target.digest))) throw new KilnError("BLOB_MISSING", `image ${name}: its manifest ${target.digest} is no longer in the store (pull or build it again)`);
   if (target.mediaType === MediaType.ociIndex || target.mediaType === MediaType.dockerManifestList) {
@@ -89,12 +98,7 @@ export async function resolveImage(arg: string, options: ResolveOptions): Promis
     const { dir, selector } = splitLayoutArgument(arg);
     return { source: await layoutImage(dir, selector, platform), name: arg, from: "layout" };
   }
-  let ref: Reference;
-  try {
-    ref = parseReference(arg);
-  } catch (err) {
-    throw new KilnError("REFERENCE_INVALID", `${arg}: not an image name, reference or oci-layout:// path (${(err as Error).message})`);
-  }
+  const ref = imageReference(arg);
   const store = new BlobStore(options.cacheDir);
   const policy = options.pull ?? "missing";
   const name = familiarName(ref);
@@ -137,12 +141,7 @@ export async function resolveRoot(arg: string, options: ResolveOptions & { wantB
     const layout = await OciLayout.open(dir);
     return { root: await layout.resolve(selector), blobs: layoutBlobs(layout), name: arg, from: "layout" };
   }
-  let ref: Reference;
-  try {
-    ref = parseReference(arg);
-  } catch (err) {
-    throw new KilnError("REFERENCE_INVALID", `${arg}: not an image name, reference or oci-layout:// path (${(err as Error).message})`);
-  }
+  const ref = imageReference(arg);
   const store = new BlobStore(options.cacheDir);
   const name = familiarName(ref);
   const policy = options.pull ?? "missing";
