@@ -15,6 +15,7 @@ import { ISOLATIONS } from "../run/index.js";
 import { intOption, keyValues, many, one, parseCsv, type ParsedArgs } from "./args.js";
 import { checkEntitlements, credentialsOption, kanikoSettings, registryOf } from "./compat-flags.js";
 import { parseShmSize, parseUlimit } from "../run/limits.js";
+import { dockerHubMirrors } from "../registry/mirrors.js";
 import type { ProgressMode } from "./progress.js";
 
 export interface BuildRequest {
@@ -56,6 +57,7 @@ export function buildRequest(args: ParsedArgs): BuildRequest {
   const shm = one(args, "shm-size");
   const shmSize = shm !== undefined ? parseShmSize(shm) : undefined;
   checkEntitlements(many(args, "allow"));
+  for (const m of many(args, "registry-mirror")) dockerHubMirrors([m]);
   const timeout = one(args, "registry-timeout");
   const buildContexts = keyValues(many(args, "build-context"), "build-context");
   for (const [name, value] of Object.entries(buildContexts)) parseNamedContext(name, value);
@@ -112,6 +114,8 @@ export function buildRequest(args: ParsedArgs): BuildRequest {
     insecureRegistries: [...many(args, "insecure-registry"), ...kaniko.insecureRegistries],
     ...(one(args, "registry-ca") ? { registryCa: one(args, "registry-ca")! } : {}),
     ...(one(args, "authfile") ? { authFile: one(args, "authfile")! } : {}),
+    ...(many(args, "registry-mirror").length > 0 ? { registryMirrors: many(args, "registry-mirror") } : {}),
+    ...(one(args, "registries-conf") ? { registriesConf: one(args, "registries-conf")! } : {}),
     ...(credentials ? { credentials } : {}),
     ...(timeout !== undefined ? { registryTimeouts: parseRegistryTimeout(timeout) } : {}),
     ...(wantsAttestations(attest) ? { attest } : {}),
