@@ -31,6 +31,7 @@ const tools = {
   zstd: "zstd", // zstd layers on Node.js without zlib zstd, and the tests' zstd bases
   podman: "podman", // test/pod/: kiln's own image run as a pod
   "qemu-aarch64-static": "qemu-user-static", // emulated RUN for linux/arm64 (test/engine/e2e-emulation)
+  tmux: "tmux", // the terminal the live progress view is checked on (test/cli/progress-live)
 };
 
 const missing = [];

@@ -16,7 +16,7 @@ import { intOption, keyValues, many, one, parseCsv, type ParsedArgs } from "./ar
 import { checkEntitlements, credentialsOption, kanikoSettings, registryOf } from "./compat-flags.js";
 import { parseShmSize, parseUlimit } from "../run/limits.js";
 import { dockerHubMirrors } from "../registry/mirrors.js";
-import type { ProgressMode } from "./progress.js";
+import { PROGRESS_MODES, type ProgressMode } from "./progress.js";
 
 export interface BuildRequest {
   options: Omit<BuildOptions, "onEvent" | "signal">;
@@ -39,7 +39,7 @@ export function buildRequest(args: ParsedArgs): BuildRequest {
   if (args.flags.has("push") || kaniko.push) outputs.push({ type: "image", names: [], push: true });
   const quiet = args.flags.has("quiet");
   if (quiet && one(args, "progress") !== undefined && one(args, "progress") !== "quiet") throw new UsageError("USAGE", "kiln build: -q/--quiet and --progress given both");
-  const progress = quiet ? "quiet" : choice(args, "progress", ["auto", "plain", "quiet"] as const, "auto");
+  const progress = quiet ? "quiet" : choice(args, "progress", PROGRESS_MODES, "auto");
   const format = choice(args, "format", ["oci", "docker"] as const, "oci");
   outputCompression(outputs, format);
   const isolation = (one(args, "isolation") ?? "auto") as Isolation;
