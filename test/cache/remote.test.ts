@@ -71,7 +71,8 @@ describe("parseCacheSpec", () => {
   it("rejects bad specs with one-line usage errors", () => {
     const bad: Array<[string, "to" | "from", RegExp]> = [
       ["", "to", /empty/],
-      ["type=s3,bucket=x", "to", /unsupported cache type "s3"/],
+      ["type=s3,bucket=x", "to", /--cache-to type=s3 is not supported: kiln keeps its cache in a registry/],
+      ["type=inline", "to", /unsupported cache type "inline"/],
       ["type=registry", "to", /needs ref=/],
       ["type=registry,ref=Bad/Name", "to", /lowercase/],
       ["type=registry,ref=a/b,mode=all", "to", /mode must be min or max/],
