@@ -23,7 +23,7 @@ const REDRAW_MS = 100;
 
 export function createLiveProgress(out: NodeJS.WriteStream, head: (e: Extract<BuildEvent, { type: "step-start" }>) => string, now: () => number = Date.now): ClosableListener {
   const running = new Map<number, Running>();
-  const transfers = new Map<string, TransferProgress & { started: number }>();
+  const transfers = new Map<string, TransferProgress>();
   const partial = new Map<number, string>();
   const started = now();
   let steps = 0;
@@ -31,6 +31,7 @@ export function createLiveProgress(out: NodeJS.WriteStream, head: (e: Extract<Bu
   let drawn = 0;
   let closed = false;
   let timer: NodeJS.Timeout | undefined;
+  let lastDraw = -Infinity;
 
   const width = (): number => Math.max(20, (out.columns ?? 100) - 1);
   const cut = (s: string): string => (s.length > width() ? s.slice(0, width() - 1) + "…" : s);
@@ -45,14 +46,14 @@ export function createLiveProgress(out: NodeJS.WriteStream, head: (e: Extract<Bu
     for (const r of running.values()) lines.push(`\x1b[36m${cut(`${r.head}  ${((t - r.started) / 1000).toFixed(1)}s`)}\x1b[0m`);
     for (const x of transfers.values()) {
       const pct = x.total > 0 ? ` ${Math.floor((x.bytes / x.total) * 100)}%` : "";
-      const rate = x.bytes / Math.max(0.001, (t - x.started) / 1000);
-      lines.push(cut(`  ${x.kind} ${x.digest.slice(0, 19)}: ${formatBytes(x.bytes)} / ${formatBytes(x.total)}${pct} ${formatBytes(rate)}/s`));
+      lines.push(cut(`  ${x.kind} ${x.digest.slice(0, 19)}: ${formatBytes(x.bytes)} / ${formatBytes(x.total)}${pct} ${formatBytes(x.rate)}/s`));
     }
     const rows = Math.max(3, (out.rows ?? 24) - 2);
     return lines.length > rows ? [...lines.slice(0, rows - 1), cut(`  … and ${lines.length - rows + 1} more`)] : lines;
   };
   const draw = (): void => {
     if (closed) return;
+    lastDraw = now();
     erase();
     const lines = block();
     if (lines.length > 0) out.write(lines.join("\n") + "\n");
@@ -107,9 +108,9 @@ export function createLiveProgress(out: NodeJS.WriteStream, head: (e: Extract<Bu
       case "push-progress": {
         const key = `${event.kind} ${event.digest}`;
         if (event.state === "progress") {
-          const known = transfers.get(key);
-          transfers.set(key, { ...event, started: known?.started ?? now() });
+          transfers.set(key, event);
           schedule();
+          if (now() - lastDraw >= REDRAW_MS) draw(); // bytes move often: at most 10 redraws a second
           break;
         }
         transfers.delete(key);
