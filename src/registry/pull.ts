@@ -249,7 +249,12 @@ async function pull(refIn: string | Reference, options: PullOptions): Promise<Pu
   const endpoints = pullEndpoints(ref.registry, ref.repository, options.mirrors);
   for (const ep of endpoints) {
     const at: Reference = { ...ref, registry: ep.registry, repository: ep.repository };
-    const epOptions = ep.insecure ? { ...options, insecureRegistries: [...(options.insecureRegistries ?? []), ep.registry] } : options;
+    // a mirror gets two attempts per request (the origin is the fallback), the origin the full retry policy
+    const epOptions: PullOptions = !ep.mirror ? options : {
+      ...options,
+      retry: { ...options.retry, attempts: Math.min(2, options.retry?.attempts ?? 2) },
+      ...(ep.insecure ? { insecureRegistries: [...(options.insecureRegistries ?? []), ep.registry] } : {}),
+    };
     try {
       return await pullFrom(ref, at, epOptions);
     } catch (err) {
