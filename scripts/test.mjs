@@ -39,6 +39,7 @@ const tools = {
   "ssh-agent": "openssh-client", // --ssh KEYFILE, ssh-add, ssh-keygen
   mmdebstrap: "mmdebstrap", // the arm64 Debian base of scripts/check-debian-arm64.mjs (issue #13)
   "arch-test": "arch-test", // mmdebstrap's check that a foreign architecture runs (emulated)
+  tmux: "tmux", // the terminal the live progress view is checked on (test/cli/progress-live)
 };
 
 const missing = [];

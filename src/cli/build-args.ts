@@ -18,7 +18,8 @@ import { parseSshSpec } from "../run/ssh-agent.js";
 import { intOption, keyValues, many, one, parseCsv, type ParsedArgs } from "./args.js";
 import { checkEntitlements, credentialsOption, kanikoSettings, registryOf } from "./compat-flags.js";
 import { parseShmSize, parseUlimit } from "../run/limits.js";
-import type { ProgressMode } from "./progress.js";
+import { dockerHubMirrors } from "../registry/mirrors.js";
+import { PROGRESS_MODES, type ProgressMode } from "./progress.js";
 
 export interface BuildRequest {
   options: Omit<BuildOptions, "onEvent" | "signal">;
@@ -42,7 +43,7 @@ export function buildRequest(args: ParsedArgs): BuildRequest {
   if (args.flags.has("push") || kaniko.push) outputs.push({ type: "image", names: [], push: true });
   const quiet = args.flags.has("quiet");
   if (quiet && one(args, "progress") !== undefined && one(args, "progress") !== "quiet") throw new UsageError("USAGE", "kiln build: -q/--quiet and --progress given both");
-  const progress = quiet ? "quiet" : choice(args, "progress", ["auto", "plain", "quiet"] as const, "auto");
+  const progress = quiet ? "quiet" : choice(args, "progress", PROGRESS_MODES, "auto");
   const format = choice(args, "format", ["oci", "docker"] as const, "oci");
   outputCompression(outputs, format);
   const isolation = (one(args, "isolation") ?? "auto") as Isolation;
@@ -60,6 +61,7 @@ export function buildRequest(args: ParsedArgs): BuildRequest {
   const shm = one(args, "shm-size");
   const shmSize = shm !== undefined ? parseShmSize(shm) : undefined;
   checkEntitlements(many(args, "allow"));
+  for (const m of many(args, "registry-mirror")) dockerHubMirrors([m]);
   const timeout = one(args, "registry-timeout");
   const buildContexts = keyValues(many(args, "build-context"), "build-context");
   for (const [name, value] of Object.entries(buildContexts)) parseNamedContext(name, value);
@@ -120,6 +122,8 @@ export function buildRequest(args: ParsedArgs): BuildRequest {
     insecureRegistries: [...many(args, "insecure-registry"), ...kaniko.insecureRegistries],
     ...(one(args, "registry-ca") ? { registryCa: one(args, "registry-ca")! } : {}),
     ...(one(args, "authfile") ? { authFile: one(args, "authfile")! } : {}),
+    ...(many(args, "registry-mirror").length > 0 ? { registryMirrors: many(args, "registry-mirror") } : {}),
+    ...(one(args, "registries-conf") ? { registriesConf: one(args, "registries-conf")! } : {}),
     ...(credentials ? { credentials } : {}),
     ...(timeout !== undefined ? { registryTimeouts: parseRegistryTimeout(timeout) } : {}),
     // any attestation flag given (--provenance=false too: it turns off the default when pushing)

@@ -3,6 +3,7 @@
 import { UsageError } from "../errors.js";
 import { parseRegistryTimeout } from "../registry/timeouts.js";
 import type { RegistryOptions } from "../registry/options.js";
+import { loadMirrors } from "../registry/mirrors.js";
 import { many, one, type OptionSpec, type ParsedArgs } from "./args.js";
 import { credentialsOption, registryOf } from "./compat-flags.js";
 
@@ -26,6 +27,8 @@ export const registryOptions: OptionSpec[] = [
   { name: "insecure-registry", type: "string", repeatable: true, valueName: "HOST", help: "use plain HTTP for this registry host[:port]" },
   { name: "registry-ca", type: "string", valueName: "FILE", help: "extra CA bundle (PEM) for registry TLS" },
   { name: "registry-timeout", type: "string", valueName: "SPEC", help: "registry time limits: idle DURATION, or connect=D,idle=D,total=D (default 30s/30s/1h)" },
+  { name: "registry-mirror", type: "string", repeatable: true, valueName: "HOST[/PATH]", help: "pull docker.io images through this mirror first (repeatable, tried in order; then docker.io)" },
+  { name: "registries-conf", type: "string", valueName: "FILE", help: "registries.conf ([[registry]] mirrors) or buildkitd.toml ([registry.\"HOST\"] mirrors) for pulls (default $CONTAINERS_REGISTRIES_CONF)" },
 ];
 
 /** podman/buildah's `--creds USER:PASS` and `--authfile FILE` (kiln push, kiln pull). */
@@ -38,12 +41,15 @@ export const credentialOptions: OptionSpec[] = [
  * `--insecure-registry`, `--registry-ca` and `--registry-timeout` (and, for commands with
  * credentialOptions, `--authfile` and `--creds` for the registries of `refs`), as registry options.
  */
-export function registryFrom(args: ParsedArgs, refs: string[] = []): Pick<RegistryOptions, "insecureRegistries" | "caFile" | "timeouts" | "authFile" | "credentials"> {
+export function registryFrom(args: ParsedArgs, refs: string[] = []): Pick<RegistryOptions, "insecureRegistries" | "caFile" | "timeouts" | "authFile" | "credentials" | "mirrors"> {
   const ca = one(args, "registry-ca");
   const timeout = one(args, "registry-timeout");
   const authFile = one(args, "authfile");
   const credentials = credentialsOption(args, refs.flatMap(registryOf));
+  const conf = one(args, "registries-conf");
+  const mirrors = loadMirrors({ ...(conf ? { registriesConf: conf } : {}), registryMirrors: many(args, "registry-mirror") });
   return {
+    ...(mirrors ? { mirrors } : {}),
     insecureRegistries: many(args, "insecure-registry"),
     ...(ca ? { caFile: ca } : {}),
     ...(timeout !== undefined ? { timeouts: parseRegistryTimeout(timeout) } : {}),

@@ -37,7 +37,7 @@ const buildOptions: OptionSpec[] = [
   { name: "format", type: "string", valueName: "oci|docker", help: "media types of the image (default oci)" },
   { name: "iidfile", type: "string", valueName: "FILE", help: "write the image (manifest) digest to FILE" },
   { name: "metadata-file", type: "string", valueName: "FILE", help: "write build metadata JSON (as buildx) to FILE" },
-  { name: "progress", type: "string", valueName: "MODE", help: "auto, plain or quiet (default auto)" },
+  { name: "progress", type: "string", valueName: "MODE", help: "auto, tty, plain, rawjson or quiet (default auto: the live view on a terminal, else plain)" },
   cacheDirOption("blob store and work directory"),
   { name: "isolation", type: "string", valueName: "MODE", help: "RUN isolation: auto, oci, chroot, plain-chroot or proot (default auto: the strongest the preflight finds working)" },
   { name: "snapshotter", type: "string", valueName: "MODE", help: "RUN root filesystems: auto, overlay or dir (default auto: overlay when root and overlayfs work)" },
@@ -89,10 +89,12 @@ const commands: Record<string, Command> = {
         });
         const tags = options.tags ?? [];
         const where = [...result.outputs.map((o) => (o.type === "image" ? o.names.join(",") || tags.join(",") : o.dest)), ...(tags.length > 0 ? ["local store"] : [])].join(", ");
-        if (progress !== "quiet") process.stderr.write(`built ${result.digest} -> ${where}\n`);
+        listener.close("done");
+        if (progress !== "quiet" && progress !== "rawjson") process.stderr.write(`built ${result.digest} -> ${where}\n`);
         process.stdout.write(`${result.digest}\n`);
         return 0;
       } catch (err) {
+        listener.close(interruptedBy ? "interrupted" : "failed");
         if (interruptedBy && err instanceof AbortError) {
           process.stderr.write(`error: interrupted (${interruptedBy})\n`);
           return interruptedBy === "SIGINT" ? 130 : 143;

@@ -1,25 +1,46 @@
 // Progress rendering for `kiln build`, `kiln pull` and `kiln push`: `plain` prints one line per
 // step with its time, layer size and digest (and RUN output prefixed by the step number) and one
-// line per blob transferred; `auto` on a TTY redraws the running step (or the blob in flight,
-// bytes done/total) in place; `quiet` prints nothing but warnings.
-import type { BuildEvent, BuildListener } from "../engine/events.js";
+// line per blob transferred; `auto` and `tty` on a terminal show the live multi-line view
+// (live-progress.ts; not a terminal: plain); `rawjson` prints each build event as one JSON object
+// per line (the library's events; RUN output base64 in `data`, plus `time`); `quiet` prints
+// nothing but warnings.
+import type { BuildEvent } from "../engine/events.js";
 import type { TransferProgress } from "../registry/options.js";
 import { formatBytes } from "../units.js";
+import { createLiveProgress, type ClosableListener } from "./live-progress.js";
 
-export type ProgressMode = "auto" | "plain" | "quiet";
+export type ProgressMode = "auto" | "plain" | "tty" | "rawjson" | "quiet";
+export const PROGRESS_MODES: readonly ProgressMode[] = ["auto", "plain", "tty", "rawjson", "quiet"];
+export type { ClosableListener } from "./live-progress.js";
 
+/** The progress listener for `mode` on `out`; call its `close()` when the build ends. */
+export function createProgress(mode: ProgressMode, out: NodeJS.WriteStream = process.stderr): ClosableListener {
+  if ((mode === "auto" || mode === "tty") && out.isTTY === true) return createLiveProgress(out, stepHead);
+  if (mode === "rawjson") return rawJsonProgress(out);
+  const listener = plainProgress(mode === "quiet" ? "quiet" : "plain", out) as ClosableListener;
+  listener.close = () => undefined;
+  return listener;
+}
 
-export function createProgress(mode: ProgressMode, out: NodeJS.WriteStream = process.stderr): BuildListener {
-  const live = mode === "auto" && out.isTTY === true;
-  const effective: ProgressMode = mode === "auto" ? "plain" : mode;
-  const pending = new Map<number, string>();
+/** `#3 [stage 2/5] RUN make` (with the platform in a multi-platform build, and emulation marked). */
+function stepHead(event: Extract<BuildEvent, { type: "step-start" }>): string {
+  return `#${event.id} [${event.platform ? `${event.platform} ` : ""}${event.stage} ${event.step}/${event.steps}] ${event.emulated ? event.text.replace(/^(\S+)/, `$1 (emulated ${event.emulated})`) : event.text}`;
+}
+
+/** One JSON object per event and line: the event's own fields, `data` (RUN output) as base64, and `time`. */
+function rawJsonProgress(out: NodeJS.WriteStream): ClosableListener {
+  const listener = ((event: BuildEvent) => {
+    const record = event.type === "step-log" ? { ...event, data: event.data.toString("base64") } : event;
+    out.write(JSON.stringify({ ...record, time: new Date().toISOString() }) + "\n");
+  }) as ClosableListener;
+  listener.close = () => undefined;
+  return listener;
+}
+
+function plainProgress(effective: "plain" | "quiet", out: NodeJS.WriteStream): (event: BuildEvent) => void {
   const partial = new Map<number, string>();
-  let liveLine = "";
-
   const write = (line: string): void => {
-    if (live && liveLine) out.write("\r\x1b[2K");
     out.write(line + "\n");
-    if (live && liveLine) out.write(liveLine);
   };
 
   return (event: BuildEvent) => {
@@ -34,24 +55,14 @@ export function createProgress(mode: ProgressMode, out: NodeJS.WriteStream = pro
         break;
       case "pull-progress":
       case "push-progress": {
-        if (event.state === "progress") {
-          if (live) out.write("\r\x1b[2K" + truncate(transferInFlight(event), (out.columns ?? 100) - 1));
-          break;
-        }
-        if (live) out.write("\r\x1b[2K" + liveLine);
+        if (event.state === "progress") break;
         const line = buildTransferLine(event);
         if (line) write(line);
         break;
       }
-      case "step-start": {
-        const head = `#${event.id} [${event.platform ? `${event.platform} ` : ""}${event.stage} ${event.step}/${event.steps}] ${event.emulated ? event.text.replace(/^(\S+)/, `$1 (emulated ${event.emulated})`) : event.text}`;
-        pending.set(event.id, head);
-        if (live) {
-          liveLine = `\x1b[36m${truncate(head, (out.columns ?? 100) - 1)}\x1b[0m`;
-          out.write("\r\x1b[2K" + liveLine);
-        } else write(head);
+      case "step-start":
+        write(stepHead(event));
         break;
-      }
       case "step-log": {
         const text = (partial.get(event.id) ?? "") + event.data.toString("utf8");
         const lines = text.split("\n");
@@ -67,12 +78,7 @@ export function createProgress(mode: ProgressMode, out: NodeJS.WriteStream = pro
         if (event.shared) parts.push("shared layer");
         if (event.snapshotSeconds !== undefined) parts.push(`snapshot ${event.snapshotSeconds.toFixed(2)}s`);
         if (event.layer) parts.push(formatBytes(event.layer.size), event.layer.digest.slice(0, 19));
-        if (live) {
-          liveLine = "";
-          out.write("\r\x1b[2K");
-          write(`${pending.get(event.id) ?? `#${event.id}`}  ${parts.join("  ")}`);
-        } else write(`#${event.id} ${parts.join("  ")}`);
-        pending.delete(event.id);
+        write(`#${event.id} ${parts.join("  ")}`);
         break;
       }
     }

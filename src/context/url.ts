@@ -8,7 +8,8 @@ import { mkdir, rm } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { request } from "undici";
+import { request, type Dispatcher } from "undici";
+import { envProxyDispatcher } from "../registry/transport.js";
 import { KilnError } from "../errors.js";
 import type { Digest } from "../image/oci.js";
 
@@ -40,6 +41,16 @@ export function urlFilename(url: string): string {
 }
 
 export async function fetchUrl(url: string, options: FetchOptions): Promise<DownloadedFile> {
+  // HTTP_PROXY / HTTPS_PROXY / NO_PROXY, as for registries
+  const proxy = envProxyDispatcher();
+  try {
+    return await download(url, options, proxy);
+  } finally {
+    await proxy?.close();
+  }
+}
+
+async function download(url: string, options: FetchOptions, proxy: Dispatcher | undefined): Promise<DownloadedFile> {
   if (options.checksum !== undefined && !/^sha256:[0-9a-f]{64}$/.test(options.checksum)) {
     throw new KilnError("ADD_URL_INVALID", `invalid checksum "${options.checksum}" (expected sha256:<64 hex digits>)`);
   }
@@ -56,7 +67,7 @@ export async function fetchUrl(url: string, options: FetchOptions): Promise<Down
     }
     let res;
     try {
-      res = await request(current, { method: "GET", signal: options.signal, headers: { "user-agent": "kiln" } });
+      res = await request(current, { method: "GET", signal: options.signal, headers: { "user-agent": "kiln" }, ...(proxy ? { dispatcher: proxy } : {}) });
     } catch (err) {
       throw new KilnError("ADD_DOWNLOAD_FAILED", `failed to download ${url}: ${(err as Error).message}`, { cause: err });
     }

@@ -9,6 +9,7 @@ import type { Platform } from "../image/oci.js";
 import { formatPlatform, hostPlatform, parseTargetPlatforms } from "../image/platform.js";
 import type { PullPolicy } from "../registry/pull.js";
 import type { RegistryOptions } from "../registry/options.js";
+import { loadMirrors } from "../registry/mirrors.js";
 import type { Snapshotter } from "../snapshot/rootfs.js";
 import { parseAddHost, type ExtraHost } from "../run/hosts.js";
 import { ISOLATIONS } from "../run/preflight.js";
@@ -105,6 +106,7 @@ export function resolveConfig(options: BuildOptions): EngineConfig {
   const platform = platforms[0]!;
   const sde = sourceDateEpoch(options, buildArgs);
   const onEvent = options.onEvent;
+  const mirrors = loadMirrors(options);
   return {
     cacheDir: resolve(options.cacheDir ?? defaultCacheDir()),
     platform,
@@ -131,6 +133,7 @@ export function resolveConfig(options: BuildOptions): EngineConfig {
       ...(options.insecureRegistries ? { insecureRegistries: options.insecureRegistries } : {}),
       ...(options.registryCa ? { caFile: options.registryCa } : {}),
       ...(options.authFile ? { authFile: options.authFile } : {}),
+      ...(mirrors ? { mirrors } : {}),
       ...(options.credentials ? { credentials: options.credentials } : {}),
       ...(options.registryTimeouts ? { timeouts: options.registryTimeouts } : {}),
       ...(options.signal ? { signal: options.signal } : {}),

@@ -76,6 +76,10 @@ export interface BuildOptions {
   /** `--insecure-registry` hosts, `--registry-ca`, pull policy. */
   insecureRegistries?: string[];
   registryCa?: string;
+  /** kaniko's `--registry-mirror`: docker.io mirrors tried in order before docker.io. */
+  registryMirrors?: string[];
+  /** `--registries-conf`: a registries.conf / buildkitd.toml whose mirrors pulls try first (default $CONTAINERS_REGISTRIES_CONF). */
+  registriesConf?: string;
   /** podman/buildah `--authfile`: an auth.json read before Docker's config. */
   authFile?: string;
   /** podman/buildah `--creds USER:PASS`, given only to the registries listed (the push names' hosts). */

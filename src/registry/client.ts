@@ -3,7 +3,7 @@
 // leaves the registry host), retries with backoff, and the registry's answers as RegistryErrors.
 // The parts live beside it: scheme/TLS and deadlines (transport.ts), the /v2/ ping (ping.ts),
 // token auth (token.ts), redirect rules (redirects.ts), request/response shapes (response.ts).
-import type { Agent, Dispatcher } from "undici";
+import type { Dispatcher } from "undici";
 import { request } from "undici";
 import { KilnError, abortError } from "../errors.js";
 import { registryHost } from "../image/reference.js";
@@ -28,8 +28,8 @@ export class RegistryClient {
   private readonly options: RegistryOptions;
   readonly policy: RetryPolicy;
   readonly timeouts: Required<RegistryTimeouts>;
-  private readonly agent: Agent;
-  private insecureAgent: Agent | undefined;
+  private readonly agent: Dispatcher;
+  private insecureAgent: Dispatcher | undefined;
   private base: URL | undefined;
   private pinging: Promise<void> | undefined;
   private challenges: Challenge[] = [];
@@ -46,7 +46,7 @@ export class RegistryClient {
     this.agent = this.newAgent(true);
   }
 
-  private newAgent(verify: boolean): Agent {
+  private newAgent(verify: boolean): Dispatcher {
     return newAgent({ ...(this.options.caFile ? { caFile: this.options.caFile } : {}), verify, timeouts: this.timeouts });
   }
 

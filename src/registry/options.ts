@@ -1,6 +1,7 @@
 // Options shared by every registry operation (pull, push, login) and the progress event shape.
 import type { Digest } from "../image/oci.js";
 import type { RegistryTimeouts } from "./timeouts.js";
+import type { MirrorMap } from "./mirrors.js";
 
 /** One blob's transfer progress: a structured event (also a BuildEvent member). */
 export interface TransferProgress {
@@ -38,6 +39,8 @@ export interface RegistryOptions {
   /** `--creds USER:PASS`: used for these registries ("host[:port]") before any stored credentials, never sent elsewhere. */
   credentials?: { username: string; password: string; registries: string[] };
   retry?: RetryOptions;
+  /** Pull mirrors by the registry they stand in for (tried in order, then the origin). */
+  mirrors?: MirrorMap;
   /** Connect, idle and total limits of every request (see DEFAULT_TIMEOUTS). */
   timeouts?: RegistryTimeouts;
   /** When set, blobs are uploaded in PATCH chunks of this many bytes. */

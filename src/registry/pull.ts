@@ -23,6 +23,7 @@ import type { RegistryOptions } from "./options.js";
 import { ProgressCounter, progressEvent } from "./progress.js";
 import { addOrigin, readRefRecord, writeRefRecord } from "./records.js";
 import { withRetry } from "./retry.js";
+import { pullEndpoints } from "./mirrors.js";
 
 export const MANIFEST_ACCEPT = [
   MediaType.ociIndex,
@@ -244,10 +245,32 @@ async function pull(refIn: string | Reference, options: PullOptions): Promise<Pu
       throw new KilnError("IMAGE_NOT_LOCAL", `image ${familiarName(ref)} is not in the local store and pull policy is "never"`);
     }
   }
-  const client = new RegistryClient(ref.registry, options);
-  client.useRepository(ref.repository);
+  // mirrors first (in order), then the origin; a mirror that fails in any way hands over to the next
+  const endpoints = pullEndpoints(ref.registry, ref.repository, options.mirrors);
+  for (const ep of endpoints) {
+    const at: Reference = { ...ref, registry: ep.registry, repository: ep.repository };
+    // a mirror gets two attempts per request (the origin is the fallback), the origin the full retry policy
+    const epOptions: PullOptions = !ep.mirror ? options : {
+      ...options,
+      retry: { ...options.retry, attempts: Math.min(2, options.retry?.attempts ?? 2) },
+      ...(ep.insecure ? { insecureRegistries: [...(options.insecureRegistries ?? []), ep.registry] } : {}),
+    };
+    try {
+      return await pullFrom(ref, at, epOptions);
+    } catch (err) {
+      if (!ep.mirror || options.signal?.aborted) throw err;
+    }
+  }
+  throw new KilnError("INTERNAL", "internal: no endpoint to pull from");
+}
+
+/** Pull `ref` from the endpoint `at` (the origin itself, or a mirror's host and repository). */
+async function pullFrom(ref: Reference, at: Reference, options: PullOptions): Promise<PullResult> {
+  const { store, platform } = options;
+  const client = new RegistryClient(at.registry, options);
+  client.useRepository(at.repository);
   try {
-    const top = await fetchManifest(client, ref, referenceTarget(ref), store);
+    const top = await fetchManifest(client, at, referenceTarget(ref), store);
     let manifestFetched = top;
     if (isIndexType(top.descriptor.mediaType)) {
       const index = top.doc as Index;
@@ -259,15 +282,15 @@ async function pull(refIn: string | Reference, options: PullOptions): Promise<Pu
         if (err instanceof KilnError) throw new KilnError(err.code, `image ${familiarName(ref)}: ${err.message}`, { cause: err });
         throw err;
       }
-      manifestFetched = await fetchManifest(client, ref, chosen.digest, store, chosen);
+      manifestFetched = await fetchManifest(client, at, chosen.digest, store, chosen);
       if (!isManifestType(manifestFetched.descriptor.mediaType)) {
         throw new KilnError("MANIFEST_INVALID", `registry ${ref.registry}: ${chosen.digest} in the index of ${familiarName(ref)} is not an image manifest`);
       }
     }
     const where = `image ${familiarName(ref)}`;
     const manifest = validateManifest(manifestFetched.doc as Manifest, where);
-    const origin = { registry: ref.registry, repository: ref.repository };
-    await fetchBlob(client, ref, manifest.config, store, options, CONFIG_LIMIT);
+    const origin = { registry: at.registry, repository: at.repository };
+    await fetchBlob(client, at, manifest.config, store, options, CONFIG_LIMIT);
     const config = await store.readJSON<ImageConfig>(manifest.config.digest);
     if (!isIndexType(top.descriptor.mediaType) && config.os && config.architecture) {
       // a single-platform image must still be for the platform asked for
@@ -276,7 +299,7 @@ async function pull(refIn: string | Reference, options: PullOptions): Promise<Pu
         throw new KilnError("PLATFORM_MISMATCH", `image ${familiarName(ref)} is for ${formatPlatform(have)}, not ${formatPlatform(platform)}`);
       }
     }
-    await mapLimit(manifest.layers, options.concurrency ?? 4, (l) => fetchBlob(client, ref, l, store, options));
+    await mapLimit(manifest.layers, options.concurrency ?? 4, (l) => fetchBlob(client, at, l, store, options));
     for (const d of [manifest.config, ...manifest.layers]) await addOrigin(store, d.digest, origin);
     await writeRefRecord(store, ref, top.descriptor);
     const image = await imageFromStore(store, manifest, where);

@@ -1,10 +1,13 @@
 // Scheme and TLS for one registry host: which hosts may be reached over plain HTTP or without
 // certificate checks, the undici agents (CA bundle, connect/idle limits), the total-time
 // deadline of one request (joined with the caller's AbortSignal), and a network failure as text.
+// With HTTP_PROXY / HTTPS_PROXY (or their lower-case forms) set, connections go through that
+// proxy (undici's EnvHttpProxyAgent: CONNECT tunnels, NO_PROXY honoured), with the registry's own
+// TLS settings inside the tunnel.
 import { readFileSync } from "node:fs";
 import { rootCertificates } from "node:tls";
 import type { Readable } from "node:stream";
-import { Agent } from "undici";
+import { Agent, EnvHttpProxyAgent, type Dispatcher } from "undici";
 import { KilnError } from "../errors.js";
 import { RegistryDeadline, type RegistryTimeouts } from "./timeouts.js";
 
@@ -42,10 +45,23 @@ export function errorText(err: unknown): string {
   return msg.replace(/\s*\n\s*/g, " ");
 }
 
+/** Whether the environment names a proxy (HTTP_PROXY, HTTPS_PROXY, either case). */
+export function proxyConfigured(env: NodeJS.ProcessEnv = process.env): boolean {
+  return ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"].some((k) => (env[k] ?? "") !== "");
+}
+
+/** The environment's proxy settings as a dispatcher (undefined when none is set: direct connections). */
+export function envProxyDispatcher(): Dispatcher | undefined {
+  return proxyConfigured() ? new EnvHttpProxyAgent() : undefined;
+}
+
 /** Connections for a registry (and its token server): the connect and idle limits apply to each. */
-export function newAgent(options: { caFile?: string; verify: boolean; timeouts: Required<RegistryTimeouts> }): Agent {
+export function newAgent(options: { caFile?: string; verify: boolean; timeouts: Required<RegistryTimeouts> }): Dispatcher {
   const idle = options.timeouts.idleMs;
-  return new Agent({ connect: tlsOptions(options), keepAliveTimeout: 10_000, headersTimeout: idle, bodyTimeout: idle });
+  const tls = tlsOptions(options);
+  const common = { keepAliveTimeout: 10_000, headersTimeout: idle, bodyTimeout: idle };
+  if (proxyConfigured()) return new EnvHttpProxyAgent({ ...common, connect: tls, requestTls: tls });
+  return new Agent({ connect: tls, ...common });
 }
 
 function tlsOptions(options: { caFile?: string; verify: boolean; timeouts: Required<RegistryTimeouts> }): { ca?: string[]; rejectUnauthorized?: boolean; timeout: number } {

@@ -73,6 +73,7 @@ describe("parseCacheSpec", () => {
       ["", "to", /empty/],
       ["type=s3,bucket=x", "to", /--cache-to type=s3 is not supported: .*type=registry,ref=REF.*type=local,dest=DIR/],
       ["type=nfs,path=x", "to", /unsupported cache type "nfs"/],
+      ["type=inline", "to", /unsupported cache type "inline"/],
       ["type=registry", "to", /needs ref=/],
       ["type=registry,ref=Bad/Name", "to", /lowercase/],
       ["type=registry,ref=a/b,mode=all", "to", /mode must be min or max/],

@@ -150,6 +150,12 @@ describe("flags people paste", () => {
       const authfile = join(await temps.make(), "auth.json");
       await writeFile(authfile, JSON.stringify({ auths: { [secured.host]: { auth: Buffer.from("ci:s3cret").toString("base64") } } }));
       expectBuilt(await kiln(["build", "--cache-dir", cache, "--registry-ca", certs.caCert, "--authfile", authfile, "-t", `${secured.host}/app:authfile`, "--push", ctx], { env }));
+      // kiln pull and kiln push take them too
+      const other = await temps.make();
+      expect((await kiln(["pull", "-q", "--cache-dir", other, "--registry-ca", certs.caCert, ref], { env })).code).toBe(1);
+      expect((await kiln(["pull", "-q", "--cache-dir", other, "--registry-ca", certs.caCert, "--creds", "ci:s3cret", ref], { env })).code).toBe(0);
+      const pushed = await kiln(["push", "-q", "--cache-dir", other, "--registry-ca", certs.caCert, "--authfile", authfile, ref, `${secured.host}/app:copy`], { env });
+      expect(pushed.code, pushed.stderr).toBe(0);
       // never handed to another registry
       const { resolveCredentials } = await import("../../src/registry/credentials.js");
       const given = { username: "ci", password: "s3cret", registries: [secured.host] };

@@ -5,6 +5,7 @@
 import { describe, it, expect } from "vitest";
 import { PassThrough } from "node:stream";
 import { createProgress, createTransferProgress } from "../../src/cli/progress.js";
+import { createLiveProgress } from "../../src/cli/live-progress.js";
 import type { TransferProgress } from "../../src/registry/options.js";
 
 function sink(tty: boolean): { out: NodeJS.WriteStream; text: () => string } {
@@ -62,5 +63,63 @@ describe("kiln pull / kiln push progress", () => {
     t(ev("pull", "progress", 1_000_000));
     t(ev("pull", "done", 2_000_000));
     expect(tty.text()).toBe("\r\x1b[2Kpull sha256:abababababab: 1.00 MB / 2.00 MB (50%)\r\x1b[2Ksha256:abababababab  pulled 2.00 MB at 1.00 MB/s\n");
+  });
+});
+
+/** The screen a terminal shows for `text`: \n, \r, ESC[nA (up), ESC[J (erase below), ESC[2K, colours ignored. */
+function screen(text: string): string[] {
+  const rows: string[] = [""];
+  let row = 0;
+  let col = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === "\x1b") {
+      const m = /^\x1b\[(\d*)([A-Za-z])/.exec(text.slice(i))!;
+      i += m[0].length - 1;
+      if (m[2] === "A") row = Math.max(0, row - Number(m[1] || 1));
+      else if (m[2] === "J") rows.splice(row + 1), (rows[row] = rows[row]!.slice(0, col));
+      else if (m[2] === "K") rows[row] = "";
+      continue;
+    }
+    if (c === "\n") {
+      row++;
+      col = 0;
+      rows[row] ??= "";
+    } else if (c === "\r") col = 0;
+    else {
+      const line = rows[row]!.padEnd(col);
+      rows[row] = line.slice(0, col) + c + line.slice(col + 1);
+      col++;
+    }
+  }
+  return rows.filter((r, i) => r !== "" || i < rows.length - 1);
+}
+
+describe("live view (a TTY)", () => {
+  it("shows running steps with timers and blobs in flight with bytes/total; finished lines stay; close() leaves a total", () => {
+    const { out, text } = sink(true);
+    let t = 1_000;
+    const p = createLiveProgress(out, (e) => `#${e.id} [${e.stage} ${e.step}/${e.steps}] ${e.text}`, () => t);
+    expect(createProgress("tty", out).close).toBeTypeOf("function"); // what kiln build uses on a TTY
+    p({ type: "step-start", id: 1, stage: "build", step: 1, steps: 2, text: "FROM base" });
+    p({ type: "step-start", id: 2, stage: "test", step: 1, steps: 2, text: "FROM base" });
+    t += 1_250;
+    p(ev("pull", "progress", 1_000_000));
+    const mid = screen(text());
+    expect(mid).toContain("#1 [build 1/2] FROM base  1.3s");
+    expect(mid.some((l) => l.startsWith("#2 [test 1/2] FROM base  "))).toBe(true);
+    expect(mid.some((l) => l === "  pull sha256:abababababab: 1.00 MB / 2.00 MB 50% 1.00 MB/s")).toBe(true);
+    p(ev("pull", "done", 2_000_000));
+    p({ type: "step-done", id: 1, seconds: 1.5, layer: { digest: D, size: 2_000_000 } });
+    p({ type: "step-log", id: 2, stream: "stdout", data: Buffer.from("hello\n") });
+    p({ type: "step-done", id: 2, seconds: 0.2, cached: true });
+    p.close("done");
+    expect(screen(text())).toEqual([
+      "pull sha256:abababababab: pulled 2.00 MB at 1.00 MB/s",
+      "#1 [build 1/2] FROM base  DONE 1.5s  2.00 MB  sha256:abababababab",
+      "#2 hello",
+      "#2 [test 1/2] FROM base  CACHED",
+      "done: 2 steps (1 cached) in 1.3s",
+    ]);
   });
 });

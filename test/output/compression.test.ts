@@ -98,6 +98,15 @@ describe("output compression", () => {
     await verify(forced);
     const rootfs = await unpackZstd(forced, "1");
     expect(await readFile(join(rootfs, "hello.txt"), "utf8")).toBe("hello from a zstd layer\n");
+    // an all-zstd image as a base: extracted for RUN, its layers kept as they are in a gzip output
+    const next = await temps.make("kiln-zstd-next-");
+    await writeFile(join(next, "Dockerfile"), "FROM zbase\nRUN cat /hello.txt > /copied.txt\n");
+    const nextOut = join(await temps.make(), "next");
+    expectBuilt(await kiln(["build", "--progress", "plain", "--cache-dir", cache, "--build-context", `zbase=oci-layout://${forced}:1`, "-o", `type=oci,dest=${nextOut}`, next]));
+    const nextLayers = (await manifestOf(nextOut)).layers;
+    expect(nextLayers.slice(0, -1).map((l) => l.mediaType).every((t) => t === ZSTD)).toBe(true);
+    expect(nextLayers.at(-1)!.mediaType).toBe(GZIP);
+    await verify(nextOut);
     const plain = join(await temps.make(), "tar");
     expectBuilt(await build(cache, ctx, "-t", "u", "-o", `type=oci,dest=${plain},compression=uncompressed`));
     const layers = (await manifestOf(plain)).layers;
