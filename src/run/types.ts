@@ -3,8 +3,10 @@
 // optional stdio/readonlyRootfs/onStart parts; RUN steps use none of them. The id-map types come
 // from src/snapshot/idmap.ts (re-exported here for the backends).
 import type { IdMap } from "../snapshot/idmap.js";
+import type { RecordedOwners } from "../snapshot/recorded-owners.js";
 
 export type { IdMap } from "../snapshot/idmap.js";
+export type { RecordedOwners } from "../snapshot/recorded-owners.js";
 
 export type Isolation = "auto" | "oci" | "chroot" | "plain-chroot" | "proot";
 
@@ -63,6 +65,11 @@ export interface RunResult {
   exitCode: number;
   /** The last ~20 lines of combined output. */
   outputTail: string;
+  /**
+   * Owners, modes and device nodes the step's fake root recorded instead of setting them (a
+   * non-root proot step under fakeroot): the snapshot puts them on the layer entries.
+   */
+  recordedOwners?: RecordedOwners;
 }
 
 export interface Runner {

@@ -91,7 +91,7 @@ async function run(ctx: StepContext, t: RunInstruction): Promise<Produced> {
     );
   }
   const diffStarted = process.hrtime.bigint();
-  const entries = await snapshot.changes();
+  const entries = await snapshot.changes(result.recordedOwners ? { recorded: result.recordedOwners } : {});
   // The snapshot's cost: the baseline walk before the step plus the diff after it.
   const snapshotSeconds = Number(process.hrtime.bigint() - diffStarted + baselineNs) / 1e9;
   return { entries, snapshotSeconds };
