@@ -23,6 +23,7 @@ const tools = {
   setfattr: "attr",
   chroot: "coreutils",
   proot: "proot", // --isolation proot (ptrace path translation, non-root pods)
+  "faked-sysv": "fakeroot", // owners a non-root proot step sets (test/engine/e2e-proot-owners)
   gcc: "gcc", // the static chroot-escape helper of the plain-chroot test (also needs libc6-dev)
   htpasswd: "apache2-utils",
   losetup: "mount", // overlay snapshotter: mounts and the scratch file system's loop device

@@ -58,6 +58,7 @@ export const ERROR_CODES = {
   ISOLATION_UNAVAILABLE: "the RUN isolation asked for (or any) cannot work on this host",
   ISOLATION_FAILED: "the RUN isolation (unshare, chroot, the OCI runtime) refused to start the process: not the command's own failure",
   OWNER_UNMAPPED: "a RUN step created a file whose owner has no id inside the container",
+  OWNER_UNRECORDABLE: "a RUN step set an owner (chown) that its isolation cannot record in the layer",
   // root filesystems
   SNAPSHOTTER_UNAVAILABLE: "the snapshotter asked for cannot work here",
   SNAPSHOT_MOUNT_FAILED: "an overlay mount or unmount failed",

@@ -4,7 +4,7 @@
 // the same rows (requirementsMarkdown), and a test keeps the two equal.
 
 export type RequirementId =
-  | "oci-runtime" | "util-linux" | "coreutils" | "busybox" | "proot" | "overlayfs" | "scratch-fs"
+  | "oci-runtime" | "util-linux" | "coreutils" | "busybox" | "proot" | "fakeroot" | "overlayfs" | "scratch-fs"
   | "xattr-tools" | "uidmap" | "zstd" | "qemu" | "tini" | "git" | "ssh";
 
 export interface Packages {
@@ -32,6 +32,7 @@ export const REQUIREMENTS: readonly Requirement[] = [
   { id: "coreutils", name: "coreutils", usedFor: "chroot(8) for `chroot` and `plain-chroot`, mknod for /dev nodes, timeout as the supervisor that ends a plain-chroot or proot step with kiln", need: "run", commands: ["chroot", "mknod", "timeout"], packages: { debian: "coreutils", fedora: "coreutils", alpine: "coreutils" } },
   { id: "busybox", name: "static busybox", usedFor: "the preflight's probe container and the hardened chroot's final unmount", need: "run", commands: ["busybox"], packages: { debian: "busybox-static", fedora: "busybox", alpine: "busybox-static" } },
   { id: "proot", name: "proot", usedFor: "`--isolation proot` (non-root pods: ptrace path translation)", need: "optional", commands: ["proot"], packages: { debian: "proot", fedora: "proot", alpine: "proot" } },
+  { id: "fakeroot", name: "fakeroot", usedFor: "`--isolation proot` as non-root: records the owners a step's chown sets (faked-sysv, libfakeroot preloaded in glibc images)", need: "optional", commands: ["faked-sysv", "faked"], packages: { debian: "fakeroot", fedora: "fakeroot", alpine: "fakeroot" } },
   { id: "overlayfs", name: "overlayfs", usedFor: "the `overlay` snapshotter (as root; else `dir`)", need: "optional", commands: [], packages: { debian: "(kernel)", fedora: "(kernel)", alpine: "(kernel)" } },
   { id: "scratch-fs", name: "loop devices + mkfs.ext4", usedFor: "the overlay snapshotter's scratch file system for RUN uppers", need: "optional", commands: ["mkfs.ext4", "losetup"], packages: { debian: "e2fsprogs mount", fedora: "e2fsprogs util-linux", alpine: "e2fsprogs losetup" } },
   { id: "xattr-tools", name: "getfattr/setfattr", usedFor: "file capabilities and other xattrs in layers", need: "optional", commands: ["getfattr", "setfattr"], packages: { debian: "attr", fedora: "attr", alpine: "attr" } },

@@ -7,7 +7,7 @@
 import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { KilnError } from "../errors.js";
-import { createRootFS, resolveSnapshotter, type DirRootFSOptions, type RootFS, type Snapshotter } from "../snapshot/rootfs.js";
+import { createRootFS, resolveSnapshotter, type DirRootFSOptions, type DisposeOptions, type RootFS, type Snapshotter } from "../snapshot/rootfs.js";
 import { chooseRunner, type Isolation, type Runner } from "../run/index.js";
 import type { EngineConfig } from "./config.js";
 import type { Layer } from "../image/image.js";
@@ -31,7 +31,7 @@ export const DEFAULT_BACKENDS: EngineBackends = {
 
 export class BuildSession {
   private stepCounter = 0;
-  private readonly disposables: Array<() => Promise<void>> = [];
+  private readonly disposables: Array<(options: DisposeOptions) => Promise<void>> = [];
   private runnerPromise?: Promise<Runner>;
   private tmp: Promise<string> | undefined;
   private chosen?: string;
@@ -95,7 +95,7 @@ export class BuildSession {
       ...(noMounts ? { deviceNodes: "skip" as const } : {}),
       onWarning: (message) => this.config.emit({ type: "warning", message }),
     });
-    this.disposables.push(() => rootfs.dispose());
+    this.disposables.push((o) => rootfs.dispose(o));
     return rootfs;
   }
 
@@ -108,8 +108,11 @@ export class BuildSession {
     return this.runnerPromise;
   }
 
-  /** Remove every temporary tree, rootfs and mount this build made (the temporary root last). */
-  async dispose(): Promise<void> {
+  /**
+   * Remove every temporary tree, rootfs and mount this build made (the temporary root last).
+   * `background`: root filesystems are removed by a detached process (a build that succeeded).
+   */
+  async dispose(options: DisposeOptions = {}): Promise<void> {
     const errors: unknown[] = [];
     const tmp = this.tmp;
     this.tmp = undefined;
@@ -121,7 +124,7 @@ export class BuildSession {
     }
     for (const d of this.disposables.reverse()) {
       try {
-        await d();
+        await d(options);
       } catch (err) {
         errors.push(err);
       }

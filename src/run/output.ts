@@ -109,6 +109,8 @@ export function runStreaming(
     /** The child uses kiln's own stdout/stderr (and stdin when `stdin`) instead of pipes. */
     inherit?: { stdin: boolean };
     extraFds?: ExtraFd[];
+    /** Rewrites stderr before the tail and `stderr` see it (e.g. drops a tracer's own lines). */
+    filterStderr?: (b: Buffer) => Buffer;
   },
   tail: OutputTail,
 ): Promise<number> {
@@ -131,7 +133,9 @@ export function runStreaming(
       tail.push(b);
       opts.stdout?.(b);
     });
-    child.stderr?.on("data", (b: Buffer) => {
+    child.stderr?.on("data", (raw: Buffer) => {
+      const b = opts.filterStderr ? opts.filterStderr(raw) : raw;
+      if (b.length === 0) return;
       tail.push(b);
       opts.stderr?.(b);
     });

@@ -54,7 +54,7 @@ function hostTool(name: string): string {
 }
 
 /** argv[0] looked up in the image's PATH (as Docker does), so nothing on the way can pick a busybox applet. */
-async function resolveCommand(rootfs: string, argv0: string, env: string[]): Promise<string> {
+export async function resolveCommand(rootfs: string, argv0: string, env: string[]): Promise<string> {
   if (argv0.includes("/")) return argv0;
   const path = env.find((e) => e.startsWith("PATH="))?.slice(5) ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
   for (const dir of path.split(":")) {

@@ -2,8 +2,12 @@
 // namespaces nor chroot(2) are allowed, e.g. a non-root pod. `proot -0` fakes root, `-r` the
 // rootfs; /proc, a few /dev nodes, the generated /etc files and the RUN's mounts are bound by path
 // translation (read-only sources are bound from private copies: proot cannot make a bind
-// read-only). A foreign platform's step runs under `proot -q qemu-ARCH-static` (no binfmt_misc). Files a step creates are owned on disk by kiln's uid: idMap maps it back to root.
-// Not a security boundary against the step (ptrace translation can be evaded): the pod is.
+// read-only). A foreign platform's step runs under `proot -q qemu-ARCH-static` (no binfmt_misc).
+// Files a step creates are owned on disk by kiln's uid: idMap maps it back to root.
+// As non-root, owners the step sets (chown to another id) cannot be set on disk: the step runs
+// under fakeroot (fakeroot.ts), whose record the snapshot applies; where the image cannot load
+// it, proot traces the step's system calls and a chown to another id fails the step
+// (chown-trace.ts). Not a security boundary against the step (ptrace translation can be evaded): the pod is.
 import { existsSync, lstatSync, type Stats } from "node:fs";
 import { mkdir, utimes } from "node:fs/promises";
 import { resolveInRoot } from "../snapshot/confine.js";
@@ -17,6 +21,11 @@ import { withRlimits } from "./limits.js";
 import { ensureCwd, newHostname, readOnlyEtcError, readOnlyEtcSnapshot, readOnlyEtcWritten, writeEtcFiles, writeSecretFiles } from "./sandbox-files.js";
 import type { IdMap, RunResult, RunSpec, Runner } from "./types.js";
 import { resolveUser } from "./user.js";
+import { staticBusybox } from "./chroot.js";
+import { ChownTrace } from "./chown-trace.js";
+import { GUEST_DIR, GUEST_LIB, hostFakeroot, imageCanPreload, startFaked, type FakedSession } from "./fakeroot.js";
+import { resolveCommand } from "./plain-chroot.js";
+import type { RecordedOwners } from "../snapshot/recorded-owners.js";
 
 const DEV_NODES = ["null", "zero", "full", "random", "urandom", "tty"];
 
@@ -40,6 +49,7 @@ class ProotRunner implements Runner {
     if (spec.shmSize !== undefined) throw new KilnError("FEATURE_UNSUPPORTED", `--shm-size: isolation proot has no /dev/shm mount of its own (ptrace path translation); use --isolation oci or chroot`);
     const proot = prootTool();
     const runDir = await createWorkDir(this.workDir ?? join(defaultCacheDir(), "run"), "proot-");
+    let faked: FakedSession | undefined;
     try {
       const user = await resolveUser(spec.rootfs, spec.user);
       if (this.uid !== 0 && (user.uid !== 0 || user.gid !== 0)) {
@@ -51,6 +61,29 @@ class ProotRunner implements Runner {
       const args = spec.qemu !== undefined ? ["-q", spec.qemu] : [];
       args.push(user.uid === 0 ? "-0" : `-i`);
       if (user.uid !== 0) args.push(`${user.uid}:${user.gid}`);
+      // non-root kiln: how the owners the step sets are kept (fakeroot) or refused (a trace)
+      let argv = spec.argv;
+      let trace: ChownTrace | undefined;
+      let traceWhy = "";
+      if (this.uid !== 0) {
+        const fr = hostFakeroot();
+        const busybox = staticBusybox();
+        const can = !fr ? "fakeroot is not installed (Debian package fakeroot)" : !busybox ? "no static busybox on the host" : await imageCanPreload(spec.rootfs, fr.lib);
+        if (can === true && fr && busybox) {
+          faked = await startFaked(fr.faked, join(runDir, "faked.save"));
+          args.push("-b", `${fr.lib}:${GUEST_LIB}`, "-b", `${busybox}:${GUEST_DIR}/busybox`);
+          const preload = spec.env.find((e) => e.startsWith("LD_PRELOAD="))?.slice("LD_PRELOAD=".length);
+          // busybox env (static: no preload of its own) sets the preload for the command only,
+          // so proot itself (a host program) does not load it
+          argv = [`${GUEST_DIR}/busybox`, "env", `LD_PRELOAD=${GUEST_LIB}${preload ? ` ${preload}` : ""}`, `FAKEROOTKEY=${faked.key}`,
+            await resolveCommand(spec.rootfs, spec.argv[0] ?? "", spec.env), ...spec.argv.slice(1)];
+        } else {
+          trace = new ChownTrace();
+          traceWhy = typeof can === "string" ? can : "fakeroot cannot be used";
+          args.unshift("-v", "3");
+          spec.stderr?.(Buffer.from(`kiln: proot: fakeroot cannot record owners in this image (${traceWhy}): a chown to another id fails the step\n`));
+        }
+      }
       args.push("-r", spec.rootfs, "-w", spec.cwd === "" ? "/" : spec.cwd, "-b", "/proc");
       for (const n of DEV_NODES) if (existsSync(`/dev/${n}`)) args.push("-b", `/dev/${n}`);
       args.push("-b", `${etc.hosts}:/etc/hosts`, "-b", `${etc.resolvConf}:/etc/resolv.conf`);
@@ -75,7 +108,7 @@ class ProotRunner implements Runner {
         }
         args.push("-b", `${source as string}:${m.target}`);
       }
-      args.push(...spec.argv);
+      args.push(...argv);
       const env: NodeJS.ProcessEnv = Object.fromEntries(spec.env.map((e) => [e.slice(0, e.indexOf("=") < 0 ? e.length : e.indexOf("=")), e.slice(e.indexOf("=") + 1)]));
       const tmp = join(runDir, "tmp");
       await mkdir(tmp);
@@ -93,14 +126,27 @@ class ProotRunner implements Runner {
       // killed whole on abort and once proot has ended
       const group = new StepGroup();
       let code: number;
+      let recordedOwners: RecordedOwners | undefined;
       try {
         code = await runStreaming(
           withRlimits(groupDiesWithKiln({ cmd: proot, args, env }), spec.ulimits),
-          { stdout: spec.stdout, stderr: spec.stderr, signal: spec.signal, onAbort: group.kill, onExit: group.kill, onSpawn: group.onSpawn },
+          {
+            stdout: spec.stdout, stderr: spec.stderr, signal: spec.signal, onAbort: group.kill, onExit: group.kill, onSpawn: group.onSpawn,
+            ...(trace ? { filterStderr: trace.filter } : {}),
+          },
           tail,
         );
       } finally {
         await group.end();
+        // the step's processes are gone: the record is complete
+        if (faked) recordedOwners = await faked.stop();
+      }
+      if (trace) {
+        const rest = trace.flush();
+        if (rest.length > 0) {
+          tail.push(rest);
+          spec.stderr?.(rest);
+        }
       }
       for (const { host, st } of parents) {
         const now = lstatSync(host, { throwIfNoEntry: false });
@@ -113,8 +159,15 @@ class ProotRunner implements Runner {
       // proot cannot bind read-only: a step that wrote /etc/hosts or resolv.conf fails afterwards
       const written = await readOnlyEtcWritten(etc, etcBefore);
       if (written.length > 0 && code === 0) throw readOnlyEtcError(written);
-      return { exitCode: code, outputTail: tail.text() };
+      if (trace?.first && code === 0 && !spec.signal?.aborted) {
+        const c = trace.first;
+        const ids = [c.uid >= 0 ? `uid ${c.uid}` : "", c.gid >= 0 ? `gid ${c.gid}` : ""].filter((x) => x !== "").join(", ");
+        throw new KilnError("OWNER_UNRECORDABLE",
+          `${c.syscall} to ${ids} cannot be recorded by isolation "proot" as non-root: ${traceWhy}, and fakeroot needs a glibc image of the host's platform (run kiln as root, or where another isolation works)`);
+      }
+      return { exitCode: code, outputTail: tail.text(), ...(recordedOwners ? { recordedOwners } : {}) };
     } finally {
+      await faked?.stop().catch(() => undefined); // a step that failed before it ran
       await removeWorkDir(runDir);
     }
   }

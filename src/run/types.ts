@@ -6,8 +6,10 @@ import type { IdMap } from "../snapshot/idmap.js";
 import type { Ulimit } from "./limits.js";
 import type { CapabilityChoice } from "./caps.js";
 import type { ExtraHost } from "./hosts.js";
+import type { RecordedOwners } from "../snapshot/recorded-owners.js";
 
 export type { IdMap } from "../snapshot/idmap.js";
+export type { RecordedOwners } from "../snapshot/recorded-owners.js";
 
 export type Isolation = "auto" | "oci" | "chroot" | "plain-chroot" | "proot";
 
@@ -81,6 +83,11 @@ export interface RunResult {
   exitCode: number;
   /** The last ~20 lines of combined output. */
   outputTail: string;
+  /**
+   * Owners, modes and device nodes the step's fake root recorded instead of setting them (a
+   * non-root proot step under fakeroot): the snapshot puts them on the layer entries.
+   */
+  recordedOwners?: RecordedOwners;
 }
 
 export interface Runner {

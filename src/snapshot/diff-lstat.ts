@@ -12,6 +12,9 @@ import { XattrReader } from "./xattr.js";
 import { OPAQUE_MARKER, WHITEOUT_PREFIX, type EntryType, type LayerEntry } from "../layer/entry.js";
 import { compareNames } from "../layer/order.js";
 import { hostFileOpener } from "../layer/file-content.js";
+import { inodeKey, withRecorded, type RecordedOwners } from "./recorded-owners.js";
+import type { IdMap, IdMapping } from "./idmap.js";
+import { containerID } from "./owners.js";
 
 /** Paths kiln mounts or injects during a RUN: never part of a layer (relative to the root). */
 export const DEFAULT_EXCLUDES = ["proc", "sys", "dev", "etc/hosts", "etc/resolv.conf"];
@@ -238,10 +241,19 @@ interface DiffState {
   readonly parentOnly: Set<LayerEntry>;
   /** metaOnly directory entries with nothing below them in the layer: kept only with xattrs. */
   readonly conditional: LayerEntry[];
+  /** What a fake root recorded (owners it did not set on disk), and the entries that took it. */
+  readonly recorded: RecordedOwners | undefined;
+  readonly applied: Set<LayerEntry> | undefined;
+  readonly idMap: IdMap | undefined;
 }
 
 function makeEntry(s: DiffState, rel: string, host: string, st: BigIntStats): LayerEntry | null {
-  return entryFromStat(s.firstOfInode, rel, host, st);
+  const e = entryFromStat(s.firstOfInode, rel, host, st);
+  const r = e && s.recorded && s.recorded.size > 0 ? s.recorded.get(inodeKey(st.dev, st.ino)) : undefined;
+  if (!e || !r || rel.startsWith(WHITEOUT_PREFIX, rel.lastIndexOf("/") + 1)) return e;
+  const out = withRecorded(e, r);
+  s.applied?.add(out);
+  return out;
 }
 
 /**
@@ -393,25 +405,43 @@ function step(s: DiffState, stack: Frame[], f: Frame): boolean {
     enterDir(s, stack, e, host, null, true, false, wasDir, f.treeXattrs);
     return true;
   }
-  const changed =
-    other ||
-    mode !== oldMode ||
-    Number(st.uid) !== old[o + F_UID] ||
-    Number(st.gid) !== old[o + F_GID] ||
-    Number(st.size) !== old[o + F_SIZE] ||
-    Number(st.mtimeMs) !== old[o + F_MTIME_MS] ||
-    Number(st.mtimeNs % 1_000_000n) !== old[o + F_MTIME_NS] ||
-    Number(st.rdev) !== old[o + F_RDEV];
-  const metaChanged =
-    !changed &&
-    (Number(st.ctimeMs) !== old[o + F_CTIME_MS] || Number(st.ctimeNs % 1_000_000n) !== old[o + F_CTIME_NS] || Number(st.nlink) !== old[o + F_NLINK]);
+  const sameRest =
+    Number(st.size) === old[o + F_SIZE] &&
+    Number(st.mtimeMs) === old[o + F_MTIME_MS] &&
+    Number(st.mtimeNs % 1_000_000n) === old[o + F_MTIME_NS] &&
+    Number(st.rdev) === old[o + F_RDEV];
+  // What a fake root recorded for the inode (it left owner and permission bits on disk as they
+  // were) is compared with the baseline as the container saw it
+  const rec = s.recorded !== undefined && s.recorded.size > 0 ? s.recorded.get(inodeKey(st.dev, st.ino)) : undefined;
+  const sameMeta = rec
+    ? sameRest && (rec.mode & S_IFMT) === (oldMode & S_IFMT) && (rec.mode & 0o7777) === (oldMode & 0o7777) &&
+      rec.uid === mapId(s.idMap?.uid, old[o + F_UID] as number) && rec.gid === mapId(s.idMap?.gid, old[o + F_GID] as number)
+    : sameRest && mode === oldMode && Number(st.uid) === old[o + F_UID] && Number(st.gid) === old[o + F_GID];
+  const touched = other || Number(st.ctimeMs) !== old[o + F_CTIME_MS] || Number(st.ctimeNs % 1_000_000n) !== old[o + F_CTIME_NS] || Number(st.nlink) !== old[o + F_NLINK];
   if (isDir) {
     // compared directory: its entry stays when it changed, or as the parent of a change
+    const changed = !sameMeta;
     const e = makeEntry(s, rel, host, st) as LayerEntry;
-    enterDir(s, stack, e, host, base.dirs.get(bi) ?? null, changed, metaChanged, false, f.treeXattrs);
+    enterDir(s, stack, e, host, base.dirs.get(bi) ?? null, changed, !changed && touched, false, f.treeXattrs);
     return true;
   }
-  if (changed || metaChanged) addFile(makeEntry(s, rel, host, st));
+  if (!sameMeta || (touched && Number(st.nlink) > 1)) {
+    // changed; or linked (its other names are in the layer), as the overlay differ keeps it
+    addFile(makeEntry(s, rel, host, st));
+  } else if (touched) {
+    // rewritten (in place, or replaced by rename) with the same type, mode, owner, size and
+    // mtime: left out, as Docker's and buildah's differs leave it out (they compare these
+    // fields, not ctime or the inode) and the overlay differ drops such a copy-up; kept when it
+    // carries xattrs now (an xattr change moves only ctime). Not a link target of later entries.
+    const plain = entryFromStat(new Map(), rel, host, st);
+    const e = plain && rec ? withRecorded(plain, rec) : plain;
+    if (e) {
+      if (rec) s.applied?.add(e);
+      s.out.push(e);
+      s.conditional.push(e);
+      if (!f.treeXattrs) s.xattrs.add(host);
+    }
+  }
   return true;
 }
 
@@ -430,11 +460,27 @@ export function pruneConditional(out: LayerEntry[], dropped: Set<LayerEntry>, pa
   return out.filter((e) => !dropped.has(e) && (!parentOnly.has(e) || needed.has(e.path)));
 }
 
+export interface DiffOptions {
+  /**
+   * Owners a fake root recorded (src/snapshot/recorded-owners.ts): a recorded inode counts as
+   * changed and its entry carries the recorded owner, mode and type.
+   */
+  recorded?: RecordedOwners;
+  /** Filled with the entries that took a recorded owner (their ids are container ids). */
+  applied?: Set<LayerEntry>;
+  /** How the baseline's host ids map to container ids, to compare them with recorded ones. */
+  idMap?: IdMap;
+}
+
+function mapId(maps: readonly IdMapping[] | undefined, id: number): number {
+  return maps ? containerID(maps, id) ?? -1 : id;
+}
+
 /**
  * Compare the current state of `baseline.root` with the baseline and return the layer entries
  * for the change, in tar order. Nothing changed => [].
  */
-export async function diffSnapshot(baseline: Baseline): Promise<LayerEntry[]> {
+export async function diffSnapshot(baseline: Baseline, options: DiffOptions = {}): Promise<LayerEntry[]> {
   const { root, excludes } = baseline;
   const rootSt = lstatOrNull(root);
   if (!rootSt || (Number(rootSt.mode) & S_IFMT) !== S_IFDIR) return [];
@@ -446,6 +492,9 @@ export async function diffSnapshot(baseline: Baseline): Promise<LayerEntry[]> {
     xattrs: new XattrReader(),
     parentOnly: new Set(),
     conditional: [],
+    recorded: options.recorded,
+    applied: options.applied,
+    idMap: options.idMap,
   };
   const stack: Frame[] = [openFrame(s, "", root, baseline.tree, null, false, false, false)];
   try {

@@ -7,8 +7,8 @@ import { applyLayer } from "./apply-layer.js";
 import { diffSnapshot, takeBaseline } from "./diff-lstat.js";
 import { isSnapshotLayer, openVerified, type RootFSLayer } from "./layer-source.js";
 import { toContainerOwners } from "./owners.js";
-import type { DirRootFSOptions, RootFS, StepOptions, StepSnapshot } from "./rootfs-types.js";
-import { createWorkDir, mountsUnder, removeTree, removeWorkDir } from "./workdir.js";
+import type { DirRootFSOptions, DisposeOptions, RootFS, StepOptions, StepSnapshot } from "./rootfs-types.js";
+import { createWorkDir, mountsUnder, removeTree, removeWorkDir, removeWorkDirLater } from "./workdir.js";
 
 class DirRootFS implements RootFS {
   /** The entries of the last step's snapshot: the tree already holds them. */
@@ -56,15 +56,18 @@ class DirRootFS implements RootFS {
     this.snapshot = null;
     const baseline = takeBaseline(this.dir, options.exclude ?? []);
     return {
-      changes: async () => {
-        const entries = toContainerOwners(await diffSnapshot(baseline), options.idMap);
+      changes: async (change = {}) => {
+        const applied = new Set<LayerEntry>();
+        const diffed = await diffSnapshot(baseline, change.recorded ? { recorded: change.recorded, applied, ...(options.idMap ? { idMap: options.idMap } : {}) } : {});
+        const entries = toContainerOwners(diffed, options.idMap, "RUN", applied);
         this.snapshot = entries.length > 0 ? entries : null;
         return entries;
       },
     };
   }
 
-  async dispose(): Promise<void> {
+  async dispose(options: DisposeOptions = {}): Promise<void> {
+    if (options.background && (await removeWorkDirLater(this.work))) return;
     // A rootfs can hold 100,000s of files: coreutils rm removes them about four times faster
     // than fs.rm. Only with nothing mounted below; removeWorkDir then detaches and finishes.
     if (mountsUnder(this.work).length === 0) await removeTree(this.dir);

@@ -13,13 +13,14 @@ import { chmod, chown, lstat, mkdir, readdir, rm, symlink, utimes } from "node:f
 import { join } from "node:path";
 import type { LayerEntry } from "../layer/entry.js";
 import { toContainerOwners } from "./owners.js";
+import { applyRecordedByPath } from "./recorded-owners.js";
 import { diffUpper } from "./diff-upper.js";
 import { extractedLayer } from "./layer-dirs.js";
 import { isSnapshotLayer, type RootFSLayer } from "./layer-source.js";
 import { mountOverlay, unmount } from "./overlay.js";
 import { mountScratch } from "./scratch.js";
-import type { DirRootFSOptions, RootFS, StepOptions, StepSnapshot } from "./rootfs-types.js";
-import { createWorkDir, mountsUnder, removeTree, removeWorkDir } from "./workdir.js";
+import type { DirRootFSOptions, DisposeOptions, RootFS, StepOptions, StepSnapshot } from "./rootfs-types.js";
+import { createWorkDir, mountsUnder, removeTree, removeWorkDir, removeWorkDirLater } from "./workdir.js";
 
 class OverlayRootFS implements RootFS {
   readonly dir: string;
@@ -101,10 +102,13 @@ class OverlayRootFS implements RootFS {
     const upper = join(this.work, this.upper);
     const exclude = options.exclude ?? [];
     return {
-      changes: async () => {
+      changes: async (change = {}) => {
         const view = await this.mountLowerView();
         try {
-          const entries = toContainerOwners(await diffUpper({ upper, lower: view, excludes: exclude }), options.idMap);
+          const diffed = await diffUpper({ upper, lower: view, excludes: exclude });
+          const applied = new Set<LayerEntry>();
+          const withOwners = change.recorded && change.recorded.size > 0 ? applyRecordedByPath(diffed, this.dir, change.recorded, applied) : diffed;
+          const entries = toContainerOwners(withOwners, options.idMap, "RUN", applied);
           this.snapshot = entries.length > 0 ? entries : null;
           return entries;
         } finally {
@@ -114,10 +118,11 @@ class OverlayRootFS implements RootFS {
     };
   }
 
-  async dispose(): Promise<void> {
+  async dispose(options: DisposeOptions = {}): Promise<void> {
     // Deepest first: the merged and lower views, then the scratch file system (the kernel writes
     // its dirty inodes back to the image first, however soon the image is deleted).
     for (const mp of mountsUnder(this.work)) await unmount(mp).catch(() => undefined);
+    if (options.background && (await removeWorkDirLater(this.work))) return;
     // a big tree goes faster through rm(1); a small one (a container's few writes) not worth a process
     if (mountsUnder(this.work).length === 0 && !(await smallTree(this.work))) await removeTree(this.work);
     await removeWorkDir(this.work);

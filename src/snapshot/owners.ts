@@ -14,12 +14,14 @@ export function containerID(maps: readonly IdMapping[], id: number): number | un
 
 /**
  * `entries` with uid/gid mapped from host to container ids (new objects; the input is kept);
- * `entries` itself without a map. Whiteouts carry no owner and stay as they are. `step` names
+ * `entries` itself without a map. Whiteouts carry no owner and stay as they are, and so do the
+ * entries in `containerIds` (owners a fake root recorded: already container ids). `step` names
  * the step in errors ("RUN").
  */
-export function toContainerOwners(entries: LayerEntry[], idMap: IdMap | undefined, step = "RUN"): LayerEntry[] {
+export function toContainerOwners(entries: LayerEntry[], idMap: IdMap | undefined, step = "RUN", containerIds?: ReadonlySet<LayerEntry>): LayerEntry[] {
   if (!idMap) return entries;
   return entries.map((e) => {
+    if (containerIds?.has(e)) return e;
     if (e.path.slice(e.path.lastIndexOf("/") + 1).startsWith(WHITEOUT_PREFIX)) return e;
     const uid = containerID(idMap.uid, e.uid);
     if (uid === undefined) throw new KilnError("OWNER_UNMAPPED", `${step} created /${e.path} owned by host uid ${e.uid}, which has no id inside the container`);

@@ -4,6 +4,7 @@
 import type { LayerEntry } from "../layer/entry.js";
 import type { IdMap } from "./idmap.js";
 import type { RootFSLayer } from "./layer-source.js";
+import type { RecordedOwners } from "./recorded-owners.js";
 
 export type { RootFSLayer } from "./layer-source.js";
 
@@ -14,9 +15,14 @@ export interface StepOptions {
   idMap?: IdMap;
 }
 
+export interface ChangeOptions {
+  /** Owners the step's fake root recorded without setting them (RunResult.recordedOwners). */
+  recorded?: RecordedOwners;
+}
+
 export interface StepSnapshot {
   /** Entries for the change since beginStep(), for writeLayer (tar order). */
-  changes(): Promise<LayerEntry[]>;
+  changes(options?: ChangeOptions): Promise<LayerEntry[]>;
 }
 
 export interface RootFS {
@@ -26,7 +32,15 @@ export interface RootFS {
   applyLayers(layers: RootFSLayer[]): Promise<void>;
   applyLayer(layer: RootFSLayer): Promise<void>;
   beginStep(options?: StepOptions): Promise<StepSnapshot>;
-  dispose(): Promise<void>;
+  dispose(options?: DisposeOptions): Promise<void>;
+}
+
+export interface DisposeOptions {
+  /**
+   * Leave the tree's removal to a detached process (see removeWorkDirLater): the build that
+   * succeeded does not wait for 100,000s of unlinks. Mounts are still detached first.
+   */
+  background?: boolean;
 }
 
 export interface DirRootFSOptions {

@@ -10,7 +10,7 @@ import { overlayUnsupported } from "./overlay.js";
 import type { DirRootFSOptions, RootFS, Snapshotter } from "./rootfs-types.js";
 
 export { cleanupStale } from "./workdir.js";
-export type { DirRootFSOptions, RootFS, RootFSLayer, Snapshotter, StepOptions, StepSnapshot } from "./rootfs-types.js";
+export type { DirRootFSOptions, DisposeOptions, RootFS, RootFSLayer, Snapshotter, StepOptions, StepSnapshot } from "./rootfs-types.js";
 
 /** Which snapshotter `auto` resolves to under `cacheDir` (the reason when overlay is not usable). */
 export async function resolveSnapshotter(cacheDir: string, wanted: Snapshotter = "auto"): Promise<{ snapshotter: "overlay" | "dir"; reason?: string }> {

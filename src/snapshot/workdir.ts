@@ -3,7 +3,7 @@
 // under them are detached, then the tree goes. No process is signalled by a pid read from a file.
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { spawn, spawnSync } from "node:child_process";
 import { join, resolve } from "node:path";
 
@@ -93,6 +93,30 @@ export function removeTree(dir: string): Promise<void> {
     child.on("error", () => resolve());
     child.on("close", () => resolve());
   });
+}
+
+/**
+ * Remove work directory `dir` off the caller's critical path: renamed at once (same parent, so
+ * `cleanupStale` still finds it by its owner file once this process is gone), then removed by a
+ * detached `rm -rf` that may outlive kiln. Only for a tree with nothing mounted below it; false
+ * (nothing done) otherwise or when the rename fails, and the caller removes it itself.
+ */
+export async function removeWorkDirLater(dir: string): Promise<boolean> {
+  if (mountsUnder(dir).length > 0) return false;
+  const gone = `${dir}-removing`;
+  try {
+    await rename(dir, gone);
+  } catch {
+    return false;
+  }
+  try {
+    const child = spawn("rm", ["-rf", "--one-file-system", "--", gone], { stdio: "ignore", detached: true });
+    child.on("error", () => undefined);
+    child.unref();
+  } catch {
+    // the next build's cleanupStale removes it
+  }
+  return true;
 }
 
 /** Detach every mount under `dir` and remove the tree. */

@@ -72,19 +72,21 @@ describe.each(["shared", "generated"] as const)("the simulated pod (%s seccomp p
 
 const RUN_BUILD = "FROM base\nRUN echo ran > /ran\n";
 
-async function podBuild(name: string, variant: PodVariant, seccomp: string, dockerfile: string, extra: string[] = []) {
+async function podBuild(name: string, variant: PodVariant, seccomp: string, dockerfile: string, extra: string[] = [], base = "/bases/busybox") {
   const ctx = await writeContext(join(work, `ctx-${name}`), { Dockerfile: dockerfile });
   const out = await podWritableDir(join(work, `out-${name}`), variant);
   const r = await podRun(
     { variant, seccomp, mounts: { [ctx]: "/workspace/ctx:ro", [out]: "/out", [busybox().layout]: "/bases/busybox:ro" } },
-    ["build", "--progress", "plain", ...extra, "--build-context", "base=oci-layout:///bases/busybox:latest", "-o", "type=oci,dest=/out/layout", "ctx"],
+    ["build", "--progress", "plain", ...extra, "--build-context", `base=oci-layout://${base}:latest`, "-o", "type=oci,dest=/out/layout", "ctx"],
   );
   return { r, written: await readdir(out) };
 }
 
 describe("bad input in a pod", () => {
-  it("a pod that allows no mode (uid 1000, no ptrace): one line naming each mode's refusal, exit 1, before any work", async () => {
-    const { r, written } = await podBuild("none", "user1000", profiles.noptrace!, RUN_BUILD);
+  // --user 1000 --cap-drop=ALL (no_new_privs) and Docker's profile without ptrace. The base is a
+  // layout that does not exist: the refusal comes before the base is opened, pulled or extracted.
+  it("a pod that allows no mode (uid 1000, no capabilities, no ptrace): one line naming each mode's refusal, exit 1, before any work", async () => {
+    const { r, written } = await podBuild("none", "user1000-nocaps", profiles.noptrace!, RUN_BUILD, [], "/bases/absent");
     expect(r.code).toBe(1);
     expect(r.stdout).toBe("");
     const lines = r.stderr.trim().split("\n");

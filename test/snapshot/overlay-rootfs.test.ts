@@ -175,7 +175,23 @@ const CHANGES: Record<string, (root: string) => void | Promise<void>> = {
     writeFileSync(join(r, "etc/hosts"), "127.0.0.1 injected\n");
     writeFileSync(join(r, "proc/junk"), "j");
   },
+  // apt rewrites its unchanged InRelease so; `cp -p` of a file onto itself's copy likewise
+  "files rewritten with identical bytes: a new mtime; the same mtime in place and by rename": (r) => rewriteIdentical(r),
 };
+
+/** etc/group rewritten as it was (new mtime); etc/a and etc/passwd too, with their mtimes put back (in place; by rename). */
+function rewriteIdentical(r: string): void {
+  writeFileSync(join(r, "etc/group"), readFileSync(join(r, "etc/group")));
+  const inPlace = join(r, "etc/a");
+  const st = lstatSync(inPlace);
+  writeFileSync(inPlace, readFileSync(inPlace));
+  utimesSync(inPlace, st.atime, st.mtime);
+  const target = join(r, "etc/passwd");
+  const pst = lstatSync(target);
+  writeFileSync(join(r, "etc/passwd.new"), readFileSync(target));
+  utimesSync(join(r, "etc/passwd.new"), pst.atime, pst.mtime);
+  renameSync(join(r, "etc/passwd.new"), target);
+}
 
 describe("overlay snapshotter", () => {
   it("is what auto picks here (root, overlayfs), and dir when asked", async () => {
@@ -193,6 +209,12 @@ describe("overlay snapshotter", () => {
       else expect(dir.length).toBeGreaterThan(0);
     });
   }
+
+  it("leaves out a file rewritten with identical bytes and its old mtime (as Docker's and buildah's differs), keeps one with a new mtime", async () => {
+    const entries = (await snapshotOf("dir", rewriteIdentical)).map((l) => l.split(" ").slice(0, 2).join(" "));
+    expect(entries).toEqual(["dir etc", "file etc/group"]);
+    expect((await snapshotOf("overlay", rewriteIdentical)).map((l) => l.split(" ").slice(0, 2).join(" "))).toEqual(entries);
+  });
 
   it("splits a lower link group on write, as Docker's overlay2 does (the dir snapshotter keeps it)", async () => {
     const change = (r: string): void => appendFileSync(join(r, "hl1"), "+");

@@ -8,9 +8,9 @@ import { createHash } from "node:crypto";
 import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, posix } from "node:path";
-import type { LayerEntry } from "../../layer/entry.js";
 import { listenAgentProxy, type AgentProxy } from "../../run/ssh-agent.js";
 import type { IdMapping } from "../../snapshot/idmap.js";
+import type { StepSnapshot } from "../../snapshot/rootfs-types.js";
 import type { RunInstruction } from "../../frontend/instructions.js";
 import type { RunMount } from "../../frontend/mounts.js";
 import { KilnError } from "../../errors.js";
@@ -111,7 +111,7 @@ async function run(ctx: StepContext, t: RunInstruction): Promise<Produced> {
   }
 }
 
-async function finishRun(argv: string[], result: RunResult, snapshot: StepSnapshot): Promise<Produced> {
+async function finishRun(argv: string[], result: RunResult, snapshot: StartedSnapshot): Promise<Produced> {
   if (result.exitCode !== 0) {
     const tail = result.outputTail.trimEnd();
     throw new KilnError(
@@ -121,14 +121,15 @@ async function finishRun(argv: string[], result: RunResult, snapshot: StepSnapsh
     );
   }
   const diffStarted = process.hrtime.bigint();
-  const entries = await snapshot.snapshot.changes();
+  const entries = await snapshot.snapshot.changes(result.recordedOwners ? { recorded: result.recordedOwners } : {});
   // The snapshot's cost: the baseline walk before the step plus the diff after it.
   const snapshotSeconds = Number(process.hrtime.bigint() - diffStarted + snapshot.baselineNs) / 1e9;
   return { entries, snapshotSeconds };
 }
 
-interface StepSnapshot {
-  snapshot: { changes(): Promise<LayerEntry[]> };
+/** The step's snapshot begun before the process ran, and what taking its baseline cost. */
+interface StartedSnapshot {
+  snapshot: StepSnapshot;
   baselineNs: bigint;
 }
 
