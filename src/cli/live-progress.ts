@@ -28,17 +28,23 @@ export function createLiveProgress(out: NodeJS.WriteStream, head: (e: Extract<Bu
   const started = now();
   let steps = 0;
   let cached = 0;
-  let drawn = 0;
+  /** Visible lengths of the block's lines as last drawn (a narrower terminal rewraps them). */
+  let drawn: number[] = [];
   let closed = false;
   let timer: NodeJS.Timeout | undefined;
   let lastDraw = -Infinity;
 
+  const visibleLength = (s: string): number => s.replace(/\x1b\[[0-9;]*m/g, "").length;
   const width = (): number => Math.max(20, (out.columns ?? 100) - 1);
   const cut = (s: string): string => (s.length > width() ? s.slice(0, width() - 1) + "…" : s);
   const erase = (): void => {
-    if (drawn === 0) return;
-    out.write(`\r\x1b[${drawn}A\x1b[J`);
-    drawn = 0;
+    if (drawn.length === 0) return;
+    // the rows the block takes now: a terminal made narrower since (tmux, VTE, kitty...) has
+    // rewrapped each line that no longer fits onto several rows
+    const cols = Math.max(1, out.columns ?? 100);
+    const rows = drawn.reduce((n, len) => n + Math.max(1, Math.ceil(len / cols)), 0);
+    out.write(`\r\x1b[${rows}A\x1b[J`);
+    drawn = [];
   };
   const block = (): string[] => {
     const t = now();
@@ -57,7 +63,7 @@ export function createLiveProgress(out: NodeJS.WriteStream, head: (e: Extract<Bu
     erase();
     const lines = block();
     if (lines.length > 0) out.write(lines.join("\n") + "\n");
-    drawn = lines.length;
+    drawn = lines.map(visibleLength);
   };
   /** Print lines above the block (they stay), then redraw the block. */
   const print = (...lines: string[]): void => {

@@ -110,6 +110,26 @@ describe("live progress on a terminal", () => {
     expect(lines).toContain("error: interrupted (SIGINT)");
   });
 
+  it("a terminal made narrower mid-build: the live lines follow the new width and the final screen is clean", async () => {
+    const long = `RUN echo started && sleep 3 && echo ${"x".repeat(70)}`;
+    const { ctx, cache } = await context(`FROM base\n${long}\n`);
+    let resized = false;
+    const { screen } = await onTerminal("narrow", ["build", "--progress", "tty", "--cache-dir", cache, "--build-context", `base=${base().buildContext}`, ctx], async (now) => {
+      if (!resized && /^#2 started$/m.test(now)) {
+        resized = true;
+        await mustRun("tmux", ["-L", socket, "resize-window", "-t", "narrow", "-x", "60", "-y", "50"]);
+      }
+    });
+    expect(resized).toBe(true);
+    const lines = screen.split("\n").map((l) => l.trimEnd()).filter((l) => l !== "");
+    expect(lines, screen).toContain("EXIT=0");
+    // the step once, finished, cut to the new width; no line of an old redraw left behind
+    const stepLines = lines.filter((l) => l.startsWith("#2 [stage-0 2/2] RUN echo started"));
+    expect(stepLines, screen).toHaveLength(1);
+    expect(stepLines[0]!.length, screen).toBeLessThanOrEqual(60);
+    expect(lines.filter((l) => /^done: 2 steps/.test(l)), screen).toHaveLength(1);
+  });
+
   it("--progress tty without a terminal is plain; rawjson is one JSON event per line", async () => {
     const { ctx, cache } = await context("FROM base\nRUN echo hello-json && echo x > /f\n");
     const plain = await kiln(["build", "--progress", "tty", "--cache-dir", cache, "--build-context", `base=${base().buildContext}`, "-o", `type=oci,dest=${join(cache, "a")}`, ctx]);
