@@ -52,6 +52,7 @@ import { isGitUrl, parseGitUrl, redactUrl } from "../context/git-url.js";
 import { remoteWithoutCredentials, withoutGitDirs } from "../context/git.js";
 import type { IgnoreFn } from "../context/build-context.js";
 import { fetchGitContext } from "./git-sources.js";
+import { namedContextsUsed } from "./named-usage.js";
 import { SUPPORTED_MOUNTS } from "./steps/run.js";
 
 export interface BuildResult {
@@ -153,9 +154,11 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
   const plan = planned[0]!.plan;
   for (const w of plan.warnings) config.emit({ type: "warning", message: `${w.file}:${w.line}: ${w.message}` });
   checkSupported(plan, config);
-  // named git contexts: fetched once the Dockerfile is known to plan (concurrently), then read as directories
+  // named git contexts the target needs: fetched once the Dockerfile is known to plan (concurrently),
+  // then read as directories; one only an unbuilt stage names is never fetched
+  const used = namedContextsUsed(planned.map((p) => p.plan));
   await Promise.all([...named].map(async ([name, nc]) => {
-    if (nc.kind !== "git") return;
+    if (nc.kind !== "git" || (used !== "all" && !used.has(name.toLowerCase()))) return;
     const tree = await fetchGitContext(config, nc.url, `context:${name}`);
     named.set(name, { kind: "dir", path: tree.dir, ...(keepGitDir ? {} : { withoutGit: true }) });
   }));

@@ -3,7 +3,8 @@
 // named contexts as git URLs (#ref:subdir and ?ref=&subdir=, submodules, .git left out unless
 // BUILDKIT_CONTEXT_KEEP_GIT_DIR), GIT_AUTH_TOKEN sent to that host only, ADD <git-url> with
 // --keep-git-dir and --checksum, cached by commit (a second build only lists refs), the commit in
-// the metadata file, and the refusals: a missing ref, a checksum that does not match.
+// the metadata file, named git contexts fetched only when the target needs them, and the
+// refusals: a missing ref, a checksum (ADD --checksum, ?checksum= on a context) that does not match.
 import { readFile } from "node:fs/promises";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { prune } from "../../src/cache/prune.js";
@@ -135,6 +136,67 @@ describe("kiln build: git contexts", () => {
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain(`git source ${http.url.replace("http://", "http://***@")}/repo.git#no-such-branch: ref "no-such-branch" not found`);
     expect(bad.stderr + bad.stdout).not.toContain(TOKEN);
+  });
+
+  it("a named git context only an unbuilt stage uses is never fetched (not even its refs listed); the target that uses it fetches it", async () => {
+    const ctx = await temps.make("kiln-git-lazy-");
+    const fs = await import("node:fs/promises");
+    await fs.writeFile(join(ctx, "Dockerfile"), "FROM scratch AS uses\nCOPY --from=Lazy /hello.txt /lazy.txt\nFROM scratch AS final\nCOPY local.txt /local.txt\n");
+    await fs.writeFile(join(ctx, "local.txt"), "local\n");
+    const build = async (target: string): Promise<{ code: number; stderr: string; layout: string }> => {
+      const layout = join(await temps.make("kiln-git-out-"), "layout");
+      const r = await kiln(["build", "--progress", "quiet", "--cache-dir", await temps.make("kiln-git-c-"), "-t", "latest", "--output", `type=oci,dest=${layout}`,
+        "--build-context", `lazy=${open.url}/repo.git#main`, "--target", target, ctx]);
+      return { code: r.code, stderr: r.stderr, layout };
+    };
+    const requests = open.authorizations.length;
+    const fetches = open.fetches;
+    const skipped = await build("final");
+    expect(skipped.code, skipped.stderr).toBe(0);
+    expect(await readFile(join(await files(skipped.layout), "local.txt"), "utf8")).toBe("local\n");
+    expect(open.authorizations.length).toBe(requests);
+    expect(open.fetches).toBe(fetches);
+    const used = await build("uses");
+    expect(used.code, used.stderr).toBe(0);
+    expect(await readFile(join(await files(used.layout), "lazy.txt"), "utf8")).toBe("hello from git\n");
+    expect(open.fetches).toBeGreaterThan(fetches);
+  });
+
+  it("?checksum= on the context and on a named context: builds when the ref resolves to it, else one line naming the redacted URL and both commits, exit 1, before any step", async () => {
+    const ctxDir = await temps.make("kiln-git-sumctx-");
+    const fs = await import("node:fs/promises");
+    await fs.writeFile(join(ctxDir, "Dockerfile"), "FROM scratch\nCOPY local.txt /local.txt\nCOPY --from=other /hello.txt /other.txt\n");
+    await fs.writeFile(join(ctxDir, "local.txt"), "local\n");
+    const withInfo = open.url.replace("http://", `http://x-access-token:${TOKEN}@`);
+    const shown = open.url.replace("http://", "http://***@");
+    const wrong = "0123456789abcdef0123456789abcdef01234567";
+    const build = async (args: string[]): Promise<{ code: number; stderr: string; layout: string }> => {
+      const layout = join(await temps.make("kiln-git-out-"), "layout");
+      const r = await kiln(["build", "--progress", "plain", "--cache-dir", await temps.make("kiln-git-c-"), "-t", "latest", "--output", `type=oci,dest=${layout}`, ...args]);
+      return { code: r.code, stderr: r.stderr, layout };
+    };
+    // the main context: full and abbreviated commits match
+    const ok = await build([`${withInfo}/repo.git?ref=main&subdir=app&checksum=${first}`]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(await readFile(join(await files(ok.layout), "app/main.txt"), "utf8")).toBe("main in app\n");
+    const short = await build(["--build-context", `other=${open.url}/repo.git?ref=v1&checksum=${first.slice(0, 10)}`, ctxDir]);
+    expect(short.code, short.stderr).toBe(0);
+    expect(await readFile(join(await files(short.layout), "other.txt"), "utf8")).toBe("hello from git\n");
+
+    const fetches = open.fetches;
+    const bad = await build([`${withInfo}/repo.git?ref=main&checksum=${wrong}`]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr.trim()).toBe(`error: git source ${shown}/repo.git?ref=main&checksum=${wrong}: ref "main" resolves to commit ${first}, not the checksum ${wrong}`);
+    const named = await build(["--build-context", `other=${withInfo}/repo.git?branch=main&checksum=${wrong}`, ctxDir]);
+    expect(named.code).toBe(1);
+    // one line: no step started (the COPY of the local file comes first in the Dockerfile)
+    expect(named.stderr.trim()).toBe(`error: git source ${shown}/repo.git?branch=main&checksum=${wrong}: ref "refs/heads/main" resolves to commit ${first}, not the checksum ${wrong}`);
+    // a commit given as the ref is checked too, without asking the server
+    const pinned = await build([`${open.url}/repo.git?ref=${first}&checksum=${wrong}`]);
+    expect(pinned.code).toBe(1);
+    expect(pinned.stderr.trim()).toBe(`error: git source ${open.url}/repo.git?ref=${first}&checksum=${wrong}: ref "${first}" resolves to commit ${first}, not the checksum ${wrong}`);
+    expect(open.fetches).toBe(fetches);
+    expect(bad.stderr + named.stderr).not.toContain(TOKEN);
   });
 
   it("a ref the server does not have: one line naming the context URL, exit 1", async () => {
