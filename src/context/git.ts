@@ -5,7 +5,9 @@
 // the cache directory by remote and commit so the same commit is fetched once. Authentication:
 // a token or header for HTTPS given through git's environment config (GIT_CONFIG_COUNT/KEY/VALUE,
 // `http.<scheme://host/>.extraHeader`: sent to that host only, never on a command line), an agent
-// socket for SSH. Every command has a time limit and the AbortSignal; what git prints is redacted
+// socket for SSH; the user's ssh set-up (GIT_SSH_COMMAND, core.sshCommand, ~/.ssh/config) is
+// used as it is, with no terminal to prompt on. Every command has a time limit and the
+// AbortSignal (they stop git's whole process group); what git prints is redacted
 // before it reaches an error message.
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -150,9 +152,13 @@ async function removeStaleTemp(root: string): Promise<void> {
   }
 }
 
-/** The environment git runs with: no prompts, the auth config for this host, the agent for SSH. */
+/**
+ * The environment git runs with: no prompts, the auth config for this host, the agent for SSH.
+ * The user's ssh set-up is left as it is (GIT_SSH_COMMAND, GIT_SSH, core.sshCommand, ~/.ssh/config):
+ * git runs in a session of its own (no controlling terminal) and askpass is off, so ssh cannot prompt.
+ */
 function gitEnv(src: GitRef, auth: GitAuth | undefined): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, GIT_TERMINAL_PROMPT: "0", GIT_ASKPASS: "", SSH_ASKPASS: "", LC_ALL: "C" };
+  const env: NodeJS.ProcessEnv = { ...process.env, GIT_TERMINAL_PROMPT: "0", GIT_ASKPASS: "", SSH_ASKPASS: "", SSH_ASKPASS_REQUIRE: "never", LC_ALL: "C" };
   delete env.GIT_CONFIG_PARAMETERS;
   const config: Array<[string, string]> = [];
   if ((src.transport === "https" || src.transport === "http") && src.host) {
@@ -170,7 +176,6 @@ function gitEnv(src: GitRef, auth: GitAuth | undefined): NodeJS.ProcessEnv {
     env[`GIT_CONFIG_VALUE_${i}`] = v;
   });
   if (auth?.sshAuthSock) env.SSH_AUTH_SOCK = auth.sshAuthSock;
-  env.GIT_SSH_COMMAND ??= "ssh -o BatchMode=yes";
   return env;
 }
 
@@ -180,14 +185,22 @@ async function git(args: string[], src: GitRef, options: GitOptions & { cwd?: st
   if (signal?.aborted) throw abortError(signal);
   const timeoutMs = options.timeoutMs ?? 600_000;
   return new Promise((resolve, reject) => {
-    const child = spawn("git", args, { cwd: options.cwd ?? process.cwd(), env: gitEnv(src, options.auth), stdio: ["ignore", "pipe", "pipe"], detached: false });
+    const child = spawn("git", args, { cwd: options.cwd ?? process.cwd(), env: gitEnv(src, options.auth), stdio: ["ignore", "pipe", "pipe"], detached: true });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let why: "timeout" | "abort" | undefined;
+    // git leads its own process group: its ssh (or remote helper) stops with it
+    const signalGroup = (sig: NodeJS.Signals): void => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, sig);
+      } catch {
+        child.kill(sig);
+      }
+    };
     const stop = (reason: "timeout" | "abort"): void => {
       why = reason;
-      child.kill("SIGTERM");
-      setTimeout(() => child.kill("SIGKILL"), 2000).unref();
+      signalGroup("SIGTERM");
+      setTimeout(() => signalGroup("SIGKILL"), 2000).unref();
     };
     const timer = setTimeout(() => stop("timeout"), timeoutMs);
     const onAbort = (): void => stop("abort");

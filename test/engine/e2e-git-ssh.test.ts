@@ -1,12 +1,14 @@
 // End-to-end: SSH with Debian's sshd on a random 127.0.0.1 port (generated host key, one test
 // key). An ssh:// git context fetched through the agent kiln starts for `--ssh default=KEYFILE`;
+// scp-like `git@gitsrv:repo.git` contexts reached through the user's ssh config (GIT_SSH_COMMAND,
+// core.sshCommand), which kiln passes through as it is;
 // RUN --mount=type=ssh where the step itself lists the agent's keys (`ssh-add -L`) and logs in
 // to the sshd (`ssh -T`) through the forwarded socket, under every isolation mode; the private
 // key's bytes are in no artefact (layout blobs decompressed, the cache directory, the metadata
 // file, the progress output) and kiln's agent is gone after the build; a required ssh mount
 // without --ssh is refused with one line before any step runs.
 import { execFileSync } from "node:child_process";
-import { cp, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, cp, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { gunzipSync } from "node:zlib";
@@ -15,23 +17,35 @@ import { useBusyboxBase } from "../helpers/busybox.js";
 import { kiln } from "../helpers/kiln.js";
 import { TempDirs } from "../helpers/temp.js";
 import { umociUnpack } from "../helpers/tools.js";
-import { startSshd, TestRepo, type Sshd } from "../helpers/git-server.js";
+import { ensureGitUser, GIT_USER, startSshd, TestRepo, type Sshd } from "../helpers/git-server.js";
+import { mustRun } from "../helpers/kiln.js";
 
 const temps = new TempDirs();
 const base = useBusyboxBase();
 let sshd: Sshd;
 let repo: TestRepo;
 let bare: string;
+let gitBase: string;
 let commit: string;
 /** The private key's secret material: its file, each base64 line of the body, and the decoded body. */
 let needles: Buffer[];
 let tools: string;
 
 beforeAll(async () => {
-  sshd = await startSshd(await temps.make("kiln-sshd-"));
+  await ensureGitUser();
+  gitBase = await temps.make("kiln-ssh-gitbase-");
+  await chmod(gitBase, 0o755);
+  sshd = await startSshd(await temps.make("kiln-sshd-"), { gitBase });
   repo = await TestRepo.create(join(await temps.make("kiln-ssh-work-"), "repo"));
-  commit = await repo.commit({ Dockerfile: "FROM scratch\nCOPY . /src\n", "over-ssh.txt": "fetched over ssh\n" });
+  commit = await repo.commit({
+    Dockerfile: "FROM scratch\nCOPY . /src\n",
+    "Dockerfile.named": "FROM scratch\nCOPY --from=x /over-ssh.txt /x.txt\nCOPY over-ssh.txt /main.txt\n",
+    "over-ssh.txt": "fetched over ssh\n",
+  });
   bare = await repo.bare(join(await temps.make("kiln-ssh-srv-"), "repo.git"));
+  // what git@gitsrv:repo.git names: a copy owned by the git user
+  await mustRun("git", ["clone", "-q", "--bare", bare, join(gitBase, "repo.git")]);
+  await mustRun("chown", ["-R", `${GIT_USER}:`, join(gitBase, "repo.git")]);
   const key = await readFile(sshd.keyFile, "utf8");
   const body = key.split("\n").filter((l) => l !== "" && !l.startsWith("-----"));
   needles = [Buffer.from(key), ...body.filter((l) => l.length >= 16).map((l) => Buffer.from(l)), Buffer.from(body.join(""), "base64")];
@@ -95,6 +109,55 @@ describe("kiln build: SSH", () => {
     expect(leaks(out)).toEqual([]);
     expect(needles.some((n) => Buffer.from(r.stderr + r.stdout).includes(n))).toBe(false);
     expect(kilnAgents()).toEqual([]);
+  });
+
+  /** An ssh config as users write one for a server on another port: `Host gitsrv` and what reaches it. */
+  async function sshConfig(identityFile: string): Promise<string> {
+    const file = join(await temps.make("kiln-ssh-cfg-"), "config");
+    await writeFile(file, [
+      "Host gitsrv", "  HostName 127.0.0.1", `  Port ${sshd.port}`, `  IdentityFile ${identityFile}`, `  UserKnownHostsFile ${sshd.knownHosts}`,
+      "  StrictHostKeyChecking yes", "  BatchMode yes", "",
+    ].join("\n"));
+    return file;
+  }
+
+  it("git@gitsrv:repo.git#main as the context and as --build-context, through the user's GIT_SSH_COMMAND=\"ssh -F CONFIG\" and kiln's agent", async () => {
+    // the config's key file does not exist: only the agent of --ssh default can log in
+    const config = await sshConfig(join(gitBase, "no-such-key"));
+    const out = await temps.make("kiln-ssh-out-");
+    const meta = join(out, "meta.json");
+    const args = ["build", "--progress", "plain", "--cache-dir", join(out, "cache"), "--metadata-file", meta, "-t", "latest", "--output", `type=oci,dest=${join(out, "layout")}`,
+      "-f", "Dockerfile.named", "--build-context", `x=${GIT_USER}@gitsrv:repo.git#main`, `${GIT_USER}@gitsrv:repo.git#main`];
+    const env = { GIT_SSH_COMMAND: `ssh -F ${config}`, SSH_AUTH_SOCK: undefined };
+    const r = await kiln([...args.slice(0, 1), "--ssh", `default=${sshd.keyFile}`, ...args.slice(1)], { env });
+    expect(r.code, r.stderr).toBe(0);
+    const root = await umociUnpack(temps, join(out, "layout"), "latest");
+    expect(await readFile(join(root, "x.txt"), "utf8")).toBe("fetched over ssh\n");
+    expect(await readFile(join(root, "main.txt"), "utf8")).toBe("fetched over ssh\n");
+    const m = JSON.parse(await readFile(meta, "utf8")) as Record<string, unknown>;
+    expect(m["vcs.revision"]).toBe(commit);
+    expect(m["kiln.git"]).toEqual(expect.arrayContaining([
+      { use: "context", remote: `${GIT_USER}@gitsrv:repo.git`, ref: "main", commit },
+      { use: "context:x", remote: `${GIT_USER}@gitsrv:repo.git`, ref: "main", commit },
+    ]));
+    expect(leaks(out)).toEqual([]);
+    expect(kilnAgents()).toEqual([]);
+    // without the agent the same config cannot log in: the agent was what authenticated
+    const none = await kiln(["build", "--cache-dir", await temps.make("kiln-ssh-c-"), `${GIT_USER}@gitsrv:repo.git#main`], { env });
+    expect(none.code).toBe(1);
+    expect(none.stderr.trim().split("\n")).toHaveLength(1);
+    expect(none.stderr).toContain(`error: git source ${GIT_USER}@gitsrv:repo.git#main: git ls-remote failed`);
+  });
+
+  it("the user's own ssh set-up is used as it is: core.sshCommand from ~/.gitconfig with the config's IdentityFile, no --ssh", async () => {
+    const home = await temps.make("kiln-ssh-home-");
+    await writeFile(join(home, ".gitconfig"), `[core]\n\tsshCommand = ssh -F ${await sshConfig(sshd.keyFile)}\n`);
+    const out = await temps.make("kiln-ssh-out-");
+    const r = await kiln(["build", "--progress", "plain", "--cache-dir", join(out, "cache"), "-t", "latest", "--output", `type=oci,dest=${join(out, "layout")}`, `${GIT_USER}@gitsrv:repo.git#main`],
+      { env: { HOME: home, GIT_SSH_COMMAND: undefined, GIT_SSH: undefined, SSH_AUTH_SOCK: undefined } });
+    expect(r.code, r.stderr).toBe(0);
+    const root = await umociUnpack(temps, join(out, "layout"), "latest");
+    expect(await readFile(join(root, "src/over-ssh.txt"), "utf8")).toBe("fetched over ssh\n");
   });
 
   it("without an agent the ssh:// fetch fails with one line naming the URL", async () => {

@@ -1,7 +1,8 @@
 // Git servers on 127.0.0.1 for the git-source tests, all started by the test: `git daemon` for
 // git://, `git http-backend` run as CGI behind a small node HTTP server with basic auth (every
 // request's Authorization header is recorded) for smart HTTP, and Debian's sshd on a random port
-// with a generated host key and one authorized test key for ssh://. Plus repositories made with
+// with a generated host key and one authorized test key for ssh:// (and for a `git` user whose
+// commands run in a repository directory, for scp-like URLs). Plus repositories made with
 // the host's git (commits with fixed dates, so a test can name what it committed).
 import { spawn, type ChildProcess } from "node:child_process";
 import { createServer as createHttpServer, type IncomingMessage, type Server } from "node:http";
@@ -184,8 +185,23 @@ export interface Sshd extends Served {
   sshCommand: string;
 }
 
-/** Debian's sshd on 127.0.0.1:PORT (root may log in with the generated test key only). */
-export async function startSshd(dir: string): Promise<Sshd> {
+/** The system user scp-like URLs name (`git@host:repo.git`), made once: a shell, no password, no home. */
+export const GIT_USER = "git";
+
+export async function ensureGitUser(): Promise<void> {
+  const exists = await mustRun("id", ["-u", GIT_USER]).then(() => true, () => false);
+  if (exists) return;
+  await mustRun("useradd", ["--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/bin/sh", GIT_USER]);
+  // without PAM, sshd refuses a locked ("!") account even for a key
+  await mustRun("usermod", ["-p", "*", GIT_USER]);
+}
+
+/**
+ * Debian's sshd on 127.0.0.1:PORT (root may log in with the generated test key only). With
+ * `gitBase`, the user GIT_USER may log in with the same key and its commands run in that
+ * directory, so `git@host:repo.git` names `gitBase/repo.git` as on a git hosting server.
+ */
+export async function startSshd(dir: string, options: { gitBase?: string } = {}): Promise<Sshd> {
   await mkdir(dir, { recursive: true });
   await mkdir("/run/sshd", { recursive: true, mode: 0o755 });
   const hostKey = join(dir, "host_ed25519");
@@ -194,12 +210,15 @@ export async function startSshd(dir: string): Promise<Sshd> {
   await mustRun("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "kiln-test", "-f", keyFile]);
   const publicKey = (await readFile(`${keyFile}.pub`, "utf8")).trim();
   await writeFile(join(dir, "authorized_keys"), `${publicKey}\n`, { mode: 0o600 });
+  if (options.gitBase) await writeFile(join(options.gitBase, ".authorized_keys"), `${publicKey}\n`, { mode: 0o644 });
   const port = await freePort();
   const config = join(dir, "sshd_config");
   await writeFile(config, [
     `Port ${port}`, "ListenAddress 127.0.0.1", `HostKey ${hostKey}`, `AuthorizedKeysFile ${join(dir, "authorized_keys")}`,
     `PidFile ${join(dir, "sshd.pid")}`, "UsePAM no", "StrictModes no", "PermitRootLogin prohibit-password", "PasswordAuthentication no",
     "KbdInteractiveAuthentication no", "AllowAgentForwarding no", "X11Forwarding no", "PrintMotd no", "LogLevel ERROR",
+    // sshd reads a user's authorized keys as that user: the git user's copy is where it can read it
+    ...(options.gitBase ? [`Match User ${GIT_USER}`, `  AuthorizedKeysFile ${join(options.gitBase, ".authorized_keys")}`, `  ForceCommand cd ${options.gitBase} && eval "$SSH_ORIGINAL_COMMAND"`] : []),
   ].join("\n") + "\n");
   const child = spawn("/usr/sbin/sshd", ["-D", "-e", "-f", config], { stdio: "ignore" });
   await waitForPort(port, child, "sshd");
