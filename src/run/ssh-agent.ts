@@ -2,8 +2,8 @@
 // agent socket per id — an existing agent's socket (default: $SSH_AUTH_SOCK), or an `ssh-agent`
 // kiln starts for the build and loads the key files into (killed, its socket removed, when the
 // build ends) — and the per-step proxy sockets a RUN --mount=type=ssh gets: a Unix socket kiln
-// listens on, owned and moded for the container's user, that passes each connection to the
-// agent. The agent's own socket path never enters the step, and key bytes never leave ssh-add.
+// listens on, owned and moded for the container's user (rootless: moded so that user can reach
+// it, as it cannot be chowned), that passes each connection to the agent. The agent's own socket path never enters the step, and key bytes never leave ssh-add.
 import { spawn } from "node:child_process";
 import { lstatSync } from "node:fs";
 import { chmod, chown, mkdtemp, rm } from "node:fs/promises";
@@ -141,7 +141,27 @@ function checkSocket(id: string, path: string): string {
 /** A listening proxy socket; `close()` stops it and removes the socket file. */
 export interface AgentProxy {
   path: string;
+  /** The mode the socket got, when it differs from the one asked for (see `proxyMode`). */
+  widenedMode?: number;
   close(): Promise<void>;
+}
+
+/**
+ * The mode a proxy socket gets. Root chowns it to the owner asked for and keeps the mode. A
+ * process that is not root cannot chown: when the owner asked for is another host id than its
+ * own (a rootless step's `uid=1000` is a subordinate id), the owner's permission bits are given
+ * to group and others as well, so that user can connect (connect(2) needs write permission).
+ * The socket lives in a directory only kiln's user can enter on the host; the step reaches it
+ * through its mount.
+ */
+export function proxyMode(owner: { mode: number; uid: number; gid: number }, self: { uid: number; gid: number } | undefined): number {
+  if (self === undefined || self.uid === 0) return owner.mode;
+  const own = owner.mode & 0o700;
+  const widened = owner.mode | (own >> 3) | (own >> 6);
+  if (owner.uid !== self.uid) return widened;
+  // the right owner; a group other than kiln's cannot be set either: that group's bits go to others
+  if (owner.gid !== self.gid) return owner.mode | ((owner.mode & 0o070) >> 3);
+  return owner.mode;
 }
 
 /**
@@ -171,10 +191,14 @@ export async function listenAgentProxy(path: string, agent: string, owner: { mod
     server.once("error", (e) => fail(new KilnError("SSH_AGENT_FAILED", `cannot listen on the agent socket for the step: ${e.message}`)));
     server.listen(path, () => ok());
   });
-  await chmod(path, owner.mode);
-  if (process.getuid?.() === 0) await chown(path, owner.uid, owner.gid);
+  const uid = process.getuid?.();
+  const gid = process.getgid?.();
+  const mode = proxyMode(owner, uid !== undefined && gid !== undefined ? { uid, gid } : undefined);
+  await chmod(path, mode);
+  if (uid === 0) await chown(path, owner.uid, owner.gid);
   return {
     path,
+    ...(mode !== owner.mode ? { widenedMode: mode } : {}),
     close: async () => {
       // connections still open end with the step
       for (const c of open) c.destroy();

@@ -283,6 +283,10 @@ async function sshMount(ctx: StepContext, m: RunMount, index: number, runner: Ru
     uid: hostId(runner.idMap?.uid, m.uid ?? 0),
     gid: hostId(runner.idMap?.gid, m.gid ?? 0),
   });
+  if (proxy.widenedMode !== undefined) {
+    const mode = (n: number): string => `0${n.toString(8).padStart(3, "0")}`;
+    ctx.config.emit({ type: "info", message: `--mount=${m.spec}: kiln is not root and cannot chown the agent socket to ${m.uid ?? 0}:${m.gid ?? 0}; it is mode ${mode(proxy.widenedMode)} instead of ${mode(m.mode ?? 0o600)} (only this step can reach it)` });
+  }
   proxies.push({ path: proxy.path, close: async () => {
     await proxy.close();
     await rm(dir, { recursive: true, force: true });
