@@ -51,7 +51,7 @@ import { buildStage, type StageEnvironment } from "./stage.js";
 import { isGitUrl, parseGitUrl, redactUrl } from "../context/git-url.js";
 import { remoteWithoutCredentials, withoutGitDirs } from "../context/git.js";
 import type { IgnoreFn } from "../context/build-context.js";
-import { fetchGitContext } from "./git-sources.js";
+import { fetchGitContext, fetchNamedGitContext, keepGitDirArg } from "./git-sources.js";
 import { namedContextsUsed } from "./named-usage.js";
 import { SUPPORTED_MOUNTS } from "./steps/run.js";
 
@@ -159,8 +159,7 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
   const used = namedContextsUsed(planned.map((p) => p.plan));
   await Promise.all([...named].map(async ([name, nc]) => {
     if (nc.kind !== "git" || (used !== "all" && !used.has(name.toLowerCase()))) return;
-    const tree = await fetchGitContext(config, nc.url, `context:${name}`);
-    named.set(name, { kind: "dir", path: tree.dir, ...(keepGitDir ? {} : { withoutGit: true }) });
+    named.set(name, await fetchNamedGitContext(config, name, nc.url));
   }));
 
   const outputs = options.outputs && options.outputs.length > 0
@@ -413,11 +412,6 @@ async function attestPlatform(a: AttestationContext, b: PlatformBuild, outputs: 
     onWarning: (message) => config.emit({ type: "warning", message }),
     ...(config.signal ? { signal: config.signal } : {}),
   });
-}
-
-/** BUILDKIT_CONTEXT_KEEP_GIT_DIR's value as BuildKit reads it (a boolean; unset: false). */
-function keepGitDirArg(v: string | undefined): boolean {
-  return v !== undefined && /^(1|true|t|yes|on)$/i.test(v.trim());
 }
 
 /**

@@ -1,7 +1,8 @@
 // A build's git sources: the credentials a fetch from one host gets (the GIT_AUTH_TOKEN /
 // GIT_AUTH_HEADER secrets, the `GIT_AUTH_TOKEN.<host>` forms first, as BuildKit reads them; the
 // `--ssh default` agent for SSH remotes), and a git URL turned into a checked-out tree — for the
-// main context and named contexts before anything is planned, for ADD when its step runs — with
+// main context before anything is planned, for the named contexts the plan needs before any step
+// (one only a base image's ONBUILD names: when that step reads it), for ADD when its step runs — with
 // the resolved commit recorded for the metadata file and provenance.
 import { join } from "node:path";
 import { existsSync, statSync } from "node:fs";
@@ -9,6 +10,7 @@ import { KilnError } from "../errors.js";
 import { checkoutGit, resolveGitRef, type GitAuth, type GitOptions, type ResolvedGit } from "../context/git.js";
 import { parseGitUrl, redactUrl, type GitRef } from "../context/git-url.js";
 import type { EngineConfig, GitSourceRecord } from "./config.js";
+import type { NamedContext } from "./options.js";
 import { secretValue } from "./secret-value.js";
 
 /** The auth a fetch from `src` uses: only secrets meant for git, only for its own host. */
@@ -73,6 +75,17 @@ export async function fetchGitContext(config: EngineConfig, url: string, use: st
   }
   recordGit(config, { use, remote: redactUrl(src.remote), ...(src.ref ? { ref: src.ref } : {}), ...(src.subdir ? { subdir: src.subdir } : {}), commit: resolved.commit });
   return { dir, src, commit: resolved.commit };
+}
+
+/** BUILDKIT_CONTEXT_KEEP_GIT_DIR's value as BuildKit reads it (a boolean; unset: false). */
+export function keepGitDirArg(v: string | undefined): boolean {
+  return v !== undefined && /^(1|true|t|yes|on)$/i.test(v.trim());
+}
+
+/** `--build-context NAME=<git url>` fetched: the directory it is read as (`.git` left out unless kept). */
+export async function fetchNamedGitContext(config: EngineConfig, name: string, url: string): Promise<NamedContext & { kind: "dir" }> {
+  const tree = await fetchGitContext(config, url, `context:${name}`);
+  return { kind: "dir", path: tree.dir, ...(keepGitDirArg(config.buildArgs.BUILDKIT_CONTEXT_KEEP_GIT_DIR) ? {} : { withoutGit: true }) };
 }
 
 /** `--checksum` / `?checksum=`: the ref must resolve to that commit (or tag object); a prefix of 7+ hex digits is enough. */

@@ -2,6 +2,7 @@
 // a COPY --from or a RUN --mount from= naming it. BuildKit fetches named contexts lazily; kiln
 // decides before any step, so a git context for a stage the target never reaches costs no fetch.
 // A `--from` value still holding `$` after planning is not known here: every name counts as used.
+// (A base image's ONBUILD triggers are not in the plan: the sources fetch what they name late.)
 import type { BuildPlan } from "../frontend/plan.js";
 
 /** The names (lower-cased) the plans use, or "all" when a reference cannot be known before running. */

@@ -21,6 +21,7 @@ import type { EngineConfig } from "./config.js";
 import type { NamedContext } from "./options.js";
 import type { StageResult } from "./state.js";
 import type { StepSources } from "./step.js";
+import { fetchNamedGitContext } from "./git-sources.js";
 
 /** A base image (undefined for scratch) and the identity its stage's keys start from. */
 export interface BaseImage {
@@ -54,6 +55,7 @@ export class BuildSources {
   private readonly trees = new Map<string, Promise<DirContext>>();
   private readonly pulls = new Map<string, Promise<{ image: Image; id: Digest }>>();
   private readonly resolved = new Map<string, { uri: string; digest: Digest }>();
+  private readonly lateGit = new Map<string, Promise<NamedContext & { kind: "dir" }>>();
   /** Layer blobs of the base images taken from outside the build (registries, named contexts). */
   readonly baseLayers = new Set<Digest>();
 
@@ -123,6 +125,21 @@ export class BuildSources {
     return named.get(name) ?? named.get(name.toLowerCase());
   }
 
+  /**
+   * The named context, a git one fetched now if the build did not (only an ONBUILD trigger of a
+   * base image names it: the plan could not know), once per build.
+   */
+  private async namedFetched(name: string): Promise<NamedContext | undefined> {
+    const nc = this.named(name);
+    if (nc?.kind !== "git") return nc;
+    let p = this.lateGit.get(nc.url);
+    if (!p) {
+      p = fetchNamedGitContext(this.init.config, name, nc.url);
+      this.lateGit.set(nc.url, p);
+    }
+    return p;
+  }
+
   private async contextImage(name: string, platform: Platform): Promise<{ image: Image; id: Digest }> {
     const nc = this.named(name);
     if (!nc) throw new KilnError("CONTEXT_NAMED_INVALID", `no build context named "${name}"`);
@@ -174,7 +191,7 @@ export class BuildSources {
         return this.imageTree(`stage:${target.index}`, async () => result.image);
       }
       case "context": {
-        const nc = this.named(target.name);
+        const nc = await this.namedFetched(target.name);
         if (nc?.kind === "dir") {
           const patterns = await readIgnoreFile(nc.path);
           const ignore = createIgnoreMatcher(patterns);
@@ -210,7 +227,7 @@ export class BuildSources {
       case "stage":
         return (await this.init.stageResult(target.index)).state;
       case "context": {
-        if (this.named(target.name)?.kind === "dir") return undefined;
+        if ((await this.namedFetched(target.name))?.kind === "dir") return undefined;
         return (await this.contextImage(target.name, this.platformOf(stageIndex))).id;
       }
       case "image":

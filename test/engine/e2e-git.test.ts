@@ -162,6 +162,22 @@ describe("kiln build: git contexts", () => {
     expect(open.fetches).toBeGreaterThan(fetches);
   });
 
+  it("a named git context only a base image's ONBUILD trigger names is fetched when the trigger runs", async () => {
+    const fs = await import("node:fs/promises");
+    const baseCtx = await temps.make("kiln-git-onb-");
+    await fs.writeFile(join(baseCtx, "Dockerfile"), "FROM scratch\nONBUILD COPY --from=lazy /hello.txt /from-onbuild.txt\n");
+    const baseLayout = join(await temps.make("kiln-git-out-"), "layout");
+    const b = await kiln(["build", "--progress", "quiet", "--cache-dir", await temps.make("kiln-git-c-"), "-t", "latest", "--output", `type=oci,dest=${baseLayout}`, baseCtx]);
+    expect(b.code, b.stderr).toBe(0);
+    const ctx = await temps.make("kiln-git-onb-");
+    await fs.writeFile(join(ctx, "Dockerfile"), "FROM base\n");
+    const layout = join(await temps.make("kiln-git-out-"), "layout");
+    const r = await kiln(["build", "--progress", "quiet", "--cache-dir", await temps.make("kiln-git-c-"), "-t", "latest", "--output", `type=oci,dest=${layout}`,
+      "--build-context", `base=oci-layout://${baseLayout}:latest`, "--build-context", `lazy=${open.url}/repo.git#main`, ctx]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await readFile(join(await files(layout), "from-onbuild.txt"), "utf8")).toBe("hello from git\n");
+  });
+
   it("?checksum= on the context and on a named context: builds when the ref resolves to it, else one line naming the redacted URL and both commits, exit 1, before any step", async () => {
     const ctxDir = await temps.make("kiln-git-sumctx-");
     const fs = await import("node:fs/promises");
