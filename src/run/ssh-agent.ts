@@ -3,7 +3,8 @@
 // kiln starts for the build and loads the key files into (killed, its socket removed, when the
 // build ends) — and the per-step proxy sockets a RUN --mount=type=ssh gets: a Unix socket kiln
 // listens on, owned and moded for the container's user (rootless: moded so that user can reach
-// it, as it cannot be chowned), that passes each connection to the agent. The agent's own socket path never enters the step, and key bytes never leave ssh-add.
+// it, as it cannot be chowned), that passes each connection to the agent. The agent's own
+// socket path never enters the step, and key bytes never leave ssh-add.
 import { spawn } from "node:child_process";
 import { lstatSync } from "node:fs";
 import { chmod, chown, mkdtemp, rm } from "node:fs/promises";
