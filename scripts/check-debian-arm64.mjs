@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // A real arm64 Debian base, end to end (issue #13's slow check; a script, not a test, because
 // making the base takes longer than 3 minutes: mmdebstrap runs every maintainer script under
-// qemu). Makes Debian minbase root file systems with `mmdebstrap --variant=minbase --include=file`
+// qemu). Makes Debian minbase root file systems with `mmdebstrap --variant=minbase`
 // for arm64 (emulated through binfmt_misc) and amd64, cached as tars under --cache-dir keyed by
 // date (one build a day), imports each as a kiln base (`FROM scratch` + `ADD rootfs.tar /`, for
 // its platform), merges the two into one index with `kiln manifest create --output`, then builds
 //   FROM base
-//   RUN uname -m > /m && dpkg --print-architecture >> /m && file -b /bin/ls >> /m
+//   RUN uname -m > /m && dpkg --print-architecture >> /m \
+//     && apt-get update && apt-get install -y --no-install-recommends file && file -b /bin/ls >> /m
 // with `--platform linux/arm64` and with `--platform linux/amd64,linux/arm64`, and checks /m in
 // each platform's image: aarch64 / arm64 / an ARM aarch64 ELF, and x86_64 / amd64 / x86-64.
 //
@@ -60,7 +61,7 @@ if (!existsSync(join(repo, "dist", "cli", "main.js"))) die("kiln is not compiled
 /** The day's minbase tar for `arch`: made once (temp name, then rename), reused the same day. */
 function rootfsTar(arch) {
   const day = new Date().toISOString().slice(0, 10).replaceAll("-", "");
-  const tar = join(cacheDir, `debian-${suite}-${arch}-minbase-${day}.tar`);
+  const tar = join(cacheDir, `debian-${suite}-${arch}-minbase-nofile-${day}.tar`);
   if (existsSync(tar)) {
     console.log(`  ${arch} rootfs: cached ${tar}`);
     return tar;
@@ -68,7 +69,7 @@ function rootfsTar(arch) {
   mkdirSync(cacheDir, { recursive: true });
   const partial = `${tar}.partial-${process.pid}`;
   try {
-    timedRun(`mmdebstrap --arch=${arch} --variant=minbase ${suite}`, "mmdebstrap", [`--arch=${arch}`, "--variant=minbase", "--include=file", "--skip=output/dev", "--format=tar", suite, partial, mirror]);
+    timedRun(`mmdebstrap --arch=${arch} --variant=minbase ${suite}`, "mmdebstrap", [`--arch=${arch}`, "--variant=minbase", "--skip=output/dev", "--format=tar", suite, partial, mirror]);
     renameSync(partial, tar);
   } finally {
     rmSync(partial, { force: true });
@@ -98,7 +99,8 @@ kiln("kiln manifest create of the two bases", ["manifest", "create", "-q", "--ca
 
 const ctx = join(work, "ctx");
 mkdirSync(ctx);
-writeFileSync(join(ctx, "Dockerfile"), "FROM base\nRUN uname -m > /m && dpkg --print-architecture >> /m && file -b /bin/ls >> /m\n");
+writeFileSync(join(ctx, "Dockerfile"), "FROM base\n" +
+  "RUN uname -m > /m && dpkg --print-architecture >> /m && apt-get update -qq && apt-get install -y -qq --no-install-recommends file > /dev/null && file -b /bin/ls >> /m\n");
 
 /** /m of the image for `arch` in layout `dir` (its last layer). */
 function fileM(dir, arch) {
