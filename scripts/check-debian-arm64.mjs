@@ -57,6 +57,16 @@ for (const [tool, pkg] of [["mmdebstrap", "mmdebstrap"], ["arch-test", "arch-tes
   if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0) die(`${tool} is not installed (apt-get install ${pkg})`);
 }
 if (!existsSync(join(repo, "dist", "cli", "main.js"))) die("kiln is not compiled: run `npx tsc -p tsconfig.json` first");
+// mmdebstrap runs the arm64 maintainer scripts through binfmt_misc: make sure the handler is there
+// (registered with the F flag, as kiln does for an emulated RUN) on a machine that has none yet
+{
+  const { ensureEmulation } = await import(join(repo, "dist", "run", "emulation.js"));
+  try {
+    await ensureEmulation({ os: "linux", architecture: "arm64" }, { purpose: "mmdebstrap --arch=arm64" });
+  } catch (err) {
+    die(err.message);
+  }
+}
 
 /** The day's minbase tar for `arch`: made once (temp name, then rename), reused the same day. */
 function rootfsTar(arch) {
