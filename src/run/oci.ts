@@ -32,6 +32,9 @@ const READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 
 const CGROUP2_MAGIC = 0x63677270;
 
+/** coreutils cp, the createRuntime hook (run by the runtime in the host's file system). */
+const CP = existsSync("/usr/bin/cp") ? "/usr/bin/cp" : "/bin/cp";
+
 /**
  * crun refuses to start on a "hybrid" cgroup host whose v2 hierarchy has controllers attached.
  * Then we run it in a private mount namespace with an empty tmpfs over /sys/fs/cgroup/unified,
@@ -87,7 +90,7 @@ class OciRunner implements Runner {
     let created = false;
     try {
       await mkdir(stateDir, { mode: 0o700 });
-      const user = await resolveUser(spec.rootfs, spec.user);
+      const user = spec.resolvedUser ?? (await resolveUser(spec.rootfs, spec.user));
       await ensureCwd(spec.rootfs, spec.cwd);
       const hostname = spec.hostname ?? newHostname();
       const etc = await writeEtcFiles(runDir, hostname, spec.extraHosts);
@@ -188,7 +191,9 @@ class OciRunner implements Runner {
       "set +e",
       `${rt} run --bundle ${shq(runDir)} ${shq(id)}`,
       "rc=$?",
-      `${rt} delete --force ${shq(id)} >/dev/null 2>&1`,
+      // `run` deletes the container it ran; a state left behind (a start that failed half-way) is
+      // deleted here, without a runtime process for the usual case
+      `if [ -e ${shq(join(stateDir, id))} ]; then ${rt} delete --force ${shq(id)} >/dev/null 2>&1; fi`,
       "exit $rc",
     ];
     const script = join(runDir, "runtime.sh");
@@ -284,9 +289,9 @@ class OciRunner implements Runner {
       linux,
       // run by the runtime once the container's namespaces, cgroup and mounts exist: kiln's sign
       // that the isolation is in place (a failure before it is ISOLATION_FAILED)
-      // (it reads the state the runtime writes to its stdin, a hook that does not fails with EPIPE,
-      // into the file: one process, the shell exec'ing cat)
-      hooks: { createRuntime: [{ path: "/bin/sh", args: ["sh", "-c", `exec cat > ${shq(startedFile)}`] }] },
+      // (it copies the state the runtime writes to its stdin, a hook that does not read it fails
+      // with EPIPE, into the file: one program, no shell)
+      hooks: { createRuntime: [{ path: CP, args: ["cp", "/dev/stdin", startedFile] }] },
     };
   }
 }
