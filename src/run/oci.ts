@@ -5,7 +5,7 @@
 // namespace, in a private mount namespace (rootfs bound nodev, secrets in a tmpfs) and, rootless,
 // kiln's user namespace, tied to kiln's life: the container dies with kiln. A createRuntime hook
 // marks that the container started (else IsolationError). An abort kills the namespace; bundle
-// and state are removed.
+// and state are removed. A root that is a nodev mount already (the overlay snapshotter's) is not bound again.
 import { existsSync, readFileSync, statfsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -183,8 +183,9 @@ class OciRunner implements Runner {
     const lines = [
       "set -e",
       `R=${shq(rootfs)}`,
-      // one mount(8) binds and then remounts with nodev (util-linux applies options given with --bind)
-      `mount --bind -o nodev "$R" "$R"`,
+      // one mount(8) binds and then remounts with nodev (util-linux applies options given with --bind);
+      // a root that is a nodev mount already (the overlay snapshotter's) needs no mount process
+      ...(mountedNodev(rootfs) ? [] : [`mount --bind -o nodev "$R" "$R"`]),
       ...(this.hybrid ? ["mount -t tmpfs kiln-nocg /sys/fs/cgroup/unified"] : []),
       ...secretSetup,
       `exec ${STATUS_FD}>&- ${SECRETS_FD}<&-`,
@@ -200,6 +201,8 @@ class OciRunner implements Runner {
     await writeFile(script, lines.join("\n") + "\n", { mode: 0o700 });
     const user = this.rootless ? unshareUserArgs(hostIdMappings()) : [];
     return dieWithKiln({
+      // LC_ALL=C: the tools up to the runtime load no locale files (the container's environment is config.json's)
+      env: { ...process.env, LC_ALL: "C" },
       cmd: findUnshare(),
       // slave, not private: the host's unmounts (another build's scratch file system) reach this
       // namespace, which would otherwise pin them (and their loop devices) while the step runs;
@@ -304,6 +307,21 @@ function resources(spec: RunSpec): Record<string, unknown> {
     ...(r.memoryBytes !== undefined ? { memory: { limit: r.memoryBytes } } : {}),
     ...(r.cpus !== undefined ? { cpu: { period: 100_000, quota: Math.round(r.cpus * 100_000) } } : {}),
   };
+}
+
+/** True when the topmost mount on `path` (as /proc/self/mountinfo spells it) is nodev. */
+export function mountedNodev(path: string): boolean {
+  const escaped = path.replace(/[\\ \t\n]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, "0")}`);
+  let options: string | undefined;
+  try {
+    for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
+      const f = line.split(" ");
+      if (f[4] === escaped) options = f[5];
+    }
+  } catch {
+    return false;
+  }
+  return options?.split(",").includes("nodev") ?? false;
 }
 
 function findUnshare(): string {
