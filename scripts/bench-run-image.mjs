@@ -8,9 +8,11 @@
 // < 300 ms and ≤ 1.0 × podman.
 //
 //   node scripts/bench-run-image.mjs [--rootfs DIR] [--mirror URL] [--suite bookworm] [--runs N]
-//                                    [--isolation auto|oci|chroot] [--keep]
+//                                    [--isolation auto|oci|chroot] [--compare-kiln BIN] [--keep]
 //
 // --rootfs DIR: reuse the debootstrap tree in DIR (made there, and kept, when DIR is missing).
+// --compare-kiln BIN: also time another kiln CLI (e.g. bin/kiln of a checkout of an older commit)
+// on the same cache, interleaved with the two others, and print this kiln's ratio to it.
 // Needs root, podman, runc, debootstrap (when no tree is given) and the compiled CLI (bin/kiln).
 // podman runs with --runtime runc --network host and nofile/nproc ulimits of 1024 (this host's
 // crun refuses podman's cgroup setup on the hybrid layout); kiln with its --isolation (default auto).
@@ -31,6 +33,7 @@ const opt = (name, def) => {
 const runs = Number(opt("--runs", "10"));
 const isolation = opt("--isolation", "auto");
 const keep = argv.includes("--keep");
+const compareBin = opt("--compare-kiln");
 
 function die(msg) {
   console.error(`bench-run-image: ${msg}`);
@@ -40,6 +43,7 @@ if (!(runs >= 1)) die("--runs needs a positive number");
 if (process.getuid?.() !== 0) die("needs root (podman storage, overlay mounts, debootstrap)");
 for (const tool of ["podman", "runc"]) if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0) die(`${tool} is not installed`);
 if (!existsSync(join(repo, "dist", "cli", "main.js"))) die("kiln is not compiled: run `npm run build` first");
+if (compareBin !== undefined && !existsSync(compareBin)) die(`--compare-kiln ${compareBin}: no such file`);
 
 // podman's oci: transport names the image after the layout path, which must be lowercase
 const work = join(tmpdir(), `kiln-bench-run-image-${process.pid}`);
@@ -85,12 +89,16 @@ try {
   // one untimed start each, so both have their files in the page cache
   time("podman", podmanRun, "podman run (warm-up)");
   time(process.execPath, kilnRun, "kiln run (warm-up)");
+  const otherRun = compareBin ? [resolve(compareBin), ...kilnRun.slice(1)] : undefined;
+  if (otherRun) time(process.execPath, otherRun, "other kiln run (warm-up)");
   const k = [];
   const p = [];
+  const o = [];
   for (let i = 0; i < runs; i++) {
     // interleaved, so load from other processes hits both alike
     k.push(time(process.execPath, kilnRun, "kiln run"));
     p.push(time("podman", podmanRun, "podman run"));
+    if (otherRun) o.push(time(process.execPath, otherRun, "other kiln run"));
   }
   const ks = stats(k);
   const ps = stats(p);
@@ -100,6 +108,10 @@ try {
   console.log(`  kiln warm:   median ${ms(ks.median)}, min ${ms(ks.min)}   target < 300 ms: ${ks.median < 0.3 ? "met" : "NOT met"}`);
   console.log(`  podman warm: median ${ms(ps.median)}, min ${ms(ps.min)}`);
   console.log(`  ratio kiln/podman (medians): ${ratio.toFixed(2)}x   target <= 1.0x: ${ratio <= 1 ? "met" : "NOT met"}`);
+  if (otherRun) {
+    const os = stats(o);
+    console.log(`  other kiln (${compareBin}) warm: median ${ms(os.median)}, min ${ms(os.min)}   ratio other/podman ${(os.median / ps.median).toFixed(2)}x, this/other ${(ks.median / os.median).toFixed(2)}x`);
+  }
 } catch (err) {
   console.error(`bench-run-image: ${err.message}`);
   process.exitCode = 1;

@@ -201,6 +201,7 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
       env: [...env].map(([k, v]) => `${k}=${v}`),
       cwd,
       user,
+      resolvedUser: resolvedUser!,
       network: o.network ?? "host",
       hostname,
       ...(extraHosts.length > 0 ? { extraHosts } : {}),

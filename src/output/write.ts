@@ -4,8 +4,6 @@
 import type { OutputImage } from "../image/image-index.js";
 import type { PushOptions } from "../registry/push.js";
 import { UsageError, throwIfAborted } from "../errors.js";
-import { writeOciLayout } from "./oci-layout.js";
-import { writeDockerArchive } from "./docker-archive.js";
 import { sameCompression, type LayerCompression } from "../layer/recompress.js";
 import type { ImageFormat } from "../image/oci.js";
 
@@ -39,12 +37,17 @@ export async function writeOutputs(img: OutputImage, outputs: OutputSpec[], tags
   for (const out of outputs) {
     throwIfAborted(registry.signal);
     switch (out.type) {
-      case "oci":
+      case "oci": {
+        // the writers load when an image is written (the CLI parses outputs for every command)
+        const { writeOciLayout } = await import("./oci-layout.js");
         await writeOciLayout(img, { dest: out.dest, tags, tar: out.tar, ...(registry.signal ? { signal: registry.signal } : {}) });
         break;
-      case "docker":
+      }
+      case "docker": {
+        const { writeDockerArchive } = await import("./docker-archive.js");
         await writeDockerArchive(img, { dest: out.dest, tags, ...(registry.signal ? { signal: registry.signal } : {}) });
         break;
+      }
       case "local":
       case "tar":
         break; // file system outputs need the layers applied: the engine writes them

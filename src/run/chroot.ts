@@ -82,7 +82,7 @@ class ChrootRunner implements Runner {
     const runDir = await createWorkDir(this.workDir ?? join(defaultCacheDir(), "run"), "chroot-");
     const targets = new MountTargets(spec.rootfs);
     try {
-      const user = await resolveUser(spec.rootfs, spec.user);
+      const user = spec.resolvedUser ?? (await resolveUser(spec.rootfs, spec.user));
       const maps = this.rootless ? hostIdMappings() : null;
       if (maps?.single && (user.uid !== 0 || user.gid !== 0)) {
         throw new KilnError("ISOLATION_UNAVAILABLE", 

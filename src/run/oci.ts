@@ -5,7 +5,7 @@
 // namespace, in a private mount namespace (rootfs bound nodev, secrets in a tmpfs) and, rootless,
 // kiln's user namespace, tied to kiln's life: the container dies with kiln. A createRuntime hook
 // marks that the container started (else IsolationError). An abort kills the namespace; bundle
-// and state are removed.
+// and state are removed. A root that is a nodev mount already (the overlay snapshotter's) is not bound again.
 import { existsSync, readFileSync, statfsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -31,6 +31,9 @@ const MASKED = ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/pro
 const READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
 const CGROUP2_MAGIC = 0x63677270;
+
+/** coreutils cp, the createRuntime hook (run by the runtime in the host's file system). */
+const CP = existsSync("/usr/bin/cp") ? "/usr/bin/cp" : "/bin/cp";
 
 /**
  * crun refuses to start on a "hybrid" cgroup host whose v2 hierarchy has controllers attached.
@@ -87,7 +90,7 @@ class OciRunner implements Runner {
     let created = false;
     try {
       await mkdir(stateDir, { mode: 0o700 });
-      const user = await resolveUser(spec.rootfs, spec.user);
+      const user = spec.resolvedUser ?? (await resolveUser(spec.rootfs, spec.user));
       await ensureCwd(spec.rootfs, spec.cwd);
       const hostname = spec.hostname ?? newHostname();
       const etc = await writeEtcFiles(runDir, hostname, spec.extraHosts);
@@ -180,21 +183,26 @@ class OciRunner implements Runner {
     const lines = [
       "set -e",
       `R=${shq(rootfs)}`,
-      // one mount(8) binds and then remounts with nodev (util-linux applies options given with --bind)
-      `mount --bind -o nodev "$R" "$R"`,
+      // one mount(8) binds and then remounts with nodev (util-linux applies options given with --bind);
+      // a root that is a nodev mount already (the overlay snapshotter's) needs no mount process
+      ...(mountedNodev(rootfs) ? [] : [`mount --bind -o nodev "$R" "$R"`]),
       ...(this.hybrid ? ["mount -t tmpfs kiln-nocg /sys/fs/cgroup/unified"] : []),
       ...secretSetup,
       `exec ${STATUS_FD}>&- ${SECRETS_FD}<&-`,
       "set +e",
       `${rt} run --bundle ${shq(runDir)} ${shq(id)}`,
       "rc=$?",
-      `${rt} delete --force ${shq(id)} >/dev/null 2>&1`,
+      // `run` deletes the container it ran; a state left behind (a start that failed half-way) is
+      // deleted here, without a runtime process for the usual case
+      `if [ -e ${shq(join(stateDir, id))} ]; then ${rt} delete --force ${shq(id)} >/dev/null 2>&1; fi`,
       "exit $rc",
     ];
     const script = join(runDir, "runtime.sh");
     await writeFile(script, lines.join("\n") + "\n", { mode: 0o700 });
     const user = this.rootless ? unshareUserArgs(hostIdMappings()) : [];
     return dieWithKiln({
+      // LC_ALL=C: the tools up to the runtime load no locale files (the container's environment is config.json's)
+      env: { ...process.env, LC_ALL: "C" },
       cmd: findUnshare(),
       // slave, not private: the host's unmounts (another build's scratch file system) reach this
       // namespace, which would otherwise pin them (and their loop devices) while the step runs;
@@ -284,9 +292,9 @@ class OciRunner implements Runner {
       linux,
       // run by the runtime once the container's namespaces, cgroup and mounts exist: kiln's sign
       // that the isolation is in place (a failure before it is ISOLATION_FAILED)
-      // (it reads the state the runtime writes to its stdin, a hook that does not fails with EPIPE,
-      // into the file: one process, the shell exec'ing cat)
-      hooks: { createRuntime: [{ path: "/bin/sh", args: ["sh", "-c", `exec cat > ${shq(startedFile)}`] }] },
+      // (it copies the state the runtime writes to its stdin, a hook that does not read it fails
+      // with EPIPE, into the file: one program, no shell)
+      hooks: { createRuntime: [{ path: CP, args: ["cp", "/dev/stdin", startedFile] }] },
     };
   }
 }
@@ -299,6 +307,21 @@ function resources(spec: RunSpec): Record<string, unknown> {
     ...(r.memoryBytes !== undefined ? { memory: { limit: r.memoryBytes } } : {}),
     ...(r.cpus !== undefined ? { cpu: { period: 100_000, quota: Math.round(r.cpus * 100_000) } } : {}),
   };
+}
+
+/** True when the topmost mount on `path` (as /proc/self/mountinfo spells it) is nodev. */
+export function mountedNodev(path: string): boolean {
+  const escaped = path.replace(/[\\ \t\n]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, "0")}`);
+  let options: string | undefined;
+  try {
+    for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
+      const f = line.split(" ");
+      if (f[4] === escaped) options = f[5];
+    }
+  } catch {
+    return false;
+  }
+  return options?.split(",").includes("nodev") ?? false;
 }
 
 function findUnshare(): string {

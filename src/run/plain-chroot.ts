@@ -104,7 +104,7 @@ class PlainChrootRunner implements Runner {
     const targets = new MountTargets(spec.rootfs);
     const place = new InPlace(spec.rootfs, targets);
     try {
-      const user = await resolveUser(spec.rootfs, spec.user);
+      const user = spec.resolvedUser ?? (await resolveUser(spec.rootfs, spec.user));
       await ensureCwd(spec.rootfs, spec.cwd);
       const etc = await writeEtcFiles(runDir, spec.hostname ?? newHostname(), spec.extraHosts);
       const stub = await place.stubBusybox(busybox);

@@ -51,7 +51,7 @@ class ProotRunner implements Runner {
     const runDir = await createWorkDir(this.workDir ?? join(defaultCacheDir(), "run"), "proot-");
     let faked: FakedSession | undefined;
     try {
-      const user = await resolveUser(spec.rootfs, spec.user);
+      const user = spec.resolvedUser ?? (await resolveUser(spec.rootfs, spec.user));
       if (this.uid !== 0 && (user.uid !== 0 || user.gid !== 0)) {
         throw new KilnError("ISOLATION_UNAVAILABLE", `isolation "proot" as non-root kiln cannot run a step as USER ${spec.user}: its files would be recorded with the wrong owner (run kiln as root, or drop USER before this RUN)`);
       }

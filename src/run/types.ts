@@ -7,6 +7,7 @@ import type { Ulimit } from "./limits.js";
 import type { CapabilityChoice } from "./caps.js";
 import type { ExtraHost } from "./hosts.js";
 import type { RecordedOwners } from "../snapshot/recorded-owners.js";
+import type { ResolvedUser } from "./user.js";
 
 export type { IdMap } from "../snapshot/idmap.js";
 export type { RecordedOwners } from "../snapshot/recorded-owners.js";
@@ -41,6 +42,8 @@ export interface RunSpec {
   cwd: string;
   /** As USER: name, uid, name:group, uid:gid. Empty means root. */
   user: string;
+  /** `user` already resolved against this rootfs (kiln run resolves it first): runners use it and read no passwd/group again. */
+  resolvedUser?: ResolvedUser;
   network: "host" | "none";
   hostname?: string;
   /** `--add-host` entries (host-gateway already resolved), appended to the generated /etc/hosts. */

@@ -10,7 +10,7 @@ import { spawn } from "node:child_process";
 import { mkdir, readdir, readlink, rename, rm, stat, utimes } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Digest } from "../image/oci.js";
-import { openVerified, type RootFSLayer } from "./layer-source.js";
+import type { RootFSLayer } from "./layer-source.js";
 import { createWorkDir, ownerAlive, removeTree, removeWorkDir } from "./workdir.js";
 import { KilnError } from "../errors.js";
 
@@ -53,7 +53,7 @@ async function ensure(cacheDir: string, dest: string, layer: RootFSLayer, onWarn
     const root = join(staged, "root");
     await mkdir(root, { recursive: true, mode: 0o755 });
     // loaded only to extract: a run whose layers are all extracted never needs the tar reader
-    const { applyLayer } = await import("./apply-layer.js");
+    const [{ applyLayer }, { openVerified }] = await Promise.all([import("./apply-layer.js"), import("./layer-source.js")]);
     const { stream, done, abort } = openVerified(layer);
     try {
       await applyLayer(root, stream, { layerName: layer.digest ?? layer.diffID, privileged: true, whiteouts: "overlay", ...(onWarning ? { onWarning } : {}) });

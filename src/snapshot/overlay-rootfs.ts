@@ -12,13 +12,9 @@
 import { chmod, chown, lstat, mkdir, readdir, rm, symlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import type { LayerEntry } from "../layer/entry.js";
-import { toContainerOwners } from "./owners.js";
-import { applyRecordedByPath } from "./recorded-owners.js";
-import { diffUpper } from "./diff-upper.js";
 import { extractedLayer } from "./layer-dirs.js";
-import { isSnapshotLayer, type RootFSLayer } from "./layer-source.js";
+import type { RootFSLayer } from "./layer-source.js";
 import { mountOverlay, unmount } from "./overlay.js";
-import { mountScratch } from "./scratch.js";
 import type { DirRootFSOptions, DisposeOptions, RootFS, StepOptions, StepSnapshot } from "./rootfs-types.js";
 import { createWorkDir, mountsUnder, removeTree, removeWorkDir, removeWorkDirLater } from "./workdir.js";
 
@@ -66,6 +62,7 @@ class OverlayRootFS implements RootFS {
   private async useScratch(): Promise<void> {
     if (!this.scratchPending) return;
     this.scratchPending = false;
+    const { mountScratch } = await import("./scratch.js");
     if (!(await mountScratch(join(this.work, "scratch.img"), join(this.work, "s")))) return;
     this.scratch = "s";
     await this.newUpper();
@@ -81,7 +78,9 @@ class OverlayRootFS implements RootFS {
   async applyLayers(layers: RootFSLayer[]): Promise<void> {
     for (const layer of layers) {
       // the upper already is this layer: it stays as it is, frozen when the next step begins
-      if (await isSnapshotLayer(layer, this.takeSnapshot())) continue;
+      // (the snapshot code loads only after a step: `kiln run` and a build's first root need none)
+      const snapshot = this.takeSnapshot();
+      if (snapshot && (await (await import("./layer-source.js")).isSnapshotLayer(layer, snapshot))) continue;
       await this.freezeUpper();
       const dir = await extractedLayer(this.cacheDir, layer, this.opts.onWarning);
       await this.pushLower(dir);
@@ -103,6 +102,7 @@ class OverlayRootFS implements RootFS {
     const exclude = options.exclude ?? [];
     return {
       changes: async (change = {}) => {
+        const [{ diffUpper }, { applyRecordedByPath }, { toContainerOwners }] = await Promise.all([import("./diff-upper.js"), import("./recorded-owners.js"), import("./owners.js")]);
         const view = await this.mountLowerView();
         try {
           const diffed = await diffUpper({ upper, lower: view, excludes: exclude });

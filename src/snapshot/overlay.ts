@@ -29,7 +29,8 @@ let volatileWorks = true;
 
 function run(cmd: string, args: string[], cwd?: string): Promise<{ code: number; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
+    // LC_ALL=C: mount(8) loads no locale files (its messages, English, are the same)
+    const child = spawn(cmd, args, { cwd, stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, LC_ALL: "C" } });
     let stderr = "";
     child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
     child.on("error", (err) => resolve({ code: 127, stderr: err.message }));
@@ -41,7 +42,8 @@ export async function mountOverlay(m: OverlayMount): Promise<void> {
   if (m.lowers.length === 0) throw new KilnError("INTERNAL", "mountOverlay: no lower directory");
   const rw = m.upper !== undefined && m.work !== undefined;
   const options = (withVolatile: boolean): string => {
-    const opts = [`lowerdir=${m.lowers.join(":")}`];
+    // nodev: no device node of a layer opens through the root (the runners' own nodev bind is then not needed)
+    const opts = [`lowerdir=${m.lowers.join(":")}`, "nodev"];
     if (rw) opts.push(`upperdir=${m.upper}`, `workdir=${m.work}`, ...RW_OPTIONS, ...(withVolatile ? ["volatile"] : []));
     else opts.unshift("ro");
     return opts.join(",");
