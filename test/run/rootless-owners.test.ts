@@ -4,10 +4,11 @@
 // root gives identical layers, entry by entry: names, types, modes, owners, sizes, link targets.
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { execFileSync, spawnSync } from "node:child_process";
-import { appendFileSync, chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { listLayer, type LayerTarEntry } from "../helpers/layer-tar.js";
 import { tempDir } from "../snapshot/helpers.js";
+import { ensureRootlessUser } from "../helpers/rootless-user.js";
 
 const USER = "kiln-rootless-own";
 const SUB_START = 1_400_000;
@@ -29,16 +30,9 @@ RUN chown -h 65534:65534 /data/app/sub/abs && touch /data/root
 let t: { dir: string; cleanup: () => void };
 let ctx: string;
 
-function ensureUser(): void {
-  if (spawnSync("id", [USER]).status !== 0) execFileSync("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER]);
-  for (const f of ["/etc/subuid", "/etc/subgid"]) {
-    const text = existsSync(f) ? readFileSync(f, "utf8") : "";
-    if (!text.split("\n").some((l) => l.startsWith(`${USER}:`))) appendFileSync(f, `${USER}:${SUB_START}:65536\n`);
-  }
-}
 
 beforeAll(() => {
-  ensureUser();
+  ensureRootlessUser(USER, SUB_START);
   t = tempDir("kiln-rootless-own-");
   chmodSync(t.dir, 0o755);
   ctx = join(t.dir, "ctx");

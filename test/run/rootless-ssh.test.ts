@@ -4,11 +4,12 @@
 // info line, and a step running as that user lists the agent's key through it.
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { execFileSync, spawnSync } from "node:child_process";
-import { appendFileSync, chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { TempDirs } from "../helpers/temp.js";
 import { umociUnpack } from "../helpers/tools.js";
 import { tempDir } from "../snapshot/helpers.js";
+import { ensureRootlessUser } from "../helpers/rootless-user.js";
 
 const USER = "kiln-rootless-ssh";
 const SUB_START = 1_500_000;
@@ -21,16 +22,9 @@ let home: string;
 let key: string;
 let publicKey: string;
 
-function ensureUser(): void {
-  if (spawnSync("id", [USER]).status !== 0) execFileSync("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER]);
-  for (const f of ["/etc/subuid", "/etc/subgid"]) {
-    const text = existsSync(f) ? readFileSync(f, "utf8") : "";
-    if (!text.split("\n").some((l) => l.startsWith(`${USER}:`))) appendFileSync(f, `${USER}:${SUB_START}:65536\n`);
-  }
-}
 
 beforeAll(() => {
-  ensureUser();
+  ensureRootlessUser(USER, SUB_START);
   t = tempDir("kiln-rootless-ssh-");
   chmodSync(t.dir, 0o755);
   home = join(t.dir, "home");

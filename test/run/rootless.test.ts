@@ -2,9 +2,10 @@
 // (created here with useradd, with a subordinate id range) through `runuser`.
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { execFileSync, spawnSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync, appendFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { busyboxRoot, tempDir } from "../snapshot/helpers.js";
+import { ensureRootlessUser } from "../helpers/rootless-user.js";
 
 const USER = "kiln-rootless";
 const SUB_START = 1_300_000;
@@ -13,13 +14,6 @@ let t: { dir: string; cleanup: () => void };
 let root: string;
 let driver: string;
 
-function ensureUser(): void {
-  if (spawnSync("id", [USER]).status !== 0) execFileSync("useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER]);
-  for (const f of ["/etc/subuid", "/etc/subgid"]) {
-    const text = existsSync(f) ? readFileSync(f, "utf8") : "";
-    if (!text.split("\n").some((l) => l.startsWith(`${USER}:`))) appendFileSync(f, `${USER}:${SUB_START}:65536\n`);
-  }
-}
 
 interface DriverResult {
   exitCode?: number;
@@ -43,7 +37,7 @@ function runAsUser(isolation: string, runtime: string, spec: Record<string, unkn
 }
 
 beforeAll(() => {
-  ensureUser();
+  ensureRootlessUser(USER, SUB_START);
   t = tempDir("kiln-rootless-");
   chmodSync(t.dir, 0o755);
   root = join(t.dir, "rootfs");
