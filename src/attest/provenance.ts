@@ -6,7 +6,7 @@
 // git checkout is recorded as BuildKit records it: `vcs:source`/`vcs:revision` request args (the
 // revision suffixed `-dirty` for a changed work tree), the buildkit_metadata `vcs` entry, and a
 // resolved dependency `git+<remote>@<commit>`.
-import type { VcsInfo } from "../context/vcs.js";
+import { redactRemote, type VcsInfo } from "../context/vcs.js";
 import type { ProvenanceMode } from "./request.js";
 
 export const SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1";
@@ -68,19 +68,6 @@ export function isSecretLooking(name: string): boolean {
   return SECRET_LOOKING.test(name);
 }
 
-/** A dependency's URI without URL credentials (user:password@ never reaches the statement). */
-function withoutCredentials(uri: string): string {
-  try {
-    const u = new URL(uri);
-    if (u.username === "" && u.password === "") return uri;
-    u.username = "";
-    u.password = "";
-    return u.toString();
-  } catch {
-    return uri;
-  }
-}
-
 export function provenancePredicate(input: ProvenanceInput): Record<string, unknown> {
   const args: Record<string, string> = {};
   for (const k of Object.keys(input.buildArgs).sort()) {
@@ -93,14 +80,14 @@ export function provenancePredicate(input: ProvenanceInput): Record<string, unkn
       args: {
         ...args,
         ...(input.target ? { target: input.target } : {}),
-        ...(input.vcs?.remote ? { "vcs:source": withoutCredentials(input.vcs.remote) } : {}),
+        ...(input.vcs?.remote ? { "vcs:source": redactRemote(input.vcs.remote) } : {}),
         ...(input.vcs ? { "vcs:revision": vcsRevision(input.vcs) } : {}),
       },
       platform: input.platform,
     },
   };
   const vcsDep = input.vcs ? vcsDependency(input.vcs) : undefined;
-  const clean = [...(vcsDep ? [vcsDep] : []), ...input.dependencies].map((d) => ({ ...d, uri: withoutCredentials(d.uri) }));
+  const clean = [...(vcsDep ? [vcsDep] : []), ...input.dependencies].map((d) => ({ ...d, uri: redactRemote(d.uri) }));
   const deps = [...new Map(clean.map((d) => [`${d.uri} ${JSON.stringify(d.digest)}`, d])).values()];
   const internalParameters: Record<string, unknown> = { builderPlatform: input.platform };
   if (input.mode === "max") internalParameters.steps = input.steps.map((s) => ({ stage: s.stage, step: s.step, instruction: s.instruction, cacheHit: s.cached }));
@@ -119,7 +106,7 @@ export function provenancePredicate(input: ProvenanceInput): Record<string, unkn
         finishedOn: input.finishedOn.toISOString(),
         "https://kiln.dev/provenance/mode": input.mode,
         ...(input.vcs
-          ? { buildkit_metadata: { vcs: { ...(input.vcs.remote ? { source: withoutCredentials(input.vcs.remote) } : {}), revision: vcsRevision(input.vcs) } } }
+          ? { buildkit_metadata: { vcs: { ...(input.vcs.remote ? { source: redactRemote(input.vcs.remote) } : {}), revision: vcsRevision(input.vcs) } } }
           : {}),
       },
     },

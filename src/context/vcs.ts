@@ -31,8 +31,9 @@ function git(dir: string, args: string[], signal?: AbortSignal): Promise<string 
 }
 
 /**
- * A remote URL as the provenance may record it: `scheme://user:password@host/...` loses its
- * user and password (tokens live there); scp-like `user@host:path` keeps its user, which names no
+ * A remote URL as the provenance may record it (the context's remote, and every dependency URI
+ * of the statement): `scheme://user:password@host/...` loses its user and password (tokens live
+ * there, and an unparsable URL loses what stands before its last `@`); scp-like `user@host:path` keeps its user, which names no
  * secret (`git@github.com:org/repo.git`).
  */
 export function redactRemote(url: string): string {
