@@ -11,18 +11,14 @@ import { parseAllDocuments } from "yaml";
 import { checkCommandLine } from "../../src/cli/main.js";
 import { REPO_ROOT } from "../helpers/kiln.js";
 import { shellWords } from "../helpers/shell-words.js";
+import { GITLAB_CI_ENV } from "../helpers/ci-env.js";
 
 const DOCS = join(REPO_ROOT, "docs");
 const FILES = [...readdirSync(DOCS).filter((f) => f.endsWith(".md")).map((f) => join(DOCS, f)), join(REPO_ROOT, "README.md")];
 
 /** Values for the variables the docs' commands use (CI variables, shell ones). */
 const ENV: Record<string, string> = {
-  CI_REGISTRY: "registry.gitlab.example.com",
-  CI_REGISTRY_USER: "gitlab-ci-token",
-  CI_REGISTRY_PASSWORD: "secret",
-  CI_REGISTRY_IMAGE: "registry.gitlab.example.com/group/project",
-  CI_COMMIT_TAG: "v1.2.3",
-  CI_PROJECT_DIR: "/builds/group/project",
+  ...GITLAB_CI_ENV,
   PATH: "/usr/bin:/bin",
   HOME: "/home/runner",
   TOKEN: "token",

@@ -10,6 +10,7 @@ import { parseAllDocuments } from "yaml";
 import { checkCommandLine } from "../../src/cli/main.js";
 import { REPO_ROOT } from "../helpers/kiln.js";
 import { shellWords } from "../helpers/shell-words.js";
+import { GITLAB_CI_ENV } from "../helpers/ci-env.js";
 
 const EX = join(REPO_ROOT, "examples");
 
@@ -81,14 +82,7 @@ describe("examples/", () => {
   it("gitlab-ci/.gitlab-ci.yml: the login and build lines are accepted", async () => {
     const [ci] = await docs("gitlab-ci/.gitlab-ci.yml");
     expect(ci.build.image.name).toMatch(KILN_IMAGE);
-    const env = {
-      CI_REGISTRY: "registry.gitlab.example.com",
-      CI_REGISTRY_USER: "gitlab-ci-token",
-      CI_REGISTRY_PASSWORD: "secret",
-      CI_REGISTRY_IMAGE: "registry.gitlab.example.com/group/project",
-      CI_COMMIT_TAG: "v1.2.3",
-      CI_PROJECT_DIR: "/builds/group/project",
-    };
+    const env = { ...GITLAB_CI_ENV };
     const cmds = scriptCommands(ci.build.script, env);
     expect(cmds.map((c) => c[0])).toEqual(["login", "build"]);
     for (const c of cmds) expect(accepted(c)).toBe("ok");
