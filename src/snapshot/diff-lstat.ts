@@ -430,8 +430,9 @@ function step(s: DiffState, stack: Frame[], f: Frame): boolean {
     addFile(makeEntry(s, rel, host, st));
   } else if (touched) {
     // rewritten (in place, or replaced by rename) with the same type, mode, owner, size and
-    // mtime: left out, as Docker's and buildah's differs leave it out (they compare these
-    // fields, not ctime or the inode) and the overlay differ drops such a copy-up; kept when it
+    // mtime: left out, as buildah's differ leaves it out (it compares these fields, not ctime
+    // or the inode; Docker 20.10 on overlay2 keeps the whole upper) and the overlay differ drops
+    // such a copy-up; kept when it
     // carries xattrs now (an xattr change moves only ctime). Not a link target of later entries.
     const plain = entryFromStat(new Map(), rel, host, st);
     const e = plain && rec ? withRecorded(plain, rec) : plain;

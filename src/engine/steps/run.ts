@@ -1,9 +1,10 @@
 // The RUN step: builds the command line (shell form through SHELL, exec form, heredoc scripts),
 // the environment (image Env plus the build args the step can see; build args are not persisted),
-// the mounts (tmpfs, bind from the context or another stage, cache, secret; a missing target is
-// the working directory, as in BuildKit), runs it isolated in the stage's root filesystem and
-// returns the snapshot of what changed. Its key: the history text, every ARG value in scope, the
-// instruction's fields, the shell and the content behind bind mounts.
+// the mounts (tmpfs, bind from the context or another stage, cache, secret, ssh agent; a missing
+// target is the working directory, as in BuildKit), runs it isolated in the stage's root
+// filesystem and returns the snapshot of what changed (with the owners a fake root recorded).
+// Its key: the history text, every ARG value in scope, the instruction's fields, the shell, the
+// `--add-host` entries and the content behind bind mounts.
 import { createHash } from "node:crypto";
 import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
