@@ -156,6 +156,9 @@ async function cgi(req: IncomingMessage, base: string, onFetch: () => void): Pro
     ...(req.headers["content-encoding"] ? { HTTP_CONTENT_ENCODING: String(req.headers["content-encoding"]) } : {}),
   };
   const child = spawn("git", ["http-backend"], { env, stdio: ["pipe", "pipe", "ignore"] });
+  // http-backend may answer (an error, a GET) without reading the whole body: a closed pipe then is
+  // expected, and its answer on stdout is what the client gets
+  child.stdin.on("error", () => undefined);
   child.stdin.end(Buffer.concat(input));
   const out: Buffer[] = [];
   for await (const chunk of child.stdout) out.push(chunk as Buffer);
