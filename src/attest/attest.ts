@@ -53,7 +53,7 @@ export async function attestImage(input: AttestInput): Promise<StoredAttestation
     const cache = storeScanCache(input.store);
     const imageFiles = (image: Image): Promise<Map<string, Buffer>> => scanFiles(
       image.layers.map((l) => ({ mediaType: l.descriptor.mediaType, key: l.descriptor.digest, open: () => input.store.open(l.descriptor.digest) })),
-      { cache, ...signal },
+      { cache, tempPath: () => input.store.tempPath(), ...signal },
     );
     const name = input.names[0] ?? input.manifest.digest;
     const namespace = `https://kiln.dev/spdx/${input.manifest.digest.slice("sha256:".length)}`;

@@ -4,7 +4,9 @@
 // the Go version and the module info in both layouts — Go 1.18+ inline varint-prefixed strings, and
 // before that pointers to Go string headers, 32/64-bit, little/big endian, resolved through the
 // program headers — and turns the module lines (path, mod, dep, => replacements) into packages.
-// Pure functions of the file's bytes; anything malformed is "not a Go binary".
+// The scan is a pure function of the file's bytes, written as the reads it asks for (a generator):
+// answered from bytes in memory (readGoBuildInfo) or by positioned reads of an open file
+// (readGoBuildInfoFile, a few 64 KiB blocks whatever the file's size). Anything malformed is "not a Go binary".
 import { enc, type FoundPackage } from "./found.js";
 
 const ELF_MAGIC = Buffer.from([0x7f, 0x45, 0x4c, 0x46]);
@@ -54,7 +56,7 @@ export class FileBytes {
   }
   /** `len` bytes at `from`, or undefined when the file does not hold them all. */
   range(from: number, len: number): Buffer | undefined {
-    if (!Number.isSafeInteger(from) || !Number.isSafeInteger(len) || from < 0 || len < 0 || from + len > this.length) return undefined;
+    if (!inFile(from, len, this.length)) return undefined;
     let lo = 0;
     let hi = this.starts.length - 1;
     while (lo < hi) {
@@ -76,25 +78,49 @@ export class FileBytes {
   }
 }
 
+function inFile(from: number, len: number, size: number): boolean {
+  return Number.isSafeInteger(from) && Number.isSafeInteger(len) && from >= 0 && len >= 0 && from + len <= size;
+}
+
+/** One read the scan asks for: `len` bytes at file offset `at`, all inside the file (answered undefined when they cannot be read). */
+interface Want { at: number; len: number }
+/** The scan of one file: it yields the reads it needs, one at a time, and returns what it found. */
+type Reads<T> = Generator<Want, T, Buffer | undefined>;
+
+/** The largest single read the scan asks for (the longest inline string, plus its header and length). */
+const MAX_READ_BYTES = MAX_INLINE_BYTES + BUILDINFO_HEADER + 16;
+
+/** `len` bytes at file offset `at` of a file of `size` bytes, or undefined (out of the file, or over the read bound). */
+function* range(size: number, at: number, len: number): Reads<Buffer | undefined> {
+  if (!inFile(at, len, size) || len > MAX_READ_BYTES) return undefined;
+  const b = yield { at, len };
+  return b && b.length === len ? b : undefined;
+}
+
 class Elf {
   readonly is64: boolean;
   readonly le: boolean;
   readonly segments: Segment[] = [];
-  /** An ELF file's header and PT_LOAD segments (`head`: its first 64 bytes, accepted by elfIdent). */
-  constructor(readonly file: FileBytes, readonly head: Buffer) {
+  /** An ELF file's header (`head`: its first 64 bytes, accepted by elfIdent) of a file of `size` bytes; `load()` reads its PT_LOAD segments. */
+  constructor(readonly size: number, readonly head: Buffer) {
     this.is64 = head[4] === 2;
     this.le = head[5] === 1;
+  }
+  *load(): Reads<void> {
+    const head = this.head;
     const phoff = this.word(head, this.is64 ? 32 : 28);
     const phentsize = this.u16(head, this.is64 ? 54 : 42);
     const phnum = this.u16(head, this.is64 ? 56 : 44);
-    const phdrs = file.range(phoff, phnum * phentsize);
-    if (!phdrs || phentsize < (this.is64 ? 56 : 32)) return;
+    const entry = this.is64 ? 56 : 32;
+    // the whole table must be in the file; each entry is read on its own (the table's size is the file's to choose)
+    if (phentsize < entry || !inFile(phoff, phnum * phentsize, this.size)) return;
     for (let i = 0; i < phnum; i++) {
-      const at = i * phentsize;
-      if (this.u32(phdrs, at) !== PT_LOAD) continue;
+      const ph = yield* range(this.size, phoff + i * phentsize, entry);
+      if (!ph) return;
+      if (this.u32(ph, 0) !== PT_LOAD) continue;
       this.segments.push(this.is64
-        ? { flags: this.u32(phdrs, at + 4), offset: this.word(phdrs, at + 8), vaddr: this.word(phdrs, at + 16), filesz: this.word(phdrs, at + 32) }
-        : { offset: this.u32(phdrs, at + 4), vaddr: this.u32(phdrs, at + 8), filesz: this.u32(phdrs, at + 16), flags: this.u32(phdrs, at + 24) });
+        ? { flags: this.u32(ph, 4), offset: this.word(ph, 8), vaddr: this.word(ph, 16), filesz: this.word(ph, 32) }
+        : { offset: this.u32(ph, 4), vaddr: this.u32(ph, 8), filesz: this.u32(ph, 16), flags: this.u32(ph, 24) });
     }
   }
   u16(b: Buffer, at: number): number {
@@ -107,35 +133,37 @@ class Elf {
     return readWord(b, at, this.is64, this.le);
   }
   /** The section named `name`: its address, or undefined (no section headers, or no such section). */
-  sectionAddr(name: string): number | undefined {
+  *sectionAddr(name: string): Reads<number | undefined> {
     const h = this.head;
     const shoff = this.word(h, this.is64 ? 40 : 32);
     const shentsize = this.u16(h, this.is64 ? 58 : 46);
     const shnum = this.u16(h, this.is64 ? 60 : 48);
     const shstrndx = this.u16(h, this.is64 ? 62 : 50);
-    if (shoff <= 0 || shnum === 0 || shstrndx >= shnum || shentsize < (this.is64 ? 40 : 24)) return undefined;
-    const shdrs = this.file.range(shoff, shnum * shentsize);
-    if (!shdrs) return undefined;
-    const sh = (i: number): { name: number; addr: number; offset: number } => {
-      const at = i * shentsize;
-      return this.is64
-        ? { name: this.u32(shdrs, at), addr: this.word(shdrs, at + 16), offset: this.word(shdrs, at + 24) }
-        : { name: this.u32(shdrs, at), addr: this.u32(shdrs, at + 12), offset: this.u32(shdrs, at + 16) };
-    };
-    const strtab = sh(shstrndx);
+    const entry = this.is64 ? 40 : 24;
+    if (shoff <= 0 || shnum === 0 || shstrndx >= shnum || shentsize < entry) return undefined;
+    if (!inFile(shoff, shnum * shentsize, this.size)) return undefined;
+    const self = this;
+    function* sh(i: number): Reads<{ name: number; addr: number; offset: number }> {
+      const b = yield* range(self.size, shoff + i * shentsize, entry);
+      if (!b) throw new RangeError("section header out of the file"); // cannot happen: the table is in the file
+      return self.is64
+        ? { name: self.u32(b, 0), addr: self.word(b, 16), offset: self.word(b, 24) }
+        : { name: self.u32(b, 0), addr: self.u32(b, 12), offset: self.u32(b, 16) };
+    }
+    const strtab = yield* sh(shstrndx);
     const want = Buffer.from(`${name}\0`, "latin1");
     for (let i = 0; i < shnum; i++) {
-      const s = sh(i);
-      if (this.file.range(strtab.offset + s.name, want.length)?.equals(want)) return s.addr;
+      const s = yield* sh(i);
+      if ((yield* range(this.size, strtab.offset + s.name, want.length))?.equals(want)) return s.addr;
     }
     return undefined;
   }
   /** Up to `size` bytes at virtual address `addr`, from the PT_LOAD segment holding it. */
-  read(addr: number, size: number): Buffer | undefined {
+  *read(addr: number, size: number): Reads<Buffer | undefined> {
     for (const s of this.segments) {
       if (addr < s.vaddr || addr >= s.vaddr + s.filesz) continue;
-      const n = Math.min(size, s.vaddr + s.filesz - addr, this.file.length - (s.offset + (addr - s.vaddr)));
-      return this.file.range(s.offset + (addr - s.vaddr), n);
+      const n = Math.min(size, s.vaddr + s.filesz - addr, this.size - (s.offset + (addr - s.vaddr)));
+      return yield* range(this.size, s.offset + (addr - s.vaddr), n);
     }
     return undefined;
   }
@@ -163,64 +191,132 @@ function stripSentinels(mod: Buffer): string {
   return mod.length >= 33 && mod[mod.length - 17] === 0x0a ? mod.subarray(16, mod.length - 16).toString("utf8") : "";
 }
 
+/**
+ * The scan of a file of `size` bytes: the ELF header, the program headers, the section headers and
+ * their names, then at most SEARCH_BYTES of the .go.buildinfo section (or the first writable
+ * non-executable PT_LOAD) and the strings the header leads to. Every read is bounded (MAX_READ_BYTES).
+ */
+function* scanGo(size: number): Reads<GoBuildInfo | undefined> {
+  const head = yield* range(size, 0, 64);
+  if (!elfIdent(head)) return undefined;
+  const elf = new Elf(size, head);
+  yield* elf.load();
+  let start = yield* elf.sectionAddr(".go.buildinfo");
+  if (start === undefined) start = elf.segments.find((s) => (s.flags & (PF_X | PF_W)) === PF_W)?.vaddr;
+  if (start === undefined) return undefined;
+  const window = yield* elf.read(start, SEARCH_BYTES);
+  if (!window) return undefined;
+  let data: Buffer = window;
+  let base = 0;
+  let magicAddr = start;
+  for (;;) {
+    const i = data.indexOf(BUILDINFO_MAGIC, base);
+    if (i < 0 || data.length - i < BUILDINFO_HEADER) return undefined;
+    if (i % BUILDINFO_ALIGN === 0) {
+      data = data.subarray(i);
+      magicAddr = start + i;
+      break;
+    }
+    base = Math.ceil(i / BUILDINFO_ALIGN) * BUILDINFO_ALIGN;
+  }
+  const ptrSize = data[14]!;
+  const flags = data[15]!;
+  if ((flags & 2) !== 0) {
+    // Go 1.18+: the version and the module info follow the header, each a uvarint length and
+    // bytes; module info past the search window (a large dependency list) is read on from the header.
+    function* readStr(at: number): Reads<[Buffer, number] | undefined> {
+      const n = uvarint(data, at);
+      if (n && n[1] + n[0] > data.length && n[0] <= MAX_INLINE_BYTES) data = (yield* elf.read(magicAddr, n[1] + n[0])) ?? data;
+      if (!n || n[1] + n[0] > data.length) return undefined;
+      return [data.subarray(n[1], n[1] + n[0]), n[1] + n[0]];
+    }
+    const v = yield* readStr(BUILDINFO_HEADER);
+    const m = v && (yield* readStr(v[1]));
+    if (!v || !m) return undefined;
+    return { goVersion: v[0].toString("utf8"), modinfo: stripSentinels(m[0]) };
+  }
+  // Before 1.18: pointers to two Go strings (runtime.buildVersion, runtime.modinfo) in the binary's memory.
+  if (ptrSize !== 4 && ptrSize !== 8) return undefined;
+  const le = (flags & 1) === 0;
+  const ptr = (b: Buffer, at: number): number => readWord(b, at, ptrSize === 8, le);
+  function* readStr(addr: number): Reads<Buffer | undefined> {
+    const hdr = yield* elf.read(addr, 2 * ptrSize);
+    if (!hdr || hdr.length < 2 * ptrSize) return undefined;
+    const len = ptr(hdr, ptrSize);
+    if (len > MAX_INLINE_BYTES) return undefined;
+    const s = yield* elf.read(ptr(hdr, 0), len);
+    return s && s.length === len ? s : undefined;
+  }
+  const version = yield* readStr(ptr(data, 16));
+  const mod = yield* readStr(ptr(data, 16 + ptrSize));
+  if (!version || version.length === 0) return undefined;
+  return { goVersion: version.toString("utf8"), modinfo: mod ? stripSentinels(mod) : "" };
+}
+
 /** The build info of an ELF Go binary (the whole file, or the chunks it streamed in), or undefined when it is none. */
 export function readGoBuildInfo(data: Buffer | readonly Buffer[]): GoBuildInfo | undefined {
   const file = new FileBytes(Buffer.isBuffer(data) ? [data] : data);
-  const head = file.range(0, 64);
-  if (!elfIdent(head)) return undefined;
   try {
-    const elf = new Elf(file, head); // a short read (a truncated file) throws RangeError: not a Go binary
-    let start = elf.sectionAddr(".go.buildinfo");
-    if (start === undefined) start = elf.segments.find((s) => (s.flags & (PF_X | PF_W)) === PF_W)?.vaddr;
-    if (start === undefined) return undefined;
-    const window = elf.read(start, SEARCH_BYTES);
-    if (!window) return undefined;
-    let data: Buffer = window;
-    let base = 0;
-    let magicAddr = start;
-    for (;;) {
-      const i = data.indexOf(BUILDINFO_MAGIC, base);
-      if (i < 0 || data.length - i < BUILDINFO_HEADER) return undefined;
-      if (i % BUILDINFO_ALIGN === 0) {
-        data = data.subarray(i);
-        magicAddr = start + i;
-        break;
-      }
-      base = Math.ceil(i / BUILDINFO_ALIGN) * BUILDINFO_ALIGN;
+    const scan = scanGo(file.length);
+    for (let r = scan.next(); ; ) {
+      if (r.done) return r.value;
+      r = scan.next(file.range(r.value.at, r.value.len));
     }
-    const ptrSize = data[14]!;
-    const flags = data[15]!;
-    if ((flags & 2) !== 0) {
-      // Go 1.18+: the version and the module info follow the header, each a uvarint length and
-      // bytes; module info past the search window (a large dependency list) is read on from the header.
-      const readStr = (at: number): [Buffer, number] | undefined => {
-        const n = uvarint(data, at);
-        if (n && n[1] + n[0] > data.length && n[0] <= MAX_INLINE_BYTES) data = elf.read(magicAddr, n[1] + n[0]) ?? data;
-        if (!n || n[1] + n[0] > data.length) return undefined;
-        return [data.subarray(n[1], n[1] + n[0]), n[1] + n[0]];
-      };
-      const v = readStr(BUILDINFO_HEADER);
-      const m = v && readStr(v[1]);
-      if (!v || !m) return undefined;
-      return { goVersion: v[0].toString("utf8"), modinfo: stripSentinels(m[0]) };
+  } catch {
+    return undefined; // a malformed header (a RangeError reading past a buffer): not a Go binary
+  }
+}
+
+/** What the file scan reads through: a FileHandle's positioned read. */
+export interface PositionedFile {
+  read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+}
+
+/** The blocks a file scan reads (BLOCKS of BLOCK_BYTES at most: the headers, the names, the search window). */
+const BLOCK_BYTES = 64 * 1024;
+const BLOCKS = 4;
+
+/**
+ * The build info of the ELF Go binary open as `file` (`size` bytes), or undefined when it is none:
+ * read with positioned reads, a few 64 KiB blocks held at a time whatever the file's size
+ * (a short read, a file truncated meanwhile, is "not a Go binary"; a failing read throws).
+ */
+export async function readGoBuildInfoFile(file: PositionedFile, size: number): Promise<GoBuildInfo | undefined> {
+  const blocks: Array<{ at: number; data: Buffer }> = [];
+  const fill = async (at: number, len: number): Promise<Buffer> => {
+    const out = Buffer.allocUnsafe(len);
+    let done = 0;
+    while (done < len) {
+      const { bytesRead } = await file.read(out, done, len - done, at + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
     }
-    // Before 1.18: pointers to two Go strings (runtime.buildVersion, runtime.modinfo) in the binary's memory.
-    if (ptrSize !== 4 && ptrSize !== 8) return undefined;
-    const le = (flags & 1) === 0;
-    const ptr = (b: Buffer, at: number): number => readWord(b, at, ptrSize === 8, le);
-    const readStr = (addr: number): Buffer | undefined => {
-      const hdr = elf.read(addr, 2 * ptrSize);
-      if (!hdr || hdr.length < 2 * ptrSize) return undefined;
-      const len = ptr(hdr, ptrSize);
-      const s = elf.read(ptr(hdr, 0), len);
-      return s && s.length === len ? s : undefined;
-    };
-    const version = readStr(ptr(data, 16));
-    const mod = readStr(ptr(data, 16 + ptrSize));
-    if (!version || version.length === 0) return undefined;
-    return { goVersion: version.toString("utf8"), modinfo: mod ? stripSentinels(mod) : "" };
+    return out.subarray(0, done);
+  };
+  const get = async ({ at, len }: Want): Promise<Buffer | undefined> => {
+    const hit = blocks.find((b) => at >= b.at && at + len <= b.at + b.data.length);
+    if (hit) return hit.data.subarray(at - hit.at, at - hit.at + len);
+    if (len > BLOCK_BYTES) return fill(at, len); // the search window's module info past it: read once, not kept
+    const block = { at, data: await fill(at, Math.min(BLOCK_BYTES, size - at)) };
+    blocks.unshift(block);
+    if (blocks.length > BLOCKS) blocks.pop();
+    return block.data.length >= len ? block.data.subarray(0, len) : undefined;
+  };
+  const scan = scanGo(size);
+  let r: IteratorResult<Want, GoBuildInfo | undefined>;
+  try {
+    r = scan.next();
   } catch {
     return undefined;
+  }
+  for (;;) {
+    if (r.done) return r.value;
+    const b = await get(r.value);
+    try {
+      r = scan.next(b);
+    } catch {
+      return undefined;
+    }
   }
 }
 

@@ -1,13 +1,14 @@
 // The SBOM scan of a directory tree (the build context, for BUILDKIT_SBOM_SCAN_CONTEXT): the same
 // files the layer scan keeps (scan-files.ts wantedFile, rpm's markers, Go binaries' build info),
 // found by walking the tree instead of streaming layers, with the build's .dockerignore applied.
-// Symbolic links are not followed; sizes are capped as in the layer scan.
+// Symbolic links are not followed; sizes are capped as in the layer scan; an executable is read for Go
+// build info by positioned reads of what the scan needs, whatever its size.
 import { lstat, open, opendir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { KilnError, throwIfAborted } from "../errors.js";
-import { goRecord, isElf, readGoBuildInfo } from "./go-buildinfo.js";
+import { goRecord, readGoBuildInfoFile, type GoBuildInfo } from "./go-buildinfo.js";
 import { isRpmMarker } from "./rpmdb.js";
-import { MAX_EXECUTABLE_BYTES, MAX_TOTAL_BYTES, wantedFile } from "./scan-files.js";
+import { MAX_TOTAL_BYTES, wantedFile } from "./scan-files.js";
 
 export interface DirScanOptions {
   /** True for context-relative paths (posix) left out, as .dockerignore does. */
@@ -16,12 +17,11 @@ export interface DirScanOptions {
   maxTotalBytes?: number;
 }
 
-async function startsWithElf(path: string): Promise<boolean> {
+/** The Go build info of the executable at `path` (`size` bytes), read by positioned reads of only what the scan needs. */
+async function goBuildInfoAt(path: string, size: number): Promise<GoBuildInfo | undefined> {
   const fh = await open(path, "r");
   try {
-    const head = Buffer.alloc(4);
-    const { bytesRead } = await fh.read(head, 0, 4, 0);
-    return bytesRead === 4 && isElf(head);
+    return await readGoBuildInfoFile(fh, size);
   } finally {
     await fh.close();
   }
@@ -60,8 +60,8 @@ export async function scanDirectory(root: string, options: DirScanOptions = {}):
         if (st.size > 0) files.set(rel, Buffer.alloc(0));
       } else if (cap !== undefined) {
         if (st.size <= cap) keep(rel, await readFile(path));
-      } else if ((st.mode & 0o111) !== 0 && st.size >= 64 && st.size <= MAX_EXECUTABLE_BYTES && (await startsWithElf(path))) {
-        const info = readGoBuildInfo(await readFile(path));
+      } else if ((st.mode & 0o111) !== 0 && st.size >= 64) {
+        const info = await goBuildInfoAt(path, st.size);
         if (info) keep(rel, goRecord(info));
       }
     }

@@ -3,7 +3,8 @@
 // reads are kept (os-release, dpkg status and status.d/, apk's installed db, node_modules/*/package.json,
 // package-lock.json, *.dist-info/METADATA, rpmdb.sqlite; rpm's other databases as empty markers) and, of executable ELF files, a Go binary's build info
 // (go-buildinfo.ts), merged across layers with whiteouts and opaque directories applied.
-// Sizes are capped, so a hostile image cannot make the scan hold much memory.
+// Sizes are capped, so a hostile image cannot make the scan hold much memory; an executable of any
+// size is read for Go build info, a large one through a temporary file (spool.ts).
 import { posix } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -11,7 +12,8 @@ import * as tar from "tar-stream";
 import { KilnError, throwIfAborted } from "../errors.js";
 import { decompressStream } from "../layer/compress.js";
 import { OPAQUE_MARKER, WHITEOUT_PREFIX } from "../layer/entry.js";
-import { goRecord, isElf, readGoBuildInfo } from "./go-buildinfo.js";
+import { goRecord, isElf, readGoBuildInfo, readGoBuildInfoFile, type GoBuildInfo } from "./go-buildinfo.js";
+import { Spool, type TempPath, osTempPath } from "./spool.js";
 import { isRpmMarker, isRpmSqlite } from "./rpmdb.js";
 
 /** One layer to read: its media type and a way to open its (compressed) blob. */
@@ -24,8 +26,8 @@ export interface ScanLayer {
 
 const MAX_DB_BYTES = 64 * 1024 * 1024;
 const MAX_MANIFEST_BYTES = 1024 * 1024;
-/** Executables larger than this are not read for Go build info (each is held whole while it streams). */
-export const MAX_EXECUTABLE_BYTES = 256 * 1024 * 1024;
+/** An executable larger than this is spooled to a temporary file to be read for Go build info (memory stays flat). */
+export const MAX_HELD_EXECUTABLE_BYTES = 8 * 1024 * 1024;
 const MIN_ELF_BYTES = 64;
 /** All kept files together (what a hostile image of many package.json files could make the scan hold). */
 export const MAX_TOTAL_BYTES = 256 * 1024 * 1024;
@@ -83,46 +85,56 @@ function keptBytes(scan: LayerScan): number {
 }
 
 /** A tar entry's body as tar-stream gives it. */
-interface EntryStream {
+interface EntryStream extends AsyncIterable<unknown> {
   on(event: "data" | "end", fn: (chunk?: unknown) => void): unknown;
   resume(): unknown;
 }
 
 /**
- * An executable regular file: an ELF file under the size cap is held while it streams (its
- * chunks, never joined: no copy) and, when it is a Go binary, its build info is kept (as a record
- * at its path); any other executable replaces a Go binary of that name in the layers below.
+ * An executable regular file: an ELF file is spooled while it streams (its chunks, never joined,
+ * up to MAX_HELD_EXECUTABLE_BYTES; a larger one goes to a temporary file read back by positioned
+ * reads) and, when it is a Go binary, its build info is kept (as a record at its path); any other
+ * executable replaces a Go binary of that name in the layers below.
  */
-function readExecutable(path: string, size: number, stream: EntryStream, scan: LayerScan, next: () => void): void {
+function readExecutable(path: string, size: number, stream: EntryStream, scan: LayerScan, next: (err?: Error) => void, tempPath: TempPath): void {
   const notGo = (): void => {
     scan.added.delete(path);
     scan.replaced.push(path);
   };
-  if (size < MIN_ELF_BYTES || size > MAX_EXECUTABLE_BYTES) {
+  if (size < MIN_ELF_BYTES) {
     notGo();
-    stream.on("end", next);
+    stream.on("end", () => next());
     stream.resume();
     return;
   }
-  let chunks: Buffer[] | undefined = [];
-  let held = 0;
-  stream.on("data", (chunk) => {
-    const c = chunk as Buffer;
-    if (!chunks) return;
-    chunks.push(c);
-    held += c.length;
-    if (held >= 4 && chunks.length <= 4 && !isElf(chunks.length === 1 ? c : Buffer.concat(chunks))) chunks = undefined;
-  });
-  stream.on("end", () => {
-    const info = chunks ? readGoBuildInfo(chunks) : undefined;
-    chunks = undefined;
-    if (info) scan.added.set(path, goRecord(info));
-    else notGo();
-    next();
-  });
+  const spool = new Spool(MAX_HELD_EXECUTABLE_BYTES, tempPath);
+  const read = async (): Promise<GoBuildInfo | undefined> => {
+    let head = Buffer.alloc(0);
+    let elf: boolean | undefined;
+    for await (const chunk of stream) {
+      const c = chunk as Buffer;
+      if (elf === false) continue; // drained, not kept
+      if (elf === undefined) {
+        head = Buffer.concat([head, c.subarray(0, 4 - head.length)]);
+        if (head.length >= 4) elf = isElf(head);
+        if (elf === false) continue;
+      }
+      await spool.add(c);
+    }
+    if (!elf) return undefined;
+    const content = spool.content;
+    return "chunks" in content ? readGoBuildInfo(content.chunks) : readGoBuildInfoFile(content.file, spool.size);
+  };
+  read()
+    .finally(() => spool.dispose())
+    .then((info) => {
+      if (info) scan.added.set(path, goRecord(info));
+      else notGo();
+      next();
+    }, (err: unknown) => next(err as Error)); // a spool that cannot be written: the layer scan fails
 }
 
-async function readLayer(layer: ScanLayer, signal: AbortSignal | undefined, max: number): Promise<LayerScan> {
+async function readLayer(layer: ScanLayer, signal: AbortSignal | undefined, max: number, tempPath: TempPath): Promise<LayerScan> {
   const extract = tar.extract();
   const scan: LayerScan = { added: new Map(), opaque: [], whiteouts: [], replaced: [] };
   const { added, opaque, whiteouts, replaced } = scan;
@@ -148,7 +160,7 @@ async function readLayer(layer: ScanLayer, signal: AbortSignal | undefined, max:
     }
     const cap = regular ? wantedFile(path) : undefined;
     if (regular && cap === undefined && ((h.mode ?? 0) & 0o111) !== 0) {
-      readExecutable(path, h.size ?? 0, stream, scan, next);
+      readExecutable(path, h.size ?? 0, stream, scan, next, tempPath);
       return;
     }
     if (cap === undefined || (h.size ?? 0) > cap) {
@@ -201,6 +213,8 @@ export interface ScanOptions {
   maxTotalBytes?: number;
   /** Per-layer results of earlier scans (layers with a `key`). */
   cache?: ScanCache;
+  /** Where a large executable is spooled (default: the OS temp directory). */
+  tempPath?: TempPath;
 }
 
 /** The scanner files of the merged image, by path relative to "/" (no leading slash). */
@@ -212,7 +226,7 @@ export async function scanFiles(layers: ScanLayer[], options: ScanOptions = {}):
     throwIfAborted(options.signal);
     let scan = layer.key !== undefined ? await options.cache?.get(layer.key) : undefined;
     if (!scan) {
-      scan = await readLayer(layer, options.signal, max - kept);
+      scan = await readLayer(layer, options.signal, max - kept, options.tempPath ?? osTempPath);
       if (layer.key !== undefined) await options.cache?.put(layer.key, scan);
     }
     kept += keptBytes(scan);

@@ -39,9 +39,10 @@ export const credentialOptions: OptionSpec[] = [
 
 /**
  * `--insecure-registry`, `--registry-ca` and `--registry-timeout` (and, for commands with
- * credentialOptions, `--authfile` and `--creds` for the registries of `refs`), as registry options.
+ * credentialOptions, `--authfile` and `--creds` for the registries of `refs`), as registry options;
+ * registry warnings (a failed pull mirror) go to stderr as `WARNING: ...`.
  */
-export function registryFrom(args: ParsedArgs, refs: string[] = []): Pick<RegistryOptions, "insecureRegistries" | "caFile" | "timeouts" | "authFile" | "credentials" | "mirrors"> {
+export function registryFrom(args: ParsedArgs, refs: string[] = []): Pick<RegistryOptions, "insecureRegistries" | "caFile" | "timeouts" | "authFile" | "credentials" | "mirrors" | "onWarning"> {
   const ca = one(args, "registry-ca");
   const timeout = one(args, "registry-timeout");
   const authFile = one(args, "authfile");
@@ -55,6 +56,8 @@ export function registryFrom(args: ParsedArgs, refs: string[] = []): Pick<Regist
     ...(timeout !== undefined ? { timeouts: parseRegistryTimeout(timeout) } : {}),
     ...(authFile ? { authFile } : {}),
     ...(credentials ? { credentials } : {}),
+    // on stderr as a build's warnings are printed, --quiet too
+    onWarning: (message) => process.stderr.write(`WARNING: ${message}\n`),
   };
 }
 

@@ -138,7 +138,7 @@ export function resolveConfig(options: BuildOptions): EngineConfig {
       ...(options.registryTimeouts ? { timeouts: options.registryTimeouts } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
       // pulls and pushes (base images, outputs, cache import/export) report pull-progress/push-progress events
-      ...(onEvent ? { onProgress: onEvent } : {}),
+      ...(onEvent ? { onProgress: onEvent, onWarning: (message: string) => onEvent({ type: "warning", message }) } : {}),
     },
     cache: {
       noCache: options.noCache === true,

@@ -37,6 +37,8 @@ export interface ResolvedSource {
   source: string;
   top: Descriptor;
   manifests: SourceManifest[];
+  /** The index's own annotations (an index source that has some). */
+  annotations?: Record<string, string>;
 }
 
 export interface SourceContext {
@@ -100,7 +102,8 @@ async function flatten(
         attestation,
       });
     }
-    return { source, top: topDesc, manifests };
+    const own = index.annotations && typeof index.annotations === "object" ? { annotations: { ...index.annotations } } : {};
+    return { source, top: topDesc, manifests, ...own };
   }
   const manifest = checkManifest(first.doc, first.mediaType, source);
   const platform = configPlatform(await readConfig(manifest), source);

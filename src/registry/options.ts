@@ -49,6 +49,8 @@ export interface RegistryOptions {
   concurrency?: number;
   /** Structured per-blob progress (bytes done/total), also reported as pull-progress/push-progress build events. */
   onProgress?: (ev: TransferProgress) => void;
+  /** One-line warnings (a pull mirror failed and the next endpoint is used); a build reports them as "warning" events. */
+  onWarning?: (message: string) => void;
   /** Cancels the operation, mid-blob too: it rejects with an AbortError whose cause is the signal's reason. */
   signal?: AbortSignal;
 }

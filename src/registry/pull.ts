@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import { pipeline } from "node:stream/promises";
 import { KilnError, abortable, throwIfAborted } from "../errors.js";
-import { statusError } from "./http-error.js";
+import { failureReason, statusError } from "./http-error.js";
 import type { Image, Layer } from "../image/image.js";
 import { storeImage, type ImageSource } from "../image/source.js";
 import { MediaType, isDigest, type Descriptor, type Digest, type ImageConfig, type Index, type Manifest, type Platform } from "../image/oci.js";
@@ -245,9 +245,10 @@ async function pull(refIn: string | Reference, options: PullOptions): Promise<Pu
       throw new KilnError("IMAGE_NOT_LOCAL", `image ${familiarName(ref)} is not in the local store and pull policy is "never"`);
     }
   }
-  // mirrors first (in order), then the origin; a mirror that fails in any way hands over to the next
+  // mirrors first (in order), then the origin; a mirror that fails in any way hands over to the
+  // next, with one warning saying so (per mirror and pull: a pull is retried whole, never per blob)
   const endpoints = pullEndpoints(ref.registry, ref.repository, options.mirrors);
-  for (const ep of endpoints) {
+  for (const [i, ep] of endpoints.entries()) {
     const at: Reference = { ...ref, registry: ep.registry, repository: ep.repository };
     // a mirror gets two attempts per request (the origin is the fallback), the origin the full retry policy
     const epOptions: PullOptions = !ep.mirror ? options : {
@@ -259,6 +260,8 @@ async function pull(refIn: string | Reference, options: PullOptions): Promise<Pu
       return await pullFrom(ref, at, epOptions);
     } catch (err) {
       if (!ep.mirror || options.signal?.aborted) throw err;
+      const next = endpoints[i + 1]!;
+      options.onWarning?.(`mirror ${ep.registry} failed for ${ref.repository} (${failureReason(err)}); using ${next.mirror ? "the next mirror" : "the origin"} ${next.registry}`);
     }
   }
   throw new KilnError("INTERNAL", "internal: no endpoint to pull from");

@@ -2,8 +2,9 @@
 // dependencies are vendored (no module proxy: GOPROXY=off), one with a `replace` directive, for
 // the GOARCH asked (cross-compiled: 386 is 32-bit little endian, s390x 64-bit big endian, mips
 // 32-bit big endian). Also writes the pre-Go 1.18 build info layout (pointers to Go strings)
-// into a minimal ELF by hand, since Debian's toolchain is newer than that.
-import { mkdir, writeFile } from "node:fs/promises";
+// into a minimal ELF by hand, since Debian's toolchain is newer than that; and writes a large sparse
+// Go-like ELF (Go 1.18+ layout in a .go.buildinfo section near the end of a huge data segment).
+import { mkdir, open, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { mustRun } from "./kiln.js";
 
@@ -96,4 +97,66 @@ export function oldGoElf(opts: { is64: boolean; bigEndian: boolean; goVersion: s
   version.copy(b, strV);
   mod.copy(b, strM);
   return b;
+}
+
+/**
+ * A sparse 64-bit little-endian ELF of `size` bytes at `path` (holes cost no disk): one writable
+ * PT_LOAD segment spanning the whole file, a `.go.buildinfo` section holding Go 1.18+ inline build
+ * info 1 MiB before the end, then the section names and headers (so only they lead to it).
+ */
+export async function sparseGoElf(path: string, size: number, opts: { goVersion: string; modinfo: string }): Promise<void> {
+  const vaddr = 0x400000;
+  const info = size - 1024 * 1024; // 16-aligned
+  const strtab = size - 8192;
+  const shoff = size - 4096;
+  const names = Buffer.from("\0.shstrtab\0.go.buildinfo\0", "latin1");
+  const uvarint = (n: number): Buffer => {
+    const out: number[] = [];
+    for (; n >= 0x80; n = Math.floor(n / 128)) out.push((n & 0x7f) | 0x80);
+    out.push(n);
+    return Buffer.from(out);
+  };
+  const version = Buffer.from(opts.goVersion);
+  const mod = Buffer.concat([SENTINEL_START, Buffer.from(opts.modinfo), SENTINEL_END]);
+  const bi = Buffer.alloc(32);
+  bi.write("\xff Go buildinf:", 0, "latin1");
+  bi[14] = 8;
+  bi[15] = 2; // inline strings, little endian
+  const body = Buffer.concat([bi, uvarint(version.length), version, uvarint(mod.length), mod]);
+  const head = Buffer.alloc(64 + 56);
+  head.write("\x7fELF", 0, "latin1");
+  head[4] = 2;
+  head[5] = 1;
+  head[6] = 1;
+  head.writeUInt16LE(2, 16); // ET_EXEC
+  head.writeBigUInt64LE(64n, 32); // e_phoff
+  head.writeBigUInt64LE(BigInt(shoff), 40); // e_shoff
+  head.writeUInt16LE(64, 52);
+  head.writeUInt16LE(56, 54);
+  head.writeUInt16LE(1, 56); // one program header
+  head.writeUInt16LE(64, 58);
+  head.writeUInt16LE(3, 60); // null, .shstrtab, .go.buildinfo
+  head.writeUInt16LE(1, 62); // e_shstrndx
+  head.writeUInt32LE(1, 64); // PT_LOAD
+  head.writeUInt32LE(6, 68); // PF_R|PF_W
+  head.writeBigUInt64LE(BigInt(vaddr), 64 + 16);
+  head.writeBigUInt64LE(BigInt(size), 64 + 32);
+  head.writeBigUInt64LE(BigInt(size), 64 + 40);
+  const sh = Buffer.alloc(3 * 64);
+  const section = (i: number, name: number, addr: number, offset: number, len: number): void => {
+    sh.writeUInt32LE(name, i * 64);
+    sh.writeUInt32LE(i === 1 ? 3 : 1, i * 64 + 4); // SHT_STRTAB / SHT_PROGBITS
+    sh.writeBigUInt64LE(BigInt(addr), i * 64 + 16);
+    sh.writeBigUInt64LE(BigInt(offset), i * 64 + 24);
+    sh.writeBigUInt64LE(BigInt(len), i * 64 + 32);
+  };
+  section(1, 1, 0, strtab, names.length);
+  section(2, 11, vaddr + info, info, body.length);
+  const fh = await open(path, "w", 0o755);
+  try {
+    await fh.truncate(size);
+    for (const [b, at] of [[head, 0], [body, info], [names, strtab], [sh, shoff]] as const) await fh.write(b, 0, b.length, at);
+  } finally {
+    await fh.close();
+  }
 }

@@ -4,7 +4,9 @@
 // registry's access log shows mounts and no upload), skopeo reads it back (`--raw`,
 // `--override-arch arm64`); copying to another registry streams and verifies the blobs; an
 // OCI layout source and output, --format docker, `manifest inspect` (text and json), and two
-// sources for one platform refused naming both.
+// sources for one platform refused naming both; --annotation on the index and its entries (skopeo
+// --raw shows them, the children's digests unchanged) and its refused forms; --amend adding to an
+// index in the registry and in a layout, replacing a platform's entry.
 import { createHash } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -19,7 +21,8 @@ const registry = useRegistry();
 
 interface RawIndex {
   mediaType: string;
-  manifests: Array<{ mediaType: string; digest: string; size: number; platform?: { os: string; architecture: string; variant?: string } }>;
+  manifests: Array<{ mediaType: string; digest: string; size: number; platform?: { os: string; architecture: string; variant?: string }; annotations?: Record<string, string> }>;
+  annotations?: Record<string, string>;
 }
 interface RawManifest {
   config: { digest: string };
@@ -161,5 +164,89 @@ describe("kiln manifest create from two images in the same registry", () => {
     expect(lines[0]).toContain("platform linux/arm64 is in two sources");
     expect(lines[0]).toContain(`${host}/two/arm:1`);
     expect(lines[0]).toContain(`oci-layout://${join(src, "arm")}:1`);
+  });
+});
+
+describe("kiln manifest create --annotation and --amend", () => {
+  let amd = "";
+  let arm = "";
+  let amd2 = "";
+  beforeAll(async () => {
+    const ctx = await context();
+    const host = registry().host;
+    amd = await buildPush(ctx, "linux/amd64", `${host}/ann/amd:1`);
+    arm = await buildPush(ctx, "linux/arm64", `${host}/ann/arm:1`);
+    amd2 = await buildPush(ctx, "linux/amd64", `${host}/ann/amd:2`, ["--label", "rev=2"]);
+  });
+  const create = async (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
+    kiln(["manifest", "create", "-q", "--cache-dir", await temps.make("kiln-manifest-a-"), ...args]);
+
+  it("annotates the index (K=V, index:) and its entries (manifest-descriptor[PLATFORM]:), the children byte for byte", async () => {
+    const host = registry().host;
+    const r = await create([
+      "-t", `${host}/ann/multi:1`,
+      "--annotation", "org.opencontainers.image.title=app",
+      "--annotation", "index:org.opencontainers.image.authors=kiln tests",
+      "--annotation", "manifest-descriptor:com.example.all=yes",
+      "--annotation", "manifest-descriptor[linux/arm64]:com.example.arch=arm",
+      `${host}/ann/amd:1`, `${host}/ann/arm:1`,
+    ]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const text = await rawText(`docker://${host}/ann/multi:1`);
+    expect(sha(text)).toBe(r.stdout.trim());
+    const index = JSON.parse(text) as RawIndex;
+    expect(index.mediaType).toBe("application/vnd.oci.image.index.v1+json");
+    expect(index.annotations).toEqual({ "org.opencontainers.image.title": "app", "org.opencontainers.image.authors": "kiln tests" });
+    expect(index.manifests.map((m) => [m.digest, m.annotations])).toEqual([
+      [amd, { "com.example.all": "yes" }],
+      [arm, { "com.example.all": "yes", "com.example.arch": "arm" }],
+    ]);
+
+    // refused forms: usage errors naming them, nothing pushed
+    for (const [bad, why] of [["manifest:k=v", "manifest: annotations are not supported"], ["index-descriptor:k=v", "index-descriptor: annotations are not supported"], ["index[linux/amd64]:k=v", "takes no platform"], ["k", "expected [TYPE:]KEY=VALUE"]] as const) {
+      const u = await create(["-t", `${host}/ann/refused:1`, "--annotation", bad, `${host}/ann/amd:1`]);
+      expect(u.code, bad).toBe(2);
+      expect(u.stderr, bad).toContain(why);
+    }
+    const docker = await create(["-t", `${host}/ann/refused:1`, "--format", "docker", "--annotation", "k=v", `${host}/ann/amd:1`]);
+    expect(docker.code).toBe(1);
+    expect(docker.stderr).toContain("a Docker manifest list cannot carry annotations");
+    expect(registry().access().filter((a) => a.method === "PUT" && a.path.startsWith("/v2/ann/refused/manifests/"))).toEqual([]);
+  });
+
+  it("--amend adds to the index in the registry, replacing the entry of a platform given again and keeping its annotations", async () => {
+    const host = registry().host;
+    const target = `${host}/ann/amended:1`;
+    expect((await create(["--amend", "-t", target, "--annotation", "keep=me", `${host}/ann/amd:1`])).code).toBe(0); // no index yet: a new one
+    expect((JSON.parse(await rawText(`docker://${target}`)) as RawIndex).manifests.map((m) => m.digest)).toEqual([amd]);
+    const added = await create(["--amend", "-t", target, `${host}/ann/arm:1`]);
+    expect(added.stderr).toBe("");
+    expect(added.code).toBe(0);
+    const both = JSON.parse(await rawText(`docker://${target}`)) as RawIndex;
+    expect(both.manifests.map((m) => [m.platform?.architecture, m.digest])).toEqual([["amd64", amd], ["arm64", arm]]);
+    expect(both.annotations).toEqual({ keep: "me" });
+    expect((await create(["--amend", "-t", target, `${host}/ann/amd:2`])).code).toBe(0);
+    const replaced = JSON.parse(await rawText(`docker://${target}`)) as RawIndex;
+    expect(replaced.manifests.map((m) => [m.platform?.architecture, m.digest])).toEqual([["arm64", arm], ["amd64", amd2]]);
+    // without --amend the index is made anew
+    expect((await create(["-t", target, `${host}/ann/arm:1`])).code).toBe(0);
+    expect((JSON.parse(await rawText(`docker://${target}`)) as RawIndex).manifests.map((m) => m.digest)).toEqual([arm]);
+  });
+
+  it("--amend adds to the index under -t in an --output layout; tar=true is refused", async () => {
+    const host = registry().host;
+    const out = join(await temps.make("kiln-manifest-amend-"), "layout");
+    expect((await create(["--output", `type=oci,dest=${out}`, "-t", "multi:1", `${host}/ann/amd:1`])).code).toBe(0);
+    const r = await create(["--amend", "--output", `type=oci,dest=${out}`, "-t", "multi:1", `${host}/ann/arm:1`]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    await verify(out);
+    const index = JSON.parse(await rawText(`oci:${out}:1`)) as RawIndex;
+    expect(index.manifests.map((m) => [m.platform?.architecture, m.digest])).toEqual([["amd64", amd], ["arm64", arm]]);
+    await mustRun("skopeo", ["copy", "--override-arch", "amd64", `oci:${out}:1`, `oci:${join(out, "..", "x")}:x`]);
+    const tar = await create(["--amend", "--output", `type=oci,dest=${out}.tar,tar=true`, "-t", "multi:1", `${host}/ann/arm:1`]);
+    expect(tar.code).toBe(2);
+    expect(tar.stderr).toContain("not a tar (tar=true)");
   });
 });

@@ -1,9 +1,13 @@
 // mergeManifests (kiln manifest create): entries in the sources' order with their platforms, the
 // same manifest given twice listed once, attestation manifests kept beside the images without
 // the one-per-platform rule, two images for one platform refused naming both sources, and the
-// default format (a Docker manifest list only when every manifest is Docker schema2).
+// default format (a Docker manifest list only when every manifest is Docker schema2); annotations
+// on the index and its entries (`--annotation`, parsed as imagetools does), and --amend's merge
+// (a new platform replaces the old entry and its attestation).
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
+import { parseIndexAnnotations } from "../../src/cli/manifest-command.js";
+import { amendManifests } from "../../src/images/manifest-amend.js";
 import { defaultFormat, mergeManifests } from "../../src/images/manifest-merge.js";
 import type { SourceManifest } from "../../src/images/manifest-sources.js";
 import { OciLayout } from "../../src/image/layout.js";
@@ -51,5 +55,45 @@ describe("mergeManifests", () => {
     expect(defaultFormat([entry("a", "x", amd64, DOCKER), entry("b", "y", arm64, OCI)])).toBe("oci");
     const m = mergeManifests([entry("a", "x", amd64, OCI)], "docker");
     expect(m.descriptor.mediaType).toBe("application/vnd.docker.distribution.manifest.list.v2+json");
+  });
+});
+
+describe("index annotations", () => {
+  it("reads K=V and index: for the index, manifest-descriptor[PLATFORMS]: for entries; refuses the other forms by name", () => {
+    const a = parseIndexAnnotations(["org.opencontainers.image.title=app", "index:org.opencontainers.image.authors=me=you", "manifest-descriptor:all=yes", "manifest-descriptor[linux/arm64,linux/amd64]:pair=1"]);
+    expect(a).toEqual({
+      index: { "org.opencontainers.image.title": "app", "org.opencontainers.image.authors": "me=you" },
+      descriptors: [{ key: "all", value: "yes" }, { key: "pair", value: "1", platforms: [arm64, amd64] }],
+    });
+    expect(() => parseIndexAnnotations(["manifest:k=v"])).toThrow(/manifest: annotations are not supported by manifest create/);
+    expect(() => parseIndexAnnotations(["index-descriptor:k=v"])).toThrow(/index-descriptor: annotations are not supported/);
+    expect(() => parseIndexAnnotations(["index[linux/amd64]:k=v"])).toThrow(/takes no platform/);
+    expect(() => parseIndexAnnotations(["bogus:k=v"])).toThrow(/unknown annotation type "bogus"/);
+    expect(() => parseIndexAnnotations(["novalue"])).toThrow(/expected \[TYPE:\]KEY=VALUE/);
+  });
+
+  it("puts them on the index and on image entries (not attestations); makes the default format OCI; a Docker list refuses them", () => {
+    const entries = [entry("a", "amd", amd64, DOCKER), entry("a", "att", unknown, DOCKER, true), entry("b", "arm", arm64, DOCKER)];
+    const annotations = parseIndexAnnotations(["k=v", "manifest-descriptor:all=yes", "manifest-descriptor[linux/arm64]:arch=arm"]);
+    expect(defaultFormat(entries, annotations)).toBe("oci");
+    const doc = JSON.parse(mergeManifests(entries, "oci", annotations).bytes.toString()) as { annotations: Record<string, string>; manifests: Array<{ annotations?: Record<string, string> }> };
+    expect(doc.annotations).toEqual({ k: "v" });
+    expect(doc.manifests.map((d) => d.annotations)).toEqual([
+      { all: "yes" },
+      { "vnd.docker.reference.type": "attestation-manifest", "vnd.docker.reference.digest": digest("amd") },
+      { all: "yes", arch: "arm" },
+    ]);
+    expect(() => mergeManifests(entries, "docker", annotations)).toThrow(/a Docker manifest list cannot carry annotations/);
+    expect(() => mergeManifests(entries, "oci", parseIndexAnnotations(["manifest-descriptor[linux/s390x]:k=v"]))).toThrow(/no image for platform linux\/s390x/);
+  });
+});
+
+describe("amendManifests", () => {
+  it("replaces the entries of the platforms added, with their attestations; keeps the rest in order, then the new", () => {
+    const existing = [entry("old", "amd", amd64), entry("old", "att", unknown, OCI, true), entry("old", "arm", arm64)];
+    const s390x = { os: "linux", architecture: "s390x" };
+    const out = amendManifests(existing, [entry("new", "amd2", amd64), entry("new", "s390x", s390x)]);
+    expect(out.map((m) => m.descriptor.digest)).toEqual([digest("arm"), digest("amd2"), digest("s390x")]);
+    expect(amendManifests(existing, [entry("new", "s390x", s390x)]).map((m) => m.descriptor.digest)).toEqual([digest("amd"), digest("att"), digest("arm"), digest("s390x")]);
   });
 });
