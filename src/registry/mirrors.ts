@@ -122,6 +122,11 @@ export function parseRegistriesConf(text: string, file: string): MirrorMap {
     if (s.array && path === "registry") {
       const loc = s.values.prefix ?? s.values.location;
       if (typeof loc !== "string") throw new KilnError("OPTION_INVALID", `${file}: a [[registry]] needs location = "HOST"`);
+      // what kiln does not do is an error, never a registry silently pulled from anyway
+      const { prefix, location } = s.values;
+      if (typeof prefix === "string" && typeof location === "string" && normalizeRegistry(prefix) !== normalizeRegistry(location))
+        throw new KilnError("OPTION_INVALID", `${file}: [[registry]] prefix = "${prefix}" with location = "${location}" (a rewrite) is not supported; name the other host in a [[registry.mirror]]`);
+      if (s.values.blocked === true) throw new KilnError("OPTION_INVALID", `${file}: [[registry]] "${loc}" with blocked = true is not supported`);
       current = normalizeRegistry(loc);
       out[current] ??= [];
     } else if (s.array && path === "registry.mirror") {
