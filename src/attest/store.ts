@@ -7,8 +7,9 @@
 // manifest's digest. Every blob lands in the BlobStore.
 import { manifestJSON } from "../image/materialize.js";
 import type { PlatformImage } from "../image/image-index.js";
-import { MediaType, type Descriptor, type Manifest, type Platform } from "../image/oci.js";
-import { storeImage } from "../image/source.js";
+import { createHash } from "node:crypto";
+import { MediaType, type Descriptor, type ImageConfig, type Manifest, type Platform } from "../image/oci.js";
+import { imageSourceOf, storeBlobs, storeImage } from "../image/source.js";
 import type { BlobStore } from "../store/blob-store.js";
 import { ATTESTATION_MANIFEST_TYPE, IN_TOTO_MEDIA_TYPE, PREDICATE_TYPE_ANNOTATION, REFERENCE_DIGEST_ANNOTATION, REFERENCE_TYPE_ANNOTATION } from "../image/attestation-entry.js";
 import type { Statement } from "./statement.js";
@@ -20,25 +21,34 @@ export interface StoredAttestations {
   manifest: Descriptor;
   /** The image manifest the statements are about. */
   subject: Descriptor;
+  /** The attestation manifest as stored (what `manifest` names), and its config: not read back from the store. */
+  stored?: { manifest: Manifest; config: ImageConfig };
 }
 
-/** Put the statements about `image` (a manifest) into `store` as an attestation manifest. */
+/** A blob's descriptor from its bytes (digest and size: no store needed to know them). */
+function describe(mediaType: string, bytes: Buffer): Descriptor {
+  return { mediaType, digest: `sha256:${createHash("sha256").update(bytes).digest("hex")}`, size: bytes.length };
+}
+
+/**
+ * Put the statements about `image` (a manifest) into `store` as an attestation manifest. Every
+ * blob's bytes and digest are made first, then all are written at once.
+ */
 export async function storeAttestations(store: BlobStore, image: Descriptor, statements: Statement[]): Promise<StoredAttestations> {
-  const layers: Descriptor[] = [];
-  for (const s of statements) {
-    const blob = await store.putBytes(JSON.stringify(s));
-    layers.push({ mediaType: IN_TOTO_MEDIA_TYPE, digest: blob.digest, size: blob.size, annotations: { [PREDICATE_TYPE_ANNOTATION]: s.predicateType } });
-  }
-  const config = JSON.stringify({ architecture: "unknown", os: "unknown", config: {}, rootfs: { type: "layers", diff_ids: layers.map((l) => l.digest) } });
-  const cfg = await store.putBytes(config);
+  const blobs = statements.map((s) => Buffer.from(JSON.stringify(s), "utf8"));
+  const layers: Descriptor[] = statements.map((s, i) => ({ ...describe(IN_TOTO_MEDIA_TYPE, blobs[i]!), annotations: { [PREDICATE_TYPE_ANNOTATION]: s.predicateType } }));
+  const config: ImageConfig = { architecture: "unknown", os: "unknown", config: {}, rootfs: { type: "layers", diff_ids: layers.map((l) => l.digest) } };
+  const configBytes = Buffer.from(JSON.stringify(config), "utf8");
   const manifest: Manifest = {
     schemaVersion: 2,
     mediaType: MediaType.ociManifest,
-    config: { mediaType: MediaType.ociConfig, digest: cfg.digest, size: cfg.size },
+    config: describe(MediaType.ociConfig, configBytes),
     layers,
   };
-  const m = await store.putBytes(manifestJSON(manifest));
-  return { manifest: { mediaType: MediaType.ociManifest, digest: m.digest, size: m.size }, subject: image };
+  const manifestBytes = Buffer.from(manifestJSON(manifest), "utf8");
+  blobs.push(configBytes, manifestBytes);
+  await Promise.all(blobs.map((b) => store.putBytes(b)));
+  return { manifest: describe(MediaType.ociManifest, manifestBytes), subject: image, stored: { manifest, config } };
 }
 
 const UNKNOWN_PLATFORM: Platform = { architecture: "unknown", os: "unknown" };
@@ -47,7 +57,7 @@ const UNKNOWN_PLATFORM: Platform = { architecture: "unknown", os: "unknown" };
 export async function attestationEntry(store: BlobStore, stored: StoredAttestations): Promise<PlatformImage> {
   return {
     platform: UNKNOWN_PLATFORM,
-    image: await storeImage(store, stored.manifest),
+    image: stored.stored ? await imageSourceOf(storeBlobs(store), stored.manifest, stored.stored.manifest, stored.stored.config) : await storeImage(store, stored.manifest),
     annotations: { [REFERENCE_DIGEST_ANNOTATION]: stored.subject.digest, [REFERENCE_TYPE_ANNOTATION]: ATTESTATION_MANIFEST_TYPE },
   };
 }

@@ -4,10 +4,10 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { createdWriteStream } from "./atomic-file.js";
-import { mkdir, rename, rm, stat, readFile } from "node:fs/promises";
+import { mkdir, rename, rm, stat, readFile, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { Transform, type Readable, type Writable } from "node:stream";
+import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { KilnError } from "../errors.js";
 import type { Digest } from "./digest.js";
@@ -35,6 +35,17 @@ export class HashCounter extends Transform {
   /** Valid once the stream has ended. */
   digest(): Digest {
     return `sha256:${this.hash.digest("hex")}`;
+  }
+}
+
+/** Run `op`; when it fails because `dir` is missing (ENOENT), make `dir` and run it once more. */
+async function missingDirRetry<T>(op: () => Promise<T>, dir: string): Promise<T> {
+  try {
+    return await op();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    await mkdir(dir, { recursive: true });
+    return op();
   }
 }
 
@@ -107,21 +118,21 @@ export class BlobStore {
     }
   }
 
-  /** Store a small in-memory blob (configs, manifests). */
+  /**
+   * Store a small in-memory blob (configs, manifests, statements): one exclusive write of a temp
+   * file and one rename (directories made only when missing); nothing when the store has it.
+   */
   async putBytes(data: Buffer | string): Promise<BlobInfo> {
     const buf = typeof data === "string" ? Buffer.from(data, "utf8") : data;
     const digest: Digest = `sha256:${createHash("sha256").update(buf).digest("hex")}`;
     if (await this.has(digest)) return { digest, size: buf.length };
-    const tmp = await this.tempPath();
+    const tmp = join(this.tmpDir, `${process.pid}-${randomBytes(8).toString("hex")}`);
     try {
-      const ws: Writable = await createdWriteStream(tmp);
-      await new Promise<void>((resolve, reject) => {
-        ws.on("error", reject);
-        ws.end(buf, () => resolve());
-      });
-      await this.commit(tmp, digest);
-    } finally {
+      await missingDirRetry(() => writeFile(tmp, buf, { flag: "wx", mode: 0o644 }), this.tmpDir);
+      await missingDirRetry(() => rename(tmp, this.path(digest)), this.blobDir);
+    } catch (err) {
       await rm(tmp, { force: true });
+      throw err;
     }
     return { digest, size: buf.length };
   }
