@@ -30,13 +30,24 @@ function describe(mediaType: string, bytes: Buffer): Descriptor {
   return { mediaType, digest: `sha256:${createHash("sha256").update(bytes).digest("hex")}`, size: bytes.length };
 }
 
+/** A statement as its JSON text (what is stored), with its predicate type (what the layer is annotated with). */
+export interface EncodedStatement {
+  predicateType: string;
+  json: string;
+}
+
+export function encodeStatement(s: Statement): EncodedStatement {
+  return { predicateType: s.predicateType, json: JSON.stringify(s) };
+}
+
 /**
  * Put the statements about `image` (a manifest) into `store` as an attestation manifest. Every
  * blob's bytes and digest are made first, then all are written at once.
  */
-export async function storeAttestations(store: BlobStore, image: Descriptor, statements: Statement[]): Promise<StoredAttestations> {
-  const blobs = statements.map((s) => Buffer.from(JSON.stringify(s), "utf8"));
-  const layers: Descriptor[] = statements.map((s, i) => ({ ...describe(IN_TOTO_MEDIA_TYPE, blobs[i]!), annotations: { [PREDICATE_TYPE_ANNOTATION]: s.predicateType } }));
+export async function storeAttestations(store: BlobStore, image: Descriptor, statements: Array<Statement | EncodedStatement>): Promise<StoredAttestations> {
+  const encoded = statements.map((s) => ("json" in s ? s : encodeStatement(s)));
+  const blobs = encoded.map((s) => Buffer.from(s.json, "utf8"));
+  const layers: Descriptor[] = encoded.map((s, i) => ({ ...describe(IN_TOTO_MEDIA_TYPE, blobs[i]!), annotations: { [PREDICATE_TYPE_ANNOTATION]: s.predicateType } }));
   const config: ImageConfig = { architecture: "unknown", os: "unknown", config: {}, rootfs: { type: "layers", diff_ids: layers.map((l) => l.digest) } };
   const configBytes = Buffer.from(JSON.stringify(config), "utf8");
   const manifest: Manifest = {

@@ -154,15 +154,15 @@ async function buildFrom(options: BuildFromOptions, config: EngineConfig, backen
   const attest = effectiveAttestations(options.attest, outputs, options.format ?? "oci");
   // The context's git state for the provenance (a context on stdin has none): read from the start,
   // beside the whole build (its one git process off the critical path); ended when the build ends first.
+  if (!attest?.provenance || options.vcs || options.contextOnStdin) {
+    return buildStarted(options, config, backends, from, startedOn, { outputs, attest, vcsReading: Promise.resolve(undefined) });
+  }
   const stop = new AbortController();
-  const vcsSignal = config.signal ? AbortSignal.any([config.signal, stop.signal]) : stop.signal;
-  const vcsReading: Promise<VcsInfo | undefined> = attest?.provenance && !options.vcs && !options.contextOnStdin
-    ? readVcsInfo(options.context, vcsSignal).catch(() => undefined)
-    : Promise.resolve(undefined);
+  const vcsReading = readVcsInfo(options.context, config.signal ? AbortSignal.any([config.signal, stop.signal]) : stop.signal).catch(() => undefined);
   try {
     return await buildStarted(options, config, backends, from, startedOn, { outputs, attest, vcsReading });
   } finally {
-    stop.abort();
+    stop.abort(); // the git process, when the build ended without waiting for it
   }
 }
 

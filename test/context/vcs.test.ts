@@ -56,6 +56,12 @@ describe("readVcsInfo", () => {
     expect(await stat(marker).catch(() => undefined)).toBeDefined();
   });
 
+  it("ends its git process with the signal: an aborted read has nothing", async () => {
+    const { dir, commit } = await gitCheckout({ "Dockerfile": "FROM scratch\n" });
+    expect(await readVcsInfo(dir, AbortSignal.abort())).toBeUndefined();
+    expect(await readVcsInfo(dir)).toEqual({ commit });
+  });
+
   it("has nothing for a directory outside any checkout", async () => {
     expect(await readVcsInfo(await temps.make("kiln-novcs-"))).toBeUndefined();
   });
