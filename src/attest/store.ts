@@ -7,7 +7,6 @@
 // manifest's digest. Every blob lands in the BlobStore.
 import { manifestJSON } from "../image/materialize.js";
 import type { PlatformImage } from "../image/image-index.js";
-import { createHash } from "node:crypto";
 import { MediaType, type Descriptor, type ImageConfig, type Manifest, type Platform } from "../image/oci.js";
 import { imageSourceOf, storeBlobs, storeImage } from "../image/source.js";
 import type { BlobStore } from "../store/blob-store.js";
@@ -25,11 +24,6 @@ export interface StoredAttestations {
   stored?: { manifest: Manifest; config: ImageConfig };
 }
 
-/** A blob's descriptor from its bytes (digest and size: no store needed to know them). */
-function describe(mediaType: string, bytes: Buffer): Descriptor {
-  return { mediaType, digest: `sha256:${createHash("sha256").update(bytes).digest("hex")}`, size: bytes.length };
-}
-
 /** A statement as its JSON text (what is stored), with its predicate type (what the layer is annotated with). */
 export interface EncodedStatement {
   predicateType: string;
@@ -41,25 +35,23 @@ export function encodeStatement(s: Statement): EncodedStatement {
 }
 
 /**
- * Put the statements about `image` (a manifest) into `store` as an attestation manifest. Every
- * blob's bytes and digest are made first, then all are written at once.
+ * Put the statements about `image` (a manifest) into `store` as an attestation manifest (each
+ * blob hashed once, by the store as it keeps it).
  */
 export async function storeAttestations(store: BlobStore, image: Descriptor, statements: Array<Statement | EncodedStatement>): Promise<StoredAttestations> {
   const encoded = statements.map((s) => ("json" in s ? s : encodeStatement(s)));
-  const blobs = encoded.map((s) => Buffer.from(s.json, "utf8"));
-  const layers: Descriptor[] = encoded.map((s, i) => ({ ...describe(IN_TOTO_MEDIA_TYPE, blobs[i]!), annotations: { [PREDICATE_TYPE_ANNOTATION]: s.predicateType } }));
+  const blobs = await Promise.all(encoded.map((s) => store.putBytes(s.json)));
+  const layers: Descriptor[] = encoded.map((s, i) => ({ mediaType: IN_TOTO_MEDIA_TYPE, digest: blobs[i]!.digest, size: blobs[i]!.size, annotations: { [PREDICATE_TYPE_ANNOTATION]: s.predicateType } }));
   const config: ImageConfig = { architecture: "unknown", os: "unknown", config: {}, rootfs: { type: "layers", diff_ids: layers.map((l) => l.digest) } };
-  const configBytes = Buffer.from(JSON.stringify(config), "utf8");
+  const cfg = await store.putBytes(JSON.stringify(config));
   const manifest: Manifest = {
     schemaVersion: 2,
     mediaType: MediaType.ociManifest,
-    config: describe(MediaType.ociConfig, configBytes),
+    config: { mediaType: MediaType.ociConfig, digest: cfg.digest, size: cfg.size },
     layers,
   };
-  const manifestBytes = Buffer.from(manifestJSON(manifest), "utf8");
-  blobs.push(configBytes, manifestBytes);
-  await Promise.all(blobs.map((b) => store.putBytes(b)));
-  return { manifest: describe(MediaType.ociManifest, manifestBytes), subject: image, stored: { manifest, config } };
+  const m = await store.putBytes(manifestJSON(manifest));
+  return { manifest: { mediaType: MediaType.ociManifest, digest: m.digest, size: m.size }, subject: image, stored: { manifest, config } };
 }
 
 const UNKNOWN_PLATFORM: Platform = { architecture: "unknown", os: "unknown" };

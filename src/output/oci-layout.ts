@@ -124,13 +124,22 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /**
- * Put one blob at `dest` via a temp name: hardlinked when the source keeps it in a file on the
- * same file system, else copied or streamed.
+ * Put one blob at `dest`: hardlinked straight to its name when the source keeps it in a file on the
+ * same file system (a link of a whole file is complete the moment it exists), else copied or
+ * streamed to a temp name and renamed (also over a wrong file already at `dest`).
  */
 async function placeBlob(img: OutputImage, digest: Digest, dest: string, signal: AbortSignal | undefined): Promise<void> {
+  const src = img.path?.(digest);
+  if (src !== undefined) {
+    try {
+      await link(src, dest);
+      return;
+    } catch {
+      // another file system, no hardlinks, or something at dest: the temp-name way below
+    }
+  }
   const tmp = tempNameFor(dest);
   try {
-    const src = img.path?.(digest);
     if (src !== undefined) {
       try {
         await link(src, tmp);
