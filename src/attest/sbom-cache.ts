@@ -26,25 +26,25 @@ export interface SbomLayer {
 }
 
 const PREFIX = "image-v1-";
-/** Memory kept for the process's later builds: entries up to this many characters in all. */
-const MEMORY_CHARS = 64 * 1024 * 1024;
+/** Memory kept for the process's later builds: entries up to this many bytes in all. */
+const MEMORY_BYTES = 64 * 1024 * 1024;
 const memory = new Map<string, ImageSbom>();
-let memoryChars = 0;
+let memoryBytes = 0;
 
 function remember(file: string, sbom: ImageSbom): void {
   const size = (s: ImageSbom): number => s.packages.length + s.relationships.length;
-  if (size(sbom) > MEMORY_CHARS) return;
+  if (size(sbom) > MEMORY_BYTES) return;
   const old = memory.get(file);
   if (old) {
     memory.delete(file);
-    memoryChars -= size(old);
+    memoryBytes -= size(old);
   }
   memory.set(file, sbom);
-  memoryChars += size(sbom);
+  memoryBytes += size(sbom);
   for (const [k, v] of memory) {
-    if (memoryChars <= MEMORY_CHARS) break;
+    if (memoryBytes <= MEMORY_BYTES) break;
     memory.delete(k);
-    memoryChars -= size(v);
+    memoryBytes -= size(v);
   }
 }
 
@@ -61,15 +61,24 @@ export function imageSbomPrefix(hex: string): string {
   return `${PREFIX}${hex}-`;
 }
 
+/** An array's JSON text: "[" ... "]". */
+function isArrayText(b: Buffer): boolean {
+  return b.length >= 2 && b[0] === 0x5b && b[b.length - 1] === 0x5d;
+}
+
 /** Three lines: the warnings (JSON), the packages' JSON, the relationships' JSON (JSON text holds no raw newline). */
-function parse(text: string): ImageSbom | undefined {
-  const lines = text.split("\n");
-  if (lines.length !== 4 || lines[3] !== "") return undefined;
+function parse(data: Buffer): ImageSbom | undefined {
+  const a = data.indexOf(0x0a);
+  const b = a < 0 ? -1 : data.indexOf(0x0a, a + 1);
+  const c = b < 0 ? -1 : data.indexOf(0x0a, b + 1);
+  if (c !== data.length - 1) return undefined;
   try {
-    const warnings = JSON.parse(lines[0]!) as unknown;
+    const warnings = JSON.parse(data.subarray(0, a).toString("utf8")) as unknown;
     if (!Array.isArray(warnings) || !warnings.every((w) => typeof w === "string")) return undefined;
-    if (!lines[1]!.startsWith("[") || !lines[1]!.endsWith("]") || !lines[2]!.startsWith("[") || !lines[2]!.endsWith("]")) return undefined;
-    return { warnings, packages: lines[1]!, relationships: lines[2]! };
+    const packages = data.subarray(a + 1, b);
+    const relationships = data.subarray(b + 1, c);
+    if (!isArrayText(packages) || !isArrayText(relationships)) return undefined;
+    return { warnings, packages, relationships };
   } catch {
     return undefined;
   }
@@ -84,13 +93,13 @@ export async function cachedImageSbom(store: BlobStore, layers: SbomLayer[], ver
   if (!file) return make();
   const inMemory = memory.get(file);
   if (inMemory) return inMemory;
-  const kept = parse(await readFile(file, "utf8").catch(() => ""));
+  const kept = parse(await readFile(file).catch(() => Buffer.alloc(0)));
   if (kept) {
     remember(file, kept);
     return kept;
   }
   const made = await make();
-  const text = `${JSON.stringify(made.warnings)}\n${made.packages}\n${made.relationships}\n`;
+  const text = Buffer.concat([Buffer.from(`${JSON.stringify(made.warnings)}\n`), made.packages, Buffer.from("\n"), made.relationships, Buffer.from("\n")]);
   // a cache: failing to keep it is no error
   await writeFileAtomic(file, text, { mkdirMode: 0o755 }).catch(() => undefined);
   remember(file, made);

@@ -68,26 +68,29 @@ export function spdxDocument(input: SpdxInput): Record<string, unknown> {
   };
 }
 
-/** A document's `packages` and `relationships` arrays as JSON text: all of it that depends on the findings. */
+/** A document's `packages` and `relationships` arrays as JSON text (UTF-8 bytes): all of it that depends on the findings. */
 export interface SpdxPackagesJSON {
-  packages: string;
-  relationships: string;
+  packages: Buffer;
+  relationships: Buffer;
 }
 
 export function spdxPackagesJSON(found: FoundPackage[]): SpdxPackagesJSON {
   const { packages, relationships } = spdxPackages(found);
-  return { packages: JSON.stringify(packages), relationships: JSON.stringify(relationships) };
+  return { packages: Buffer.from(JSON.stringify(packages), "utf8"), relationships: Buffer.from(JSON.stringify(relationships), "utf8") };
 }
 
 /**
- * The in-toto statement of an SPDX document as JSON text, the findings given as their JSON text:
- * the same bytes as JSON.stringify(statement(subjects, SPDX_PREDICATE, spdxDocument(input))),
- * without serializing the packages again.
+ * The in-toto statement of an SPDX document as JSON text (UTF-8 bytes), the findings given as
+ * their JSON text: the same bytes as JSON.stringify(statement(subjects, SPDX_PREDICATE,
+ * spdxDocument(input))), without serializing or encoding the packages again.
  */
-export function spdxStatementJSON(subjects: Subject[], input: Omit<SpdxInput, "packages">, found: SpdxPackagesJSON): string {
+export function spdxStatementJSON(subjects: Subject[], input: Omit<SpdxInput, "packages">, found: SpdxPackagesJSON): Buffer {
   const empty = JSON.stringify(statement(subjects, SPDX_PREDICATE, spdxDocument({ ...input, packages: [] })));
   // the document's last two members, then the predicate's and the statement's closing braces
   const tail = '"packages":[],"relationships":[]}}';
   if (!empty.endsWith(tail)) throw new KilnError("INTERNAL", "internal: the SPDX statement does not end with its packages");
-  return `${empty.slice(0, -tail.length)}"packages":${found.packages},"relationships":${found.relationships}}}`;
+  return Buffer.concat([
+    Buffer.from(`${empty.slice(0, -tail.length)}"packages":`, "utf8"), found.packages,
+    Buffer.from(',"relationships":', "utf8"), found.relationships, Buffer.from("}}", "utf8"),
+  ]);
 }

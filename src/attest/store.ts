@@ -24,14 +24,14 @@ export interface StoredAttestations {
   stored?: { manifest: Manifest; config: ImageConfig };
 }
 
-/** A statement as its JSON text (what is stored), with its predicate type (what the layer is annotated with). */
+/** A statement as its JSON text in UTF-8 (what is stored), with its predicate type (what the layer is annotated with). */
 export interface EncodedStatement {
   predicateType: string;
-  json: string;
+  json: Buffer;
 }
 
 export function encodeStatement(s: Statement): EncodedStatement {
-  return { predicateType: s.predicateType, json: JSON.stringify(s) };
+  return { predicateType: s.predicateType, json: Buffer.from(JSON.stringify(s), "utf8") };
 }
 
 /**

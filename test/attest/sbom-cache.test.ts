@@ -108,13 +108,13 @@ describe("the image SBOM cache", () => {
 
   it("spdxStatementJSON writes the bytes JSON.stringify writes for the whole statement", () => {
     const files = new Map([
-      ["var/lib/dpkg/status", Buffer.from("Package: p\nStatus: install ok installed\nVersion: 1\"q\nArchitecture: amd64\n\n")],
+      ["var/lib/dpkg/status", Buffer.from("Package: pü€\nStatus: install ok installed\nVersion: 1\"q\nArchitecture: amd64\n\n")],
       ["app/node_modules/@s/x/package.json", Buffer.from(npm("@s/x", "3.0.0"))],
     ]);
     const found = findPackages(files);
     const subjects = imageSubjects(`sha256:${"34".repeat(32)}`, ['we"ird/name:"packages":[]'], "linux/arm64");
     const head = { name: 'n "packages":[],"relationships":[]}}', namespace: "https://kiln.dev/spdx/x", created: new Date(1700000000000), toolVersion: "1" };
-    expect(spdxStatementJSON(subjects, head, spdxPackagesJSON(found))).toBe(JSON.stringify(statement(subjects, SPDX_PREDICATE, spdxDocument({ ...head, packages: found }))));
-    expect(spdxStatementJSON(subjects, head, spdxPackagesJSON([]))).toBe(JSON.stringify(statement(subjects, SPDX_PREDICATE, spdxDocument({ ...head, packages: [] }))));
+    expect(spdxStatementJSON(subjects, head, spdxPackagesJSON(found)).toString("utf8")).toBe(JSON.stringify(statement(subjects, SPDX_PREDICATE, spdxDocument({ ...head, packages: found }))));
+    expect(spdxStatementJSON(subjects, head, spdxPackagesJSON([])).toString("utf8")).toBe(JSON.stringify(statement(subjects, SPDX_PREDICATE, spdxDocument({ ...head, packages: [] }))));
   });
 });
