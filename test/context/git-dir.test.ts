@@ -1,11 +1,11 @@
 // The .git reader (src/context/git-dir.ts) against real git: checkouts made with the host's git
-// (a plain repository, a linked worktree, refs only in packed-refs, a detached HEAD, no commit yet,
+// (a plain repository, a linked worktree, a relative gitdir file, refs only in packed-refs, a detached HEAD, no commit yet,
 // a SHA-256 repository, insteadOf rewrites, an include directive), and each answer compared with
 // what `git rev-parse HEAD` / `git remote get-url origin` print for the same checkout. HOME is a
 // temp directory for both, so the global config is the test's own.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { basename, join } from "node:path";
 import { ASK_GIT, applyInsteadOf, findGitDirs, parseGitConfig, readHead, readOriginUrl, type GitDirs } from "../../src/context/git-dir.js";
 import { readVcsInfo } from "../../src/context/vcs.js";
 import { mustRun, run } from "../helpers/kiln.js";
@@ -78,6 +78,22 @@ describe("the .git reader", () => {
     expect(readHead(dirs)).toBe(await gitHead(wt));
     expect(readHead(dirs)).not.toBe(await gitHead(dir));
     expect(readOriginUrl(dirs, readerEnv())).toBe(await gitOrigin(wt));
+  });
+
+  it("follows a relative gitdir (as a submodule's .git file names its repository)", async () => {
+    const dir = await repo();
+    await git(dir, "remote", "add", "origin", "https://git.example.com/sub.git");
+    const elsewhere = join(dir, "..", `${basename(dir)}-gitdir`);
+    await rename(join(dir, ".git"), elsewhere);
+    await writeFile(join(dir, ".git"), `gitdir: ../${basename(elsewhere)}\n`);
+    try {
+      const dirs = dirsOf(dir);
+      expect(dirs.gitDir).toBe(elsewhere);
+      expect(readHead(dirs)).toBe(await gitHead(dir));
+      expect(readOriginUrl(dirs, readerEnv())).toBe(await gitOrigin(dir));
+    } finally {
+      await rm(elsewhere, { recursive: true, force: true });
+    }
   });
 
   it("finds a branch that is only in packed-refs, and a detached HEAD", async () => {
