@@ -1,12 +1,14 @@
 // The build context's version control state, for the provenance: when the context directory is
 // inside a git checkout, its HEAD commit, its `origin` remote (credentials stripped from the URL)
 // and whether the work tree has changes not in that commit. The commit and the remote are read
-// from the files under `.git` (git-dir.ts), the changes with one `git status` (no git process at
-// all unless a `.git` is found above the directory); a context that is no checkout (or no git on
+// from the files under `.git` (git-dir.ts), the changes with one `git status` (run by the
+// process's status shell, status-shell.ts; no git process at all unless a `.git` is found above
+// the directory); a context that is no checkout (or no git on
 // the host) has none. BuildOptions.vcs overrides it
 // (a remote git context knows its commit and URL without a checkout of its own).
 import { spawn } from "node:child_process";
 import { ASK_GIT, findGitDirs, readHead, readOriginUrl } from "./git-dir.js";
+import { shellStatus } from "./status-shell.js";
 
 export interface VcsInfo {
   /** The full commit id the context was taken from. */
@@ -88,8 +90,7 @@ export function redactRemote(url: string): string {
 export async function readVcsInfo(dir: string, signal?: AbortSignal): Promise<VcsInfo | undefined> {
   const dirs = findGitDirs(dir);
   if (dirs === undefined) return undefined;
-  // without --branch (HEAD is read above): no ahead/behind count to make
-  const status = git(dir, ["status", "--porcelain=v2", "--untracked-files=normal"], signal, true);
+  const status = workTreeChanges(dir, signal);
   const head = dirs === ASK_GIT ? ASK_GIT : readHead(dirs);
   const origin = dirs === ASK_GIT ? ASK_GIT : readOriginUrl(dirs);
   const [dirtyOut, commit, remote] = await Promise.all([
@@ -103,6 +104,18 @@ export async function readVcsInfo(dir: string, signal?: AbortSignal): Promise<Vc
   if (url) info.remote = redactRemote(url);
   if (dirtyOut !== "") info.dirty = true;
   return info;
+}
+
+/**
+ * "changed" or "" (no changes), undefined when git does not take `dir` as a checkout: asked of the
+ * process's status shell (status-shell.ts: no fork of this process per build), else of a git run
+ * here. Without --branch (HEAD is read from .git): no ahead/behind count to make.
+ */
+async function workTreeChanges(dir: string, signal?: AbortSignal): Promise<string | undefined> {
+  const answer = await shellStatus(dir, signal);
+  if (answer !== undefined) return answer === "failed" ? undefined : answer === "dirty" ? "changed" : "";
+  if (signal?.aborted) return undefined;
+  return git(dir, ["-c", "status.showStash=false", "status", "--porcelain=v2", "--untracked-files=normal"], signal, true);
 }
 
 /** HEAD's commit as git resolves it (`rev-parse --verify -q HEAD`), undefined with no commit yet. */
