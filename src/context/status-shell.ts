@@ -5,9 +5,9 @@
 // directory a line and answers `dirty`, `clean` or `failed` a line, and later builds only write
 // to it. The shell never keeps the process alive (unref'd while nothing is asked; it ends when
 // its stdin closes), is started anew when the environment changes (git reads HOME, XDG_*, GIT_*),
-// and is ended, with its git, when a caller's signal aborts. Its answer is undefined when it
-// cannot serve (a directory with a newline in its name, the shell gone): the caller then runs git
-// itself. git runs as vcs.ts runs it: no fsmonitor, no prompts, no optional locks, stderr dropped;
+// and is ended, with its git, when a caller's signal aborts. It answers one question at a time;
+// its answer is undefined when it cannot serve (busy with another build's, a directory with a
+// newline in its name, the shell gone): the caller then runs git itself. git runs as vcs.ts runs it: no fsmonitor, no prompts, no optional locks, stderr dropped;
 // its output goes to a file of the shell's own (a much changed tree's status can be large).
 import { spawn, type ChildProcessByStdio } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -80,6 +80,11 @@ class StatusShell {
     }
   }
 
+  /** A question is being answered (one at a time: a slow status never holds up another build's). */
+  get busy(): boolean {
+    return this.pending.length > 0;
+  }
+
   ask(dir: string): Promise<StatusAnswer | undefined> {
     if (this.gone) return Promise.resolve(undefined);
     return new Promise((resolve) => {
@@ -124,6 +129,7 @@ export async function shellStatus(dir: string, signal?: AbortSignal): Promise<St
   } catch {
     return undefined;
   }
+  if (current.busy) return undefined; // answering another build: this one runs git itself
   const onAbort = (): void => current.end();
   signal?.addEventListener("abort", onAbort, { once: true });
   try {

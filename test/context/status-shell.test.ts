@@ -1,6 +1,6 @@
 // The process's status shell (src/context/status-shell.ts) against real checkouts: its answers
-// are git status's (clean, dirty with an untracked file, failed outside a checkout), a directory
-// it cannot pass is left to the caller, an abort ends it and the next question starts another,
+// are git status's (clean, dirty with an untracked file, failed outside a checkout), a question
+// asked while it is busy and a directory it cannot pass are left to the caller, an abort ends it and the next question starts another,
 // a changed HOME (the global excludes file git reads) gets a new shell, and it never keeps a
 // process alive.
 import { afterAll, describe, expect, it } from "vitest";
@@ -34,8 +34,15 @@ describe("the status shell", () => {
     await mustRun("git", ["-C", dir, "commit", "-q", "-m", "two"], { env: GIT_ENV });
     expect(await shellStatus(dir)).toBe("clean");
     await writeFile(join(dir, "f.txt"), "changed\n");
-    const [a, b] = await Promise.all([shellStatus(dir), shellStatus(await temps.make("kiln-status-none-"))]);
-    expect([a, b]).toEqual(["dirty", "failed"]);
+    expect(await shellStatus(dir)).toBe("dirty");
+    expect(await shellStatus(await temps.make("kiln-status-none-"))).toBe("failed");
+  });
+
+  it("answers one question at a time: one asked while it is busy is left to the caller", async () => {
+    const dir = await checkout();
+    const [a, b] = await Promise.all([shellStatus(dir), shellStatus(dir)]);
+    expect([a, b]).toEqual(["clean", undefined]);
+    expect(await shellStatus(dir)).toBe("clean");
   });
 
   it("leaves a directory with a newline in its name to the caller, and a stash is no change", async () => {
