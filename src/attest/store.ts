@@ -24,10 +24,10 @@ export interface StoredAttestations {
   stored?: { manifest: Manifest; config: ImageConfig };
 }
 
-/** A statement as its JSON text in UTF-8 (what is stored), with its predicate type (what the layer is annotated with). */
+/** A statement as its JSON text in UTF-8 (what is stored; parts are one after another), with its predicate type (what the layer is annotated with). */
 export interface EncodedStatement {
   predicateType: string;
-  json: Buffer;
+  json: Buffer | readonly Buffer[];
 }
 
 export function encodeStatement(s: Statement): EncodedStatement {

@@ -2,7 +2,7 @@
 // Every write goes to a temp file that is hashed while it streams and renamed to its digest only
 // when complete, so a crash never leaves a blob whose name is not its hash.
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, createReadStream, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { createdWriteStream } from "./atomic-file.js";
 import { mkdir, rename, rm, stat, readFile, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
@@ -56,6 +56,16 @@ function missingDirRetrySync<T>(op: () => T, dir: string): T {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
     mkdirSync(dir, { recursive: true });
     return op();
+  }
+}
+
+/** Create `path` (exclusively) holding `parts` one after another. */
+function writePartsSync(path: string, parts: readonly Buffer[]): void {
+  const fd = openSync(path, "wx", 0o644);
+  try {
+    for (const p of parts) for (let off = 0; off < p.length;) off += writeSync(fd, p, off, p.length - off);
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -138,30 +148,37 @@ export class BlobStore {
    * take less than the thread-pool round trips of their promise forms (about 0.3 ms against 0.6 ms
    * a blob, measured on a loaded two-core machine).
    */
-  async putBytes(data: Buffer | string): Promise<BlobInfo> {
-    const buf = typeof data === "string" ? Buffer.from(data, "utf8") : data;
-    const digest: Digest = `sha256:${createHash("sha256").update(buf).digest("hex")}`;
+  async putBytes(data: Buffer | string | readonly Buffer[]): Promise<BlobInfo> {
+    // several buffers are one blob, their concatenation (never made: a large statement is not copied)
+    const parts: readonly Buffer[] = typeof data === "string" ? [Buffer.from(data, "utf8")] : Buffer.isBuffer(data) ? [data] : data;
+    const hash = createHash("sha256");
+    let size = 0;
+    for (const p of parts) {
+      hash.update(p);
+      size += p.length;
+    }
+    const digest: Digest = `sha256:${hash.digest("hex")}`;
     const tmp = join(this.tmpDir, `${process.pid}-${randomBytes(8).toString("hex")}`);
-    if (buf.length <= SYNC_PUT_BYTES) {
-      if (statSync(this.path(digest), { throwIfNoEntry: false })) return { digest, size: buf.length };
+    if (size <= SYNC_PUT_BYTES) {
+      if (statSync(this.path(digest), { throwIfNoEntry: false })) return { digest, size };
       try {
-        missingDirRetrySync(() => writeFileSync(tmp, buf, { flag: "wx", mode: 0o644 }), this.tmpDir);
+        missingDirRetrySync(() => writePartsSync(tmp, parts), this.tmpDir);
         missingDirRetrySync(() => renameSync(tmp, this.path(digest)), this.blobDir);
       } catch (err) {
         rmSync(tmp, { force: true });
         throw err;
       }
-      return { digest, size: buf.length };
+      return { digest, size };
     }
-    if (await this.has(digest)) return { digest, size: buf.length };
+    if (await this.has(digest)) return { digest, size };
     try {
-      await missingDirRetry(() => writeFile(tmp, buf, { flag: "wx", mode: 0o644 }), this.tmpDir);
+      await missingDirRetry(() => writeFile(tmp, parts, { flag: "wx", mode: 0o644 }), this.tmpDir);
       await missingDirRetry(() => rename(tmp, this.path(digest)), this.blobDir);
     } catch (err) {
       await rm(tmp, { force: true });
       throw err;
     }
-    return { digest, size: buf.length };
+    return { digest, size };
   }
 
   /** Move a completed temp file (whose content hashes to `digest`) into place. */

@@ -114,7 +114,7 @@ describe("the image SBOM cache", () => {
     const found = findPackages(files);
     const subjects = imageSubjects(`sha256:${"34".repeat(32)}`, ['we"ird/name:"packages":[]'], "linux/arm64");
     const head = { name: 'n "packages":[],"relationships":[]}}', namespace: "https://kiln.dev/spdx/x", created: new Date(1700000000000), toolVersion: "1" };
-    expect(spdxStatementJSON(subjects, head, spdxPackagesJSON(found)).toString("utf8")).toBe(JSON.stringify(statement(subjects, SPDX_PREDICATE, spdxDocument({ ...head, packages: found }))));
-    expect(spdxStatementJSON(subjects, head, spdxPackagesJSON([])).toString("utf8")).toBe(JSON.stringify(statement(subjects, SPDX_PREDICATE, spdxDocument({ ...head, packages: [] }))));
+    expect(Buffer.concat(spdxStatementJSON(subjects, head, spdxPackagesJSON(found))).toString("utf8")).toBe(JSON.stringify(statement(subjects, SPDX_PREDICATE, spdxDocument({ ...head, packages: found }))));
+    expect(Buffer.concat(spdxStatementJSON(subjects, head, spdxPackagesJSON([]))).toString("utf8")).toBe(JSON.stringify(statement(subjects, SPDX_PREDICATE, spdxDocument({ ...head, packages: [] }))));
   });
 });
