@@ -1,14 +1,16 @@
 // `git status` run by a small shell that lives as long as the process: whether a checkout's work
 // tree has changes, for the provenance (vcs.ts). Forking a Node process of a hundred megabytes
 // or more costs it ~2 ms of CPU each time (the fork, then the copy-on-write faults after it);
-// forking a shell costs the shell little. So the process forks once, for a `sh` that reads one
-// directory a line and answers `dirty`, `clean` or `failed` a line, and later builds only write
-// to it. The shell never keeps the process alive (unref'd while nothing is asked; it ends when
-// its stdin closes), is started anew when the environment changes (git reads HOME, XDG_*, GIT_*),
-// and is ended, with its git, when a caller's signal aborts. It answers one question at a time;
-// its answer is undefined when it cannot serve (busy with another build's, a directory with a
-// newline in its name, the shell gone): the caller then runs git itself. git runs as vcs.ts runs it: no fsmonitor, no prompts, no optional locks, stderr dropped;
-// its output goes to a file of the shell's own (a much changed tree's status can be large).
+// forking a shell costs the shell little. So a process that asks more than once forks once more,
+// for a `sh` that reads one directory a line and answers `dirty`, `clean` or `failed` a line,
+// and later builds only write to it. The shell never keeps the process alive (unref'd while
+// nothing is asked; it ends when its stdin closes), is started anew when the environment changes
+// (git reads HOME, XDG_*, GIT_*), and is ended, with its git, when a caller's signal aborts. It
+// answers one question at a time; its answer is undefined when it cannot serve (the process's
+// first question, busy with another build's, a directory with a newline in its name, the shell
+// gone): the caller then runs git itself. git runs as vcs.ts runs it: no fsmonitor, no prompts, no
+// optional locks, stderr dropped; its output goes to a file of the shell's own (a much changed
+// tree's status can be large).
 import { spawn, type ChildProcessByStdio } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
@@ -112,15 +114,21 @@ class StatusShell {
 }
 
 let shell: StatusShell | undefined;
+/** Questions asked in this process: the first is left to the caller (see shellStatus). */
+let asked = 0;
 
 /**
  * Whether the work tree at `dir` has changes, as `git status --porcelain=v2
  * --untracked-files=normal` tells (failed: git does not take it as a checkout), asked of the
  * process's status shell; undefined when the shell cannot answer (then run git directly).
- * `signal` aborting ends the shell and so the git it runs (the next call starts another).
+ * `signal` aborting ends the shell and so the git it runs (the next call starts another). The
+ * process's first question is answered undefined too: a process that builds once never starts
+ * the shell.
  */
 export async function shellStatus(dir: string, signal?: AbortSignal): Promise<StatusAnswer | undefined> {
-  if (dir.includes("\n") || dir.includes("\0") || signal?.aborted) return undefined;
+  // a process that reads one checkout once (a `kiln build`) forks once, for git itself: the shell
+  // is for the questions after the first
+  if (asked++ === 0 || dir.includes("\n") || dir.includes("\0") || signal?.aborted) return undefined;
   const key = JSON.stringify(Object.entries(process.env).filter(([k]) => /^(HOME|XDG_.*|GIT_.*|PATH|PREFIX)$/.test(k)).sort());
   if (shell && shell.env !== key) shell.end();
   let current: StatusShell;

@@ -1,8 +1,8 @@
 // The process's status shell (src/context/status-shell.ts) against real checkouts: its answers
 // are git status's (clean, dirty with an untracked file, failed outside a checkout), a question
 // asked while it is busy and a directory it cannot pass are left to the caller, an abort ends it and the next question starts another,
-// a changed HOME (the global excludes file git reads) gets a new shell, and it never keeps a
-// process alive.
+// a changed HOME (the global excludes file git reads) gets a new shell, it never keeps a process
+// alive, and a process's first question is left to the caller.
 import { afterAll, describe, expect, it } from "vitest";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -25,6 +25,12 @@ async function checkout(): Promise<string> {
 }
 
 describe("the status shell", () => {
+  it("leaves the process's first question to the caller (a process that builds once starts no shell)", async () => {
+    const dir = await checkout();
+    expect(await shellStatus(dir)).toBeUndefined();
+    expect(await shellStatus(dir)).toBe("clean");
+  });
+
   it("answers as git status does: clean, dirty (an untracked file, a changed one), failed outside a checkout", async () => {
     const dir = await checkout();
     expect(await shellStatus(dir)).toBe("clean");
@@ -87,7 +93,7 @@ describe("the status shell", () => {
 
   it("never keeps a process alive: a script that asked once exits by itself", async () => {
     const dir = await checkout();
-    const script = `import { shellStatus } from ${JSON.stringify(join(REPO_ROOT, "dist", "context", "status-shell.js"))};\nconsole.log(await shellStatus(${JSON.stringify(dir)}));\n`;
+    const script = `import { shellStatus } from ${JSON.stringify(join(REPO_ROOT, "dist", "context", "status-shell.js"))};\nawait shellStatus(${JSON.stringify(dir)});\nconsole.log(await shellStatus(${JSON.stringify(dir)}));\n`;
     const t0 = Date.now();
     const r = await run(process.execPath, ["--input-type=module", "-e", script]);
     expect(r.stdout.trim()).toBe("clean");
