@@ -4,8 +4,9 @@
 // 64-hex object ids (SHA-1 and SHA-256 repositories), and the config files git itself would read
 // for the remote (system /etc/gitconfig for a /usr git, global, the repository's, and the
 // worktree's), with `url.<base>.insteadOf` applied as `git remote get-url` applies it.
-// The files are read synchronously (a few small ones). Nothing here runs anything: what it cannot read as git would (reftable refs, include/includeIf
-// directives, GIT_DIR/GIT_CONFIG* in the environment, a git not installed under /usr, legacy
+// The files are read synchronously (a few small ones). Nothing here runs anything: what it
+// cannot read as git would (reftable refs, include/includeIf directives, GIT_DIR and the like in
+// the environment, GIT_CONFIG* for the remote, a git not installed under /usr, legacy
 // .git/remotes files, unusual syntax) is answered ASK_GIT, and the caller asks git (vcs.ts).
 import { readFileSync, statSync } from "node:fs";
 import { delimiter, dirname, isAbsolute, join, resolve } from "node:path";
@@ -25,12 +26,14 @@ export interface GitDirs {
 }
 
 const OID = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
-/** Environment variables that change which repository or config git reads. */
-const GIT_ENV = /^GIT_(DIR|WORK_TREE|COMMON_DIR|CEILING_DIRECTORIES|DISCOVERY_ACROSS_FILESYSTEM|NAMESPACE|CONFIG.*|INDEX_FILE|OBJECT_DIRECTORY)$/;
+/** Environment variables that change which repository git finds. */
+const DISCOVERY_ENV = /^GIT_(DIR|WORK_TREE|COMMON_DIR|CEILING_DIRECTORIES|DISCOVERY_ACROSS_FILESYSTEM)$/;
+/** Environment variables that change the config git reads (GIT_CONFIG_GLOBAL, _NOSYSTEM, _COUNT, _PARAMETERS, ...). */
+const CONFIG_ENV = /^GIT_CONFIG/;
 
-/** Whether the environment tells git to look elsewhere than discovery would (then only git knows). */
+/** Whether the environment tells git to find another repository than discovery would (then only git knows). */
 export function gitEnvironmentOverrides(env: NodeJS.ProcessEnv = process.env): boolean {
-  return Object.keys(env).some((k) => GIT_ENV.test(k));
+  return Object.keys(env).some((k) => DISCOVERY_ENV.test(k));
 }
 
 // The files read are a few small ones (HEAD, a ref, the config files): read synchronously, as a
@@ -296,6 +299,7 @@ export function applyInsteadOf(url: string, entries: ConfigEntry[]): string {
  * undefined when there is no such remote, ASK_GIT when only git can tell.
  */
 export function readOriginUrl(dirs: GitDirs, env: NodeJS.ProcessEnv = process.env): Answer<string | undefined> {
+  if (Object.keys(env).some((k) => CONFIG_ENV.test(k))) return ASK_GIT;
   const files = configFiles(dirs, env);
   if (files === ASK_GIT) return ASK_GIT;
   const entries: ConfigEntry[] = [];

@@ -156,8 +156,10 @@ describe("the .git reader", () => {
     expect(await readVcsInfo(dir)).toEqual({ commit: await gitHead(dir), remote: "https://included.example.com/app.git" });
   });
 
-  it("leaves a redirected git (GIT_DIR and the like) and an unreadable .git file to git", async () => {
+  it("leaves a redirected git (GIT_DIR and the like; GIT_CONFIG* for the remote) and an unreadable .git file to git", async () => {
     const dir = await repo();
+    expect(readOriginUrl(dirsOf(dir), { ...readerEnv(), GIT_CONFIG_GLOBAL: join(home, "other") })).toBe(ASK_GIT);
+    expect(readHead(dirsOf(dir))).toBe(await gitHead(dir));
     const saved = process.env.GIT_DIR;
     process.env.GIT_DIR = join(dir, ".git");
     try {
