@@ -113,7 +113,8 @@ export async function readVcsInfo(dir: string, signal?: AbortSignal): Promise<Vc
  */
 async function workTreeChanges(dir: string, signal?: AbortSignal): Promise<string | undefined> {
   const answer = await shellStatus(dir, signal);
-  if (answer !== undefined) return answer === "failed" ? undefined : answer === "dirty" ? "changed" : "";
+  if (answer === "dirty" || answer === "clean") return answer === "dirty" ? "changed" : "";
+  // failed (or no answer): git run here has the last word (the shell's own output file may be what failed)
   if (signal?.aborted) return undefined;
   return git(dir, ["-c", "status.showStash=false", "status", "--porcelain=v2", "--untracked-files=normal"], signal, true);
 }
