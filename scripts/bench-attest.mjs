@@ -6,7 +6,10 @@
 // min provenance, max provenance with an SBOM. Prints each variant's median of N runs (default 7)
 // and its ratio to the peer measured in the same run, in wall time and in CPU time (user+system of
 // this process: steadier than wall time on a loaded machine; git's child processes not included).
-import { execFileSync } from "node:child_process";
+// Then the same three as users see them: `node bin/kiln build` of that context, warm, as whole
+// processes (wall time from spawn to exit),
+// interleaved, medians of N each and the ratio to the peer. `--no-cli` skips that part.
+import { execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -16,7 +19,9 @@ import { gzipSync } from "node:zlib";
 import * as tar from "tar-stream";
 import { build } from "../dist/index.js";
 
-const runs = Number(process.argv[2] ?? 7);
+const runs = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 7);
+const cli = !process.argv.includes("--no-cli");
+const KILN = new URL("../bin/kiln", import.meta.url).pathname;
 const work = mkdtempSync(join(tmpdir(), "kiln-bench-attest-"));
 const sha = (b) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
 
@@ -45,6 +50,45 @@ function writeBase(dir, layerTar) {
   const manifest = put(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config, layers: [layer] })));
   writeFileSync(join(dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
   writeFileSync(join(dir, "index.json"), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: "application/vnd.oci.image.manifest.v1+json", ...manifest, annotations: { "org.opencontainers.image.ref.name": "v1" } }] }));
+}
+
+/** Wall time of one whole `node bin/kiln build` process, from spawn to exit. */
+function kilnBuild(args) {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(process.execPath, [KILN, "build", ...args], { stdio: ["ignore", "ignore", "pipe"] });
+    let err = "";
+    child.stderr.on("data", (c) => { err += c; });
+    child.on("error", reject);
+    child.on("exit", (code) => {
+      const ms = performance.now() - t0;
+      if (code !== 0) reject(new Error(`kiln build ${args.join(" ")} failed (${code}): ${err.trim()}`));
+      else resolve(ms);
+    });
+  });
+}
+
+async function cliBench(ctx, cacheDir) {
+  const common = ["--cache-dir", cacheDir, "--progress", "quiet", "--build-context", `base=oci-layout://${join(work, "base")}:v1`];
+  const variants = {
+    "no attestation (peer)": [],
+    "--provenance mode=min": ["--provenance", "mode=min"],
+    "--provenance mode=max --sbom": ["--provenance", "mode=max", "--sbom", "true"],
+  };
+  const once = (flags, n) => {
+    const dest = join(work, `cli-out-${n}`);
+    return kilnBuild([...common, ...flags, "--output", `type=oci,dest=${dest}`, ctx]).finally(() => rmSync(dest, { recursive: true, force: true }));
+  };
+  for (const f of Object.values(variants)) await once(f, "warm");
+  const times = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
+  for (let i = 0; i < runs; i++) for (const [k, f] of Object.entries(variants)) times[k].push(await once(f, i));
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const peer = median(times["no attestation (peer)"]);
+  for (const [k, xs] of Object.entries(times)) {
+    const m = median(xs);
+    console.log(`${k.padEnd(28)} wall ${m.toFixed(1)} ms (x${(m / peer).toFixed(3)})`);
+  }
+  console.log(`warm \`node bin/kiln build\` processes, whole-process wall time, ${runs} runs each, interleaved`);
 }
 
 try {
@@ -88,6 +132,7 @@ try {
     console.log(`${k.padEnd(28)} wall ${m.toFixed(1)} ms (x${(m / peerMs).toFixed(3)})   cpu ${c.toFixed(1)} ms (x${(c / peerCpu).toFixed(3)})`);
   }
   console.log(`warm in-process builds, ${runs} runs each, interleaved (target: attestations add < 5%)`);
+  if (cli) await cliBench(ctx, cacheDir);
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

@@ -1,6 +1,7 @@
 // The attestations of one build: the SLSA provenance statement and/or the SPDX SBOM statements
 // (the image's, then one per extra scan: BUILDKIT_SBOM_SCAN_STAGE stages, the context) about the
-// image manifest, stored as BuildKit stores them (store.ts). The build calls `attestImage` after materializing each platform's image and lists the returned manifest in the
+// image manifest, stored as BuildKit stores them (store.ts). An image's SBOM findings are kept by
+// its layers (sbom-cache.ts; per-layer scans in scan-cache.ts): a warm build scans nothing. The build calls `attestImage` after materializing each platform's image and lists the returned manifest in the
 // output's index (store.ts attestationEntry).
 import { createHash } from "node:crypto";
 import { KilnError } from "../errors.js";
@@ -14,9 +15,10 @@ import type { AttestRequest } from "./request.js";
 import { scanDirectory } from "./scan-dir.js";
 import { scanFiles } from "./scan-files.js";
 import { storeScanCache } from "./scan-cache.js";
-import { SPDX_PREDICATE, spdxDocument } from "./spdx.js";
-import { imageSubjects, statement, type Statement } from "./statement.js";
-import { storeAttestations, type StoredAttestations } from "./store.js";
+import { cachedImageSbom, type ImageSbom } from "./sbom-cache.js";
+import { SPDX_PREDICATE, spdxPackagesJSON, spdxStatementJSON } from "./spdx.js";
+import { imageSubjects, statement } from "./statement.js";
+import { encodeStatement, storeAttestations, type EncodedStatement, type StoredAttestations } from "./store.js";
 
 /** An extra SBOM scan (BUILDKIT_SBOM_SCAN_STAGE / _CONTEXT): a stage's image or the build context directory. */
 export type ExtraScan =
@@ -47,33 +49,44 @@ export async function attestImage(input: AttestInput): Promise<StoredAttestation
   const platform = formatPlatform(input.platform);
   const subjects = imageSubjects(input.manifest.digest, input.names, platform);
   const fixed = input.sourceDateEpoch !== undefined ? new Date(input.sourceDateEpoch * 1000) : undefined;
-  const statements: Statement[] = [];
+  const statements: EncodedStatement[] = [];
   if (input.request.sbom) {
     const signal = input.signal ? { signal: input.signal } : {};
     const cache = storeScanCache(input.store);
-    const imageFiles = (image: Image): Promise<Map<string, Buffer>> => scanFiles(
-      image.layers.map((l) => ({ mediaType: l.descriptor.mediaType, key: l.descriptor.digest, open: () => input.store.open(l.descriptor.digest) })),
-      { cache, tempPath: () => input.store.tempPath(), ...signal },
+    const version = input.provenance.version;
+    const findings = (files: Map<string, Buffer>): ImageSbom => {
+      const warnings: string[] = [];
+      return { ...spdxPackagesJSON(findPackages(files, (w) => warnings.push(w))), warnings };
+    };
+    // an image's findings are kept by its layers (sbom-cache.ts): a warm build scans nothing
+    const imageSbom = (image: Image): Promise<ImageSbom> => cachedImageSbom(
+      input.store,
+      image.layers.map((l) => ({ mediaType: l.descriptor.mediaType, digest: l.descriptor.digest })),
+      version,
+      async () => findings(await scanFiles(
+        image.layers.map((l) => ({ mediaType: l.descriptor.mediaType, key: l.descriptor.digest, open: () => input.store.open(l.descriptor.digest) })),
+        { cache, tempPath: () => input.store.tempPath(), ...signal },
+      )),
     );
     const name = input.names[0] ?? input.manifest.digest;
     const namespace = `https://kiln.dev/spdx/${input.manifest.digest.slice("sha256:".length)}`;
-    const sbom = (files: Map<string, Buffer>, scan?: string): Statement => {
-      const doc = spdxDocument({
+    const sbom = (found: ImageSbom, scan?: string): EncodedStatement => {
+      for (const w of found.warnings) input.onWarning?.(w);
+      const json = spdxStatementJSON(subjects, {
         // the image's document first; each extra named as BuildKit names the scan (sbom-<stage>, sbom-context)
         name: scan ? `${name} sbom-${scan}` : name,
         namespace: scan ? `${namespace}/sbom-${scan}` : namespace,
         created: fixed ?? new Date(),
-        toolVersion: input.provenance.version,
-        packages: findPackages(files, input.onWarning),
-      });
-      return statement(subjects, SPDX_PREDICATE, doc);
+        toolVersion: version,
+      }, found);
+      return { predicateType: SPDX_PREDICATE, json };
     };
-    statements.push(sbom(await imageFiles(input.image)));
+    statements.push(sbom(await imageSbom(input.image)));
     for (const extra of input.extraScans ?? []) {
-      const files = "image" in extra
-        ? await imageFiles(extra.image)
-        : await scanDirectory(extra.directory, { ...(extra.ignore ? { ignore: extra.ignore } : {}), ...signal });
-      statements.push(sbom(files, extra.name));
+      const found = "image" in extra
+        ? await imageSbom(extra.image)
+        : findings(await scanDirectory(extra.directory, { ...(extra.ignore ? { ignore: extra.ignore } : {}), ...signal }));
+      statements.push(sbom(found, extra.name));
     }
   }
   if (input.request.provenance) {
@@ -84,7 +97,7 @@ export async function attestImage(input: AttestInput): Promise<StoredAttestation
       platform,
       ...(fixed ? { startedOn: fixed, finishedOn: fixed } : { finishedOn: new Date() }),
     });
-    statements.push(statement(subjects, SLSA_PROVENANCE_V1, predicate));
+    statements.push(encodeStatement(statement(subjects, SLSA_PROVENANCE_V1, predicate)));
   }
   if (statements.length === 0) throw new KilnError("INTERNAL", "internal: attestImage called with nothing to attest");
   return storeAttestations(input.store, input.manifest, statements);

@@ -21,8 +21,13 @@ function strings(v: unknown): v is string[] {
   return Array.isArray(v) && v.every((x) => typeof x === "string");
 }
 
+/** The name of the layer blob `hex`'s scan entry in sbom-scan/ (what prune removes with the blob). */
+export function layerScanName(hex: string): string {
+  return `v2-${hex}.json`;
+}
+
 export function storeScanCache(store: BlobStore): ScanCache {
-  const file = (key: string): string | undefined => (isDigest(key) ? join(store.root, "sbom-scan", `v2-${key.slice("sha256:".length)}.json`) : undefined);
+  const file = (key: string): string | undefined => (isDigest(key) ? join(store.root, "sbom-scan", layerScanName(key.slice("sha256:".length))) : undefined);
   return {
     async get(key) {
       const f = file(key);

@@ -1,8 +1,11 @@
 // The SPDX 2.3 JSON document (the in-toto predicate `https://spdx.dev/Document`) listing the
 // packages kiln's scanners found in an image: one package per finding with its purl, version,
 // declared license where the database has one, and a DESCRIBES relationship from the document.
-// Deterministic: the same packages, name and time give the same bytes.
+// Deterministic: the same packages, name and time give the same bytes; spdxStatementJSON makes
+// those bytes from the packages' JSON text made once (the SBOM cache keeps it: sbom-cache.ts).
+import { KilnError } from "../errors.js";
 import type { FoundPackage } from "./packages.js";
+import { statement, type Subject } from "./statement.js";
 
 export const SPDX_PREDICATE = "https://spdx.dev/Document";
 
@@ -31,8 +34,9 @@ export interface SpdxInput {
   packages: FoundPackage[];
 }
 
-export function spdxDocument(input: SpdxInput): Record<string, unknown> {
-  const packages = input.packages.map((p, i) => ({
+/** The SPDX packages of the findings, and the document's DESCRIBES relationship to each. */
+function spdxPackages(found: FoundPackage[]): { packages: Array<Record<string, unknown> & { SPDXID: string }>; relationships: Array<Record<string, unknown>> } {
+  const packages = found.map((p, i) => ({
     name: p.name,
     SPDXID: `SPDXRef-Package-${p.type}-${i + 1}`,
     versionInfo: p.version,
@@ -44,6 +48,11 @@ export function spdxDocument(input: SpdxInput): Record<string, unknown> {
     sourceInfo: `${SOURCE_INFO[p.type]}: ${p.source}`,
     externalRefs: [{ referenceCategory: "PACKAGE-MANAGER", referenceType: "purl", referenceLocator: p.purl }],
   }));
+  return { packages, relationships: packages.map((p) => ({ spdxElementId: "SPDXRef-DOCUMENT", relationshipType: "DESCRIBES", relatedSpdxElement: p.SPDXID })) };
+}
+
+export function spdxDocument(input: SpdxInput): Record<string, unknown> {
+  const { packages, relationships } = spdxPackages(input.packages);
   return {
     spdxVersion: "SPDX-2.3",
     dataLicense: "CC0-1.0",
@@ -55,6 +64,34 @@ export function spdxDocument(input: SpdxInput): Record<string, unknown> {
       creators: [`Tool: kiln-${input.toolVersion}`],
     },
     packages,
-    relationships: packages.map((p) => ({ spdxElementId: "SPDXRef-DOCUMENT", relationshipType: "DESCRIBES", relatedSpdxElement: p.SPDXID })),
+    relationships,
   };
+}
+
+/** A document's `packages` and `relationships` arrays as JSON text (UTF-8 bytes): all of it that depends on the findings. */
+export interface SpdxPackagesJSON {
+  packages: Buffer;
+  relationships: Buffer;
+}
+
+export function spdxPackagesJSON(found: FoundPackage[]): SpdxPackagesJSON {
+  const { packages, relationships } = spdxPackages(found);
+  return { packages: Buffer.from(JSON.stringify(packages), "utf8"), relationships: Buffer.from(JSON.stringify(relationships), "utf8") };
+}
+
+/**
+ * The in-toto statement of an SPDX document as JSON text (UTF-8 bytes, in parts: their
+ * concatenation is the statement, never made, as the store writes parts), the findings given as
+ * their JSON text: the same bytes as JSON.stringify(statement(subjects, SPDX_PREDICATE,
+ * spdxDocument(input))), without serializing or encoding the packages again.
+ */
+export function spdxStatementJSON(subjects: Subject[], input: Omit<SpdxInput, "packages">, found: SpdxPackagesJSON): Buffer[] {
+  const empty = JSON.stringify(statement(subjects, SPDX_PREDICATE, spdxDocument({ ...input, packages: [] })));
+  // the document's last two members, then the predicate's and the statement's closing braces
+  const tail = '"packages":[],"relationships":[]}}';
+  if (!empty.endsWith(tail)) throw new KilnError("INTERNAL", "internal: the SPDX statement does not end with its packages");
+  return [
+    Buffer.from(`${empty.slice(0, -tail.length)}"packages":`, "utf8"), found.packages,
+    Buffer.from(',"relationships":', "utf8"), found.relationships, Buffer.from("}}", "utf8"),
+  ];
 }

@@ -7,8 +7,8 @@
 // manifest's digest. Every blob lands in the BlobStore.
 import { manifestJSON } from "../image/materialize.js";
 import type { PlatformImage } from "../image/image-index.js";
-import { MediaType, type Descriptor, type Manifest, type Platform } from "../image/oci.js";
-import { storeImage } from "../image/source.js";
+import { MediaType, type Descriptor, type ImageConfig, type Manifest, type Platform } from "../image/oci.js";
+import { imageSourceOf, storeBlobs, storeImage } from "../image/source.js";
 import type { BlobStore } from "../store/blob-store.js";
 import { ATTESTATION_MANIFEST_TYPE, IN_TOTO_MEDIA_TYPE, PREDICATE_TYPE_ANNOTATION, REFERENCE_DIGEST_ANNOTATION, REFERENCE_TYPE_ANNOTATION } from "../image/attestation-entry.js";
 import type { Statement } from "./statement.js";
@@ -20,17 +20,30 @@ export interface StoredAttestations {
   manifest: Descriptor;
   /** The image manifest the statements are about. */
   subject: Descriptor;
+  /** The attestation manifest as stored (what `manifest` names), and its config: not read back from the store. */
+  stored?: { manifest: Manifest; config: ImageConfig };
 }
 
-/** Put the statements about `image` (a manifest) into `store` as an attestation manifest. */
-export async function storeAttestations(store: BlobStore, image: Descriptor, statements: Statement[]): Promise<StoredAttestations> {
-  const layers: Descriptor[] = [];
-  for (const s of statements) {
-    const blob = await store.putBytes(JSON.stringify(s));
-    layers.push({ mediaType: IN_TOTO_MEDIA_TYPE, digest: blob.digest, size: blob.size, annotations: { [PREDICATE_TYPE_ANNOTATION]: s.predicateType } });
-  }
-  const config = JSON.stringify({ architecture: "unknown", os: "unknown", config: {}, rootfs: { type: "layers", diff_ids: layers.map((l) => l.digest) } });
-  const cfg = await store.putBytes(config);
+/** A statement as its JSON text in UTF-8 (what is stored; parts are one after another), with its predicate type (what the layer is annotated with). */
+export interface EncodedStatement {
+  predicateType: string;
+  json: Buffer | readonly Buffer[];
+}
+
+export function encodeStatement(s: Statement): EncodedStatement {
+  return { predicateType: s.predicateType, json: Buffer.from(JSON.stringify(s), "utf8") };
+}
+
+/**
+ * Put the statements about `image` (a manifest) into `store` as an attestation manifest (each
+ * blob hashed once, by the store as it keeps it).
+ */
+export async function storeAttestations(store: BlobStore, image: Descriptor, statements: Array<Statement | EncodedStatement>): Promise<StoredAttestations> {
+  const encoded = statements.map((s) => ("json" in s ? s : encodeStatement(s)));
+  const blobs = await Promise.all(encoded.map((s) => store.putBytes(s.json)));
+  const layers: Descriptor[] = encoded.map((s, i) => ({ mediaType: IN_TOTO_MEDIA_TYPE, digest: blobs[i]!.digest, size: blobs[i]!.size, annotations: { [PREDICATE_TYPE_ANNOTATION]: s.predicateType } }));
+  const config: ImageConfig = { architecture: "unknown", os: "unknown", config: {}, rootfs: { type: "layers", diff_ids: layers.map((l) => l.digest) } };
+  const cfg = await store.putBytes(JSON.stringify(config));
   const manifest: Manifest = {
     schemaVersion: 2,
     mediaType: MediaType.ociManifest,
@@ -38,7 +51,7 @@ export async function storeAttestations(store: BlobStore, image: Descriptor, sta
     layers,
   };
   const m = await store.putBytes(manifestJSON(manifest));
-  return { manifest: { mediaType: MediaType.ociManifest, digest: m.digest, size: m.size }, subject: image };
+  return { manifest: { mediaType: MediaType.ociManifest, digest: m.digest, size: m.size }, subject: image, stored: { manifest, config } };
 }
 
 const UNKNOWN_PLATFORM: Platform = { architecture: "unknown", os: "unknown" };
@@ -47,7 +60,7 @@ const UNKNOWN_PLATFORM: Platform = { architecture: "unknown", os: "unknown" };
 export async function attestationEntry(store: BlobStore, stored: StoredAttestations): Promise<PlatformImage> {
   return {
     platform: UNKNOWN_PLATFORM,
-    image: await storeImage(store, stored.manifest),
+    image: stored.stored ? await imageSourceOf(storeBlobs(store), stored.manifest, stored.stored.manifest, stored.stored.config) : await storeImage(store, stored.manifest),
     annotations: { [REFERENCE_DIGEST_ANNOTATION]: stored.subject.digest, [REFERENCE_TYPE_ANNOTATION]: ATTESTATION_MANIFEST_TYPE },
   };
 }

@@ -20,7 +20,7 @@ export interface AttestationRecord {
 /** One record per stored attestation manifest; `platforms[i]` is the platform of `attestations[i]`. */
 export async function attestationRecords(store: BlobStore, attestations: StoredAttestations[], platforms: string[], referrers: Referrer[] = []): Promise<AttestationRecord[]> {
   return Promise.all(attestations.map(async (a, i) => {
-    const m = await store.readJSON<Manifest>(a.manifest.digest);
+    const m = a.stored?.manifest ?? await store.readJSON<Manifest>(a.manifest.digest);
     const mine = referrers.filter((r) => r.subject.digest === a.subject.digest).map((r) => r.descriptor.digest);
     return {
       platform: platforms[i] ?? "",

@@ -15,6 +15,8 @@ import type { BlobStore } from "../store/blob-store.js";
 import { listExtractedLayers, removeExtractedLayers, treeBytes } from "../snapshot/layer-dirs.js";
 import { listNames } from "../store/names.js";
 import { pruneGitCheckouts } from "../context/git.js";
+import { layerScanName } from "../attest/scan-cache.js";
+import { imageSbomPrefix } from "../attest/sbom-cache.js";
 
 export { parseDuration, parseSize } from "../units.js";
 
@@ -249,11 +251,13 @@ export async function prune(store: BlobStore, options: PruneOptions = {}): Promi
   // records first, so no remaining record ever names a removed blob
   for (const r of plan.records) await rm(r.path, { force: true });
   let freed = 0;
+  const sbomEntries = plan.blobs.length > 0 ? await readdir(join(store.root, "sbom-scan")).catch(() => [] as string[]) : [];
   for (const b of plan.blobs) {
     const hex = b.digest.slice("sha256:".length);
     await rm(store.path(b.digest), { force: true });
     await rm(join(store.root, "origins", "sha256", hex), { force: true });
-    await rm(join(store.root, "sbom-scan", `v1-${hex}.json`), { force: true }); // the layer's SBOM scan (src/attest/scan-cache.ts)
+    await rm(join(store.root, "sbom-scan", layerScanName(hex)), { force: true }); // the layer's SBOM scan (src/attest/scan-cache.ts)
+    for (const name of sbomEntries.filter((n) => n.startsWith(imageSbomPrefix(hex)))) await rm(join(store.root, "sbom-scan", name), { force: true }); // images' SBOMs with this top layer (sbom-cache.ts)
     freed += b.size;
   }
   // extracted layers are derived from blobs: any unused for the grace period (or `until`) go

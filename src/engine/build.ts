@@ -136,8 +136,38 @@ async function buildFromGit(options: BuildOptions, config: EngineConfig, backend
   return buildFrom({ ...options, context: tree.dir, ...inside, vcs }, config, backends, { gitContext: true });
 }
 
-async function buildFrom(options: BuildOptions & { dockerfileName?: string; contextOnStdin?: boolean }, config: EngineConfig, backends: EngineBackends, from: { gitContext?: boolean } = {}): Promise<BuildResult> {
+type BuildFromOptions = BuildOptions & { dockerfileName?: string; contextOnStdin?: boolean };
+
+/** What buildFrom settles before the Dockerfile is read: the outputs, the attestations, the context's git state being read. */
+interface BuildStart {
+  outputs: OutputSpec[];
+  attest: AttestRequest | undefined;
+  vcsReading: Promise<VcsInfo | undefined>;
+}
+
+async function buildFrom(options: BuildFromOptions, config: EngineConfig, backends: EngineBackends, from: { gitContext?: boolean } = {}): Promise<BuildResult> {
   const startedOn = new Date();
+  const outputs = options.outputs && options.outputs.length > 0
+    ? options.outputs
+    : options.load ? [] : [{ type: "oci", dest: resolve(DEFAULT_OUTPUT_DIR), tar: false } as OutputSpec];
+  // What was asked for, plus buildx's default (min provenance when pushing: attest/request.ts).
+  const attest = effectiveAttestations(options.attest, outputs, options.format ?? "oci");
+  // The context's git state for the provenance (a context on stdin has none): read from the start,
+  // beside the whole build (its one git process off the critical path); ended when the build ends first.
+  if (!attest?.provenance || options.vcs || options.contextOnStdin) {
+    return buildStarted(options, config, backends, from, startedOn, { outputs, attest, vcsReading: Promise.resolve(undefined) });
+  }
+  const stop = new AbortController();
+  const vcsReading = readVcsInfo(options.context, config.signal ? AbortSignal.any([config.signal, stop.signal]) : stop.signal).catch(() => undefined);
+  try {
+    return await buildStarted(options, config, backends, from, startedOn, { outputs, attest, vcsReading });
+  } finally {
+    stop.abort(); // the git process, when the build ended without waiting for it
+  }
+}
+
+async function buildStarted(options: BuildFromOptions, config: EngineConfig, backends: EngineBackends, from: { gitContext?: boolean }, startedOn: Date, start: BuildStart): Promise<BuildResult> {
+  const { outputs, attest, vcsReading } = start;
   const store = new BlobStore(config.cacheDir);
   const { text, file, path: dockerfilePath } = await readDockerfile(options);
   const keepGitDir = keepGitDirArg(config.buildArgs.BUILDKIT_CONTEXT_KEEP_GIT_DIR);
@@ -162,9 +192,6 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
     named.set(name, await fetchNamedGitContext(config, name, nc.url));
   }));
 
-  const outputs = options.outputs && options.outputs.length > 0
-    ? options.outputs
-    : options.load ? [] : [{ type: "oci", dest: resolve(DEFAULT_OUTPUT_DIR), tar: false } as OutputSpec];
   for (const o of outputs) {
     if (o.type === "image" && o.names.length === 0 && (options.tags ?? []).length === 0) {
       throw new UsageError("OPTION_INVALID", "--output type=image needs name=REF (or -t REF)");
@@ -177,12 +204,10 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
     }
   }
   const compression = outputCompression(outputs, options.format ?? "oci");
-  // What was asked for, plus buildx's default (min provenance when pushing: attest/request.ts).
   if (wantsAttestations(options.attest)) {
     checkAttestationOutputs(outputs);
     if (options.format === "docker") throw new UsageError("OPTION_INVALID", "--format docker cannot carry attestations (--provenance/--sbom/--attest need an OCI index): use --format oci");
   }
-  const attest = effectiveAttestations(options.attest, outputs, options.format ?? "oci");
   checkReferrers(attest ?? options.attest, outputs);
   if (options.load && (options.tags ?? []).length === 0) throw new UsageError("OPTION_INVALID", "--load needs a name: give -t NAME");
   // -t names (and type=image names not pushed) go into the local image store; checked before any work
@@ -191,10 +216,6 @@ async function buildFrom(options: BuildOptions & { dockerfileName?: string; cont
     ...outputs.flatMap((o) => (o.type === "image" && !o.push ? o.names.map((n) => normalizeName(n, "--output name")) : [])),
   ];
 
-  // The context's git state for the provenance (a context on stdin has none), read while the build runs.
-  const vcsReading: Promise<VcsInfo | undefined> = attest?.provenance && !options.vcs && !options.contextOnStdin
-    ? readVcsInfo(options.context, config.signal).catch(() => undefined)
-    : Promise.resolve(undefined);
   const format = options.format ?? "oci";
   const session = new BuildSession(config, backends);
   let targets: Awaited<ReturnType<typeof prepareStages>>;

@@ -60,6 +60,14 @@ export async function imageSource(blobs: BlobReader, manifestDesc: Descriptor, w
     if (err instanceof KilnError) throw err;
     throw new KilnError("MANIFEST_INVALID", `${where}: manifest ${manifestDesc.digest} is not valid JSON`);
   }
+  return imageSourceOf(blobs, manifestDesc, manifest, undefined, where);
+}
+
+/**
+ * imageSource for a manifest already in memory (`manifest` is what `manifestDesc` names; `config`,
+ * when given, is what its config descriptor names): what was just stored is not read back.
+ */
+export async function imageSourceOf(blobs: BlobReader, manifestDesc: Descriptor, manifest: Manifest, config?: ImageConfig, where = `image ${manifestDesc.digest}`): Promise<ImageSource> {
   if (!manifest || typeof manifest !== "object" || !manifest.config || !Array.isArray(manifest.layers)) {
     throw new KilnError("MANIFEST_INVALID", `${where}: manifest ${manifestDesc.digest} is malformed`);
   }
@@ -67,8 +75,8 @@ export async function imageSource(blobs: BlobReader, manifestDesc: Descriptor, w
   const format = manifestFormat(mediaType, where);
   let diffIDs: Digest[] | undefined;
   if (IMAGE_CONFIG_TYPES.has(manifest.config.mediaType)) {
-    const config = JSON.parse((await blobs.readBytes(manifest.config.digest)).toString("utf8")) as ImageConfig;
-    diffIDs = config.rootfs?.diff_ids;
+    const cfg = config ?? JSON.parse((await blobs.readBytes(manifest.config.digest)).toString("utf8")) as ImageConfig;
+    diffIDs = cfg.rootfs?.diff_ids;
     if (!Array.isArray(diffIDs) || diffIDs.length !== manifest.layers.length) {
       throw new KilnError("MANIFEST_INVALID", `${where}: config lists ${Array.isArray(diffIDs) ? diffIDs.length : 0} layers but the manifest has ${manifest.layers.length}`);
     }

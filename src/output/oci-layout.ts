@@ -124,13 +124,22 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /**
- * Put one blob at `dest` via a temp name: hardlinked when the source keeps it in a file on the
- * same file system, else copied or streamed.
+ * Put one blob at `dest`: hardlinked straight to its name when the source keeps it in a file on the
+ * same file system (a link of a whole file is complete the moment it exists), else copied or
+ * streamed to a temp name and renamed (also over a wrong file already at `dest`).
  */
 async function placeBlob(img: OutputImage, digest: Digest, dest: string, signal: AbortSignal | undefined): Promise<void> {
+  const src = img.path?.(digest);
+  if (src !== undefined) {
+    try {
+      await link(src, dest);
+      return;
+    } catch {
+      // another file system, no hardlinks, or something at dest: the temp-name way below
+    }
+  }
   const tmp = tempNameFor(dest);
   try {
-    const src = img.path?.(digest);
     if (src !== undefined) {
       try {
         await link(src, tmp);
@@ -141,20 +150,17 @@ async function placeBlob(img: OutputImage, digest: Digest, dest: string, signal:
       await pipeline(img.open(digest), await createdWriteStream(tmp), signal ? { signal } : {});
     }
     await rename(tmp, dest);
-  } finally {
-    await rm(tmp, { force: true });
+  } catch (err) {
+    await rm(tmp, { force: true }); // renamed: nothing left to remove
+    throw err;
   }
 }
 
-/** Every blob of `img` must be there, at its descriptor's size, before anything is written. */
+/** Every blob of `img` must be there, at its descriptor's size, before anything is written (checked at once; the first in order is reported). */
 export async function checkBlobs(img: OutputImage): Promise<void> {
-  for (const d of blobDigests(img)) {
-    let size: number;
-    try {
-      size = await img.size(d.digest);
-    } catch {
-      throw new KilnError("BLOB_MISSING", `blob ${d.digest} is missing from the store`);
-    }
+  const sizes = await Promise.all(blobDigests(img).map(async (d) => ({ d, size: await img.size(d.digest).catch(() => undefined) })));
+  for (const { d, size } of sizes) {
+    if (size === undefined) throw new KilnError("BLOB_MISSING", `blob ${d.digest} is missing from the store`);
     if (size !== d.size) throw new KilnError("BLOB_SIZE_MISMATCH", `blob ${d.digest} in the store is ${size} bytes, expected ${d.size}`);
   }
 }
@@ -186,17 +192,20 @@ async function writeLayoutDir(img: OutputImage, dest: string, tags: ParsedTag[],
   const added: string[] = [];
   try {
     await mkdir(blobDir, { recursive: true });
-    for (const d of blobDigests(img)) {
+    // the blobs at once (each a stat, and a link or copy when missing); every one settles before a failure is handled
+    const placed = await Promise.allSettled(blobDigests(img).map(async (d) => {
       const target = join(blobDir, d.digest.slice("sha256:".length));
       try {
-        if ((await stat(target)).size === d.size) continue;
+        if ((await stat(target)).size === d.size) return;
       } catch {
         // not there yet
       }
       throwIfAborted(signal);
       await placeBlob(img, d.digest, target, signal);
       added.push(target);
-    }
+    }));
+    const failed = placed.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) throw failed.reason;
     const layoutFile = join(dest, "oci-layout");
     if (!(await exists(layoutFile))) await writeFileAtomic(layoutFile, OCI_LAYOUT_FILE);
     await writeFileAtomic(join(dest, "index.json"), indexJSON(mergeIndex(existing, img, tags)));

@@ -25,8 +25,9 @@ export async function writeFileAtomic(path: string, data: string | Buffer, optio
     await writeFile(tmp, data, options.mode !== undefined ? { mode: options.mode } : undefined);
     if (options.mode !== undefined) await chmod(tmp, options.mode);
     await rename(tmp, path);
-  } finally {
-    await rm(tmp, { force: true });
+  } catch (err) {
+    await rm(tmp, { force: true }); // renamed: nothing left to remove
+    throw err;
   }
 }
 

@@ -13,6 +13,8 @@ import { StatCache, hashSources } from "../../src/cache/sources.js";
 import { DirContext } from "../../src/context/build-context.js";
 import { selectSources } from "../../src/context/select.js";
 import { diskUsage, parseDuration, parseSize, prune } from "../../src/cache/prune.js";
+import { layerScanName } from "../../src/attest/scan-cache.js";
+import { imageSbomPrefix } from "../../src/attest/sbom-cache.js";
 
 const temps: string[] = [];
 afterAll(async () => {
@@ -67,15 +69,15 @@ describe("diskUsage and prune", () => {
     expect(await prune(store, { graceMs: 0 })).toEqual({ removed: 1, freed: 700 });
   });
 
-  it("removes a pruned blob's SBOM scan entry with it and keeps the entries of blobs that stay", async () => {
+  it("removes a pruned blob's SBOM scan entry, and the image SBOMs it is the top layer of, with it; keeps those of blobs that stay", async () => {
     const store = await newStore();
     const gone = await orphan(store, 0xaa, 500, 2 * HOUR);
     const kept = await orphan(store, 0xbb, 700, 0);
-    const entry = (d: Digest): string => join(store.root, "sbom-scan", `v1-${d.slice(7)}.json`);
+    const entries = (d: Digest): string[] => [layerScanName(d.slice(7)), `${imageSbomPrefix(d.slice(7))}${"cd".repeat(32)}.txt`];
     await mkdir(join(store.root, "sbom-scan"), { recursive: true });
-    for (const d of [gone, kept]) await writeFile(entry(d), "{}");
+    for (const d of [gone, kept]) for (const name of entries(d)) await writeFile(join(store.root, "sbom-scan", name), "{}");
     await prune(store);
-    expect((await readdir(join(store.root, "sbom-scan"))).sort()).toEqual([`v1-${kept.slice(7)}.json`]);
+    expect((await readdir(join(store.root, "sbom-scan"))).sort()).toEqual(entries(kept).sort());
   });
 
   it("--keep-storage removes least recently used records first and stops when the store fits", async () => {

@@ -56,6 +56,21 @@ describe("readVcsInfo", () => {
     expect(await stat(marker).catch(() => undefined)).toBeDefined();
   });
 
+  it("reads several checkouts at once (the status shell answers one, git run directly the others)", async () => {
+    const clean = await gitCheckout({ "Dockerfile": "FROM scratch\n" });
+    const dirty = await gitCheckout({ "Dockerfile": "FROM scratch\n" });
+    await writeFile(join(dirty.dir, "new.txt"), "untracked\n");
+    expect(await Promise.all([readVcsInfo(clean.dir), readVcsInfo(dirty.dir), readVcsInfo(clean.dir)])).toEqual([
+      { commit: clean.commit }, { commit: dirty.commit, dirty: true }, { commit: clean.commit },
+    ]);
+  });
+
+  it("ends its git process with the signal: an aborted read has nothing", async () => {
+    const { dir, commit } = await gitCheckout({ "Dockerfile": "FROM scratch\n" });
+    expect(await readVcsInfo(dir, AbortSignal.abort())).toBeUndefined();
+    expect(await readVcsInfo(dir)).toEqual({ commit });
+  });
+
   it("has nothing for a directory outside any checkout", async () => {
     expect(await readVcsInfo(await temps.make("kiln-novcs-"))).toBeUndefined();
   });
