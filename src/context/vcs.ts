@@ -1,14 +1,12 @@
 // The build context's version control state, for the provenance: when the context directory is
 // inside a git checkout, its HEAD commit, its `origin` remote (credentials stripped from the URL)
 // and whether the work tree has changes not in that commit. The commit and the remote are read
-// from the files under `.git` (git-dir.ts), the changes with one `git status` (run by the
-// process's status shell, status-shell.ts; no git process at all unless a `.git` is found above
-// the directory); a context that is no checkout (or no git on
-// the host) has none. BuildOptions.vcs overrides it
+// from the files under `.git` (git-dir.ts), the changes with one `git status` started when the
+// build starts (no git process at all unless a `.git` is found above the directory); a context
+// that is no checkout (or no git on the host) has none. BuildOptions.vcs overrides it
 // (a remote git context knows its commit and URL without a checkout of its own).
 import { spawn } from "node:child_process";
 import { ASK_GIT, findGitDirs, readHead, readOriginUrl } from "./git-dir.js";
-import { shellStatus } from "./status-shell.js";
 
 export interface VcsInfo {
   /** The full commit id the context was taken from. */
@@ -107,15 +105,10 @@ export async function readVcsInfo(dir: string, signal?: AbortSignal): Promise<Vc
 }
 
 /**
- * "changed" or "" (no changes), undefined when git does not take `dir` as a checkout: asked of the
- * process's status shell (status-shell.ts: no fork of this process per build), else of a git run
- * here. Without --branch (HEAD is read from .git): no ahead/behind count to make.
+ * "changed" or "" (no changes), undefined when git does not take `dir` as a checkout. Without
+ * --branch (HEAD is read from .git): no ahead/behind count to make.
  */
-async function workTreeChanges(dir: string, signal?: AbortSignal): Promise<string | undefined> {
-  const answer = await shellStatus(dir, signal);
-  if (answer === "dirty" || answer === "clean") return answer === "dirty" ? "changed" : "";
-  // failed (or no answer): git run here has the last word (the shell's own output file may be what failed)
-  if (signal?.aborted) return undefined;
+function workTreeChanges(dir: string, signal?: AbortSignal): Promise<string | undefined> {
   return git(dir, ["-c", "status.showStash=false", "status", "--porcelain=v2", "--untracked-files=normal"], signal, true);
 }
 

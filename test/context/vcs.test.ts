@@ -56,7 +56,7 @@ describe("readVcsInfo", () => {
     expect(await stat(marker).catch(() => undefined)).toBeDefined();
   });
 
-  it("reads several checkouts at once (the status shell answers one, git run directly the others)", async () => {
+  it("reads several checkouts at once, each with its own git status", async () => {
     const clean = await gitCheckout({ "Dockerfile": "FROM scratch\n" });
     const dirty = await gitCheckout({ "Dockerfile": "FROM scratch\n" });
     await writeFile(join(dirty.dir, "new.txt"), "untracked\n");
