@@ -11,7 +11,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../store/atomic-file.js";
 import { VERSION } from "../version.js";
-import { preflight, type PreflightReport } from "./preflight.js";
+import type { PreflightReport } from "./preflight.js";
 
 export const MAX_AGE_MS = 10 * 60 * 1000;
 
@@ -72,5 +72,5 @@ export async function cachedHostFact<T>(cacheDir: string, name: string, compute:
 
 /** The preflight report from `<cacheDir>/preflight/` when fresh, else probed now and kept there. */
 export function cachedPreflight(cacheDir: string, now = Date.now()): Promise<PreflightReport> {
-  return cachedHostFact(cacheDir, "preflight", preflight, plausible, now);
+  return cachedHostFact(cacheDir, "preflight", async () => (await import("./preflight.js")).preflight(), plausible, now);
 }
