@@ -26,8 +26,15 @@ function read(path: string): string {
   }
 }
 
-/** What the probes' outcome depends on, hashed. */
+let key: string | undefined;
+
+/** What the probes' outcome depends on, hashed (once per process: the cached facts share it). */
 export function preflightKey(): string {
+  key ??= computeKey();
+  return key;
+}
+
+function computeKey(): string {
   const status = read("/proc/self/status")
     .split("\n")
     .filter((l) => /^(Uid|Gid|Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):/.test(l))
