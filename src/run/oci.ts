@@ -18,7 +18,7 @@ import {
   MountTargets, SECRETS_FD, STATUS_FD, ensureCwd, newHostname, placeMounts, secretLines, writeEtcFiles, type PlacedMounts, type PlacedRunMount,
 } from "./sandbox-files.js";
 import type { IdMap, RunFeature, RunResult, RunSpec, Runner } from "./types.js";
-import { resolveUser } from "./user.js";
+import { resolveUser, type ResolvedUser } from "./user.js";
 import { hostIdMappings, unshareUserArgs } from "./userns.js";
 import { DEFAULT_CAPS } from "./caps.js";
 
@@ -89,28 +89,33 @@ class OciRunner implements Runner {
     const id = `kiln-${runDir.slice(-12)}`;
     let created = false;
     try {
-      await mkdir(stateDir, { mode: 0o700 });
-      const user = spec.resolvedUser ?? (await resolveUser(spec.rootfs, spec.user));
-      await ensureCwd(spec.rootfs, spec.cwd);
       const hostname = spec.hostname ?? newHostname();
-      const etc = await writeEtcFiles(runDir, hostname, spec.extraHosts);
+      const secretDir = join(runDir, "secrets");
+      // the bundle's directories and /etc files are written while the root is checked
+      const bundle = Promise.all([mkdir(stateDir, { mode: 0o700 }), mkdir(secretDir, { mode: 0o700 }), writeEtcFiles(runDir, hostname, spec.extraHosts)]);
+      let user: ResolvedUser;
+      try {
+        user = spec.resolvedUser ?? (await resolveUser(spec.rootfs, spec.user));
+        await ensureCwd(spec.rootfs, spec.cwd);
+      } finally {
+        await bundle.catch(() => undefined); // settled before the bundle is removed
+      }
+      const [, , etc] = await bundle;
       // Mount points must exist in the rootfs; the ones kiln creates are removed afterwards.
       // Every destination is given already resolved through the mounts before it (the runtime
       // resolves again inside the root, and finds no symlink on the way).
       const placed = await placeMounts(spec, targets, etc);
-      const secretDir = join(runDir, "secrets");
-      await mkdir(secretDir, { mode: 0o700 });
       // the runtime runs inside kiln's own namespaces (see wrapper()): secrets live in a tmpfs there
       const secrets = secretLines(placed, secretDir);
       const startedFile = join(runDir, "started");
       const config = this.config(spec, user, hostname, placed, secrets.files, startedFile);
-      await writeFile(join(runDir, "config.json"), ociJson(config));
+      const [, wrapper] = await Promise.all([writeFile(join(runDir, "config.json"), ociJson(config)), this.wrapper(spec.rootfs, runDir, stateDir, id, secrets.lines)]);
       const tail = new OutputTail();
       created = true;
       // an abort kills unshare (runStreaming's default), which takes the runtime and the container with it
       let exited = false;
       const code = await runStreaming(
-        await this.wrapper(spec.rootfs, runDir, stateDir, id, secrets.lines),
+        wrapper,
         {
           stdout: spec.stdout,
           stderr: spec.stderr,
@@ -139,8 +144,8 @@ class OciRunner implements Runner {
           await runQuiet(del.cmd, del.args);
         }
       }
-      await targets.cleanup();
-      await removeWorkDir(runDir);
+      // the bundle: a few small files (the secrets' tmpfs lived in the namespace)
+      await Promise.all([targets.cleanup(), removeWorkDir(runDir, { small: true })]);
     }
   }
 

@@ -32,19 +32,23 @@ export function newHostname(): string {
 export async function writeEtcFiles(runDir: string, hostname: string, extraHosts: readonly ExtraHost[] = []): Promise<EtcFiles> {
   const hosts = join(runDir, "hosts");
   const resolvConf = join(runDir, "resolv.conf");
-  await writeFile(
-    hosts,
-    `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t${hostname}\n${extraHostLines(extraHosts)}`,
-  );
-  let resolv = DEFAULT_RESOLV;
-  try {
-    const host = await readFile("/etc/resolv.conf", "utf8");
-    if (/^\s*nameserver\s/m.test(host)) resolv = host;
-  } catch {
-    /* no host resolv.conf: use the default */
-  }
-  await writeFile(resolvConf, resolv);
-  for (const f of [hosts, resolvConf]) await chmod(f, 0o644);
+  const resolv = async (): Promise<string> => {
+    try {
+      const host = await readFile("/etc/resolv.conf", "utf8");
+      if (/^\s*nameserver\s/m.test(host)) return host;
+    } catch {
+      /* no host resolv.conf: use the default */
+    }
+    return DEFAULT_RESOLV;
+  };
+  // (chmod: 0644 whatever kiln's umask)
+  await Promise.all([
+    writeFile(
+      hosts,
+      `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t${hostname}\n${extraHostLines(extraHosts)}`,
+    ).then(() => chmod(hosts, 0o644)),
+    resolv().then((text) => writeFile(resolvConf, text)).then(() => chmod(resolvConf, 0o644)),
+  ]);
   return { hostname, hosts, resolvConf };
 }
 

@@ -9,6 +9,7 @@
 // loop-mounted, private to this root filesystem — new files are created at the speed of a fresh
 // file system however aged the host's is, and disposal is an unmount instead of deleting every
 // file a step wrote.
+import { readdirSync } from "node:fs";
 import { chmod, chown, lstat, mkdir, readdir, rm, symlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import type { LayerEntry } from "../layer/entry.js";
@@ -53,9 +54,8 @@ class OverlayRootFS implements RootFS {
   }
 
   async init(useScratch: boolean): Promise<void> {
-    await Promise.all(["merged", "lower", "l", "empty", "s"].map((d) => mkdir(join(this.work, d))));
     this.scratchPending = useScratch;
-    await this.newUpper();
+    await Promise.all([...["merged", "lower", "l", "empty", "s"].map((d) => mkdir(join(this.work, d))), this.newUpper()]);
   }
 
   /** Move the (still unused) upper onto a scratch file system, the first time a step runs. */
@@ -124,8 +124,9 @@ class OverlayRootFS implements RootFS {
     for (const mp of mountsUnder(this.work)) await unmount(mp).catch(() => undefined);
     if (options.background && (await removeWorkDirLater(this.work))) return;
     // a big tree goes faster through rm(1); a small one (a container's few writes) not worth a process
-    if (mountsUnder(this.work).length === 0 && !(await smallTree(this.work))) await removeTree(this.work);
-    await removeWorkDir(this.work);
+    const small = mountsUnder(this.work).length === 0 && smallTree(this.work);
+    if (!small) await removeTree(this.work);
+    await removeWorkDir(this.work, { small });
   }
 
   private takeSnapshot(): LayerEntry[] | null {
@@ -160,11 +161,13 @@ class OverlayRootFS implements RootFS {
       this.mounted = false;
     }
     const upper = join(this.work, this.upper);
-    // The merged root shows the upper's root directory: give it the metadata of the one below.
-    if (!this.upperUsed) await copyRootMeta(this.lowers[this.lowers.length - 1] ?? null, upper);
-    // a volatile mount leaves work/incompat/volatile behind, which refuses the next mount
-    await rm(join(this.work, this.overlayWork), { recursive: true, force: true });
-    await mkdir(join(this.work, this.overlayWork));
+    const workDir = join(this.work, this.overlayWork);
+    await Promise.all([
+      // The merged root shows the upper's root directory: give it the metadata of the one below.
+      this.upperUsed ? undefined : copyRootMeta(this.lowers[this.lowers.length - 1] ?? null, upper),
+      // a volatile mount leaves work/incompat/volatile behind, which refuses the next mount
+      rm(workDir, { recursive: true, force: true }).then(() => mkdir(workDir)),
+    ]);
     await mountOverlay({ cwd: this.work, lowers: this.lowerNames(), upper: this.upper, work: this.overlayWork, target: this.dir });
     this.mounted = true;
     this.dirty = false;
@@ -192,9 +195,8 @@ async function copyRootMeta(from: string | null, to: string): Promise<void> {
     return;
   }
   const st = await lstat(from);
-  await chown(to, st.uid, st.gid);
-  await chmod(to, st.mode & 0o7777);
-  await utimes(to, st.atime, st.mtime);
+  // chown first: it clears set-id bits the mode may carry
+  await Promise.all([chown(to, st.uid, st.gid).then(() => chmod(to, st.mode & 0o7777)), utimes(to, st.atime, st.mtime)]);
 }
 
 export interface OverlayRootFSOptions extends DirRootFSOptions {
@@ -219,19 +221,19 @@ export async function createOverlayRootFS(cacheDir: string, options: OverlayRoot
   return fs;
 }
 
-/** Whether `dir` holds at most `limit` entries (walked until the limit is passed; symlinks not followed). */
-async function smallTree(dir: string, limit = 64): Promise<boolean> {
+/** Whether `dir` holds at most `limit` entries (walked until the limit is passed; symlinks not followed; synchronous: a few directory reads). */
+function smallTree(dir: string, limit = 64): boolean {
   let count = 0;
-  const walk = async (d: string): Promise<boolean> => {
+  const walk = (d: string): boolean => {
     let entries;
     try {
-      entries = await readdir(d, { withFileTypes: true });
+      entries = readdirSync(d, { withFileTypes: true });
     } catch {
       return true;
     }
     count += entries.length;
     if (count > limit) return false;
-    for (const e of entries) if (e.isDirectory() && !(await walk(join(d, e.name)))) return false;
+    for (const e of entries) if (e.isDirectory() && !walk(join(d, e.name))) return false;
     return true;
   };
   return walk(dir);
