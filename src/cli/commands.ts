@@ -18,6 +18,8 @@ export const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   images: async () => (await import("./image-commands.js")).imageCommands.images!,
   tag: async () => (await import("./image-commands.js")).imageCommands.tag!,
   rmi: async () => (await import("./image-commands.js")).imageCommands.rmi!,
+  inspect: async () => (await import("./image-commands.js")).imageCommands.inspect!,
+  history: async () => (await import("./image-commands.js")).imageCommands.history!,
   run: async () => (await import("./run-command.js")).runCommand,
   attestations: async () => (await import("./attestations-command.js")).attestationsCommand,
   manifest: async () => (await import("./manifest-command.js")).manifestCommand,
