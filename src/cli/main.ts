@@ -8,7 +8,6 @@
 // run: 125). checkCommandLine (the same parsing without running) is in check.ts.
 import { KilnError, UsageError } from "../errors.js";
 import { VERSION } from "../version.js";
-import { describeError, exitCodeFor } from "./exit.js";
 import { formatOptionHelp, parseArgs } from "./args.js";
 import type { Command } from "./command.js";
 import { COMMANDS, loadCommand, loadCommands } from "./commands.js";
@@ -55,6 +54,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     return await cmd.run(args);
   } catch (err) {
+    const { describeError, exitCodeFor } = await import("./exit.js"); // only a failure needs it
     process.stderr.write(`error: ${describeError(err)}\n`);
     if (!(err instanceof KilnError) && process.env.KILN_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? ""}\n`);
     return exitCodeFor(err, known ? name : undefined);
