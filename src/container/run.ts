@@ -5,7 +5,7 @@
 // before starting (user, working directory, the command), start the process with the image's
 // ENV/WORKDIR/USER and Docker's ENTRYPOINT/CMD rules, forward signals (then SIGKILL after the stop
 // timeout) and hand back its exit status. Nothing is kept afterwards: no mount, directory or process.
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { mkdir, stat } from "node:fs/promises";
 import { join, posix, resolve } from "node:path";
 import { KilnError, type KilnErrorCode } from "../errors.js";
@@ -283,7 +283,8 @@ async function checkCommand(root: string, cmd: string, cwd: string, path: string
   const executable = async (p: string): Promise<boolean> => {
     if (onMount(p)) return true;
     try {
-      const st = await stat(await resolveInRoot(root, p, { followFinal: true }));
+      // (synchronous, as resolveInRoot's lookups: PATH is tried directory by directory)
+      const st = statSync(await resolveInRoot(root, p, { followFinal: true }));
       return st.isFile() && (st.mode & 0o111) !== 0;
     } catch {
       return false;

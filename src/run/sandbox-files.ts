@@ -8,7 +8,7 @@
 // in the run directory (runners that cannot).
 import { randomBytes } from "node:crypto";
 import { lstatSync, statSync, type Stats } from "node:fs";
-import { chmod, chown, lstat, mkdir, readFile, rmdir, stat, unlink, utimes, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, readFile, rmdir, stat, unlink, utimes, writeFile } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { KilnError } from "../errors.js";
 import { resolveInRoot } from "../snapshot/confine.js";
@@ -152,7 +152,7 @@ export class MountTargets {
   async ensure(target: string, kind: "dir" | "file"): Promise<string> {
     const host = await resolveInRoot(this.rootfs, target, { followFinal: true });
     try {
-      await lstat(host);
+      lstatSync(host); // (as resolveInRoot's own lookups: synchronous, no thread-pool round trip)
       return host;
     } catch {
       /* create it below */
