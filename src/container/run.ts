@@ -123,6 +123,8 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
   // the preflight (a few probe processes) runs while the image is resolved and its rootfs assembled
   const choosing = cachedPreflight(cacheDir).then((report) => chooseRunner(o.isolation ?? "auto", { workDir: join(cacheDir, "run"), report }));
   choosing.catch(() => undefined); // observed below
+  const overlayKnown = (o.snapshotter ?? "auto") !== "dir" ? rememberOverlayProbe(cacheDir) : Promise.resolve();
+  overlayKnown.catch(() => undefined); // observed in assembleRootfs
   const img = await resolveImage(o.image, { ...(o.registry ?? {}), cacheDir, platform, pull: o.pull ?? "missing", signal });
   const name = img.name;
   const fail = (code: KilnErrorCode, msg: string): never => {
@@ -157,13 +159,13 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
   });
   // Without namespaces (plain-chroot, proot) the rootfs must be a plain tree: assume the mode
   // asked for, or one with mounts for auto, and assemble again in the rare case auto picks otherwise.
-  let rootfs = await assembleRootfs(cacheDir, o.isolation ?? "auto", o, layers);
+  let rootfs = await assembleRootfs(cacheDir, o.isolation ?? "auto", o, layers, overlayKnown);
   let chosen;
   try {
     chosen = await choosing;
     if (needsPlainTree(chosen.isolation) !== needsPlainTree(o.isolation ?? "auto")) {
       await rootfs.dispose();
-      rootfs = await assembleRootfs(cacheDir, chosen.isolation, o, layers);
+      rootfs = await assembleRootfs(cacheDir, chosen.isolation, o, layers, overlayKnown);
     }
   } catch (err) {
     await rootfs.dispose();
@@ -209,6 +211,8 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
       ...(limits ? { resources: { ...(o.memoryBytes !== undefined ? { memoryBytes: o.memoryBytes } : {}), ...(o.cpus !== undefined ? { cpus: o.cpus } : {}) } } : {}),
       mounts,
       signal,
+      // the container's root (and the mount points placed in it) goes with the container
+      disposableRootfs: true,
       ...(o.readOnly ? { readonlyRootfs: true } : {}),
       ...(has("signals") ? { onStart: onControl } : {}),
     };
@@ -236,15 +240,17 @@ function initBinary(): string {
 const needsPlainTree = (isolation: string): boolean => isolation === "plain-chroot" || isolation === "proot";
 
 /** The root filesystem: overlay of the extracted layers with a throw-away upper (dir where overlay cannot be used). */
-async function assembleRootfs(cacheDir: string, isolation: string, o: ContainerOptions, layers: RootFSLayer[]): Promise<RootFS> {
+/** The overlay probe's answer (a test mount) remembered across runs, as the preflight is, made this process's (read while the image is resolved). */
+async function rememberOverlayProbe(cacheDir: string): Promise<void> {
+  const base = join(cacheDir, "rootfs");
+  const answer = await cachedHostFact(cacheDir, `overlay:${base}`, () => overlayUnsupported(base), (v): v is string | null => v === null || typeof v === "string");
+  primeOverlayProbe(base, answer);
+}
+
+async function assembleRootfs(cacheDir: string, isolation: string, o: ContainerOptions, layers: RootFSLayer[], overlayKnown: Promise<void>): Promise<RootFS> {
   const noMounts = needsPlainTree(isolation);
   const wanted = o.snapshotter ?? "auto";
-  if (wanted !== "dir") {
-    // the overlay probe (a test mount) remembered across runs, as the preflight is
-    const base = join(cacheDir, "rootfs");
-    const answer = await cachedHostFact(cacheDir, `overlay:${base}`, () => overlayUnsupported(base), (v): v is string | null => v === null || typeof v === "string");
-    primeOverlayProbe(base, answer);
-  }
+  await overlayKnown;
   const { snapshotter } = await resolveSnapshotter(cacheDir, noMounts && wanted === "auto" ? "dir" : wanted);
   const common = { ...(noMounts ? { deviceNodes: "skip" as const } : {}), ...(o.onWarning ? { onWarning: o.onWarning } : {}) };
   // no scratch file system: a container's writes are few, and the upper goes with the work directory

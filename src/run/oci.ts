@@ -145,7 +145,7 @@ class OciRunner implements Runner {
         }
       }
       // the bundle: a few small files (the secrets' tmpfs lived in the namespace)
-      await Promise.all([targets.cleanup(), removeWorkDir(runDir, { small: true })]);
+      await Promise.all([spec.disposableRootfs ? undefined : targets.cleanup(), removeWorkDir(runDir, { small: true })]);
     }
   }
 

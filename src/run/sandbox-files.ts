@@ -222,6 +222,7 @@ export class MountTargets {
 /** Create the working directory inside the rootfs when missing (Docker does this for WORKDIR). */
 export async function ensureCwd(rootfs: string, cwd: string): Promise<void> {
   const host = await resolveInRoot(rootfs, cwd, { followFinal: true });
+  if (posix.resolve(host) === posix.resolve(rootfs)) return; // the root itself (WORKDIR /): it exists
   await mkdir(host, { recursive: true, mode: 0o755 });
 }
 

@@ -73,6 +73,11 @@ export interface RunSpec {
   resources?: { memoryBytes?: number; cpus?: number };
   /** `kiln run --read-only`: the root file system is mounted read-only. */
   readonlyRootfs?: boolean;
+  /**
+   * The root file system is thrown away after this run (kiln run's): the mount points kiln
+   * created in it are left for its disposal instead of being removed one by one.
+   */
+  disposableRootfs?: boolean;
   /** Called once the process is starting, with a way to signal it (kiln run forwards SIGINT/SIGTERM). */
   onStart?: (control: RunControl) => void;
 }

@@ -36,6 +36,8 @@ class OverlayRootFS implements RootFS {
   private scratch = ".";
   /** A scratch file system is wanted but not made yet (only a step needs one). */
   private scratchPending = false;
+  /** The overlay work directory made empty by init() and not mounted with yet (no clearing needed). */
+  private freshWork: string | undefined;
 
   constructor(
     private readonly cacheDir: string,
@@ -55,7 +57,8 @@ class OverlayRootFS implements RootFS {
 
   async init(useScratch: boolean): Promise<void> {
     this.scratchPending = useScratch;
-    await Promise.all([...["merged", "lower", "l", "empty", "s"].map((d) => mkdir(join(this.work, d))), this.newUpper()]);
+    this.freshWork = join(this.work, this.overlayWork);
+    await Promise.all([...["merged", "lower", "l", "empty", "s"].map((d) => mkdir(join(this.work, d))), mkdir(this.freshWork), this.newUpper()]);
   }
 
   /** Move the (still unused) upper onto a scratch file system, the first time a step runs. */
@@ -166,8 +169,9 @@ class OverlayRootFS implements RootFS {
       // The merged root shows the upper's root directory: give it the metadata of the one below.
       this.upperUsed ? undefined : copyRootMeta(this.lowers[this.lowers.length - 1] ?? null, upper),
       // a volatile mount leaves work/incompat/volatile behind, which refuses the next mount
-      rm(workDir, { recursive: true, force: true }).then(() => mkdir(workDir)),
+      this.freshWork === workDir ? undefined : rm(workDir, { recursive: true, force: true }).then(() => mkdir(workDir)),
     ]);
+    this.freshWork = undefined;
     await mountOverlay({ cwd: this.work, lowers: this.lowerNames(), upper: this.upper, work: this.overlayWork, target: this.dir });
     this.mounted = true;
     this.dirty = false;
