@@ -7,7 +7,6 @@
 // fails with the runtime's error); it never hides a stronger mode for longer than MAX_AGE_MS.
 import { createHash } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../store/atomic-file.js";
 import { VERSION } from "../version.js";
@@ -67,7 +66,8 @@ export async function cachedHostFact<T>(cacheDir: string, name: string, compute:
   const key = name === "preflight" ? preflightKey() : createHash("sha256").update(`${preflightKey()}\0${name}`).digest("hex");
   const path = join(cacheDir, "preflight", `${key}.json`);
   try {
-    const doc = JSON.parse(await readFile(path, "utf8")) as { at?: unknown; report?: unknown };
+    // a few KiB kiln wrote: read at once (a thread-pool round trip per call made this a millisecond)
+    const doc = JSON.parse(readFileSync(path, "utf8")) as { at?: unknown; report?: unknown };
     if (typeof doc.at === "number" && now - doc.at >= 0 && now - doc.at < MAX_AGE_MS && valid(doc.report)) return doc.report;
   } catch {
     /* none yet, or unreadable: compute */
