@@ -2,7 +2,7 @@
 // Every write goes to a temp file that is hashed while it streams and renamed to its digest only
 // when complete, so a crash never leaves a blob whose name is not its hash.
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, readFileSync, statSync } from "node:fs";
+import { createReadStream } from "node:fs";
 import { createdWriteStream } from "./atomic-file.js";
 import { mkdir, rename, rm, stat, readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -11,9 +11,6 @@ import { pipeline } from "node:stream/promises";
 import { KilnError } from "../errors.js";
 import type { Digest } from "./digest.js";
 import { defaultCacheDir } from "./cache-dir.js";
-
-/** Blobs up to this size are read synchronously by readBytes (see there). */
-const SMALL_BLOB = 256 * 1024;
 
 export interface BlobInfo {
   digest: Digest;
@@ -70,12 +67,7 @@ export class BlobStore {
   }
 
   async readBytes(digest: Digest): Promise<Buffer> {
-    const path = this.path(digest);
-    // Metadata blobs (manifests, configs, indexes: a few KiB) are read with synchronous calls: a
-    // thread-pool round trip per open/stat/read/close made each read a millisecond or more, and
-    // a start reads several one after another. Bigger ones (attestation documents) stay async.
-    if (statSync(path).size <= SMALL_BLOB) return readFileSync(path);
-    return readFile(path);
+    return readFile(this.path(digest));
   }
 
   async readJSON<T>(digest: Digest): Promise<T> {
