@@ -172,6 +172,7 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
     throw err;
   }
   const runner = chosen.runner;
+  let disposing: Promise<void> | undefined;
   const has = (f: RunFeature): boolean => runner.features?.has(f) ?? false;
   try {
     if ((o.interactive || o.tty) && !has("stdio")) throw new KilnError("FEATURE_UNSUPPORTED", `-i and -t need a runner that hands kiln's terminal over (--isolation oci or chroot); ${chosen.isolation} cannot`);
@@ -221,9 +222,14 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
       spec.stdout = o.stdout ?? ((b) => process.stdout.write(b));
       spec.stderr = o.stderr ?? ((b) => process.stderr.write(b));
     }
+    // the root is unmounted and removed as soon as the process has ended, while the runner removes its bundle
+    spec.onExited = () => {
+      disposing ??= rootfs.dispose();
+      disposing.catch(() => undefined); // awaited (and thrown) below
+    };
     return (await runner.run(spec)).exitCode;
   } finally {
-    await rootfs.dispose();
+    await (disposing ?? rootfs.dispose());
   }
 }
 

@@ -125,6 +125,7 @@ class OciRunner implements Runner {
           ...(spec.onStart ? { onSpawn: (pid: number) => spec.onStart?.({ kill: (sig) => this.kill(pid, stateDir, id, sig, () => exited) }) } : {}),
           onExit: () => {
             exited = true;
+            spec.onExited?.();
           },
         },
         tail,

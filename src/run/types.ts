@@ -78,6 +78,12 @@ export interface RunSpec {
    * created in it are left for its disposal instead of being removed one by one.
    */
   disposableRootfs?: boolean;
+  /**
+   * Called once the process (and, for the OCI runtime, its namespaces) has ended, before the
+   * runner removes its own files: with `disposableRootfs`, the caller may dispose of the root then,
+   * alongside that clean-up (runners that cannot say when may never call it).
+   */
+  onExited?: () => void;
   /** Called once the process is starting, with a way to signal it (kiln run forwards SIGINT/SIGTERM). */
   onStart?: (control: RunControl) => void;
 }
