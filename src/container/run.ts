@@ -15,7 +15,7 @@ import type { ImageConfig } from "../image/oci.js";
 import { formatPlatform, hostPlatform, parsePlatform, platformMatches } from "../image/platform.js";
 import type { RegistryOptions } from "../registry/options.js";
 import { resolveImage, type PullPolicy } from "../images/resolve.js";
-import { chooseRunner, resolveUser, type Isolation, type RunControl, type RunFeature, type RunMount, type RunSpec } from "../run/index.js";
+import { chooseRunner, resolveUser, type Isolation, type RunControl, type RunFeature, type RunIO, type RunMount, type RunSpec } from "../run/index.js";
 import { overlayUnsupported, primeOverlayProbe } from "../snapshot/overlay.js";
 import { cachedHostFact, cachedPreflight } from "../run/preflight-cache.js";
 import { ensureEmulation, runsNatively } from "../run/emulation.js";
@@ -183,51 +183,64 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
     }
     if (o.readOnly && !has("readonly-rootfs")) throw new KilnError("FEATURE_UNSUPPORTED", `--read-only needs --isolation oci or chroot; ${chosen.isolation} cannot mount the root read-only`);
     signal.throwIfAborted();
-    let resolvedUser;
-    try {
-      resolvedUser = await resolveUser(rootfs.dir, user);
-    } catch (err) {
-      const m = /^unable to find (user|group) (.*): no matching entries in (passwd|group) file$/.exec((err as Error).message);
-      fail("USER_UNKNOWN", m ? `${m[1]} ${JSON.stringify(m[2])} not found in /etc/${m[3]}` : (err as Error).message);
-    }
-    const hostname = o.hostname ?? newHostname();
-    const env = await environment(o, cc.Env ?? [], hostname, resolvedUser!.home);
-    await checkCommand(rootfs.dir, argv[0]!, cwd, env.get("PATH") ?? DEFAULT_PATH, mounts, fail);
-    if (o.init) {
-      // tini as pid 1 (oci) or as the subreaper of the command (-s: chroot's pid 1 is its setup shell)
-      mounts.push({ type: "bind", source: initBinary(), target: INIT_PATH, readonly: true, label: "--init" });
-      argv.unshift(INIT_PATH, "-s", "--");
-    }
-    const spec: RunSpec = {
-      rootfs: rootfs.dir,
-      argv,
-      env: [...env].map(([k, v]) => `${k}=${v}`),
-      cwd,
-      user,
-      resolvedUser: resolvedUser!,
-      network: o.network ?? "host",
-      hostname,
-      ...(extraHosts.length > 0 ? { extraHosts } : {}),
-      ...(capabilities ? { capabilities } : {}),
-      ...(limits ? { resources: { ...(o.memoryBytes !== undefined ? { memoryBytes: o.memoryBytes } : {}), ...(o.cpus !== undefined ? { cpus: o.cpus } : {}) } } : {}),
-      mounts,
+    // the process's lifetime and I/O first: a runner that mounts the root itself starts with them
+    const io: RunIO = {
       signal,
-      // the container's root (and the mount points placed in it) goes with the container
-      disposableRootfs: true,
-      ...(o.readOnly ? { readonlyRootfs: true } : {}),
       ...(has("signals") ? { onStart: onControl } : {}),
+      // the root is unmounted and removed as soon as the process has ended, while the runner removes its bundle
+      onExited: () => {
+        disposing ??= rootfs.dispose();
+        disposing.catch(() => undefined); // awaited (and thrown) below
+      },
     };
-    if (has("stdio") && !o.stdout) spec.stdio = { stdin: !!o.interactive, tty: !!o.tty };
+    if (has("stdio") && !o.stdout) io.stdio = { stdin: !!o.interactive, tty: !!o.tty };
     else {
-      spec.stdout = o.stdout ?? ((b) => process.stdout.write(b));
-      spec.stderr = o.stderr ?? ((b) => process.stderr.write(b));
+      io.stdout = o.stdout ?? ((b) => process.stdout.write(b));
+      io.stderr = o.stderr ?? ((b) => process.stderr.write(b));
     }
-    // the root is unmounted and removed as soon as the process has ended, while the runner removes its bundle
-    spec.onExited = () => {
-      disposing ??= rootfs.dispose();
-      disposing.catch(() => undefined); // awaited (and thrown) below
+    // what runs, checked against the root as the runner shows it (`dir`)
+    const build = async (dir: string): Promise<RunSpec> => {
+      let resolvedUser;
+      try {
+        resolvedUser = await resolveUser(dir, user);
+      } catch (err) {
+        const m = /^unable to find (user|group) (.*): no matching entries in (passwd|group) file$/.exec((err as Error).message);
+        fail("USER_UNKNOWN", m ? `${m[1]} ${JSON.stringify(m[2])} not found in /etc/${m[3]}` : (err as Error).message);
+      }
+      const hostname = o.hostname ?? newHostname();
+      const env = await environment(o, cc.Env ?? [], hostname, resolvedUser!.home);
+      await checkCommand(dir, argv[0]!, cwd, env.get("PATH") ?? DEFAULT_PATH, mounts, fail);
+      const runMounts = [...mounts];
+      const runArgv = [...argv];
+      if (o.init) {
+        // tini as pid 1 (oci) or as the subreaper of the command (-s: chroot's pid 1 is its setup shell)
+        runMounts.push({ type: "bind", source: initBinary(), target: INIT_PATH, readonly: true, label: "--init" });
+        runArgv.unshift(INIT_PATH, "-s", "--");
+      }
+      return {
+        ...io,
+        rootfs: dir,
+        argv: runArgv,
+        env: [...env].map(([k, v]) => `${k}=${v}`),
+        cwd,
+        user,
+        resolvedUser: resolvedUser!,
+        network: o.network ?? "host",
+        hostname,
+        ...(extraHosts.length > 0 ? { extraHosts } : {}),
+        ...(capabilities ? { capabilities } : {}),
+        ...(limits ? { resources: { ...(o.memoryBytes !== undefined ? { memoryBytes: o.memoryBytes } : {}), ...(o.cpus !== undefined ? { cpus: o.cpus } : {}) } } : {}),
+        mounts: runMounts,
+        // the container's root (and the mount points placed in it) goes with the container
+        disposableRootfs: true,
+        ...(o.readOnly ? { readonlyRootfs: true } : {}),
+      };
     };
-    return (await runner.run(spec)).exitCode;
+    // The overlay root is mounted by an OCI runner in its own namespace (it vanishes with the
+    // container: nothing to unmount here), else here.
+    if (runner.runOnRoot && rootfs.takeMount) return (await runner.runOnRoot(await rootfs.takeMount(), io, build)).exitCode;
+    await rootfs.mount?.();
+    return (await runner.run(await build(rootfs.dir))).exitCode;
   } finally {
     await (disposing ?? rootfs.dispose());
   }
@@ -260,7 +273,8 @@ async function assembleRootfs(cacheDir: string, isolation: string, o: ContainerO
   const { snapshotter } = await resolveSnapshotter(cacheDir, noMounts && wanted === "auto" ? "dir" : wanted);
   const common = { ...(noMounts ? { deviceNodes: "skip" as const } : {}), ...(o.onWarning ? { onWarning: o.onWarning } : {}) };
   // no scratch file system: a container's writes are few, and the upper goes with the work directory
-  const rootfs = await createRootFS(cacheDir, { ...common, snapshotter, ...(snapshotter === "overlay" ? { scratch: false } : {}) });
+  // (overlay: mounted later, by the runner where it can: see start())
+  const rootfs = await createRootFS(cacheDir, { ...common, snapshotter, ...(snapshotter === "overlay" ? { scratch: false, lazyMount: true } : {}) });
   try {
     await rootfs.applyLayers(layers);
   } catch (err) {

@@ -6,7 +6,7 @@ import { KilnError } from "../errors.js";
 import { chooseIsolation, pickRuntime, preflight, type ConcreteIsolation, type PreflightReport } from "./preflight.js";
 import type { Isolation, Runner } from "./types.js";
 
-export type { IdMap, Isolation, RunControl, RunFeature, RunMount, RunResult, RunSpec, Runner } from "./types.js";
+export type { IdMap, Isolation, RunControl, RunFeature, RunIO, RunMount, RunResult, RunSpec, Runner } from "./types.js";
 export { resolveUser, type ResolvedUser } from "./user.js";
 export { ISOLATIONS, preflight, type PreflightReport } from "./preflight.js";
 

@@ -3,6 +3,7 @@
 // optional stdio/readonlyRootfs/onStart parts; RUN steps use none of them. The id-map types come
 // from src/snapshot/idmap.ts (re-exported here for the backends).
 import type { IdMap } from "../snapshot/idmap.js";
+import type { RootMount } from "../snapshot/rootfs-types.js";
 import type { Ulimit } from "./limits.js";
 import type { CapabilityChoice } from "./caps.js";
 import type { ExtraHost } from "./hosts.js";
@@ -120,6 +121,17 @@ export interface Runner {
   /** The optional RunSpec parts (kiln run's) this runner honours; unlisted ones it ignores. */
   readonly features?: ReadonlySet<RunFeature>;
   run(spec: RunSpec): Promise<RunResult>;
+  /**
+   * Run on a root file system that is not mounted yet (kiln run's): the runner mounts `root` in
+   * its own mount namespace, where it vanishes with the run (nothing to unmount afterwards), then
+   * calls `build` with the root's path as kiln sees it (through /proc/PID/root) and runs the spec
+   * it returns, whose `rootfs` is that path. `io` (the process's signal, stdio, output and
+   * callbacks) is needed before the mount; `build` may fail (the run then never starts).
+   */
+  runOnRoot?(root: RootMount, io: RunIO, build: (rootfs: string) => Promise<RunSpec>): Promise<RunResult>;
 }
+
+/** The parts of a RunSpec about the process's lifetime and I/O rather than what it runs. */
+export type RunIO = Pick<RunSpec, "signal" | "stdio" | "stdout" | "stderr" | "onStart" | "onExited">;
 
 export type RunFeature = "stdio" | "readonly-rootfs" | "signals" | "capabilities" | "resources";

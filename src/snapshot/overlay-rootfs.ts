@@ -15,8 +15,9 @@ import { join } from "node:path";
 import type { LayerEntry } from "../layer/entry.js";
 import { extractedLayer } from "./layer-dirs.js";
 import type { RootFSLayer } from "./layer-source.js";
-import { mountOverlay, unmount } from "./overlay.js";
-import type { DirRootFSOptions, DisposeOptions, RootFS, StepOptions, StepSnapshot } from "./rootfs-types.js";
+import { KilnError } from "../errors.js";
+import { mountOverlay, overlayMountArgs, unmount, type OverlayMount } from "./overlay.js";
+import type { DirRootFSOptions, DisposeOptions, RootFS, RootMount, StepOptions, StepSnapshot } from "./rootfs-types.js";
 import { createWorkDir, mountsUnder, removeTree, removeWorkDir, removeWorkDirLater } from "./workdir.js";
 
 class OverlayRootFS implements RootFS {
@@ -38,11 +39,13 @@ class OverlayRootFS implements RootFS {
   private scratchPending = false;
   /** The overlay work directory made empty by init() and not mounted with yet (no clearing needed). */
   private freshWork: string | undefined;
+  /** The mount was handed to a runner (takeMount): this root filesystem is that run's alone. */
+  private given = false;
 
   constructor(
     private readonly cacheDir: string,
     private readonly work: string,
-    private readonly opts: DirRootFSOptions,
+    private readonly opts: OverlayRootFSOptions,
   ) {
     this.dir = join(work, "merged");
   }
@@ -88,7 +91,7 @@ class OverlayRootFS implements RootFS {
       const dir = await extractedLayer(this.cacheDir, layer, this.opts.onWarning);
       await this.pushLower(dir);
     }
-    await this.ensureMounted();
+    if (!this.opts.lazyMount) await this.ensureMounted();
   }
 
   applyLayer(layer: RootFSLayer): Promise<void> {
@@ -157,12 +160,37 @@ class OverlayRootFS implements RootFS {
     await this.newUpper();
   }
 
+  async takeMount(): Promise<RootMount> {
+    if (this.mounted) throw new KilnError("INTERNAL", "takeMount: the root is mounted already");
+    await this.prepareMount();
+    this.given = true;
+    this.dirty = false;
+    return { cwd: this.work, args: overlayMountArgs(this.currentMount()), target: this.dir };
+  }
+
+  mount(): Promise<void> {
+    return this.ensureMounted();
+  }
+
+  private currentMount(): OverlayMount {
+    return { cwd: this.work, lowers: this.lowerNames(), upper: this.upper, work: this.overlayWork, target: this.dir };
+  }
+
   private async ensureMounted(): Promise<void> {
+    if (this.given) throw new KilnError("INTERNAL", "the root's mount was given to a runner");
     if (this.mounted && !this.dirty) return;
     if (this.mounted) {
       await unmount(this.dir);
       this.mounted = false;
     }
+    await this.prepareMount();
+    await mountOverlay(this.currentMount());
+    this.mounted = true;
+    this.dirty = false;
+  }
+
+  /** The upper's root metadata and an empty overlay work directory, for the next mount. */
+  private async prepareMount(): Promise<void> {
     const upper = join(this.work, this.upper);
     const workDir = join(this.work, this.overlayWork);
     await Promise.all([
@@ -172,9 +200,6 @@ class OverlayRootFS implements RootFS {
       this.freshWork === workDir ? undefined : rm(workDir, { recursive: true, force: true }).then(() => mkdir(workDir)),
     ]);
     this.freshWork = undefined;
-    await mountOverlay({ cwd: this.work, lowers: this.lowerNames(), upper: this.upper, work: this.overlayWork, target: this.dir });
-    this.mounted = true;
-    this.dirty = false;
   }
 
   /** `l/<top>` … `l/0`, or the empty directory when there is no layer yet. */
@@ -206,6 +231,8 @@ async function copyRootMeta(from: string | null, to: string): Promise<void> {
 export interface OverlayRootFSOptions extends DirRootFSOptions {
   /** Keep uppers on a private scratch file system when one can be made (default true). */
   scratch?: boolean;
+  /** applyLayers does not mount: the caller takes the mount (takeMount) or mounts (mount). */
+  lazyMount?: boolean;
 }
 
 /**
