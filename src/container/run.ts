@@ -5,6 +5,8 @@
 // before starting (user, working directory, the command), start the process with the image's
 // ENV/WORKDIR/USER and Docker's ENTRYPOINT/CMD rules, forward signals (then SIGKILL after the stop
 // timeout) and hand back its exit status. Nothing is kept afterwards: no mount, directory or process.
+// Under the OCI runtime the overlay root is mounted in the runtime's own mount namespace (the
+// checks read it through /proc/PID/root) and vanishes with it; other runners get it mounted here.
 import { existsSync, statSync } from "node:fs";
 import { mkdir, stat } from "node:fs/promises";
 import { join, posix, resolve } from "node:path";

@@ -6,6 +6,8 @@
 // kiln's user namespace, tied to kiln's life: the container dies with kiln. A createRuntime hook
 // marks that the container started (else IsolationError). An abort kills the namespace; bundle
 // and state are removed. A root that is a nodev mount already (the overlay snapshotter's) is not bound again.
+// kiln run's overlay root is mounted by the wrapper itself, in its namespace (runOnRoot): kiln
+// prepares the bundle through /proc/PID/root meanwhile, and the mount goes with the namespace.
 import { existsSync, readFileSync, statfsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";

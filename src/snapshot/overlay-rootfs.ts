@@ -8,7 +8,8 @@
 // step on (a tree only read, such as COPY --from=<image>, needs none): a sparse ext4 image,
 // loop-mounted, private to this root filesystem — new files are created at the speed of a fresh
 // file system however aged the host's is, and disposal is an unmount instead of deleting every
-// file a step wrote.
+// file a step wrote. With `lazyMount` (kiln run) applyLayers mounts nothing: the mount is handed
+// to a runner that makes it in its own mount namespace (takeMount), or made here later (mount).
 import { readdirSync } from "node:fs";
 import { chmod, chown, lstat, mkdir, readdir, rm, symlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
