@@ -18,7 +18,7 @@
 // crun refuses podman's cgroup setup on the hybrid layout); kiln with its --isolation (default auto).
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { aptMirror, ensureDebianRootfs, importDebianBase } from "./lib/debian-base.mjs";
@@ -103,7 +103,7 @@ try {
   const ks = stats(k);
   const ps = stats(p);
   const ratio = ks.median / ps.median;
-  console.log(`kiln run IMAGE true vs podman run --rm IMAGE true (Debian ${opt("--suite", "bookworm")} minbase, ${runs} runs each, isolation ${isolation})`);
+  console.log(`kiln run IMAGE true vs podman run --rm IMAGE true (Debian ${opt("--suite", "bookworm")} minbase, ${runs} runs each, isolation ${isolation}, Node ${process.version}, load average ${loadavg().map((l) => l.toFixed(1)).join(" ")})`);
   console.log(`  kiln cold (layers extracted):  ${ms(cold)}`);
   console.log(`  kiln warm:   median ${ms(ks.median)}, min ${ms(ks.min)}   target < 300 ms: ${ks.median < 0.3 ? "met" : "NOT met"}`);
   console.log(`  podman warm: median ${ms(ps.median)}, min ${ms(ps.min)}`);

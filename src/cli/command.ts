@@ -1,11 +1,11 @@
 // What every kiln subcommand is (summary, usage, options, run) and the option groups several
-// commands share: `--cache-dir`, the registry flags (and their RegistryOptions), `--pull`.
+// commands share: `--cache-dir`, the registry flags (and their RegistryOptions, with `--creds`), `--pull`.
 import { UsageError } from "../errors.js";
 import { parseRegistryTimeout } from "../registry/timeouts.js";
 import type { RegistryOptions } from "../registry/options.js";
 import { loadMirrors } from "../registry/mirrors.js";
 import { many, one, type OptionSpec, type ParsedArgs } from "./args.js";
-import { credentialsOption, registryOf } from "./compat-flags.js";
+import { parseReference } from "../image/reference.js";
 
 export interface Command {
   summary: string;
@@ -67,4 +67,23 @@ export function pullPolicy(args: ParsedArgs): "always" | "missing" | "never" {
   const pull = one(args, "pull") ?? "missing";
   if (pull !== "always" && pull !== "missing" && pull !== "never") throw new UsageError("OPTION_INVALID", "--pull must be always, missing or never");
   return pull;
+}
+
+/** The registry host of a reference ("docker.io" for Docker Hub names); none for what is not one (a layout path). */
+export function registryOf(ref: string): string[] {
+  try {
+    return [parseReference(ref).registry];
+  } catch {
+    return [];
+  }
+}
+
+/** `--creds USER:PASS` (podman/buildah), given to `registries` only. */
+export function credentialsOption(args: ParsedArgs, registries: string[]): { username: string; password: string; registries: string[] } | undefined {
+  const creds = one(args, "creds");
+  if (creds === undefined) return undefined;
+  const colon = creds.indexOf(":");
+  if (colon <= 0) throw new UsageError("OPTION_INVALID", "--creds: expected USER:PASSWORD");
+  if (registries.length === 0) throw new UsageError("USAGE", "--creds: kiln gives them only to the registries of the image names (-t, --destination, REF), and none is given");
+  return { username: creds.slice(0, colon), password: creds.slice(colon + 1), registries: [...new Set(registries)] };
 }

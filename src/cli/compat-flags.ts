@@ -5,6 +5,7 @@
 import { KilnError, UsageError } from "../errors.js";
 import { parseReference } from "../image/reference.js";
 import { many, one, type OptionSpec, type ParsedArgs } from "./args.js";
+import { registryOf } from "./command.js";
 
 export const compatBuildOptions: OptionSpec[] = [
   { name: "quiet", short: "q", type: "boolean", help: "print only the image digest (as buildx -q)" },
@@ -70,15 +71,6 @@ export interface CompatSettings {
   iidfile?: string;
 }
 
-/** The registry host of a reference ("docker.io" for Docker Hub names); none for what is not one (a layout path). */
-export function registryOf(ref: string): string[] {
-  try {
-    return [parseReference(ref).registry];
-  } catch {
-    return [];
-  }
-}
-
 /** What the kaniko flags ask for, in kiln's own settings; conflicts are usage errors. */
 export function kanikoSettings(args: ParsedArgs): CompatSettings {
   const out: CompatSettings = { tags: [], push: false, cacheFrom: [], cacheTo: [], insecureRegistries: [] };
@@ -135,14 +127,4 @@ export function checkEntitlements(list: string[]): void {
     }
     throw new UsageError("OPTION_INVALID", `--allow ${name}: unknown entitlement (network.host, security.insecure)`);
   }
-}
-
-/** `--creds USER:PASS` (podman/buildah), given to `registries` only. */
-export function credentialsOption(args: ParsedArgs, registries: string[]): { username: string; password: string; registries: string[] } | undefined {
-  const creds = one(args, "creds");
-  if (creds === undefined) return undefined;
-  const colon = creds.indexOf(":");
-  if (colon <= 0) throw new UsageError("OPTION_INVALID", "--creds: expected USER:PASSWORD");
-  if (registries.length === 0) throw new UsageError("USAGE", "--creds: kiln gives them only to the registries of the image names (-t, --destination, REF), and none is given");
-  return { username: creds.slice(0, colon), password: creds.slice(colon + 1), registries: [...new Set(registries)] };
 }

@@ -1,11 +1,15 @@
 // `kiln run [OPTIONS] IMAGE [COMMAND [ARG...]]` with docker's flag names: flags end at the image
 // (the rest is the command), kiln's own failures exit 125 (as docker's do: src/cli/exit.ts), the process's exit
 // status is kiln's otherwise, and SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 are forwarded.
+// (The command table loads this module for `kiln run` alone, so the container code it needs is
+// imported statically: one round of module loading instead of a chain of them.)
 import { availableParallelism } from "node:os";
 import { KilnError, UsageError } from "../errors.js";
 import { parseSize } from "../units.js";
 import type { Snapshotter } from "../snapshot/rootfs.js";
 import { ISOLATIONS, type Isolation } from "../run/index.js";
+import { defaultCacheDir } from "../store/cache-dir.js";
+import { runContainer } from "../container/run.js";
 import { intOption, many, one, type ParsedArgs } from "./args.js";
 import { cacheDirOption, pullOption, pullPolicy, registryFrom, registryOptions, type Command } from "./command.js";
 
@@ -77,8 +81,6 @@ async function runIt(args: ParsedArgs): Promise<number> {
   if (cpus !== undefined && !(/^\d+(\.\d+)?$/.test(cpusText!) && cpus >= 0.01 && cpus <= availableParallelism())) {
     throw new UsageError("OPTION_INVALID", `kiln run: --cpus ${cpusText}: expected a number from 0.01 to ${availableParallelism()} (the CPUs available)`);
   }
-  const { defaultCacheDir } = await import("../store/blob-store.js");
-  const { runContainer } = await import("../container/run.js");
   const workdir = one(args, "workdir");
   const user = one(args, "user");
   const entrypoint = one(args, "entrypoint");

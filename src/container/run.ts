@@ -5,7 +5,9 @@
 // before starting (user, working directory, the command), start the process with the image's
 // ENV/WORKDIR/USER and Docker's ENTRYPOINT/CMD rules, forward signals (then SIGKILL after the stop
 // timeout) and hand back its exit status. Nothing is kept afterwards: no mount, directory or process.
-import { existsSync } from "node:fs";
+// Under the OCI runtime the overlay root is mounted in the runtime's own mount namespace (the
+// checks read it through /proc/PID/root) and vanishes with it; other runners get it mounted here.
+import { existsSync, statSync } from "node:fs";
 import { mkdir, stat } from "node:fs/promises";
 import { join, posix, resolve } from "node:path";
 import { KilnError, type KilnErrorCode } from "../errors.js";
@@ -15,7 +17,7 @@ import type { ImageConfig } from "../image/oci.js";
 import { formatPlatform, hostPlatform, parsePlatform, platformMatches } from "../image/platform.js";
 import type { RegistryOptions } from "../registry/options.js";
 import { resolveImage, type PullPolicy } from "../images/resolve.js";
-import { chooseRunner, resolveUser, type Isolation, type RunControl, type RunFeature, type RunMount, type RunSpec } from "../run/index.js";
+import { chooseRunner, resolveUser, type Isolation, type RunControl, type RunFeature, type RunIO, type RunMount, type RunSpec } from "../run/index.js";
 import { overlayUnsupported, primeOverlayProbe } from "../snapshot/overlay.js";
 import { cachedHostFact, cachedPreflight } from "../run/preflight-cache.js";
 import { ensureEmulation, runsNatively } from "../run/emulation.js";
@@ -123,6 +125,8 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
   // the preflight (a few probe processes) runs while the image is resolved and its rootfs assembled
   const choosing = cachedPreflight(cacheDir).then((report) => chooseRunner(o.isolation ?? "auto", { workDir: join(cacheDir, "run"), report }));
   choosing.catch(() => undefined); // observed below
+  const overlayKnown = (o.snapshotter ?? "auto") !== "dir" ? rememberOverlayProbe(cacheDir) : Promise.resolve();
+  overlayKnown.catch(() => undefined); // observed in assembleRootfs
   const img = await resolveImage(o.image, { ...(o.registry ?? {}), cacheDir, platform, pull: o.pull ?? "missing", signal });
   const name = img.name;
   const fail = (code: KilnErrorCode, msg: string): never => {
@@ -157,19 +161,20 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
   });
   // Without namespaces (plain-chroot, proot) the rootfs must be a plain tree: assume the mode
   // asked for, or one with mounts for auto, and assemble again in the rare case auto picks otherwise.
-  let rootfs = await assembleRootfs(cacheDir, o.isolation ?? "auto", o, layers);
+  let rootfs = await assembleRootfs(cacheDir, o.isolation ?? "auto", o, layers, overlayKnown);
   let chosen;
   try {
     chosen = await choosing;
     if (needsPlainTree(chosen.isolation) !== needsPlainTree(o.isolation ?? "auto")) {
       await rootfs.dispose();
-      rootfs = await assembleRootfs(cacheDir, chosen.isolation, o, layers);
+      rootfs = await assembleRootfs(cacheDir, chosen.isolation, o, layers, overlayKnown);
     }
   } catch (err) {
     await rootfs.dispose();
     throw err;
   }
   const runner = chosen.runner;
+  let disposing: Promise<void> | undefined;
   const has = (f: RunFeature): boolean => runner.features?.has(f) ?? false;
   try {
     if ((o.interactive || o.tty) && !has("stdio")) throw new KilnError("FEATURE_UNSUPPORTED", `-i and -t need a runner that hands kiln's terminal over (--isolation oci or chroot); ${chosen.isolation} cannot`);
@@ -180,46 +185,66 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
     }
     if (o.readOnly && !has("readonly-rootfs")) throw new KilnError("FEATURE_UNSUPPORTED", `--read-only needs --isolation oci or chroot; ${chosen.isolation} cannot mount the root read-only`);
     signal.throwIfAborted();
-    let resolvedUser;
-    try {
-      resolvedUser = await resolveUser(rootfs.dir, user);
-    } catch (err) {
-      const m = /^unable to find (user|group) (.*): no matching entries in (passwd|group) file$/.exec((err as Error).message);
-      fail("USER_UNKNOWN", m ? `${m[1]} ${JSON.stringify(m[2])} not found in /etc/${m[3]}` : (err as Error).message);
-    }
-    const hostname = o.hostname ?? newHostname();
-    const env = await environment(o, cc.Env ?? [], hostname, resolvedUser!.home);
-    await checkCommand(rootfs.dir, argv[0]!, cwd, env.get("PATH") ?? DEFAULT_PATH, mounts, fail);
-    if (o.init) {
-      // tini as pid 1 (oci) or as the subreaper of the command (-s: chroot's pid 1 is its setup shell)
-      mounts.push({ type: "bind", source: initBinary(), target: INIT_PATH, readonly: true, label: "--init" });
-      argv.unshift(INIT_PATH, "-s", "--");
-    }
-    const spec: RunSpec = {
-      rootfs: rootfs.dir,
-      argv,
-      env: [...env].map(([k, v]) => `${k}=${v}`),
-      cwd,
-      user,
-      resolvedUser: resolvedUser!,
-      network: o.network ?? "host",
-      hostname,
-      ...(extraHosts.length > 0 ? { extraHosts } : {}),
-      ...(capabilities ? { capabilities } : {}),
-      ...(limits ? { resources: { ...(o.memoryBytes !== undefined ? { memoryBytes: o.memoryBytes } : {}), ...(o.cpus !== undefined ? { cpus: o.cpus } : {}) } } : {}),
-      mounts,
+    // the process's lifetime and I/O first: a runner that mounts the root itself starts with them
+    const io: RunIO = {
       signal,
-      ...(o.readOnly ? { readonlyRootfs: true } : {}),
       ...(has("signals") ? { onStart: onControl } : {}),
+      // the root is unmounted and removed as soon as the process has ended, while the runner removes its bundle
+      onExited: () => {
+        disposing ??= rootfs.dispose();
+        disposing.catch(() => undefined); // awaited (and thrown) below
+      },
     };
-    if (has("stdio") && !o.stdout) spec.stdio = { stdin: !!o.interactive, tty: !!o.tty };
+    if (has("stdio") && !o.stdout) io.stdio = { stdin: !!o.interactive, tty: !!o.tty };
     else {
-      spec.stdout = o.stdout ?? ((b) => process.stdout.write(b));
-      spec.stderr = o.stderr ?? ((b) => process.stderr.write(b));
+      io.stdout = o.stdout ?? ((b) => process.stdout.write(b));
+      io.stderr = o.stderr ?? ((b) => process.stderr.write(b));
     }
-    return (await runner.run(spec)).exitCode;
+    // what runs, checked against the root as the runner shows it (`dir`)
+    const build = async (dir: string): Promise<RunSpec> => {
+      let resolvedUser;
+      try {
+        resolvedUser = await resolveUser(dir, user);
+      } catch (err) {
+        const m = /^unable to find (user|group) (.*): no matching entries in (passwd|group) file$/.exec((err as Error).message);
+        fail("USER_UNKNOWN", m ? `${m[1]} ${JSON.stringify(m[2])} not found in /etc/${m[3]}` : (err as Error).message);
+      }
+      const hostname = o.hostname ?? newHostname();
+      const env = await environment(o, cc.Env ?? [], hostname, resolvedUser!.home);
+      await checkCommand(dir, argv[0]!, cwd, env.get("PATH") ?? DEFAULT_PATH, mounts, fail);
+      const runMounts = [...mounts];
+      const runArgv = [...argv];
+      if (o.init) {
+        // tini as pid 1 (oci) or as the subreaper of the command (-s: chroot's pid 1 is its setup shell)
+        runMounts.push({ type: "bind", source: initBinary(), target: INIT_PATH, readonly: true, label: "--init" });
+        runArgv.unshift(INIT_PATH, "-s", "--");
+      }
+      return {
+        ...io,
+        rootfs: dir,
+        argv: runArgv,
+        env: [...env].map(([k, v]) => `${k}=${v}`),
+        cwd,
+        user,
+        resolvedUser: resolvedUser!,
+        network: o.network ?? "host",
+        hostname,
+        ...(extraHosts.length > 0 ? { extraHosts } : {}),
+        ...(capabilities ? { capabilities } : {}),
+        ...(limits ? { resources: { ...(o.memoryBytes !== undefined ? { memoryBytes: o.memoryBytes } : {}), ...(o.cpus !== undefined ? { cpus: o.cpus } : {}) } } : {}),
+        mounts: runMounts,
+        // the container's root (and the mount points placed in it) goes with the container
+        disposableRootfs: true,
+        ...(o.readOnly ? { readonlyRootfs: true } : {}),
+      };
+    };
+    // The overlay root is mounted by an OCI runner in its own namespace (it vanishes with the
+    // container: nothing to unmount here), else here.
+    if (runner.runOnRoot && rootfs.takeMount) return (await runner.runOnRoot(await rootfs.takeMount(), io, build)).exitCode;
+    await rootfs.mount?.();
+    return (await runner.run(await build(rootfs.dir))).exitCode;
   } finally {
-    await rootfs.dispose();
+    await (disposing ?? rootfs.dispose());
   }
 }
 
@@ -236,19 +261,22 @@ function initBinary(): string {
 const needsPlainTree = (isolation: string): boolean => isolation === "plain-chroot" || isolation === "proot";
 
 /** The root filesystem: overlay of the extracted layers with a throw-away upper (dir where overlay cannot be used). */
-async function assembleRootfs(cacheDir: string, isolation: string, o: ContainerOptions, layers: RootFSLayer[]): Promise<RootFS> {
+/** The overlay probe's answer (a test mount) remembered across runs, as the preflight is, made this process's (read while the image is resolved). */
+async function rememberOverlayProbe(cacheDir: string): Promise<void> {
+  const base = join(cacheDir, "rootfs");
+  const answer = await cachedHostFact(cacheDir, `overlay:${base}`, () => overlayUnsupported(base), (v): v is string | null => v === null || typeof v === "string");
+  primeOverlayProbe(base, answer);
+}
+
+async function assembleRootfs(cacheDir: string, isolation: string, o: ContainerOptions, layers: RootFSLayer[], overlayKnown: Promise<void>): Promise<RootFS> {
   const noMounts = needsPlainTree(isolation);
   const wanted = o.snapshotter ?? "auto";
-  if (wanted !== "dir") {
-    // the overlay probe (a test mount) remembered across runs, as the preflight is
-    const base = join(cacheDir, "rootfs");
-    const answer = await cachedHostFact(cacheDir, `overlay:${base}`, () => overlayUnsupported(base), (v): v is string | null => v === null || typeof v === "string");
-    primeOverlayProbe(base, answer);
-  }
+  await overlayKnown;
   const { snapshotter } = await resolveSnapshotter(cacheDir, noMounts && wanted === "auto" ? "dir" : wanted);
   const common = { ...(noMounts ? { deviceNodes: "skip" as const } : {}), ...(o.onWarning ? { onWarning: o.onWarning } : {}) };
   // no scratch file system: a container's writes are few, and the upper goes with the work directory
-  const rootfs = await createRootFS(cacheDir, { ...common, snapshotter, ...(snapshotter === "overlay" ? { scratch: false } : {}) });
+  // (overlay: mounted later, by the runner where it can: see start())
+  const rootfs = await createRootFS(cacheDir, { ...common, snapshotter, ...(snapshotter === "overlay" ? { scratch: false, lazyMount: true } : {}) });
   try {
     await rootfs.applyLayers(layers);
   } catch (err) {
@@ -283,7 +311,8 @@ async function checkCommand(root: string, cmd: string, cwd: string, path: string
   const executable = async (p: string): Promise<boolean> => {
     if (onMount(p)) return true;
     try {
-      const st = await stat(await resolveInRoot(root, p, { followFinal: true }));
+      // (synchronous, as resolveInRoot's lookups: PATH is tried directory by directory)
+      const st = statSync(await resolveInRoot(root, p, { followFinal: true }));
       return st.isFile() && (st.mode & 0o111) !== 0;
     } catch {
       return false;

@@ -74,8 +74,10 @@ export async function imageSourceOf(blobs: BlobReader, manifestDesc: Descriptor,
   const mediaType = manifest.mediaType ?? manifestDesc.mediaType;
   const format = manifestFormat(mediaType, where);
   let diffIDs: Digest[] | undefined;
+  let configBytes: Buffer | undefined;
   if (IMAGE_CONFIG_TYPES.has(manifest.config.mediaType)) {
-    const cfg = config ?? JSON.parse((await blobs.readBytes(manifest.config.digest)).toString("utf8")) as ImageConfig;
+    if (config === undefined) configBytes = await blobs.readBytes(manifest.config.digest);
+    const cfg = config ?? JSON.parse(configBytes!.toString("utf8")) as ImageConfig;
     diffIDs = cfg.rootfs?.diff_ids;
     if (!Array.isArray(diffIDs) || diffIDs.length !== manifest.layers.length) {
       throw new KilnError("MANIFEST_INVALID", `${where}: config lists ${Array.isArray(diffIDs) ? diffIDs.length : 0} layers but the manifest has ${manifest.layers.length}`);
@@ -93,7 +95,8 @@ export async function imageSourceOf(blobs: BlobReader, manifestDesc: Descriptor,
     layers,
     open: (d) => blobs.open(d),
     size: (d) => blobs.size(d),
-    readBytes: (d) => blobs.readBytes(d),
+    // the config was read above: handed out again (a copy) without another read
+    readBytes: (d) => (configBytes !== undefined && d === manifest.config.digest ? Promise.resolve(Buffer.from(configBytes)) : blobs.readBytes(d)),
   };
   if (blobs.path) reader.path = blobs.path.bind(blobs);
   return reader;

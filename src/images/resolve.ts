@@ -73,9 +73,10 @@ async function fromStore(store: BlobStore, target: NamedTarget, platform: Platfo
   const manifest = await storedManifest(store, target, platform, name);
   try {
     const source = await storeImage(store, manifest);
-    for (const d of [source.config, ...source.layers]) {
-      if (!(await store.has(d.digest))) throw new KilnError("BLOB_MISSING", `blob ${d.digest} is no longer in the store (pull or build it again)`);
-    }
+    const blobs = [source.config, ...source.layers];
+    const present = await Promise.all(blobs.map((d) => store.has(d.digest))); // one round of stats, not one per layer
+    const missing = blobs.find((_, i) => !present[i]);
+    if (missing) throw new KilnError("BLOB_MISSING", `blob ${missing.digest} is no longer in the store (pull or build it again)`);
     return source;
   } catch (err) {
     const code = err instanceof KilnError ? err.code : "MANIFEST_INVALID";

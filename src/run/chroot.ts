@@ -245,7 +245,7 @@ class ChrootRunner implements Runner {
       if (!status.includes("started") && !spec.signal?.aborted) throw new IsolationError(startFailure(tail.text(), code));
       return { exitCode: code, outputTail: tail.text() };
     } finally {
-      await targets.cleanup();
+      if (!spec.disposableRootfs) await targets.cleanup();
       await removeWorkDir(runDir);
     }
   }

@@ -6,19 +6,22 @@
 // kiln's user namespace, tied to kiln's life: the container dies with kiln. A createRuntime hook
 // marks that the container started (else IsolationError). An abort kills the namespace; bundle
 // and state are removed. A root that is a nodev mount already (the overlay snapshotter's) is not bound again.
+// kiln run's overlay root is mounted by the wrapper itself, in its namespace (runOnRoot): kiln
+// prepares the bundle through /proc/PID/root meanwhile, and the mount goes with the namespace.
 import { existsSync, readFileSync, statfsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { IsolationError, KilnError } from "../errors.js";
 import { defaultCacheDir } from "../store/blob-store.js";
 import { createWorkDir, removeWorkDir } from "../snapshot/workdir.js";
-import { OutputTail, dieWithKiln, runQuiet, runStreaming, shq, startFailure, type Exec } from "./output.js";
+import { OutputTail, dieWithKiln, runQuiet, runStreaming, shq, startFailure, type Exec, type ExtraFd } from "./output.js";
 import { ociJson, ociRlimits, shmSizeOption } from "./limits.js";
 import {
   MountTargets, SECRETS_FD, STATUS_FD, ensureCwd, newHostname, placeMounts, secretLines, writeEtcFiles, type PlacedMounts, type PlacedRunMount,
 } from "./sandbox-files.js";
-import type { IdMap, RunFeature, RunResult, RunSpec, Runner } from "./types.js";
-import { resolveUser } from "./user.js";
+import type { IdMap, RunFeature, RunIO, RunResult, RunSpec, Runner } from "./types.js";
+import type { RootMount } from "../snapshot/rootfs-types.js";
+import { resolveUser, type ResolvedUser } from "./user.js";
 import { hostIdMappings, unshareUserArgs } from "./userns.js";
 import { DEFAULT_CAPS } from "./caps.js";
 
@@ -82,54 +85,123 @@ class OciRunner implements Runner {
     return { cmd: this.opts.runtime, args: [...base, ...args] };
   }
 
-  async run(spec: RunSpec): Promise<RunResult> {
+  run(spec: RunSpec): Promise<RunResult> {
+    return this.execute(undefined, spec, async () => spec);
+  }
+
+  runOnRoot(root: RootMount, io: RunIO, build: (rootfs: string) => Promise<RunSpec>): Promise<RunResult> {
+    return this.execute(root, io, build);
+  }
+
+  /**
+   * One run. With `root`, the wrapper starts first: it mounts the root in its namespace and
+   * reports "ready" on fd 3, kiln prepares the bundle through /proc/PID/root (build(), the mount
+   * points) and then sends "go" on fd 4 (or closes it: the wrapper ends before the runtime).
+   */
+  private async execute(root: RootMount | undefined, io: RunIO, build: (rootfs: string) => Promise<RunSpec>): Promise<RunResult> {
     const runDir = await createWorkDir(this.opts.workDir ?? join(defaultCacheDir(), "run"), "oci-");
-    const targets = new MountTargets(spec.rootfs);
     const stateDir = join(runDir, "state");
+    const secretDir = join(runDir, "secrets");
+    const startedFile = join(runDir, "started");
     const id = `kiln-${runDir.slice(-12)}`;
+    const tail = new OutputTail();
     let created = false;
-    try {
-      await mkdir(stateDir, { mode: 0o700 });
-      const user = spec.resolvedUser ?? (await resolveUser(spec.rootfs, spec.user));
-      await ensureCwd(spec.rootfs, spec.cwd);
-      const hostname = spec.hostname ?? newHostname();
-      const etc = await writeEtcFiles(runDir, hostname, spec.extraHosts);
-      // Mount points must exist in the rootfs; the ones kiln creates are removed afterwards.
-      // Every destination is given already resolved through the mounts before it (the runtime
-      // resolves again inside the root, and finds no symlink on the way).
-      const placed = await placeMounts(spec, targets, etc);
-      const secretDir = join(runDir, "secrets");
-      await mkdir(secretDir, { mode: 0o700 });
-      // the runtime runs inside kiln's own namespaces (see wrapper()): secrets live in a tmpfs there
-      const secrets = secretLines(placed, secretDir);
-      const startedFile = join(runDir, "started");
-      const config = this.config(spec, user, hostname, placed, secrets.files, startedFile);
-      await writeFile(join(runDir, "config.json"), ociJson(config));
-      const tail = new OutputTail();
+    let targets: MountTargets | undefined;
+    let disposable = false;
+    let release: (data: Buffer) => void = () => undefined;
+    const go = new Promise<Buffer>((resolve) => (release = resolve));
+    let exited = false;
+    let running: Promise<number> | undefined;
+    const start = (wrapper: Exec, extraFds: ExtraFd[]): Promise<number> => {
       created = true;
       // an abort kills unshare (runStreaming's default), which takes the runtime and the container with it
-      let exited = false;
-      const code = await runStreaming(
-        await this.wrapper(spec.rootfs, runDir, stateDir, id, secrets.lines),
+      return runStreaming(
+        wrapper,
         {
-          stdout: spec.stdout,
-          stderr: spec.stderr,
-          signal: spec.signal,
-          extraFds: [{ read: () => undefined }, { write: secrets.data }],
-          ...(spec.stdio ? { inherit: { stdin: spec.stdio.stdin || spec.stdio.tty } } : {}),
-          ...(spec.onStart ? { onSpawn: (pid: number) => spec.onStart?.({ kill: (sig) => this.kill(pid, stateDir, id, sig, () => exited) }) } : {}),
+          stdout: io.stdout,
+          stderr: io.stderr,
+          signal: io.signal,
+          extraFds,
+          ...(io.stdio ? { inherit: { stdin: io.stdio.stdin || io.stdio.tty } } : {}),
+          onSpawn: (pid: number) => {
+            wrapperPid = pid;
+            io.onStart?.({ kill: (sig) => this.kill(pid, stateDir, id, sig, () => exited) });
+          },
           onExit: () => {
             exited = true;
+            io.onExited?.();
           },
         },
         tail,
       );
-      const aborted = spec.signal?.aborted === true;
+    };
+    let wrapperPid = 0;
+    try {
+      const dirs = Promise.all([mkdir(stateDir, { mode: 0o700 }), mkdir(secretDir, { mode: 0o700 })]);
+      let view: string | undefined;
+      if (root) {
+        await dirs;
+        let ready: () => void = () => undefined;
+        const mounted = new Promise<void>((resolve) => (ready = resolve));
+        let status = "";
+        running = start(await this.wrapper({ rootfs: root.target, runDir, stateDir, id, secretSetup: [], root }), [
+          {
+            read: (b) => {
+              status += b.toString();
+              if (status.includes("ready")) ready();
+            },
+          },
+          { write: go },
+        ]);
+        running.catch(() => undefined); // observed below
+        // the root is mounted in the wrapper's namespace, or the wrapper ended without it
+        const code = await Promise.race([mounted.then(() => undefined), running]);
+        if (code !== undefined) {
+          io.signal?.throwIfAborted();
+          throw new IsolationError(startFailure(tail.text(), code));
+        }
+        view = `/proc/${wrapperPid}/root${root.target}`;
+      }
+      const spec = await build(view ?? "");
+      disposable = spec.disposableRootfs === true;
+      targets = new MountTargets(spec.rootfs);
+      const hostname = spec.hostname ?? newHostname();
+      // the bundle's directories and /etc files are written while the root is checked
+      const bundle = Promise.all([dirs, writeEtcFiles(runDir, hostname, spec.extraHosts)]);
+      let user: ResolvedUser;
+      try {
+        user = spec.resolvedUser ?? (await resolveUser(spec.rootfs, spec.user));
+        await ensureCwd(spec.rootfs, spec.cwd);
+      } finally {
+        await bundle.catch(() => undefined); // settled before the bundle is removed
+      }
+      const [, etc] = await bundle;
+      // Mount points must exist in the rootfs; the ones kiln creates are removed afterwards.
+      // Every destination is given already resolved through the mounts before it (the runtime
+      // resolves again inside the root, and finds no symlink on the way).
+      const placed = await placeMounts(spec, targets, etc);
+      // the runtime runs inside kiln's own namespaces (see wrapper()): secrets live in a tmpfs there
+      const secrets = secretLines(placed, secretDir);
+      if (root && secrets.lines.length > 0) throw new KilnError("INTERNAL", "secret mounts need a root the runner does not mount itself");
+      // (the runtime finds the root where the wrapper mounted it)
+      const config = this.config({ ...spec, rootfs: root?.target ?? spec.rootfs }, user, hostname, placed, secrets.files, startedFile);
+      if (running) {
+        await writeFile(join(runDir, "config.json"), ociJson(config));
+        release(Buffer.from("go\n"));
+      } else {
+        const [, wrapper] = await Promise.all([writeFile(join(runDir, "config.json"), ociJson(config)), this.wrapper({ rootfs: spec.rootfs, runDir, stateDir, id, secretSetup: secrets.lines })]);
+        running = start(wrapper, [{ read: () => undefined }, { write: secrets.data }]);
+      }
+      const code = await running;
+      const aborted = io.signal?.aborted === true;
       // the runtime ran kiln's createRuntime hook once the container's namespaces, cgroup and
       // mounts were in place: a run that ends without it could not start (not the command failing)
       if (!aborted && !existsSync(startedFile)) throw new IsolationError(startFailure(tail.text(), code));
       return { exitCode: aborted && code === 0 ? 137 : code, outputTail: tail.text() };
     } finally {
+      // a wrapper still waiting for "go" ends before the runtime (its namespace, and the root mounted there, with it)
+      release(Buffer.alloc(0));
+      if (running) await running.catch(() => undefined);
       if (created) {
         // The container was already deleted inside the namespace (its state directory is gone:
         // nothing to do, and no process to start), or died with it (an abort): its state's pids
@@ -139,8 +211,8 @@ class OciRunner implements Runner {
           await runQuiet(del.cmd, del.args);
         }
       }
-      await targets.cleanup();
-      await removeWorkDir(runDir);
+      // the bundle: a few small files (the secrets' tmpfs lived in the namespace)
+      await Promise.all([disposable || !targets ? undefined : targets.cleanup(), removeWorkDir(runDir, { small: true })]);
     }
   }
 
@@ -178,15 +250,21 @@ class OciRunner implements Runner {
    * hybrid-cgroup tmpfs is placed. The container is deleted in there after it ends (its state's
    * pids are the namespace's).
    */
-  private async wrapper(rootfs: string, runDir: string, stateDir: string, id: string, secretSetup: string[]): Promise<Exec> {
+  private async wrapper(w: { rootfs: string; runDir: string; stateDir: string; id: string; secretSetup: string[]; root?: RootMount }): Promise<Exec> {
+    const { rootfs, runDir, stateDir, id, secretSetup, root } = w;
     const rt = `${shq(this.opts.runtime)} --root=${shq(stateDir)}`;
+    // the root's own mount (nodev), made here; each argument list tried in turn, the last one's error shown
+    const mountRoot = root ? [`cd ${shq(root.cwd)}`, root.args.map((a, i) => `mount ${a.map(shq).join(" ")}${i < root.args.length - 1 ? " 2>/dev/null" : ""}`).join(" || "), "cd /"] : [];
     const lines = [
       "set -e",
       `R=${shq(rootfs)}`,
+      ...mountRoot,
       // one mount(8) binds and then remounts with nodev (util-linux applies options given with --bind);
       // a root that is a nodev mount already (the overlay snapshotter's) needs no mount process
-      ...(mountedNodev(rootfs) ? [] : [`mount --bind -o nodev "$R" "$R"`]),
+      ...(root || mountedNodev(rootfs) ? [] : [`mount --bind -o nodev "$R" "$R"`]),
       ...(this.hybrid ? ["mount -t tmpfs kiln-nocg /sys/fs/cgroup/unified"] : []),
+      // a root mounted here: kiln prepares the bundle through /proc/PID/root, then says go (or ends it)
+      ...(root ? [`echo ready >&${STATUS_FD}`, `read -r go <&${SECRETS_FD} || exit 0`] : []),
       ...secretSetup,
       `exec ${STATUS_FD}>&- ${SECRETS_FD}<&-`,
       "set +e",

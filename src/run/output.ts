@@ -33,8 +33,8 @@ export interface Exec {
   cwd?: string;
 }
 
-/** An extra pipe for the child (fd 3 onwards, in order): bytes it reads, or a reader of what it writes. */
-export type ExtraFd = { write: Buffer } | { read: (b: Buffer) => void };
+/** An extra pipe for the child (fd 3 onwards, in order): bytes it reads (possibly known only later), or a reader of what it writes. */
+export type ExtraFd = { write: Buffer | Promise<Buffer> } | { read: (b: Buffer) => void };
 
 /**
  * `exec` started through util-linux `setpriv --pdeathsig KILL`, which execs it (same process): the
@@ -126,7 +126,7 @@ export function runStreaming(
       const stream = child.stdio[3 + i];
       if (!stream) return;
       stream.on("error", () => undefined); // the child may exit before reading
-      if ("write" in x) (stream as Writable).end(x.write);
+      if ("write" in x) void Promise.resolve(x.write).then((b) => (stream as Writable).end(b), () => (stream as Writable).end());
       else (stream as Readable).on("data", x.read);
     });
     child.stdout?.on("data", (b: Buffer) => {

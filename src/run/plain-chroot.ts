@@ -161,7 +161,7 @@ class PlainChrootRunner implements Runner {
       return { exitCode: code, outputTail: tail.text() };
     } finally {
       await place.cleanup();
-      await targets.cleanup();
+      if (!spec.disposableRootfs) await targets.cleanup();
       await removeWorkDir(runDir);
     }
   }

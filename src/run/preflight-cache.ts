@@ -7,11 +7,10 @@
 // fails with the runtime's error); it never hides a stronger mode for longer than MAX_AGE_MS.
 import { createHash } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../store/atomic-file.js";
 import { VERSION } from "../version.js";
-import { preflight, type PreflightReport } from "./preflight.js";
+import type { PreflightReport } from "./preflight.js";
 
 export const MAX_AGE_MS = 10 * 60 * 1000;
 
@@ -26,8 +25,15 @@ function read(path: string): string {
   }
 }
 
-/** What the probes' outcome depends on, hashed. */
+let key: string | undefined;
+
+/** What the probes' outcome depends on, hashed (once per process: the cached facts share it). */
 export function preflightKey(): string {
+  key ??= computeKey();
+  return key;
+}
+
+function computeKey(): string {
   const status = read("/proc/self/status")
     .split("\n")
     .filter((l) => /^(Uid|Gid|Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):/.test(l))
@@ -60,7 +66,8 @@ export async function cachedHostFact<T>(cacheDir: string, name: string, compute:
   const key = name === "preflight" ? preflightKey() : createHash("sha256").update(`${preflightKey()}\0${name}`).digest("hex");
   const path = join(cacheDir, "preflight", `${key}.json`);
   try {
-    const doc = JSON.parse(await readFile(path, "utf8")) as { at?: unknown; report?: unknown };
+    // a few KiB kiln wrote: read at once (a thread-pool round trip per call made this a millisecond)
+    const doc = JSON.parse(readFileSync(path, "utf8")) as { at?: unknown; report?: unknown };
     if (typeof doc.at === "number" && now - doc.at >= 0 && now - doc.at < MAX_AGE_MS && valid(doc.report)) return doc.report;
   } catch {
     /* none yet, or unreadable: compute */
@@ -72,5 +79,5 @@ export async function cachedHostFact<T>(cacheDir: string, name: string, compute:
 
 /** The preflight report from `<cacheDir>/preflight/` when fresh, else probed now and kept there. */
 export function cachedPreflight(cacheDir: string, now = Date.now()): Promise<PreflightReport> {
-  return cachedHostFact(cacheDir, "preflight", preflight, plausible, now);
+  return cachedHostFact(cacheDir, "preflight", async () => (await import("./preflight.js")).preflight(), plausible, now);
 }

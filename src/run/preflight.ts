@@ -9,9 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { IsolationError, KilnError } from "../errors.js";
 import { runQuiet } from "./output.js";
-import { staticBusybox } from "./chroot.js";
-import { createOciRunner, crunNeedsHybridWorkaround } from "./oci.js";
-import { DROPPED_IN_ROOT, plainChrootPrelude } from "./plain-chroot.js";
+import { crunNeedsHybridWorkaround } from "./oci.js";
 import type { Isolation } from "./types.js";
 
 export type ConcreteIsolation = Exclude<Isolation, "auto">;
@@ -103,6 +101,8 @@ async function probe(cmd: string | null, missing: string, args: string[], fallba
 const NO_PROBE: Probe = { ok: false, reason: "" };
 
 async function runProbes(rootless: boolean, dir: string): Promise<PreflightReport["probes"]> {
+  // the backends' modules, only when probing (a kept report needs none: preflight-cache.ts)
+  const [{ staticBusybox }, { createOciRunner }, { DROPPED_IN_ROOT, plainChrootPrelude }] = await Promise.all([import("./chroot.js"), import("./oci.js"), import("./plain-chroot.js")]);
   const unshareTool = tool("unshare");
   const userArgs = rootless ? ["--user", "--map-root-user"] : [];
   const unshare = await probe(unshareTool, "util-linux unshare is not installed", [...userArgs, "--mount", "--pid", "--fork", "true"], "refused");

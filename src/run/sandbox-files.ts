@@ -8,7 +8,7 @@
 // in the run directory (runners that cannot).
 import { randomBytes } from "node:crypto";
 import { lstatSync, statSync, type Stats } from "node:fs";
-import { chmod, chown, lstat, mkdir, readFile, rmdir, stat, unlink, utimes, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, readFile, rmdir, stat, unlink, utimes, writeFile } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { KilnError } from "../errors.js";
 import { resolveInRoot } from "../snapshot/confine.js";
@@ -32,19 +32,23 @@ export function newHostname(): string {
 export async function writeEtcFiles(runDir: string, hostname: string, extraHosts: readonly ExtraHost[] = []): Promise<EtcFiles> {
   const hosts = join(runDir, "hosts");
   const resolvConf = join(runDir, "resolv.conf");
-  await writeFile(
-    hosts,
-    `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t${hostname}\n${extraHostLines(extraHosts)}`,
-  );
-  let resolv = DEFAULT_RESOLV;
-  try {
-    const host = await readFile("/etc/resolv.conf", "utf8");
-    if (/^\s*nameserver\s/m.test(host)) resolv = host;
-  } catch {
-    /* no host resolv.conf: use the default */
-  }
-  await writeFile(resolvConf, resolv);
-  for (const f of [hosts, resolvConf]) await chmod(f, 0o644);
+  const resolv = async (): Promise<string> => {
+    try {
+      const host = await readFile("/etc/resolv.conf", "utf8");
+      if (/^\s*nameserver\s/m.test(host)) return host;
+    } catch {
+      /* no host resolv.conf: use the default */
+    }
+    return DEFAULT_RESOLV;
+  };
+  // (chmod: 0644 whatever kiln's umask)
+  await Promise.all([
+    writeFile(
+      hosts,
+      `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t${hostname}\n${extraHostLines(extraHosts)}`,
+    ).then(() => chmod(hosts, 0o644)),
+    resolv().then((text) => writeFile(resolvConf, text)).then(() => chmod(resolvConf, 0o644)),
+  ]);
   return { hostname, hosts, resolvConf };
 }
 
@@ -148,7 +152,7 @@ export class MountTargets {
   async ensure(target: string, kind: "dir" | "file"): Promise<string> {
     const host = await resolveInRoot(this.rootfs, target, { followFinal: true });
     try {
-      await lstat(host);
+      lstatSync(host); // (as resolveInRoot's own lookups: synchronous, no thread-pool round trip)
       return host;
     } catch {
       /* create it below */
@@ -218,6 +222,7 @@ export class MountTargets {
 /** Create the working directory inside the rootfs when missing (Docker does this for WORKDIR). */
 export async function ensureCwd(rootfs: string, cwd: string): Promise<void> {
   const host = await resolveInRoot(rootfs, cwd, { followFinal: true });
+  if (posix.resolve(host) === posix.resolve(rootfs)) return; // the root itself (WORKDIR /): it exists
   await mkdir(host, { recursive: true, mode: 0o755 });
 }
 

@@ -3,6 +3,7 @@
 // optional stdio/readonlyRootfs/onStart parts; RUN steps use none of them. The id-map types come
 // from src/snapshot/idmap.ts (re-exported here for the backends).
 import type { IdMap } from "../snapshot/idmap.js";
+import type { RootMount } from "../snapshot/rootfs-types.js";
 import type { Ulimit } from "./limits.js";
 import type { CapabilityChoice } from "./caps.js";
 import type { ExtraHost } from "./hosts.js";
@@ -73,6 +74,17 @@ export interface RunSpec {
   resources?: { memoryBytes?: number; cpus?: number };
   /** `kiln run --read-only`: the root file system is mounted read-only. */
   readonlyRootfs?: boolean;
+  /**
+   * The root file system is thrown away after this run (kiln run's): the mount points kiln
+   * created in it are left for its disposal instead of being removed one by one.
+   */
+  disposableRootfs?: boolean;
+  /**
+   * Called once the process (and, for the OCI runtime, its namespaces) has ended, before the
+   * runner removes its own files: with `disposableRootfs`, the caller may dispose of the root then,
+   * alongside that clean-up (runners that cannot say when may never call it).
+   */
+  onExited?: () => void;
   /** Called once the process is starting, with a way to signal it (kiln run forwards SIGINT/SIGTERM). */
   onStart?: (control: RunControl) => void;
 }
@@ -109,6 +121,17 @@ export interface Runner {
   /** The optional RunSpec parts (kiln run's) this runner honours; unlisted ones it ignores. */
   readonly features?: ReadonlySet<RunFeature>;
   run(spec: RunSpec): Promise<RunResult>;
+  /**
+   * Run on a root file system that is not mounted yet (kiln run's): the runner mounts `root` in
+   * its own mount namespace, where it vanishes with the run (nothing to unmount afterwards), then
+   * calls `build` with the root's path as kiln sees it (through /proc/PID/root) and runs the spec
+   * it returns, whose `rootfs` is that path. `io` (the process's signal, stdio, output and
+   * callbacks) is needed before the mount; `build` may fail (the run then never starts).
+   */
+  runOnRoot?(root: RootMount, io: RunIO, build: (rootfs: string) => Promise<RunSpec>): Promise<RunResult>;
 }
+
+/** The parts of a RunSpec about the process's lifetime and I/O rather than what it runs. */
+export type RunIO = Pick<RunSpec, "signal" | "stdio" | "stdout" | "stderr" | "onStart" | "onExited">;
 
 export type RunFeature = "stdio" | "readonly-rootfs" | "signals" | "capabilities" | "resources";

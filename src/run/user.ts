@@ -37,8 +37,9 @@ export async function resolveUser(rootfs: string, user: string): Promise<Resolve
   const userPart = colon < 0 ? spec : spec.slice(0, colon);
   const groupPart = colon < 0 ? "" : spec.slice(colon + 1);
 
-  const passwd: PasswdEntry[] = parsePasswd(await readInRoot(rootfs, "/etc/passwd")).map((r) => ({ name: r.name, uid: Number(r.uid), gid: Number(r.gid), home: r.home ?? "/" }));
-  const groups: GroupEntry[] = parseGroup(await readInRoot(rootfs, "/etc/group")).map((r) => ({ name: r.name, gid: Number(r.gid), members: r.members }));
+  const [passwdText, groupText] = await Promise.all([readInRoot(rootfs, "/etc/passwd"), readInRoot(rootfs, "/etc/group")]);
+  const passwd: PasswdEntry[] = parsePasswd(passwdText).map((r) => ({ name: r.name, uid: Number(r.uid), gid: Number(r.gid), home: r.home ?? "/" }));
+  const groups: GroupEntry[] = parseGroup(groupText).map((r) => ({ name: r.name, gid: Number(r.gid), members: r.members }));
 
   let uid: number;
   let gid = 0;

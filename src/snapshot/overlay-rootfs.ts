@@ -8,14 +8,17 @@
 // step on (a tree only read, such as COPY --from=<image>, needs none): a sparse ext4 image,
 // loop-mounted, private to this root filesystem — new files are created at the speed of a fresh
 // file system however aged the host's is, and disposal is an unmount instead of deleting every
-// file a step wrote.
+// file a step wrote. With `lazyMount` (kiln run) applyLayers mounts nothing: the mount is handed
+// to a runner that makes it in its own mount namespace (takeMount), or made here later (mount).
+import { readdirSync } from "node:fs";
 import { chmod, chown, lstat, mkdir, readdir, rm, symlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import type { LayerEntry } from "../layer/entry.js";
 import { extractedLayer } from "./layer-dirs.js";
 import type { RootFSLayer } from "./layer-source.js";
-import { mountOverlay, unmount } from "./overlay.js";
-import type { DirRootFSOptions, DisposeOptions, RootFS, StepOptions, StepSnapshot } from "./rootfs-types.js";
+import { KilnError } from "../errors.js";
+import { mountOverlay, overlayMountArgs, unmount, type OverlayMount } from "./overlay.js";
+import type { DirRootFSOptions, DisposeOptions, RootFS, RootMount, StepOptions, StepSnapshot } from "./rootfs-types.js";
 import { createWorkDir, mountsUnder, removeTree, removeWorkDir, removeWorkDirLater } from "./workdir.js";
 
 class OverlayRootFS implements RootFS {
@@ -35,11 +38,15 @@ class OverlayRootFS implements RootFS {
   private scratch = ".";
   /** A scratch file system is wanted but not made yet (only a step needs one). */
   private scratchPending = false;
+  /** The overlay work directory made empty by init() and not mounted with yet (no clearing needed). */
+  private freshWork: string | undefined;
+  /** The mount was handed to a runner (takeMount): this root filesystem is that run's alone. */
+  private given = false;
 
   constructor(
     private readonly cacheDir: string,
     private readonly work: string,
-    private readonly opts: DirRootFSOptions,
+    private readonly opts: OverlayRootFSOptions,
   ) {
     this.dir = join(work, "merged");
   }
@@ -53,9 +60,9 @@ class OverlayRootFS implements RootFS {
   }
 
   async init(useScratch: boolean): Promise<void> {
-    await Promise.all(["merged", "lower", "l", "empty", "s"].map((d) => mkdir(join(this.work, d))));
     this.scratchPending = useScratch;
-    await this.newUpper();
+    this.freshWork = join(this.work, this.overlayWork);
+    await Promise.all([...["merged", "lower", "l", "empty", "s"].map((d) => mkdir(join(this.work, d))), mkdir(this.freshWork), this.newUpper()]);
   }
 
   /** Move the (still unused) upper onto a scratch file system, the first time a step runs. */
@@ -85,7 +92,7 @@ class OverlayRootFS implements RootFS {
       const dir = await extractedLayer(this.cacheDir, layer, this.opts.onWarning);
       await this.pushLower(dir);
     }
-    await this.ensureMounted();
+    if (!this.opts.lazyMount) await this.ensureMounted();
   }
 
   applyLayer(layer: RootFSLayer): Promise<void> {
@@ -124,8 +131,9 @@ class OverlayRootFS implements RootFS {
     for (const mp of mountsUnder(this.work)) await unmount(mp).catch(() => undefined);
     if (options.background && (await removeWorkDirLater(this.work))) return;
     // a big tree goes faster through rm(1); a small one (a container's few writes) not worth a process
-    if (mountsUnder(this.work).length === 0 && !(await smallTree(this.work))) await removeTree(this.work);
-    await removeWorkDir(this.work);
+    const small = mountsUnder(this.work).length === 0 && smallTree(this.work);
+    if (!small) await removeTree(this.work);
+    await removeWorkDir(this.work, { small });
   }
 
   private takeSnapshot(): LayerEntry[] | null {
@@ -153,21 +161,46 @@ class OverlayRootFS implements RootFS {
     await this.newUpper();
   }
 
+  async takeMount(): Promise<RootMount> {
+    if (this.mounted) throw new KilnError("INTERNAL", "takeMount: the root is mounted already");
+    await this.prepareMount();
+    this.given = true;
+    this.dirty = false;
+    return { cwd: this.work, args: overlayMountArgs(this.currentMount()), target: this.dir };
+  }
+
+  mount(): Promise<void> {
+    return this.ensureMounted();
+  }
+
+  private currentMount(): OverlayMount {
+    return { cwd: this.work, lowers: this.lowerNames(), upper: this.upper, work: this.overlayWork, target: this.dir };
+  }
+
   private async ensureMounted(): Promise<void> {
+    if (this.given) throw new KilnError("INTERNAL", "the root's mount was given to a runner");
     if (this.mounted && !this.dirty) return;
     if (this.mounted) {
       await unmount(this.dir);
       this.mounted = false;
     }
-    const upper = join(this.work, this.upper);
-    // The merged root shows the upper's root directory: give it the metadata of the one below.
-    if (!this.upperUsed) await copyRootMeta(this.lowers[this.lowers.length - 1] ?? null, upper);
-    // a volatile mount leaves work/incompat/volatile behind, which refuses the next mount
-    await rm(join(this.work, this.overlayWork), { recursive: true, force: true });
-    await mkdir(join(this.work, this.overlayWork));
-    await mountOverlay({ cwd: this.work, lowers: this.lowerNames(), upper: this.upper, work: this.overlayWork, target: this.dir });
+    await this.prepareMount();
+    await mountOverlay(this.currentMount());
     this.mounted = true;
     this.dirty = false;
+  }
+
+  /** The upper's root metadata and an empty overlay work directory, for the next mount. */
+  private async prepareMount(): Promise<void> {
+    const upper = join(this.work, this.upper);
+    const workDir = join(this.work, this.overlayWork);
+    await Promise.all([
+      // The merged root shows the upper's root directory: give it the metadata of the one below.
+      this.upperUsed ? undefined : copyRootMeta(this.lowers[this.lowers.length - 1] ?? null, upper),
+      // a volatile mount leaves work/incompat/volatile behind, which refuses the next mount
+      this.freshWork === workDir ? undefined : rm(workDir, { recursive: true, force: true }).then(() => mkdir(workDir)),
+    ]);
+    this.freshWork = undefined;
   }
 
   /** `l/<top>` … `l/0`, or the empty directory when there is no layer yet. */
@@ -192,14 +225,15 @@ async function copyRootMeta(from: string | null, to: string): Promise<void> {
     return;
   }
   const st = await lstat(from);
-  await chown(to, st.uid, st.gid);
-  await chmod(to, st.mode & 0o7777);
-  await utimes(to, st.atime, st.mtime);
+  // chown first: it clears set-id bits the mode may carry
+  await Promise.all([chown(to, st.uid, st.gid).then(() => chmod(to, st.mode & 0o7777)), utimes(to, st.atime, st.mtime)]);
 }
 
 export interface OverlayRootFSOptions extends DirRootFSOptions {
   /** Keep uppers on a private scratch file system when one can be made (default true). */
   scratch?: boolean;
+  /** applyLayers does not mount: the caller takes the mount (takeMount) or mounts (mount). */
+  lazyMount?: boolean;
 }
 
 /**
@@ -219,19 +253,19 @@ export async function createOverlayRootFS(cacheDir: string, options: OverlayRoot
   return fs;
 }
 
-/** Whether `dir` holds at most `limit` entries (walked until the limit is passed; symlinks not followed). */
-async function smallTree(dir: string, limit = 64): Promise<boolean> {
+/** Whether `dir` holds at most `limit` entries (walked until the limit is passed; symlinks not followed; synchronous: a few directory reads). */
+function smallTree(dir: string, limit = 64): boolean {
   let count = 0;
-  const walk = async (d: string): Promise<boolean> => {
+  const walk = (d: string): boolean => {
     let entries;
     try {
-      entries = await readdir(d, { withFileTypes: true });
+      entries = readdirSync(d, { withFileTypes: true });
     } catch {
       return true;
     }
     count += entries.length;
     if (count > limit) return false;
-    for (const e of entries) if (e.isDirectory() && !(await walk(join(d, e.name)))) return false;
+    for (const e of entries) if (e.isDirectory() && !walk(join(d, e.name))) return false;
     return true;
   };
   return walk(dir);

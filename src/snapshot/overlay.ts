@@ -38,16 +38,32 @@ function run(cmd: string, args: string[], cwd?: string): Promise<{ code: number;
   });
 }
 
+/** The -o options of `m`'s mount, with or without "volatile" (upper and work directories only). */
+function overlayOptions(m: OverlayMount, withVolatile: boolean): string {
+  const rw = m.upper !== undefined && m.work !== undefined;
+  // nodev: no device node of a layer opens through the root (the runners' own nodev bind is then not needed)
+  const opts = [`lowerdir=${m.lowers.join(":")}`, "nodev"];
+  if (rw) opts.push(`upperdir=${m.upper}`, `workdir=${m.work}`, ...RW_OPTIONS, ...(withVolatile ? ["volatile"] : []));
+  else opts.unshift("ro");
+  return opts.join(",");
+}
+
+/**
+ * The mount(8) argument lists that mount `m` (run in `m.cwd`), to try in order: with "volatile"
+ * first where this kernel may have it, then without. For a runner that mounts the root in its own
+ * mount namespace.
+ */
+export function overlayMountArgs(m: OverlayMount): string[][] {
+  if (m.lowers.length === 0) throw new KilnError("INTERNAL", "mountOverlay: no lower directory");
+  const rw = m.upper !== undefined && m.work !== undefined;
+  const variants = rw && volatileWorks ? [true, false] : [false];
+  return variants.map((v) => ["-t", "overlay", "overlay", "-o", overlayOptions(m, v), m.target]);
+}
+
 export async function mountOverlay(m: OverlayMount): Promise<void> {
   if (m.lowers.length === 0) throw new KilnError("INTERNAL", "mountOverlay: no lower directory");
   const rw = m.upper !== undefined && m.work !== undefined;
-  const options = (withVolatile: boolean): string => {
-    // nodev: no device node of a layer opens through the root (the runners' own nodev bind is then not needed)
-    const opts = [`lowerdir=${m.lowers.join(":")}`, "nodev"];
-    if (rw) opts.push(`upperdir=${m.upper}`, `workdir=${m.work}`, ...RW_OPTIONS, ...(withVolatile ? ["volatile"] : []));
-    else opts.unshift("ro");
-    return opts.join(",");
-  };
+  const options = (withVolatile: boolean): string => overlayOptions(m, withVolatile);
   let r = await run("mount", ["-t", "overlay", "overlay", "-o", options(rw && volatileWorks), m.target], m.cwd);
   if (r.code !== 0 && rw && volatileWorks) {
     // an older kernel without "volatile": mount without it from now on

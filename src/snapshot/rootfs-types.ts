@@ -25,9 +25,27 @@ export interface StepSnapshot {
   changes(options?: ChangeOptions): Promise<LayerEntry[]>;
 }
 
+/** A root file system's mount, left to a runner that makes it in a mount namespace of its own. */
+export interface RootMount {
+  /** The directory mount(8) runs in (the options name the lower directories relative to it). */
+  cwd: string;
+  /** mount(8) argument lists to try in order until one succeeds. */
+  args: string[][];
+  /** The mount point (`RootFS.dir`). */
+  target: string;
+}
+
 export interface RootFS {
   /** The directory a runner uses as the container's root (valid after an apply or beginStep). */
   readonly dir: string;
+  /**
+   * With `lazyMount` (overlay): the root's mount, prepared but not made, for a runner that mounts it
+   * in its own mount namespace (where it vanishes with the run: nothing to unmount here). After it,
+   * `dir` is empty here and the root filesystem is only for that run.
+   */
+  takeMount?(): Promise<RootMount>;
+  /** With `lazyMount`: mount the root here after all (a runner that cannot take the mount). */
+  mount?(): Promise<void>;
   /** Apply layers in order (bottom first). */
   applyLayers(layers: RootFSLayer[]): Promise<void>;
   applyLayer(layer: RootFSLayer): Promise<void>;

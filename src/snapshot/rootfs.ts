@@ -10,7 +10,7 @@ import { overlayUnsupported } from "./overlay.js";
 import type { DirRootFSOptions, RootFS, Snapshotter } from "./rootfs-types.js";
 
 export { cleanupStale } from "./workdir.js";
-export type { DirRootFSOptions, DisposeOptions, RootFS, RootFSLayer, Snapshotter, StepOptions, StepSnapshot } from "./rootfs-types.js";
+export type { DirRootFSOptions, DisposeOptions, RootFS, RootFSLayer, RootMount, Snapshotter, StepOptions, StepSnapshot } from "./rootfs-types.js";
 
 /** Which snapshotter `auto` resolves to under `cacheDir` (the reason when overlay is not usable). */
 export async function resolveSnapshotter(cacheDir: string, wanted: Snapshotter = "auto"): Promise<{ snapshotter: "overlay" | "dir"; reason?: string }> {
@@ -27,7 +27,7 @@ export async function createDirRootFS(cacheDir: string, options: DirRootFSOption
 }
 
 /** A root filesystem from the chosen snapshotter (see resolveSnapshotter). */
-export async function createRootFS(cacheDir: string, options: DirRootFSOptions & { snapshotter?: Snapshotter; scratch?: boolean } = {}): Promise<RootFS> {
+export async function createRootFS(cacheDir: string, options: DirRootFSOptions & { snapshotter?: Snapshotter; scratch?: boolean; lazyMount?: boolean } = {}): Promise<RootFS> {
   const { snapshotter } = await resolveSnapshotter(cacheDir, options.snapshotter);
   return snapshotter === "overlay" ? (await import("./overlay-rootfs.js")).createOverlayRootFS(cacheDir, options) : createDirRootFS(cacheDir, options);
 }

@@ -2,7 +2,7 @@
 // the ones a killed build left behind: containers its runtime still lists are deleted, mounts
 // under them are detached, then the tree goes. No process is signalled by a pid read from a file.
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { spawn, spawnSync } from "node:child_process";
 import { join, resolve } from "node:path";
@@ -119,10 +119,16 @@ export async function removeWorkDirLater(dir: string): Promise<boolean> {
   return true;
 }
 
-/** Detach every mount under `dir` and remove the tree. */
-export async function removeWorkDir(dir: string): Promise<void> {
+/**
+ * Detach every mount under `dir` and remove the tree. `small`: the caller knows it holds a few
+ * dozen entries at most (a run bundle, a container's root filesystem work directory whose upper
+ * is small): removed with synchronous calls, well under a millisecond, where a thread-pool round
+ * trip per entry adds up to several (kiln run's start-to-exit time).
+ */
+export async function removeWorkDir(dir: string, options: { small?: boolean } = {}): Promise<void> {
   for (const mp of mountsUnder(dir)) spawnSync("umount", ["-l", mp], { stdio: "ignore" });
-  await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+  if (options.small) rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+  else await rm(dir, { recursive: true, force: true, maxRetries: 3 });
 }
 
 /**

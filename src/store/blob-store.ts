@@ -5,23 +5,19 @@ import { createHash, randomBytes } from "node:crypto";
 import { closeSync, createReadStream, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { createdWriteStream } from "./atomic-file.js";
 import { mkdir, rename, rm, stat, readFile, writeFile } from "node:fs/promises";
-import { homedir } from "node:os";
 import { join } from "node:path";
 import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { KilnError } from "../errors.js";
 import type { Digest } from "./digest.js";
+import { defaultCacheDir } from "./cache-dir.js";
 
 export interface BlobInfo {
   digest: Digest;
   size: number;
 }
 
-/** The default cache directory: `$XDG_CACHE_HOME/kiln` or `~/.cache/kiln`. */
-export function defaultCacheDir(): string {
-  const xdg = process.env.XDG_CACHE_HOME;
-  return join(xdg && xdg.length > 0 ? xdg : join(homedir(), ".cache"), "kiln");
-}
+export { defaultCacheDir };
 
 /** A Transform that passes bytes through while hashing and counting them. */
 export class HashCounter extends Transform {

@@ -5,7 +5,8 @@
 // already normalized (src/images/name.ts); the blobs they point at live in the BlobStore and are
 // kept by prune while a name reaches them.
 import { createHash } from "node:crypto";
-import { readdir, readFile, rm } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "./atomic-file.js";
 import { isDigest, type Digest } from "./digest.js";
@@ -46,7 +47,8 @@ function valid(rec: unknown, name?: string): rec is NameRecord {
 
 async function readRecord(path: string, name?: string): Promise<NameRecord | undefined> {
   try {
-    const rec = JSON.parse(await readFile(path, "utf8")) as unknown;
+    // a record is a few hundred bytes: read at once (a thread-pool round trip per call made this a millisecond)
+    const rec = JSON.parse(readFileSync(path, "utf8")) as unknown;
     return valid(rec, name) ? rec : undefined;
   } catch {
     return undefined;

@@ -5,7 +5,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { BuildRequest } from "../../src/cli/build-args.js";
-import { checkCommandLine } from "../../src/cli/main.js";
+import { checkCommandLine } from "../../src/cli/check.js";
 import { expectBuilt, kiln, mustRun } from "../helpers/kiln.js";
 import { useBusyboxBase } from "../helpers/busybox.js";
 import { startRegistry, useRegistry } from "../helpers/registry.js";

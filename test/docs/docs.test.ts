@@ -8,7 +8,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
-import { checkCommandLine } from "../../src/cli/main.js";
+import { checkCommandLine } from "../../src/cli/check.js";
 import { REPO_ROOT } from "../helpers/kiln.js";
 import { shellWords } from "../helpers/shell-words.js";
 import { GITLAB_CI_ENV } from "../helpers/ci-env.js";

@@ -6,7 +6,7 @@
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { checkCommandLine } from "../../src/cli/main.js";
+import { checkCommandLine } from "../../src/cli/check.js";
 import { expectBuilt, kiln, mustRun, run, verify } from "../helpers/kiln.js";
 import { useBusyboxBase } from "../helpers/busybox.js";
 import { useRegistry } from "../helpers/registry.js";
