@@ -1,6 +1,7 @@
 // The content-addressed blob store: blobs/sha256/<hex> under the cache directory.
-// Every write goes to a temp file that is hashed while it streams and renamed to its digest only
-// when complete, so a crash never leaves a blob whose name is not its hash.
+// Every write goes to a temp file (hashed while it streams, or hashed in memory first for a small
+// blob) and is renamed to its digest only when complete, so a crash never leaves a blob whose
+// name is not its hash.
 import { createHash, randomBytes } from "node:crypto";
 import { closeSync, createReadStream, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { createdWriteStream } from "./atomic-file.js";
@@ -111,6 +112,11 @@ export class BlobStore {
   /** A fresh temp path inside the store (same file system as the blobs, so rename is atomic). */
   async tempPath(): Promise<string> {
     await mkdir(this.tmpDir, { recursive: true });
+    return this.tempName();
+  }
+
+  /** A fresh temp file name in tmpDir (the directory may not exist yet). */
+  private tempName(): string {
     return join(this.tmpDir, `${process.pid}-${randomBytes(8).toString("hex")}`);
   }
 
@@ -154,7 +160,7 @@ export class BlobStore {
       size += p.length;
     }
     const digest: Digest = `sha256:${hash.digest("hex")}`;
-    const tmp = join(this.tmpDir, `${process.pid}-${randomBytes(8).toString("hex")}`);
+    const tmp = this.tempName();
     if (size <= SYNC_PUT_BYTES) {
       if (statSync(this.path(digest), { throwIfNoEntry: false })) return { digest, size };
       try {
