@@ -64,7 +64,7 @@ if (missing.length > 0) {
   }
 }
 
-await $({ stdio: "inherit" })`npx tsc -p tsconfig.json`;
+await $({ stdio: "inherit" })`npm run --silent build`;
 const args = process.argv.slice(2);
 const report = path.join(os.tmpdir(), `kiln-vitest-${process.pid}.json`);
 const res = await $({ stdio: "inherit", nothrow: true })`npx vitest run --reporter=default --reporter=json --outputFile.json=${report} ${args}`;

@@ -27,6 +27,8 @@ describe("the npm package", () => {
     expect(paths).toContain("dist/cli/main.js");
     expect(paths).toContain("dist/index.d.ts");
     expect(paths).toContain("bin/kiln");
+    // kiln run's start-time bundle (scripts/bundle-cli.mjs)
+    expect(paths).toContain("dist/bundle/run/main.js");
     expect(paths.filter((p) => p.startsWith("src/") || p.startsWith("test/") || p.endsWith(".ts") && !p.endsWith(".d.ts"))).toEqual([]);
 
     const prefix = join(scratch, "prefix");
@@ -38,6 +40,9 @@ describe("the npm package", () => {
     const bin = join(prefix, "bin", "kiln");
     const version = await exec(bin, ["--version"]);
     expect(version.stdout.trim()).toMatch(/^kiln \d+\.\d+\.\d+/);
+    // the bundle finds its dependencies in the installed package's node_modules
+    const runHelp = await exec(bin, ["run", "--help"]);
+    expect(runHelp.stdout).toMatch(/^Usage: kiln run \[OPTIONS\] IMAGE/m);
 
     const out = join(scratch, "out");
     const example = join(REPO_ROOT, "testdata", "examples", "hello");
