@@ -8,7 +8,8 @@
 // this process: steadier than wall time on a loaded machine; git's child processes not included).
 // Then the same three as users see them: `node bin/kiln build` of that context, warm, as whole
 // processes (wall time from spawn to exit),
-// interleaved, medians of N each and the ratio to the peer. `--no-cli` skips that part.
+// interleaved, medians of N each and the ratio to the peer. `--no-cli` skips that part; `--keep`
+// leaves the work directory (context, base layout, cache) in place.
 import { execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -21,6 +22,7 @@ import { build } from "../dist/index.js";
 
 const runs = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 7);
 const cli = !process.argv.includes("--no-cli");
+const keep = process.argv.includes("--keep"); // the context, base and cache stay (for profiling one build)
 const KILN = new URL("../bin/kiln", import.meta.url).pathname;
 const work = mkdtempSync(join(tmpdir(), "kiln-bench-attest-"));
 const sha = (b) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
@@ -134,5 +136,6 @@ try {
   console.log(`warm in-process builds, ${runs} runs each, interleaved (target: attestations add < 5%)`);
   if (cli) await cliBench(ctx, cacheDir);
 } finally {
-  rmSync(work, { recursive: true, force: true });
+  if (keep) console.error(`kept ${work}`);
+  else rmSync(work, { recursive: true, force: true });
 }

@@ -6,7 +6,8 @@
 // ENV/WORKDIR/USER and Docker's ENTRYPOINT/CMD rules, forward signals (then SIGKILL after the stop
 // timeout) and hand back its exit status. Nothing is kept afterwards: no mount, directory or process.
 // Under the OCI runtime the overlay root is mounted in the runtime's own mount namespace (the
-// checks read it through /proc/PID/root) and vanishes with it; other runners get it mounted here.
+// checks read it through /proc/PID/root) and vanishes with it; its wrapper processes start while
+// the image is resolved and its layers are stacked. Other runners get the root mounted here.
 import { existsSync, statSync } from "node:fs";
 import { mkdir, stat } from "node:fs/promises";
 import { join, posix, resolve } from "node:path";
@@ -116,67 +117,59 @@ export function runContainer(options: ContainerOptions): ContainerHandle {
 
 async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: RunControl) => void): Promise<number> {
   const cacheDir = resolve(o.cacheDir);
-  await cleanupStale(cacheDir).catch(() => undefined);
+  // what earlier runs left behind (their owners gone) goes beside this run: never this process's own
+  const stale = cleanupStale(cacheDir).catch(() => undefined);
+  try {
+    return await startContainer(o, cacheDir, signal, onControl);
+  } finally {
+    await stale;
+  }
+}
+
+/** What the image decides about the process (see start()): checked before anything is assembled. */
+interface Prepared {
+  name: string;
+  cc: NonNullable<ImageConfig["config"]>;
+  argv: string[];
+  cwd: string;
+  user: string;
+  mounts: RunMount[];
+  layers: RootFSLayer[];
+  fail: (code: KilnErrorCode, msg: string) => never;
+}
+
+async function startContainer(o: ContainerOptions, cacheDir: string, signal: AbortSignal, onControl: (c: RunControl) => void): Promise<number> {
   const host = hostPlatform();
   const platform = o.platform ? parsePlatform(o.platform) : host;
   const extraHosts = resolveExtraHosts((o.addHosts ?? []).map(parseAddHost), o.network ?? "host");
   const capsGiven = (o.capAdd?.length ?? 0) + (o.capDrop?.length ?? 0) > 0;
   const capabilities = capsGiven ? capabilitySet(o.capAdd ?? [], o.capDrop ?? []) : undefined;
-  // the preflight (a few probe processes) runs while the image is resolved and its rootfs assembled
+  // the preflight (a few probe processes unless remembered) runs while the image is resolved
   const choosing = cachedPreflight(cacheDir).then((report) => chooseRunner(o.isolation ?? "auto", { workDir: join(cacheDir, "run"), report }));
   choosing.catch(() => undefined); // observed below
   const overlayKnown = (o.snapshotter ?? "auto") !== "dir" ? rememberOverlayProbe(cacheDir) : Promise.resolve();
-  overlayKnown.catch(() => undefined); // observed in assembleRootfs
-  const img = await resolveImage(o.image, { ...(o.registry ?? {}), cacheDir, platform, pull: o.pull ?? "missing", signal });
-  const name = img.name;
-  const fail = (code: KilnErrorCode, msg: string): never => {
-    throw new KilnError(code, `${name}: ${msg}`);
-  };
-  const config = JSON.parse((await img.source.readBytes(img.source.config.digest)).toString("utf8")) as ImageConfig;
-  // the image's own platform decides (a single-platform image needs no --platform); a foreign
-  // one runs under qemu-user-static through binfmt_misc, as emulated RUN steps do
-  const imagePlatform = config.os && config.architecture ? { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) } : platform;
-  if (o.platform && !platformMatches(platform, imagePlatform)) fail("PLATFORM_MISMATCH", `the image is for ${formatPlatform(imagePlatform)}, not --platform ${formatPlatform(platform)}`);
-  if (!runsNatively(imagePlatform, host)) {
-    await ensureEmulation(imagePlatform, { purpose: `kiln run of ${name} (${formatPlatform(imagePlatform)})` });
-  }
-  const cc = config.config ?? {};
-  const argv = containerArgv(cc, { args: o.args ?? [], ...(o.entrypoint !== undefined ? { entrypoint: o.entrypoint } : {}) }, name);
-  const cwd = o.workdir ?? (cc.WorkingDir || "/");
-  if (!cwd.startsWith("/")) fail("OPTION_INVALID", `the working directory ${JSON.stringify(cwd)} must be an absolute path`);
-  const user = o.user ?? cc.User ?? "";
-  const mounts: RunMount[] = [...(o.volumes ?? []).map(parseVolume), ...(o.mounts ?? []).map(parseMount)];
-  for (const m of mounts) {
-    if (m.type !== "bind") continue;
-    const exists = await stat(m.source!).then(() => true, () => false);
-    if (exists) continue;
-    // as docker: -v creates a missing host directory, --mount refuses it
-    if (m.label?.startsWith("-v ")) await mkdir(m.source!, { recursive: true });
-    else fail("CONTAINER_MOUNT_INVALID", `${m.label}: the source ${m.source} does not exist`);
+  overlayKnown.catch(() => undefined); // observed below
+  // the image is resolved and read meanwhile (called off when kiln fails before it is needed)
+  const prep = new AbortController();
+  const preparing = prepareImage(o, cacheDir, platform, host, AbortSignal.any([signal, prep.signal]));
+  preparing.catch(() => undefined); // observed below
+  let assembling: Promise<Prepared> = preparing;
+  let rootfs: RootFS | undefined;
+  let disposing: Promise<void> | undefined;
+  const dispose = (): Promise<void> => (disposing ??= rootfs ? rootfs.dispose() : Promise.resolve());
+  try {
+    return await startOn(await choosing);
+  } catch (err) {
+    prep.abort(err);
+    throw err;
+  } finally {
+    await assembling.catch(() => undefined); // settled before the root is removed
+    await dispose();
   }
 
-  const layers = img.source.layers.map((l): RootFSLayer => {
-    if (!l.diffID) fail("MANIFEST_INVALID", `layer ${l.digest} has no diff_id in the image config`);
-    return { diffID: l.diffID!, digest: l.digest, origin: `image ${name}`, mediaType: l.mediaType, open: () => img.source.open(l.digest) };
-  });
-  // Without namespaces (plain-chroot, proot) the rootfs must be a plain tree: assume the mode
-  // asked for, or one with mounts for auto, and assemble again in the rare case auto picks otherwise.
-  let rootfs = await assembleRootfs(cacheDir, o.isolation ?? "auto", o, layers, overlayKnown);
-  let chosen;
-  try {
-    chosen = await choosing;
-    if (needsPlainTree(chosen.isolation) !== needsPlainTree(o.isolation ?? "auto")) {
-      await rootfs.dispose();
-      rootfs = await assembleRootfs(cacheDir, chosen.isolation, o, layers, overlayKnown);
-    }
-  } catch (err) {
-    await rootfs.dispose();
-    throw err;
-  }
-  const runner = chosen.runner;
-  let disposing: Promise<void> | undefined;
-  const has = (f: RunFeature): boolean => runner.features?.has(f) ?? false;
-  try {
+  async function startOn(chosen: Awaited<typeof choosing>): Promise<number> {
+    const runner = chosen.runner;
+    const has = (f: RunFeature): boolean => runner.features?.has(f) ?? false;
     if ((o.interactive || o.tty) && !has("stdio")) throw new KilnError("FEATURE_UNSUPPORTED", `-i and -t need a runner that hands kiln's terminal over (--isolation oci or chroot); ${chosen.isolation} cannot`);
     if (capabilities && !has("capabilities")) throw new KilnError("FEATURE_UNSUPPORTED", `--cap-add/--cap-drop need --isolation oci or chroot; ${chosen.isolation} cannot set the process's capabilities`);
     const limits = o.memoryBytes !== undefined || o.cpus !== undefined;
@@ -184,16 +177,23 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
       throw new KilnError("FEATURE_UNSUPPORTED", `--memory/--cpus need cgroups, which are not available for isolation ${chosen.isolation}${chosen.isolation === "oci" ? " run rootless" : ""} (only --isolation oci as root sets them)`);
     }
     if (o.readOnly && !has("readonly-rootfs")) throw new KilnError("FEATURE_UNSUPPORTED", `--read-only needs --isolation oci or chroot; ${chosen.isolation} cannot mount the root read-only`);
-    signal.throwIfAborted();
+    // Without namespaces (plain-chroot, proot) the rootfs must be a plain tree (no overlay, no device nodes).
+    const noMounts = needsPlainTree(chosen.isolation);
+    const wanted = o.snapshotter ?? "auto";
+    await overlayKnown;
+    const { snapshotter } = await resolveSnapshotter(cacheDir, noMounts && wanted === "auto" ? "dir" : wanted);
+
+    // the image's checks and the root's layers, then the root file system itself
+    assembling = preparing.then(async (p) => {
+      rootfs = await assembleRootfs(cacheDir, snapshotter, noMounts, o, p.layers);
+      return p;
+    });
     // the process's lifetime and I/O first: a runner that mounts the root itself starts with them
     const io: RunIO = {
       signal,
       ...(has("signals") ? { onStart: onControl } : {}),
       // the root is unmounted and removed as soon as the process has ended, while the runner removes its bundle
-      onExited: () => {
-        disposing ??= rootfs.dispose();
-        disposing.catch(() => undefined); // awaited (and thrown) below
-      },
+      onExited: () => void dispose().catch(() => undefined), // awaited (and thrown) below
     };
     if (has("stdio") && !o.stdout) io.stdio = { stdin: !!o.interactive, tty: !!o.tty };
     else {
@@ -202,6 +202,7 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
     }
     // what runs, checked against the root as the runner shows it (`dir`)
     const build = async (dir: string): Promise<RunSpec> => {
+      const { cc, argv, cwd, user, mounts, fail } = await assembling;
       let resolvedUser;
       try {
         resolvedUser = await resolveUser(dir, user);
@@ -239,13 +240,54 @@ async function start(o: ContainerOptions, signal: AbortSignal, onControl: (c: Ru
       };
     };
     // The overlay root is mounted by an OCI runner in its own namespace (it vanishes with the
-    // container: nothing to unmount here), else here.
-    if (runner.runOnRoot && rootfs.takeMount) return (await runner.runOnRoot(await rootfs.takeMount(), io, build)).exitCode;
-    await rootfs.mount?.();
-    return (await runner.run(await build(rootfs.dir))).exitCode;
-  } finally {
-    await (disposing ?? rootfs.dispose());
+    // container: nothing to unmount here), whose wrapper starts now, while the image is resolved
+    // and its layers are stacked; other runners get it mounted here.
+    if (runner.runOnRoot && snapshotter === "overlay" && !noMounts) {
+      const root = assembling.then(() => rootfs!.takeMount!());
+      root.catch(() => undefined); // observed by the runner
+      return (await runner.runOnRoot(root, io, build)).exitCode;
+    }
+    await assembling;
+    signal.throwIfAborted();
+    await rootfs!.mount?.();
+    return (await runner.run(await build(rootfs!.dir))).exitCode;
   }
+}
+
+/** The image resolved and read: what runs, as whom, where, with which mounts, on which layers. */
+async function prepareImage(o: ContainerOptions, cacheDir: string, platform: ReturnType<typeof hostPlatform>, host: ReturnType<typeof hostPlatform>, signal: AbortSignal): Promise<Prepared> {
+  const img = await resolveImage(o.image, { ...(o.registry ?? {}), cacheDir, platform, pull: o.pull ?? "missing", signal });
+  const name = img.name;
+  const fail = (code: KilnErrorCode, msg: string): never => {
+    throw new KilnError(code, `${name}: ${msg}`);
+  };
+  const config = JSON.parse((await img.source.readBytes(img.source.config.digest)).toString("utf8")) as ImageConfig;
+  // the image's own platform decides (a single-platform image needs no --platform); a foreign
+  // one runs under qemu-user-static through binfmt_misc, as emulated RUN steps do
+  const imagePlatform = config.os && config.architecture ? { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) } : platform;
+  if (o.platform && !platformMatches(platform, imagePlatform)) fail("PLATFORM_MISMATCH", `the image is for ${formatPlatform(imagePlatform)}, not --platform ${formatPlatform(platform)}`);
+  if (!runsNatively(imagePlatform, host)) {
+    await ensureEmulation(imagePlatform, { purpose: `kiln run of ${name} (${formatPlatform(imagePlatform)})` });
+  }
+  const cc = config.config ?? {};
+  const argv = containerArgv(cc, { args: o.args ?? [], ...(o.entrypoint !== undefined ? { entrypoint: o.entrypoint } : {}) }, name);
+  const cwd = o.workdir ?? (cc.WorkingDir || "/");
+  if (!cwd.startsWith("/")) fail("OPTION_INVALID", `the working directory ${JSON.stringify(cwd)} must be an absolute path`);
+  const user = o.user ?? cc.User ?? "";
+  const mounts: RunMount[] = [...(o.volumes ?? []).map(parseVolume), ...(o.mounts ?? []).map(parseMount)];
+  for (const m of mounts) {
+    if (m.type !== "bind") continue;
+    const exists = await stat(m.source!).then(() => true, () => false);
+    if (exists) continue;
+    // as docker: -v creates a missing host directory, --mount refuses it
+    if (m.label?.startsWith("-v ")) await mkdir(m.source!, { recursive: true });
+    else fail("CONTAINER_MOUNT_INVALID", `${m.label}: the source ${m.source} does not exist`);
+  }
+  const layers = img.source.layers.map((l): RootFSLayer => {
+    if (!l.diffID) fail("MANIFEST_INVALID", `layer ${l.digest} has no diff_id in the image config`);
+    return { diffID: l.diffID!, digest: l.digest, origin: `image ${name}`, mediaType: l.mediaType, open: () => img.source.open(l.digest) };
+  });
+  return { name, cc, argv, cwd, user, mounts, layers, fail };
 }
 
 /** Where `--init` puts tini in the container (docker uses /sbin/docker-init; /dev is the container's own tmpfs). */
@@ -260,7 +302,6 @@ function initBinary(): string {
 /** Isolation modes without mount namespaces: their rootfs is a plain tree (no overlay, no device nodes). */
 const needsPlainTree = (isolation: string): boolean => isolation === "plain-chroot" || isolation === "proot";
 
-/** The root filesystem: overlay of the extracted layers with a throw-away upper (dir where overlay cannot be used). */
 /** The overlay probe's answer (a test mount) remembered across runs, as the preflight is, made this process's (read while the image is resolved). */
 async function rememberOverlayProbe(cacheDir: string): Promise<void> {
   const base = join(cacheDir, "rootfs");
@@ -268,14 +309,11 @@ async function rememberOverlayProbe(cacheDir: string): Promise<void> {
   primeOverlayProbe(base, answer);
 }
 
-async function assembleRootfs(cacheDir: string, isolation: string, o: ContainerOptions, layers: RootFSLayer[], overlayKnown: Promise<void>): Promise<RootFS> {
-  const noMounts = needsPlainTree(isolation);
-  const wanted = o.snapshotter ?? "auto";
-  await overlayKnown;
-  const { snapshotter } = await resolveSnapshotter(cacheDir, noMounts && wanted === "auto" ? "dir" : wanted);
+/** The root filesystem: overlay of the extracted layers with a throw-away upper (dir where overlay cannot be used). */
+async function assembleRootfs(cacheDir: string, snapshotter: "overlay" | "dir", noMounts: boolean, o: ContainerOptions, layers: RootFSLayer[]): Promise<RootFS> {
   const common = { ...(noMounts ? { deviceNodes: "skip" as const } : {}), ...(o.onWarning ? { onWarning: o.onWarning } : {}) };
   // no scratch file system: a container's writes are few, and the upper goes with the work directory
-  // (overlay: mounted later, by the runner where it can: see start())
+  // (overlay: mounted later, by the runner where it can: see startContainer())
   const rootfs = await createRootFS(cacheDir, { ...common, snapshotter, ...(snapshotter === "overlay" ? { scratch: false, lazyMount: true } : {}) });
   try {
     await rootfs.applyLayers(layers);

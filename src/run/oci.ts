@@ -89,16 +89,19 @@ class OciRunner implements Runner {
     return this.execute(undefined, spec, async () => spec);
   }
 
-  runOnRoot(root: RootMount, io: RunIO, build: (rootfs: string) => Promise<RunSpec>): Promise<RunResult> {
+  runOnRoot(root: Promise<RootMount>, io: RunIO, build: (rootfs: string) => Promise<RunSpec>): Promise<RunResult> {
     return this.execute(root, io, build);
   }
 
   /**
-   * One run. With `root`, the wrapper starts first: it mounts the root in its namespace and
-   * reports "ready" on fd 3, kiln prepares the bundle through /proc/PID/root (build(), the mount
-   * points) and then sends "go" on fd 4 (or closes it: the wrapper ends before the runtime).
+   * One run. With `root`, the wrapper starts first, before the root is assembled: it reads the
+   * root's mount commands from fd 5 (nothing there: the run was called off, it ends), mounts the
+   * root in its namespace and reports "ready" on fd 3; kiln prepares the bundle through
+   * /proc/PID/root (build(), the mount points) and then sends "go" on fd 4 (or closes it: the
+   * wrapper ends before the runtime).
    */
-  private async execute(root: RootMount | undefined, io: RunIO, build: (rootfs: string) => Promise<RunSpec>): Promise<RunResult> {
+  private async execute(root: Promise<RootMount> | undefined, io: RunIO, build: (rootfs: string) => Promise<RunSpec>): Promise<RunResult> {
+    root?.catch(() => undefined); // observed below (it may fail while the work directory is made)
     const runDir = await createWorkDir(this.opts.workDir ?? join(defaultCacheDir(), "run"), "oci-");
     const stateDir = join(runDir, "state");
     const secretDir = join(runDir, "secrets");
@@ -139,12 +142,15 @@ class OciRunner implements Runner {
     try {
       const dirs = Promise.all([mkdir(stateDir, { mode: 0o700 }), mkdir(secretDir, { mode: 0o700 })]);
       let view: string | undefined;
+      let rootTarget: string | undefined;
       if (root) {
         await dirs;
         let ready: () => void = () => undefined;
         const mounted = new Promise<void>((resolve) => (ready = resolve));
         let status = "";
-        running = start(await this.wrapper({ rootfs: root.target, runDir, stateDir, id, secretSetup: [], root }), [
+        // the root's mount commands follow when it is assembled (none when that failed: the wrapper ends)
+        const mountScript = root.then((r) => Buffer.from(rootMountScript(r)), () => Buffer.alloc(0));
+        running = start(await this.wrapper({ rootfs: "", runDir, stateDir, id, secretSetup: [], rootOnFd: true }), [
           {
             read: (b) => {
               status += b.toString();
@@ -152,15 +158,18 @@ class OciRunner implements Runner {
             },
           },
           { write: go },
+          { write: mountScript },
         ]);
         running.catch(() => undefined); // observed below
+        const r = await root; // (a failure ends the wrapper: see finally)
         // the root is mounted in the wrapper's namespace, or the wrapper ended without it
         const code = await Promise.race([mounted.then(() => undefined), running]);
         if (code !== undefined) {
           io.signal?.throwIfAborted();
           throw new IsolationError(startFailure(tail.text(), code));
         }
-        view = `/proc/${wrapperPid}/root${root.target}`;
+        rootTarget = r.target;
+        view = `/proc/${wrapperPid}/root${r.target}`;
       }
       const spec = await build(view ?? "");
       disposable = spec.disposableRootfs === true;
@@ -184,7 +193,7 @@ class OciRunner implements Runner {
       const secrets = secretLines(placed, secretDir);
       if (root && secrets.lines.length > 0) throw new KilnError("INTERNAL", "secret mounts need a root the runner does not mount itself");
       // (the runtime finds the root where the wrapper mounted it)
-      const config = this.config({ ...spec, rootfs: root?.target ?? spec.rootfs }, user, hostname, placed, secrets.files, startedFile);
+      const config = this.config({ ...spec, rootfs: rootTarget ?? spec.rootfs }, user, hostname, placed, secrets.files, startedFile);
       if (running) {
         await writeFile(join(runDir, "config.json"), ociJson(config));
         release(Buffer.from("go\n"));
@@ -250,11 +259,12 @@ class OciRunner implements Runner {
    * hybrid-cgroup tmpfs is placed. The container is deleted in there after it ends (its state's
    * pids are the namespace's).
    */
-  private async wrapper(w: { rootfs: string; runDir: string; stateDir: string; id: string; secretSetup: string[]; root?: RootMount }): Promise<Exec> {
-    const { rootfs, runDir, stateDir, id, secretSetup, root } = w;
+  private async wrapper(w: { rootfs: string; runDir: string; stateDir: string; id: string; secretSetup: string[]; rootOnFd?: boolean }): Promise<Exec> {
+    const { rootfs, runDir, stateDir, id, secretSetup, rootOnFd: root } = w;
     const rt = `${shq(this.opts.runtime)} --root=${shq(stateDir)}`;
-    // the root's own mount (nodev), made here; each argument list tried in turn, the last one's error shown
-    const mountRoot = root ? [`cd ${shq(root.cwd)}`, root.args.map((a, i) => `mount ${a.map(shq).join(" ")}${i < root.args.length - 1 ? " 2>/dev/null" : ""}`).join(" || "), "cd /"] : [];
+    // the root's own mount (nodev), made here from the commands read on ROOT_MOUNT_FD (rootMountScript);
+    // none there: the run was called off before its root was ready
+    const mountRoot = root ? [`s=; while IFS= read -r l <&${ROOT_MOUNT_FD}; do s="$s$l\n"; done`, `[ -n "$s" ] || exit 0`, `eval "$s"`] : [];
     const lines = [
       "set -e",
       `R=${shq(rootfs)}`,
@@ -266,7 +276,7 @@ class OciRunner implements Runner {
       // a root mounted here: kiln prepares the bundle through /proc/PID/root, then says go (or ends it)
       ...(root ? [`echo ready >&${STATUS_FD}`, `read -r go <&${SECRETS_FD} || exit 0`] : []),
       ...secretSetup,
-      `exec ${STATUS_FD}>&- ${SECRETS_FD}<&-`,
+      `exec ${STATUS_FD}>&- ${SECRETS_FD}<&-${root ? ` ${ROOT_MOUNT_FD}<&-` : ""}`,
       "set +e",
       `${rt} run --bundle ${shq(runDir)} ${shq(id)}`,
       "rc=$?",
@@ -385,6 +395,15 @@ function resources(spec: RunSpec): Record<string, unknown> {
     ...(r.memoryBytes !== undefined ? { memory: { limit: r.memoryBytes } } : {}),
     ...(r.cpus !== undefined ? { cpu: { period: 100_000, quota: Math.round(r.cpus * 100_000) } } : {}),
   };
+}
+
+/** Where the wrapper reads kiln run's root mount commands (rootMountScript) from. */
+const ROOT_MOUNT_FD = 5;
+
+/** The root's mount, as the wrapper runs it: mount(8) in the root's directory, each argument list tried in turn (the last one's error shown). */
+function rootMountScript(root: RootMount): string {
+  const tries = root.args.map((a, i) => `mount ${a.map(shq).join(" ")}${i < root.args.length - 1 ? " 2>/dev/null" : ""}`).join(" || ");
+  return `cd ${shq(root.cwd)}\n${tries}\ncd /\n`;
 }
 
 /** True when the topmost mount on `path` (as /proc/self/mountinfo spells it) is nodev. */

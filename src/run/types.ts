@@ -125,10 +125,12 @@ export interface Runner {
    * Run on a root file system that is not mounted yet (kiln run's): the runner mounts `root` in
    * its own mount namespace, where it vanishes with the run (nothing to unmount afterwards), then
    * calls `build` with the root's path as kiln sees it (through /proc/PID/root) and runs the spec
-   * it returns, whose `rootfs` is that path. `io` (the process's signal, stdio, output and
-   * callbacks) is needed before the mount; `build` may fail (the run then never starts).
+   * it returns, whose `rootfs` is that path. The runner may start before `root` settles (its
+   * processes start while the caller assembles the root); when `root` rejects, the run ends with
+   * that error and never starts. `io` (the process's signal, stdio, output and callbacks) is
+   * needed before the mount; `build` may fail (the run then never starts).
    */
-  runOnRoot?(root: RootMount, io: RunIO, build: (rootfs: string) => Promise<RunSpec>): Promise<RunResult>;
+  runOnRoot?(root: Promise<RootMount>, io: RunIO, build: (rootfs: string) => Promise<RunSpec>): Promise<RunResult>;
 }
 
 /** The parts of a RunSpec about the process's lifetime and I/O rather than what it runs. */

@@ -3,7 +3,7 @@
 // under them are detached, then the tree goes. No process is signalled by a pid read from a file.
 import { randomBytes } from "node:crypto";
 import { readFileSync, rmSync } from "node:fs";
-import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { spawn, spawnSync } from "node:child_process";
 import { join, resolve } from "node:path";
 
@@ -34,17 +34,25 @@ export async function createWorkDir(base: string, prefix = ""): Promise<string> 
 
 /** True while the process recorded in `dir`'s owner file is still the same running process. */
 export async function ownerAlive(dir: string): Promise<boolean> {
-  let text: string;
-  try {
-    text = await readFile(join(dir, OWNER_FILE), "utf8");
-  } catch {
-    return false;
+  return (await ownerState(dir)) === "alive";
+}
+
+/**
+ * Whose `dir` is: "alive" (its owner file names this or another running process), "gone" (a
+ * complete owner file naming a process that has ended, or none on a directory older than a
+ * minute) or "new": made moments ago, its owner file not (fully) written yet (createWorkDir writes
+ * it just after the mkdir, and a cleanup reading in between must leave the directory alone). The
+ * file is read once: a second read could see it complete where the first saw it empty.
+ */
+async function ownerState(dir: string): Promise<"alive" | "gone" | "new"> {
+  const text = await readFile(join(dir, OWNER_FILE), "utf8").catch(() => "");
+  const m = /^(\d+) (\S+)\n$/.exec(text);
+  if (!m) {
+    const st = await stat(dir).catch(() => undefined);
+    return st !== undefined && Date.now() - st.mtimeMs < 60_000 ? "new" : "gone";
   }
-  const [pidStr, start] = text.trim().split(" ");
-  const pid = Number(pidStr);
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  const now = processStartTime(pid);
-  return now !== null && (start === "?" || now === start);
+  const now = processStartTime(Number(m[1]));
+  return now !== null && (m[2] === "?" || now === m[2]) ? "alive" : "gone";
 }
 
 /** Mount points at or below `dir`, deepest first (from /proc/self/mountinfo). */
@@ -147,7 +155,7 @@ export async function cleanupStale(cacheDir: string, hooks: Array<(dir: string) 
     }
     for (const n of names) {
       const dir = join(base, n);
-      if (await ownerAlive(dir)) continue;
+      if ((await ownerState(dir)) !== "gone") continue;
       stopLeftovers(dir);
       for (const h of hooks) await h(dir).catch(() => undefined);
       await removeWorkDir(dir);

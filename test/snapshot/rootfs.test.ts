@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeEach, afterEach } from "vitest";
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, utimesSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Readable } from "node:stream";
 import { createDirRootFS, cleanupStale } from "../../src/snapshot/rootfs.js";
@@ -91,6 +91,24 @@ describe("cleanupStale", () => {
     expect(existsSync(stale)).toBe(false);
     expect(readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(stale);
     expect(existsSync(live)).toBe(true);
+  });
+
+  it("leaves a work directory made moments ago whose owner file is not (fully) written yet; removes one left so for a minute", async () => {
+    // createWorkDir's mkdir, then its owner file: another process's cleanup may run in between
+    const fresh = join(t.dir, "run", "oci-fresh");
+    const half = join(t.dir, "run", "oci-half");
+    const old = join(t.dir, "run", "oci-old");
+    mkdirSync(fresh, { recursive: true });
+    mkdirSync(old, { recursive: true });
+    // (the owner file created, its line not written yet)
+    mkdirSync(half, { recursive: true });
+    writeFileSync(join(half, "kiln.owner"), "");
+    const minuteAgo = (Date.now() - 61_000) / 1000;
+    utimesSync(old, minuteAgo, minuteAgo);
+    expect(await cleanupStale(t.dir)).toEqual([old]);
+    expect(existsSync(fresh)).toBe(true);
+    expect(existsSync(half)).toBe(true);
+    expect(existsSync(old)).toBe(false);
   });
 
   it("ignores a cache directory without work directories", async () => {
