@@ -1,7 +1,10 @@
 // The attestations of one build: the SLSA provenance statement and/or the SPDX SBOM statements
 // (the image's, then one per extra scan: BUILDKIT_SBOM_SCAN_STAGE stages, the context) about the
 // image manifest, stored as BuildKit stores them (store.ts). An image's SBOM findings are kept by
-// its layers (sbom-cache.ts; per-layer scans in scan-cache.ts): a warm build scans nothing. The build calls `attestImage` after materializing each platform's image and lists the returned manifest in the
+// its layers (sbom-cache.ts; per-layer scans in scan-cache.ts): a warm build scans nothing; an SBOM
+// document is a function of its image (its namespace the manifest digest, its creation time the
+// image's): a warm build of the same image makes the same statement, stored once. The build calls
+// `attestImage` after materializing each platform's image and lists the returned manifest in the
 // output's index (store.ts attestationEntry).
 import { createHash } from "node:crypto";
 import { KilnError } from "../errors.js";
@@ -70,13 +73,16 @@ export async function attestImage(input: AttestInput): Promise<StoredAttestation
     );
     const name = input.names[0] ?? input.manifest.digest;
     const namespace = `https://kiln.dev/spdx/${input.manifest.digest.slice("sha256:".length)}`;
+    const when = input.image.config?.created ? new Date(input.image.config.created) : undefined;
+    const imageCreated = when && !Number.isNaN(when.getTime()) ? when : undefined;
     const sbom = (found: ImageSbom, scan?: string): EncodedStatement => {
       for (const w of found.warnings) input.onWarning?.(w);
       const json = spdxStatementJSON(subjects, {
         // the image's document first; each extra named as BuildKit names the scan (sbom-<stage>, sbom-context)
         name: scan ? `${name} sbom-${scan}` : name,
         namespace: scan ? `${namespace}/sbom-${scan}` : namespace,
-        created: fixed ?? new Date(),
+        // the image's own creation time: the same image gives the same document (stored once)
+        created: fixed ?? imageCreated ?? new Date(),
         toolVersion: version,
       }, found);
       return { predicateType: SPDX_PREDICATE, json };

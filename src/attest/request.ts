@@ -103,6 +103,24 @@ export function pushes(outputs: readonly OutputSpec[]): boolean {
   return outputs.some((o) => o.type === "image" && o.push);
 }
 
+/** A boolean as Go's strconv.ParseBool reads it (what buildx reads its BUILDX_GIT_* variables with), undefined for anything else. */
+function goBool(v: string | undefined): boolean | undefined {
+  if (v === undefined) return undefined;
+  if (["1", "t", "T", "TRUE", "true", "True"].includes(v)) return true;
+  if (["0", "f", "F", "FALSE", "false", "False"].includes(v)) return false;
+  return undefined;
+}
+
+/**
+ * What the provenance records of the context's git checkout, as buildx decides it: the commit and
+ * the remote unless BUILDX_GIT_INFO is false; whether the work tree has changes (a `git status`,
+ * the revision then suffixed `-dirty`) only when BUILDX_GIT_CHECK_DIRTY is true (buildx turned
+ * that check off by default in 0.10.4, for its cost).
+ */
+export function gitInfoRequest(env: NodeJS.ProcessEnv = process.env): { info: boolean; checkDirty: boolean } {
+  return { info: goBool(env.BUILDX_GIT_INFO) ?? true, checkDirty: goBool(env.BUILDX_GIT_CHECK_DIRTY) ?? false };
+}
+
 /** BUILDX_NO_DEFAULT_ATTESTATIONS as buildx reads it: a boolean, else any non-empty value is true. */
 export function noDefaultAttestations(env: NodeJS.ProcessEnv = process.env): boolean {
   const v = env.BUILDX_NO_DEFAULT_ATTESTATIONS;

@@ -1,10 +1,11 @@
 // The build context's version control state, for the provenance: when the context directory is
 // inside a git checkout, its HEAD commit, its `origin` remote (credentials stripped from the URL)
-// and whether the work tree has changes not in that commit. The commit and the remote are read
-// from the files under `.git` (git-dir.ts), the changes with one `git status` started when the
-// build starts (no git process at all unless a `.git` is found above the directory); a context
-// that is no checkout (or no git on the host) has none. BuildOptions.vcs overrides it
-// (a remote git context knows its commit and URL without a checkout of its own).
+// and, when asked (the engine asks as buildx does: BUILDX_GIT_CHECK_DIRTY), whether the work tree
+// has changes not in that commit. The commit and the remote are read from the files under `.git`
+// (git-dir.ts), the changes with one `git status` started when the build starts (no git process
+// unless that is asked, or a file only git reads is found); a context that is no checkout has
+// none. BuildOptions.vcs overrides it (a remote git context knows its commit and URL without a
+// checkout of its own).
 import { spawn } from "node:child_process";
 import { ASK_GIT, findGitDirs, readHead, readOriginUrl } from "./git-dir.js";
 
@@ -17,42 +18,21 @@ export interface VcsInfo {
   dirty?: boolean;
 }
 
-/**
- * Run git in `dir`: its output (undefined when it fails or cannot start), or with `changes` only
- * whether it printed a line other than a `#` header, as "changed" or "" (nothing kept: the status
- * of a much changed tree can be large). No stdin, stderr discarded: the least a child process
- * costs the parent.
- */
-function git(dir: string, args: string[], signal?: AbortSignal, changes = false): Promise<string | undefined> {
+/** Run git in `dir`: its output, undefined when it fails or cannot start (no stdin, stderr discarded). */
+function git(dir: string, args: string[], signal?: AbortSignal): Promise<string | undefined> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
-    let changed = false;
-    let lineStart = true;
     let child;
     try {
-      child = spawn(
-        "git",
-        // core.fsmonitor off: a checkout's config must not make kiln run a command
-        ["-c", "core.fsmonitor=false", "-C", dir, ...args],
-        // never ask for anything (credentials, pagers), never read an editor
-        { stdio: ["ignore", "pipe", "ignore"], ...(signal ? { signal } : {}), env: { ...process.env, GIT_TERMINAL_PROMPT: "0", GIT_OPTIONAL_LOCKS: "0", LC_ALL: "C" } },
-      );
+      // core.fsmonitor off: a checkout's config must not make kiln run a command
+      child = spawn("git", ["-c", "core.fsmonitor=false", "-C", dir, ...args], { stdio: ["ignore", "pipe", "ignore"], ...(signal ? { signal } : {}), env: gitEnv() });
     } catch {
       resolve(undefined);
       return;
     }
-    child.stdout.on("data", (c: Buffer) => {
-      if (!changes) {
-        chunks.push(c);
-        return;
-      }
-      for (let i = 0; i < c.length && !changed; i++) {
-        if (lineStart && c[i] !== 0x23 && c[i] !== 0x0a) changed = true; // a line not starting with "#"
-        lineStart = c[i] === 0x0a;
-      }
-    });
+    child.stdout.on("data", (c: Buffer) => chunks.push(c));
     child.on("error", () => resolve(undefined));
-    child.on("close", (code) => resolve(code !== 0 ? undefined : changes ? (changed ? "changed" : "") : Buffer.concat(chunks).toString("utf8")));
+    child.on("close", (code) => resolve(code !== 0 ? undefined : Buffer.concat(chunks).toString("utf8")));
   });
 }
 
@@ -64,7 +44,9 @@ function git(dir: string, args: string[], signal?: AbortSignal, changes = false)
  */
 export function redactRemote(url: string): string {
   const trimmed = url.trim();
-  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed)) return trimmed;
+  // no "@" before the path (a digest's is after it): no user or password to drop, no URL parser to start
+  const authority = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i.exec(trimmed);
+  if (!authority || !authority[1]!.includes("@")) return trimmed;
   try {
     const u = new URL(trimmed);
     if (u.username === "" && u.password === "") return trimmed;
@@ -80,15 +62,16 @@ export function redactRemote(url: string): string {
 /**
  * The git state of `dir` (see the header), or undefined when it is not in a git checkout (or git
  * cannot read it, or the branch has no commit yet). HEAD's commit and `origin` come from the files
- * under `.git` (git-dir.ts; git only for what those files cannot tell); the one git process is
- * `status --porcelain=v2` for the dirty flag (and as the check that git takes this checkout as
- * one), started at once so that it runs beside the caller's work; none when no `.git` is found
- * above `dir`. `signal` ends that process.
+ * under `.git` (git-dir.ts; git only for what those files cannot tell); with `checkDirty`
+ * (default) one `git status --porcelain=v2` for the dirty flag, started at once so that it runs
+ * beside the caller's work (and as the check that git takes this checkout as one); without it,
+ * and no file only git can read, no git process at all. None when no `.git` is found above `dir`.
+ * `signal` ends the git processes.
  */
-export async function readVcsInfo(dir: string, signal?: AbortSignal): Promise<VcsInfo | undefined> {
+export async function readVcsInfo(dir: string, signal?: AbortSignal, options: { checkDirty?: boolean } = {}): Promise<VcsInfo | undefined> {
   const dirs = findGitDirs(dir);
   if (dirs === undefined) return undefined;
-  const status = workTreeChanges(dir, signal);
+  const status = options.checkDirty === false ? Promise.resolve("") : workTreeChanges(dir, signal);
   const head = dirs === ASK_GIT ? ASK_GIT : readHead(dirs);
   const origin = dirs === ASK_GIT ? ASK_GIT : readOriginUrl(dirs);
   const [dirtyOut, commit, remote] = await Promise.all([
@@ -106,10 +89,41 @@ export async function readVcsInfo(dir: string, signal?: AbortSignal): Promise<Vc
 
 /**
  * "changed" or "" (no changes), undefined when git does not take `dir` as a checkout. Without
- * --branch (HEAD is read from .git): no ahead/behind count to make.
+ * --branch (HEAD is read from .git) and stashes: any line git prints is a change. The status is
+ * read by a shell beside git and answered in its exit code (0 clean, 1 changed, 2 git failed), so
+ * kiln's side is a child with no pipes at all (a spawn with pipes costs the build's thread ~1.5 ms
+ * more); the shell and git are one process group of their own, killed together by `signal`.
  */
 function workTreeChanges(dir: string, signal?: AbortSignal): Promise<string | undefined> {
-  return git(dir, ["-c", "status.showStash=false", "status", "--porcelain=v2", "--untracked-files=normal"], signal, true);
+  return new Promise((resolve) => {
+    const args = ["-c", "core.fsmonitor=false", "-C", dir, "-c", "status.showStash=false", "status", "--porcelain=v2", "--untracked-files=normal"];
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn("/bin/sh", ["-c", 's=$(git "$@") || exit 2; [ -z "$s" ]', "kiln-git-status", ...args], { stdio: "ignore", detached: true, env: gitEnv() });
+    } catch {
+      resolve(undefined);
+      return;
+    }
+    const stop = (): void => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+      } catch {
+        /* gone already */
+      }
+    };
+    if (signal?.aborted) stop();
+    else signal?.addEventListener("abort", stop, { once: true });
+    child.on("error", () => resolve(undefined));
+    child.on("exit", (code) => {
+      signal?.removeEventListener("abort", stop);
+      resolve(code === 0 ? "" : code === 1 ? "changed" : undefined);
+    });
+  });
+}
+
+/** git's environment: never ask for anything (credentials, pagers), never take optional locks, no locale. */
+function gitEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, GIT_TERMINAL_PROMPT: "0", GIT_OPTIONAL_LOCKS: "0", LC_ALL: "C" };
 }
 
 /** HEAD's commit as git resolves it (`rev-parse --verify -q HEAD`), undefined with no commit yet. */

@@ -32,7 +32,7 @@ import { attestationEntry, type StoredAttestations } from "../attest/store.js";
 import { referrerArtifacts } from "../attest/referrers.js";
 import { attestationRecords, type AttestationRecord } from "../attest/summary.js";
 import type { Referrer } from "../registry/referrers.js";
-import { checkReferrers, effectiveAttestations, wantsAttestations, type AttestRequest } from "../attest/request.js";
+import { checkReferrers, effectiveAttestations, gitInfoRequest, wantsAttestations, type AttestRequest } from "../attest/request.js";
 import { VERSION } from "../version.js";
 import { storeBlobs, storeImage, type ImageSource } from "../image/source.js";
 import { normalizeName } from "../images/name.js";
@@ -152,13 +152,15 @@ async function buildFrom(options: BuildFromOptions, config: EngineConfig, backen
     : options.load ? [] : [{ type: "oci", dest: resolve(DEFAULT_OUTPUT_DIR), tar: false } as OutputSpec];
   // What was asked for, plus buildx's default (min provenance when pushing: attest/request.ts).
   const attest = effectiveAttestations(options.attest, outputs, options.format ?? "oci");
-  // The context's git state for the provenance (a context on stdin has none): read from the start,
-  // beside the whole build (its one git process off the critical path); ended when the build ends first.
-  if (!attest?.provenance || options.vcs || options.contextOnStdin) {
+  // The context's git state for the provenance (a context on stdin has none; BUILDX_GIT_INFO=false:
+  // none recorded), read from the start beside the whole build (a git process, when one is needed:
+  // BUILDX_GIT_CHECK_DIRTY, off the critical path); ended when the build ends first.
+  const git = gitInfoRequest();
+  if (!attest?.provenance || options.vcs || options.contextOnStdin || !git.info) {
     return buildStarted(options, config, backends, from, startedOn, { outputs, attest, vcsReading: Promise.resolve(undefined) });
   }
   const stop = new AbortController();
-  const vcsReading = readVcsInfo(options.context, config.signal ? AbortSignal.any([config.signal, stop.signal]) : stop.signal).catch(() => undefined);
+  const vcsReading = readVcsInfo(options.context, config.signal ? AbortSignal.any([config.signal, stop.signal]) : stop.signal, { checkDirty: git.checkDirty }).catch(() => undefined);
   try {
     return await buildStarted(options, config, backends, from, startedOn, { outputs, attest, vcsReading });
   } finally {

@@ -66,6 +66,10 @@ function writePartsSync(path: string, parts: readonly Buffer[]): void {
   }
 }
 
+/** The process's temp-name prefix (made on first use) and its counter (tempName). */
+let tempPrefix: string | undefined;
+let tempCounter = 0;
+
 /** putBytes writes blobs up to this size synchronously (see there). */
 const SYNC_PUT_BYTES = 1024 * 1024;
 
@@ -115,9 +119,10 @@ export class BlobStore {
     return this.tempName();
   }
 
-  /** A fresh temp file name in tmpDir (the directory may not exist yet). */
+  /** A fresh temp file name in tmpDir (the directory may not exist yet): unique to this process (its pid and random prefix) and call. */
   private tempName(): string {
-    return join(this.tmpDir, `${process.pid}-${randomBytes(8).toString("hex")}`);
+    tempPrefix ??= `${process.pid}-${randomBytes(6).toString("hex")}`;
+    return join(this.tmpDir, `${tempPrefix}-${(tempCounter++).toString(36)}`);
   }
 
   /**

@@ -42,6 +42,10 @@ describe("readVcsInfo", () => {
     expect(await readVcsInfo(dir)).toEqual({ commit });
     await writeFile(join(dir, "new.txt"), "untracked\n");
     expect(await readVcsInfo(dir)).toEqual({ commit, dirty: true });
+    await writeFile(join(dir, "Dockerfile"), "FROM scratch\nRUN true\n");
+    expect(await readVcsInfo(dir)).toEqual({ commit, dirty: true });
+    // not asked (buildx's default: BUILDX_GIT_CHECK_DIRTY unset): the commit alone, no status read
+    expect(await readVcsInfo(dir, undefined, { checkDirty: false })).toEqual({ commit });
   });
 
   it("never runs a command the checkout's config names (core.fsmonitor)", async () => {
@@ -80,6 +84,10 @@ describe("readVcsInfo", () => {
     expect(redactRemote("ssh://git@h.example:2222/r.git")).toBe("ssh://h.example:2222/r.git");
     expect(redactRemote("git@github.com:org/repo.git")).toBe("git@github.com:org/repo.git");
     expect(redactRemote("https://h.example/r.git\n")).toBe("https://h.example/r.git");
+    expect(redactRemote("https://tok@h.example/r.git")).toBe("https://h.example/r.git");
+    // an "@" after the host (a digest, a path) is no credential
+    expect(redactRemote("docker-image://reg.example/app@sha256:abcd")).toBe("docker-image://reg.example/app@sha256:abcd");
+    expect(redactRemote("https://h.example/u@x/r.git")).toBe("https://h.example/u@x/r.git");
   });
 });
 

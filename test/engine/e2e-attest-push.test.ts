@@ -117,17 +117,28 @@ describe("buildx's default attestations", () => {
     }
   });
 
-  it("records a dirty work tree as such", async () => {
+  it("records a dirty work tree as such when BUILDX_GIT_CHECK_DIRTY asks (as buildx: off by default), and no git state with BUILDX_GIT_INFO=false", async () => {
     await writeFile(join(ctx, "untracked.txt"), "not committed\n");
     try {
-      const out = join(await temps.make("kiln-attest-dirty-"), "l");
-      await build(["--provenance=true", "--output", `type=oci,dest=${out}`]);
-      const blob = (d: string): Promise<string> => readFile(join(out, "blobs", "sha256", d.slice(7)), "utf8");
-      const root = JSON.parse(await blob(JSON.parse(await readFile(join(out, "index.json"), "utf8")).manifests[0].digest)) as Index;
-      const am = JSON.parse(await blob(root.manifests[1]!.digest)) as Manifest;
-      const p = JSON.parse(await blob(am.layers[0]!.digest)).predicate;
-      expect(p.buildDefinition.externalParameters.request.args["vcs:revision"]).toBe(`${commit}-dirty`);
-      expect(p.buildDefinition.resolvedDependencies[0]).toEqual({ uri: `git+https://git.example.com/org/app.git@${commit}`, digest: { sha1: commit }, annotations: { "kiln.dev/git-dirty": "true" } });
+      const provenance = async (env: Record<string, string | undefined>): Promise<any> => {
+        const out = join(await temps.make("kiln-attest-dirty-"), "l");
+        await build(["--provenance=true", "--output", `type=oci,dest=${out}`], env);
+        const blob = (d: string): Promise<string> => readFile(join(out, "blobs", "sha256", d.slice(7)), "utf8");
+        const root = JSON.parse(await blob(JSON.parse(await readFile(join(out, "index.json"), "utf8")).manifests[0].digest)) as Index;
+        const am = JSON.parse(await blob(root.manifests[1]!.digest)) as Manifest;
+        return JSON.parse(await blob(am.layers[0]!.digest)).predicate;
+      };
+      const checked = await provenance({ BUILDX_GIT_CHECK_DIRTY: "1" });
+      expect(checked.buildDefinition.externalParameters.request.args["vcs:revision"]).toBe(`${commit}-dirty`);
+      expect(checked.buildDefinition.resolvedDependencies[0]).toEqual({ uri: `git+https://git.example.com/org/app.git@${commit}`, digest: { sha1: commit }, annotations: { "kiln.dev/git-dirty": "true" } });
+      // buildx's default: the commit, no status read
+      const unchecked = await provenance({ BUILDX_GIT_CHECK_DIRTY: undefined });
+      expect(unchecked.buildDefinition.externalParameters.request.args["vcs:revision"]).toBe(commit);
+      expect(unchecked.buildDefinition.resolvedDependencies[0]).toEqual({ uri: `git+https://git.example.com/org/app.git@${commit}`, digest: { sha1: commit } });
+      const none = await provenance({ BUILDX_GIT_INFO: "false", BUILDX_GIT_CHECK_DIRTY: "1" });
+      expect(none.buildDefinition.externalParameters.request.args["vcs:revision"]).toBeUndefined();
+      expect(none.buildDefinition.externalParameters.request.args["vcs:source"]).toBeUndefined();
+      expect(JSON.stringify(none.buildDefinition.resolvedDependencies)).not.toContain("git+");
     } finally {
       await mustRun("rm", ["-f", join(ctx, "untracked.txt")]);
     }

@@ -190,6 +190,26 @@ describe("kiln build --provenance --sbom", () => {
     expect(roots[0]).toBe(roots[1]);
   });
 
+  it("a warm build of the same image makes the same SBOM statement without SOURCE_DATE_EPOCH (its time is the image's); the provenance is the build's own", async () => {
+    const cache = await temps.make("kiln-attest-cache-");
+    const layers: Array<{ sbom: string; provenance: string; created: string }> = [];
+    for (const n of [1, 2]) {
+      const out = join(dir, `sbom-again-${n}`);
+      expectBuilt(await kiln(buildArgs(cache, ["--provenance=mode=min", "--sbom=true", "--output", `type=oci,dest=${out}`])));
+      const { blob, rootIndex } = await readLayout(out);
+      const image = JSON.parse((await blob(rootIndex.manifests[0]!.digest)).toString()) as Manifest;
+      const config = JSON.parse((await blob(image.config.digest)).toString()) as { created: string };
+      const am = JSON.parse((await blob(rootIndex.manifests[1]!.digest)).toString()) as Manifest;
+      const byType = (t: string): string => am.layers.find((l) => l.annotations?.["in-toto.io/predicate-type"] === t)!.digest;
+      const sbom = JSON.parse((await blob(byType("https://spdx.dev/Document"))).toString()) as Statement;
+      expect(new Date(sbom.predicate.creationInfo.created).getTime()).toBe(Math.floor(new Date(config.created).getTime() / 1000) * 1000);
+      layers.push({ sbom: byType("https://spdx.dev/Document"), provenance: byType("https://slsa.dev/provenance/v1"), created: config.created });
+    }
+    expect(layers[1]!.created).toBe(layers[0]!.created); // the same image (all steps cached)
+    expect(layers[1]!.sbom).toBe(layers[0]!.sbom);
+    expect(layers[1]!.provenance).not.toBe(layers[0]!.provenance); // its own start and finish times
+  });
+
   it("pushes the index with its attestation manifest to a registry, as skopeo reads it", async () => {
     const cache = await temps.make("kiln-attest-cache-");
     const ref = `${registry.host}/kiln/attested:1`;
