@@ -1,7 +1,7 @@
 // `kiln manifest create -t REF SRC...` (merge images and indexes into one index, pushed or written
 // as an OCI layout, as `docker buildx imagetools create` does) and `kiln manifest inspect REF`
 // (platforms, digests and sizes; --format json): flags to src/images/manifest-*.ts calls, and
-// create's `--annotation [TYPE[PLATFORMS]:]KEY=VALUE` read as imagetools reads it.
+// create's `--annotation [TYPE[PLATFORMS],...:]KEY=VALUE` read as imagetools reads it.
 import { UsageError } from "../errors.js";
 import type { IndexAnnotations } from "../images/manifest-merge.js";
 import { parsePlatform } from "../image/platform.js";
@@ -14,9 +14,15 @@ async function storeOf(args: ParsedArgs): Promise<import("../store/blob-store.js
   return new BlobStore(one(args, "cache-dir") ?? defaultCacheDir());
 }
 
+/** `TYPES:KEY`: TYPES a comma-separated list of `type` or `type[PLATFORM,...]` (buildx's form, `index,manifest-descriptor:KEY`). */
+const TYPED_KEY = /^((?:[a-z-]+(?:\[[^\]:]*\])?)(?:,[a-z-]+(?:\[[^\]:]*\])?)*):(.*)$/;
+const TYPE_ITEM = /([a-z-]+)(?:\[([^\]]*)\])?/g;
+
 /**
  * `--annotation` values: `KEY=VALUE` and `index:KEY=VALUE` on the index, `manifest-descriptor:KEY=VALUE`
- * on every image entry, `manifest-descriptor[linux/amd64,linux/arm64]:KEY=VALUE` on those platforms'.
+ * on every image entry, `manifest-descriptor[linux/amd64,linux/arm64]:KEY=VALUE` on those platforms';
+ * several types at once as buildx writes them (`index,manifest-descriptor:KEY=VALUE`). A key whose
+ * part before its first ":" is no type list (`com.example:x`) is a plain key, on the index.
  * imagetools' other types (`manifest:`, `index-descriptor:`) would change a child manifest or
  * describe no descriptor here: refused, as imagetools refuses them.
  */
@@ -25,19 +31,22 @@ export function parseIndexAnnotations(values: string[]): IndexAnnotations {
   for (const v of values) {
     const eq = v.indexOf("=");
     if (eq < 0) throw new UsageError("USAGE", `--annotation: expected [TYPE:]KEY=VALUE, got "${v}"`);
-    const m = /^(?:([a-z-]+)(?:\[([^\]]*)\])?:)?(.+)$/.exec(v.slice(0, eq));
     const value = v.slice(eq + 1);
-    if (!m) throw new UsageError("USAGE", `--annotation: missing key in "${v}"`);
-    const [, type, platforms, key] = m as unknown as [string, string | undefined, string | undefined, string];
-    if (type === undefined || type === "index") {
-      if (platforms !== undefined) throw new UsageError("OPTION_INVALID", `--annotation ${v}: an index annotation takes no platform (there is one index)`);
-      out.index[key] = value;
-    } else if (type === "manifest-descriptor") {
-      out.descriptors.push({ key, value, ...(platforms !== undefined ? { platforms: platforms.split(",").map((p) => parsePlatform(p.trim())) } : {}) });
-    } else if (type === "manifest" || type === "index-descriptor") {
-      throw new UsageError("OPTION_INVALID", `--annotation ${v}: ${type}: annotations are not supported by manifest create (a manifest annotation would change the source's digest); use KEY=VALUE or index: for the index, manifest-descriptor[PLATFORM]: for its entries`);
-    } else {
-      throw new UsageError("OPTION_INVALID", `--annotation ${v}: unknown annotation type "${type}" (index, manifest-descriptor)`);
+    const typed = TYPED_KEY.exec(v.slice(0, eq));
+    const key = typed ? typed[2]! : v.slice(0, eq);
+    if (key === "") throw new UsageError("USAGE", `--annotation: missing key in "${v}"`);
+    const types = typed ? [...typed[1]!.matchAll(TYPE_ITEM)].map((m) => ({ type: m[1]!, platforms: m[2] })) : [{ type: "index", platforms: undefined }];
+    for (const { type, platforms } of types) {
+      if (type === "index") {
+        if (platforms !== undefined) throw new UsageError("OPTION_INVALID", `--annotation ${v}: an index annotation takes no platform (there is one index)`);
+        out.index[key] = value;
+      } else if (type === "manifest-descriptor") {
+        out.descriptors.push({ key, value, ...(platforms !== undefined ? { platforms: platforms.split(",").map((p) => parsePlatform(p.trim())) } : {}) });
+      } else if (type === "manifest" || type === "index-descriptor") {
+        throw new UsageError("OPTION_INVALID", `--annotation ${v}: ${type}: annotations are not supported by manifest create (a manifest annotation would change the source's digest); use KEY=VALUE or index: for the index, manifest-descriptor[PLATFORM]: for its entries`);
+      } else {
+        throw new UsageError("OPTION_INVALID", `--annotation ${v}: unknown annotation type "${type}" (index, manifest-descriptor)`);
+      }
     }
   }
   return out;
@@ -97,7 +106,7 @@ export const manifestCommand: Command = {
     { name: "tag", short: "t", type: "string", repeatable: true, valueName: "REF", help: "create: push the index to REF (repeatable; with --output: its tags in the layout)" },
     { name: "output", short: "o", type: "string", repeatable: true, valueName: "SPEC", help: "create: type=oci,dest=DIR[,tar=true] instead of pushing" },
     { name: "format", type: "string", valueName: "FORMAT", help: "create: oci or docker (default docker when every source is Docker schema2, else oci); inspect: text or json" },
-    { name: "annotation", type: "string", repeatable: true, valueName: "[TYPE:]K=V", help: "create: an annotation on the index (K=V, index:K=V) or its entries (manifest-descriptor:K=V, manifest-descriptor[linux/arm64,...]:K=V); repeatable" },
+    { name: "annotation", type: "string", repeatable: true, valueName: "[TYPE:]K=V", help: "create: an annotation on the index (K=V, index:K=V) or its entries (manifest-descriptor:K=V, manifest-descriptor[linux/arm64,...]:K=V), or both (index,manifest-descriptor:K=V); repeatable" },
     { name: "amend", type: "boolean", help: "create: add to the index already at the target (first -t, or -t in the --output layout), replacing same-platform entries" },
     { name: "quiet", short: "q", type: "boolean", help: "no progress output" },
     cacheDirOption("blob store (manifests and configs read are kept there)"),

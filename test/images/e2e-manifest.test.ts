@@ -181,7 +181,7 @@ describe("kiln manifest create --annotation and --amend", () => {
   const create = async (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
     kiln(["manifest", "create", "-q", "--cache-dir", await temps.make("kiln-manifest-a-"), ...args]);
 
-  it("annotates the index (K=V, index:) and its entries (manifest-descriptor[PLATFORM]:), the children byte for byte", async () => {
+  it("annotates the index (K=V, index:) and its entries (manifest-descriptor[PLATFORM]:, both at once), the children byte for byte", async () => {
     const host = registry().host;
     const r = await create([
       "-t", `${host}/ann/multi:1`,
@@ -189,6 +189,7 @@ describe("kiln manifest create --annotation and --amend", () => {
       "--annotation", "index:org.opencontainers.image.authors=kiln tests",
       "--annotation", "manifest-descriptor:com.example.all=yes",
       "--annotation", "manifest-descriptor[linux/arm64]:com.example.arch=arm",
+      "--annotation", "index,manifest-descriptor[linux/amd64]:com.example.both=1",
       `${host}/ann/amd:1`, `${host}/ann/arm:1`,
     ]);
     expect(r.stderr).toBe("");
@@ -197,9 +198,9 @@ describe("kiln manifest create --annotation and --amend", () => {
     expect(sha(text)).toBe(r.stdout.trim());
     const index = JSON.parse(text) as RawIndex;
     expect(index.mediaType).toBe("application/vnd.oci.image.index.v1+json");
-    expect(index.annotations).toEqual({ "org.opencontainers.image.title": "app", "org.opencontainers.image.authors": "kiln tests" });
+    expect(index.annotations).toEqual({ "org.opencontainers.image.title": "app", "org.opencontainers.image.authors": "kiln tests", "com.example.both": "1" });
     expect(index.manifests.map((m) => [m.digest, m.annotations])).toEqual([
-      [amd, { "com.example.all": "yes" }],
+      [amd, { "com.example.all": "yes", "com.example.both": "1" }],
       [arm, { "com.example.all": "yes", "com.example.arch": "arm" }],
     ]);
 

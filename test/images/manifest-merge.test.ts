@@ -70,6 +70,21 @@ describe("index annotations", () => {
     expect(() => parseIndexAnnotations(["index[linux/amd64]:k=v"])).toThrow(/takes no platform/);
     expect(() => parseIndexAnnotations(["bogus:k=v"])).toThrow(/unknown annotation type "bogus"/);
     expect(() => parseIndexAnnotations(["novalue"])).toThrow(/expected \[TYPE:\]KEY=VALUE/);
+    expect(() => parseIndexAnnotations(["index:=v"])).toThrow(/missing key in "index:=v"/);
+    expect(() => parseIndexAnnotations(["=v"])).toThrow(/missing key/);
+  });
+
+  it("reads several types at once as buildx writes them (index,manifest-descriptor[PLATFORM]:K=V); a key with a colon after a non-type is plain", () => {
+    expect(parseIndexAnnotations(["index,manifest-descriptor:both=1", "manifest-descriptor[linux/amd64],manifest-descriptor[linux/arm64,linux/arm/v7]:some=2", "com.example:x=3", "index:a:b=4"])).toEqual({
+      index: { both: "1", "com.example:x": "3", "a:b": "4" },
+      descriptors: [
+        { key: "both", value: "1" },
+        { key: "some", value: "2", platforms: [amd64] },
+        { key: "some", value: "2", platforms: [arm64, { os: "linux", architecture: "arm", variant: "v7" }] },
+      ],
+    });
+    expect(() => parseIndexAnnotations(["index,manifest:k=v"])).toThrow(/manifest: annotations are not supported/);
+    expect(() => parseIndexAnnotations(["index,bogus:k=v"])).toThrow(/unknown annotation type "bogus"/);
   });
 
   it("puts them on the index and on image entries (not attestations); makes the default format OCI; a Docker list refuses them", () => {
