@@ -9,7 +9,7 @@
 import { createHash } from "node:crypto";
 import { KilnError } from "../errors.js";
 import type { Image } from "../image/image.js";
-import type { Descriptor, Platform } from "../image/oci.js";
+import type { Descriptor, Digest, Platform } from "../image/oci.js";
 import { formatPlatform } from "../image/platform.js";
 import type { BlobStore } from "../store/blob-store.js";
 import { findPackages } from "./packages.js";
@@ -18,8 +18,8 @@ import type { AttestRequest } from "./request.js";
 import { scanDirectory } from "./scan-dir.js";
 import { scanFiles } from "./scan-files.js";
 import { storeScanCache } from "./scan-cache.js";
-import { cachedImageSbom, type ImageSbom } from "./sbom-cache.js";
-import { SPDX_PREDICATE, spdxPackagesJSON, spdxStatementJSON } from "./spdx.js";
+import { cachedImageSbom, cachedSbomStatement, rememberSbomStatement, type ImageSbom, type SbomLayer } from "./sbom-cache.js";
+import { SPDX_PREDICATE, spdxPackagesJSON, spdxStatementHead, spdxStatementJSON, type SpdxInput } from "./spdx.js";
 import { imageSubjects, statement } from "./statement.js";
 import { encodeStatement, storeAttestations, type EncodedStatement, type StoredAttestations } from "./store.js";
 
@@ -62,9 +62,10 @@ export async function attestImage(input: AttestInput): Promise<StoredAttestation
       return { ...spdxPackagesJSON(findPackages(files, (w) => warnings.push(w))), warnings };
     };
     // an image's findings are kept by its layers (sbom-cache.ts): a warm build scans nothing
+    const layersOf = (image: Image): SbomLayer[] => image.layers.map((l) => ({ mediaType: l.descriptor.mediaType, digest: l.descriptor.digest }));
     const imageSbom = (image: Image): Promise<ImageSbom> => cachedImageSbom(
       input.store,
-      image.layers.map((l) => ({ mediaType: l.descriptor.mediaType, digest: l.descriptor.digest })),
+      layersOf(image),
       version,
       async () => findings(await scanFiles(
         image.layers.map((l) => ({ mediaType: l.descriptor.mediaType, key: l.descriptor.digest, open: () => input.store.open(l.descriptor.digest) })),
@@ -75,24 +76,38 @@ export async function attestImage(input: AttestInput): Promise<StoredAttestation
     const namespace = `https://kiln.dev/spdx/${input.manifest.digest.slice("sha256:".length)}`;
     const when = input.image.config?.created ? new Date(input.image.config.created) : undefined;
     const imageCreated = when && !Number.isNaN(when.getTime()) ? when : undefined;
+    const document = (scan?: string): Omit<SpdxInput, "packages"> => ({
+      // the image's document first; each extra named as BuildKit names the scan (sbom-<stage>, sbom-context)
+      name: scan ? `${name} sbom-${scan}` : name,
+      namespace: scan ? `${namespace}/sbom-${scan}` : namespace,
+      // the image's own creation time: the same image gives the same document (stored once)
+      created: fixed ?? imageCreated ?? new Date(),
+      toolVersion: version,
+    });
     const sbom = (found: ImageSbom, scan?: string): EncodedStatement => {
       for (const w of found.warnings) input.onWarning?.(w);
-      const json = spdxStatementJSON(subjects, {
-        // the image's document first; each extra named as BuildKit names the scan (sbom-<stage>, sbom-context)
-        name: scan ? `${name} sbom-${scan}` : name,
-        namespace: scan ? `${namespace}/sbom-${scan}` : namespace,
-        // the image's own creation time: the same image gives the same document (stored once)
-        created: fixed ?? imageCreated ?? new Date(),
-        toolVersion: version,
-      }, found);
-      return { predicateType: SPDX_PREDICATE, json };
+      return { predicateType: SPDX_PREDICATE, json: spdxStatementJSON(subjects, document(scan), found) };
     };
-    statements.push(sbom(await imageSbom(input.image)));
+    // An image's statement: the one stored when this image was attested before (remembered by its
+    // findings' entry and the document's own text), else made and stored now, and remembered.
+    const imageStatement = async (image: Image, scan?: string): Promise<EncodedStatement> => {
+      const head = spdxStatementHead(subjects, document(scan));
+      const known = await cachedSbomStatement(input.store, layersOf(image), version, head);
+      if (known) {
+        for (const w of known.warnings) input.onWarning?.(w);
+        return { predicateType: SPDX_PREDICATE, blob: { digest: known.digest as Digest, size: known.size } };
+      }
+      const found = await imageSbom(image);
+      for (const w of found.warnings) input.onWarning?.(w);
+      const blob = await input.store.putBytes(spdxStatementJSON(subjects, document(scan), found, head));
+      await rememberSbomStatement(input.store, layersOf(image), version, head, { ...blob, warnings: found.warnings });
+      return { predicateType: SPDX_PREDICATE, blob };
+    };
+    statements.push(await imageStatement(input.image));
     for (const extra of input.extraScans ?? []) {
-      const found = "image" in extra
-        ? await imageSbom(extra.image)
-        : findings(await scanDirectory(extra.directory, { ...(extra.ignore ? { ignore: extra.ignore } : {}), ...signal }));
-      statements.push(sbom(found, extra.name));
+      statements.push("image" in extra
+        ? await imageStatement(extra.image, extra.name)
+        : sbom(findings(await scanDirectory(extra.directory, { ...(extra.ignore ? { ignore: extra.ignore } : {}), ...signal })), extra.name));
     }
   }
   if (input.request.provenance) {

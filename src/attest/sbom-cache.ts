@@ -4,9 +4,12 @@
 // blobs' bytes, which their digests name; a changed layer is a new digest and so a new entry. Kept
 // in the blob store's directory (sbom-scan/image-v1-<top layer hex>-<key hex>.txt, the top layer
 // named so that prune drops the entry with it) and, for a process's later builds, in memory.
-// A warm build with --sbom then neither reads the layer scans nor parses nor serializes a package.
+// A warm build with --sbom then neither reads the layer scans nor parses nor serializes a package;
+// the statements made from an entry are remembered beside it (…<key hex>.statement-<hex>.json:
+// their blob, see statementFile), so that attesting the same image again reads nothing but that.
 // A missing or unreadable entry is simply made again.
 import { createHash } from "node:crypto";
+import { statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../store/atomic-file.js";
@@ -54,6 +57,44 @@ function entryFile(store: BlobStore, layers: SbomLayer[], version: string): stri
   if (!top || !/^sha256:[0-9a-f]{64}$/.test(top.digest)) return undefined;
   const key = createHash("sha256").update(JSON.stringify([version, layers.map((l) => [l.mediaType, l.digest])])).digest("hex");
   return join(store.root, "sbom-scan", `${PREFIX}${top.digest.slice("sha256:".length)}-${key}.txt`);
+}
+
+/**
+ * A statement made from an entry is remembered beside it, by the entry and the statement's text
+ * before its packages (spdxStatementHead: subjects, name, namespace, time, kiln's version): the
+ * blob's digest and size, and the scan's warnings. The same image attested again (a warm build)
+ * then reads neither the entry nor the statement: the blob is in the store already.
+ */
+function statementFile(entry: string, head: string): string {
+  return `${entry.slice(0, -".txt".length)}.statement-${createHash("sha256").update(head).digest("hex").slice(0, 32)}.json`;
+}
+
+export interface RememberedStatement {
+  digest: string;
+  size: number;
+  warnings: string[];
+}
+
+/** The SBOM statement made before for the image of `layers` with this `head`, when the store still holds its blob. */
+export async function cachedSbomStatement(store: BlobStore, layers: SbomLayer[], version: string, head: string): Promise<RememberedStatement | undefined> {
+  const entry = entryFile(store, layers, version);
+  if (!entry) return undefined;
+  try {
+    const r = JSON.parse(await readFile(statementFile(entry, head), "utf8")) as RememberedStatement;
+    if (typeof r.digest !== "string" || !/^sha256:[0-9a-f]{64}$/.test(r.digest) || !Number.isSafeInteger(r.size) || !Array.isArray(r.warnings) || !r.warnings.every((w) => typeof w === "string")) return undefined;
+    // the blob must still be there, whole (a prune may have removed it)
+    if (statSync(store.path(r.digest as `sha256:${string}`), { throwIfNoEntry: false })?.size !== r.size) return undefined;
+    return r;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Remember the statement stored for the image of `layers` with this `head` (a cache: failing to is no error). */
+export async function rememberSbomStatement(store: BlobStore, layers: SbomLayer[], version: string, head: string, statement: RememberedStatement): Promise<void> {
+  const entry = entryFile(store, layers, version);
+  if (!entry) return;
+  await writeFileAtomic(statementFile(entry, head), JSON.stringify(statement), { mkdirMode: 0o755 }).catch(() => undefined);
 }
 
 /** The name prefix of the entries whose top layer is the blob `hex` (what prune removes with it). */

@@ -80,18 +80,23 @@ export function spdxPackagesJSON(found: FoundPackage[]): SpdxPackagesJSON {
 }
 
 /**
+ * The SPDX statement's text before its packages (the statement, the predicate and the document up
+ * to `"packages":`): what the document says of itself, without its findings (spdxStatementJSON).
+ */
+export function spdxStatementHead(subjects: Subject[], input: Omit<SpdxInput, "packages">): string {
+  const empty = JSON.stringify(statement(subjects, SPDX_PREDICATE, spdxDocument({ ...input, packages: [] })));
+  // the document's last two members, then the predicate's and the statement's closing braces
+  const tail = '"packages":[],"relationships":[]}}';
+  if (!empty.endsWith(tail)) throw new KilnError("INTERNAL", "internal: the SPDX statement does not end with its packages");
+  return `${empty.slice(0, -tail.length)}"packages":`;
+}
+
+/**
  * The in-toto statement of an SPDX document as JSON text (UTF-8 bytes, in parts: their
  * concatenation is the statement, never made, as the store writes parts), the findings given as
  * their JSON text: the same bytes as JSON.stringify(statement(subjects, SPDX_PREDICATE,
  * spdxDocument(input))), without serializing or encoding the packages again.
  */
-export function spdxStatementJSON(subjects: Subject[], input: Omit<SpdxInput, "packages">, found: SpdxPackagesJSON): Buffer[] {
-  const empty = JSON.stringify(statement(subjects, SPDX_PREDICATE, spdxDocument({ ...input, packages: [] })));
-  // the document's last two members, then the predicate's and the statement's closing braces
-  const tail = '"packages":[],"relationships":[]}}';
-  if (!empty.endsWith(tail)) throw new KilnError("INTERNAL", "internal: the SPDX statement does not end with its packages");
-  return [
-    Buffer.from(`${empty.slice(0, -tail.length)}"packages":`, "utf8"), found.packages,
-    Buffer.from(',"relationships":', "utf8"), found.relationships, Buffer.from("}}", "utf8"),
-  ];
+export function spdxStatementJSON(subjects: Subject[], input: Omit<SpdxInput, "packages">, found: SpdxPackagesJSON, head = spdxStatementHead(subjects, input)): Buffer[] {
+  return [Buffer.from(head, "utf8"), found.packages, Buffer.from(',"relationships":', "utf8"), found.relationships, Buffer.from("}}", "utf8")];
 }

@@ -7,7 +7,7 @@
 // manifest's digest. Every blob lands in the BlobStore.
 import { manifestJSON } from "../image/materialize.js";
 import type { PlatformImage } from "../image/image-index.js";
-import { MediaType, type Descriptor, type ImageConfig, type Manifest, type Platform } from "../image/oci.js";
+import { MediaType, type Descriptor, type Digest, type ImageConfig, type Manifest, type Platform } from "../image/oci.js";
 import { imageSourceOf, storeBlobs, storeImage } from "../image/source.js";
 import type { BlobStore } from "../store/blob-store.js";
 import { ATTESTATION_MANIFEST_TYPE, IN_TOTO_MEDIA_TYPE, PREDICATE_TYPE_ANNOTATION, REFERENCE_DIGEST_ANNOTATION, REFERENCE_TYPE_ANNOTATION } from "../image/attestation-entry.js";
@@ -24,11 +24,11 @@ export interface StoredAttestations {
   stored?: { manifest: Manifest; config: ImageConfig };
 }
 
-/** A statement as its JSON text in UTF-8 (what is stored; parts are one after another), with its predicate type (what the layer is annotated with). */
-export interface EncodedStatement {
-  predicateType: string;
-  json: Buffer | readonly Buffer[];
-}
+/**
+ * A statement as its JSON text in UTF-8 (what is stored; parts are one after another), or as the
+ * blob the store holds already, with its predicate type (what the layer is annotated with).
+ */
+export type EncodedStatement = { predicateType: string; json: Buffer | readonly Buffer[] } | { predicateType: string; blob: { digest: Digest; size: number } };
 
 export function encodeStatement(s: Statement): EncodedStatement {
   return { predicateType: s.predicateType, json: Buffer.from(JSON.stringify(s), "utf8") };
@@ -39,8 +39,8 @@ export function encodeStatement(s: Statement): EncodedStatement {
  * blob hashed once, by the store as it keeps it).
  */
 export async function storeAttestations(store: BlobStore, image: Descriptor, statements: Array<Statement | EncodedStatement>): Promise<StoredAttestations> {
-  const encoded = statements.map((s) => ("json" in s ? s : encodeStatement(s)));
-  const blobs = await Promise.all(encoded.map((s) => store.putBytes(s.json)));
+  const encoded = statements.map((s) => ("json" in s || "blob" in s ? s : encodeStatement(s)));
+  const blobs = await Promise.all(encoded.map((s) => ("blob" in s ? s.blob : store.putBytes(s.json))));
   const layers: Descriptor[] = encoded.map((s, i) => ({ mediaType: IN_TOTO_MEDIA_TYPE, digest: blobs[i]!.digest, size: blobs[i]!.size, annotations: { [PREDICATE_TYPE_ANNOTATION]: s.predicateType } }));
   const config: ImageConfig = { architecture: "unknown", os: "unknown", config: {}, rootfs: { type: "layers", diff_ids: layers.map((l) => l.digest) } };
   const cfg = await store.putBytes(JSON.stringify(config));

@@ -3,7 +3,7 @@
 // says the scan's warnings again, writes the same statement bytes as the uncached path, and a
 // changed layer (a new blob) gives a new SBOM.
 import { afterAll, describe, expect, it } from "vitest";
-import { cp, mkdtemp, rm } from "node:fs/promises";
+import { cp, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -93,6 +93,30 @@ describe("the image SBOM cache", () => {
     expect(await sbomText(input(copy, layers, fromDisk))).toBe(first);
     expect(copy.opened).toBe(0);
     expect(fromDisk).toEqual(warned);
+  });
+
+  it("attesting the same image again reads neither the findings nor the statement (the stored blob is remembered); a blob gone is made again", async () => {
+    const store = await newStore();
+    const layers = [await layer(store, { "var/lib/rpm/Packages": "berkeley", "app/node_modules/a/package.json": npm("a", "1.0.0") })];
+    const warned: string[] = [];
+    const first = await attestImage(input(store, layers, warned));
+    const sbomLayer = (await store.readJSON<Manifest>(first.manifest.digest)).layers[0]!;
+    const scanDir = join(store.root, "sbom-scan");
+    const entries = (await readdir(scanDir)).filter((n) => n.startsWith("image-v1-"));
+    expect(entries.filter((n) => n.endsWith(".txt"))).toHaveLength(1);
+    expect(entries.filter((n) => /\.statement-[0-9a-f]{32}\.json$/.test(n))).toHaveLength(1);
+    // the findings' entry gone: the remembered statement still answers, warnings included
+    await rm(join(scanDir, entries.find((n) => n.endsWith(".txt"))!));
+    const again: string[] = [];
+    const second = await attestImage(input(store, layers, again));
+    expect(second.manifest.digest).toBe(first.manifest.digest);
+    expect(store.opened).toBe(1);
+    expect(again).toEqual(warned);
+    // the statement's blob gone (a prune): made again from the findings (this process's memory of them), the same bytes
+    await rm(store.path(sbomLayer.digest));
+    const third = await attestImage(input(store, layers, []));
+    expect(third.manifest.digest).toBe(first.manifest.digest);
+    expect(await store.has(sbomLayer.digest)).toBe(true);
   });
 
   it("gives a changed layer (a new blob) a new SBOM, and keeps the old image's for its layers", async () => {
