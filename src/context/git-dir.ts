@@ -8,7 +8,7 @@
 // cannot read as git would (reftable refs, include/includeIf directives, GIT_DIR and the like in
 // the environment, GIT_CONFIG* for the remote, a git not installed under /usr, legacy
 // .git/remotes files, unusual syntax) is answered ASK_GIT, and the caller asks git (vcs.ts).
-import { readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { delimiter, dirname, isAbsolute, join, resolve } from "node:path";
 import { homedir } from "node:os";
 
@@ -46,6 +46,11 @@ function readText(path: string): string | undefined {
   }
 }
 
+/** readText of a file that is usually missing (commondir, most config files): looked up first, as an exception costs more than the lookup. */
+function readOptional(path: string): string | undefined {
+  return existsSync(path) ? readText(path) : undefined;
+}
+
 function isDirectory(path: string): boolean | undefined {
   try {
     return statSync(path, { throwIfNoEntry: false })?.isDirectory();
@@ -78,7 +83,7 @@ export function findGitDirs(dir: string): Answer<GitDirs | undefined> {
 }
 
 function withCommonDir(top: string, gitDir: string): GitDirs {
-  const common = readText(join(gitDir, "commondir"))?.trim();
+  const common = readOptional(join(gitDir, "commondir"))?.trim();
   return { top, gitDir, commonDir: common ? resolve(gitDir, common) : gitDir };
 }
 
@@ -303,7 +308,7 @@ export function readOriginUrl(dirs: GitDirs, env: NodeJS.ProcessEnv = process.en
   const files = configFiles(dirs, env);
   if (files === ASK_GIT) return ASK_GIT;
   const entries: ConfigEntry[] = [];
-  for (const text of files.map(readText)) {
+  for (const text of files.map(readOptional)) {
     if (text === undefined) continue;
     const parsed = parseGitConfig(text);
     if (parsed === ASK_GIT) return ASK_GIT;
