@@ -31,14 +31,34 @@ const DISCOVERY_ENV = /^GIT_(DIR|WORK_TREE|COMMON_DIR|CEILING_DIRECTORIES|DISCOV
 /** Environment variables that change the config git reads (GIT_CONFIG_GLOBAL, _NOSYSTEM, _COUNT, _PARAMETERS, ...). */
 const CONFIG_ENV = /^GIT_CONFIG/;
 
+/** Whether the environment changes what git would find or read (another repository, other config files): then only git knows. */
+export function gitEnvironmentMatters(env: NodeJS.ProcessEnv = process.env): boolean {
+  return Object.keys(env).some((k) => DISCOVERY_ENV.test(k) || CONFIG_ENV.test(k));
+}
+
 /** Whether the environment tells git to find another repository than discovery would (then only git knows). */
 export function gitEnvironmentOverrides(env: NodeJS.ProcessEnv = process.env): boolean {
   return Object.keys(env).some((k) => DISCOVERY_ENV.test(k));
 }
 
+/** Told of every path this module is about to look at (vcs-cache.ts records what an answer rests on). */
+let consulting: ((path: string) => void) | undefined;
+
+/** Run `read` with `onPath` told of every path looked at (before it is read: see vcs-cache.ts). */
+export function consulted<T>(onPath: (path: string) => void, read: () => T): T {
+  const outer = consulting;
+  consulting = onPath;
+  try {
+    return read();
+  } finally {
+    consulting = outer;
+  }
+}
+
 // The files read are a few small ones (HEAD, a ref, the config files): read synchronously, as a
 // promise per file would cost far more than the read itself.
 function readText(path: string): string | undefined {
+  consulting?.(path);
   try {
     return readFileSync(path, "utf8");
   } catch {
@@ -48,10 +68,12 @@ function readText(path: string): string | undefined {
 
 /** readText of a file that is usually missing (commondir, most config files): looked up first, as an exception costs more than the lookup. */
 function readOptional(path: string): string | undefined {
+  consulting?.(path);
   return existsSync(path) ? readText(path) : undefined;
 }
 
 function isDirectory(path: string): boolean | undefined {
+  consulting?.(path);
   try {
     return statSync(path, { throwIfNoEntry: false })?.isDirectory();
   } catch {
@@ -261,20 +283,13 @@ function configValue(text: string, start: number): { value: string; end: number 
 
 /** The system config file of a git installed under /usr (what `git` on PATH is); undefined when that is not the git here. */
 function systemConfig(env: NodeJS.ProcessEnv): string | undefined {
-  const path = env.PATH ?? "";
-  if (systemConfigs.has(path)) return systemConfigs.get(path);
-  let found: string | undefined;
-  for (const d of path.split(delimiter)) {
+  // (looked up each time, a stat per PATH entry up to git's: what an answer rests on, see consulted())
+  for (const d of (env.PATH ?? "").split(delimiter)) {
     if (!isAbsolute(d) || isDirectory(join(d, "git")) !== false) continue;
-    found = d === "/usr/bin" || d === "/bin" || d === "/usr/sbin" || d === "/sbin" ? "/etc/gitconfig" : undefined;
-    break;
+    return d === "/usr/bin" || d === "/bin" || d === "/usr/sbin" || d === "/sbin" ? "/etc/gitconfig" : undefined;
   }
-  systemConfigs.set(path, found);
-  return found;
+  return undefined;
 }
-
-/** systemConfig by PATH: the git a PATH finds is looked up once per process. */
-const systemConfigs = new Map<string, string | undefined>();
 
 /**
  * The config files git reads for this checkout, in git's order: system, global (XDG, then

@@ -8,6 +8,7 @@
 // checkout of its own).
 import { spawn } from "node:child_process";
 import { ASK_GIT, findGitDirs, readHead, readOriginUrl } from "./git-dir.js";
+import { cachedCommitAndRemote, type CommitAndRemote } from "./vcs-cache.js";
 
 export interface VcsInfo {
   /** The full commit id the context was taken from. */
@@ -66,9 +67,16 @@ export function redactRemote(url: string): string {
  * (default) one `git status --porcelain=v2` for the dirty flag, started at once so that it runs
  * beside the caller's work (and as the check that git takes this checkout as one); without it,
  * and no file only git can read, no git process at all. None when no `.git` is found above `dir`.
- * `signal` ends the git processes.
+ * `signal` ends the git processes. With `cacheDir` and no dirty check, the commit and remote are
+ * kept there between builds while the files they came from are unchanged (vcs-cache.ts).
  */
-export async function readVcsInfo(dir: string, signal?: AbortSignal, options: { checkDirty?: boolean } = {}): Promise<VcsInfo | undefined> {
+export async function readVcsInfo(dir: string, signal?: AbortSignal, options: { checkDirty?: boolean; cacheDir?: string } = {}): Promise<VcsInfo | undefined> {
+  if (options.checkDirty === false && options.cacheDir !== undefined) {
+    // the commit and remote alone: kept in the cache directory while the files they came from are unchanged
+    const kept = await cachedCommitAndRemote(options.cacheDir, dir, () => commitAndRemoteFromFiles(dir));
+    if (kept === null) return undefined;
+    if (kept) return kept;
+  }
   const dirs = findGitDirs(dir);
   if (dirs === undefined) return undefined;
   const status = options.checkDirty === false ? Promise.resolve("") : workTreeChanges(dir, signal);
@@ -85,6 +93,18 @@ export async function readVcsInfo(dir: string, signal?: AbortSignal, options: { 
   if (url) info.remote = redactRemote(url);
   if (dirtyOut !== "") info.dirty = true;
   return info;
+}
+
+/** The commit and remote as the files under `.git` tell them: null when `dir` is in no checkout, undefined when only git can tell. */
+function commitAndRemoteFromFiles(dir: string): CommitAndRemote | null | undefined {
+  const dirs = findGitDirs(dir);
+  if (dirs === undefined) return null;
+  if (dirs === ASK_GIT) return undefined;
+  const commit = readHead(dirs);
+  const origin = readOriginUrl(dirs);
+  if (typeof commit !== "string" || origin === ASK_GIT) return undefined;
+  const url = origin?.trim();
+  return { commit, ...(url ? { remote: redactRemote(url) } : {}) };
 }
 
 /**

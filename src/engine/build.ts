@@ -160,7 +160,7 @@ async function buildFrom(options: BuildFromOptions, config: EngineConfig, backen
     return buildStarted(options, config, backends, from, startedOn, { outputs, attest, vcsReading: Promise.resolve(undefined) });
   }
   const stop = new AbortController();
-  const vcsReading = readVcsInfo(options.context, config.signal ? AbortSignal.any([config.signal, stop.signal]) : stop.signal, { checkDirty: git.checkDirty }).catch(() => undefined);
+  const vcsReading = readVcsInfo(options.context, config.signal ? AbortSignal.any([config.signal, stop.signal]) : stop.signal, { checkDirty: git.checkDirty, cacheDir: config.cacheDir }).catch(() => undefined);
   try {
     return await buildStarted(options, config, backends, from, startedOn, { outputs, attest, vcsReading });
   } finally {
