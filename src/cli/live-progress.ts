@@ -39,6 +39,10 @@ export function createLiveProgress(out: NodeJS.WriteStream, head: (e: Extract<Bu
   const cut = (s: string): string => (s.length > width() ? s.slice(0, width() - 1) + "…" : s);
   const erase = (): void => {
     if (drawn.length === 0) return;
+    // the size as the terminal has it now: Node updates `columns` only once it has handled the
+    // resize's SIGWINCH, and a redraw in between would count rows at the old width (tty's
+    // _refreshSize reads it with TIOCGWINSZ, synchronously; absent on other streams)
+    (out as NodeJS.WriteStream & { _refreshSize?: () => void })._refreshSize?.();
     // the rows the block takes now: a terminal made narrower since (tmux, VTE, kitty...) has
     // rewrapped each line that no longer fits onto several rows
     const cols = Math.max(1, out.columns ?? 100);

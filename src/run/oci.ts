@@ -2,10 +2,12 @@
 // `crun run` or `runc run` — pid/mount/ipc/uts namespaces (+ network when network=none), /proc,
 // a minimal /dev, read-only /sys, generated /etc files, Docker's default capabilities and (as
 // root) device cgroup, bind mounts nodev. The runtime runs as the init of kiln's own pid
-// namespace, in a private mount namespace (rootfs bound nodev, secrets in a tmpfs) and, rootless,
-// kiln's user namespace, tied to kiln's life: the container dies with kiln. A createRuntime hook
-// marks that the container started (else IsolationError). An abort kills the namespace; bundle
-// and state are removed. A root that is a nodev mount already (the overlay snapshotter's) is not bound again.
+// namespace, in a private mount namespace (under runc the rootfs bound nodev, secrets in a tmpfs)
+// and, rootless, kiln's user namespace, tied to kiln's life: the container dies with kiln. A
+// createRuntime hook marks that the container started (else IsolationError). An abort kills the
+// namespace; bundle and state are removed. crun remounts the container's root with no flags of
+// its own (runc keeps the mount's): under crun, as root, the device cgroup alone keeps a layer's
+// device node unusable; rootless, no device node can be made nor opened (user namespace).
 // kiln run's overlay root is mounted by the wrapper itself, in its namespace (runOnRoot): kiln
 // prepares the bundle through /proc/PID/root meanwhile, and the mount goes with the namespace.
 import { existsSync, readFileSync, statfsSync } from "node:fs";
@@ -253,10 +255,11 @@ class OciRunner implements Runner {
    * the runtime then sees itself as root there, as under rootless podman) — under `setpriv
    * --pdeathsig KILL`. When kiln dies, however, unshare is killed, then the namespace's init, and
    * the kernel kills every process in the namespace — the container's too (its pid namespace is
-   * nested in it). In that mount namespace the rootfs is bound onto itself nodev (the runtime's
-   * rbind keeps it: a device node from a layer cannot be opened even where the device cgroup
-   * would allow its numbers), the secrets' tmpfs is mounted and filled from fd 4, and crun's
-   * hybrid-cgroup tmpfs is placed. The container is deleted in there after it ends (its state's
+   * nested in it). In that mount namespace, under runc, the rootfs is bound onto itself nodev
+   * (runc's rbind keeps it: a device node from a layer cannot be opened even where the device
+   * cgroup would allow its numbers; crun remounts the root without it, so there is no mount for
+   * it to undo), the secrets' tmpfs is mounted and filled from fd 4, and crun's hybrid-cgroup
+   * tmpfs is placed. The container is deleted in there after it ends (its state's
    * pids are the namespace's).
    */
   private async wrapper(w: { rootfs: string; runDir: string; stateDir: string; id: string; secretSetup: string[]; rootOnFd?: boolean }): Promise<Exec> {
@@ -270,8 +273,9 @@ class OciRunner implements Runner {
       `R=${shq(rootfs)}`,
       ...mountRoot,
       // one mount(8) binds and then remounts with nodev (util-linux applies options given with --bind);
-      // a root that is a nodev mount already (the overlay snapshotter's) needs no mount process
-      ...(root || mountedNodev(rootfs) ? [] : [`mount --bind -o nodev "$R" "$R"`]),
+      // a root that is a nodev mount already (the overlay snapshotter's) needs no mount process,
+      // nor one under crun, whose remount of the root would drop it again
+      ...(root || this.opts.runtime === "crun" || mountedNodev(rootfs) ? [] : [`mount --bind -o nodev "$R" "$R"`]),
       ...(this.hybrid ? ["mount -t tmpfs kiln-nocg /sys/fs/cgroup/unified"] : []),
       // a root mounted here: kiln prepares the bundle through /proc/PID/root, then says go (or ends it)
       ...(root ? [`echo ready >&${STATUS_FD}`, `read -r go <&${SECRETS_FD} || exit 0`] : []),
