@@ -122,48 +122,68 @@ export async function scanDirectory(root: string, options: DirScanOptions = {}):
       await fh.close();
     }
   };
+  /** A failure reading `rel`, named by its place in the context (never by a /proc/self/fd path). */
+  const failed = (rel: string, err: unknown): unknown => {
+    if (err instanceof KilnError || (err as Error).name === "AbortError") return err;
+    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    return new KilnError("CONTEXT_READ", `SBOM scan of the build context ${root}: ${rel === "" ? "." : rel}: ${reason}`, { cause: err });
+  };
   /** Walks the directory open as `dirFh` (named `dirPath`, context-relative `relDir`). */
   const walk = async (dirFh: FileHandle, dirPath: string, relDir: string): Promise<void> => {
     throwIfAborted(options.signal);
     const base = FD_PATHS ? `/proc/self/fd/${dirFh.fd}` : dirPath;
-    for await (const e of await opendir(base)) {
-      const rel = relDir === "" ? e.name : `${relDir}/${e.name}`;
-      if (ignore(rel)) {
-        if (!e.isDirectory()) continue;
-        // an excluded directory may still hold re-included files ("!" patterns): walk it unless the matcher says none can be
-        const canSkip = (ignore as { canSkipDir?: (d: string) => boolean }).canSkipDir;
-        if (!canSkip || canSkip(rel)) continue;
-      }
-      const path = join(base, e.name);
-      if (e.isDirectory()) {
-        let child: FileHandle;
+    let dir;
+    try {
+      dir = await opendir(base);
+    } catch (err) {
+      throw failed(relDir, err);
+    }
+    try {
+      for await (const e of dir) {
+        const rel = relDir === "" ? e.name : `${relDir}/${e.name}`;
+        if (ignore(rel)) {
+          if (!e.isDirectory()) continue;
+          // an excluded directory may still hold re-included files ("!" patterns): walk it unless the matcher says none can be
+          const canSkip = (ignore as { canSkipDir?: (d: string) => boolean }).canSkipDir;
+          if (!canSkip || canSkip(rel)) continue;
+        }
+        const path = join(base, e.name);
+        if (e.isDirectory()) {
+          let child: FileHandle;
+          try {
+            child = await open(path, DIR_FLAGS);
+          } catch (err) {
+            if (swappedAway(err)) continue; // replaced by a symlink or a file since it was listed: not followed
+            throw failed(rel, err);
+          }
+          try {
+            await walk(child, join(dirPath, e.name), rel);
+          } finally {
+            await child.close();
+          }
+          continue;
+        }
+        if (!e.isFile() || ignore(rel)) continue;
         try {
-          child = await open(path, DIR_FLAGS);
+          await scanFile(path, rel);
         } catch (err) {
-          if (swappedAway(err)) continue; // replaced by a symlink or a file since it was listed: not followed
-          throw err;
+          throw failed(rel, err);
         }
-        try {
-          await walk(child, join(dirPath, e.name), rel);
-        } finally {
-          await child.close();
-        }
-        continue;
       }
-      if (!e.isFile() || ignore(rel)) continue;
-      await scanFile(path, rel);
+    } catch (err) {
+      throw failed(relDir, err); // a failing listing (what an entry met is named already)
     }
   };
+  let rootFh: FileHandle;
   try {
-    const rootFh = await open(root, fsConstants.O_RDONLY | (fsConstants.O_DIRECTORY ?? 0));
-    try {
-      await walk(rootFh, root, "");
-    } finally {
-      await rootFh.close();
-    }
+    rootFh = await open(root, fsConstants.O_RDONLY | (fsConstants.O_DIRECTORY ?? 0));
   } catch (err) {
-    if (err instanceof KilnError || (err as Error).name === "AbortError") throw err;
-    throw new KilnError("CONTEXT_READ", `SBOM scan of the build context ${root}: ${(err as Error).message.replaceAll(/\/proc\/self\/fd\/\d+/g, root)}`, { cause: err });
+    throw failed("", err);
+  }
+  try {
+    await walk(rootFh, root, "");
+  } finally {
+    await rootFh.close();
   }
   return files;
 }

@@ -109,4 +109,9 @@ describe("scanDirectory and symlinks", () => {
     expect(swapped).toBe(true);
     expect(JSON.parse(files.get("node_modules/ms/package.json")!.toString()).version).toBe("2.1.3");
   });
+
+  it("a failure names the context and the entry, never a /proc/self/fd path", async () => {
+    const gone = join(await temps.make("kiln-scan-gone-"), "nope");
+    await expect(scanDirectory(gone)).rejects.toMatchObject({ code: "CONTEXT_READ", message: `SBOM scan of the build context ${gone}: .: ENOENT` });
+  });
 });
