@@ -13,6 +13,7 @@ import type { Descriptor, Index, Platform } from "../image/oci.js";
 import { MediaType } from "../image/oci.js";
 import { formatPlatform, hostPlatform, selectManifest } from "../image/platform.js";
 import { hasManifestBlobs } from "../image/stored-blobs.js";
+import { isAttestationEntry } from "../image/attestation-entry.js";
 import { familiarName, parseReference, type Reference } from "../image/reference.js";
 import { layoutBlobs, layoutImage, storeBlobs, storeImage, type BlobReader, type ImageSource } from "../image/source.js";
 import { OciLayout, splitLayoutRef } from "../image/layout.js";
@@ -118,12 +119,23 @@ function rootOf(d: NamedTarget): Descriptor {
   return { mediaType: d.mediaType, digest: d.digest, size: d.size };
 }
 
-/** The stored image whose manifest (or index) digest is `digest`, when a name reaches it. */
+/**
+ * The stored image whose manifest (or index) digest is `digest`, when a name reaches it: what a
+ * name records, else a platform manifest listed by a stored index (and itself in the store).
+ */
 async function byDigest(cacheDir: string, ref: Reference): Promise<NamedTarget | undefined> {
   const repo = familiarName({ registry: ref.registry, repository: ref.repository });
   const names = await listNames(cacheDir);
   const hit = names.find((n) => n.target.digest === ref.digest && n.name.startsWith(`${repo}:`)) ?? names.find((n) => n.target.digest === ref.digest);
-  return hit?.target;
+  if (hit) return hit.target;
+  const store = new BlobStore(cacheDir);
+  const indexes = names.filter((n) => n.target.mediaType === MediaType.ociIndex || n.target.mediaType === MediaType.dockerManifestList);
+  for (const n of [...indexes.filter((x) => x.name.startsWith(`${repo}:`)), ...indexes.filter((x) => !x.name.startsWith(`${repo}:`))]) {
+    const index = await store.readJSON<Index>(n.target.digest).catch(() => undefined);
+    const child = Array.isArray(index?.manifests) ? index.manifests.find((d) => d.digest === ref.digest && !isAttestationEntry(d)) : undefined;
+    if (child && (await store.has(child.digest))) return { mediaType: child.mediaType, digest: child.digest, size: child.size };
+  }
+  return undefined;
 }
 
 /** Resolve `arg` (see the header) to an image; a one-line KilnError naming `arg` when it is none. */

@@ -73,6 +73,13 @@ describe("kiln pull of a multi-platform index", () => {
     expect(other.code).toBe(1);
     expect(other.stderr.trim()).toBe(`error: image ${ref}: platform ${OTHER} of its index was not pulled (pull policy "never"; kiln pull --platform ${OTHER} ${ref} fetches it)`);
 
+    // a platform manifest of the stored index by digest, with pull "never": inspect and tag take it
+    const byDigest = await kiln(["inspect", "--cache-dir", cache, "--pull", "never", `${host}/pullindex/app@${hostImage}`]);
+    expect(byDigest.code, byDigest.stderr).toBe(0);
+    expect(JSON.parse(byDigest.stdout).digest).toBe(hostImage);
+    expect((await kiln(["tag", "--cache-dir", cache, `${host}/pullindex/app@${hostImage}`, "host-only:1"])).code).toBe(0);
+    expect((await images(cache)).find((r) => r.name === "host-only:1")).toEqual({ name: "host-only:1", digest: hostImage, platforms: [HOST], complete: true });
+
     // tag keeps the index; push NAME refuses the partial index, --platform pushes one platform's image
     expect((await kiln(["tag", "--cache-dir", cache, ref, "copy:1"])).code).toBe(0);
     expect((await images(cache)).find((r) => r.name === "copy:1")?.digest).toBe(index);
