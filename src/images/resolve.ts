@@ -86,13 +86,16 @@ class PlatformNotPulled {
  * is one), with all its blobs in the store; IMAGE_NOT_LOCAL naming the platform when it was not pulled.
  */
 export async function storedPlatformManifest(store: BlobStore, target: NamedTarget, platform: Platform, name: string): Promise<Descriptor> {
-  const manifest = await storedManifest(store, target, platform, name);
-  if (manifest !== target && !(await hasManifestBlobs(store, manifest))) throw notPulledError(name, platformOf(manifest, platform));
+  const manifest = await pulledManifest(store, target, platform, name);
+  if (manifest instanceof PlatformNotPulled) throw notPulledError(name, manifest.platform);
   return manifest;
 }
 
-function platformOf(entry: Descriptor, asked: Platform): string {
-  return formatPlatform(entry.platform ?? asked);
+/** storedManifest, or PlatformNotPulled when it is an index entry whose blobs are not all in the store. */
+async function pulledManifest(store: BlobStore, target: NamedTarget, platform: Platform, name: string): Promise<Descriptor | PlatformNotPulled> {
+  const manifest = await storedManifest(store, target, platform, name);
+  if (manifest === target || (await hasManifestBlobs(store, manifest))) return manifest;
+  return new PlatformNotPulled(formatPlatform(manifest.platform ?? platform));
 }
 
 function notPulledError(name: string, platform: string, policy?: string): KilnError {
@@ -100,8 +103,8 @@ function notPulledError(name: string, platform: string, policy?: string): KilnEr
 }
 
 async function fromStore(store: BlobStore, target: NamedTarget, platform: Platform, name: string): Promise<ImageSource | PlatformNotPulled> {
-  const manifest = await storedManifest(store, target, platform, name);
-  if (manifest !== target && !(await hasManifestBlobs(store, manifest))) return new PlatformNotPulled(platformOf(manifest, platform));
+  const manifest = await pulledManifest(store, target, platform, name);
+  if (manifest instanceof PlatformNotPulled) return manifest;
   try {
     const source = await storeImage(store, manifest);
     const blobs = [source.config, ...source.layers];
@@ -156,9 +159,7 @@ export async function resolveImage(arg: string, options: ResolveOptions): Promis
       const source = await fromStore(store, target, platform, name);
       if (!(source instanceof PlatformNotPulled)) return { source, name, from: "store", root: rootOf(target) };
       notPulled = source.platform;
-      if (policy === "never") {
-        throw notPulledError(name, notPulled, policy);
-      }
+      if (policy === "never") throw notPulledError(name, notPulled, policy);
     } else if (policy === "never") throw new KilnError("IMAGE_NOT_LOCAL", `image ${name} is not in the local store (pull policy "never")`);
   }
   const { pullImage } = await import("../registry/pull.js"); // undici only when pulling
