@@ -2,7 +2,8 @@
 // oci-layout://DIR[:TAG|@DIGEST] or a registry reference), per platform — the image manifest, its
 // attestation manifest and each statement's predicate type and digest; `--format json` prints the
 // statements themselves. Every statement is checked against its image as it is read
-// (ATTESTATION_INVALID on a mismatch).
+// (ATTESTATION_INVALID on a mismatch). Of a stored index pulled for some platforms, the others
+// are listed as not pulled.
 import { UsageError } from "../errors.js";
 import { one, type ParsedArgs } from "./args.js";
 import { cacheDirOption, pullOption, pullPolicy, registryFrom, registryOptions, type Command } from "./command.js";
@@ -33,7 +34,9 @@ async function attestations(args: ParsedArgs): Promise<number> {
     pull: pullPolicy(args),
     wantBlob: (blob) => blob.mediaType === IN_TOTO_MEDIA_TYPE,
   });
-  const sets = (await readAttestations(root.root, root.blobs))
+  // a stored index may hold only the platforms pulled: the others are listed as not pulled
+  const present = root.from === "store" ? storePresence(resolve(one(args, "cache-dir") ?? defaultCacheDir())) : undefined;
+  const sets = (await readAttestations(root.root, root.blobs, present))
     .filter((s) => wanted === undefined || s.platform === wanted)
     .map((s) => ({ ...s, statements: s.statements.filter((x) => type === undefined || PREDICATES[type]!(x.predicateType)) }));
   if (format === "json") {
@@ -41,6 +44,7 @@ async function attestations(args: ParsedArgs): Promise<number> {
       platform: s.platform,
       image: s.image,
       ...(s.manifest ? { attestationManifest: s.manifest } : {}),
+      ...(s.notPulled ? { notPulled: true } : {}),
       statements: s.statements.map((x) => x.statement),
     }));
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
@@ -48,6 +52,10 @@ async function attestations(args: ParsedArgs): Promise<number> {
   }
   for (const s of sets) {
     process.stdout.write(`${s.platform || "(manifest)"}  ${s.image}\n`);
+    if (s.notPulled) {
+      process.stdout.write(`  not pulled (kiln pull --platform ${s.platform} fetches it)\n`);
+      continue;
+    }
     if (!s.manifest) {
       process.stdout.write("  no attestations\n");
       continue;
@@ -56,6 +64,16 @@ async function attestations(args: ParsedArgs): Promise<number> {
     for (const x of s.statements) process.stdout.write(`  ${x.predicateType}  ${x.digest}\n`);
   }
   return 0;
+}
+
+/** Whether the local store holds a blob (what marks a stored index's platforms not pulled). */
+function storePresence(cacheDir: string): (digest: import("../image/oci.js").Digest) => Promise<boolean> {
+  let store: import("../store/blob-store.js").BlobStore | undefined;
+  return async (digest) => {
+    const { BlobStore } = await import("../store/blob-store.js");
+    store ??= new BlobStore(cacheDir);
+    return store.has(digest);
+  };
 }
 
 export const attestationsCommand: Command = {

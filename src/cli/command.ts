@@ -28,7 +28,7 @@ export const registryOptions: OptionSpec[] = [
   { name: "registry-ca", type: "string", valueName: "FILE", help: "extra CA bundle (PEM) for registry TLS" },
   { name: "registry-timeout", type: "string", valueName: "SPEC", help: "registry time limits: idle DURATION, or connect=D,idle=D,total=D (default 30s/30s/1h)" },
   { name: "registry-mirror", type: "string", repeatable: true, valueName: "HOST[/PATH]", help: "pull docker.io images through this mirror first (repeatable, tried in order; then docker.io)" },
-  { name: "registries-conf", type: "string", valueName: "FILE", help: "registries.conf ([[registry]] mirrors) or buildkitd.toml ([registry.\"HOST\"] mirrors) for pulls (default $CONTAINERS_REGISTRIES_CONF)" },
+  { name: "registries-conf", type: "string", valueName: "FILE", help: "registries.conf ([[registry]] mirrors) or buildkitd.toml ([registry.\"HOST\"] mirrors) for pulls (default $CONTAINERS_REGISTRIES_CONF, else ~/.config/containers/registries.conf or /etc/containers/registries.conf and its .conf.d)" },
 ];
 
 /** podman/buildah's `--creds USER:PASS` and `--authfile FILE` (kiln push, kiln pull). */

@@ -72,7 +72,8 @@ export const imageCommands: Record<string, Command> = {
           if (!(await store.has(d.digest))) await store.ingest(img.source.open(d.digest), { digest: d.digest, size: await img.source.size(d.digest) });
         }
       }
-      await setName(dir, target, img.source.manifest);
+      // a stored name's whole record (an index too, whatever of it was pulled), else the layout's manifest
+      await setName(dir, target, img.root ?? img.source.manifest);
       return 0;
     },
   },
@@ -96,7 +97,11 @@ export const imageCommands: Record<string, Command> = {
   },
 };
 
-/** `kiln push NAME [REF...]` from the store: the name's manifest or index, to REFs (default: NAME). */
+/**
+ * `kiln push NAME [REF...]` from the store: the name's manifest or index, to REFs (default: NAME).
+ * An index is pushed whole, or refused naming the platforms not pulled; `--platform` pushes the
+ * one platform's image manifest selected from it instead.
+ */
 export async function pushStored(args: ParsedArgs, src: string, refs: string[], options: import("../registry/push.js").PushOptions): Promise<{ digest: string; refs: string[] }> {
   const dir = await cacheDir(args);
   const name = normalizeName(src, "kiln push:");
@@ -107,6 +112,27 @@ export async function pushStored(args: ParsedArgs, src: string, refs: string[], 
   const { pushRoot, storeSource } = await import("../registry/push.js");
   const store = new BlobStore(dir);
   const to = refs.length > 0 ? refs : [name];
+  const { isIndexMediaType, missingPlatforms } = await import("../image/stored-blobs.js");
+  const platform = one(args, "platform");
+  if (platform !== undefined && isIndexMediaType(rec.target.mediaType)) {
+    const { parsePlatform } = await import("../image/platform.js");
+    const { storedPlatformManifest } = await import("../images/resolve.js");
+    const manifest = await storedPlatformManifest(store, rec.target, parsePlatform(platform), name);
+    const r = await pushRoot(storeSource(store), manifest, to, { store, ...options });
+    return { digest: r.digest, refs: to };
+  }
+  if (isIndexMediaType(rec.target.mediaType) && (await store.has(rec.target.digest))) {
+    // an index pulled for some platforms: pushing it would claim blobs the store does not hold
+    const missing = await missingPlatforms(store, await store.readJSON(rec.target.digest));
+    if (missing.length > 0) {
+      const several = missing.length > 1;
+      throw new KilnError(
+        "BLOB_MISSING",
+        `kiln push: ${name}: platform${several ? "s" : ""} ${missing.join(", ")} of its index ${several ? "were" : "was"} not pulled (kiln pull downloads one platform); ` +
+          `kiln pull --platform ${missing[0]} ${name} fetches ${several ? "one" : "it"}, kiln push --platform PLATFORM pushes one platform's image`,
+      );
+    }
+  }
   const r = await pushRoot(storeSource(store), rec.target, to, { store, ...options });
   return { digest: r.digest, refs: to };
 }

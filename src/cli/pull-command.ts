@@ -1,5 +1,8 @@
 // `kiln pull`: an image from a registry into the local store under its name (or, with
-// --output type=oci, into an OCI layout); the manifest digest is printed.
+// --output type=oci, into an OCI layout). The name records what the reference names, an index
+// too (as docker and podman keep it), with only the selected platform's blobs and the attestation
+// manifest attached to it downloaded; the digest the name records is printed (with --output, the
+// digest of the platform manifest the layout holds).
 import { UsageError } from "../errors.js";
 import { many, one, parseCsv } from "./args.js";
 import { createTransferProgress } from "./progress.js";
@@ -30,19 +33,19 @@ export const pullCommand: Command = {
       if (spec.type !== "oci") throw new UsageError("USAGE", "kiln pull: only --output type=oci is supported");
       return spec;
     });
-    const r = await pullImage(ref, { store, platform, pull: "always", ...registryFrom(args, [ref]), ...(args.flags.has("quiet") ? {} : { onProgress: createTransferProgress() }) });
+    const r = await pullImage(ref, { store, platform, pull: "always", attestations: outputs.length === 0, ...registryFrom(args, [ref]), ...(args.flags.has("quiet") ? {} : { onProgress: createTransferProgress() }) });
     if (outputs.length === 0 && !r.reference.digest) {
       // no --output: the image is kept in the local store under its name (kiln images, kiln run)
       const { setName } = await import("../store/names.js");
       const { familiarName } = await import("../image/reference.js");
       const { resolve } = await import("node:path");
-      await setName(resolve(store.root), familiarName(r.reference), r.manifestDescriptor);
+      await setName(resolve(store.root), familiarName(r.reference), r.root);
     }
     for (const spec of outputs) {
       const { writeOciLayout } = await import("../output/oci-layout.js");
       await writeOciLayout(r.source, { dest: spec.dest, tar: spec.tar, tags: [ref] });
     }
-    process.stdout.write(`${r.manifestDescriptor.digest}\n`);
+    process.stdout.write(`${(outputs.length === 0 ? r.root : r.manifestDescriptor).digest}\n`);
     return 0;
   },
 };

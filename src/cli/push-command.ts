@@ -1,6 +1,6 @@
-// `kiln push`: a stored image (by name) or an OCI image layout to one or more registry
-// references, with transfer progress; the pushed digest is printed (and written to --digest-file,
-// --metadata-file).
+// `kiln push`: a stored image (by name; --platform picks one platform's image of a stored index)
+// or an OCI image layout to one or more registry references, with transfer progress; the pushed
+// digest is printed (and written to --digest-file, --metadata-file).
 import { writeFileAtomic } from "../store/atomic-file.js";
 import { UsageError } from "../errors.js";
 import { intOption, one, type ParsedArgs } from "./args.js";
@@ -15,6 +15,7 @@ export const pushCommand: Command = {
     { name: "chunk-size", type: "string", valueName: "BYTES", help: "upload blobs in PATCH chunks of this size" },
     { name: "digest-file", type: "string", valueName: "FILE", help: "write the pushed digest to FILE" },
     { name: "metadata-file", type: "string", valueName: "FILE", help: "write push metadata JSON to FILE" },
+    { name: "platform", type: "string", valueName: "OS/ARCH", help: "of a stored index, push only this platform's image manifest" },
     { name: "quiet", short: "q", type: "boolean", help: "no progress output" },
     cacheDirOption("local image store (and pull records for cross-repo mounts)"),
     ...registryOptions,
@@ -39,6 +40,7 @@ export const pushCommand: Command = {
     let to = refs;
     if (layoutDir) {
       if (refs.length === 0) throw new UsageError("USAGE", "kiln push: pushing a layout needs at least one REF");
+      if (one(args, "platform") !== undefined) throw new UsageError("USAGE", "kiln push: --platform is for a stored NAME (select a layout's image with LAYOUT@DIGEST)");
       const { pushLayout } = await import("../registry/push.js");
       digest = (await pushLayout(layoutDir.dir, layoutDir.selector, refs, { store: new BlobStore(one(args, "cache-dir") ?? defaultCacheDir()), ...pushOptions })).digest;
     } else {

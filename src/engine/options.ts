@@ -78,7 +78,7 @@ export interface BuildOptions {
   registryCa?: string;
   /** kaniko's `--registry-mirror`: docker.io mirrors tried in order before docker.io. */
   registryMirrors?: string[];
-  /** `--registries-conf`: a registries.conf / buildkitd.toml whose mirrors pulls try first (default $CONTAINERS_REGISTRIES_CONF). */
+  /** `--registries-conf`: a registries.conf / buildkitd.toml whose mirrors pulls try first (default $CONTAINERS_REGISTRIES_CONF, else the files podman reads: registry/mirrors.ts registriesConfFiles). */
   registriesConf?: string;
   /** podman/buildah `--authfile`: an auth.json read before Docker's config. */
   authFile?: string;

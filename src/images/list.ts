@@ -1,8 +1,10 @@
 // `kiln images`: one row per stored name — name, the digest it points at, platform(s), size (the
 // compressed blobs: manifest, config and layers, as they sit in the store) and the image config's
-// created time. A name whose blobs were pruned away is listed with what is still known.
+// created time. A name whose blobs were pruned away is listed with what is still known; of an
+// index, the platforms listed are those pulled (attestation manifests are sized, never listed).
 import type { Descriptor, ImageConfig, Index, Manifest, Platform } from "../image/oci.js";
 import { MediaType } from "../image/oci.js";
+import { isAttestationEntry } from "../image/attestation-entry.js";
 import { formatPlatform } from "../image/platform.js";
 import { BlobStore } from "../store/blob-store.js";
 import { listNames, type NameRecord } from "../store/names.js";
@@ -46,7 +48,8 @@ async function row(store: BlobStore, rec: NameRecord): Promise<ImageRow> {
     for (const d of index.manifests) {
       if (!(await store.has(d.digest))) continue; // platforms never pulled are not here
       const info = await manifestInfo(store, d);
-      if (info.platform) out.platforms.push(info.platform);
+      // an attestation manifest is counted in the size, but is no platform of the image
+      if (info.platform && !isAttestationEntry(d)) out.platforms.push(info.platform);
       out.size += info.size;
       if (!info.complete) out.complete = false;
       if (info.created && (!out.created || info.created > out.created)) out.created = info.created;

@@ -1,9 +1,9 @@
 // `kiln manifest create --amend` (as `docker manifest create --amend`): the index already at the
 // target (the first -t reference when pushing, else the -t tag in the --output layout directory)
 // is read as one more source, and the new manifests are added to it: an entry for a platform a new
-// source brings is replaced (with the attestation manifests that describe it), the others are kept
-// in their order, then the new ones follow; the index's own annotations are kept. No target yet:
-// the index is made as without --amend.
+// source brings is replaced in place (as docker does; the attestation manifests that describe it
+// give their place to the new image's), the others are kept in their order, then the new platforms
+// follow; the index's own annotations are kept. No target yet: the index is made as without --amend.
 import { access } from "node:fs/promises";
 import { join } from "node:path";
 import { KilnError, UsageError } from "../errors.js";
@@ -45,10 +45,40 @@ export async function existingTarget(target: AmendTarget, ctx: SourceContext): P
   return entry ? resolveSource(`oci-layout://${dest}@${entry.digest}`, ctx) : undefined;
 }
 
-/** The existing entries a new platform does not replace (nor their attestations), then the new manifests. */
+/**
+ * The existing entries in their order, each image of a platform the new manifests bring replaced
+ * in place by the new image (a second old image of that platform is dropped), and the attestation
+ * manifests of a replaced image by the new image's (at the first one's place); then what is left
+ * of the new manifests (new platforms, attestations without an old place), in their order.
+ */
 export function amendManifests(existing: SourceManifest[], added: SourceManifest[]): SourceManifest[] {
-  const platforms = new Set(added.filter((m) => !m.attestation).map((m) => formatPlatform(m.platform)));
-  const replaced = new Set(existing.filter((m) => !m.attestation && platforms.has(formatPlatform(m.platform))).map((m) => m.descriptor.digest as string));
-  const kept = existing.filter((m) => (m.attestation ? !replaced.has(m.annotations?.[REFERENCE_DIGEST] ?? "") : !replaced.has(m.descriptor.digest)));
-  return [...kept, ...added];
+  const addedImages = new Map<string, SourceManifest>();
+  for (const m of added) if (!m.attestation && !addedImages.has(formatPlatform(m.platform))) addedImages.set(formatPlatform(m.platform), m);
+  const attestationsOf = (image: SourceManifest): SourceManifest[] => added.filter((m) => m.attestation && m.annotations?.[REFERENCE_DIGEST] === image.descriptor.digest);
+  /** Old image digest → the new image that replaces it. */
+  const replacedBy = new Map<string, SourceManifest>();
+  for (const m of existing) {
+    const by = m.attestation ? undefined : addedImages.get(formatPlatform(m.platform));
+    if (by) replacedBy.set(m.descriptor.digest, by);
+  }
+  const placed = new Set<SourceManifest>();
+  const out: SourceManifest[] = [];
+  const place = (m: SourceManifest): void => {
+    if (placed.has(m)) return;
+    placed.add(m);
+    out.push(m);
+  };
+  for (const m of existing) {
+    if (!m.attestation) {
+      const by = replacedBy.get(m.descriptor.digest);
+      if (by) place(by);
+      else out.push(m);
+      continue;
+    }
+    const by = replacedBy.get(m.annotations?.[REFERENCE_DIGEST] ?? "");
+    if (by) attestationsOf(by).forEach(place);
+    else out.push(m);
+  }
+  for (const m of added) place(m);
+  return out;
 }

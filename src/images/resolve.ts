@@ -4,11 +4,16 @@
 // pulled on demand as the pull policy says (and then stored under its name, as docker does).
 // `resolveRoot` is the same lookup stopping at the top (an index and what it lists, not one
 // platform's image), for commands that read a whole index (kiln attestations).
+// A stored name may record an index of which only some platforms were pulled (kiln pull keeps the
+// index, downloading one platform): the platform wanted is selected from it, and when its blobs
+// are not in the store it is pulled ("missing", "always") or named as not pulled ("never").
 import { resolve as resolvePath } from "node:path";
 import { KilnError } from "../errors.js";
 import type { Descriptor, Index, Platform } from "../image/oci.js";
 import { MediaType } from "../image/oci.js";
-import { hostPlatform, selectManifest } from "../image/platform.js";
+import { formatPlatform, hostPlatform, selectManifest } from "../image/platform.js";
+import { hasManifestBlobs } from "../image/stored-blobs.js";
+import { isAttestationEntry } from "../image/attestation-entry.js";
 import { familiarName, parseReference, type Reference } from "../image/reference.js";
 import { layoutBlobs, layoutImage, storeBlobs, storeImage, type BlobReader, type ImageSource } from "../image/source.js";
 import { OciLayout, splitLayoutRef } from "../image/layout.js";
@@ -31,6 +36,8 @@ export interface ResolvedImage {
   /** How messages name it: the stored name, the layout argument, or the reference. */
   name: string;
   from: "layout" | "store" | "registry";
+  /** What the name records (an index, or the manifest itself), for a stored or pulled image: what kiln tag names. */
+  root?: Descriptor;
 }
 
 const LAYOUT_PREFIX = "oci-layout://";
@@ -46,7 +53,6 @@ export function isLayoutArgument(arg: string): boolean {
   return arg.startsWith(LAYOUT_PREFIX);
 }
 
-/** The single-platform manifest a stored target names (following an index to `platform`). */
 /** An IMAGE argument that is not a layout, as a reference; REFERENCE_INVALID naming it otherwise. */
 function imageReference(arg: string): Reference {
   try {
@@ -56,6 +62,7 @@ function imageReference(arg: string): Reference {
   }
 }
 
+/** The single-platform manifest a stored target names (following an index to `platform`). */
 async function storedManifest(store: BlobStore, target: NamedTarget, platform: Platform, name: string): Promise<Descriptor> {
   if (!(await store.has(target.digest))) throw new KilnError("BLOB_MISSING", `image ${name}: its manifest ${target.digest} is no longer in the store (pull or build it again)`);
   if (target.mediaType === MediaType.ociIndex || target.mediaType === MediaType.dockerManifestList) {
@@ -69,8 +76,35 @@ async function storedManifest(store: BlobStore, target: NamedTarget, platform: P
   return target;
 }
 
-async function fromStore(store: BlobStore, target: NamedTarget, platform: Platform, name: string): Promise<ImageSource> {
+/** A platform of a stored index whose blobs are not (all) in the store: pulled for one platform, not this one. */
+class PlatformNotPulled {
+  constructor(readonly platform: string) {}
+}
+
+/**
+ * The image manifest of `platform` in the stored index `target` (the manifest itself when `target`
+ * is one), with all its blobs in the store; IMAGE_NOT_LOCAL naming the platform when it was not pulled.
+ */
+export async function storedPlatformManifest(store: BlobStore, target: NamedTarget, platform: Platform, name: string): Promise<Descriptor> {
+  const manifest = await pulledManifest(store, target, platform, name);
+  if (manifest instanceof PlatformNotPulled) throw notPulledError(name, manifest.platform);
+  return manifest;
+}
+
+/** storedManifest, or PlatformNotPulled when it is an index entry whose blobs are not all in the store. */
+async function pulledManifest(store: BlobStore, target: NamedTarget, platform: Platform, name: string): Promise<Descriptor | PlatformNotPulled> {
   const manifest = await storedManifest(store, target, platform, name);
+  if (manifest === target || (await hasManifestBlobs(store, manifest))) return manifest;
+  return new PlatformNotPulled(formatPlatform(manifest.platform ?? platform));
+}
+
+function notPulledError(name: string, platform: string, policy?: string): KilnError {
+  return new KilnError("IMAGE_NOT_LOCAL", `image ${name}: platform ${platform} of its index was not pulled (${policy ? `pull policy "${policy}"; ` : ""}kiln pull --platform ${platform} ${name} fetches it)`);
+}
+
+async function fromStore(store: BlobStore, target: NamedTarget, platform: Platform, name: string): Promise<ImageSource | PlatformNotPulled> {
+  const manifest = await pulledManifest(store, target, platform, name);
+  if (manifest instanceof PlatformNotPulled) return manifest;
   try {
     const source = await storeImage(store, manifest);
     const blobs = [source.config, ...source.layers];
@@ -84,12 +118,27 @@ async function fromStore(store: BlobStore, target: NamedTarget, platform: Platfo
   }
 }
 
-/** The stored image whose manifest (or index) digest is `digest`, when a name reaches it. */
+function rootOf(d: NamedTarget): Descriptor {
+  return { mediaType: d.mediaType, digest: d.digest, size: d.size };
+}
+
+/**
+ * The stored image whose manifest (or index) digest is `digest`, when a name reaches it: what a
+ * name records, else a platform manifest listed by a stored index (and itself in the store).
+ */
 async function byDigest(cacheDir: string, ref: Reference): Promise<NamedTarget | undefined> {
   const repo = familiarName({ registry: ref.registry, repository: ref.repository });
   const names = await listNames(cacheDir);
   const hit = names.find((n) => n.target.digest === ref.digest && n.name.startsWith(`${repo}:`)) ?? names.find((n) => n.target.digest === ref.digest);
-  return hit?.target;
+  if (hit) return hit.target;
+  const store = new BlobStore(cacheDir);
+  const indexes = names.filter((n) => n.target.mediaType === MediaType.ociIndex || n.target.mediaType === MediaType.dockerManifestList);
+  for (const n of [...indexes.filter((x) => x.name.startsWith(`${repo}:`)), ...indexes.filter((x) => !x.name.startsWith(`${repo}:`))]) {
+    const index = await store.readJSON<Index>(n.target.digest).catch(() => undefined);
+    const child = Array.isArray(index?.manifests) ? index.manifests.find((d) => d.digest === ref.digest && !isAttestationEntry(d)) : undefined;
+    if (child && (await store.has(child.digest))) return { mediaType: child.mediaType, digest: child.digest, size: child.size };
+  }
+  return undefined;
 }
 
 /** Resolve `arg` (see the header) to an image; a one-line KilnError naming `arg` when it is none. */
@@ -103,23 +152,30 @@ export async function resolveImage(arg: string, options: ResolveOptions): Promis
   const store = new BlobStore(options.cacheDir);
   const policy = options.pull ?? "missing";
   const name = familiarName(ref);
+  let notPulled: string | undefined;
   if (policy !== "always") {
     const target = ref.digest ? await byDigest(options.cacheDir, ref) : (await getName(options.cacheDir, name))?.target;
-    if (target) return { source: await fromStore(store, target, platform, name), name, from: "store" };
-    if (policy === "never") throw new KilnError("IMAGE_NOT_LOCAL", `image ${name} is not in the local store (pull policy "never")`);
+    if (target) {
+      const source = await fromStore(store, target, platform, name);
+      if (!(source instanceof PlatformNotPulled)) return { source, name, from: "store", root: rootOf(target) };
+      notPulled = source.platform;
+      if (policy === "never") throw notPulledError(name, notPulled, policy);
+    } else if (policy === "never") throw new KilnError("IMAGE_NOT_LOCAL", `image ${name} is not in the local store (pull policy "never")`);
   }
   const { pullImage } = await import("../registry/pull.js"); // undici only when pulling
   let pulled;
   try {
-    pulled = await pullImage(ref, { ...options, store, platform, pull: policy === "always" ? "always" : "missing" });
+    pulled = await pullImage(ref, { ...options, store, platform, pull: policy === "always" ? "always" : "missing", attestations: true });
   } catch (err) {
     if (options.signal?.aborted) throw err;
     const msg = (err as Error).message;
     const code = err instanceof KilnError ? err.code : "REGISTRY_UNREACHABLE";
-    throw new KilnError(code, msg.includes(name) ? msg : `image ${name}: not in the local store, and pulling it failed: ${msg}`);
+    const what = notPulled ? `platform ${notPulled} of its index is not in the local store` : "not in the local store";
+    throw new KilnError(code, msg.includes(name) && !notPulled ? msg : `image ${name}: ${what}, and pulling it failed: ${msg}`);
   }
-  if (!ref.digest) await setName(options.cacheDir, name, pulled.manifestDescriptor);
-  return { source: pulled.source, name, from: "registry" };
+  // the name records what the reference names (an index too, as docker keeps it)
+  if (!ref.digest) await setName(options.cacheDir, name, pulled.root);
+  return { source: pulled.source, name, from: "registry", root: rootOf(pulled.root) };
 }
 
 export interface ResolvedRoot {

@@ -4,7 +4,11 @@
 // (`[registry."docker.io"] mirrors = ["..."]`). A pull tries each mirror in order and falls back to
 // the origin; each endpoint is its own RegistryClient, so credentials are only ever looked up for
 // (and sent to) the host being asked. The TOML read here is the subset these files use.
-import { readFileSync } from "node:fs";
+// Which files: `--registries-conf` or $CONTAINERS_REGISTRIES_CONF alone when given, else the ones
+// containers-registries.conf(5) and .conf.d(5) give, in their order (registriesConfFiles).
+import { readFileSync, readdirSync, statSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
 import { KilnError, UsageError } from "../errors.js";
 import { DOCKER_HUB } from "../image/reference.js";
 
@@ -115,6 +119,13 @@ function parseValue(raw: string, where: string): TomlValue {
  * `[[registry.mirror]]` entries) or buildkitd.toml (`[registry."HOST"] mirrors = [...]`) names.
  */
 export function parseRegistriesConf(text: string, file: string): MirrorMap {
+  const out = registryEntries(text, file);
+  for (const k of Object.keys(out)) if (out[k]!.length === 0) delete out[k];
+  return out;
+}
+
+/** parseRegistriesConf's entries, a registry named without mirrors too (a drop-in's such entry clears what an earlier file gave it). */
+function registryEntries(text: string, file: string): MirrorMap {
   const out: MirrorMap = {};
   let current: string | undefined;
   for (const s of parseToml(text, file)) {
@@ -144,7 +155,6 @@ export function parseRegistriesConf(text: string, file: string): MirrorMap {
       out[host] = [...(out[host] ?? []), ...(mirrors ?? []).map((m) => ({ location: checkLocation(m, file), ...(insecure ? { insecure: true } : {}) }))];
     }
   }
-  for (const k of Object.keys(out)) if (out[k]!.length === 0) delete out[k];
   return out;
 }
 
@@ -155,13 +165,88 @@ function normalizeRegistry(location: string): string {
 
 /** Read and parse a registries.conf / buildkitd.toml file (a small file read whole). */
 export function readRegistriesConf(file: string): MirrorMap {
-  let text: string;
+  return parseRegistriesConf(readConf(file), file);
+}
+
+function readConf(file: string): string {
   try {
-    text = readFileSync(file, "utf8");
+    return readFileSync(file, "utf8");
   } catch (err) {
     throw new KilnError("OPTION_INVALID", `cannot read registries config ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  return parseRegistriesConf(text, file);
+}
+
+/** Where the default registries.conf files are looked up (injectable: tests never read the machine's). */
+export interface RegistriesConfPaths {
+  /** The system file: /etc/containers/registries.conf. */
+  system: string;
+  /** Its drop-in directory: /etc/containers/registries.conf.d. */
+  systemDir: string;
+  /** The user's home ($HOME), for .config/containers/registries.conf and its .conf.d; none: no user files. */
+  home?: string;
+}
+
+export function defaultRegistriesConfPaths(env: NodeJS.ProcessEnv = process.env): RegistriesConfPaths {
+  const home = env.HOME || safeHomedir();
+  return { system: "/etc/containers/registries.conf", systemDir: "/etc/containers/registries.conf.d", ...(home ? { home } : {}) };
+}
+
+function safeHomedir(): string | undefined {
+  try {
+    return homedir() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether `path` is (a symlink to) a regular file; one that cannot even be looked up is not there. */
+function isFile(path: string): boolean {
+  try {
+    return statSync(path, { throwIfNoEntry: false })?.isFile() ?? false;
+  } catch {
+    return false;
+  }
+}
+
+/** The `.conf` files directly in `dir` in alpha-numerical (code point) order; none when it does not exist. */
+function dropIns(dir: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir, { withFileTypes: true }).filter((e) => !e.isDirectory() && e.name.endsWith(".conf")).map((e) => e.name);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return [];
+    throw new KilnError("OPTION_INVALID", `cannot read registries config directory ${dir}: ${code ?? (err as Error).message}`);
+  }
+  return names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).map((n) => join(dir, n)).filter(isFile);
+}
+
+/**
+ * The registries.conf files a pull reads, in the order later ones override earlier ones: the
+ * explicit file alone (`--registries-conf`, else $CONTAINERS_REGISTRIES_CONF); else, as
+ * containers-registries.conf(5) and containers-registries.conf.d(5) give, the user's
+ * $HOME/.config/containers/registries.conf with only the user's drop-ins when it exists, or the
+ * system file (when it exists), the system drop-ins and then the user's.
+ */
+export function registriesConfFiles(options: { registriesConf?: string }, env: NodeJS.ProcessEnv = process.env, paths: RegistriesConfPaths = defaultRegistriesConfPaths(env)): string[] {
+  const file = options.registriesConf ?? (env.CONTAINERS_REGISTRIES_CONF || undefined);
+  if (file) return [file];
+  const userFile = paths.home ? join(paths.home, ".config/containers/registries.conf") : undefined;
+  const userDir = paths.home ? join(paths.home, ".config/containers/registries.conf.d") : undefined;
+  if (userFile && isFile(userFile)) return [userFile, ...(userDir ? dropIns(userDir) : [])];
+  return [...(isFile(paths.system) ? [paths.system] : []), ...dropIns(paths.systemDir), ...(userDir ? dropIns(userDir) : [])];
+}
+
+/**
+ * The mirrors of registries.conf files read in order, a later file's [[registry]] replacing an
+ * earlier one's for the same registry (containers-registries.conf.d(5): tables with the same prefix
+ * are overwritten, new ones added).
+ */
+export function readRegistriesConfs(files: string[]): MirrorMap {
+  const out: MirrorMap = {};
+  for (const file of files) Object.assign(out, registryEntries(readConf(file), file));
+  for (const k of Object.keys(out)) if (out[k]!.length === 0) delete out[k];
+  return out;
 }
 
 /** Both sources merged: the file's mirrors first, then `--registry-mirror` ones for docker.io. */
@@ -184,11 +269,12 @@ export function pullEndpoints(registry: string, repository: string, mirrors: Mir
 }
 
 /**
- * The mirrors of `--registries-conf FILE` (else $CONTAINERS_REGISTRIES_CONF, as podman reads it)
- * and `--registry-mirror` values (docker.io's), merged in that order.
+ * The mirrors of `--registries-conf FILE` (else $CONTAINERS_REGISTRIES_CONF, else the default
+ * files, as podman reads them: registriesConfFiles) and `--registry-mirror` values (docker.io's),
+ * merged in that order.
  */
-export function loadMirrors(options: { registriesConf?: string; registryMirrors?: string[] }, env: NodeJS.ProcessEnv = process.env): MirrorMap | undefined {
-  const file = options.registriesConf ?? (env.CONTAINERS_REGISTRIES_CONF || undefined);
-  const merged = mergeMirrors(file ? readRegistriesConf(file) : {}, dockerHubMirrors(options.registryMirrors ?? []));
+export function loadMirrors(options: { registriesConf?: string; registryMirrors?: string[] }, env: NodeJS.ProcessEnv = process.env, paths?: RegistriesConfPaths): MirrorMap | undefined {
+  const files = registriesConfFiles(options, env, paths ?? defaultRegistriesConfPaths(env));
+  const merged = mergeMirrors(readRegistriesConfs(files), dockerHubMirrors(options.registryMirrors ?? []));
   return Object.keys(merged).length > 0 ? merged : undefined;
 }

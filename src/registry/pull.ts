@@ -4,10 +4,13 @@
 // caps). Blobs already in the store are not fetched again; each blob's origin is recorded for
 // later cross-repo mounts. With pull policy "missing"/"never", a name in the local image store
 // (src/store/names.ts) or a reference pulled before is used without asking the registry.
+// From an index, only the selected platform's blobs are downloaded (and, with `attestations`,
+// the attestation manifest attached to it and its statements); the index itself is stored whole.
 import { createHash } from "node:crypto";
 import { pipeline } from "node:stream/promises";
 import { KilnError, abortable, throwIfAborted } from "../errors.js";
 import { failureReason, statusError } from "./http-error.js";
+import { REFERENCE_DIGEST_ANNOTATION, isAttestationEntry } from "../image/attestation-entry.js";
 import type { Image, Layer } from "../image/image.js";
 import { storeImage, type ImageSource } from "../image/source.js";
 import { MediaType, isDigest, type Descriptor, type Digest, type ImageConfig, type Index, type Manifest, type Platform } from "../image/oci.js";
@@ -38,11 +41,16 @@ export interface PullOptions extends RegistryOptions {
   store: BlobStore;
   platform: Platform;
   pull?: PullPolicy;
+  /** From an index, also the attestation manifests attached to the selected platform's image and their blobs. */
+  attestations?: boolean;
 }
 
 export interface PullResult {
   image: Image;
+  /** The selected platform's image manifest. */
   manifestDescriptor: Descriptor;
+  /** What the reference names: the index, or the manifest itself when it is one (what a stored name records). */
+  root: Descriptor;
   reference: Reference;
   /** The pulled image as every writer takes it (its blobs are in the store). */
   source: ImageSource;
@@ -202,7 +210,12 @@ function validateManifest(m: Manifest, where: string): Manifest {
   return m;
 }
 
-/** Try to answer from the store alone (pull "missing"/"never"). */
+/** The attestation manifests of `index` attached to the image manifest `image`. */
+function attachedTo(index: Index, image: Digest): Descriptor[] {
+  return (Array.isArray(index.manifests) ? index.manifests : []).filter((d) => isAttestationEntry(d) && d.annotations?.[REFERENCE_DIGEST_ANNOTATION] === image);
+}
+
+/** Try to answer from the store alone (pull "missing"/"never"; what is stored of the image's attestations is not asked for). */
 async function resolveLocal(store: BlobStore, ref: Reference, platform: Platform): Promise<PullResult | undefined> {
   let top: Descriptor | undefined;
   if (ref.digest) {
@@ -226,7 +239,7 @@ async function resolveLocal(store: BlobStore, ref: Reference, platform: Platform
   for (const d of [manifest.config, ...manifest.layers]) {
     if (!(await store.has(d.digest))) return undefined;
   }
-  return { image: await imageFromStore(store, manifest, where), manifestDescriptor: manifestDesc, reference: ref, source: await storeImage(store, manifestDesc) };
+  return { image: await imageFromStore(store, manifest, where), manifestDescriptor: manifestDesc, root: top, reference: ref, source: await storeImage(store, manifestDesc) };
 }
 
 /** Pull `ref` for `options.platform` into `options.store` (`options.signal` cancels it, mid-blob too). */
@@ -304,9 +317,19 @@ async function pullFrom(ref: Reference, at: Reference, options: PullOptions): Pr
     }
     await mapLimit(manifest.layers, options.concurrency ?? 4, (l) => fetchBlob(client, at, l, store, options));
     for (const d of [manifest.config, ...manifest.layers]) await addOrigin(store, d.digest, origin);
+    if (options.attestations && isIndexType(top.descriptor.mediaType)) {
+      for (const att of attachedTo(top.doc as Index, manifestFetched.descriptor.digest)) {
+        const got = await fetchManifest(client, at, checkDescriptor(att, "attestation manifest", `index of ${familiarName(ref)}`).digest, store, att);
+        if (!isManifestType(got.descriptor.mediaType)) continue;
+        const m = validateManifest(got.doc as Manifest, `attestation manifest ${att.digest} of ${familiarName(ref)}`);
+        await fetchBlob(client, at, m.config, store, options, CONFIG_LIMIT);
+        for (const l of m.layers) await fetchBlob(client, at, l, store, options);
+        for (const d of [m.config, ...m.layers]) await addOrigin(store, d.digest, origin);
+      }
+    }
     await writeRefRecord(store, ref, top.descriptor);
     const image = await imageFromStore(store, manifest, where);
-    return { image, manifestDescriptor: manifestFetched.descriptor, reference: ref, source: await storeImage(store, manifestFetched.descriptor) };
+    return { image, manifestDescriptor: manifestFetched.descriptor, root: top.descriptor, reference: ref, source: await storeImage(store, manifestFetched.descriptor) };
   } finally {
     await client.close();
   }

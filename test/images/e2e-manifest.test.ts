@@ -229,7 +229,7 @@ describe("kiln manifest create --annotation and --amend", () => {
     expect(both.annotations).toEqual({ keep: "me" });
     expect((await create(["--amend", "-t", target, `${host}/ann/amd:2`])).code).toBe(0);
     const replaced = JSON.parse(await rawText(`docker://${target}`)) as RawIndex;
-    expect(replaced.manifests.map((m) => [m.platform?.architecture, m.digest])).toEqual([["arm64", arm], ["amd64", amd2]]);
+    expect(replaced.manifests.map((m) => [m.platform?.architecture, m.digest])).toEqual([["amd64", amd2], ["arm64", arm]]); // in place, as docker manifest create --amend
     // without --amend the index is made anew
     expect((await create(["-t", target, `${host}/ann/arm:1`])).code).toBe(0);
     expect((JSON.parse(await rawText(`docker://${target}`)) as RawIndex).manifests.map((m) => m.digest)).toEqual([arm]);

@@ -3,7 +3,7 @@
 // the one-per-platform rule, two images for one platform refused naming both sources, and the
 // default format (a Docker manifest list only when every manifest is Docker schema2); annotations
 // on the index and its entries (`--annotation`, parsed as imagetools does), and --amend's merge
-// (a new platform replaces the old entry and its attestation).
+// (a platform given again replaces the old entry in place, and its attestation).
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { parseIndexAnnotations } from "../../src/cli/manifest-command.js";
@@ -104,11 +104,31 @@ describe("index annotations", () => {
 });
 
 describe("amendManifests", () => {
-  it("replaces the entries of the platforms added, with their attestations; keeps the rest in order, then the new", () => {
+  const s390x = { os: "linux", architecture: "s390x" };
+  const attOf = (source: string, name: string, image: string): SourceManifest => ({
+    ...entry(source, name, unknown, OCI, true),
+    annotations: { "vnd.docker.reference.type": "attestation-manifest", "vnd.docker.reference.digest": digest(image) },
+  });
+  const names = (list: SourceManifest[]): string[] => list.map((m) => m.descriptor.digest);
+
+  it("replaces a platform's entry in place (docker manifest create --amend's order), its attestation with the new one's; new platforms follow", () => {
     const existing = [entry("old", "amd", amd64), entry("old", "att", unknown, OCI, true), entry("old", "arm", arm64)];
-    const s390x = { os: "linux", architecture: "s390x" };
     const out = amendManifests(existing, [entry("new", "amd2", amd64), entry("new", "s390x", s390x)]);
-    expect(out.map((m) => m.descriptor.digest)).toEqual([digest("arm"), digest("amd2"), digest("s390x")]);
-    expect(amendManifests(existing, [entry("new", "s390x", s390x)]).map((m) => m.descriptor.digest)).toEqual([digest("amd"), digest("att"), digest("arm"), digest("s390x")]);
+    expect(names(out)).toEqual([digest("amd2"), digest("arm"), digest("s390x")]);
+    expect(names(amendManifests(existing, [entry("new", "s390x", s390x)]))).toEqual([digest("amd"), digest("att"), digest("arm"), digest("s390x")]);
+    // the last of three replaced: still where it was
+    const three = [entry("old", "amd", amd64), entry("old", "arm", arm64), entry("old", "s390x", s390x)];
+    expect(names(amendManifests(three, [entry("new", "s390x-2", s390x), entry("new", "arm2", arm64)]))).toEqual([digest("amd"), digest("arm2"), digest("s390x-2")]);
+  });
+
+  it("the new image's attestation takes the place of the replaced one's; one without an old place follows the new entries", () => {
+    const existing = [entry("old", "amd", amd64), entry("old", "arm", arm64), attOf("old", "att-amd", "amd"), attOf("old", "att-arm", "arm")];
+    const added = [entry("new", "arm2", arm64), entry("new", "amd2", amd64), attOf("new", "att-arm2", "arm2"), attOf("new", "att-amd2", "amd2")];
+    expect(names(amendManifests(existing, added))).toEqual([digest("amd2"), digest("arm2"), digest("att-amd2"), digest("att-arm2")]);
+    // an old image without attestations, replaced by one with: the image in place, its attestation at the end
+    const plain = [entry("old", "amd", amd64), entry("old", "arm", arm64)];
+    expect(names(amendManifests(plain, [entry("new", "amd2", amd64), attOf("new", "att-amd2", "amd2")]))).toEqual([digest("amd2"), digest("arm"), digest("att-amd2")]);
+    // a replaced image's attestation goes with it when the new image has none
+    expect(names(amendManifests(existing, [entry("new", "arm2", arm64)]))).toEqual([digest("amd"), digest("arm2"), digest("att-amd")]);
   });
 });
