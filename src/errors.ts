@@ -102,6 +102,7 @@ export const ERROR_CODES = {
   CACHE_EXPORT_FAILED: "a cache cannot be exported",
   // registries
   REGISTRY_UNREACHABLE: "the registry cannot be reached (DNS, connection, TLS trust)",
+  REGISTRY_BLOCKED: "registries.conf blocks pulls from the registry (blocked = true)",
   REGISTRY_CA_INVALID: "the registry CA file cannot be read",
   REGISTRY_TIMEOUT: "a registry request ran past a time limit",
   REGISTRY_AUTH: "the registry wants credentials and none were found",

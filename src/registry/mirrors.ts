@@ -17,6 +17,12 @@ export interface RegistryMirror {
   location: string;
   /** Plain HTTP (or TLS without verification) for this mirror. */
   insecure?: boolean;
+  /**
+   * Set on the entry of a registry whose configuration forbids or changes its pulls in a way kiln
+   * does not follow (`blocked = true`, a `location` rewriting the `prefix`): a pull from that
+   * registry fails with it (pullEndpoints), every other registry's pulls are unaffected.
+   */
+  refusal?: { code: "REGISTRY_BLOCKED" | "FEATURE_UNSUPPORTED"; message: string };
 }
 
 /** Mirrors by the registry they stand in for ("docker.io", "quay.io", "host:5000"). */
@@ -133,13 +139,16 @@ function registryEntries(text: string, file: string): MirrorMap {
     if (s.array && path === "registry") {
       const loc = s.values.prefix ?? s.values.location;
       if (typeof loc !== "string") throw new KilnError("OPTION_INVALID", `${file}: a [[registry]] needs location = "HOST"`);
-      // what kiln does not do is an error, never a registry silently pulled from anyway
+      // what kiln does not do is an error for that registry's pulls, never a registry silently pulled
+      // from anyway (and no error for the other registries' pulls: the system's files are read by default)
       const { prefix, location } = s.values;
-      if (typeof prefix === "string" && typeof location === "string" && normalizeRegistry(prefix) !== normalizeRegistry(location))
-        throw new KilnError("OPTION_INVALID", `${file}: [[registry]] prefix = "${prefix}" with location = "${location}" (a rewrite) is not supported; name the other host in a [[registry.mirror]]`);
-      if (s.values.blocked === true) throw new KilnError("OPTION_INVALID", `${file}: [[registry]] "${loc}" with blocked = true is not supported`);
       current = normalizeRegistry(loc);
       out[current] ??= [];
+      if (typeof prefix === "string" && typeof location === "string" && normalizeRegistry(prefix) !== normalizeRegistry(location)) {
+        out[current].push({ location: "", refusal: { code: "FEATURE_UNSUPPORTED", message: `${file}: [[registry]] prefix = "${prefix}" with location = "${location}" (a rewrite) is not supported; name the other host in a [[registry.mirror]]` } });
+      } else if (s.values.blocked === true) {
+        out[current].push({ location: "", refusal: { code: "REGISTRY_BLOCKED", message: `pulls from ${current} are blocked by ${file} ([[registry]] blocked = true)` } });
+      }
     } else if (s.array && path === "registry.mirror") {
       if (!current) throw new KilnError("OPTION_INVALID", `${file}: [[registry.mirror]] before any [[registry]]`);
       const loc = s.values.location;
@@ -261,6 +270,8 @@ export function mergeMirrors(...maps: MirrorMap[]): MirrorMap {
  * repository under its prefix), then the origin.
  */
 export function pullEndpoints(registry: string, repository: string, mirrors: MirrorMap | undefined): Array<{ registry: string; repository: string; insecure: boolean; mirror: boolean }> {
+  const refusal = mirrors?.[registry]?.find((m) => m.refusal)?.refusal;
+  if (refusal) throw refusal.code === "REGISTRY_BLOCKED" ? new KilnError("REGISTRY_BLOCKED", refusal.message) : new KilnError("FEATURE_UNSUPPORTED", refusal.message);
   const list = (mirrors?.[registry] ?? []).map((m) => {
     const { host, prefix } = splitMirror(m.location);
     return { registry: host, repository: prefix ? `${prefix}/${repository}` : repository, insecure: m.insecure === true, mirror: true };

@@ -102,10 +102,14 @@ describe("registry mirrors", () => {
       { registry: "docker.io", repository: "library/x", insecure: false, mirror: false },
     ]);
     expect(() => parseRegistriesConf(`[[registry]]\nlocation = "x"\n[[registry.mirror]]\nlocation = what\n`, "r.conf")).toThrow(/^r\.conf:4: unsupported value what/);
-    // a rewrite or a blocked registry is refused by name, not pulled from the prefix's host anyway
-    expect(() => parseRegistriesConf(`[[registry]]\nprefix = "docker.io"\nlocation = "rewrite.example"\n`, "r.conf")).toThrow(/^r\.conf: \[\[registry\]\] prefix = "docker.io" with location = "rewrite.example" \(a rewrite\) is not supported/);
+    // a rewrite is refused by name and a blocked registry refused, for those registries' pulls only:
+    // never pulled from the prefix's host anyway, and no other registry's pull is affected
+    const both = parseRegistriesConf(`[[registry]]\nprefix = "docker.io"\nlocation = "rewrite.example"\n[[registry]]\nlocation = "bad.example"\nblocked = true\n[[registry]]\nlocation = "quay.io"\n[[registry.mirror]]\nlocation = "q.example"\n`, "r.conf");
+    expect(() => pullEndpoints("docker.io", "library/alpine", both)).toThrow(/^r\.conf: \[\[registry\]\] prefix = "docker.io" with location = "rewrite.example" \(a rewrite\) is not supported/);
+    expect(() => pullEndpoints("bad.example", "app", both)).toThrow(expect.objectContaining({ code: "REGISTRY_BLOCKED", message: "pulls from bad.example are blocked by r.conf ([[registry]] blocked = true)" }));
+    expect(pullEndpoints("quay.io", "app", both).map((e) => e.registry)).toEqual(["q.example", "quay.io"]);
+    expect(pullEndpoints("ghcr.io", "app", both).map((e) => e.registry)).toEqual(["ghcr.io"]);
     expect(parseRegistriesConf(`[[registry]]\nprefix = "docker.io"\nlocation = "registry-1.docker.io"\n[[registry.mirror]]\nlocation = "m.example"\n`, "r.conf")).toEqual({ "docker.io": [{ location: "m.example" }] });
-    expect(() => parseRegistriesConf(`[[registry]]\nlocation = "bad.example"\nblocked = true\n`, "r.conf")).toThrow(/blocked = true is not supported/);
     const bad = await kiln(["build", "--registries-conf", "/nonexistent/registries.conf", "-o", "type=oci,dest=/tmp/x", "."]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/cannot read registries config \/nonexistent\/registries.conf: ENOENT/);
