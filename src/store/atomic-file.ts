@@ -2,7 +2,7 @@
 // write a temp name in the same directory, then rename over the target. Also the write stream
 // for such temp files (created before the stream exists, so a clean-up never races its open).
 import { randomBytes } from "node:crypto";
-import type { WriteStream } from "node:fs";
+import { chmodSync, mkdirSync, renameSync, rmSync, writeFileSync, type WriteStream } from "node:fs";
 import { chmod, mkdir, open, rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
@@ -27,6 +27,23 @@ export async function writeFileAtomic(path: string, data: string | Buffer, optio
     await rename(tmp, path);
   } catch (err) {
     await rm(tmp, { force: true }); // renamed: nothing left to remove
+    throw err;
+  }
+}
+
+/**
+ * writeFileAtomic with synchronous calls, for a small file written where a few system calls take
+ * less than their promise forms' thread-pool round trips (a layout's index.json and oci-layout).
+ */
+export function writeFileAtomicSync(path: string, data: string | Buffer, options: AtomicWriteOptions = {}): void {
+  if (options.mkdirMode !== undefined) mkdirSync(dirname(path), { recursive: true, mode: options.mkdirMode });
+  const tmp = tempNameFor(path);
+  try {
+    writeFileSync(tmp, data, options.mode !== undefined ? { mode: options.mode } : undefined);
+    if (options.mode !== undefined) chmodSync(tmp, options.mode);
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true }); // renamed: nothing left to remove
     throw err;
   }
 }
