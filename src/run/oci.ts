@@ -10,6 +10,8 @@
 // device node unusable; rootless, no device node can be made nor opened (user namespace).
 // kiln run's overlay root is mounted by the wrapper itself, in its namespace (runOnRoot): kiln
 // prepares the bundle through /proc/PID/root meanwhile, and the mount goes with the namespace.
+// OciRunner makes the bundle and the wrapper's script; OciRun holds one run's wrapper process
+// (its start, kiln run's early handshake, its result and what is left to clean).
 import { existsSync, readFileSync, statfsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -96,89 +98,30 @@ class OciRunner implements Runner {
   }
 
   /**
-   * One run. With `root`, the wrapper starts first, before the root is assembled: it reads the
-   * root's mount commands from fd 5 (nothing there: the run was called off, it ends), mounts the
-   * root in its namespace and reports "ready" on fd 3; kiln prepares the bundle through
-   * /proc/PID/root (build(), the mount points) and then sends "go" on fd 4 (or closes it: the
-   * wrapper ends before the runtime).
+   * One run. With `root`, the wrapper starts first, before the root is assembled (OciRun
+   * startOnRoot); kiln then prepares the bundle through /proc/PID/root (build(), the mount points)
+   * and says go. Without, the bundle first, then the wrapper.
    */
   private async execute(root: Promise<RootMount> | undefined, io: RunIO, build: (rootfs: string) => Promise<RunSpec>): Promise<RunResult> {
     root?.catch(() => undefined); // observed below (it may fail while the work directory is made)
     const runDir = await createWorkDir(this.opts.workDir ?? join(defaultCacheDir(), "run"), "oci-");
-    const stateDir = join(runDir, "state");
-    const secretDir = join(runDir, "secrets");
-    const startedFile = join(runDir, "started");
-    const id = `kiln-${runDir.slice(-12)}`;
-    const tail = new OutputTail();
-    let created = false;
+    const run: OciRun = new OciRun(runDir, io, {
+      kill: (pid, sig, exited): Promise<void> => this.kill(pid, run.stateDir, run.id, sig, exited),
+      deleteContainer: (): Promise<void> => {
+        const del = this.runtimeExec(run.stateDir, ["delete", run.id]);
+        return runQuiet(del.cmd, del.args).then(() => undefined);
+      },
+    });
     let targets: MountTargets | undefined;
     let disposable = false;
-    let release: (data: Buffer) => void = () => undefined;
-    const go = new Promise<Buffer>((resolve) => (release = resolve));
-    let exited = false;
-    let running: Promise<number> | undefined;
-    const start = (wrapper: Exec, extraFds: ExtraFd[]): Promise<number> => {
-      created = true;
-      // an abort kills unshare (runStreaming's default), which takes the runtime and the container with it
-      return runStreaming(
-        wrapper,
-        {
-          stdout: io.stdout,
-          stderr: io.stderr,
-          signal: io.signal,
-          extraFds,
-          ...(io.stdio ? { inherit: { stdin: io.stdio.stdin || io.stdio.tty } } : {}),
-          onSpawn: (pid: number) => {
-            wrapperPid = pid;
-            io.onStart?.({ kill: (sig) => this.kill(pid, stateDir, id, sig, () => exited) });
-          },
-          onExit: () => {
-            exited = true;
-            io.onExited?.();
-          },
-        },
-        tail,
-      );
-    };
-    let wrapperPid = 0;
     try {
-      const dirs = Promise.all([mkdir(stateDir, { mode: 0o700 }), mkdir(secretDir, { mode: 0o700 })]);
-      let view: string | undefined;
-      let rootTarget: string | undefined;
-      if (root) {
-        await dirs;
-        let ready: () => void = () => undefined;
-        const mounted = new Promise<void>((resolve) => (ready = resolve));
-        let status = "";
-        // the root's mount commands follow when it is assembled (none when that failed: the wrapper ends)
-        const mountScript = root.then((r) => Buffer.from(rootMountScript(r)), () => Buffer.alloc(0));
-        running = start(await this.wrapper({ rootfs: "", runDir, stateDir, id, secretSetup: [], rootOnFd: true }), [
-          {
-            read: (b) => {
-              status += b.toString();
-              if (status.includes("ready")) ready();
-            },
-          },
-          { write: go },
-          { write: mountScript },
-        ]);
-        running.catch(() => undefined); // observed below
-        const r = await root; // (a failure ends the wrapper: see finally)
-        // the root is mounted in the wrapper's namespace, or the wrapper ended without it
-        const code = await Promise.race([mounted.then(() => undefined), running]);
-        if (code !== undefined) {
-          io.signal?.throwIfAborted();
-          throw new IsolationError(startFailure(tail.text(), code));
-        }
-        rootTarget = r.target;
-        view = `/proc/${wrapperPid}/root${r.target}`;
-      }
-      const spec = await build(view ?? "");
+      const rooted = root ? await run.startOnRoot(root, (w: WrapperArgs) => this.wrapper(w)) : undefined;
+      const spec = await build(rooted?.view ?? "");
       disposable = spec.disposableRootfs === true;
       targets = new MountTargets(spec.rootfs);
       const hostname = spec.hostname ?? newHostname();
       // the bundle's directories and /etc files are written while the root is checked
-      const bundle = Promise.all([dirs, writeEtcFiles(runDir, hostname, spec.extraHosts)]);
+      const bundle = Promise.all([run.dirs, writeEtcFiles(runDir, hostname, spec.extraHosts)]);
       let user: ResolvedUser;
       try {
         user = spec.resolvedUser ?? (await resolveUser(spec.rootfs, spec.user));
@@ -192,36 +135,20 @@ class OciRunner implements Runner {
       // resolves again inside the root, and finds no symlink on the way).
       const placed = await placeMounts(spec, targets, etc);
       // the runtime runs inside kiln's own namespaces (see wrapper()): secrets live in a tmpfs there
-      const secrets = secretLines(placed, secretDir);
-      if (root && secrets.lines.length > 0) throw new KilnError("INTERNAL", "secret mounts need a root the runner does not mount itself");
+      const secrets = secretLines(placed, run.secretDir);
+      if (rooted && secrets.lines.length > 0) throw new KilnError("INTERNAL", "secret mounts need a root the runner does not mount itself");
       // (the runtime finds the root where the wrapper mounted it)
-      const config = this.config({ ...spec, rootfs: rootTarget ?? spec.rootfs }, user, hostname, placed, secrets.files, startedFile);
-      if (running) {
+      const config = this.config({ ...spec, rootfs: rooted?.target ?? spec.rootfs }, user, hostname, placed, secrets.files, run.startedFile);
+      if (rooted) {
         await writeFile(join(runDir, "config.json"), ociJson(config));
-        release(Buffer.from("go\n"));
+        run.go();
       } else {
-        const [, wrapper] = await Promise.all([writeFile(join(runDir, "config.json"), ociJson(config)), this.wrapper({ rootfs: spec.rootfs, runDir, stateDir, id, secretSetup: secrets.lines })]);
-        running = start(wrapper, [{ read: () => undefined }, { write: secrets.data }]);
+        const [, wrapper] = await Promise.all([writeFile(join(runDir, "config.json"), ociJson(config)), this.wrapper({ rootfs: spec.rootfs, runDir, stateDir: run.stateDir, id: run.id, secretSetup: secrets.lines })]);
+        run.start(wrapper, [{ read: () => undefined }, { write: secrets.data }]);
       }
-      const code = await running;
-      const aborted = io.signal?.aborted === true;
-      // the runtime ran kiln's createRuntime hook once the container's namespaces, cgroup and
-      // mounts were in place: a run that ends without it could not start (not the command failing)
-      if (!aborted && !existsSync(startedFile)) throw new IsolationError(startFailure(tail.text(), code));
-      return { exitCode: aborted && code === 0 ? 137 : code, outputTail: tail.text() };
+      return await run.result();
     } finally {
-      // a wrapper still waiting for "go" ends before the runtime (its namespace, and the root mounted there, with it)
-      release(Buffer.alloc(0));
-      if (running) await running.catch(() => undefined);
-      if (created) {
-        // The container was already deleted inside the namespace (its state directory is gone:
-        // nothing to do, and no process to start), or died with it (an abort): its state's pids
-        // are the namespace's, so never --force (which signals) from here.
-        if (existsSync(join(stateDir, id))) {
-          const del = this.runtimeExec(stateDir, ["delete", id]);
-          await runQuiet(del.cmd, del.args);
-        }
-      }
+      await run.finish();
       // the bundle: a few small files (the secrets' tmpfs lived in the namespace)
       await Promise.all([disposable || !targets ? undefined : targets.cleanup(), removeWorkDir(runDir, { small: true })]);
     }
@@ -262,7 +189,7 @@ class OciRunner implements Runner {
    * tmpfs is placed. The container is deleted in there after it ends (its state's
    * pids are the namespace's).
    */
-  private async wrapper(w: { rootfs: string; runDir: string; stateDir: string; id: string; secretSetup: string[]; rootOnFd?: boolean }): Promise<Exec> {
+  private async wrapper(w: WrapperArgs): Promise<Exec> {
     const { rootfs, runDir, stateDir, id, secretSetup, rootOnFd: root } = w;
     const rt = `${shq(this.opts.runtime)} --root=${shq(stateDir)}`;
     // the root's own mount (nodev), made here from the commands read on ROOT_MOUNT_FD (rootMountScript);
@@ -388,6 +315,131 @@ class OciRunner implements Runner {
       // with EPIPE, into the file: one program, no shell)
       hooks: { createRuntime: [{ path: CP, args: ["cp", "/dev/stdin", startedFile] }] },
     };
+  }
+}
+
+/** What an OciRun asks of its runner: signal the container, delete a container left behind. */
+interface RunnerHooks {
+  kill(wrapperPid: number, sig: NodeJS.Signals, exited: () => boolean): Promise<void>;
+  deleteContainer(): Promise<void>;
+}
+
+/** The wrapper's arguments (OciRunner.wrapper). */
+type WrapperArgs = { rootfs: string; runDir: string; stateDir: string; id: string; secretSetup: string[]; rootOnFd?: boolean };
+
+/**
+ * One run's work directory and wrapper process: its start (with kiln run's early handshake: the
+ * root's mount commands on fd 5, "ready" back on fd 3, "go" on fd 4, or fd 4 closed: the wrapper
+ * ends before the runtime), its exit and what is left to clean afterwards.
+ */
+class OciRun {
+  readonly stateDir: string;
+  readonly secretDir: string;
+  readonly startedFile: string;
+  readonly id: string;
+  /** The bundle's own directories, made at once. */
+  readonly dirs: Promise<unknown>;
+  private readonly tail = new OutputTail();
+  private running: Promise<number> | undefined;
+  private wrapperPid = 0;
+  private exited = false;
+  private release: (data: Buffer) => void = () => undefined;
+  private readonly going = new Promise<Buffer>((resolve) => (this.release = resolve));
+
+  constructor(readonly runDir: string, private readonly io: RunIO, private readonly hooks: RunnerHooks) {
+    this.stateDir = join(runDir, "state");
+    this.secretDir = join(runDir, "secrets");
+    this.startedFile = join(runDir, "started");
+    this.id = `kiln-${runDir.slice(-12)}`;
+    this.dirs = Promise.all([mkdir(this.stateDir, { mode: 0o700 }), mkdir(this.secretDir, { mode: 0o700 })]);
+    this.dirs.catch(() => undefined); // observed by the bundle's writes
+  }
+
+  /** Start the wrapper; an abort kills unshare (runStreaming's default), which takes the runtime and the container with it. */
+  start(wrapper: Exec, extraFds: ExtraFd[]): Promise<number> {
+    const io = this.io;
+    this.running = runStreaming(
+      wrapper,
+      {
+        stdout: io.stdout,
+        stderr: io.stderr,
+        signal: io.signal,
+        extraFds,
+        ...(io.stdio ? { inherit: { stdin: io.stdio.stdin || io.stdio.tty } } : {}),
+        onSpawn: (pid: number) => {
+          this.wrapperPid = pid;
+          io.onStart?.({ kill: (sig) => this.hooks.kill(pid, sig, () => this.exited) });
+        },
+        onExit: () => {
+          this.exited = true;
+          io.onExited?.();
+        },
+      },
+      this.tail,
+    );
+    this.running.catch(() => undefined); // observed by result() and finish()
+    return this.running;
+  }
+
+  /**
+   * kiln run's start: the wrapper first, which waits for the root's mount commands (sent when
+   * `root` settles; nothing when it fails: the wrapper ends, and so does this with root's error),
+   * mounts it in its namespace and says ready. The root's path as kiln sees it (through
+   * /proc/PID/root) and where the runtime finds it.
+   */
+  async startOnRoot(root: Promise<RootMount>, wrapper: (w: WrapperArgs) => Promise<Exec>): Promise<{ view: string; target: string }> {
+    await this.dirs;
+    let ready: () => void = () => undefined;
+    const mounted = new Promise<void>((resolve) => (ready = resolve));
+    let status = "";
+    const mountScript = root.then((r) => Buffer.from(rootMountScript(r)), () => Buffer.alloc(0));
+    const running = this.start(await wrapper({ rootfs: "", runDir: this.runDir, stateDir: this.stateDir, id: this.id, secretSetup: [], rootOnFd: true }), [
+      {
+        read: (b) => {
+          status += b.toString();
+          if (status.includes("ready")) ready();
+        },
+      },
+      { write: this.going },
+      { write: mountScript },
+    ]);
+    const r = await root; // (a failure ends the wrapper: see finish())
+    // the root is mounted in the wrapper's namespace, or the wrapper ended without it
+    const code = await Promise.race([mounted.then(() => undefined), running]);
+    if (code !== undefined) {
+      this.io.signal?.throwIfAborted();
+      throw new IsolationError(startFailure(this.tail.text(), code));
+    }
+    return { view: `/proc/${this.wrapperPid}/root${r.target}`, target: r.target };
+  }
+
+  /** The bundle is ready: the wrapper started by startOnRoot runs the runtime. */
+  go(): void {
+    this.release(Buffer.from("go\n"));
+  }
+
+  /**
+   * The process's exit status, once the wrapper has ended. The runtime ran kiln's createRuntime
+   * hook once the container's namespaces, cgroup and mounts were in place: a run that ends without
+   * it could not start (IsolationError, not the command failing).
+   */
+  async result(): Promise<RunResult> {
+    if (!this.running) throw new KilnError("INTERNAL", "internal: the OCI run was never started");
+    const code = await this.running;
+    const aborted = this.io.signal?.aborted === true;
+    if (!aborted && !existsSync(this.startedFile)) throw new IsolationError(startFailure(this.tail.text(), code));
+    return { exitCode: aborted && code === 0 ? 137 : code, outputTail: this.tail.text() };
+  }
+
+  /** After the run (or instead of it): a wrapper still waiting for "go" ends before the runtime, then a container left behind is deleted. */
+  async finish(): Promise<void> {
+    this.release(Buffer.alloc(0)); // (its namespace, and the root mounted there, end with it)
+    if (!this.running) return;
+    await this.running.catch(() => undefined);
+    // The container was already deleted inside the namespace (its state directory is gone:
+    // nothing to do, and no process to start), or died with it (an abort): its state's pids are
+    // the namespace's, so never --force (which signals) from here.
+    if (existsSync(join(this.stateDir, this.id))) await this.hooks.deleteContainer();
   }
 }
 
