@@ -2,8 +2,8 @@
 // Prune removes cache records (least recently used first; with `until`, only those unused for
 // that long), then the blobs no record references any more — never a blob a remaining record
 // names. With `keepStorage` it stops once the blobs fit. Unreferenced blobs younger than a grace
-// period (base images a running build just pulled) are kept; stale temp files and the stat
-// caches of build contexts that no longer exist are cleared. Layers extracted for the overlay
+// period (base images a running build just pulled) are kept; stale temp files, the stat caches of
+// build contexts that no longer exist and kept git states that no longer match (vcs/) are cleared. Layers extracted for the overlay
 // snapshotter go when unused for the grace period (or `until`) and no live build stacks them;
 // git checkouts (src/context/git.ts) go when unused as long.
 // Blobs a local image name reaches (its manifest or index, their configs and layers) are kept
@@ -15,6 +15,7 @@ import type { BlobStore } from "../store/blob-store.js";
 import { listExtractedLayers, removeExtractedLayers, treeBytes } from "../snapshot/layer-dirs.js";
 import { listNames } from "../store/names.js";
 import { pruneGitCheckouts } from "../context/git.js";
+import { staleVcsEntries } from "../context/vcs-cache.js";
 import { layerScanName } from "../attest/scan-cache.js";
 import { imageSbomPrefix } from "../attest/sbom-cache.js";
 
@@ -192,6 +193,7 @@ async function clearStaleTemp(store: BlobStore, now: number): Promise<void> {
     { dir: join(store.root, "cache"), match: (n) => n.endsWith(".tmp") },
     { dir: join(store.root, "statcache"), match: (n) => n.endsWith(".tmp") },
     { dir: join(store.root, "sbom-scan"), match: (n) => n.includes(".tmp-") },
+    { dir: join(store.root, "vcs"), match: (n) => n.includes(".tmp-") },
   ];
   for (const { dir, match } of dirs) {
     let names: string[];
@@ -247,6 +249,8 @@ export async function prune(store: BlobStore, options: PruneOptions = {}): Promi
   const now = options.now ?? Date.now();
   await clearStaleTemp(store, now);
   await clearOrphanStatCaches(store);
+  // kept git states (context/vcs-cache.ts) that no longer match their checkout's files
+  for (const f of await staleVcsEntries(store.root)) await rm(f, { force: true });
   const { plan } = await planPrune(store, { ...options, now });
   // records first, so no remaining record ever names a removed blob
   for (const r of plan.records) await rm(r.path, { force: true });

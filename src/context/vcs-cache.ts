@@ -9,6 +9,7 @@
 // (to another repository or other config files: gitEnvironmentMatters).
 import { createHash } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
+import { readFile, readdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { writeFileAtomic } from "../store/atomic-file.js";
 import { consulted, gitEnvironmentMatters } from "./git-dir.js";
@@ -77,4 +78,31 @@ export async function cachedCommitAndRemote(cacheDir: string, dir: string, read:
     await writeFileAtomic(file, JSON.stringify(entry), { mkdirMode: 0o755 }).catch(() => undefined); // a cache: failing to keep it is no error
   }
   return answer;
+}
+
+/**
+ * Entries of `cacheDir/vcs` that can no longer answer (a path they rest on has changed, or they do
+ * not parse): what `kiln prune` removes (the next build of such a checkout writes its entry again).
+ */
+export async function staleVcsEntries(cacheDir: string): Promise<string[]> {
+  const dir = join(cacheDir, "vcs");
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const name of names.filter((n) => n.endsWith(".json") && !n.startsWith("."))) {
+    const file = join(dir, name);
+    let current = false;
+    try {
+      const e = JSON.parse(await readFile(file, "utf8")) as Entry;
+      current = e.v === 1 && Array.isArray(e.inputs) && e.inputs.every(([p, sig]) => typeof p === "string" && signature(p) === sig);
+    } catch {
+      current = false;
+    }
+    if (!current) out.push(file);
+  }
+  return out;
 }

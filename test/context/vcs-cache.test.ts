@@ -6,6 +6,9 @@ import { afterAll, describe, expect, it } from "vitest";
 import { readFile, readdir, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { readVcsInfo } from "../../src/context/vcs.js";
+import { staleVcsEntries } from "../../src/context/vcs-cache.js";
+import { prune } from "../../src/cache/prune.js";
+import { BlobStore } from "../../src/store/blob-store.js";
 import { mustRun } from "../helpers/kiln.js";
 import { TempDirs } from "../helpers/temp.js";
 
@@ -81,6 +84,28 @@ describe("the kept commit and remote", () => {
       if (saved === undefined) delete process.env.GIT_DIR;
       else process.env.GIT_DIR = saved;
     }
+  });
+
+  it("kiln prune removes an entry whose checkout changed and keeps a current one", async () => {
+    const a = await checkout();
+    const b = await checkout();
+    const cache = await temps.make("kiln-vcs-cache-dir-");
+    await age(a.dir);
+    await age(b.dir);
+    const opts = { checkDirty: false, cacheDir: cache };
+    await readVcsInfo(a.dir, undefined, opts);
+    await readVcsInfo(b.dir, undefined, opts);
+    expect(await entries(cache)).toHaveLength(2);
+    expect(await staleVcsEntries(cache)).toEqual([]);
+    await writeFile(join(b.dir, "b.txt"), "b\n");
+    await b.git("add", "-A");
+    await b.git("commit", "-q", "-m", "two"); // b's branch ref moved
+    const stale = await staleVcsEntries(cache);
+    expect(stale).toHaveLength(1);
+    await prune(new BlobStore(cache));
+    expect(await entries(cache)).not.toContain(stale[0]);
+    expect(await entries(cache)).toHaveLength(1);
+    expect((await readVcsInfo(a.dir, undefined, opts))?.commit).toBe(await a.git("rev-parse", "HEAD"));
   });
 
   it("keeps nothing for a directory in no checkout, nor without a cache directory", async () => {
