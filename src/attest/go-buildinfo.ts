@@ -272,6 +272,18 @@ export interface PositionedFile {
   read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
 }
 
+/** Up to `len` bytes of `file` from `at` (fewer at its end): positioned reads until done or end of file. */
+export async function readAt(file: PositionedFile, at: number, len: number): Promise<Buffer> {
+  const out = Buffer.allocUnsafe(len);
+  let done = 0;
+  while (done < len) {
+    const { bytesRead } = await file.read(out, done, len - done, at + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return out.subarray(0, done);
+}
+
 /** The blocks a file scan reads (BLOCKS of BLOCK_BYTES at most: the headers, the names, the search window). */
 const BLOCK_BYTES = 64 * 1024;
 const BLOCKS = 4;
@@ -283,16 +295,7 @@ const BLOCKS = 4;
  */
 export async function readGoBuildInfoFile(file: PositionedFile, size: number): Promise<GoBuildInfo | undefined> {
   const blocks: Array<{ at: number; data: Buffer }> = [];
-  const fill = async (at: number, len: number): Promise<Buffer> => {
-    const out = Buffer.allocUnsafe(len);
-    let done = 0;
-    while (done < len) {
-      const { bytesRead } = await file.read(out, done, len - done, at + done);
-      if (bytesRead === 0) break;
-      done += bytesRead;
-    }
-    return out.subarray(0, done);
-  };
+  const fill = (at: number, len: number): Promise<Buffer> => readAt(file, at, len);
   const get = async ({ at, len }: Want): Promise<Buffer | undefined> => {
     const hit = blocks.find((b) => at >= b.at && at + len <= b.at + b.data.length);
     if (hit) return hit.data.subarray(at - hit.at, at - hit.at + len);

@@ -10,7 +10,7 @@ import { constants as fsConstants, existsSync } from "node:fs";
 import { open, opendir, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { KilnError, throwIfAborted } from "../errors.js";
-import { goRecord, readGoBuildInfoFile } from "./go-buildinfo.js";
+import { goRecord, readAt, readGoBuildInfoFile } from "./go-buildinfo.js";
 import { isRpmMarker } from "./rpmdb.js";
 import { MAX_TOTAL_BYTES, wantedFile } from "./scan-files.js";
 
@@ -77,16 +77,10 @@ export async function readCapped(fh: FileHandle, size: number, cap: number): Pro
   let total = 0;
   // one byte past the size first (a short answer proves the end), then on to one past the cap if it grew
   for (let want = size + 1; total <= cap; want = cap + 1 - total) {
-    const buf = Buffer.allocUnsafe(want);
-    let done = 0;
-    while (done < want) {
-      const { bytesRead } = await fh.read(buf, done, want - done, total + done);
-      if (bytesRead === 0) break;
-      done += bytesRead;
-    }
-    parts.push(buf.subarray(0, done));
-    total += done;
-    if (done < want) break;
+    const chunk = await readAt(fh, total, want);
+    parts.push(chunk);
+    total += chunk.length;
+    if (chunk.length < want) break;
   }
   return total > cap ? undefined : Buffer.concat(parts, total);
 }
