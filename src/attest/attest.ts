@@ -91,7 +91,8 @@ export async function attestImage(input: AttestInput): Promise<StoredAttestation
     // An image's statement: the one stored when this image was attested before (remembered by its
     // findings' entry and the document's own text), else made and stored now, and remembered.
     const imageStatement = async (image: Image, scan?: string): Promise<EncodedStatement> => {
-      const head = spdxStatementHead(subjects, document(scan));
+      const doc = document(scan);
+      const head = spdxStatementHead(subjects, doc);
       const known = await cachedSbomStatement(input.store, layersOf(image), version, head);
       if (known) {
         for (const w of known.warnings) input.onWarning?.(w);
@@ -99,7 +100,7 @@ export async function attestImage(input: AttestInput): Promise<StoredAttestation
       }
       const found = await imageSbom(image);
       for (const w of found.warnings) input.onWarning?.(w);
-      const blob = await input.store.putBytes(spdxStatementJSON(subjects, document(scan), found, head));
+      const blob = await input.store.putBytes(spdxStatementJSON(subjects, doc, found, head));
       await rememberSbomStatement(input.store, layersOf(image), version, head, { ...blob, warnings: found.warnings });
       return { predicateType: SPDX_PREDICATE, blob };
     };

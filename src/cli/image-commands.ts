@@ -2,6 +2,7 @@
 // `kiln history` (any image argument), and the store side of `kiln push` (a stored name as the source). Names are normalized as src/images/name.ts does;
 // removing a name leaves its blobs to the next `kiln prune`.
 import { KilnError, UsageError } from "../errors.js";
+import { isIndexType } from "../image/oci.js";
 import { normalizeName } from "../images/name.js";
 import { formatBytes } from "../units.js";
 import { one, type ParsedArgs } from "./args.js";
@@ -112,16 +113,16 @@ export async function pushStored(args: ParsedArgs, src: string, refs: string[], 
   const { pushRoot, storeSource } = await import("../registry/push.js");
   const store = new BlobStore(dir);
   const to = refs.length > 0 ? refs : [name];
-  const { isIndexMediaType, missingPlatforms } = await import("../image/stored-blobs.js");
+  const { missingPlatforms } = await import("../image/stored-blobs.js");
   const platform = one(args, "platform");
-  if (platform !== undefined && isIndexMediaType(rec.target.mediaType)) {
+  if (platform !== undefined && isIndexType(rec.target.mediaType)) {
     const { parsePlatform } = await import("../image/platform.js");
     const { storedPlatformManifest } = await import("../images/resolve.js");
     const manifest = await storedPlatformManifest(store, rec.target, parsePlatform(platform), name);
     const r = await pushRoot(storeSource(store), manifest, to, { store, ...options });
     return { digest: r.digest, refs: to };
   }
-  if (isIndexMediaType(rec.target.mediaType) && (await store.has(rec.target.digest))) {
+  if (isIndexType(rec.target.mediaType) && (await store.has(rec.target.digest))) {
     // an index pulled for some platforms: pushing it would claim blobs the store does not hold
     const missing = await missingPlatforms(store, await store.readJSON(rec.target.digest));
     if (missing.length > 0) {

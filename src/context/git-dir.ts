@@ -8,6 +8,8 @@
 // cannot read as git would (reftable refs, include/includeIf directives, GIT_DIR and the like in
 // the environment, GIT_CONFIG* for the remote, a git not installed under /usr, legacy
 // .git/remotes files, unusual syntax) is answered ASK_GIT, and the caller asks git (vcs.ts).
+// Every path looked at is told, before it is read, to a caller that asks (consulted(): the kept
+// answers of vcs-cache.ts rest on those paths).
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { delimiter, dirname, isAbsolute, join, resolve } from "node:path";
 import { homedir } from "node:os";

@@ -39,6 +39,11 @@ function signature(path: string): string {
   }
 }
 
+/** Whether a kept entry (parsed, of unknown shape) still answers: every path it rests on signs as it did. */
+function current(e: Partial<Entry> | undefined): e is Entry {
+  return e?.v === 1 && typeof e.commit === "string" && Array.isArray(e.inputs) && e.inputs.every(([p, sig]) => typeof p === "string" && signature(p) === sig);
+}
+
 /** The entry's file for the checkout that `dir` is in, as this environment finds its files (PATH, HOME, XDG_CONFIG_HOME). */
 function entryFile(cacheDir: string, dir: string, env: NodeJS.ProcessEnv): string {
   const key = createHash("sha256").update(JSON.stringify([resolve(dir), env.PATH ?? "", env.HOME ?? "", env.XDG_CONFIG_HOME ?? ""])).digest("hex");
@@ -55,10 +60,8 @@ export async function cachedCommitAndRemote(cacheDir: string, dir: string, read:
   if (gitEnvironmentMatters(env)) return read();
   const file = entryFile(cacheDir, dir, env);
   try {
-    const e = JSON.parse(readFileSync(file, "utf8")) as Entry;
-    if (e.v === 1 && typeof e.commit === "string" && Array.isArray(e.inputs) && e.inputs.every(([p, sig]) => typeof p === "string" && signature(p) === sig)) {
-      return { commit: e.commit, ...(typeof e.remote === "string" ? { remote: e.remote } : {}) };
-    }
+    const e = JSON.parse(readFileSync(file, "utf8")) as Partial<Entry>;
+    if (current(e)) return { commit: e.commit, ...(typeof e.remote === "string" ? { remote: e.remote } : {}) };
   } catch {
     // none kept, or unreadable: read the checkout
   }
@@ -95,14 +98,13 @@ export async function staleVcsEntries(cacheDir: string): Promise<string[]> {
   const out: string[] = [];
   for (const name of names.filter((n) => n.endsWith(".json") && !n.startsWith("."))) {
     const file = join(dir, name);
-    let current = false;
+    let e: Partial<Entry> | undefined;
     try {
-      const e = JSON.parse(await readFile(file, "utf8")) as Entry;
-      current = e.v === 1 && Array.isArray(e.inputs) && e.inputs.every(([p, sig]) => typeof p === "string" && signature(p) === sig);
+      e = JSON.parse(await readFile(file, "utf8")) as Partial<Entry>;
     } catch {
-      current = false;
+      e = undefined; // unreadable or no JSON: stale
     }
-    if (!current) out.push(file);
+    if (!current(e)) out.push(file);
   }
   return out;
 }

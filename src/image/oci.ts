@@ -19,6 +19,16 @@ export const MediaType = {
   dockerForeignLayerGzip: "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
 } as const;
 
+/** An image index's media type (OCI index or Docker manifest list). */
+export function isIndexType(mt: string | undefined): boolean {
+  return mt === MediaType.ociIndex || mt === MediaType.dockerManifestList;
+}
+
+/** A single image manifest's media type (OCI or Docker schema 2). */
+export function isManifestType(mt: string | undefined): boolean {
+  return mt === MediaType.ociManifest || mt === MediaType.dockerManifest;
+}
+
 export type ImageFormat = "oci" | "docker";
 
 export interface Platform {

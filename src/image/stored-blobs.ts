@@ -4,12 +4,8 @@
 // for the messages of the commands that need them all (kiln push NAME) or one of them.
 import type { BlobStore } from "../store/blob-store.js";
 import { REFERENCE_DIGEST_ANNOTATION, isAttestationEntry } from "./attestation-entry.js";
-import { MediaType, type Descriptor, type Index, type Manifest } from "./oci.js";
+import type { Descriptor, Index, Manifest } from "./oci.js";
 import { formatPlatform } from "./platform.js";
-
-export function isIndexMediaType(mt: string | undefined): boolean {
-  return mt === MediaType.ociIndex || mt === MediaType.dockerManifestList;
-}
 
 /** Whether the manifest `desc` and every blob it lists are in the store (a malformed one is not). */
 export async function hasManifestBlobs(store: BlobStore, desc: Descriptor): Promise<boolean> {

@@ -3,7 +3,7 @@
 // created time. A name whose blobs were pruned away is listed with what is still known; of an
 // index, the platforms listed are those pulled (attestation manifests are sized, never listed).
 import type { Descriptor, ImageConfig, Index, Manifest, Platform } from "../image/oci.js";
-import { MediaType } from "../image/oci.js";
+import { isIndexType } from "../image/oci.js";
 import { isAttestationEntry } from "../image/attestation-entry.js";
 import { formatPlatform } from "../image/platform.js";
 import { BlobStore } from "../store/blob-store.js";
@@ -19,7 +19,6 @@ export interface ImageRow {
   complete: boolean;
 }
 
-const isIndex = (mt: string): boolean => mt === MediaType.ociIndex || mt === MediaType.dockerManifestList;
 
 async function manifestInfo(store: BlobStore, desc: Descriptor): Promise<{ platform?: string; size: number; created?: string; complete: boolean }> {
   let size = desc.size;
@@ -38,7 +37,7 @@ async function manifestInfo(store: BlobStore, desc: Descriptor): Promise<{ platf
 
 async function row(store: BlobStore, rec: NameRecord): Promise<ImageRow> {
   const base = { name: rec.name, digest: rec.target.digest };
-  if (!isIndex(rec.target.mediaType)) {
+  if (!isIndexType(rec.target.mediaType)) {
     const info = await manifestInfo(store, rec.target);
     return { ...base, platforms: info.platform ? [info.platform] : [], size: info.size, ...(info.created ? { created: info.created } : {}), complete: info.complete };
   }

@@ -5,11 +5,11 @@
 // are. Manifests and single-image configs are verified and kept in the blob store.
 import { KilnError } from "../errors.js";
 import { OciLayout } from "../image/layout.js";
-import { MediaType, isDigest, type Descriptor, type ImageConfig, type Index, type Manifest, type Platform } from "../image/oci.js";
+import { MediaType, isDigest, isIndexType, isManifestType, type Descriptor, type ImageConfig, type Index, type Manifest, type Platform } from "../image/oci.js";
 import { normalizePlatform } from "../image/platform.js";
 import { parseReference, referenceTarget, type Reference } from "../image/reference.js";
 import type { ClientPool } from "../registry/client.js";
-import { CONFIG_LIMIT, fetchBlob, fetchManifest, isIndexType, isManifestType, manifestMediaType } from "../registry/pull.js";
+import { CONFIG_LIMIT, fetchBlob, fetchManifest, manifestMediaType } from "../registry/pull.js";
 import type { RegistryOptions } from "../registry/options.js";
 import type { BlobStore } from "../store/blob-store.js";
 import { isLayoutArgument, splitLayoutArgument } from "./resolve.js";

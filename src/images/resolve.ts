@@ -10,7 +10,7 @@
 import { resolve as resolvePath } from "node:path";
 import { KilnError } from "../errors.js";
 import type { Descriptor, Index, Platform } from "../image/oci.js";
-import { MediaType } from "../image/oci.js";
+import { isIndexType } from "../image/oci.js";
 import { formatPlatform, hostPlatform, selectManifest } from "../image/platform.js";
 import { hasManifestBlobs } from "../image/stored-blobs.js";
 import { isAttestationEntry } from "../image/attestation-entry.js";
@@ -65,7 +65,7 @@ function imageReference(arg: string): Reference {
 /** The single-platform manifest a stored target names (following an index to `platform`). */
 async function storedManifest(store: BlobStore, target: NamedTarget, platform: Platform, name: string): Promise<Descriptor> {
   if (!(await store.has(target.digest))) throw new KilnError("BLOB_MISSING", `image ${name}: its manifest ${target.digest} is no longer in the store (pull or build it again)`);
-  if (target.mediaType === MediaType.ociIndex || target.mediaType === MediaType.dockerManifestList) {
+  if (isIndexType(target.mediaType)) {
     const index = await store.readJSON<Index>(target.digest);
     try {
       return selectManifest(index, platform);
@@ -132,7 +132,7 @@ async function byDigest(cacheDir: string, ref: Reference): Promise<NamedTarget |
   const hit = names.find((n) => n.target.digest === ref.digest && n.name.startsWith(`${repo}:`)) ?? names.find((n) => n.target.digest === ref.digest);
   if (hit) return hit.target;
   const store = new BlobStore(cacheDir);
-  const indexes = names.filter((n) => n.target.mediaType === MediaType.ociIndex || n.target.mediaType === MediaType.dockerManifestList);
+  const indexes = names.filter((n) => isIndexType(n.target.mediaType));
   for (const n of [...indexes.filter((x) => x.name.startsWith(`${repo}:`)), ...indexes.filter((x) => !x.name.startsWith(`${repo}:`))]) {
     const index = await store.readJSON<Index>(n.target.digest).catch(() => undefined);
     const child = Array.isArray(index?.manifests) ? index.manifests.find((d) => d.digest === ref.digest && !isAttestationEntry(d)) : undefined;

@@ -14,7 +14,7 @@ import { HashCounter } from "../store/blob-store.js";
 import { OciLayout } from "../image/layout.js";
 import { layoutBlobs } from "../image/source.js";
 import { isAttestationEntry, readAttestationManifest } from "../image/attestation-entry.js";
-import { MediaType, isDigest, type Descriptor, type Digest, type ImageConfig, type Index, type Manifest } from "../image/oci.js";
+import { MediaType, isDigest, isIndexType, type Descriptor, type Digest, type ImageConfig, type Index, type Manifest } from "../image/oci.js";
 
 const OCI_LAYER_PREFIX = "application/vnd.oci.image.layer.";
 const DOCKER_LAYER_PREFIX = "application/vnd.docker.image.rootfs.";
@@ -120,7 +120,7 @@ class LayoutVerifier {
     for (let i = 0; i < index.manifests.length; i++) {
       const d = index.manifests[i]!;
       const at = `${where}: manifests[${i}] ${d.digest}`;
-      if (d.mediaType === MediaType.ociIndex || d.mediaType === MediaType.dockerManifestList) {
+      if (isIndexType(d.mediaType)) {
         const child = await this.readDoc<Index>(d, at);
         if (child?.mediaType !== undefined && child.mediaType !== d.mediaType) {
           this.fail(`${at}: index says mediaType ${child.mediaType}, its descriptor says ${d.mediaType}`);

@@ -13,7 +13,7 @@ import { failureReason, statusError } from "./http-error.js";
 import { REFERENCE_DIGEST_ANNOTATION, isAttestationEntry } from "../image/attestation-entry.js";
 import type { Image, Layer } from "../image/image.js";
 import { storeImage, type ImageSource } from "../image/source.js";
-import { MediaType, isDigest, type Descriptor, type Digest, type ImageConfig, type Index, type Manifest, type Platform } from "../image/oci.js";
+import { MediaType, isDigest, isIndexType, isManifestType, type Descriptor, type Digest, type ImageConfig, type Index, type Manifest, type Platform } from "../image/oci.js";
 import { formatPlatform, platformMatches, selectManifest } from "../image/platform.js";
 import { familiarName, referenceTarget, toReference, type Reference } from "../image/reference.js";
 import type { BlobStore } from "../store/blob-store.js";
@@ -60,13 +60,6 @@ const MANIFEST_LIMIT = 4 * 1024 * 1024;
 /** Image configs are read whole into memory: larger ones are refused before any byte is fetched. */
 export const CONFIG_LIMIT = 16 * 1024 * 1024;
 
-export function isIndexType(mt: string | undefined): boolean {
-  return mt === MediaType.ociIndex || mt === MediaType.dockerManifestList;
-}
-
-export function isManifestType(mt: string | undefined): boolean {
-  return mt === MediaType.ociManifest || mt === MediaType.dockerManifest;
-}
 
 function sha256(buf: Buffer): Digest {
   return `sha256:${createHash("sha256").update(buf).digest("hex")}`;

@@ -7,14 +7,14 @@ import { KilnError, abortable, throwIfAborted } from "../errors.js";
 import { OciLayout } from "../image/layout.js";
 import { layoutBlobs, storeBlobs } from "../image/source.js";
 import type { OutputImage } from "../image/image-index.js";
-import { MediaType, isDigest, type Descriptor, type Digest, type Index, type Manifest } from "../image/oci.js";
+import { MediaType, isDigest, isIndexType, isManifestType, type Descriptor, type Digest, type Index, type Manifest } from "../image/oci.js";
 import { familiarName, formatReference, toReference, type Reference } from "../image/reference.js";
 import type { BlobStore } from "../store/blob-store.js";
 import { ClientPool, RegistryClient, pullScope, pushScope } from "./client.js";
 import { drain, header } from "./response.js";
 import { mapLimit } from "./limit.js";
 import type { RegistryOptions } from "./options.js";
-import { isIndexType, isManifestType, manifestMediaType } from "./pull.js";
+import { manifestMediaType } from "./pull.js";
 import { addOrigin, readOrigins, type BlobOrigin } from "./records.js";
 import { uploadBlob, type BlobSource, type UploadTarget } from "./upload.js";
 

@@ -3,12 +3,12 @@
 // when `wantBlob` asks for them (small artifact blobs such as in-toto statements, never image
 // layers by default). What reads attestations of a registry image uses it.
 import { KilnError, abortable } from "../errors.js";
-import type { Descriptor, Index, Manifest } from "../image/oci.js";
+import { isIndexType, type Descriptor, type Index, type Manifest } from "../image/oci.js";
 import { familiarName, referenceTarget, toReference, type Reference } from "../image/reference.js";
 import type { BlobStore } from "../store/blob-store.js";
 import { RegistryClient } from "./client.js";
 import type { RegistryOptions } from "./options.js";
-import { CONFIG_LIMIT, fetchBlob, fetchManifest, isIndexType } from "./pull.js";
+import { CONFIG_LIMIT, fetchBlob, fetchManifest } from "./pull.js";
 
 export interface TreeOptions extends RegistryOptions {
   store: BlobStore;
