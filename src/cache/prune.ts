@@ -3,9 +3,10 @@
 // that long), then the blobs no record references any more — never a blob a remaining record
 // names. With `keepStorage` it stops once the blobs fit. Unreferenced blobs younger than a grace
 // period (base images a running build just pulled) are kept; stale temp files, the stat caches of
-// build contexts that no longer exist and kept git states that no longer match (vcs/) are cleared. Layers extracted for the overlay
-// snapshotter go when unused for the grace period (or `until`) and no live build stacks them;
-// git checkouts (src/context/git.ts) go when unused as long.
+// build contexts that no longer exist and kept git states that no longer match (vcs/) are
+// cleared. Layers extracted for the overlay snapshotter go when unused for the grace period (or
+// `until`) and no live build stacks them; git checkouts (src/context/git.ts) go when unused as
+// long.
 // Blobs a local image name reaches (its manifest or index, their configs and layers) are kept
 // whatever their age: `kiln rmi` removes the name, the next prune its blobs.
 import { lstat, readdir, readFile, rm, stat } from "node:fs/promises";

@@ -89,21 +89,12 @@ export async function cachedCommitAndRemote(cacheDir: string, dir: string, read:
  */
 export async function staleVcsEntries(cacheDir: string): Promise<string[]> {
   const dir = join(cacheDir, "vcs");
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch {
-    return [];
-  }
+  const names = await readdir(dir).catch(() => [] as string[]);
   const out: string[] = [];
   for (const name of names.filter((n) => n.endsWith(".json") && !n.startsWith("."))) {
     const file = join(dir, name);
-    let e: Partial<Entry> | undefined;
-    try {
-      e = JSON.parse(await readFile(file, "utf8")) as Partial<Entry>;
-    } catch {
-      e = undefined; // unreadable or no JSON: stale
-    }
+    // unreadable or no JSON: stale
+    const e = await readFile(file, "utf8").then((t) => JSON.parse(t) as Partial<Entry>).catch(() => undefined);
     if (!current(e)) out.push(file);
   }
   return out;

@@ -19,7 +19,6 @@ export interface ImageRow {
   complete: boolean;
 }
 
-
 async function manifestInfo(store: BlobStore, desc: Descriptor): Promise<{ platform?: string; size: number; created?: string; complete: boolean }> {
   let size = desc.size;
   try {

@@ -60,7 +60,6 @@ const MANIFEST_LIMIT = 4 * 1024 * 1024;
 /** Image configs are read whole into memory: larger ones are refused before any byte is fetched. */
 export const CONFIG_LIMIT = 16 * 1024 * 1024;
 
-
 function sha256(buf: Buffer): Digest {
   return `sha256:${createHash("sha256").update(buf).digest("hex")}`;
 }
